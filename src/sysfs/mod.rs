@@ -1,0 +1,1 @@
+//! sysfs discovery: mediated-device parents, types and instances; PCI devices and groups.
