@@ -50,9 +50,15 @@ fn all_passing_guest_exits_zero_with_closing_line() {
     let o = run_bed(GOOD, &[]);
     assert_eq!(o.code, Some(0), "{}", o.stdout);
     assert!(o.stdout.contains("PASS alpha (1s)"), "{}", o.stdout);
-    assert!(o.stdout.contains("SKIP beta: no edu device"), "{}", o.stdout);
     assert!(
-        o.stdout.lines().any(|l| l == "2 passed, 0 failed, 1 skipped"),
+        o.stdout.contains("SKIP beta: no edu device"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l == "2 passed, 0 failed, 1 skipped"),
         "{}",
         o.stdout
     );
@@ -61,12 +67,18 @@ fn all_passing_guest_exits_zero_with_closing_line() {
 #[test]
 fn a_failed_scenario_fails_the_bed() {
     let script = GOOD
-        .replace("VFIOH PASS gamma (2s)", "VFIOH FAIL gamma: register mismatch")
+        .replace(
+            "VFIOH PASS gamma (2s)",
+            "VFIOH FAIL gamma: register mismatch",
+        )
         .replace("2 passed, 0 failed", "1 passed, 1 failed");
     let o = run_bed(&script, &[]);
     assert_eq!(o.code, Some(1), "{}", o.stdout);
     assert!(o.stdout.contains("FAIL gamma: register mismatch"));
-    assert!(o.stdout.lines().any(|l| l == "1 passed, 1 failed, 1 skipped"));
+    assert!(o
+        .stdout
+        .lines()
+        .any(|l| l == "1 passed, 1 failed, 1 skipped"));
 }
 
 #[test]
@@ -74,7 +86,11 @@ fn missing_closing_line_fails_the_bed() {
     let script = GOOD.replace("VFIOH DONE 2 passed, 0 failed, 1 skipped\n", "");
     let o = run_bed(&script, &[]);
     assert_eq!(o.code, Some(1), "{}", o.stdout);
-    assert!(o.stdout.contains("never printed its closing line"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("never printed its closing line"),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -100,7 +116,11 @@ fn a_guest_panic_fails_the_bed_even_with_passes() {
 fn qemu_failing_fails_the_bed() {
     let o = run_bed(&GOOD.replace("exit 0", "exit 3"), &[]);
     assert_eq!(o.code, Some(1), "{}", o.stdout);
-    assert!(o.stdout.contains("qemu exited with status 3"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("qemu exited with status 3"),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -111,7 +131,11 @@ fn a_hung_guest_is_killed_at_the_timeout() {
         &["--timeout", "2"],
     );
     assert_eq!(o.code, Some(1), "{}", o.stdout);
-    assert!(o.stdout.contains("did not finish within 2s"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("did not finish within 2s"),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
