@@ -10,6 +10,8 @@
 //!   ([`v1::V1Driver`]).
 
 mod error;
+pub mod fsm;
+
 pub mod v1;
 pub mod v2;
 
