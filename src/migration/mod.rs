@@ -11,6 +11,7 @@
 
 mod error;
 pub mod fsm;
+pub mod stream;
 
 pub mod v1;
 pub mod v2;
