@@ -11,6 +11,9 @@
 
 pub mod compat;
 mod error;
+pub mod fsm;
+pub mod stream;
+
 pub mod v1;
 pub mod v2;
 
