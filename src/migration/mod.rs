@@ -10,6 +10,7 @@
 //!   ([`v1::V1Driver`]).
 
 pub mod compat;
+pub mod conformance;
 mod error;
 pub mod fsm;
 pub mod stream;
