@@ -19,7 +19,7 @@
 //! unnamed temporary file, so memory stays bounded whatever the state size.
 
 use super::{fsm, MigrationDriver, MigrationError};
-use crate::device::{MigFlags, MigState};
+use crate::device::MigState;
 use serde::Serialize;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Instant;
@@ -378,7 +378,7 @@ pub fn run(
                 b.iter_mut().for_each(|x| *x ^= 0xff);
                 damaged.seek(SeekFrom::Start(0)).map_err(|e| file_err("temporary stream", e))?;
                 damaged.write_all(&b).map_err(|e| file_err("temporary stream", e))?;
-                let good = std::mem::replace(&mut s.reference, Some((damaged, len)));
+                let good = s.reference.replace((damaged, len));
                 let r = s.write_reference(None);
                 s.reference = good;
                 r?
