@@ -49,6 +49,9 @@ struct TypesArgs {
     /// Only this parent's types.
     #[arg(long)]
     parent: Option<String>,
+    /// Only types with this id (`mtty-2`).
+    #[arg(long = "type")]
+    mdev_type: Option<String>,
     /// Print description and every vendor attribute.
     #[arg(short, long)]
     verbose: bool,
@@ -181,9 +184,17 @@ fn opt(s: &Option<String>) -> String {
 }
 
 fn types(root: &SysfsRoot, a: TypesArgs) -> anyhow::Result<ExitCode> {
-    let types = match &a.parent {
-        Some(p) => mdev::parent_types(root, p)?,
-        None => mdev::list_types(root)?,
+    let types = match (&a.parent, &a.mdev_type) {
+        (Some(p), Some(t)) => vec![mdev::find_type(root, p, t)?],
+        (Some(p), None) => mdev::parent_types(root, p)?,
+        (None, Some(t)) => {
+            let found = mdev::types_named(root, t)?;
+            if found.is_empty() {
+                anyhow::bail!("no parent has an mdev type {t:?}");
+            }
+            found
+        }
+        (None, None) => mdev::list_types(root)?,
     };
     if a.json {
         print_json(&types)?;
