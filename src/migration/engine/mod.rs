@@ -67,23 +67,14 @@ pub struct Progress {
     pub expected: Option<u64>,
 }
 
-/// When to stop pre-copying and stop the source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// When to stop pre-copying and stop the source. The default runs no pre-copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrecopyPolicy {
     /// Maximum pre-copy rounds; 0 disables pre-copy.
     pub max_rounds: u32,
     /// Converged when the bytes still pending after a round (initial + dirty) are at or below
     /// this.
     pub dirty_threshold: u64,
-}
-
-impl Default for PrecopyPolicy {
-    fn default() -> Self {
-        PrecopyPolicy {
-            max_rounds: 0,
-            dirty_threshold: 0,
-        }
-    }
 }
 
 /// Options common to every operation.
