@@ -8,6 +8,7 @@
 
 use std::process::ExitCode;
 
+use vfio_harness::migration::compat::{self, Verdict};
 use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
 use vfio_harness::migration::MigrationDriver;
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
@@ -32,7 +33,7 @@ pub struct Args {
     /// Chunk / buffer size (up to 64M).
     #[arg(long, default_value = "1M")]
     pub buffer: ByteSize,
-    /// Skip the compatibility checks (identity and, once available, `compat`).
+    /// Skip the compatibility checks (the `compat` pre-check and the identity check).
     #[arg(long)]
     pub force: bool,
     /// Print the report as JSON.
@@ -40,15 +41,27 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The compatibility gate run before migrating unless `--force`.
-///
-/// HOOK: the full rule set (`crate::migration::compat::check`: device_api, type,
-/// software_version, compatible_* lists, dynamic resources, migration_version) belongs here
-/// once the compat module lands; call it with the two devices and bail on anything but
-/// "compatible". Until then the engine's identity check (device_api, mdev type, PCI IDs,
-/// protocol) is the gate.
-fn compat_gate(_src: &dyn MigrationDriver, _dst: &dyn MigrationDriver) -> anyhow::Result<()> {
-    Ok(())
+/// The compatibility gate run before migrating unless `--force`: the `compat` pre-check
+/// (device_api, type, software_version, compatible_* lists, dynamic resources,
+/// migration_version write test). A failed rule refuses; unknown rules (attributes the
+/// driver does not expose) do not block, as in `compat` without `--strict`.
+fn compat_gate(src: &dyn MigrationDriver, dst: &dyn MigrationDriver) -> anyhow::Result<()> {
+    let report = compat::check(src.device(), dst.device(), true);
+    if report.compatible {
+        return Ok(());
+    }
+    let failed: Vec<String> = report
+        .rules
+        .iter()
+        .filter(|r| r.verdict == Verdict::Fail)
+        .map(|r| format!("{}: {}", r.rule, r.reason))
+        .collect();
+    anyhow::bail!(
+        "{} -> {} is not compatible ({}); run `vfio-harness compat` for the full report, or --force to migrate anyway",
+        report.source,
+        report.destination,
+        failed.join("; ")
+    )
 }
 
 /// Runs `migrate`.
