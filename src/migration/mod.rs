@@ -11,10 +11,10 @@
 
 pub mod compat;
 pub mod conformance;
+pub mod engine;
 mod error;
 pub mod fsm;
 pub mod stream;
-
 pub mod v1;
 pub mod v2;
 

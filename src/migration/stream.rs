@@ -598,7 +598,9 @@ mod tests {
         w.finish().unwrap().0
     }
 
-    fn read_all(data: &[u8]) -> Result<(StreamHeader, Vec<(ChunkKind, Vec<u8>)>)> {
+    type Chunks = Vec<(ChunkKind, Vec<u8>)>;
+
+    fn read_all(data: &[u8]) -> Result<(StreamHeader, Chunks)> {
         let mut r = StreamReader::new(data)?;
         let mut buf = vec![0u8; r.header().max_chunk as usize];
         let mut out = Vec::new();
