@@ -2,6 +2,8 @@
 //!
 //! Every lookup goes through a [`SysfsRoot`], so unit tests run on fixture trees.
 
+pub mod device;
+
 use std::path::{Path, PathBuf};
 
 /// The root of a sysfs tree: `/sys` on a real system, a fixture directory in tests.
