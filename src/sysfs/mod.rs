@@ -2,6 +2,8 @@
 //!
 //! Every lookup goes through a [`SysfsRoot`], so unit tests run on fixture trees.
 
+pub mod device;
+
 pub mod mdev;
 
 use std::fs;
