@@ -1,0 +1,23 @@
+# The bed's kernel offers what every other scenario relies on: the VFIO container, iommufd,
+# device cdevs, the three mdev sample parents, and edu bound to vfio-pci in its own group.
+. /etc/vfioh/lib.sh
+[ -c /dev/vfio/vfio ] || fail "/dev/vfio/vfio missing (CONFIG_VFIO_CONTAINER)"
+[ -c /dev/iommu ] || fail "/dev/iommu missing (CONFIG_IOMMUFD)"
+for p in mtty mdpy mbochs; do
+    [ -d /sys/class/mdev_bus/$p/mdev_supported_types ] || fail "mdev parent $p missing"
+    echo "ok: parent $p types: $(ls /sys/class/mdev_bus/$p/mdev_supported_types | tr '\n' ' ')"
+done
+need MTTY_A EDU
+for u in $MTTY_A $MTTY_B $MDPY $MBOCHS; do
+    g=$(basename "$(readlink /sys/bus/mdev/devices/$u/iommu_group)")
+    [ -c /dev/vfio/$g ] || fail "group node /dev/vfio/$g of $u missing"
+    [ -d /sys/bus/mdev/devices/$u/vfio-dev ] || fail "$u has no vfio-dev cdev"
+    echo "ok: $u group $g cdev $(ls /sys/bus/mdev/devices/$u/vfio-dev)"
+done
+drv=$(basename "$(readlink /sys/bus/pci/devices/$EDU/driver)")
+expect_eq "edu driver" "$drv" vfio-pci
+g=$(basename "$(readlink /sys/bus/pci/devices/$EDU/iommu_group)")
+members=$(ls /sys/kernel/iommu_groups/$g/devices | wc -l)
+expect_eq "devices in edu's IOMMU group $g" "$members" 1
+[ -d /sys/class/iommu ] && ls /sys/class/iommu | grep -q dmar || fail "no DMAR (intel-iommu) unit"
+echo "ok: intel-iommu $(ls /sys/class/iommu)"
