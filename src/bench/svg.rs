@@ -1,0 +1,305 @@
+//! A small hand-written SVG line chart: throughput against buffer size (log2 x axis), one
+//! line per mode plus dashed reference lines.
+
+use crate::units::format_bytes;
+use std::fmt::Write;
+
+/// One line of the chart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Legend label.
+    pub name: String,
+    /// `(buffer bytes, bytes per second)` points; sorted by the writer.
+    pub points: Vec<(u64, f64)>,
+    /// Drawn dashed (reference lines).
+    pub dashed: bool,
+}
+
+const W: f64 = 860.0;
+const H: f64 = 500.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 200.0;
+const TOP: f64 = 50.0;
+const BOTTOM: f64 = 60.0;
+const COLORS: [&str; 10] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+    "#bcbd22", "#7f7f7f",
+];
+
+/// Escapes text for XML content and attributes.
+pub fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// A "nice" tick step (1, 2 or 5 times a power of ten) giving about `target` ticks up to `max`.
+fn nice_step(max: f64, target: f64) -> f64 {
+    let raw = max / target;
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    // Tolerance: `raw / mag` is inexact (0.05 / 0.01 = 5.000000000000001).
+    let nice = if f <= 1.0 + 1e-9 {
+        1.0
+    } else if f <= 2.0 + 1e-9 {
+        2.0
+    } else if f <= 5.0 + 1e-9 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * mag
+}
+
+/// Renders the chart. Points with a non-positive size or a non-finite rate are skipped.
+pub fn line_chart(title: &str, series: &[Series]) -> String {
+    let pts: Vec<Vec<(u64, f64)>> = series
+        .iter()
+        .map(|s| {
+            let mut p: Vec<(u64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|(b, r)| *b > 0 && r.is_finite() && *r >= 0.0)
+                .collect();
+            p.sort_by_key(|(b, _)| *b);
+            p
+        })
+        .collect();
+    let all = pts.iter().flatten();
+    let xmin = all.clone().map(|p| p.0).min().unwrap_or(4096);
+    let xmax = all.clone().map(|p| p.0).max().unwrap_or(1 << 20);
+    // Whole powers of two around the data.
+    let lx0 = (xmin as f64).log2().floor();
+    let mut lx1 = (xmax as f64).log2().ceil();
+    if lx1 <= lx0 {
+        lx1 = lx0 + 1.0;
+    }
+    const GIB: f64 = (1u64 << 30) as f64;
+    let ymax_data = all.map(|p| p.1).fold(0.0f64, f64::max) / GIB;
+    let ymax_data = if ymax_data > 0.0 { ymax_data } else { 1.0 };
+    let step = nice_step(ymax_data * 1.05, 6.0);
+    let ymax = (ymax_data * 1.05 / step).ceil() * step;
+
+    let pw = W - LEFT - RIGHT;
+    let ph = H - TOP - BOTTOM;
+    let xpos = |b: u64| LEFT + ((b as f64).log2() - lx0) / (lx1 - lx0) * pw;
+    let ypos = |r: f64| TOP + ph - (r / GIB) / ymax * ph;
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect x="0" y="0" width="{W}" height="{H}" fill="white"/>
+<text x="{:.1}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
+        LEFT + pw / 2.0,
+        escape(title)
+    );
+    // Horizontal grid and y labels.
+    let mut k = 0.0;
+    while k <= ymax + step * 1e-9 {
+        let y = TOP + ph - k / ymax * ph;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/>
+<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT + pw,
+            LEFT - 8.0,
+            y + 4.0,
+            trim_float(k)
+        );
+        k += step;
+    }
+    // Vertical grid and x labels, one per power of two (thinned when crowded).
+    let span = (lx1 - lx0) as u32;
+    let every = span.div_ceil(12).max(1);
+    for (i, e) in (lx0 as u32..=lx1 as u32).enumerate() {
+        if i as u32 % every != 0 {
+            continue;
+        }
+        let b = 1u64 << e;
+        let x = xpos(b);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#f0f0f0"/>
+<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            TOP + ph,
+            TOP + ph + 18.0,
+            escape(&short_size(b))
+        );
+    }
+    // Axes and their titles.
+    let _ = writeln!(
+        s,
+        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{:.1}" stroke="black"/>
+<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/>
+<text x="{:.1}" y="{:.1}" text-anchor="middle">buffer size (log2 scale)</text>
+<text x="20" y="{:.1}" text-anchor="middle" transform="rotate(-90 20 {:.1})">throughput (GiB/s)</text>"##,
+        TOP + ph,
+        TOP + ph,
+        LEFT + pw,
+        TOP + ph,
+        LEFT + pw / 2.0,
+        H - 15.0,
+        TOP + ph / 2.0,
+        TOP + ph / 2.0
+    );
+    // Series.
+    for (i, (ser, p)) in series.iter().zip(&pts).enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let dash = if ser.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = writeln!(s, r#"<g class="series" data-name="{}">"#, escape(&ser.name));
+        if p.len() > 1 {
+            let coords: Vec<String> = p
+                .iter()
+                .map(|(b, r)| format!("{:.1},{:.1}", xpos(*b), ypos(*r)))
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
+                coords.join(" ")
+            );
+        }
+        for (b, r) in p {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {} at {}</title></circle>"#,
+                xpos(*b),
+                ypos(*r),
+                escape(&ser.name),
+                escape(&crate::units::format_rate(*r)),
+                escape(&format_bytes(*b))
+            );
+        }
+        // Legend entry.
+        let ly = TOP + 10.0 + i as f64 * 22.0;
+        let lx = LEFT + pw + 20.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/>
+<text x="{:.1}" y="{:.1}">{}</text>
+</g>"#,
+            lx + 24.0,
+            lx + 30.0,
+            ly + 4.0,
+            escape(&ser.name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn trim_float(v: f64) -> String {
+    let t = format!("{v:.2}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    if t.is_empty() {
+        "0".into()
+    } else {
+        t.to_string()
+    }
+}
+
+/// `4K`, `64K`, `1M`, `2G` for powers of two.
+fn short_size(b: u64) -> String {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if b >= 1 << shift && b % (1 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    format!("{b}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chart() -> String {
+        line_chart(
+            "save <&> restore",
+            &[
+                Series {
+                    name: "save".into(),
+                    points: vec![(1 << 20, 3e9), (4096, 1e9), (64 << 10, 2e9)],
+                    dashed: false,
+                },
+                Series {
+                    name: "memcpy".into(),
+                    points: vec![(4096, 5e9), (1 << 20, 5e9)],
+                    dashed: true,
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn well_formed_and_has_series() {
+        let s = chart();
+        assert!(s.starts_with("<?xml"));
+        assert!(s.trim_end().ends_with("</svg>"));
+        // Every opened element is closed (self-closing or paired).
+        for tag in ["svg", "g", "text", "circle", "title"] {
+            let open =
+                s.matches(&format!("<{tag} ")).count() + s.matches(&format!("<{tag}>")).count();
+            let close = s.matches(&format!("</{tag}>")).count();
+            assert_eq!(open, close, "<{tag}> opened {open} times, closed {close}");
+        }
+        assert_eq!(s.matches(r#"class="series""#).count(), 2);
+        assert!(s.contains(r#"data-name="save""#));
+        assert!(s.contains(r#"data-name="memcpy""#));
+        assert_eq!(s.matches("<polyline").count(), 2);
+        assert_eq!(s.matches("stroke-dasharray").count(), 2); // line + legend of memcpy
+                                                              // The title is escaped.
+        assert!(s.contains("save &lt;&amp;&gt; restore"));
+        assert!(!s.contains("<&>"));
+        // x labels at powers of two.
+        for l in [">4K<", ">64K<", ">1M<"] {
+            assert!(s.contains(l), "missing x label {l}");
+        }
+    }
+
+    #[test]
+    fn points_are_sorted_by_buffer_size() {
+        let s = chart();
+        let line = s.lines().find(|l| l.contains("<polyline")).unwrap();
+        let pts = line
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("\"/>");
+        let xs: Vec<f64> = pts
+            .split(' ')
+            .map(|p| p.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(xs.len(), 3);
+        assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+    }
+
+    #[test]
+    fn empty_chart_is_still_valid() {
+        let s = line_chart("nothing", &[]);
+        assert!(s.contains("<svg") && s.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn nice_steps() {
+        assert_eq!(nice_step(10.0, 5.0), 2.0);
+        assert_eq!(nice_step(7.0, 6.0), 2.0);
+        assert_eq!(nice_step(0.3, 6.0), 0.05);
+        assert_eq!(short_size(3 << 20), "3M");
+    }
+}
