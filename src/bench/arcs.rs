@@ -76,6 +76,11 @@ fn reach(
     if cur == MigState::Resuming {
         write_reference(drv, r, buf)?;
     }
+    // Some targets cannot be reached from where the last arc left the device (nothing leads
+    // from STOP_COPY back into the pre-copy states): go through STOP first.
+    if fsm::path(drv.flags(), cur, target).is_err() {
+        drv.set_state(MigState::Stop)?;
+    }
     drv.set_state(target)
 }
 
