@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 /// Version of the JSON report layout (`docs/bench-schema.md`).
 pub const SCHEMA_VERSION: u32 = 1;
 /// Default buffer (chunk) size of the harness rows.
-pub const DEFAULT_BUFFER: u64 = 4 << 20;
+pub const DEFAULT_BUFFER: u64 = 2 << 20;
 /// Default simulated state size.
 pub const DEFAULT_STATE: u64 = 256 << 20;
 /// State size with `--quick`.
@@ -287,6 +287,9 @@ pub struct ResultRow {
     pub peak_rss_bytes: Option<u64>,
     /// Whether `peak_rss_bytes` is the mode's own peak or the process's.
     pub rss_scope: RssScope,
+    /// CPU time (user + system, all threads) of one transfer, seconds: above `seconds`
+    /// when the data path keeps more than one core busy.
+    pub cpu_seconds: Option<f64>,
     /// `peak_rss_bytes - buffers_bytes`: memory beyond the configured buffers.
     pub rss_over_buffers_bytes: Option<i64>,
     /// Whether the receiving device checked every byte (simulator `verify-seed`).
@@ -591,22 +594,51 @@ fn open_devices(cfg: &BenchConfig, notes: &mut Vec<String>) -> Result<Devices, B
     })
 }
 
+/// CPU time (user + system) this process has used so far, seconds.
+pub fn cpu_time() -> f64 {
+    // SAFETY: rusage is plain data; getrusage fills it and returns 0 on success.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// What [`timed`] measured around the samples.
+struct Timed<T> {
+    samples: Vec<(f64, T)>,
+    peak: Option<u64>,
+    scope: RssScope,
+    /// CPU seconds per repetition (all threads).
+    cpu: f64,
+}
+
 /// Times `f` `n` times after the peak RSS was reset; returns the samples (each a
-/// `(seconds, value)`), the peak and its scope. Stops at the first error.
+/// `(seconds, value)`), the peak, its scope and the CPU time per repetition. Stops at the
+/// first error.
 fn timed<T>(
     n: usize,
     mut f: impl FnMut() -> Result<(f64, T), BenchError>,
-) -> Result<(Vec<(f64, T)>, Option<u64>, RssScope), BenchError> {
+) -> Result<Timed<T>, BenchError> {
     let scope = if rss::reset_peak() {
         RssScope::Mode
     } else {
         RssScope::Process
     };
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n.max(1) {
-        v.push(f()?);
+    let n = n.max(1);
+    let mut samples = Vec::with_capacity(n);
+    let c0 = cpu_time();
+    for _ in 0..n {
+        samples.push(f()?);
     }
-    Ok((v, rss::current().peak_rss, scope))
+    Ok(Timed {
+        samples,
+        peak: rss::current().peak_rss,
+        scope,
+        cpu: (cpu_time() - c0) / n as f64,
+    })
 }
 
 struct RowInput<'a> {
@@ -621,6 +653,7 @@ struct RowInput<'a> {
     downtime: Option<Vec<f64>>,
     peak: Option<u64>,
     scope: RssScope,
+    cpu: Option<f64>,
     verified: bool,
     memcpy: Option<f64>,
     sink: Option<String>,
@@ -651,6 +684,7 @@ fn make_row(r: RowInput<'_>) -> ResultRow {
         downtime_s: r.downtime.and_then(|d| Summary::of(&d)).map(|d| d.median),
         peak_rss_bytes: r.peak,
         rss_scope: r.scope,
+        cpu_seconds: r.cpu.map(round4),
         rss_over_buffers_bytes: r.peak.map(|p| p as i64 - r.buffers_bytes as i64),
         verified: r.verified,
         devices: None,
@@ -792,7 +826,12 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "discard".into());
-            let (samples, peak, scope) = timed(cfg.repeat, || {
+            let Timed {
+                samples,
+                peak,
+                scope,
+                cpu,
+            } = timed(cfg.repeat, || {
                 let rep = if let Some(p) = &cfg.to_file {
                     let f = std::fs::File::create(p)
                         .map_err(io(format!("creating {}", p.display())))?;
@@ -820,6 +859,7 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
                 downtime: Some(samples.iter().map(|s| s.1).collect()),
                 peak,
                 scope,
+                cpu: Some(cpu),
                 verified: false,
                 memcpy: memcpy_at(b),
                 sink: Some(sink_name),
@@ -850,7 +890,12 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
                 .map_err(mig("saving the stream to restore"))?;
             let mut stream_bytes = 0;
             let mut bytes = 0;
-            let (samples, peak, scope) = timed(cfg.repeat, || {
+            let Timed {
+                samples,
+                peak,
+                scope,
+                cpu,
+            } = timed(cfg.repeat, || {
                 f.seek(SeekFrom::Start(0))
                     .map_err(io("rewinding the saved stream"))?;
                 let rep = engine::restore(d.as_mut(), &f, &o).map_err(mig("restore"))?;
@@ -871,6 +916,7 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
                 seconds: secs,
                 peak,
                 scope,
+                cpu: Some(cpu),
                 verified,
                 memcpy: memcpy_at(b),
                 sink: None,
@@ -889,7 +935,12 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
                 };
                 let mut bytes = 0;
                 let mut rounds = 0;
-                let (samples, peak, scope) = timed(cfg.repeat, || {
+                let Timed {
+                    samples,
+                    peak,
+                    scope,
+                    cpu,
+                } = timed(cfg.repeat, || {
                     let rep = engine::migrate(s.as_mut(), d.as_mut(), &o)
                         .map_err(mig("live migration"))?;
                     bytes = rep.bytes;
@@ -908,6 +959,7 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
                     downtime: Some(samples.iter().map(|s| s.1).collect()),
                     peak,
                     scope,
+                    cpu: Some(cpu),
                     verified,
                     memcpy: memcpy_at(b),
                     sink: None,
@@ -1057,7 +1109,12 @@ fn raw_save_row(
     let protocol = d.protocol().to_string();
     let mut buf = alloc(b, "the raw save buffer")?;
     let mut bytes = 0;
-    let (samples, peak, scope) = timed(cfg.repeat, || {
+    let Timed {
+        samples,
+        peak,
+        scope,
+        cpu,
+    } = timed(cfg.repeat, || {
         let r = raw::save(d.as_mut(), &mut buf, None).map_err(mig(mode.to_string()))?;
         bytes = r.bytes;
         Ok((r.seconds, r.downtime))
@@ -1074,6 +1131,7 @@ fn raw_save_row(
         downtime: Some(samples.iter().map(|s| s.1).collect()),
         peak,
         scope,
+        cpu: Some(cpu),
         verified: false,
         memcpy,
         sink: Some("discard".into()),
@@ -1093,7 +1151,12 @@ fn raw_restore_row(
 ) -> Result<ResultRow, BenchError> {
     let mut d = driver(&devs.primary)?;
     let mut buf = alloc(b, "the raw restore buffer")?;
-    let (samples, peak, scope) = timed(cfg.repeat, || {
+    let Timed {
+        samples,
+        peak,
+        scope,
+        cpu,
+    } = timed(cfg.repeat, || {
         let r = raw::restore(d.as_mut(), f, len, &mut buf).map_err(mig(mode.to_string()))?;
         Ok((r.seconds, r.downtime))
     })?;
@@ -1109,6 +1172,7 @@ fn raw_restore_row(
         downtime: Some(samples.iter().map(|s| s.1).collect()),
         peak,
         scope,
+        cpu: Some(cpu),
         verified: devs.verified,
         memcpy,
         sink: None,
@@ -1147,6 +1211,7 @@ fn parallel_row(
     } else {
         RssScope::Process
     };
+    let c0 = cpu_time();
     for _ in 0..cfg.repeat.max(1) {
         let barrier = Barrier::new(n + 1);
         let (wall, outs) = std::thread::scope(|s| {
@@ -1184,6 +1249,7 @@ fn parallel_row(
         walls.push(wall);
     }
     let peak = rss::current().peak_rss;
+    let cpu = (cpu_time() - c0) / cfg.repeat.max(1) as f64;
     let s = Summary::of(&walls).unwrap_or(Summary {
         min: 0.0,
         median: 0.0,
@@ -1209,6 +1275,7 @@ fn parallel_row(
         downtime: None,
         peak,
         scope,
+        cpu: Some(cpu),
         verified: false,
         memcpy,
         sink: Some("discard".into()),
@@ -1328,8 +1395,16 @@ impl BenchReport {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
-                "{:<20} {:>9} {:>10} {:>11} {:>8} {:>10} {:>10} {:>10}",
-                "mode", "buffer", "bytes", "throughput", "/memcpy", "time", "downtime", "peak RSS"
+                "{:<20} {:>9} {:>10} {:>11} {:>8} {:>10} {:>10} {:>10} {:>10}",
+                "mode",
+                "buffer",
+                "bytes",
+                "throughput",
+                "/memcpy",
+                "time",
+                "cpu",
+                "downtime",
+                "peak RSS"
             );
             for r in &self.results {
                 let extra = match (r.devices, r.scaling) {
@@ -1338,7 +1413,7 @@ impl BenchReport {
                 };
                 let _ = writeln!(
                     s,
-                    "{:<20} {:>9} {:>10} {:>11} {:>8} {:>10} {:>10} {:>10}{}{}",
+                    "{:<20} {:>9} {:>10} {:>11} {:>8} {:>10} {:>10} {:>10} {:>10}{}{}",
                     r.mode,
                     format_bytes(r.buffer_bytes),
                     format_bytes(r.bytes),
@@ -1347,6 +1422,9 @@ impl BenchReport {
                         .map(|x| format!("{x:.2}x"))
                         .unwrap_or_else(|| "-".into()),
                     format_seconds(r.seconds),
+                    r.cpu_seconds
+                        .map(format_seconds)
+                        .unwrap_or_else(|| "-".into()),
                     r.downtime_s
                         .map(format_seconds)
                         .unwrap_or_else(|| "-".into()),
@@ -1507,6 +1585,7 @@ mod tests {
             downtime: Some(vec![0.1, 0.3, 0.2]),
             peak: Some(10 << 20),
             scope: RssScope::Mode,
+            cpu: Some(0.7),
             verified: true,
             memcpy: Some(2.0 * (1u64 << 30) as f64),
             sink: None,
@@ -1517,6 +1596,7 @@ mod tests {
         assert_eq!(r.ratio_to_memcpy, Some(1.0));
         assert_eq!(r.downtime_s, Some(0.2));
         assert_eq!(r.rss_over_buffers_bytes, Some(6 << 20));
+        assert_eq!(r.cpu_seconds, Some(0.7));
     }
 
     #[test]
@@ -1534,6 +1614,7 @@ mod tests {
                 downtime: None,
                 peak: None,
                 scope: RssScope::Process,
+                cpu: None,
                 verified: false,
                 memcpy: None,
                 sink: None,
