@@ -1187,22 +1187,13 @@ fn parallel_row(
 ) -> Result<(ResultRow, ParallelReport), BenchError> {
     let n = devs.parallel.len();
     let o = opts(cfg, cfg.buffer);
-    // One device alone, same code path.
-    let mut one = driver(&devs.parallel[0])?;
-    let mut alone = Vec::new();
-    for _ in 0..cfg.repeat.max(1) {
-        let r = engine::save(one.as_mut(), std::io::sink(), "discard", &o)
-            .map_err(mig("parallel: one device"))?
-            .1;
-        alone.push(throughput(r.bytes, r.seconds).unwrap_or(0.0));
-    }
-    drop(one);
-    let one_rate = Summary::of(&alone).map(|s| s.median).unwrap_or(0.0);
-
     let mut drivers = Vec::with_capacity(n);
     for d in &devs.parallel {
         drivers.push(driver(d)?);
     }
+    // One device alone (same code path) is measured between the parallel runs, so a change
+    // in machine load affects both alike.
+    let mut alone = Vec::new();
     let mut walls = Vec::new();
     let mut per_dev: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut total_bytes = 0;
@@ -1211,8 +1202,13 @@ fn parallel_row(
     } else {
         RssScope::Process
     };
-    let c0 = cpu_time();
+    let mut cpu = 0.0;
     for _ in 0..cfg.repeat.max(1) {
+        let r = engine::save(drivers[0].as_mut(), std::io::sink(), "discard", &o)
+            .map_err(mig("parallel: one device"))?
+            .1;
+        alone.push(throughput(r.bytes, r.seconds).unwrap_or(0.0));
+        let c0 = cpu_time();
         let barrier = Barrier::new(n + 1);
         let (wall, outs) = std::thread::scope(|s| {
             let handles: Vec<_> = drivers
@@ -1247,9 +1243,11 @@ fn parallel_row(
         }
         total_bytes = bytes;
         walls.push(wall);
+        cpu += cpu_time() - c0;
     }
+    let one_rate = Summary::of(&alone).map(|s| s.median).unwrap_or(0.0);
     let peak = rss::current().peak_rss;
-    let cpu = (cpu_time() - c0) / cfg.repeat.max(1) as f64;
+    let cpu = cpu / cfg.repeat.max(1) as f64;
     let s = Summary::of(&walls).unwrap_or(Summary {
         min: 0.0,
         median: 0.0,
