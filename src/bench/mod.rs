@@ -443,7 +443,7 @@ pub fn sim_params(user: &str, state: u64, overrides: &[(&str, String)]) -> Strin
         Some(_) => {}
         None => kv.push((k.to_string(), v)),
     };
-    set("state", state.to_string(), false);
+    set("state", size_param(state), false);
     set("seed", "1".into(), false);
     for (k, v) in overrides {
         set(k, v.clone(), true);
@@ -458,6 +458,16 @@ pub fn sim_params(user: &str, state: u64, overrides: &[(&str, String)]) -> Strin
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A size as the simulator parses it, short when it is a whole number of KiB/MiB/GiB.
+fn size_param(b: u64) -> String {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if b >= 1 << shift && b % (1 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    b.to_string()
 }
 
 /// The `seed` of simulator parameters (1 when absent, as [`sim_params`] sets it).
@@ -526,7 +536,7 @@ fn open_devices(cfg: &BenchConfig, notes: &mut Vec<String>) -> Result<Devices, B
                 &base,
                 cfg.state,
                 &[
-                    ("state", SIM_ARC_STATE.to_string()),
+                    ("state", size_param(SIM_ARC_STATE)),
                     ("verify-seed", seed.to_string())
                 ]
             )
@@ -1538,7 +1548,8 @@ mod tests {
 
     #[test]
     fn sim_params_defaults_and_overrides() {
-        assert_eq!(sim_params("", 1024, &[]), "state=1024,seed=1");
+        assert_eq!(sim_params("", 1024, &[]), "state=1K,seed=1");
+        assert_eq!(sim_params("", 1000, &[]), "state=1000,seed=1");
         assert_eq!(
             sim_params("state=1G,chunk=64K", 1024, &[("verify-seed", "1".into())]),
             "state=1G,chunk=64K,seed=1,verify-seed=1"
