@@ -70,7 +70,7 @@ pub enum BenchError {
         what: String,
         /// The failure.
         #[source]
-        source: MigrationError,
+        source: Box<MigrationError>,
     },
     /// A temporary or output file could not be used.
     #[error("{what}: {source}{}", io_hint(.source))]
@@ -110,7 +110,10 @@ fn mig(what: impl Into<String>) -> impl FnOnce(MigrationError) -> BenchError {
     let what = what.into();
     move |source| match source {
         MigrationError::Interrupted => BenchError::Interrupted,
-        source => BenchError::Migration { what, source },
+        source => BenchError::Migration {
+            what,
+            source: Box::new(source),
+        },
     }
 }
 

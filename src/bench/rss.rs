@@ -23,7 +23,7 @@ pub struct Status {
     pub rss: Option<u64>,
 }
 
-/// Parses the `VmHWM` and `VmRSS` lines (`VmHWM:	  123456 kB`) of a status file.
+/// Parses the `VmHWM` and `VmRSS` lines (`VmHWM:  123456 kB`, tab-separated) of a status file.
 pub fn parse_status(text: &str) -> Status {
     let field = |name: &str| {
         text.lines().find_map(|l| {
