@@ -419,7 +419,7 @@ impl Device for KernelDevice {
             return self.set_irqs("disable", index, b);
         }
         let n = u32::try_from(fds.len()).unwrap_or(u32::MAX);
-        if start.checked_add(n).is_none_or(|end| end > irq.count) {
+        if !matches!(start.checked_add(n), Some(end) if end <= irq.count) {
             return Err(DeviceError::NoSuch {
                 device: self.info.name.clone(),
                 what: format!(
