@@ -139,12 +139,22 @@ impl<'a> Access<'a> {
             );
         }
         let map = if mmap {
-            let page = 4096u64;
-            let start = offset / page * page;
-            let end = (offset + len).div_ceil(page) * page;
-            let end = end.min(region.size.max(start + 1));
-            let m = dev.map_region(region.index, start, end - start)?;
-            Some((start, m))
+            // Map the whole mmap-able area holding the access: some drivers (mdpy) only
+            // accept mappings that start at the area's beginning.
+            let area = region
+                .mmap_areas()
+                .into_iter()
+                .find(|a| offset >= a.offset && offset + len <= a.offset + a.size)
+                .with_context(|| {
+                    format!(
+                        "{}: {len:#x} byte(s) at {offset:#x} of region {} ({}) are not inside one mmap-able area",
+                        dev.name(),
+                        region.index,
+                        region.name
+                    )
+                })?;
+            let m = dev.map_region(region.index, area.offset, area.size)?;
+            Some((area.offset, m))
         } else {
             None
         };

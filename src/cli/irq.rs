@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use vfio_harness::device::{Device, IRQ_FLAG_MASKABLE};
+use vfio_harness::device::{Device, IRQ_FLAG_AUTOMASKED, IRQ_FLAG_MASKABLE};
 use vfio_harness::vfio::irq::IrqEvent;
 
 use super::Global;
@@ -118,6 +118,11 @@ fn exercise(dev: &dyn Device, a: &Args, index: u32, ev: &IrqEvent) -> anyhow::Re
             Some(_) => {
                 delivered += 1;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
+                // Level-triggered (INTx) interrupts are masked on delivery; unmask as a
+                // VMM does at EOI, or the next one never arrives.
+                if info.flags & IRQ_FLAG_AUTOMASKED != 0 {
+                    dev.mask_irq(index, a.vector, false)?;
+                }
             }
             None => break,
         }

@@ -74,7 +74,10 @@ impl DmaBuffer {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         let (region, used_huge) = if hugepages {
             // MAP_HUGE_2MB = 21 << MAP_HUGE_SHIFT
-            match MmapRegion::<()>::build(None, size, prot, base | libc::MAP_HUGETLB | (21 << 26)) {
+            // Without MAP_NORESERVE: hugetlb pages are reserved at mmap time, so a shortage
+            // fails here instead of raising SIGBUS on first touch.
+            let huge = libc::MAP_ANONYMOUS | libc::MAP_PRIVATE | libc::MAP_HUGETLB | (21 << 26);
+            match MmapRegion::<()>::build(None, size, prot, huge) {
                 Ok(r) => (r, true),
                 Err(_) => (Self::plain(len, prot, base)?, false),
             }
