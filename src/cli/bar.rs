@@ -354,7 +354,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                     }
                 );
             }
-            if mismatch.is_some() {
+            if let Some(p) = mismatch {
+                let end = (p + 16).min(got.len());
+                eprintln!(
+                    "error: read back differs at +{p:#x}: wrote {:02x?}, read {:02x?}",
+                    &pattern[p..end],
+                    &got[p..end]
+                );
                 return Ok(ExitCode::FAILURE);
             }
         }
