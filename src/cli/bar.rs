@@ -56,8 +56,8 @@ pub enum Op {
         /// Access width in bytes: 1, 2, 4 or 8.
         #[arg(long, short, default_value_t = 4)]
         width: usize,
-        /// Read the register back through a positioned read on the device fd and fail
-        /// unless it holds VALUE.
+        /// Read the register back (through the same path: fd, or the mapping with --mmap)
+        /// and fail unless it holds VALUE.
         #[arg(long)]
         readback: bool,
     },
@@ -283,7 +283,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             let a = Access::new(d, &region, args.mmap, offset, width as u64)?;
             a.write(offset, width, value)?;
             if readback {
-                let got = d.read_width(a.region.index, offset, width)?;
+                let got = a.read(offset, width)?;
                 if got != value {
                     bail!(
                         "{}: {}[{offset:#x}] reads back {got:#x} after writing {value:#x} ({via})",
