@@ -336,14 +336,14 @@ mod tests {
         let m = unsafe { RegionMap::new(ptr, 64, Box::new(())) };
         map_write(&m, 8, 4, 0xdead_beef).unwrap();
         map_write(&m, 13, 1, 0x5a).unwrap();
-        assert_eq!(map_read(&m, 8, 8).unwrap(), 0x5a_dead_beef);
+        assert_eq!(map_read(&m, 8, 8).unwrap(), 0x5a00_dead_beef);
         assert_eq!(map_read(&m, 10, 2).unwrap(), 0xdead);
         assert!(map_read(&m, 9, 4).is_err());
         assert!(map_read(&m, 60, 8).is_err());
         assert!(map_write(&m, 0, 1, 0x100).is_err());
         assert!(map_read(&m, 0, 3).is_err());
         drop(m);
-        assert_eq!(mem[1], 0x5a_dead_beef);
+        assert_eq!(mem[1], 0x5a00_dead_beef);
     }
 
     #[test]
