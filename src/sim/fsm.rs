@@ -65,6 +65,9 @@ pub(crate) fn next_state(cur: MigState, new: MigState, flags: MigFlags) -> Optio
 /// The whole path the kernel walks from `cur` to `new` (excluding `cur`), or `None`.
 #[cfg(test)]
 pub(crate) fn path(cur: MigState, new: MigState, flags: MigFlags) -> Option<Vec<MigState>> {
+    if !exists(cur, flags) || !exists(new, flags) {
+        return None;
+    }
     let mut out = Vec::new();
     let mut s = cur;
     while s != new {
