@@ -68,6 +68,17 @@ pub fn decode_state(bits: u32) -> Option<MigState> {
     }
 }
 
+/// Piece size for copies whose alignment makes `rep movsb` slow (see [`slow_rep_movsb`]).
+const SLOW_COPY_PIECE: usize = 2048;
+
+/// glibc's memcpy uses `rep movsb` for large copies, which on some CPUs (measured: AMD EPYC,
+/// glibc 2.36: 1.7 instead of 17 GB/s) is more than ten times slower when the destination
+/// sits 1..63 bytes after the source modulo 4 KiB. Such copies are done in pieces below the
+/// `rep movsb` threshold, which take glibc's vector loop instead.
+fn slow_rep_movsb(dst: usize, src: usize, len: usize) -> bool {
+    len > SLOW_COPY_PIECE && (1..64).contains(&(dst.wrapping_sub(src) % 4096))
+}
+
 /// A chunk the device prepared in the data section and we have not fully copied out yet.
 #[derive(Clone, Copy, Debug)]
 struct Chunk {
@@ -203,14 +214,36 @@ impl V1Driver {
 
     fn copy_out(&self, off: u64, dst: &mut [u8]) -> Result<()> {
         match self.mapping_for(off, dst.len() as u64) {
-            Some((m, at)) => Ok(m.read(at, dst)?),
+            Some((m, at)) => {
+                if slow_rep_movsb(dst.as_ptr() as usize, m.as_ptr() as usize + at, dst.len()) {
+                    let mut done = 0;
+                    for piece in dst.chunks_mut(SLOW_COPY_PIECE) {
+                        m.read(at + done, piece)?;
+                        done += piece.len();
+                    }
+                    Ok(())
+                } else {
+                    Ok(m.read(at, dst)?)
+                }
+            }
             None => Ok(self.device.read_region(self.region.index, off, dst)?),
         }
     }
 
     fn copy_in(&self, off: u64, src: &[u8]) -> Result<()> {
         match self.mapping_for(off, src.len() as u64) {
-            Some((m, at)) => Ok(m.write(at, src)?),
+            Some((m, at)) => {
+                if slow_rep_movsb(m.as_ptr() as usize + at, src.as_ptr() as usize, src.len()) {
+                    let mut done = 0;
+                    for piece in src.chunks(SLOW_COPY_PIECE) {
+                        m.write(at + done, piece)?;
+                        done += piece.len();
+                    }
+                    Ok(())
+                } else {
+                    Ok(m.write(at, src)?)
+                }
+            }
             None => Ok(self.device.write_region(self.region.index, off, src)?),
         }
     }
