@@ -13,6 +13,7 @@ mod reset;
 mod restore;
 mod save;
 mod state;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

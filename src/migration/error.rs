@@ -74,4 +74,13 @@ pub enum MigrationError {
     /// The operation was interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
+
+    /// An operation failed, and returning the device to RUNNING afterwards failed too.
+    #[error("{error}; returning the device to RUNNING also failed: {recovery} (hint: reset the device, or unbind and rebind its driver)")]
+    Recovery {
+        /// The original failure.
+        error: Box<MigrationError>,
+        /// Why recovery failed.
+        recovery: Box<MigrationError>,
+    },
 }

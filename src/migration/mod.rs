@@ -9,7 +9,12 @@
 //!   `device_state`, `pending_bytes`, `data_offset`, `data_size` and a data section
 //!   ([`v1::V1Driver`]).
 
+pub mod compat;
+pub mod conformance;
+pub mod engine;
 mod error;
+pub mod fsm;
+pub mod stream;
 pub mod v1;
 pub mod v2;
 

@@ -1,0 +1,892 @@
+//! The save / restore / live-migrate engine: the data path between a device's migration
+//! stream and a file or another device.
+//!
+//! Design:
+//! - **Bounded memory.** A small ring of page-aligned buffers ([`RING`] of them, each one
+//!   chunk) is allocated once per operation and reused; nothing is allocated per chunk, so the
+//!   footprint is the same for a 4 KiB and a 4 GiB state.
+//! - **Overlap.** One thread reads from the source (device, or stream file) into a free
+//!   buffer while the calling thread drains a full one into the sink (stream file, or
+//!   device). Buffers travel through two bounded channels (full ones forward, empty ones back).
+//! - **Integrity.** Saving frames and checksums on the fly ([`super::stream`]). Restoring
+//!   verifies each chunk's checksum before its bytes reach the device and leaves RESUMING
+//!   (which commits the state) only after the trailer verified.
+//! - **Devices are left RUNNING**, on success and on every error path (a device caught in
+//!   RESUMING is reset, since vfio.h says a RESUMING session can only be aborted by reset).
+//!   If recovery fails too, [`MigrationError::Recovery`] carries both errors.
+//! - **Cancellation.** A shared flag ([`Cancel`]) is polled between chunks; the CLI sets it
+//!   from its SIGINT handler, so Ctrl-C still returns devices to RUNNING.
+
+use super::stream::{ChunkKind, StreamHeader, StreamReader, StreamTotals, StreamWriter};
+use super::{MigrationDriver, MigrationError, Protocol, Result};
+use crate::device::MigState;
+use crate::migration::stream::MAX_CHUNK_LEN;
+use serde::{Deserialize, Serialize};
+use std::alloc::Layout;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Buffers in flight per operation.
+pub const RING: usize = 4;
+/// Default chunk (buffer) size: 1 MiB, what QEMU reads the data fd with.
+pub const DEFAULT_BUFFER: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+/// A cancellation flag shared with a signal handler or another thread.
+pub type Cancel = Arc<AtomicBool>;
+
+/// Progress callback: called on the calling thread after every chunk.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Which phase a transfer is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Reading while the source still runs (PRE_COPY).
+    Precopy,
+    /// Reading the stopped source (STOP_COPY).
+    StopCopy,
+    /// Feeding a stream into the target (RESUMING).
+    Resume,
+}
+
+/// What the progress callback receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Current phase.
+    pub phase: Phase,
+    /// Device-state bytes moved so far.
+    pub bytes: u64,
+    /// Expected total, when known (device estimate, stream header).
+    pub expected: Option<u64>,
+}
+
+/// When to stop pre-copying and stop the source. The default runs no pre-copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrecopyPolicy {
+    /// Maximum pre-copy rounds; 0 disables pre-copy.
+    pub max_rounds: u32,
+    /// Converged when the bytes still pending after a round (initial + dirty) are at or below
+    /// this.
+    pub dirty_threshold: u64,
+}
+
+/// Options common to every operation.
+#[derive(Clone)]
+pub struct Options {
+    /// Chunk / buffer size in bytes (rounded up to a page, at most 64 MiB).
+    pub buffer_size: usize,
+    /// Pre-copy policy (save and migrate; ignored when the source lacks PRE_COPY).
+    pub precopy: PrecopyPolicy,
+    /// Checked between chunks; when set the operation stops with
+    /// [`MigrationError::Interrupted`] and devices are recovered.
+    pub cancel: Option<Cancel>,
+    /// Progress callback.
+    pub progress: Option<ProgressFn>,
+    /// Check the destination's identity (device_api, mdev type, PCI IDs, protocol) against
+    /// the source's before migrating (`restore` always checks the stream header).
+    pub check_identity: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            buffer_size: DEFAULT_BUFFER,
+            precopy: PrecopyPolicy::default(),
+            cancel: None,
+            progress: None,
+            check_identity: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("buffer_size", &self.buffer_size)
+            .field("precopy", &self.precopy)
+            .field("cancel", &self.cancel.is_some())
+            .field("progress", &self.progress.is_some())
+            .field("check_identity", &self.check_identity)
+            .finish()
+    }
+}
+
+impl Options {
+    fn chunk_len(&self) -> Result<usize> {
+        if self.buffer_size == 0 || self.buffer_size > MAX_CHUNK_LEN as usize {
+            return Err(MigrationError::Stream(format!(
+                "buffer size {} is outside 1..={} bytes",
+                self.buffer_size, MAX_CHUNK_LEN
+            )));
+        }
+        Ok(self.buffer_size)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancelled() {
+            Err(MigrationError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn report(&self, phase: Phase, bytes: u64, expected: Option<u64>) {
+        if let Some(p) = &self.progress {
+            p(&Progress {
+                phase,
+                bytes,
+                expected,
+            });
+        }
+    }
+}
+
+/// Result of [`save`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SaveReport {
+    /// Source device.
+    pub device: String,
+    /// Output file, when saving to a file.
+    pub file: Option<PathBuf>,
+    /// Migration protocol.
+    pub protocol: Protocol,
+    /// Device-state bytes saved.
+    pub bytes: u64,
+    /// Of which read during pre-copy.
+    pub precopy_bytes: u64,
+    /// Of which read during STOP_COPY.
+    pub stopcopy_bytes: u64,
+    /// Stream bytes written (framing included).
+    pub stream_bytes: u64,
+    /// Chunks written.
+    pub chunks: u64,
+    /// Pre-copy rounds run.
+    pub rounds: u32,
+    /// Whether pre-copy converged under the threshold (false when it ran out of rounds or
+    /// did not run).
+    pub converged: bool,
+    /// The device's STOP_COPY size estimate, when it gave one.
+    pub state_size_estimate: Option<u64>,
+    /// Whole operation, seconds.
+    pub seconds: f64,
+    /// Time the device spent stopped (from leaving RUNNING/PRE_COPY until STOP_COPY's end
+    /// of stream), seconds.
+    pub stop_copy_seconds: f64,
+    /// `bytes / seconds`.
+    pub throughput_bytes_per_s: f64,
+    /// The whole-stream CRC-32 written in the trailer.
+    pub stream_crc32: u32,
+}
+
+/// Result of [`restore`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// Target device.
+    pub device: String,
+    /// Input file, when restoring from a file.
+    pub file: Option<PathBuf>,
+    /// Migration protocol.
+    pub protocol: Protocol,
+    /// The stream's header (who saved it).
+    pub source: StreamHeader,
+    /// Device-state bytes restored.
+    pub bytes: u64,
+    /// Stream bytes read.
+    pub stream_bytes: u64,
+    /// Chunks read.
+    pub chunks: u64,
+    /// Whole operation, seconds.
+    pub seconds: f64,
+    /// Time leaving RESUMING took (the device validating and loading the state), seconds.
+    pub commit_seconds: f64,
+    /// `bytes / seconds`.
+    pub throughput_bytes_per_s: f64,
+}
+
+/// Result of [`migrate`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MigrateReport {
+    /// Source device.
+    pub source: String,
+    /// Destination device.
+    pub destination: String,
+    /// Migration protocol.
+    pub protocol: Protocol,
+    /// Device-state bytes moved.
+    pub bytes: u64,
+    /// Of which moved during pre-copy.
+    pub precopy_bytes: u64,
+    /// Of which moved during STOP_COPY.
+    pub stopcopy_bytes: u64,
+    /// Chunks moved.
+    pub chunks: u64,
+    /// Pre-copy rounds run.
+    pub rounds: u32,
+    /// Whether pre-copy converged under the threshold.
+    pub converged: bool,
+    /// Whole operation, seconds.
+    pub seconds: f64,
+    /// Pre-copy phase, seconds.
+    pub precopy_seconds: f64,
+    /// From the source leaving RUNNING to the end of its STOP_COPY stream, seconds.
+    pub stop_copy_seconds: f64,
+    /// The destination leaving RESUMING (validating and loading), seconds.
+    pub commit_seconds: f64,
+    /// From the source leaving RUNNING until the destination is RUNNING, seconds.
+    pub downtime_seconds: f64,
+    /// `bytes / seconds`.
+    pub throughput_bytes_per_s: f64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffers
+
+/// A page-aligned, zero-initialised heap buffer.
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: AlignedBuf uniquely owns its allocation (like a Box<[u8]>); moving it to another
+// thread moves that ownership.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    /// Allocates `len` bytes (at least one page) aligned to a page.
+    pub fn new(len: usize) -> AlignedBuf {
+        let cap = len.max(1).div_ceil(PAGE) * PAGE;
+        let layout = match Layout::from_size_align(cap, PAGE) {
+            Ok(l) => l,
+            // Only reachable for sizes near usize::MAX, which callers cap far below.
+            Err(_) => std::alloc::handle_alloc_error(Layout::new::<u8>()),
+        };
+        // SAFETY: layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(p) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        AlignedBuf { ptr, len }
+    }
+
+    fn layout(&self) -> Layout {
+        let cap = self.len.max(1).div_ceil(PAGE) * PAGE;
+        // SAFETY: the same size and alignment were validated in `new`.
+        unsafe { Layout::from_size_align_unchecked(cap, PAGE) }
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr is valid for len initialised (zeroed) bytes owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in Deref, and &mut self gives exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this exact layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout()) }
+    }
+}
+
+/// A full buffer travelling from the producer to the consumer.
+struct Filled {
+    kind: ChunkKind,
+    buf: AlignedBuf,
+    len: usize,
+}
+
+/// The producer's side of the ring.
+struct Producer {
+    free: Receiver<AlignedBuf>,
+    full: SyncSender<Filled>,
+}
+
+impl Producer {
+    /// A free buffer, or an error when the consumer has stopped (its error is reported).
+    fn take(&self) -> Result<AlignedBuf> {
+        self.free.recv().map_err(|_| consumer_gone())
+    }
+
+    fn send(&self, f: Filled) -> Result<()> {
+        self.full.send(f).map_err(|_| consumer_gone())
+    }
+}
+
+fn consumer_gone() -> MigrationError {
+    MigrationError::Stream("the writing side stopped".into())
+}
+
+/// Runs `produce` on a second thread and `consume` on this one, passing [`RING`] buffers of
+/// `chunk` bytes between them. Returns both results; the first error wins (the producer's when
+/// the consumer only failed because the producer went away, and vice versa).
+fn pipeline<P, C, T>(chunk: usize, produce: P, mut consume: C) -> Result<T>
+where
+    P: FnOnce(&Producer) -> Result<T> + Send,
+    T: Send,
+    C: FnMut(ChunkKind, &[u8]) -> Result<()>,
+{
+    let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(RING);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(RING);
+    for _ in 0..RING {
+        // Cannot fail: the channel holds RING buffers and the receiver is alive.
+        let _ = free_tx.send(AlignedBuf::new(chunk));
+    }
+    std::thread::scope(|s| {
+        let handle = s.spawn(move || {
+            let p = Producer {
+                free: free_rx,
+                full: full_tx,
+            };
+            produce(&p)
+        });
+        let mut consumer_err = None;
+        for f in full_rx.iter() {
+            if let Err(e) = consume(f.kind, &f.buf[..f.len]) {
+                consumer_err = Some(e);
+                break;
+            }
+            // The producer may already be done; a closed return path is fine.
+            let _ = free_tx.send(f.buf);
+        }
+        // Unblock the producer if we stopped early.
+        drop(full_rx);
+        drop(free_tx);
+        let produced = handle
+            .join()
+            .unwrap_or_else(|_| Err(MigrationError::Stream("the reading thread panicked".into())));
+        match (produced, consumer_err) {
+            (Ok(v), None) => Ok(v),
+            (Ok(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(e),
+            // The producer failing because we stopped is a consequence, not the cause.
+            (Err(pe), Some(ce)) => {
+                if matches!(&pe, MigrationError::Stream(m) if m == "the writing side stopped") {
+                    Err(ce)
+                } else {
+                    Err(pe)
+                }
+            }
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a device
+
+/// What the device-reading side did.
+#[derive(Clone, Copy, Debug, Default)]
+struct SourceStats {
+    precopy_bytes: u64,
+    stopcopy_bytes: u64,
+    chunks: u64,
+    rounds: u32,
+    converged: bool,
+    precopy_seconds: f64,
+    /// When the source was asked to leave RUNNING for STOP_COPY.
+    stopped_at: Option<Instant>,
+    /// When STOP_COPY reached end of stream.
+    eof_at: Option<Instant>,
+}
+
+/// Reads from the device into `buf` until it is full or the device returns 0, reading no
+/// more than `limit` bytes.
+fn fill(
+    drv: &mut dyn MigrationDriver,
+    buf: &mut [u8],
+    limit: usize,
+    opts: &Options,
+) -> Result<usize> {
+    let want = buf.len().min(limit);
+    let mut got = 0;
+    while got < want {
+        opts.check_cancel()?;
+        let n = drv.read(&mut buf[got..want])?;
+        if n == 0 {
+            break;
+        }
+        if n > want - got {
+            return Err(MigrationError::Protocol {
+                device: drv.device().name().to_string(),
+                what: format!("read returned {n} bytes for a {}-byte buffer", want - got),
+            });
+        }
+        got += n;
+    }
+    Ok(got)
+}
+
+/// The source side of save and migrate: optional pre-copy rounds, then STOP_COPY to end of
+/// stream, every chunk sent through `p`.
+fn read_source(drv: &mut dyn MigrationDriver, opts: &Options, p: &Producer) -> Result<SourceStats> {
+    let mut st = SourceStats::default();
+    let policy = opts.precopy;
+    let flags = drv.flags();
+    if policy.max_rounds > 0 && flags.has(crate::device::MigFlags::PRE_COPY) {
+        let t0 = Instant::now();
+        drv.set_state(MigState::PreCopy)?;
+        loop {
+            opts.check_cancel()?;
+            let pending = drv.pending()?.total();
+            // Read what was pending at the start of the round (at least one chunk, so a device
+            // that under-reports still makes progress), until the device has nothing now.
+            let mut budget = pending.max(1);
+            while budget > 0 {
+                let mut buf = p.take()?;
+                let n = fill(drv, &mut buf, budget.min(usize::MAX as u64) as usize, opts)?;
+                if n == 0 {
+                    break;
+                }
+                budget = budget.saturating_sub(n as u64);
+                st.precopy_bytes += n as u64;
+                st.chunks += 1;
+                p.send(Filled {
+                    kind: ChunkKind::Precopy,
+                    buf,
+                    len: n,
+                })?;
+            }
+            st.rounds += 1;
+            let left = drv.pending()?.total();
+            if left <= policy.dirty_threshold {
+                st.converged = true;
+                break;
+            }
+            if st.rounds >= policy.max_rounds {
+                break;
+            }
+        }
+        st.precopy_seconds = t0.elapsed().as_secs_f64();
+    }
+    opts.check_cancel()?;
+    st.stopped_at = Some(Instant::now());
+    drv.set_state(MigState::StopCopy)?;
+    loop {
+        let mut buf = p.take()?;
+        let n = fill(drv, &mut buf, usize::MAX, opts)?;
+        if n == 0 {
+            break;
+        }
+        st.stopcopy_bytes += n as u64;
+        st.chunks += 1;
+        p.send(Filled {
+            kind: ChunkKind::Stopcopy,
+            buf,
+            len: n,
+        })?;
+    }
+    st.eof_at = Some(Instant::now());
+    Ok(st)
+}
+
+/// Writes all of `data` into a device in RESUMING.
+fn write_device(drv: &mut dyn MigrationDriver, mut data: &[u8]) -> Result<()> {
+    while !data.is_empty() {
+        let n = drv.write(data)?;
+        if n == 0 || n > data.len() {
+            return Err(MigrationError::Protocol {
+                device: drv.device().name().to_string(),
+                what: format!("write accepted {n} of {} bytes", data.len()),
+            });
+        }
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery
+
+/// Returns a device to RUNNING after `err`: a reset when it sits in RESUMING (the only way
+/// to abort a resume), otherwise the driver's recovery. Returns `err`, or
+/// [`MigrationError::Recovery`] when recovery failed too.
+pub fn recover_after(drv: &mut dyn MigrationDriver, err: MigrationError) -> MigrationError {
+    match recover_device(drv) {
+        Ok(()) => err,
+        Err(re) => MigrationError::Recovery {
+            error: Box::new(err),
+            recovery: Box::new(re),
+        },
+    }
+}
+
+/// Returns a device to RUNNING whatever state it is in (see [`recover_after`]).
+pub fn recover_device(drv: &mut dyn MigrationDriver) -> Result<()> {
+    if matches!(drv.state(), Ok(MigState::Resuming)) {
+        drv.device().reset()?;
+    }
+    drv.recover()
+}
+
+fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
+
+fn rate(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Save
+
+/// Saves the device's state into `sink` as a stream (see [`super::stream`]): optional
+/// pre-copy rounds (when the device has PRE_COPY), then STOP_COPY to end of stream. The
+/// device is RUNNING again afterwards, on success and on error. `name` labels I/O errors.
+pub fn save<W: Write>(
+    drv: &mut dyn MigrationDriver,
+    sink: W,
+    name: &str,
+    opts: &Options,
+) -> Result<(W, SaveReport)> {
+    let chunk = opts.chunk_len()?;
+    match save_inner(drv, sink, name, opts, chunk) {
+        Ok(v) => Ok(v),
+        Err(e) => Err(recover_after(drv, e)),
+    }
+}
+
+fn save_inner<W: Write>(
+    drv: &mut dyn MigrationDriver,
+    sink: W,
+    name: &str,
+    opts: &Options,
+    chunk: usize,
+) -> Result<(W, SaveReport)> {
+    let t0 = Instant::now();
+    opts.check_cancel()?;
+    let estimate = drv.stop_copy_size().ok().flatten();
+    let header = StreamHeader::for_device(
+        drv.device(),
+        drv.protocol(),
+        drv.flags(),
+        estimate,
+        chunk as u32,
+    );
+    let device = drv.device().name().to_string();
+    let protocol = drv.protocol();
+    let mut writer = StreamWriter::new(sink, name, &header)?;
+    let mut done = 0u64;
+    let stats = pipeline(
+        chunk,
+        |p| read_source(drv, opts, p),
+        |kind, data| {
+            opts.check_cancel()?;
+            writer.write_chunk(kind, data)?;
+            done += data.len() as u64;
+            let phase = match kind {
+                ChunkKind::Precopy => Phase::Precopy,
+                ChunkKind::Stopcopy => Phase::StopCopy,
+            };
+            opts.report(phase, done, estimate);
+            Ok(())
+        },
+    )?;
+    let (sink, totals) = writer.finish()?;
+    drv.set_state(MigState::Running)?;
+    let seconds = secs(t0);
+    let stop_copy_seconds = match (stats.stopped_at, stats.eof_at) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let bytes = totals.payload_bytes;
+    Ok((
+        sink,
+        SaveReport {
+            device,
+            file: None,
+            protocol,
+            bytes,
+            precopy_bytes: stats.precopy_bytes,
+            stopcopy_bytes: stats.stopcopy_bytes,
+            stream_bytes: totals.stream_bytes,
+            chunks: totals.chunks,
+            rounds: stats.rounds,
+            converged: stats.converged,
+            state_size_estimate: estimate,
+            seconds,
+            stop_copy_seconds,
+            throughput_bytes_per_s: rate(bytes, seconds),
+            stream_crc32: totals.crc32,
+        },
+    ))
+}
+
+/// Removes a temporary file when dropped, unless disarmed.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// [`save`] into `path`, atomically: the stream goes to a temporary file in the same
+/// directory, which is fsync'd and renamed over `path` only when complete. A failed or
+/// interrupted save leaves no temporary file and does not touch an existing `path`.
+pub fn save_to_file(
+    drv: &mut dyn MigrationDriver,
+    path: &Path,
+    opts: &Options,
+) -> Result<SaveReport> {
+    let file_err = |p: &Path, source| MigrationError::File {
+        path: p.display().to_string(),
+        source,
+    };
+    let fname = path.file_name().ok_or_else(|| {
+        file_err(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        fname.to_string_lossy(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| file_err(&tmp, e))?;
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let (file, mut report) = save(drv, file, &path.display().to_string(), opts)?;
+    // The device is RUNNING again; what is left cannot affect it.
+    file.sync_all().map_err(|e| file_err(&tmp, e))?;
+    drop(file);
+    if opts.cancelled() {
+        return Err(MigrationError::Interrupted);
+    }
+    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))?;
+    guard.0 = None;
+    if let Ok(d) = File::open(&dir) {
+        // Make the rename durable; a failure here does not invalidate the file.
+        let _ = d.sync_all();
+    }
+    report.file = Some(path.to_path_buf());
+    Ok(report)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore
+
+/// Restores a stream into the device: the header is checked against the device (before it
+/// is touched), the device enters RESUMING, each chunk is verified before it is written, and
+/// RESUMING is left (committing the state) only after the trailer verified. On any error the
+/// device is reset back to RUNNING and the error says what was wrong.
+pub fn restore<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    source: R,
+    opts: &Options,
+) -> Result<RestoreReport> {
+    let t0 = Instant::now();
+    opts.check_cancel()?;
+    // Nothing below touches the device until the header is validated and matches it.
+    let reader = StreamReader::new(source)?;
+    reader.header().check_target(drv.device(), drv.protocol())?;
+    if drv.state()? != MigState::Running {
+        // Start from a known state; recover() is the one way that works from anywhere.
+        drv.recover()?;
+    }
+    match restore_inner(drv, reader, opts, t0) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(recover_after(drv, e)),
+    }
+}
+
+fn restore_inner<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    mut reader: StreamReader<R>,
+    opts: &Options,
+    t0: Instant,
+) -> Result<RestoreReport> {
+    let header = reader.header().clone();
+    let chunk = header.max_chunk as usize;
+    let expected = header.state_size_estimate;
+    drv.set_state(MigState::Resuming)?;
+    let mut done = 0u64;
+    let totals: StreamTotals = pipeline(
+        chunk,
+        |p| {
+            loop {
+                opts.check_cancel()?;
+                let mut buf = p.take()?;
+                match reader.next_chunk(&mut buf)? {
+                    Some((kind, len)) => p.send(Filled { kind, buf, len })?,
+                    None => break,
+                }
+            }
+            Ok(reader.totals())
+        },
+        |_, data| {
+            opts.check_cancel()?;
+            write_device(drv, data)?;
+            done += data.len() as u64;
+            opts.report(Phase::Resume, done, expected);
+            Ok(())
+        },
+    )?;
+    opts.check_cancel()?;
+    let tc = Instant::now();
+    drv.set_state(MigState::Running)?;
+    let commit_seconds = secs(tc);
+    let seconds = secs(t0);
+    Ok(RestoreReport {
+        device: drv.device().name().to_string(),
+        file: None,
+        protocol: drv.protocol(),
+        source: header,
+        bytes: totals.payload_bytes,
+        stream_bytes: totals.stream_bytes,
+        chunks: totals.chunks,
+        seconds,
+        commit_seconds,
+        throughput_bytes_per_s: rate(totals.payload_bytes, seconds),
+    })
+}
+
+/// [`restore`] from a file.
+pub fn restore_from_file(
+    drv: &mut dyn MigrationDriver,
+    path: &Path,
+    opts: &Options,
+) -> Result<RestoreReport> {
+    let f = File::open(path).map_err(|e| MigrationError::File {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let r = std::io::BufReader::with_capacity(64 * 1024, f);
+    let mut report = restore(drv, r, opts).map_err(|e| match e {
+        MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
+        other => other,
+    })?;
+    report.file = Some(path.to_path_buf());
+    Ok(report)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrate
+
+/// Live-migrates `src`'s state into `dst` in this process: `dst` enters RESUMING, `src`
+/// pre-copies (when it can and the policy asks) while running, then stops (STOP_COPY) and
+/// streams the rest; `dst` commits and runs, then `src` runs again. Reading `src` and writing
+/// `dst` overlap. Downtime is measured from `src` leaving RUNNING (entering STOP_COPY) until
+/// `dst` is RUNNING. Both devices are RUNNING afterwards, on success and on error.
+pub fn migrate(
+    src: &mut dyn MigrationDriver,
+    dst: &mut dyn MigrationDriver,
+    opts: &Options,
+) -> Result<MigrateReport> {
+    let chunk = opts.chunk_len()?;
+    opts.check_cancel()?;
+    if opts.check_identity {
+        StreamHeader::for_device(src.device(), src.protocol(), src.flags(), None, 1)
+            .check_target(dst.device(), dst.protocol())?;
+    }
+    match migrate_inner(src, dst, opts, chunk) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let e = recover_after(dst, e);
+            Err(recover_after(src, e))
+        }
+    }
+}
+
+fn migrate_inner(
+    src: &mut dyn MigrationDriver,
+    dst: &mut dyn MigrationDriver,
+    opts: &Options,
+    chunk: usize,
+) -> Result<MigrateReport> {
+    let t0 = Instant::now();
+    let expected = src.stop_copy_size().ok().flatten();
+    let source = src.device().name().to_string();
+    let destination = dst.device().name().to_string();
+    let protocol = src.protocol();
+    if dst.state()? != MigState::Running {
+        dst.recover()?;
+    }
+    dst.set_state(MigState::Resuming)?;
+    let mut done = 0u64;
+    let stats = pipeline(
+        chunk,
+        |p| read_source(src, opts, p),
+        |kind, data| {
+            opts.check_cancel()?;
+            write_device(dst, data)?;
+            done += data.len() as u64;
+            let phase = match kind {
+                ChunkKind::Precopy => Phase::Precopy,
+                ChunkKind::Stopcopy => Phase::StopCopy,
+            };
+            opts.report(phase, done, expected);
+            Ok(())
+        },
+    )?;
+    let tc = Instant::now();
+    dst.set_state(MigState::Running)?;
+    let running_at = Instant::now();
+    let commit_seconds = running_at.duration_since(tc).as_secs_f64();
+    src.set_state(MigState::Running)?;
+    let seconds = secs(t0);
+    let downtime_seconds = stats
+        .stopped_at
+        .map(|s| running_at.duration_since(s).as_secs_f64())
+        .unwrap_or(0.0);
+    let stop_copy_seconds = match (stats.stopped_at, stats.eof_at) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let bytes = stats.precopy_bytes + stats.stopcopy_bytes;
+    Ok(MigrateReport {
+        source,
+        destination,
+        protocol,
+        bytes,
+        precopy_bytes: stats.precopy_bytes,
+        stopcopy_bytes: stats.stopcopy_bytes,
+        chunks: stats.chunks,
+        rounds: stats.rounds,
+        converged: stats.converged,
+        seconds,
+        precopy_seconds: stats.precopy_seconds,
+        stop_copy_seconds,
+        commit_seconds,
+        downtime_seconds,
+        throughput_bytes_per_s: rate(bytes, seconds),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,451 @@
+//! Engine tests over an in-test fake device driven through the real v2 driver.
+
+use super::*;
+use crate::device::{
+    Device, DeviceError, DeviceHandle, DeviceIdentity, DeviceInfo, MigFlags, PrecopyInfo, RegionMap,
+};
+use crate::migration::fsm;
+use crate::migration::v2::V2Driver;
+use std::any::Any;
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+
+/// The fake's migration model: the saved stream is `image`. In PRE_COPY the device exposes
+/// `avail` bytes of it (half at first); each time a round is drained, the next `dirty` entry
+/// becomes available. STOP_COPY exposes everything. RESUMING collects writes; leaving it
+/// validates them against `expect` (if set), going to ERROR on mismatch.
+#[derive(Default)]
+struct Inner {
+    state: Option<MigState>,
+    image: Vec<u8>,
+    pos: usize,
+    avail: usize,
+    dirty: Vec<usize>,
+    fail_read_at: Option<usize>,
+    received: Vec<u8>,
+    /// Every byte ever written, across resets.
+    written: Vec<u8>,
+    expect: Option<Vec<u8>>,
+    loaded: Option<Vec<u8>>,
+    resets: u32,
+    transitions: u32,
+}
+
+struct FakeDevice {
+    info: DeviceInfo,
+    flags: MigFlags,
+    inner: Mutex<Inner>,
+}
+
+fn eio(op: &'static str, errno: i32) -> DeviceError {
+    DeviceError::Migration {
+        device: "fake".into(),
+        op,
+        state: None,
+        source: std::io::Error::from_raw_os_error(errno),
+        hint: String::new(),
+    }
+}
+
+impl FakeDevice {
+    fn new(mdev_type: &str, flags: u64, image: Vec<u8>) -> Arc<FakeDevice> {
+        Arc::new(FakeDevice {
+            info: DeviceInfo {
+                name: format!("fake-{mdev_type}"),
+                backend: "sim".into(),
+                flags: 0,
+                regions: vec![],
+                irqs: vec![],
+                identity: DeviceIdentity {
+                    device_api: "vfio-pci".into(),
+                    mdev_type: Some(mdev_type.into()),
+                    ..Default::default()
+                },
+            },
+            flags: MigFlags(flags),
+            inner: Mutex::new(Inner {
+                image,
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state_now(&self) -> MigState {
+        self.lock().state.unwrap_or(MigState::Running)
+    }
+}
+
+impl Device for FakeDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+    fn read_region(&self, _: u32, _: u64, _: &mut [u8]) -> crate::device::Result<()> {
+        Err(eio("region", libc::EINVAL))
+    }
+    fn write_region(&self, _: u32, _: u64, _: &[u8]) -> crate::device::Result<()> {
+        Err(eio("region", libc::EINVAL))
+    }
+    fn map_region(&self, _: u32, _: u64, _: u64) -> crate::device::Result<RegionMap> {
+        Err(eio("mmap", libc::EINVAL))
+    }
+    fn reset(&self) -> crate::device::Result<()> {
+        let mut i = self.lock();
+        i.state = Some(MigState::Running);
+        i.received.clear();
+        i.resets += 1;
+        Ok(())
+    }
+    fn set_irq_eventfds(&self, _: u32, _: u32, _: &[RawFd]) -> crate::device::Result<()> {
+        Ok(())
+    }
+    fn trigger_irq(&self, _: u32, _: u32) -> crate::device::Result<()> {
+        Ok(())
+    }
+    fn mask_irq(&self, _: u32, _: u32, _: bool) -> crate::device::Result<()> {
+        Ok(())
+    }
+    fn migration_flags(&self) -> crate::device::Result<Option<MigFlags>> {
+        Ok(Some(self.flags))
+    }
+    fn set_mig_state(&self, new: MigState) -> crate::device::Result<()> {
+        let mut i = self.lock();
+        let cur = i.state.unwrap_or(MigState::Running);
+        let path = fsm::path(self.flags, cur, new).map_err(|_| eio("set state", libc::EINVAL))?;
+        let mut at = cur;
+        for next in path {
+            i.transitions += 1;
+            match (at, next) {
+                (MigState::Running, MigState::PreCopy)
+                | (MigState::RunningP2p, MigState::PreCopyP2p) => {
+                    i.pos = 0;
+                    i.avail = i.image.len() / 2;
+                }
+                (MigState::Stop, MigState::StopCopy) => {
+                    i.pos = 0;
+                    i.avail = i.image.len();
+                }
+                (_, MigState::StopCopy) => i.avail = i.image.len(),
+                (MigState::Stop, MigState::Resuming) => i.received.clear(),
+                (MigState::Resuming, MigState::Stop) => {
+                    if i.expect.as_ref().is_some_and(|e| *e != i.received) {
+                        i.state = Some(MigState::Error);
+                        return Err(eio("set state", libc::EINVAL));
+                    }
+                    i.loaded = Some(std::mem::take(&mut i.received));
+                }
+                _ => {}
+            }
+            at = next;
+            i.state = Some(at);
+        }
+        Ok(())
+    }
+    fn mig_state(&self) -> crate::device::Result<MigState> {
+        Ok(self.state_now())
+    }
+    fn mig_read(&self, buf: &mut [u8]) -> crate::device::Result<usize> {
+        let mut i = self.lock();
+        if !matches!(
+            i.state,
+            Some(MigState::PreCopy | MigState::PreCopyP2p | MigState::StopCopy)
+        ) {
+            return Err(eio("read data", libc::EINVAL));
+        }
+        if let Some(f) = i.fail_read_at {
+            if i.pos >= f {
+                return Err(eio("read data", libc::EIO));
+            }
+        }
+        // Small, uneven reads, like a device that hands out pieces.
+        let n = buf.len().min(i.avail - i.pos).min(40_000);
+        let p = i.pos;
+        buf[..n].copy_from_slice(&i.image[p..p + n]);
+        i.pos += n;
+        Ok(n)
+    }
+    fn mig_write(&self, buf: &[u8]) -> crate::device::Result<usize> {
+        let mut i = self.lock();
+        if i.state != Some(MigState::Resuming) {
+            return Err(eio("write data", libc::EINVAL));
+        }
+        let n = buf.len().min(50_000);
+        i.received.extend_from_slice(&buf[..n]);
+        i.written.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn precopy_info(&self) -> crate::device::Result<PrecopyInfo> {
+        let mut i = self.lock();
+        if i.pos == i.avail && !i.dirty.is_empty() {
+            let d = i.dirty.remove(0);
+            i.avail = (i.avail + d).min(i.image.len());
+        }
+        Ok(PrecopyInfo {
+            initial_bytes: 0,
+            dirty_bytes: (i.avail - i.pos) as u64,
+        })
+    }
+    fn stop_copy_size(&self) -> crate::device::Result<u64> {
+        Ok(self.lock().image.len() as u64)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+fn image(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+fn driver(d: &Arc<FakeDevice>) -> V2Driver {
+    let h: DeviceHandle = d.clone();
+    V2Driver::new(h, d.flags)
+}
+
+fn opts(rounds: u32) -> Options {
+    Options {
+        buffer_size: 64 * 1024,
+        precopy: PrecopyPolicy {
+            max_rounds: rounds,
+            dirty_threshold: 0,
+        },
+        ..Default::default()
+    }
+}
+
+const N: usize = 3 * 1024 * 1024 + 123;
+
+fn saved(src_img: &[u8], rounds: u32) -> Vec<u8> {
+    let src = FakeDevice::new("fake-1", 7, src_img.to_vec());
+    src.lock().dirty = vec![1000, 0];
+    let (out, rep) = save(&mut driver(&src), Vec::new(), "mem", &opts(rounds)).unwrap();
+    assert_eq!(rep.bytes, src_img.len() as u64);
+    assert_eq!(src.state_now(), MigState::Running);
+    out
+}
+
+#[test]
+fn save_restore_round_trip_with_precopy() {
+    let img = image(N, 1);
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    src.lock().dirty = vec![1000, 10, 0];
+    let (out, rep) = save(&mut driver(&src), Vec::new(), "mem", &opts(5)).unwrap();
+    assert_eq!(src.state_now(), MigState::Running);
+    assert_eq!(rep.bytes, N as u64);
+    assert_eq!(rep.precopy_bytes, (N / 2 + 1010) as u64);
+    assert_eq!(rep.stopcopy_bytes, rep.bytes - rep.precopy_bytes);
+    assert_eq!(rep.rounds, 3);
+    assert!(rep.converged);
+    assert_eq!(rep.stream_bytes, out.len() as u64);
+
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    dst.lock().expect = Some(img.clone());
+    let r = restore(&mut driver(&dst), &out[..], &opts(0)).unwrap();
+    assert_eq!(r.bytes, N as u64);
+    assert_eq!(r.source.mdev_type.as_deref(), Some("fake-1"));
+    assert_eq!(dst.state_now(), MigState::Running);
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+    assert_eq!(dst.lock().resets, 0);
+}
+
+#[test]
+fn save_without_precopy_support_skips_it() {
+    let img = image(200_000, 2);
+    let src = FakeDevice::new("fake-1", MigFlags::STOP_COPY, img);
+    let (_, rep) = save(&mut driver(&src), Vec::new(), "mem", &opts(5)).unwrap();
+    assert_eq!((rep.rounds, rep.precopy_bytes), (0, 0));
+    assert_eq!(rep.stopcopy_bytes, 200_000);
+    assert_eq!(src.state_now(), MigState::Running);
+}
+
+/// Restores `data` into a fresh fake and returns the error and the device.
+fn refused(data: &[u8], mdev_type: &str) -> (MigrationError, Arc<FakeDevice>) {
+    let dst = FakeDevice::new(mdev_type, 7, vec![]);
+    let e = restore(&mut driver(&dst), data, &opts(0)).unwrap_err();
+    assert_eq!(dst.state_now(), MigState::Running, "{e}");
+    assert!(dst.lock().loaded.is_none(), "state committed despite {e}");
+    (e, dst)
+}
+
+#[test]
+fn corrupt_chunk_never_reaches_the_device() {
+    let img = image(N, 3);
+    let mut data = saved(&img, 0);
+    // Flip a byte in the middle of the payload.
+    let at = data.len() / 2;
+    data[at] ^= 0x40;
+    let (e, dst) = refused(&data, "fake-1");
+    assert!(
+        matches!(e, MigrationError::Stream(ref m) if m.contains("corrupt data")),
+        "{e}"
+    );
+    let d = dst.lock();
+    assert_eq!(d.resets, 1, "RESUMING must be aborted by reset");
+    // Only verified data reached the device: what it got is an intact prefix of the image.
+    assert!(!d.written.is_empty() && d.written.len() < N);
+    assert!(d.written[..] == img[..d.written.len()]);
+}
+
+#[test]
+fn truncated_stream_is_never_committed() {
+    let img = image(N, 4);
+    let data = saved(&img, 0);
+    for cut in [
+        data.len() - 1,
+        data.len() - crate::migration::stream::TRAILER_LEN,
+        data.len() / 3,
+    ] {
+        let (e, _) = refused(&data[..cut], "fake-1");
+        assert!(
+            matches!(e, MigrationError::Stream(ref m) if m.contains("truncated")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn foreign_or_mismatched_stream_touches_nothing() {
+    let img = image(10_000, 5);
+    let data = saved(&img, 0);
+    let (e, dst) = refused(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0", "fake-1");
+    assert!(e.to_string().contains("bad magic"), "{e}");
+    assert_eq!(dst.lock().transitions, 0);
+    let (e, dst) = refused(&data, "fake-2");
+    assert!(
+        matches!(e, MigrationError::Incompatible(ref m) if m.contains("mdev type")),
+        "{e}"
+    );
+    assert_eq!(dst.lock().transitions, 0);
+}
+
+#[test]
+fn device_refusing_the_state_is_reset_to_running() {
+    let data = saved(&image(100_000, 6), 0);
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    dst.lock().expect = Some(image(100_000, 7));
+    let e = restore(&mut driver(&dst), &data[..], &opts(0)).unwrap_err();
+    assert!(matches!(e, MigrationError::Device(_)), "{e}");
+    assert_eq!(dst.state_now(), MigState::Running);
+    assert_eq!(dst.lock().resets, 1);
+}
+
+fn dir_entries(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn file_save_is_atomic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.vfs");
+    let img = image(N, 8);
+
+    // A device failing mid-stream: no file, no temp file, device RUNNING.
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    src.lock().fail_read_at = Some(N / 2);
+    let e = save_to_file(&mut driver(&src), &path, &opts(0)).unwrap_err();
+    assert!(matches!(e, MigrationError::Device(_)), "{e}");
+    assert_eq!(src.state_now(), MigState::Running);
+    assert!(dir_entries(dir.path()).is_empty());
+
+    // Success: exactly the file, and it restores.
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    let rep = save_to_file(&mut driver(&src), &path, &opts(0)).unwrap();
+    assert_eq!(dir_entries(dir.path()), ["state.vfs"]);
+    assert_eq!(rep.file.as_deref(), Some(path.as_path()));
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    restore_from_file(&mut driver(&dst), &path, &opts(0)).unwrap();
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+
+    // A failed save over an existing file leaves the old file intact.
+    let before = std::fs::read(&path).unwrap();
+    let src = FakeDevice::new("fake-1", 7, image(N, 9));
+    src.lock().fail_read_at = Some(1000);
+    save_to_file(&mut driver(&src), &path, &opts(0)).unwrap_err();
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(dir_entries(dir.path()), ["state.vfs"]);
+}
+
+#[test]
+fn interrupt_recovers_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let src = FakeDevice::new("fake-1", 7, image(N, 10));
+    let cancel: Cancel = Arc::new(AtomicBool::new(false));
+    let c2 = cancel.clone();
+    let mut o = opts(0);
+    o.cancel = Some(cancel);
+    o.progress = Some(Arc::new(move |_p: &Progress| {
+        c2.store(true, Ordering::Relaxed)
+    }));
+    let e = save_to_file(&mut driver(&src), &path, &o).unwrap_err();
+    assert!(matches!(e, MigrationError::Interrupted), "{e}");
+    assert_eq!(src.state_now(), MigState::Running);
+    assert!(dir_entries(dir.path()).is_empty());
+}
+
+#[test]
+fn migrate_with_precopy_converging() {
+    let img = image(N, 11);
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    src.lock().dirty = vec![5000, 200, 50, 50, 50];
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    dst.lock().expect = Some(img.clone());
+    let mut o = opts(10);
+    o.precopy.dirty_threshold = 100;
+    let r = migrate(&mut driver(&src), &mut driver(&dst), &o).unwrap();
+    // Round 1 reads half, leaving 5000 dirty; round 2 reads those, 200 left; round 3 reads
+    // 200, 50 left <= 100: converged after 3 rounds.
+    assert_eq!(r.rounds, 3);
+    assert!(r.converged);
+    assert_eq!(r.precopy_bytes, (N / 2 + 5200) as u64);
+    assert_eq!(r.bytes, N as u64);
+    assert!(r.downtime_seconds > 0.0 && r.downtime_seconds <= r.seconds);
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+    assert_eq!(src.state_now(), MigState::Running);
+    assert_eq!(dst.state_now(), MigState::Running);
+
+    // Round limit reached without converging.
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    src.lock().dirty = vec![5000, 5000, 5000];
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    let mut o = opts(2);
+    o.precopy.dirty_threshold = 100;
+    let r = migrate(&mut driver(&src), &mut driver(&dst), &o).unwrap();
+    assert_eq!((r.rounds, r.converged), (2, false));
+}
+
+#[test]
+fn migrate_failure_recovers_both() {
+    let src = FakeDevice::new("fake-1", 7, image(N, 12));
+    src.lock().fail_read_at = Some(N - 10);
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    let e = migrate(&mut driver(&src), &mut driver(&dst), &opts(2)).unwrap_err();
+    assert!(matches!(e, MigrationError::Device(_)), "{e}");
+    assert_eq!(src.state_now(), MigState::Running);
+    assert_eq!(dst.state_now(), MigState::Running);
+    assert!(dst.lock().loaded.is_none());
+    // Mismatched identity is refused before either device moves.
+    let src = FakeDevice::new("fake-1", 7, image(10, 1));
+    let dst = FakeDevice::new("fake-2", 7, vec![]);
+    let e = migrate(&mut driver(&src), &mut driver(&dst), &opts(0)).unwrap_err();
+    assert!(matches!(e, MigrationError::Incompatible(_)), "{e}");
+    assert_eq!(src.lock().transitions + dst.lock().transitions, 0);
+}
+
+#[test]
+fn aligned_buffers() {
+    let b = AlignedBuf::new(10_000);
+    assert_eq!(b.len(), 10_000);
+    assert_eq!(b.as_ptr() as usize % PAGE, 0);
+    assert!(b.iter().all(|x| *x == 0));
+}

@@ -1,0 +1,25 @@
+# Helpers for scenarios (busybox sh). Source with: . /etc/vfioh/lib.sh
+# Devices created at boot (see setup-devices): MTTY_A MTTY_B MTTY_C (mtty-2), MTTY_D (mtty-1),
+# MDPY, MBOCHS (mdev UUIDs), EDU (PCI address bound to vfio-pci), HAVE_IOMMUFD (0/1).
+. /run/devices.env
+
+# fail MSG: the scenario fails with MSG as its reason.
+fail() { echo "FAIL: $*"; exit 1; }
+# skip MSG: the scenario is skipped with MSG as its reason.
+skip() { echo "SKIP: $*"; exit 77; }
+# need VAR...: skip unless every named device variable is set.
+need() { for v in "$@"; do eval "[ -n \"\${$v}\" ]" || skip "device $v was not created"; done; }
+# run CMD...: echo and run; fail if it fails.
+run() { echo "+ $*"; "$@" || fail "command failed (exit $?): $*"; }
+# run_out VAR CMD...: like run, but stores stdout in VAR (and echoes it).
+run_out() { _v=$1; shift; echo "+ $*"; _o=$("$@") || fail "command failed: $*"; echo "$_o"; eval "$_v=\$_o"; }
+# must_fail CMD...: the command must exit non-zero.
+must_fail() { echo "+ (expect failure) $*"; if "$@"; then fail "expected failure: $*"; fi; return 0; }
+# expect_eq WHAT GOT WANT
+expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; echo "ok: $1 = $2"; }
+# json_num KEY: first numeric value of "KEY": in stdin (flat extraction, enough for checks).
+json_num() { grep -o "\"$1\": *[0-9]*" | head -n 1 | sed 's/.*: *//'; }
+# json_str KEY: first string value of "KEY": in stdin.
+json_str() { grep -o "\"$1\": *\"[^\"]*\"" | head -n 1 | sed 's/.*: *"//; s/"$//'; }
+# backends: the IOMMU back ends this kernel offers.
+backends() { if [ "$HAVE_IOMMUFD" = 1 ]; then echo "legacy iommufd"; else echo legacy; fi; }

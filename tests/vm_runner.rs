@@ -1,0 +1,146 @@
+//! Tests of the real-kernel bed's host runner (`tests/vm/run`): how it turns a guest console
+//! into a verdict. QEMU is replaced by small scripts that print a canned console and exit as
+//! a guest would (or hang, or panic), and nothing is built (`VM_NO_BUILD=1`).
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+}
+
+fn run_bed(console_script: &str, extra_args: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake-qemu");
+    let mut f = std::fs::File::create(&fake).unwrap();
+    writeln!(f, "#!/bin/sh\n{console_script}").unwrap();
+    drop(f);
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runner = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vm/run");
+    let out = Command::new(runner)
+        .args(extra_args)
+        .env("VM_NO_BUILD", "1")
+        .env("VM_QEMU", &fake)
+        .env("VFIO_HARNESS_CACHE", dir.path())
+        .env("VM_OUT", dir.path().join("out"))
+        .output()
+        .unwrap();
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+const GOOD: &str = r#"cat <<'X'
+[    0.1] booting
+VFIOH BOOT 6.12.117 2 cpu(s)
+VFIOH PASS alpha (1s)
+[    0.2] some kernel noise
+VFIOH SKIP beta: no edu device
+VFIOH PASS gamma (2s)
+VFIOH DONE 2 passed, 0 failed, 1 skipped
+X
+exit 0"#;
+
+#[test]
+fn all_passing_guest_exits_zero_with_closing_line() {
+    let o = run_bed(GOOD, &[]);
+    assert_eq!(o.code, Some(0), "{}", o.stdout);
+    assert!(o.stdout.contains("PASS alpha (1s)"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("SKIP beta: no edu device"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l == "2 passed, 0 failed, 1 skipped"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn a_failed_scenario_fails_the_bed() {
+    let script = GOOD
+        .replace(
+            "VFIOH PASS gamma (2s)",
+            "VFIOH FAIL gamma: register mismatch",
+        )
+        .replace("2 passed, 0 failed", "1 passed, 1 failed");
+    let o = run_bed(&script, &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(o.stdout.contains("FAIL gamma: register mismatch"));
+    assert!(o
+        .stdout
+        .lines()
+        .any(|l| l == "1 passed, 1 failed, 1 skipped"));
+}
+
+#[test]
+fn missing_closing_line_fails_the_bed() {
+    let script = GOOD.replace("VFIOH DONE 2 passed, 0 failed, 1 skipped\n", "");
+    let o = run_bed(&script, &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("never printed its closing line"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn counts_that_disagree_with_result_lines_fail_the_bed() {
+    let script = GOOD.replace("VFIOH PASS alpha (1s)\n", "");
+    let o = run_bed(&script, &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(o.stdout.contains("disagree"), "{}", o.stdout);
+}
+
+#[test]
+fn a_guest_panic_fails_the_bed_even_with_passes() {
+    let script = GOOD.replace(
+        "[    0.2] some kernel noise",
+        "[    0.2] Kernel panic - not syncing: Attempted to kill init!",
+    );
+    let o = run_bed(&script, &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(o.stdout.contains("panicked"), "{}", o.stdout);
+}
+
+#[test]
+fn qemu_failing_fails_the_bed() {
+    let o = run_bed(&GOOD.replace("exit 0", "exit 3"), &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("qemu exited with status 3"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn a_hung_guest_is_killed_at_the_timeout() {
+    // The fake guest prints one result and then never finishes.
+    let o = run_bed(
+        "echo 'VFIOH PASS alpha (1s)'; exec sleep 600",
+        &["--timeout", "2"],
+    );
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("did not finish within 2s"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn unknown_scenario_is_refused_before_booting() {
+    let o = run_bed("echo should-not-run; exit 0", &["no-such-scenario"]);
+    assert_eq!(o.code, Some(2), "{}", o.stdout);
+    assert!(!o.stdout.contains("should-not-run"));
+}
