@@ -217,7 +217,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let ok = out
         .check
         .as_ref()
-        .map_or(true, |c| c.matched && c.guard_intact);
+        .is_none_or(|c| c.matched && c.guard_intact);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
