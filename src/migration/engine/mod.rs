@@ -439,8 +439,14 @@ fn fill(
 
 /// The source side of save and migrate: optional pre-copy rounds, then STOP_COPY to end of
 /// stream, every chunk sent through `p`.
-fn read_source(drv: &mut dyn MigrationDriver, opts: &Options, p: &Producer) -> Result<SourceStats> {
+fn read_source(
+    drv: &mut dyn MigrationDriver,
+    opts: &Options,
+    estimate: Option<u64>,
+    p: &Producer,
+) -> Result<SourceStats> {
     let mut st = SourceStats::default();
+    let limit = stream_limit(estimate);
     let policy = opts.precopy;
     let flags = drv.flags();
     if policy.max_rounds > 0 && flags.has(crate::device::MigFlags::PRE_COPY) {
@@ -490,6 +496,18 @@ fn read_source(drv: &mut dyn MigrationDriver, opts: &Options, p: &Producer) -> R
         }
         st.stopcopy_bytes += n as u64;
         st.chunks += 1;
+        if let Some(l) = limit {
+            if st.precopy_bytes + st.stopcopy_bytes > l {
+                return Err(MigrationError::Protocol {
+                    device: drv.device().name().to_string(),
+                    what: format!(
+                        "STOP_COPY keeps streaming: {} bytes read, the device estimated {} (the end of stream never came)",
+                        st.precopy_bytes + st.stopcopy_bytes,
+                        estimate.unwrap_or(0)
+                    ),
+                });
+            }
+        }
         p.send(Filled {
             kind: ChunkKind::Stopcopy,
             buf,
@@ -498,6 +516,13 @@ fn read_source(drv: &mut dyn MigrationDriver, opts: &Options, p: &Producer) -> R
     }
     st.eof_at = Some(Instant::now());
     Ok(st)
+}
+
+/// The most a device may stream when it estimated `estimate` bytes: four times the estimate,
+/// and at least 64 MiB more than it (devices may exceed their estimates, but a stream that
+/// never ends must not run forever). No limit without an estimate.
+fn stream_limit(estimate: Option<u64>) -> Option<u64> {
+    estimate.map(|e| e.saturating_mul(4).max(e.saturating_add(64 << 20)))
 }
 
 /// Writes all of `data` into a device in RESUMING.
@@ -593,7 +618,7 @@ fn save_inner<W: Write>(
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
-        |p| read_source(drv, opts, p),
+        |p| read_source(drv, opts, estimate, p),
         |kind, data| {
             opts.check_cancel()?;
             writer.write_chunk(kind, data)?;
@@ -841,7 +866,7 @@ fn migrate_inner(
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
-        |p| read_source(src, opts, p),
+        |p| read_source(src, opts, expected, p),
         |kind, data| {
             opts.check_cancel()?;
             write_device(dst, data)?;

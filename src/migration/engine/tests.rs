@@ -22,6 +22,8 @@ struct Inner {
     avail: usize,
     dirty: Vec<usize>,
     fail_read_at: Option<usize>,
+    /// STOP_COPY never reaches the end of stream.
+    endless: bool,
     received: Vec<u8>,
     /// Every byte ever written, across resets.
     written: Vec<u8>,
@@ -159,6 +161,9 @@ impl Device for FakeDevice {
             if i.pos >= f {
                 return Err(eio("read data", libc::EIO));
             }
+        }
+        if i.endless && i.pos == i.avail && i.state == Some(MigState::StopCopy) {
+            i.pos = 0;
         }
         // Small, uneven reads, like a device that hands out pieces.
         let n = buf.len().min(i.avail - i.pos).min(40_000);
@@ -448,4 +453,17 @@ fn aligned_buffers() {
     assert_eq!(b.len(), 10_000);
     assert_eq!(b.as_ptr() as usize % PAGE, 0);
     assert!(b.iter().all(|x| *x == 0));
+}
+
+#[test]
+fn endless_stop_copy_is_cut_off() {
+    let src = FakeDevice::new("fake-1", 7, image(1 << 20, 13));
+    src.lock().endless = true;
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    let mut o = opts(0);
+    o.buffer_size = 4 << 20;
+    let e = migrate(&mut driver(&src), &mut driver(&dst), &o).unwrap_err();
+    assert!(e.to_string().contains("keeps streaming"), "{e}");
+    assert_eq!(src.state_now(), MigState::Running);
+    assert_eq!(dst.state_now(), MigState::Running);
 }
