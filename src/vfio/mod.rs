@@ -1,12 +1,199 @@
 //! The kernel back end: VFIO container/group (legacy) and iommufd/cdev, device fds,
 //! regions, DMA, interrupts and the KVM-VFIO association.
+//!
+//! [`open_devices`] opens every device of one call into one shared [`VfioContext`] (one
+//! container, or one iommufd IOAS), optionally registered with a KVM-VFIO pseudo device as a
+//! VMM would. Each device is a [`KernelDevice`] implementing [`crate::device::Device`];
+//! back-end specifics (DMA mapping, IOVA ranges, the KVM note) are reached by downcasting
+//! through [`crate::device::Device::as_any`].
 
-use crate::device::{DeviceError, DeviceHandle, DeviceSpec, OpenOptions, Result};
+mod context;
+mod device;
+pub mod dma;
+pub mod edu;
+pub mod ioctl;
+pub mod irq;
+mod kvm;
+pub mod pci;
+pub mod region;
+
+pub use context::{IommuKind, VfioContext};
+pub use device::KernelDevice;
+pub use ioctl::IovaRange;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::device::{
+    errno_hint, DeviceError, DeviceHandle, DeviceSpec, IommuBackend, OpenOptions, Result,
+};
+use crate::sysfs::{device as sysdev, SysfsRoot};
 
 /// Opens kernel devices, sharing one IOMMU context among them.
-pub fn open_devices(specs: &[&DeviceSpec], _opts: &OpenOptions) -> Result<Vec<DeviceHandle>> {
-    Err(DeviceError::Unsupported {
-        device: specs.first().map(|s| s.to_string()).unwrap_or_default(),
-        what: "the kernel back end (not built yet)".into(),
-    })
+pub fn open_devices(specs: &[&DeviceSpec], opts: &OpenOptions) -> Result<Vec<DeviceHandle>> {
+    let root = SysfsRoot::from_option(opts.sysfs_root.as_deref());
+    let mut nodes = Vec::with_capacity(specs.len());
+    for s in specs {
+        nodes.push(sysdev::resolve(&root, s)?);
+    }
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first = sysdev::device_name(&nodes[0]);
+    let kind = choose_backend(opts.iommu, &nodes);
+    for n in &nodes {
+        precheck(&root, n, kind)?;
+    }
+    let ctx = Arc::new(VfioContext::new(kind, opts.kvm, &first)?);
+    let mut out: Vec<DeviceHandle> = Vec::with_capacity(nodes.len());
+    for n in &nodes {
+        let d = KernelDevice::open(n, Arc::clone(&ctx), &root)?;
+        out.push(Arc::new(d));
+    }
+    Ok(out)
+}
+
+/// Picks the IOMMU interface: `auto` takes iommufd when `/dev/iommu` exists and every
+/// device has a VFIO cdev (`vfio-dev/`), else legacy.
+pub fn choose_backend(want: IommuBackend, nodes: &[std::path::PathBuf]) -> IommuKind {
+    match want {
+        IommuBackend::Legacy => IommuKind::Legacy,
+        IommuBackend::Iommufd => IommuKind::Iommufd,
+        IommuBackend::Auto => {
+            if Path::new("/dev/iommu").exists()
+                && nodes.iter().all(|n| sysdev::cdev_name(n).is_some())
+            {
+                IommuKind::Iommufd
+            } else {
+                IommuKind::Legacy
+            }
+        }
+    }
+}
+
+fn open_err(device: &str, what: String, source: io::Error, hint: &str) -> DeviceError {
+    let hint = if hint.is_empty() {
+        errno_hint(source.raw_os_error()).to_string()
+    } else {
+        hint.to_string()
+    };
+    DeviceError::Open {
+        device: device.to_string(),
+        what,
+        source,
+        hint,
+    }
+}
+
+/// Checks what the kernel needs before vfio-ioctls opens the device, so that the common
+/// failures come with a precise message instead of a bare errno.
+fn precheck(root: &SysfsRoot, node: &Path, kind: IommuKind) -> Result<()> {
+    let name = sysdev::device_name(node);
+    let is_mdev = node.join("mdev_type").exists();
+    let bind_hint = if is_mdev {
+        "the mdev must be bound to vfio_mdev (its vendor driver's VFIO interface)"
+    } else {
+        "bind the device to vfio-pci (echo VENDOR DEVICE > /sys/bus/pci/drivers/vfio-pci/new_id, or driver_override)"
+    };
+    let drv = sysdev::driver(node);
+    match kind {
+        IommuKind::Legacy => {
+            if !Path::new("/dev/vfio/vfio").exists() {
+                return Err(open_err(
+                    &name,
+                    "open /dev/vfio/vfio".into(),
+                    io::Error::from_raw_os_error(libc::ENOENT),
+                    "no /dev/vfio/vfio: load the vfio modules (modprobe vfio-pci vfio_iommu_type1), or use --iommu iommufd",
+                ));
+            }
+            let group = sysdev::iommu_group(node).ok_or_else(|| {
+                open_err(
+                    &name,
+                    "find the IOMMU group".into(),
+                    io::Error::from_raw_os_error(libc::ENOENT),
+                    "the device has no iommu_group: enable an IOMMU (intel_iommu=on / amd_iommu=on) or create the mdev first",
+                )
+            })?;
+            let gpath = format!("/dev/vfio/{group}");
+            if !Path::new(&gpath).exists() {
+                return Err(open_err(
+                    &name,
+                    format!("open {gpath}"),
+                    io::Error::from_raw_os_error(libc::ENOENT),
+                    &format!(
+                        "no group file: {bind_hint} (currently bound to {})",
+                        drv.as_deref().unwrap_or("no driver")
+                    ),
+                ));
+            }
+            let blockers: Vec<String> = sysdev::group_members(root, group)
+                .into_iter()
+                .filter(|m| m.blocks_viability())
+                .map(|m| m.to_string())
+                .collect();
+            if !blockers.is_empty() {
+                return Err(DeviceError::GroupNotViable {
+                    device: name,
+                    group,
+                    blockers,
+                });
+            }
+        }
+        IommuKind::Iommufd => {
+            if !Path::new("/dev/iommu").exists() {
+                return Err(open_err(
+                    &name,
+                    "open /dev/iommu".into(),
+                    io::Error::from_raw_os_error(libc::ENOENT),
+                    "no /dev/iommu: the kernel lacks CONFIG_IOMMUFD (or the module is not loaded); use --iommu legacy",
+                ));
+            }
+            let cdev = sysdev::cdev_name(node).ok_or_else(|| {
+                open_err(
+                    &name,
+                    "find the VFIO cdev (vfio-dev/)".into(),
+                    io::Error::from_raw_os_error(libc::ENOENT),
+                    &format!(
+                        "no cdev: {bind_hint}, on a kernel with CONFIG_VFIO_DEVICE_CDEV (currently bound to {})",
+                        drv.as_deref().unwrap_or("no driver")
+                    ),
+                )
+            })?;
+            let p = format!("/dev/vfio/devices/{cdev}");
+            if !Path::new(&p).exists() {
+                return Err(open_err(
+                    &name,
+                    format!("open {p}"),
+                    io::Error::from_raw_os_error(libc::ENOENT),
+                    "the cdev node is missing: is devtmpfs mounted on /dev?",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The errno behind a vfio-ioctls error (walking its source chain), as an `io::Error`.
+pub(crate) fn vfio_io_error(e: &vfio_ioctls::VfioError) -> io::Error {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(s) = c.downcast_ref::<vmm_sys_util::errno::Error>() {
+            return io::Error::from_raw_os_error(s.errno());
+        }
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            return match io.raw_os_error() {
+                Some(n) => io::Error::from_raw_os_error(n),
+                None => io::Error::new(io.kind(), io.to_string()),
+            };
+        }
+        cur = c.source();
+    }
+    match e {
+        vfio_ioctls::VfioError::NoMigrationDataFd => io::Error::new(
+            io::ErrorKind::Other,
+            "no migration data stream is open (enter a streaming state first)",
+        ),
+        _ => io::Error::new(io::ErrorKind::Other, e.to_string()),
+    }
 }

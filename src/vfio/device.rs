@@ -1,0 +1,527 @@
+//! A kernel VFIO device behind the [`Device`] trait.
+
+use std::any::Any;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use vfio_ioctls::{VfioDevice, VfioError};
+
+use super::context::VfioContext;
+use super::ioctl::{self, IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_TRIGGER, IRQ_SET_ACTION_UNMASK};
+use super::region::{decode_region_info, irq_name, PCI_CONFIG_INDEX};
+use super::{open_err, vfio_io_error};
+use crate::device::{
+    errno_hint, Device, DeviceError, DeviceIdentity, DeviceInfo, IrqInfo, MigFlags, MigState,
+    PrecopyInfo, RegionInfo, RegionMap, Result,
+};
+use crate::sysfs::{device as sysdev, SysfsRoot};
+
+/// `VFIO_DEVICE_FLAGS_RESET`.
+const DEVICE_FLAGS_RESET: u32 = 1 << 0;
+/// `VFIO_DEVICE_FLAGS_PCI`.
+const DEVICE_FLAGS_PCI: u32 = 1 << 1;
+
+/// A device opened through the kernel (legacy group or iommufd cdev).
+///
+/// Field order matters: our duplicate of the device fd must close before vfio-ioctls'
+/// `VfioDevice` drops, because releasing the group from the container fails while a device
+/// fd of the group is still open.
+pub struct KernelDevice {
+    fd: File,
+    dev: VfioDevice,
+    ctx: Arc<VfioContext>,
+    info: DeviceInfo,
+    node: PathBuf,
+    group: Option<u32>,
+}
+
+impl KernelDevice {
+    /// Opens the device at sysfs node `node` into the shared context.
+    pub(crate) fn open(node: &Path, ctx: Arc<VfioContext>, root: &SysfsRoot) -> Result<Self> {
+        let name = sysdev::device_name(node);
+        let group = sysdev::iommu_group(node);
+        let dev = VfioDevice::new(node, ctx.ops(), true).map_err(|e| match e {
+            VfioError::GroupViable => DeviceError::GroupNotViable {
+                device: name.clone(),
+                group: group.unwrap_or(u32::MAX),
+                blockers: group
+                    .map(|g| {
+                        sysdev::group_members(root, g)
+                            .into_iter()
+                            .filter(|m| m.blocks_viability())
+                            .map(|m| m.to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            e => {
+                let src = vfio_io_error(&e);
+                open_err(&name, format!("open the device ({e})"), src, "")
+            }
+        })?;
+        // SAFETY: F_DUPFD_CLOEXEC on a valid fd owned by `dev` returns a new fd we own.
+        let raw = unsafe { libc::fcntl(dev.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(DeviceError::Io {
+                device: name,
+                what: "duplicate the device fd".into(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `raw` is a fresh fd nobody else owns.
+        let fd = unsafe { File::from_raw_fd(raw) };
+        let info = read_info(&fd, &name, node, ctx.kind().as_str())?;
+        Ok(KernelDevice {
+            fd,
+            dev,
+            ctx,
+            info,
+            node: node.to_path_buf(),
+            group,
+        })
+    }
+
+    /// The shared IOMMU context (DMA mapping, IOVA ranges, KVM note).
+    pub fn context(&self) -> &Arc<VfioContext> {
+        &self.ctx
+    }
+
+    /// The device's sysfs node.
+    pub fn sysfs_path(&self) -> &Path {
+        &self.node
+    }
+
+    /// The IOMMU group number.
+    pub fn iommu_group(&self) -> Option<u32> {
+        self.group
+    }
+
+    /// The device fd (for callers that need an ioctl this crate does not wrap).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn region(&self, index: u32) -> Result<&RegionInfo> {
+        self.info.region(index).ok_or_else(|| DeviceError::NoSuch {
+            device: self.info.name.clone(),
+            what: format!("region {index}"),
+        })
+    }
+
+    fn region_label(r: &RegionInfo) -> String {
+        format!("{} ({})", r.index, r.name)
+    }
+
+    fn check_range(&self, r: &RegionInfo, offset: u64, len: u64) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= r.size => Ok(()),
+            _ => Err(DeviceError::OutOfBounds {
+                what: format!("region {}", Self::region_label(r)),
+                offset,
+                len,
+                size: r.size,
+            }),
+        }
+    }
+
+    fn irq_check(&self, index: u32, vector: Option<u32>) -> Result<&IrqInfo> {
+        let irq = self.info.irq(index).ok_or_else(|| DeviceError::NoSuch {
+            device: self.info.name.clone(),
+            what: format!("IRQ index {index}"),
+        })?;
+        if let Some(v) = vector {
+            if v >= irq.count {
+                return Err(DeviceError::NoSuch {
+                    device: self.info.name.clone(),
+                    what: format!(
+                        "IRQ index {index} ({}) has no vector {v} (count {})",
+                        irq.name, irq.count
+                    ),
+                });
+            }
+        }
+        Ok(irq)
+    }
+
+    fn set_irqs(&self, op: &'static str, index: u32, buf: Vec<u8>) -> Result<()> {
+        ioctl::set_irqs(self.fd.as_raw_fd(), buf).map_err(|source| DeviceError::Irq {
+            device: self.info.name.clone(),
+            index,
+            op,
+            source,
+        })
+    }
+
+    fn mig_err(&self, op: &'static str, state: Option<MigState>, e: &VfioError) -> DeviceError {
+        let source = vfio_io_error(e);
+        let hint = match source.raw_os_error() {
+            Some(libc::ENOTTY) => "the device has no migration v2 support".to_string(),
+            n => errno_hint(n).to_string(),
+        };
+        DeviceError::Migration {
+            device: self.info.name.clone(),
+            op,
+            state,
+            source,
+            hint,
+        }
+    }
+}
+
+/// Reads device flags, every region and IRQ index, and the identity.
+fn read_info(fd: &File, name: &str, node: &Path, backend: &str) -> Result<DeviceInfo> {
+    let raw_fd = fd.as_raw_fd();
+    let ioerr = |what: String, source: io::Error| DeviceError::Io {
+        device: name.to_string(),
+        what,
+        source,
+    };
+    let di = ioctl::device_info(raw_fd).map_err(|e| ioerr("VFIO_DEVICE_GET_INFO".into(), e))?;
+    let pci = di.flags & DEVICE_FLAGS_PCI != 0;
+    let mut regions = Vec::new();
+    for i in 0..di.num_regions {
+        match ioctl::region_info(raw_fd, i) {
+            Ok(b) => {
+                if let Some(r) = decode_region_info(&b, pci) {
+                    regions.push(r);
+                }
+            }
+            // Unimplemented indexes (VGA on non-VGA devices) answer EINVAL.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(ioerr(format!("VFIO_DEVICE_GET_REGION_INFO {i}"), e)),
+        }
+    }
+    let mut irqs = Vec::new();
+    for i in 0..di.num_irqs {
+        match ioctl::irq_info(raw_fd, i) {
+            Ok((flags, count)) => irqs.push(IrqInfo {
+                index: i,
+                name: irq_name(i, pci),
+                count,
+                flags,
+            }),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(ioerr(format!("VFIO_DEVICE_GET_IRQ_INFO {i}"), e)),
+        }
+    }
+    let mut identity = DeviceIdentity {
+        device_api: sysdev::mdev_device_api(node).unwrap_or_else(|| api_from_flags(di.flags)),
+        mdev_type: sysdev::mdev_type(node),
+        parent: sysdev::mdev_parent(node),
+        pci_id: None,
+        pci_subsystem: None,
+        driver: sysdev::driver(node),
+        sysfs_path: Some(node.to_path_buf()),
+    };
+    if pci {
+        if let Some(cfg) = regions.iter().find(|r| r.index == PCI_CONFIG_INDEX) {
+            let mut b = [0u8; 0x30];
+            if cfg.size >= 0x30 && fd.read_exact_at(&mut b, cfg.offset).is_ok() {
+                let w = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+                identity.pci_id = Some(format!("{:04x}:{:04x}", w(0), w(2)));
+                identity.pci_subsystem = Some(format!("{:04x}:{:04x}", w(0x2c), w(0x2e)));
+            }
+        }
+    }
+    Ok(DeviceInfo {
+        name: name.to_string(),
+        backend: backend.to_string(),
+        flags: di.flags,
+        regions,
+        irqs,
+        identity,
+    })
+}
+
+fn api_from_flags(flags: u32) -> String {
+    const APIS: [(u32, &str); 6] = [
+        (1 << 1, "vfio-pci"),
+        (1 << 2, "vfio-platform"),
+        (1 << 3, "vfio-amba"),
+        (1 << 4, "vfio-ccw"),
+        (1 << 5, "vfio-ap"),
+        (1 << 6, "vfio-fsl-mc"),
+    ];
+    APIS.iter()
+        .find(|(b, _)| flags & b != 0)
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// An mmap of device memory; unmapped on drop.
+struct Mmap {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is process memory; the pointer is only used to munmap it.
+unsafe impl Send for Mmap {}
+// SAFETY: as above.
+unsafe impl Sync for Mmap {}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned; nothing else unmaps it.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+impl Device for KernelDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn read_region(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let r = self.region(index)?;
+        self.check_range(r, offset, buf.len() as u64)?;
+        self.fd
+            .read_exact_at(buf, r.offset + offset)
+            .map_err(|source| DeviceError::Region {
+                device: self.info.name.clone(),
+                region: Self::region_label(r),
+                op: "read",
+                offset,
+                len: buf.len() as u64,
+                hint: errno_hint(source.raw_os_error()).to_string(),
+                source,
+            })
+    }
+
+    fn write_region(&self, index: u32, offset: u64, buf: &[u8]) -> Result<()> {
+        let r = self.region(index)?;
+        self.check_range(r, offset, buf.len() as u64)?;
+        self.fd
+            .write_all_at(buf, r.offset + offset)
+            .map_err(|source| DeviceError::Region {
+                device: self.info.name.clone(),
+                region: Self::region_label(r),
+                op: "write",
+                offset,
+                len: buf.len() as u64,
+                hint: errno_hint(source.raw_os_error()).to_string(),
+                source,
+            })
+    }
+
+    fn map_region(&self, index: u32, offset: u64, len: u64) -> Result<RegionMap> {
+        let r = self.region(index)?;
+        self.check_range(r, offset, len)?;
+        let areas = r.mmap_areas();
+        let end = offset + len;
+        if len == 0
+            || !areas
+                .iter()
+                .any(|a| offset >= a.offset && end <= a.offset + a.size)
+        {
+            let list: Vec<String> = areas
+                .iter()
+                .map(|a| format!("{:#x}+{:#x}", a.offset, a.size))
+                .collect();
+            return Err(DeviceError::NoSuch {
+                device: self.info.name.clone(),
+                what: if areas.is_empty() {
+                    format!("region {} is not mmap-able", Self::region_label(r))
+                } else {
+                    format!(
+                        "{len:#x} byte(s) at {offset:#x} of region {} are not inside one mmap-able area ({})",
+                        Self::region_label(r),
+                        list.join(", ")
+                    )
+                },
+            });
+        }
+        if offset % page_size() != 0 {
+            return Err(DeviceError::Misaligned {
+                offset,
+                width: page_size() as usize,
+            });
+        }
+        let ulen = usize::try_from(len)
+            .map_err(|_| DeviceError::InvalidArgument(format!("mapping of {len:#x} bytes")))?;
+        let mut prot = 0;
+        if r.readable() {
+            prot |= libc::PROT_READ;
+        }
+        if r.writable() {
+            prot |= libc::PROT_WRITE;
+        }
+        // SAFETY: a fresh shared mapping of the device fd at a page-aligned offset the kernel
+        // validates; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ulen,
+                prot,
+                libc::MAP_SHARED,
+                self.fd.as_raw_fd(),
+                (r.offset + offset) as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let source = io::Error::last_os_error();
+            return Err(DeviceError::Region {
+                device: self.info.name.clone(),
+                region: Self::region_label(r),
+                op: "mmap",
+                offset,
+                len,
+                hint: errno_hint(source.raw_os_error()).to_string(),
+                source,
+            });
+        }
+        let owner = Mmap { ptr: p, len: ulen };
+        let ptr = NonNull::new(p as *mut u8)
+            .ok_or_else(|| DeviceError::InvalidArgument("mmap returned a null mapping".into()))?;
+        // SAFETY: ptr..ptr+len is the mapping owned (and unmapped on drop) by `owner`.
+        Ok(unsafe { RegionMap::new(ptr, ulen, Box::new(owner)) })
+    }
+
+    fn reset(&self) -> Result<()> {
+        if self.info.flags & DEVICE_FLAGS_RESET == 0 {
+            return Err(DeviceError::Unsupported {
+                device: self.info.name.clone(),
+                what: "VFIO_DEVICE_RESET (the device does not report VFIO_DEVICE_FLAGS_RESET)"
+                    .into(),
+            });
+        }
+        ioctl::reset(self.fd.as_raw_fd()).map_err(|source| DeviceError::Io {
+            device: self.info.name.clone(),
+            what: "VFIO_DEVICE_RESET".into(),
+            source,
+        })
+    }
+
+    fn set_irq_eventfds(&self, index: u32, start: u32, fds: &[RawFd]) -> Result<()> {
+        let irq = self.irq_check(index, None)?;
+        if fds.is_empty() {
+            let b = ioctl::irq_set_buf(
+                ioctl::IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER,
+                index,
+                0,
+                0,
+                &[],
+            );
+            return self.set_irqs("disable", index, b);
+        }
+        let n = u32::try_from(fds.len()).unwrap_or(u32::MAX);
+        if start.checked_add(n).is_none_or(|end| end > irq.count) {
+            return Err(DeviceError::NoSuch {
+                device: self.info.name.clone(),
+                what: format!(
+                    "IRQ index {index} ({}) has {} vector(s), cannot set {n} from {start}",
+                    irq.name, irq.count
+                ),
+            });
+        }
+        let data: Vec<u8> = fds.iter().flat_map(|f| f.to_ne_bytes()).collect();
+        let b = ioctl::irq_set_buf(
+            ioctl::IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER,
+            index,
+            start,
+            n,
+            &data,
+        );
+        self.set_irqs("enable eventfds", index, b)
+    }
+
+    fn trigger_irq(&self, index: u32, vector: u32) -> Result<()> {
+        self.irq_check(index, Some(vector))?;
+        let b = ioctl::irq_set_buf(
+            ioctl::IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER,
+            index,
+            vector,
+            1,
+            &[],
+        );
+        self.set_irqs("trigger", index, b)
+    }
+
+    fn mask_irq(&self, index: u32, vector: u32, masked: bool) -> Result<()> {
+        self.irq_check(index, Some(vector))?;
+        let action = if masked {
+            IRQ_SET_ACTION_MASK
+        } else {
+            IRQ_SET_ACTION_UNMASK
+        };
+        let b = ioctl::irq_set_buf(ioctl::IRQ_SET_DATA_NONE | action, index, vector, 1, &[]);
+        self.set_irqs(if masked { "mask" } else { "unmask" }, index, b)
+    }
+
+    fn migration_flags(&self) -> Result<Option<MigFlags>> {
+        self.dev
+            .query_migration_support()
+            .map(|o| o.map(MigFlags))
+            .map_err(|e| self.mig_err("query migration support", None, &e))
+    }
+
+    fn set_mig_state(&self, state: MigState) -> Result<()> {
+        self.dev
+            .set_migration_state(state.raw())
+            .map_err(|e| self.mig_err("set state", Some(state), &e))
+    }
+
+    fn mig_state(&self) -> Result<MigState> {
+        let raw = self
+            .dev
+            .get_migration_state()
+            .map_err(|e| self.mig_err("get state", None, &e))?;
+        MigState::from_raw(raw).ok_or_else(|| DeviceError::Migration {
+            device: self.info.name.clone(),
+            op: "get state",
+            state: None,
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the kernel reported unknown state {raw}"),
+            ),
+            hint: String::new(),
+        })
+    }
+
+    fn mig_read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.dev
+            .read_migration_data(buf)
+            .map_err(|e| self.mig_err("read data", None, &e))
+    }
+
+    fn mig_write(&self, buf: &[u8]) -> Result<usize> {
+        self.dev
+            .write_migration_data(buf)
+            .map(|()| buf.len())
+            .map_err(|e| self.mig_err("write data", None, &e))
+    }
+
+    fn precopy_info(&self) -> Result<PrecopyInfo> {
+        self.dev
+            .mig_get_precopy_info()
+            .map(|p| PrecopyInfo {
+                initial_bytes: p.initial_bytes,
+                dirty_bytes: p.dirty_bytes,
+            })
+            .map_err(|e| self.mig_err("precopy info", None, &e))
+    }
+
+    fn stop_copy_size(&self) -> Result<u64> {
+        self.dev
+            .get_mig_data_size()
+            .map_err(|e| self.mig_err("stop-copy size", None, &e))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,280 @@
+//! Decoding `struct vfio_region_info` and its capability chain, and naming regions and IRQs.
+
+use crate::device::{RegionCap, RegionInfo, SparseArea, REGION_FLAG_CAPS};
+
+/// `VFIO_REGION_INFO_CAP_SPARSE_MMAP`.
+pub const CAP_SPARSE_MMAP: u16 = 1;
+/// `VFIO_REGION_INFO_CAP_TYPE`.
+pub const CAP_TYPE: u16 = 2;
+/// `VFIO_REGION_INFO_CAP_MSIX_MAPPABLE`.
+pub const CAP_MSIX_MAPPABLE: u16 = 3;
+
+/// `VFIO_REGION_TYPE_MIGRATION_DEPRECATED` / `VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED`:
+/// the v1 migration region.
+pub const MIGRATION_V1_TYPE: (u32, u32) = (3, 1);
+
+/// `VFIO_PCI_CONFIG_REGION_INDEX`.
+pub const PCI_CONFIG_INDEX: u32 = 7;
+/// `VFIO_PCI_NUM_REGIONS`: indexes from here on are device-specific.
+pub const PCI_NUM_REGIONS: u32 = 9;
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Decodes a `struct vfio_region_info` buffer (header and capability chain) as returned by
+/// `VFIO_DEVICE_GET_REGION_INFO`. The region is named with [`region_name`].
+///
+/// Malformed chains (offsets outside the buffer, loops) end decoding instead of failing: the
+/// caps read so far are kept.
+pub fn decode_region_info(b: &[u8], pci: bool) -> Option<RegionInfo> {
+    const HDR: usize = 32;
+    let flags = u32_at(b, 4)?;
+    let index = u32_at(b, 8)?;
+    let cap_offset = u32_at(b, 12)? as usize;
+    let size = u64_at(b, 16)?;
+    let offset = u64_at(b, 24)?;
+    let mut caps = Vec::new();
+    if flags & REGION_FLAG_CAPS != 0 {
+        let mut off = cap_offset;
+        let mut seen = 0;
+        while off >= HDR && off + 8 <= b.len() && seen < 32 {
+            seen += 1;
+            let id = u16_at(b, off)?;
+            let next = u32_at(b, off + 4)? as usize;
+            match id {
+                CAP_SPARSE_MMAP => {
+                    let n = u32_at(b, off + 8).unwrap_or(0) as usize;
+                    let areas = (0..n)
+                        .map_while(|i| {
+                            let p = off + 16 + i * 16;
+                            Some(SparseArea {
+                                offset: u64_at(b, p)?,
+                                size: u64_at(b, p + 8)?,
+                            })
+                        })
+                        .collect();
+                    caps.push(RegionCap::SparseMmap { areas });
+                }
+                CAP_TYPE => {
+                    if let (Some(t), Some(s)) = (u32_at(b, off + 8), u32_at(b, off + 12)) {
+                        caps.push(RegionCap::Type {
+                            type_: t,
+                            subtype: s,
+                        });
+                    }
+                }
+                CAP_MSIX_MAPPABLE => caps.push(RegionCap::MsixMappable),
+                other => caps.push(RegionCap::Other { id: other }),
+            }
+            if next <= off {
+                break; // 0 ends the chain; backwards offsets would loop
+            }
+            off = next;
+        }
+    }
+    let type_sub = caps.iter().find_map(|c| match c {
+        RegionCap::Type { type_, subtype } => Some((*type_, *subtype)),
+        _ => None,
+    });
+    Some(RegionInfo {
+        index,
+        name: region_name(index, pci, type_sub),
+        size,
+        offset,
+        flags,
+        caps,
+    })
+}
+
+/// The name of region `index`: `BAR0`..`BAR5`, `ROM`, `CONFIG`, `VGA` for the fixed PCI
+/// indexes, else a name for the type/subtype (`migration-v1`, `gfx-edid`, ...) or
+/// `type<t>/<s>`, else `region<index>`.
+pub fn region_name(index: u32, pci: bool, type_sub: Option<(u32, u32)>) -> String {
+    if pci && index < PCI_NUM_REGIONS {
+        return match index {
+            0..=5 => format!("BAR{index}"),
+            6 => "ROM".into(),
+            7 => "CONFIG".into(),
+            _ => "VGA".into(),
+        };
+    }
+    match type_sub {
+        Some((3, 1)) => "migration-v1".into(),
+        Some((1, 1)) => "gfx-edid".into(),
+        Some((2, 1)) => "ccw-async-cmd".into(),
+        Some((2, 2)) => "ccw-schib".into(),
+        Some((2, 3)) => "ccw-crw".into(),
+        Some((t, s)) if t & (1 << 31) != 0 => {
+            format!("pci-vendor-{:04x}/{s}", t & 0xffff)
+        }
+        Some((t, s)) => format!("type{t}/{s}"),
+        None => format!("region{index}"),
+    }
+}
+
+/// The name of IRQ index `index`: `INTX`, `MSI`, `MSIX`, `ERR`, `REQ` for PCI, else `IRQ<n>`.
+pub fn irq_name(index: u32, pci: bool) -> String {
+    if pci {
+        match index {
+            0 => return "INTX".into(),
+            1 => return "MSI".into(),
+            2 => return "MSIX".into(),
+            3 => return "ERR".into(),
+            4 => return "REQ".into(),
+            _ => {}
+        }
+    }
+    format!("IRQ{index}")
+}
+
+/// Finds a region by index (`7`) or name (`BAR0`, `bar0`, `config`, `migration-v1`).
+pub fn find_region<'a>(regions: &'a [RegionInfo], key: &str) -> Option<&'a RegionInfo> {
+    if let Ok(i) = key.parse::<u32>() {
+        return regions.iter().find(|r| r.index == i);
+    }
+    regions.iter().find(|r| r.name.eq_ignore_ascii_case(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a region info buffer as the kernel lays it out.
+    fn info_buf(index: u32, flags: u32, size: u64, offset: u64, caps: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = vec![0u8; 32];
+        b[4..8].copy_from_slice(&flags.to_ne_bytes());
+        b[8..12].copy_from_slice(&index.to_ne_bytes());
+        b[16..24].copy_from_slice(&size.to_ne_bytes());
+        b[24..32].copy_from_slice(&offset.to_ne_bytes());
+        let mut prev_next: Option<usize> = None;
+        for c in caps {
+            let at = b.len();
+            match prev_next {
+                None => b[12..16].copy_from_slice(&(at as u32).to_ne_bytes()),
+                Some(p) => b[p..p + 4].copy_from_slice(&(at as u32).to_ne_bytes()),
+            }
+            prev_next = Some(at + 4);
+            b.extend_from_slice(c);
+        }
+        let l = b.len() as u32;
+        b[0..4].copy_from_slice(&l.to_ne_bytes());
+        b
+    }
+
+    fn cap(id: u16, body: &[u8]) -> Vec<u8> {
+        let mut c = Vec::new();
+        c.extend_from_slice(&id.to_ne_bytes());
+        c.extend_from_slice(&1u16.to_ne_bytes());
+        c.extend_from_slice(&0u32.to_ne_bytes());
+        c.extend_from_slice(body);
+        c
+    }
+
+    #[test]
+    fn plain_bar() {
+        let b = info_buf(0, 0x7, 0x10_0000, 0, &[]);
+        let r = decode_region_info(&b, true).unwrap();
+        assert_eq!(r.name, "BAR0");
+        assert_eq!(r.size, 0x10_0000);
+        assert_eq!(r.flag_names(), ["read", "write", "mmap"]);
+        assert!(r.caps.is_empty());
+        assert_eq!(
+            r.mmap_areas(),
+            [SparseArea {
+                offset: 0,
+                size: 0x10_0000
+            }]
+        );
+    }
+
+    #[test]
+    fn sparse_mmap_and_msix_caps() {
+        let mut sparse = Vec::new();
+        sparse.extend_from_slice(&2u32.to_ne_bytes());
+        sparse.extend_from_slice(&0u32.to_ne_bytes());
+        for (o, s) in [(0u64, 0x1000u64), (0x3000, 0x1000)] {
+            sparse.extend_from_slice(&o.to_ne_bytes());
+            sparse.extend_from_slice(&s.to_ne_bytes());
+        }
+        let b = info_buf(
+            2,
+            0xf,
+            0x4000,
+            2 << 40,
+            &[cap(CAP_SPARSE_MMAP, &sparse), cap(CAP_MSIX_MAPPABLE, &[])],
+        );
+        let r = decode_region_info(&b, true).unwrap();
+        assert_eq!(r.name, "BAR2");
+        assert_eq!(r.offset, 2 << 40);
+        assert_eq!(r.caps.len(), 2);
+        assert_eq!(r.caps[1], RegionCap::MsixMappable);
+        assert_eq!(
+            r.mmap_areas(),
+            [
+                SparseArea {
+                    offset: 0,
+                    size: 0x1000
+                },
+                SparseArea {
+                    offset: 0x3000,
+                    size: 0x1000
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn migration_v1_region_is_named_by_type() {
+        let mut t = Vec::new();
+        t.extend_from_slice(&3u32.to_ne_bytes());
+        t.extend_from_slice(&1u32.to_ne_bytes());
+        let b = info_buf(9, 0xb, 0x2000, 9 << 40, &[cap(CAP_TYPE, &t)]);
+        let r = decode_region_info(&b, true).unwrap();
+        assert_eq!(r.name, "migration-v1");
+        assert_eq!(r.type_subtype(), Some(MIGRATION_V1_TYPE));
+        assert_eq!(region_name(10, true, Some((7, 2))), "type7/2");
+        assert_eq!(
+            region_name(10, true, Some((0x8000_8086, 1))),
+            "pci-vendor-8086/1"
+        );
+        assert_eq!(region_name(3, false, None), "region3");
+    }
+
+    #[test]
+    fn caps_ignored_without_flag_and_loops_end() {
+        let mut t = Vec::new();
+        t.extend_from_slice(&3u32.to_ne_bytes());
+        t.extend_from_slice(&1u32.to_ne_bytes());
+        let mut b = info_buf(9, 0x3, 0x2000, 0, &[cap(CAP_TYPE, &t)]);
+        assert!(decode_region_info(&b, true).unwrap().caps.is_empty());
+        // Set CAPS and make the cap point at itself: decoded once, then stops.
+        b[4..8].copy_from_slice(&0xbu32.to_ne_bytes());
+        b[36..40].copy_from_slice(&32u32.to_ne_bytes());
+        assert_eq!(decode_region_info(&b, true).unwrap().caps.len(), 1);
+        // Truncated buffers decode nothing rather than panic.
+        assert!(decode_region_info(&b[..20], true).is_none());
+        assert!(decode_region_info(&b[..38], true).unwrap().caps.is_empty());
+    }
+
+    #[test]
+    fn irq_names_and_lookup() {
+        assert_eq!(irq_name(2, true), "MSIX");
+        assert_eq!(irq_name(4, true), "REQ");
+        assert_eq!(irq_name(5, true), "IRQ5");
+        assert_eq!(irq_name(0, false), "IRQ0");
+        let regions = vec![
+            decode_region_info(&info_buf(0, 3, 8, 0, &[]), true).unwrap(),
+            decode_region_info(&info_buf(7, 3, 256, 7 << 40, &[]), true).unwrap(),
+        ];
+        assert_eq!(find_region(&regions, "config").unwrap().index, 7);
+        assert_eq!(find_region(&regions, "0").unwrap().name, "BAR0");
+        assert!(find_region(&regions, "BAR1").is_none());
+    }
+}
