@@ -556,12 +556,49 @@ pub fn recover_after(drv: &mut dyn MigrationDriver, err: MigrationError) -> Migr
     }
 }
 
+/// `VFIO_DEVICE_FLAGS_RESET`.
+const DEVICE_FLAGS_RESET: u32 = 1 << 0;
+
+/// Whether the device advertises `VFIO_DEVICE_RESET` support.
+pub fn can_reset(drv: &dyn MigrationDriver) -> bool {
+    drv.device().info().flags & DEVICE_FLAGS_RESET != 0
+}
+
 /// Returns a device to RUNNING whatever state it is in (see [`recover_after`]).
+///
+/// A device in RESUMING is reset, the only way vfio.h allows to abort a resume. A device that
+/// cannot be reset (mtty, for one, does not advertise `VFIO_DEVICE_FLAGS_RESET`) can only
+/// leave RESUMING through the driver's validation (RESUMING -> STOP): that is attempted, so
+/// the device ends up RUNNING either with the state it validated or in the driver's error
+/// handling. [`restore_from_file`] verifies the whole file before entering RESUMING on such
+/// devices, so this only happens on I/O errors or with non-file sources.
 pub fn recover_device(drv: &mut dyn MigrationDriver) -> Result<()> {
-    if matches!(drv.state(), Ok(MigState::Resuming)) {
+    if can_reset(drv) && matches!(drv.state(), Ok(MigState::Resuming)) {
         drv.device().reset()?;
     }
     drv.recover()
+}
+
+/// Brings a device found outside RUNNING at the start of an operation back to RUNNING.
+///
+/// A device found in RESUMING was left there by an earlier session (its data fd is gone).
+/// Without a reset the only way out is RESUMING -> STOP, which asks the driver to load data
+/// that no longer exists: on Linux 6.12 mtty dereferences a NULL migration file there and
+/// oopses. So such a device is refused, untouched, with a hint.
+fn start_from_running(drv: &mut dyn MigrationDriver) -> Result<()> {
+    let s = drv.state()?;
+    if s == MigState::Running {
+        return Ok(());
+    }
+    if s == MigState::Resuming && !can_reset(drv) {
+        return Err(MigrationError::WrongState {
+            device: drv.device().name().to_string(),
+            op: "start (the device was left in RESUMING by an earlier session and does not support reset; leaving RESUMING without its data fd can crash the driver: remove and recreate the device)".into(),
+            expected: "RUNNING".into(),
+            actual: s,
+        });
+    }
+    recover_device(drv)
 }
 
 fn secs(since: Instant) -> f64 {
@@ -740,10 +777,7 @@ pub fn restore<R: Read + Send>(
     // Nothing below touches the device until the header is validated and matches it.
     let reader = StreamReader::new(source)?;
     reader.header().check_target(drv.device(), drv.protocol())?;
-    if drv.state()? != MigState::Running {
-        // Start from a known state; recover() is the one way that works from anywhere.
-        drv.recover()?;
-    }
+    start_from_running(drv)?;
     match restore_inner(drv, reader, opts, t0) {
         Ok(r) => Ok(r),
         Err(e) => Err(recover_after(drv, e)),
@@ -801,18 +835,42 @@ fn restore_inner<R: Read + Send>(
     })
 }
 
-/// [`restore`] from a file.
+/// Reads a whole stream and verifies every checksum and the trailer, touching no device.
+/// Returns the header and totals.
+pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, StreamTotals)> {
+    let mut reader = StreamReader::new(source)?;
+    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize);
+    while reader.next_chunk(&mut buf)?.is_some() {
+        opts.check_cancel()?;
+    }
+    Ok((reader.header().clone(), reader.totals()))
+}
+
+/// [`restore`] from a file. On a device that cannot be reset the whole file is verified
+/// first (see [`recover_device`]).
 pub fn restore_from_file(
     drv: &mut dyn MigrationDriver,
     path: &Path,
     opts: &Options,
 ) -> Result<RestoreReport> {
-    let f = File::open(path).map_err(|e| MigrationError::File {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let r = std::io::BufReader::with_capacity(64 * 1024, f);
-    let mut report = restore(drv, r, opts).map_err(|e| match e {
+    let open = || {
+        File::open(path)
+            .map(|f| std::io::BufReader::with_capacity(64 * 1024, f))
+            .map_err(|e| MigrationError::File {
+                path: path.display().to_string(),
+                source: e,
+            })
+    };
+    let name_it = |e: MigrationError| match e {
+        MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
+        other => other,
+    };
+    if !can_reset(drv) {
+        // Without a reset, RESUMING cannot be aborted: verify the whole file before the
+        // device sees any of it.
+        verify(open()?, opts).map_err(name_it)?;
+    }
+    let mut report = restore(drv, open()?, opts).map_err(|e| match e {
         MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
         other => other,
     })?;
@@ -859,9 +917,7 @@ fn migrate_inner(
     let source = src.device().name().to_string();
     let destination = dst.device().name().to_string();
     let protocol = src.protocol();
-    if dst.state()? != MigState::Running {
-        dst.recover()?;
-    }
+    start_from_running(dst)?;
     dst.set_state(MigState::Resuming)?;
     let mut done = 0u64;
     let stats = pipeline(

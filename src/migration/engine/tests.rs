@@ -55,7 +55,8 @@ impl FakeDevice {
             info: DeviceInfo {
                 name: format!("fake-{mdev_type}"),
                 backend: "sim".into(),
-                flags: 0,
+                // VFIO_DEVICE_FLAGS_RESET
+                flags: 1,
                 regions: vec![],
                 irqs: vec![],
                 identity: DeviceIdentity {
@@ -466,4 +467,43 @@ fn endless_stop_copy_is_cut_off() {
     assert!(e.to_string().contains("keeps streaming"), "{e}");
     assert_eq!(src.state_now(), MigState::Running);
     assert_eq!(dst.state_now(), MigState::Running);
+}
+
+/// A fake without VFIO_DEVICE_FLAGS_RESET (like mtty).
+fn no_reset(mdev_type: &str) -> Arc<FakeDevice> {
+    let d = FakeDevice::new(mdev_type, 7, vec![]);
+    let mut d = Arc::try_unwrap(d).unwrap_or_else(|_| unreachable!());
+    d.info.flags = 0;
+    Arc::new(d)
+}
+
+#[test]
+fn device_without_reset_sees_only_verified_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(N, 14);
+    let mut data = saved(&img, 0);
+    let f = dir.path().join("f");
+    data[N / 2] ^= 1;
+    std::fs::write(&f, &data).unwrap();
+    let dst = no_reset("fake-1");
+    let e = restore_from_file(&mut driver(&dst), &f, &opts(0)).unwrap_err();
+    assert!(e.to_string().contains("corrupt data"), "{e}");
+    assert_eq!(dst.lock().transitions, 0, "the device was touched");
+    // A good file restores.
+    data[N / 2] ^= 1;
+    std::fs::write(&f, &data).unwrap();
+    dst.lock().expect = Some(img.clone());
+    restore_from_file(&mut driver(&dst), &f, &opts(0)).unwrap();
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+}
+
+#[test]
+fn device_left_in_resuming_without_reset_is_refused_untouched() {
+    let dst = no_reset("fake-1");
+    dst.lock().state = Some(MigState::Resuming);
+    let data = saved(&image(1000, 15), 0);
+    let e = restore(&mut driver(&dst), &data[..], &opts(0)).unwrap_err();
+    assert!(matches!(e, MigrationError::WrongState { .. }), "{e}");
+    assert_eq!(dst.lock().transitions, 0);
+    assert_eq!(dst.state_now(), MigState::Resuming);
 }
