@@ -96,6 +96,12 @@ impl Device for FakeDevice {
         Err(eio("mmap", libc::EINVAL))
     }
     fn reset(&self) -> crate::device::Result<()> {
+        if self.info.flags & 1 == 0 {
+            return Err(DeviceError::Unsupported {
+                device: "fake".into(),
+                what: "reset".into(),
+            });
+        }
         let mut i = self.lock();
         i.state = Some(MigState::Running);
         i.received.clear();
@@ -498,7 +504,7 @@ fn device_without_reset_sees_only_verified_files() {
 }
 
 #[test]
-fn device_left_in_resuming_without_reset_is_refused_untouched() {
+fn device_left_in_resuming_that_cannot_reset_is_refused_untouched() {
     let dst = no_reset("fake-1");
     dst.lock().state = Some(MigState::Resuming);
     let data = saved(&image(1000, 15), 0);
