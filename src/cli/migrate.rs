@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use vfio_harness::migration::compat::{self, Verdict};
 use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
 use vfio_harness::migration::MigrationDriver;
+use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
@@ -50,8 +51,7 @@ fn compat_gate(
     dst: &dyn MigrationDriver,
     global: &Global,
 ) -> anyhow::Result<()> {
-    let root =
-        vfio_harness::sysfs::SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
+    let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
     let report = compat::check(src.device(), dst.device(), true, &root);
     if report.compatible {
         return Ok(());
