@@ -28,15 +28,31 @@ fn failures(r: &ConformanceReport) -> Vec<String> {
 
 #[test]
 fn well_behaved_v2_devices_pass_for_every_flag_combination() {
-    for flags in ["STOP_COPY", "STOP_COPY|P2P", "STOP_COPY|PRE_COPY", "STOP_COPY|P2P|PRE_COPY"] {
+    for flags in [
+        "STOP_COPY",
+        "STOP_COPY|P2P",
+        "STOP_COPY|PRE_COPY",
+        "STOP_COPY|P2P|PRE_COPY",
+    ] {
         let r = run(&format!("sim:protocol=v2,state=1M,seed=3,flags={flags}"));
         assert_eq!(failures(&r), Vec::<String>::new(), "flags {flags}");
-        let arcs = r.checks.iter().filter(|c| c.name.starts_with("arc ")).count();
+        let arcs = r
+            .checks
+            .iter()
+            .filter(|c| c.name.starts_with("arc "))
+            .count();
         let flags = vfio_harness::device::MigFlags::parse(flags).unwrap();
         assert_eq!(arcs, vfio_harness::migration::fsm::arcs(flags).len());
         // States the flags do not offer are probed and refused.
-        let refused = r.checks.iter().filter(|c| c.name.starts_with("refuse ")).count();
-        assert_eq!(refused, 1 + 7 - vfio_harness::migration::fsm::states(flags).len());
+        let refused = r
+            .checks
+            .iter()
+            .filter(|c| c.name.starts_with("refuse "))
+            .count();
+        assert_eq!(
+            refused,
+            1 + 7 - vfio_harness::migration::fsm::states(flags).len()
+        );
     }
 }
 
@@ -55,7 +71,8 @@ fn a_read_that_never_ends_fails_with_a_clear_message() {
     let r = run("sim:protocol=v2,state=1M,violate=endless-read");
     let f = failures(&r);
     assert!(
-        f.iter().any(|m| m.starts_with("stop-copy-eof") && m.contains("never ends")),
+        f.iter()
+            .any(|m| m.starts_with("stop-copy-eof") && m.contains("never ends")),
         "{f:?}"
     );
 }
