@@ -51,11 +51,10 @@ mod tests {
     fn creates_the_kvm_vfio_device_where_kvm_exists() {
         match KvmVfio::create() {
             Ok(k) => {
-                let fd = Arc::try_unwrap(k.device)
-                    .ok()
-                    .expect("sole owner")
-                    .to_kvm()
-                    .expect("a KVM device fd");
+                let Ok(dev) = Arc::try_unwrap(k.device) else {
+                    panic!("the context must be the sole owner of its device");
+                };
+                let fd = dev.to_kvm().expect("a KVM device fd");
                 // A group fd that is not a VFIO group is refused by the pseudo device: the
                 // registration path (KVM_DEV_VFIO_FILE_ADD) reaches the kernel.
                 let not_a_group = std::fs::File::open("/dev/null").unwrap();
