@@ -17,7 +17,7 @@
 //! as a real driver refuses bad data. See [`SimParams`] for every parameter.
 
 mod clock;
-mod fsm;
+
 mod gen;
 mod irq;
 mod mem;
@@ -40,6 +40,7 @@ use crate::device::{
     RegionCap, RegionInfo, RegionMap, Result, SparseArea, REGION_FLAG_CAPS, REGION_FLAG_MMAP,
     REGION_FLAG_READ, REGION_FLAG_WRITE,
 };
+use crate::migration::fsm;
 use mem::AnonMem;
 use std::any::Any;
 use std::io;
@@ -764,7 +765,7 @@ impl Device for SimDevice {
         let mut g = self.lock();
         let flags = self.params.flags;
         while g.state != target {
-            let Some(next) = fsm::next_state(g.state, target, flags) else {
+            let Some(next) = fsm::next_step(flags, g.state, target).ok() else {
                 let hint = if g.state == MigState::Error {
                     "the device is in ERROR: reset it".to_string()
                 } else {
