@@ -30,7 +30,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         &[args.src.clone(), args.dst.clone()],
         &global.open_options(),
     )?;
-    let report = check(&devs[0], &devs[1], !args.no_write_test);
+    let root =
+        vfio_harness::sysfs::SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
+    let report = check(&devs[0], &devs[1], !args.no_write_test, &root);
     let ok = if args.strict {
         report.strict()
     } else {

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use vfio_harness::migration::compat::{self, Verdict};
 use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
 use vfio_harness::migration::MigrationDriver;
+use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
@@ -45,8 +46,13 @@ pub struct Args {
 /// (device_api, type, software_version, compatible_* lists, dynamic resources,
 /// migration_version write test). A failed rule refuses; unknown rules (attributes the
 /// driver does not expose) do not block, as in `compat` without `--strict`.
-fn compat_gate(src: &dyn MigrationDriver, dst: &dyn MigrationDriver) -> anyhow::Result<()> {
-    let report = compat::check(src.device(), dst.device(), true);
+fn compat_gate(
+    src: &dyn MigrationDriver,
+    dst: &dyn MigrationDriver,
+    global: &Global,
+) -> anyhow::Result<()> {
+    let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
+    let report = compat::check(src.device(), dst.device(), true, &root);
     if report.compatible {
         return Ok(());
     }
@@ -75,7 +81,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         anyhow::bail!("could not open both devices");
     };
     if !args.force {
-        compat_gate(src.as_ref(), dst.as_ref())?;
+        compat_gate(src.as_ref(), dst.as_ref(), global)?;
     }
     let bar = Bar::new(args.json);
     let opts = Options {

@@ -1,14 +1,37 @@
-//! `vfio-harness reset`.
+//! `vfio-harness reset`: `VFIO_DEVICE_RESET`, with the errno when it fails.
 
 use std::process::ExitCode;
+use std::time::Instant;
 
 use super::Global;
 
 /// Arguments of `reset`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The device.
+    pub device: vfio_harness::DeviceSpec,
+    /// Print JSON (`{"device", "reset": true, "seconds"}`).
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `reset`.
-pub fn run(_args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`reset` is not implemented yet")
+pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
+    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let t = Instant::now();
+    dev.reset()?;
+    let s = t.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"device": dev.name(), "reset": true, "seconds": s})
+        );
+    } else {
+        println!(
+            "{}: reset in {}",
+            dev.name(),
+            vfio_harness::units::format_seconds(s)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,148 @@
-//! `vfio-harness state`.
+//! `vfio-harness state`: read the migration v2 state, or walk it through a list of target
+//! states arc by arc (one `VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE` SET each), for bring-up.
+//!
+//! The device fd (and with it the migration session) closes when the command exits; the
+//! kernel drivers return the device to RUNNING on close. If an arc fails, the command puts
+//! the device back to RUNNING (or resets it) before reporting.
 
 use std::process::ExitCode;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use vfio_harness::device::{Device, MigState};
+use vfio_harness::units::format_seconds;
 
 use super::Global;
 
 /// Arguments of `state`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The device.
+    pub device: vfio_harness::DeviceSpec,
+    /// States to enter, in order (STOP, STOP_COPY, RUNNING_P2P, PRE_COPY, RESUMING, ...).
+    pub targets: Vec<MigState>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Step {
+    from: MigState,
+    to: MigState,
+    ok: bool,
+    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errno: Option<i32>,
+    /// State read back after the arc.
+    now: Option<MigState>,
+}
+
+#[derive(Serialize)]
+struct Out {
+    device: String,
+    flags: Vec<String>,
+    initial: MigState,
+    steps: Vec<Step>,
+    #[serde(rename = "final")]
+    final_state: Option<MigState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery: Option<String>,
+}
+
+fn recover(dev: &dyn Device) -> String {
+    match dev.set_mig_state(MigState::Running) {
+        Ok(()) => "returned the device to RUNNING".into(),
+        Err(e) => match dev.reset() {
+            Ok(()) => format!("RUNNING refused ({e}); reset the device"),
+            Err(r) => format!("RUNNING refused ({e}) and reset failed ({r})"),
+        },
+    }
+}
 
 /// Runs `state`.
-pub fn run(_args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`state` is not implemented yet")
+pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
+    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let d = dev.as_ref();
+    let flags = d.migration_flags()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: the device has no migration v2 support (VFIO_DEVICE_FEATURE_MIGRATION)",
+            d.name()
+        )
+    })?;
+    let initial = d.mig_state()?;
+    let mut steps = Vec::new();
+    let mut cur = initial;
+    let mut failed = false;
+    for &to in &args.targets {
+        let t = Instant::now();
+        let r = d.set_mig_state(to);
+        let seconds = t.elapsed().as_secs_f64();
+        let now = d.mig_state().ok();
+        match r {
+            Ok(()) => {
+                steps.push(Step {
+                    from: cur,
+                    to,
+                    ok: true,
+                    seconds,
+                    error: None,
+                    errno: None,
+                    now,
+                });
+                cur = now.unwrap_or(to);
+            }
+            Err(e) => {
+                steps.push(Step {
+                    from: cur,
+                    to,
+                    ok: false,
+                    seconds,
+                    errno: e.errno(),
+                    error: Some(e.to_string()),
+                    now,
+                });
+                failed = true;
+                break;
+            }
+        }
+    }
+    let recovery = failed.then(|| recover(d));
+    let out = Out {
+        device: d.name().to_string(),
+        flags: flags.names(),
+        initial,
+        steps,
+        final_state: d.mig_state().ok(),
+        recovery,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}: migration v2 flags {flags}", out.device);
+        println!("state {}", out.initial);
+        for s in &out.steps {
+            match &s.error {
+                None => println!(
+                    "  {} -> {}: ok in {} (now {})",
+                    s.from,
+                    s.to,
+                    format_seconds(s.seconds),
+                    s.now.map(|n| n.to_string()).unwrap_or_else(|| "?".into())
+                ),
+                Some(e) => println!("  {} -> {}: FAILED: {e}", s.from, s.to),
+            }
+        }
+        if let Some(r) = &out.recovery {
+            println!("recovery: {r}");
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

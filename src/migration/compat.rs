@@ -19,6 +19,7 @@
 
 use super::{MigrationDriver, Protocol};
 use crate::device::{Device, MigFlags};
+use crate::sysfs::{mdev, SysfsRoot};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -94,8 +95,9 @@ pub struct CompatSide {
     pub instance_attrs: BTreeMap<String, String>,
     /// The migration protocol and flags, when the device can migrate.
     pub migration: Option<(Protocol, MigFlags)>,
-    /// The instance's sysfs node (for the migration_version write test).
-    pub sysfs_path: Option<PathBuf>,
+    /// Where the destination's `migration_version` attribute can be written (instance or
+    /// type directory), for the write test.
+    pub migration_version_path: Option<PathBuf>,
 }
 
 impl CompatSide {
@@ -335,69 +337,51 @@ pub fn evaluate(src: &CompatSide, dst: &CompatSide) -> CompatReport {
 }
 
 /// Rule 6: writes the source's `migration_version` into the destination's attribute. Only
-/// runs when both expose it; a refused write makes the pair incompatible.
+/// runs when the source exposes it; a refused write makes the pair incompatible.
 pub fn migration_version_test(src: &CompatSide, dst: &CompatSide) -> Option<RuleResult> {
-    let value = src.instance_attrs.get("migration_version")?;
-    let path = dst.sysfs_path.as_ref()?.join("migration_version");
-    if !dst.instance_attrs.contains_key("migration_version") {
+    let value = src.attr("migration_version")?;
+    let Some(path) = &dst.migration_version_path else {
         return Some(rule(
             "migration_version",
             Verdict::Unknown,
             "the source exposes migration_version, the destination does not",
         ));
-    }
-    Some(match std::fs::write(&path, value.trim()) {
+    };
+    Some(match std::fs::write(path, value) {
         Ok(()) => rule(
             "migration_version",
             Verdict::Pass,
-            format!("the destination accepted {:?}", value.trim()),
+            format!("the destination accepted {value:?}"),
         ),
         Err(e) => rule(
             "migration_version",
             Verdict::Fail,
-            format!("the destination refused {:?}: {e}", value.trim()),
+            format!("the destination refused {value:?}: {e}"),
         ),
     })
 }
 
-/// Standard sysfs files of a device node, not vendor attributes.
-const STANDARD_FILES: &[&str] = &[
-    "uevent",
-    "remove",
-    "mdev_type",
-    "iommu_group",
-    "driver",
-    "subsystem",
-    "power",
-    "vfio-dev",
-];
-
-/// Reads the regular files of a sysfs directory as attributes (unreadable ones are skipped:
-/// write-only attributes such as `create` cannot be read).
-pub fn read_attrs(dir: &Path) -> BTreeMap<String, String> {
+/// Flattens sysfs attributes for the rules: unreadable ones are dropped, and an attribute
+/// in a named group (`vendor/priority`) is also reachable by its bare name (`priority`).
+fn flatten(attrs: &BTreeMap<String, Option<String>>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if STANDARD_FILES.contains(&name.as_str()) {
-            continue;
-        }
-        let Ok(ft) = e.file_type() else { continue };
-        if !ft.is_file() {
-            continue;
-        }
-        if let Ok(v) = std::fs::read_to_string(e.path()) {
-            out.insert(name, v.trim_end().to_string());
+    for (k, v) in attrs {
+        let Some(v) = v else { continue };
+        out.insert(k.clone(), v.clone());
+        if let Some((_, bare)) = k.rsplit_once('/') {
+            out.entry(bare.to_string()).or_insert_with(|| v.clone());
         }
     }
     out
 }
 
-/// Gathers what the check needs about an open device: identity, migration support, and the
-/// mdev type / instance attributes from sysfs.
-pub fn side_of(device: &dyn Device, driver: Option<&dyn MigrationDriver>) -> CompatSide {
+/// Gathers what the check needs about an open device: identity, migration support, and for
+/// mediated devices the type and instance attributes from sysfs.
+pub fn side_of(
+    device: &dyn Device,
+    driver: Option<&dyn MigrationDriver>,
+    root: &SysfsRoot,
+) -> CompatSide {
     let id = &device.info().identity;
     let mut side = CompatSide {
         name: device.name().to_string(),
@@ -405,17 +389,36 @@ pub fn side_of(device: &dyn Device, driver: Option<&dyn MigrationDriver>) -> Com
         mdev_type: id.mdev_type.clone(),
         pci_id: id.pci_id.clone(),
         migration: driver.map(|d| (d.protocol(), d.flags())),
-        sysfs_path: id.sysfs_path.clone(),
         ..Default::default()
     };
-    if let Some(p) = &id.sysfs_path {
-        side.instance_attrs = read_attrs(p);
-        let type_dir = p.join("mdev_type");
-        if type_dir.exists() {
-            side.type_attrs = read_attrs(&type_dir);
-            side.type_attrs.remove("available_instances");
-            if side.device_api.is_none() {
-                side.device_api = side.type_attrs.get("device_api").cloned();
+    let uuid = id
+        .sysfs_path
+        .as_deref()
+        .and_then(Path::file_name)
+        .and_then(|n| uuid::Uuid::try_parse(&n.to_string_lossy()).ok());
+    let Some(uuid) = uuid.filter(|_| side.mdev_type.is_some()) else {
+        return side;
+    };
+    if let Ok(inst) = mdev::instance(root, &uuid) {
+        side.instance_attrs = flatten(&inst.attributes);
+        if let Some((k, _)) = inst
+            .attributes
+            .iter()
+            .find(|(k, _)| k.rsplit('/').next() == Some("migration_version"))
+        {
+            side.migration_version_path = Some(inst.sysfs_path.join(k));
+        }
+        if let Some(ty) = &inst.mdev_type {
+            if let Ok(t) = mdev::find_type(root, &inst.parent, ty) {
+                side.type_attrs = flatten(&t.attributes);
+                if side.device_api.is_none() {
+                    side.device_api = t.device_api.clone();
+                }
+                if side.migration_version_path.is_none()
+                    && t.attributes.contains_key("migration_version")
+                {
+                    side.migration_version_path = Some(t.sysfs_path.join("migration_version"));
+                }
             }
         }
     }
@@ -429,11 +432,12 @@ pub fn check(
     src: &crate::device::DeviceHandle,
     dst: &crate::device::DeviceHandle,
     write_test: bool,
+    root: &SysfsRoot,
 ) -> CompatReport {
     let src_drv = super::driver_for(src.clone()).ok();
     let dst_drv = super::driver_for(dst.clone()).ok();
-    let a = side_of(src.as_ref(), src_drv.as_deref());
-    let b = side_of(dst.as_ref(), dst_drv.as_deref());
+    let a = side_of(src.as_ref(), src_drv.as_deref(), root);
+    let b = side_of(dst.as_ref(), dst_drv.as_deref(), root);
     let mut report = evaluate(&a, &b);
     if write_test {
         if let Some(r) = migration_version_test(&a, &b) {
@@ -567,28 +571,27 @@ mod tests {
     #[test]
     fn migration_version_write_test_on_fixture() {
         let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("migration_version");
         let mut src = mdev("t");
-        src.instance_attrs
-            .insert("migration_version".into(), "vendor-abc-1".into());
         let mut dst = mdev("t");
-        dst.sysfs_path = Some(dir.path().to_path_buf());
-        assert!(migration_version_test(&mdev("t"), &dst).is_none());
+        assert!(
+            migration_version_test(&src, &dst).is_none(),
+            "source lacks it: no test"
+        );
+        src.type_attrs
+            .insert("migration_version".into(), "vendor-abc-1".into());
         assert_eq!(
             migration_version_test(&src, &dst).unwrap().verdict,
             Verdict::Unknown
         );
-        std::fs::write(dir.path().join("migration_version"), "x").unwrap();
-        dst.instance_attrs = read_attrs(dir.path());
+        std::fs::write(&path, "x").unwrap();
+        dst.migration_version_path = Some(path.clone());
         let r = migration_version_test(&src, &dst).unwrap();
         assert_eq!(r.verdict, Verdict::Pass);
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("migration_version")).unwrap(),
-            "vendor-abc-1"
-        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "vendor-abc-1");
         // A destination that refuses the write (here: the path is a directory).
-        let bad = tempfile::tempdir().unwrap();
-        std::fs::create_dir(bad.path().join("migration_version")).unwrap();
-        dst.sysfs_path = Some(bad.path().to_path_buf());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
         assert_eq!(
             migration_version_test(&src, &dst).unwrap().verdict,
             Verdict::Fail
@@ -596,14 +599,13 @@ mod tests {
     }
 
     #[test]
-    fn read_attrs_skips_standard_and_unreadable() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("software_version"), "1.2.3\n").unwrap();
-        std::fs::write(dir.path().join("uevent"), "X=1").unwrap();
-        std::fs::create_dir(dir.path().join("power")).unwrap();
-        let a = read_attrs(dir.path());
-        assert_eq!(a.get("software_version").map(String::as_str), Some("1.2.3"));
-        assert!(!a.contains_key("uevent"));
-        assert!(!a.contains_key("power"));
+    fn grouped_attributes_are_reachable_by_bare_name() {
+        let mut a = BTreeMap::new();
+        a.insert("vendor/priority".to_string(), Some("4".to_string()));
+        a.insert("write_only".to_string(), None);
+        let f = flatten(&a);
+        assert_eq!(f.get("priority").map(String::as_str), Some("4"));
+        assert_eq!(f.get("vendor/priority").map(String::as_str), Some("4"));
+        assert!(!f.contains_key("write_only"));
     }
 }

@@ -364,6 +364,7 @@ pub fn run(
                 return Ok((CheckVerdict::Skip, "the reference stream is too short to damage".into()));
             }
             s.drv.set_state(MigState::Resuming)?;
+            let what = if corrupt { "corrupted" } else { "truncated" };
             let written = if corrupt {
                 // Flip the first 64 bytes (headers, magics, versions live there) and write
                 // the rest unchanged.
@@ -381,11 +382,21 @@ pub fn run(
                 let good = s.reference.replace((damaged, len));
                 let r = s.write_reference(None);
                 s.reference = good;
-                r?
+                r
             } else {
-                s.write_reference(Some(reference_len / 2))?
+                s.write_reference(Some(reference_len / 2))
             };
-            let what = if corrupt { "corrupted" } else { "truncated" };
+            // Refusing at the first write (the stream header) is the early refusal vfio.h
+            // asks vendors for; refusing when RESUMING ends is the latest acceptable point.
+            let written = match written {
+                Ok(n) => n,
+                Err(MigrationError::Device(e)) => {
+                    s.drv.recover()?;
+                    let (v, d) = s.expect_state(MigState::Running)?;
+                    return Ok((v, format!("refused {what} data while writing it ({e}); recovered: {d}")));
+                }
+                Err(e) => return Err(e),
+            };
             match s.drv.set_state(MigState::Running) {
                 Ok(()) => Ok((
                     CheckVerdict::Fail,

@@ -1,18 +1,35 @@
 //! Migration protocol v2 over [`crate::device::Device`]'s migration calls.
 
-use super::{MigrationDriver, MigrationError, Pending, Protocol, Result};
+use super::{fsm, MigrationDriver, MigrationError, Pending, Protocol, Result};
 use crate::device::{DeviceHandle, MigFlags, MigState};
 
 /// Drives a device through the v2 migration feature.
 pub struct V2Driver {
     device: DeviceHandle,
     flags: MigFlags,
+    /// The state last reached through this driver (None: unknown, e.g. after an error).
+    current: Option<MigState>,
 }
 
 impl V2Driver {
     /// Wraps a device that reported v2 migration `flags`.
     pub fn new(device: DeviceHandle, flags: MigFlags) -> Self {
-        V2Driver { device, flags }
+        V2Driver {
+            device,
+            flags,
+            current: None,
+        }
+    }
+
+    fn in_precopy(&mut self) -> bool {
+        let s = match self.current {
+            Some(s) => s,
+            None => match self.device.mig_state() {
+                Ok(s) => s,
+                Err(_) => return false,
+            },
+        };
+        matches!(s, MigState::PreCopy | MigState::PreCopyP2p)
     }
 }
 
@@ -27,16 +44,40 @@ impl MigrationDriver for V2Driver {
         self.flags
     }
     fn set_state(&mut self, state: MigState) -> Result<()> {
-        Ok(self.device.set_mig_state(state)?)
+        if !fsm::state_exists(self.flags, state) {
+            return Err(MigrationError::Unreachable {
+                device: self.device.name().to_string(),
+                state,
+                flags: self.flags.to_string(),
+            });
+        }
+        self.current = None;
+        self.device.set_mig_state(state)?;
+        self.current = Some(state);
+        Ok(())
     }
     fn state(&mut self) -> Result<MigState> {
-        Ok(self.device.mig_state()?)
+        let s = self.device.mig_state()?;
+        self.current = Some(s);
+        Ok(s)
     }
     fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         match self.device.mig_read(buf) {
             Ok(n) => Ok(n),
-            // Temporary end of stream in PRE_COPY (vfio.h: read() returns ENOMSG).
-            Err(e) if e.errno() == Some(libc::ENOMSG) => Ok(0),
+            // Temporary end of stream in PRE_COPY (vfio.h: read() returns ENOMSG). ENOMSG is
+            // not allowed in STOP_COPY, where it must not pass for the end of the stream.
+            Err(e) if e.errno() == Some(libc::ENOMSG) => {
+                if self.in_precopy() {
+                    Ok(0)
+                } else {
+                    Err(MigrationError::Protocol {
+                        device: self.device.name().to_string(),
+                        what: format!(
+                            "read returned ENOMSG outside the pre-copy states ({e}); vfio.h allows it only in PRE_COPY"
+                        ),
+                    })
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -66,12 +107,17 @@ impl MigrationDriver for V2Driver {
         }
     }
     fn recover(&mut self) -> Result<()> {
-        if let Ok(s) = self.device.mig_state() {
-            if s == MigState::Running {
-                return Ok(());
-            }
-            if s != MigState::Error && self.device.set_mig_state(MigState::Running).is_ok() {
-                return Ok(());
+        self.current = None;
+        match self.device.mig_state() {
+            Ok(MigState::Running) => return Ok(()),
+            // Leaving RESUMING commits whatever was written: vfio.h says to reset instead.
+            // ERROR can only be left by reset.
+            Ok(MigState::Resuming) | Ok(MigState::Error) | Err(_) => {}
+            Ok(_) => {
+                if self.device.set_mig_state(MigState::Running).is_ok() {
+                    self.current = Some(MigState::Running);
+                    return Ok(());
+                }
             }
         }
         self.device.reset()?;
@@ -84,6 +130,7 @@ impl MigrationDriver for V2Driver {
                 actual: s,
             });
         }
+        self.current = Some(s);
         Ok(())
     }
 }

@@ -16,6 +16,8 @@ pub struct GroupMember {
     pub name: String,
     /// Bound driver, `None` when unbound.
     pub driver: Option<String>,
+    /// A mediated device (its "driver" is the vendor driver, which is VFIO's).
+    pub mdev: bool,
 }
 
 impl GroupMember {
@@ -23,6 +25,9 @@ impl GroupMember {
     /// VFIO driver (vfio-pci and its variants, an mdev vendor driver through vfio_mdev) or to
     /// nothing. PCI bridges bound to `pcieport` are tolerated by the kernel as well.
     pub fn blocks_viability(&self) -> bool {
+        if self.mdev {
+            return false;
+        }
         match self.driver.as_deref() {
             None => false,
             Some(d) => !(d.contains("vfio") || d == "pcieport" || d == "pci-stub"),
@@ -124,6 +129,7 @@ pub fn group_members(root: &SysfsRoot, group: u32) -> Vec<GroupMember> {
             .map(|e| GroupMember {
                 name: e.file_name().to_string_lossy().into_owned(),
                 driver: driver(&e.path()),
+                mdev: e.path().join("mdev_type").exists(),
             })
             .collect(),
         Err(_) => Vec::new(),

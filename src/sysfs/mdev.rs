@@ -175,7 +175,7 @@ pub fn parse_uuid(s: &str) -> Result<Uuid> {
             "hyphens must separate groups of 8-4-4-4-12 digits".into()
         ));
     }
-    Uuid::try_parse(s).map_err(|e| bad(e.to_string()))
+    Uuid::parse_str(s).map_err(|e| bad(e.to_string()))
 }
 
 fn io_err(what: impl Into<String>, path: &Path, e: io::Error) -> SysfsError {

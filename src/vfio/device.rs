@@ -392,17 +392,25 @@ impl Device for KernelDevice {
     }
 
     fn reset(&self) -> Result<()> {
-        if self.info.flags & DEVICE_FLAGS_RESET == 0 {
-            return Err(DeviceError::Unsupported {
-                device: self.info.name.clone(),
-                what: "VFIO_DEVICE_RESET (the device does not report VFIO_DEVICE_FLAGS_RESET)"
-                    .into(),
-            });
-        }
-        ioctl::reset(self.fd.as_raw_fd()).map_err(|source| DeviceError::Io {
-            device: self.info.name.clone(),
-            what: "VFIO_DEVICE_RESET".into(),
-            source,
+        // Issued even without VFIO_DEVICE_FLAGS_RESET: some drivers (mtty) implement the
+        // ioctl without advertising it; the kernel's answer decides.
+        ioctl::reset(self.fd.as_raw_fd()).map_err(|source| {
+            let advertised = self.info.flags & DEVICE_FLAGS_RESET != 0;
+            match source.raw_os_error() {
+                Some(libc::ENOTTY) | Some(libc::EINVAL) if !advertised => {
+                    DeviceError::Unsupported {
+                        device: self.info.name.clone(),
+                        what: format!(
+                            "VFIO_DEVICE_RESET (not advertised in the device flags; the kernel says: {source})"
+                        ),
+                    }
+                }
+                _ => DeviceError::Io {
+                    device: self.info.name.clone(),
+                    what: "VFIO_DEVICE_RESET".into(),
+                    source,
+                },
+            }
         })
     }
 
@@ -419,7 +427,7 @@ impl Device for KernelDevice {
             return self.set_irqs("disable", index, b);
         }
         let n = u32::try_from(fds.len()).unwrap_or(u32::MAX);
-        if start.checked_add(n).is_none_or(|end| end > irq.count) {
+        if !matches!(start.checked_add(n), Some(end) if end <= irq.count) {
             return Err(DeviceError::NoSuch {
                 device: self.info.name.clone(),
                 what: format!(

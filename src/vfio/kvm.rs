@@ -40,3 +40,37 @@ impl KvmVfio {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a machine with /dev/kvm (the development and CI machines) the VM and the KVM-VFIO
+    /// pseudo device are created for real; without it, the reason says so.
+    #[test]
+    fn creates_the_kvm_vfio_device_where_kvm_exists() {
+        match KvmVfio::create() {
+            Ok(k) => {
+                let Ok(dev) = Arc::try_unwrap(k.device) else {
+                    panic!("the context must be the sole owner of its device");
+                };
+                let fd = dev.to_kvm().expect("a KVM device fd");
+                // A group fd that is not a VFIO group is refused by the pseudo device: the
+                // registration path (KVM_DEV_VFIO_FILE_ADD) reaches the kernel.
+                let not_a_group = std::fs::File::open("/dev/null").unwrap();
+                let fd_raw = std::os::fd::AsRawFd::as_raw_fd(&not_a_group);
+                let attr = kvm_bindings::kvm_device_attr {
+                    group: kvm_bindings::KVM_DEV_VFIO_FILE,
+                    attr: kvm_bindings::KVM_DEV_VFIO_FILE_ADD as u64,
+                    addr: &fd_raw as *const i32 as u64,
+                    flags: 0,
+                };
+                assert!(fd.set_device_attr(&attr).is_err());
+            }
+            Err(e) => {
+                assert!(!Path::new("/dev/kvm").exists(), "KVM exists but: {e}");
+                assert!(e.contains("/dev/kvm"), "{e}");
+            }
+        }
+    }
+}

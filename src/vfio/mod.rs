@@ -43,7 +43,7 @@ pub fn open_devices(specs: &[&DeviceSpec], opts: &OpenOptions) -> Result<Vec<Dev
     let first = sysdev::device_name(&nodes[0]);
     let kind = choose_backend(opts.iommu, &nodes);
     for n in &nodes {
-        precheck(&root, n, kind)?;
+        precheck(n, kind)?;
     }
     let ctx = Arc::new(VfioContext::new(kind, opts.kvm, &first)?);
     let mut out: Vec<DeviceHandle> = Vec::with_capacity(nodes.len());
@@ -88,7 +88,7 @@ fn open_err(device: &str, what: String, source: io::Error, hint: &str) -> Device
 
 /// Checks what the kernel needs before vfio-ioctls opens the device, so that the common
 /// failures come with a precise message instead of a bare errno.
-fn precheck(root: &SysfsRoot, node: &Path, kind: IommuKind) -> Result<()> {
+fn precheck(node: &Path, kind: IommuKind) -> Result<()> {
     let name = sysdev::device_name(node);
     let is_mdev = node.join("mdev_type").exists();
     let bind_hint = if is_mdev {
@@ -127,18 +127,8 @@ fn precheck(root: &SysfsRoot, node: &Path, kind: IommuKind) -> Result<()> {
                     ),
                 ));
             }
-            let blockers: Vec<String> = sysdev::group_members(root, group)
-                .into_iter()
-                .filter(|m| m.blocks_viability())
-                .map(|m| m.to_string())
-                .collect();
-            if !blockers.is_empty() {
-                return Err(DeviceError::GroupNotViable {
-                    device: name,
-                    group,
-                    blockers,
-                });
-            }
+            // Viability itself is the kernel's call (VFIO_GROUP_GET_STATUS); a refusal is
+            // explained with the members still bound to host drivers (KernelDevice::open).
         }
         IommuKind::Iommufd => {
             if !Path::new("/dev/iommu").exists() {
@@ -190,10 +180,9 @@ pub(crate) fn vfio_io_error(e: &vfio_ioctls::VfioError) -> io::Error {
         cur = c.source();
     }
     match e {
-        vfio_ioctls::VfioError::NoMigrationDataFd => io::Error::new(
-            io::ErrorKind::Other,
-            "no migration data stream is open (enter a streaming state first)",
-        ),
-        _ => io::Error::new(io::ErrorKind::Other, e.to_string()),
+        vfio_ioctls::VfioError::NoMigrationDataFd => {
+            io::Error::other("no migration data stream is open (enter a streaming state first)")
+        }
+        _ => io::Error::other(e.to_string()),
     }
 }

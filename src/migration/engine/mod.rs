@@ -439,8 +439,14 @@ fn fill(
 
 /// The source side of save and migrate: optional pre-copy rounds, then STOP_COPY to end of
 /// stream, every chunk sent through `p`.
-fn read_source(drv: &mut dyn MigrationDriver, opts: &Options, p: &Producer) -> Result<SourceStats> {
+fn read_source(
+    drv: &mut dyn MigrationDriver,
+    opts: &Options,
+    estimate: Option<u64>,
+    p: &Producer,
+) -> Result<SourceStats> {
     let mut st = SourceStats::default();
+    let limit = stream_limit(estimate);
     let policy = opts.precopy;
     let flags = drv.flags();
     if policy.max_rounds > 0 && flags.has(crate::device::MigFlags::PRE_COPY) {
@@ -490,6 +496,18 @@ fn read_source(drv: &mut dyn MigrationDriver, opts: &Options, p: &Producer) -> R
         }
         st.stopcopy_bytes += n as u64;
         st.chunks += 1;
+        if let Some(l) = limit {
+            if st.precopy_bytes + st.stopcopy_bytes > l {
+                return Err(MigrationError::Protocol {
+                    device: drv.device().name().to_string(),
+                    what: format!(
+                        "STOP_COPY keeps streaming: {} bytes read, the device estimated {} (the end of stream never came)",
+                        st.precopy_bytes + st.stopcopy_bytes,
+                        estimate.unwrap_or(0)
+                    ),
+                });
+            }
+        }
         p.send(Filled {
             kind: ChunkKind::Stopcopy,
             buf,
@@ -498,6 +516,13 @@ fn read_source(drv: &mut dyn MigrationDriver, opts: &Options, p: &Producer) -> R
     }
     st.eof_at = Some(Instant::now());
     Ok(st)
+}
+
+/// The most a device may stream when it estimated `estimate` bytes: four times the estimate,
+/// and at least 64 MiB more than it (devices may exceed their estimates, but a stream that
+/// never ends must not run forever). No limit without an estimate.
+fn stream_limit(estimate: Option<u64>) -> Option<u64> {
+    estimate.map(|e| e.saturating_mul(4).max(e.saturating_add(64 << 20)))
 }
 
 /// Writes all of `data` into a device in RESUMING.
@@ -531,10 +556,53 @@ pub fn recover_after(drv: &mut dyn MigrationDriver, err: MigrationError) -> Migr
     }
 }
 
+/// `VFIO_DEVICE_FLAGS_RESET`.
+const DEVICE_FLAGS_RESET: u32 = 1 << 0;
+
+/// Whether the device advertises `VFIO_DEVICE_RESET` support.
+pub fn can_reset(drv: &dyn MigrationDriver) -> bool {
+    drv.device().info().flags & DEVICE_FLAGS_RESET != 0
+}
+
 /// Returns a device to RUNNING whatever state it is in (see [`recover_after`]).
+///
+/// A device in RESUMING is reset, the only way vfio.h allows to abort a resume. When the reset
+/// is refused and the device does not advertise `VFIO_DEVICE_FLAGS_RESET` (mtty, for one), the
+/// only way out of RESUMING is the driver's validation (RESUMING -> STOP): the driver's
+/// recovery attempts it, so the device ends up RUNNING with the state it validated, or in its
+/// error handling. [`restore_from_file`] verifies the whole file before entering RESUMING on
+/// such devices, so this happens only on I/O errors or with non-file sources.
 pub fn recover_device(drv: &mut dyn MigrationDriver) -> Result<()> {
     if matches!(drv.state(), Ok(MigState::Resuming)) {
-        drv.device().reset()?;
+        if let Err(e) = drv.device().reset() {
+            if can_reset(drv) {
+                return Err(e.into());
+            }
+        }
+    }
+    drv.recover()
+}
+
+/// Brings a device found outside RUNNING at the start of an operation back to RUNNING.
+///
+/// A device found in RESUMING was left there by an earlier session (its data fd is gone). It
+/// is reset; when the reset is refused it is left untouched and refused, because the other
+/// way out, RESUMING -> STOP, asks the driver to load data that no longer exists: on Linux
+/// 6.12 mtty dereferences a NULL migration file there and oopses.
+fn start_from_running(drv: &mut dyn MigrationDriver) -> Result<()> {
+    let s = drv.state()?;
+    if s == MigState::Running {
+        return Ok(());
+    }
+    if s == MigState::Resuming {
+        if let Err(e) = drv.device().reset() {
+            return Err(MigrationError::WrongState {
+                device: drv.device().name().to_string(),
+                op: format!("start (the device was left in RESUMING by an earlier session and the reset failed: {e}; leaving RESUMING without its data fd can crash the driver: remove and recreate the device)"),
+                expected: "RUNNING".into(),
+                actual: s,
+            });
+        }
     }
     drv.recover()
 }
@@ -593,7 +661,7 @@ fn save_inner<W: Write>(
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
-        |p| read_source(drv, opts, p),
+        |p| read_source(drv, opts, estimate, p),
         |kind, data| {
             opts.check_cancel()?;
             writer.write_chunk(kind, data)?;
@@ -715,10 +783,7 @@ pub fn restore<R: Read + Send>(
     // Nothing below touches the device until the header is validated and matches it.
     let reader = StreamReader::new(source)?;
     reader.header().check_target(drv.device(), drv.protocol())?;
-    if drv.state()? != MigState::Running {
-        // Start from a known state; recover() is the one way that works from anywhere.
-        drv.recover()?;
-    }
+    start_from_running(drv)?;
     match restore_inner(drv, reader, opts, t0) {
         Ok(r) => Ok(r),
         Err(e) => Err(recover_after(drv, e)),
@@ -776,18 +841,42 @@ fn restore_inner<R: Read + Send>(
     })
 }
 
-/// [`restore`] from a file.
+/// Reads a whole stream and verifies every checksum and the trailer, touching no device.
+/// Returns the header and totals.
+pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, StreamTotals)> {
+    let mut reader = StreamReader::new(source)?;
+    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize);
+    while reader.next_chunk(&mut buf)?.is_some() {
+        opts.check_cancel()?;
+    }
+    Ok((reader.header().clone(), reader.totals()))
+}
+
+/// [`restore`] from a file. On a device that cannot be reset the whole file is verified
+/// first (see [`recover_device`]).
 pub fn restore_from_file(
     drv: &mut dyn MigrationDriver,
     path: &Path,
     opts: &Options,
 ) -> Result<RestoreReport> {
-    let f = File::open(path).map_err(|e| MigrationError::File {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let r = std::io::BufReader::with_capacity(64 * 1024, f);
-    let mut report = restore(drv, r, opts).map_err(|e| match e {
+    let open = || {
+        File::open(path)
+            .map(|f| std::io::BufReader::with_capacity(64 * 1024, f))
+            .map_err(|e| MigrationError::File {
+                path: path.display().to_string(),
+                source: e,
+            })
+    };
+    let name_it = |e: MigrationError| match e {
+        MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
+        other => other,
+    };
+    if !can_reset(drv) {
+        // Without a reset, RESUMING cannot be aborted: verify the whole file before the
+        // device sees any of it.
+        verify(open()?, opts).map_err(name_it)?;
+    }
+    let mut report = restore(drv, open()?, opts).map_err(|e| match e {
         MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
         other => other,
     })?;
@@ -834,14 +923,12 @@ fn migrate_inner(
     let source = src.device().name().to_string();
     let destination = dst.device().name().to_string();
     let protocol = src.protocol();
-    if dst.state()? != MigState::Running {
-        dst.recover()?;
-    }
+    start_from_running(dst)?;
     dst.set_state(MigState::Resuming)?;
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
-        |p| read_source(src, opts, p),
+        |p| read_source(src, opts, expected, p),
         |kind, data| {
             opts.check_cancel()?;
             write_device(dst, data)?;

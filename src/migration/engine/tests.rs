@@ -22,6 +22,8 @@ struct Inner {
     avail: usize,
     dirty: Vec<usize>,
     fail_read_at: Option<usize>,
+    /// STOP_COPY never reaches the end of stream.
+    endless: bool,
     received: Vec<u8>,
     /// Every byte ever written, across resets.
     written: Vec<u8>,
@@ -53,7 +55,8 @@ impl FakeDevice {
             info: DeviceInfo {
                 name: format!("fake-{mdev_type}"),
                 backend: "sim".into(),
-                flags: 0,
+                // VFIO_DEVICE_FLAGS_RESET
+                flags: 1,
                 regions: vec![],
                 irqs: vec![],
                 identity: DeviceIdentity {
@@ -93,6 +96,12 @@ impl Device for FakeDevice {
         Err(eio("mmap", libc::EINVAL))
     }
     fn reset(&self) -> crate::device::Result<()> {
+        if self.info.flags & 1 == 0 {
+            return Err(DeviceError::Unsupported {
+                device: "fake".into(),
+                what: "reset".into(),
+            });
+        }
         let mut i = self.lock();
         i.state = Some(MigState::Running);
         i.received.clear();
@@ -159,6 +168,9 @@ impl Device for FakeDevice {
             if i.pos >= f {
                 return Err(eio("read data", libc::EIO));
             }
+        }
+        if i.endless && i.pos == i.avail && i.state == Some(MigState::StopCopy) {
+            i.pos = 0;
         }
         // Small, uneven reads, like a device that hands out pieces.
         let n = buf.len().min(i.avail - i.pos).min(40_000);
@@ -448,4 +460,56 @@ fn aligned_buffers() {
     assert_eq!(b.len(), 10_000);
     assert_eq!(b.as_ptr() as usize % PAGE, 0);
     assert!(b.iter().all(|x| *x == 0));
+}
+
+#[test]
+fn endless_stop_copy_is_cut_off() {
+    let src = FakeDevice::new("fake-1", 7, image(1 << 20, 13));
+    src.lock().endless = true;
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    let mut o = opts(0);
+    o.buffer_size = 4 << 20;
+    let e = migrate(&mut driver(&src), &mut driver(&dst), &o).unwrap_err();
+    assert!(e.to_string().contains("keeps streaming"), "{e}");
+    assert_eq!(src.state_now(), MigState::Running);
+    assert_eq!(dst.state_now(), MigState::Running);
+}
+
+/// A fake without VFIO_DEVICE_FLAGS_RESET (like mtty).
+fn no_reset(mdev_type: &str) -> Arc<FakeDevice> {
+    let d = FakeDevice::new(mdev_type, 7, vec![]);
+    let mut d = Arc::try_unwrap(d).unwrap_or_else(|_| unreachable!());
+    d.info.flags = 0;
+    Arc::new(d)
+}
+
+#[test]
+fn device_without_reset_sees_only_verified_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(N, 14);
+    let mut data = saved(&img, 0);
+    let f = dir.path().join("f");
+    data[N / 2] ^= 1;
+    std::fs::write(&f, &data).unwrap();
+    let dst = no_reset("fake-1");
+    let e = restore_from_file(&mut driver(&dst), &f, &opts(0)).unwrap_err();
+    assert!(e.to_string().contains("corrupt data"), "{e}");
+    assert_eq!(dst.lock().transitions, 0, "the device was touched");
+    // A good file restores.
+    data[N / 2] ^= 1;
+    std::fs::write(&f, &data).unwrap();
+    dst.lock().expect = Some(img.clone());
+    restore_from_file(&mut driver(&dst), &f, &opts(0)).unwrap();
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+}
+
+#[test]
+fn device_left_in_resuming_that_cannot_reset_is_refused_untouched() {
+    let dst = no_reset("fake-1");
+    dst.lock().state = Some(MigState::Resuming);
+    let data = saved(&image(1000, 15), 0);
+    let e = restore(&mut driver(&dst), &data[..], &opts(0)).unwrap_err();
+    assert!(matches!(e, MigrationError::WrongState { .. }), "{e}");
+    assert_eq!(dst.lock().transitions, 0);
+    assert_eq!(dst.state_now(), MigState::Resuming);
 }

@@ -23,3 +23,19 @@ json_num() { grep -o "\"$1\": *[0-9]*" | head -n 1 | sed 's/.*: *//'; }
 json_str() { grep -o "\"$1\": *\"[^\"]*\"" | head -n 1 | sed 's/.*: *"//; s/"$//'; }
 # backends: the IOMMU back ends this kernel offers.
 backends() { if [ "$HAVE_IOMMUFD" = 1 ]; then echo "legacy iommufd"; else echo legacy; fi; }
+# info_across_backends DEVICE TAG: `info --json` through every IOMMU back end the kernel
+# offers reports the back end it used and is otherwise identical between back ends.
+info_across_backends() {
+    _dev=$1; _tag=$2; _prev=
+    for _b in $(backends); do
+        run_out _out vfio-harness --iommu "$_b" info "$_dev" --json
+        echo "$_out" >"/tmp/info-$_tag-$_b.json"
+        expect_eq "backend reported" "$(echo "$_out" | json_str backend)" "$_b"
+        grep -v '"backend"' "/tmp/info-$_tag-$_b.json" >"/tmp/info-$_tag-$_b.cmp"
+        if [ -n "$_prev" ]; then
+            diff "/tmp/info-$_tag-$_prev.cmp" "/tmp/info-$_tag-$_b.cmp" \
+                || fail "info differs between $_prev and $_b"
+        fi
+        _prev=$_b
+    done
+}

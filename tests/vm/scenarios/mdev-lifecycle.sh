@@ -106,6 +106,7 @@ else
 fi
 
 run vfio-harness mdev remove "$U" --timings
+CREATED=""
 [ -e "/sys/bus/mdev/devices/$U" ] && fail "$U still exists after remove"
 expect_eq "mtty-2 restored" "$(avail mtty-2)" "$a2"
 expect_eq "mtty-1 restored" "$(avail mtty-1)" "$a1"
@@ -124,6 +125,18 @@ cat /tmp/full.err
 expect_eq "mtty-2 created until full" "$n" "$a2"
 grep -q "no capacity left on mtty/mtty-2" /tmp/full.err || fail "unclear error when full"
 expect_eq "mtty-2 available when full" "$(avail mtty-2)" 0
+# The parent's last odd port still takes mtty-1 instances; then the whole parent is full.
+a1full=$(avail mtty-1)
+m=0
+while out=$(vfio-harness mdev create --parent mtty --type mtty-1 2>/tmp/full1.err); do
+    CREATED="$CREATED $out"
+    m=$((m + 1))
+    [ "$m" -le "$a1full" ] || fail "created $m mtty-1 but available_instances said $a1full"
+done
+cat /tmp/full1.err
+expect_eq "mtty-1 created on the remaining ports" "$m" "$a1full"
+expect_eq "mtty-1 left when the parent is full" "$(avail mtty-1)" 0
+grep -q "no capacity left on mtty/mtty-1" /tmp/full1.err || fail "unclear error when mtty-1 is full"
 nfull=$(nodes)
 # With a chosen UUID: refused, and no node of that name appears.
 FU=83b8f4f2-509f-382f-3c1e-e6bfe0fa9999
@@ -141,7 +154,32 @@ CREATED=""
 expect_eq "mtty-2 after removing all" "$(avail mtty-2)" "$a2"
 expect_eq "mtty-1 after removing all" "$(avail mtty-1)" "$a1"
 
-# --- 5. bad UUIDs never reach sysfs -----------------------------------------------------
+# --- 5. capacity sharing on mdpy (one parent-wide counter) and mbochs (shared memory) ----
+for p in mdpy mbochs; do
+    P=/sys/class/mdev_bus/$p/mdev_supported_types
+    t=$(ls "$P" | sort | head -n 1)
+    before=""; for x in $(ls "$P"); do before="$before $x=$(cat "$P/$x/available_instances")"; done
+    [ "$(cat "$P/$t/available_instances")" -ge 1 ] || { echo "note: $p/$t is full, not checked"; continue; }
+    run_out u vfio-harness mdev create --parent "$p" --type "$t"
+    CREATED="$CREATED $u"
+    after=""; for x in $(ls "$P"); do after="$after $x=$(cat "$P/$x/available_instances")"; done
+    echo "$p: before:$before; after one $t:$after"
+    b=$(echo "$before" | tr ' ' '\n' | grep "^$t=" | cut -d= -f2)
+    a=$(echo "$after" | tr ' ' '\n' | grep "^$t=" | cut -d= -f2)
+    expect_eq "$p/$t drop" $((b - a)) 1
+    if [ "$p" = mdpy ]; then
+        # mdpy has no get_available: one counter for the parent, every type drops by one.
+        for x in $(ls "$P"); do
+            bx=$(echo "$before" | tr ' ' '\n' | grep "^$x=" | cut -d= -f2)
+            ax=$(echo "$after" | tr ' ' '\n' | grep "^$x=" | cut -d= -f2)
+            expect_eq "mdpy/$x drop" $((bx - ax)) 1
+        done
+    fi
+    run vfio-harness mdev remove "$u"
+    CREATED=""
+done
+
+# --- 6. bad UUIDs never reach sysfs -----------------------------------------------------
 # The kernel itself refuses a bad UUID with EINVAL; the harness must refuse it first, with
 # its own message (the kernel's refusal would read "invalid argument").
 for bad in not-a-uuid 83b8f4f2-509f-382f-3c1e-e6bfe0fa10 83b8f4f2509f382f3c1ee6bfe0fa1001 \

@@ -1,0 +1,303 @@
+//! Parsing of `sim:key=value,...` device specs.
+
+use crate::device::{DeviceError, MigFlags, MigState, Result};
+use crate::units::ByteSize;
+
+/// Which migration protocol the simulated device speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimProtocol {
+    /// The region-based v1 protocol (migration region, type 3 / subtype 1).
+    V1,
+    /// The device-feature v2 protocol.
+    V2,
+}
+
+/// What a transition selected by `fail-at` does to the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailMode {
+    /// The device stays in the state it was in before the failing arc.
+    Stay,
+    /// The device goes to ERROR (only a reset recovers it).
+    Error,
+}
+
+/// Deliberate protocol violations, for testing the harness's defences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// STOP_COPY reads never reach the end of the stream.
+    EndlessRead,
+    /// The STOP_COPY size estimate is half the real size.
+    WrongStopCopySize,
+    /// v1: `data_size` reads back larger than the data section.
+    OversizedChunk,
+}
+
+/// The simulator's configuration, parsed from the spec parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimParams {
+    /// Device name used in messages.
+    pub name: String,
+    /// Migration protocol (`protocol=v1|v2`, default v2).
+    pub protocol: SimProtocol,
+    /// Migration state size in bytes (`state=SIZE`, default 64 MiB).
+    pub state: u64,
+    /// Seed the state content derives from (`seed=N`, default 0).
+    pub seed: u64,
+    /// When set, a restored state must be the one seed N produces (`verify-seed=N`).
+    pub verify_seed: Option<u64>,
+    /// Transitions into this state fail (`fail-at=STATE`).
+    pub fail_at: Option<MigState>,
+    /// What a failing transition does (`fail-mode=stay|error`, default stay).
+    pub fail_mode: FailMode,
+    /// How many times `fail-at` fires before transitions succeed again (`fail-count=N`,
+    /// default: always).
+    pub fail_count: Option<u64>,
+    /// Largest piece one data read or write handles (`chunk=SIZE`, default unlimited).
+    pub chunk: Option<u64>,
+    /// Bytes per second the running device dirties while pre-copying (`dirty-rate=SIZE/s`).
+    pub dirty_rate: u64,
+    /// v2 capability flags (`flags=STOP_COPY|P2P|PRE_COPY`, default all three).
+    pub flags: MigFlags,
+    /// A protocol violation to commit (`violate=endless-read|wrong-stop-copy-size|oversized-chunk`).
+    pub violate: Option<Violation>,
+    /// v1: whether the data section is mmap-able (`v1-mmap=0|1`, default 1).
+    pub v1_mmap: bool,
+    /// v1: data section size (`v1-data=SIZE`, default 256 KiB).
+    pub v1_data: u64,
+    /// Size of the mmap-able BAR2 (`bar2=SIZE`, a power of two >= 4 KiB, default 16 MiB).
+    pub bar2: u64,
+    /// Whether the device supports reset (`reset=0|1`, default 1).
+    pub reset: bool,
+    /// Report the device as an mdev of this type (`mdev-type=NAME`), for compatibility tests.
+    pub mdev_type: Option<String>,
+}
+
+impl Default for SimParams {
+    fn default() -> Self {
+        SimParams {
+            name: "sim".into(),
+            protocol: SimProtocol::V2,
+            state: 64 << 20,
+            seed: 0,
+            verify_seed: None,
+            fail_at: None,
+            fail_mode: FailMode::Stay,
+            fail_count: None,
+            chunk: None,
+            dirty_rate: 0,
+            flags: MigFlags(MigFlags::STOP_COPY | MigFlags::P2P | MigFlags::PRE_COPY),
+            violate: None,
+            v1_mmap: true,
+            v1_data: 256 << 10,
+            bar2: 16 << 20,
+            reset: true,
+            mdev_type: None,
+        }
+    }
+}
+
+const KEYS: &str = "protocol, state, seed, verify-seed, fail-at, fail-mode, fail-count, chunk, \
+                    dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, name";
+
+impl SimParams {
+    /// Parses `key=value,...` (what follows `sim:`).
+    pub fn parse(params: &str) -> Result<SimParams> {
+        let spec = if params.is_empty() {
+            "sim".to_string()
+        } else {
+            format!("sim:{params}")
+        };
+        let bad = |reason: String| DeviceError::InvalidSpec {
+            spec: spec.clone(),
+            reason,
+        };
+        let mut p = SimParams {
+            name: spec.clone(),
+            ..SimParams::default()
+        };
+        let size = |k: &str, v: &str| {
+            v.parse::<ByteSize>()
+                .map(|b| b.0)
+                .map_err(|e| bad(format!("{k}: {e}")))
+        };
+        let num = |k: &str, v: &str| {
+            let r = match v.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16),
+                None => v.parse::<u64>(),
+            };
+            r.map_err(|_| bad(format!("{k}: {v:?} is not a number")))
+        };
+        let boolean = |k: &str, v: &str| match v {
+            "1" | "on" | "yes" | "true" => Ok(true),
+            "0" | "off" | "no" | "false" => Ok(false),
+            _ => Err(bad(format!("{k}: {v:?} is not 0 or 1"))),
+        };
+        for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{kv:?} is not key=value (keys: {KEYS})")))?;
+            let (k, v) = (k.trim(), v.trim());
+            match k {
+                "protocol" => {
+                    p.protocol = match v.to_ascii_lowercase().as_str() {
+                        "v1" | "1" => SimProtocol::V1,
+                        "v2" | "2" => SimProtocol::V2,
+                        _ => return Err(bad(format!("protocol: {v:?} is not v1 or v2"))),
+                    }
+                }
+                "state" => p.state = size(k, v)?,
+                "seed" => p.seed = num(k, v)?,
+                "verify-seed" => p.verify_seed = Some(num(k, v)?),
+                "fail-at" => {
+                    let s: MigState = v.parse().map_err(|e: String| bad(format!("fail-at: {e}")))?;
+                    if s == MigState::Error {
+                        return Err(bad("fail-at: ERROR cannot be entered by a transition".into()));
+                    }
+                    p.fail_at = Some(s);
+                }
+                "fail-mode" => {
+                    p.fail_mode = match v {
+                        "stay" => FailMode::Stay,
+                        "error" => FailMode::Error,
+                        _ => return Err(bad(format!("fail-mode: {v:?} is not stay or error"))),
+                    }
+                }
+                "fail-count" => p.fail_count = Some(num(k, v)?),
+                "chunk" => {
+                    let c = size(k, v)?;
+                    if c == 0 {
+                        return Err(bad("chunk: must be at least 1 byte".into()));
+                    }
+                    p.chunk = Some(c);
+                }
+                "dirty-rate" => {
+                    let t = v.strip_suffix("/s").unwrap_or(v);
+                    p.dirty_rate = size(k, t)?;
+                }
+                "flags" => {
+                    let f = MigFlags::parse(v).map_err(|e| bad(format!("flags: {e}")))?;
+                    if !f.has(MigFlags::STOP_COPY) {
+                        return Err(bad("flags: STOP_COPY is mandatory for v2 migration".into()));
+                    }
+                    p.flags = f;
+                }
+                "violate" => {
+                    p.violate = Some(match v {
+                        "endless-read" => Violation::EndlessRead,
+                        "wrong-stop-copy-size" => Violation::WrongStopCopySize,
+                        "oversized-chunk" => Violation::OversizedChunk,
+                        _ => {
+                            return Err(bad(format!(
+                                "violate: {v:?} is not endless-read, wrong-stop-copy-size or oversized-chunk"
+                            )))
+                        }
+                    })
+                }
+                "v1-mmap" => p.v1_mmap = boolean(k, v)?,
+                "v1-data" => {
+                    let d = size(k, v)?;
+                    if d < 4096 || d % 4096 != 0 || d > 1 << 30 {
+                        return Err(bad("v1-data: must be a multiple of 4 KiB between 4 KiB and 1 GiB".into()));
+                    }
+                    p.v1_data = d;
+                }
+                "bar2" => {
+                    let b = size(k, v)?;
+                    if b < 4096 || !b.is_power_of_two() || b > 1 << 34 {
+                        return Err(bad("bar2: must be a power of two between 4 KiB and 16 GiB".into()));
+                    }
+                    p.bar2 = b;
+                }
+                "reset" => p.reset = boolean(k, v)?,
+                "mdev-type" => {
+                    if v.is_empty() {
+                        return Err(bad("mdev-type: empty".into()));
+                    }
+                    p.mdev_type = Some(v.to_string());
+                }
+                "name" => {
+                    if v.is_empty() {
+                        return Err(bad("name: empty".into()));
+                    }
+                    p.name = v.to_string();
+                }
+                _ => return Err(bad(format!("unknown parameter {k:?} (keys: {KEYS})"))),
+            }
+        }
+        if let Some(s) = p.fail_at {
+            if p.protocol == SimProtocol::V1
+                && matches!(s, MigState::RunningP2p | MigState::PreCopyP2p)
+            {
+                return Err(bad(format!("fail-at: {s} does not exist in migration v1")));
+            }
+            if p.protocol == SimProtocol::V2 && !crate::migration::fsm::state_exists(p.flags, s) {
+                return Err(bad(format!(
+                    "fail-at: {s} does not exist with flags {}",
+                    p.flags
+                )));
+            }
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_everything() {
+        let p = SimParams::parse(
+            "protocol=v1,state=1G,seed=7,verify-seed=0x7,fail-at=stop-copy,fail-mode=error,\
+             fail-count=2,chunk=64K,dirty-rate=10M/s,violate=endless-read,v1-mmap=0,v1-data=1M,\
+             bar2=4M,reset=0,mdev-type=sim-1,name=src",
+        )
+        .unwrap();
+        assert_eq!(p.protocol, SimProtocol::V1);
+        assert_eq!(p.state, 1 << 30);
+        assert_eq!((p.seed, p.verify_seed), (7, Some(7)));
+        assert_eq!(p.fail_at, Some(MigState::StopCopy));
+        assert_eq!((p.fail_mode, p.fail_count), (FailMode::Error, Some(2)));
+        assert_eq!((p.chunk, p.dirty_rate), (Some(64 << 10), 10 << 20));
+        assert_eq!(p.violate, Some(Violation::EndlessRead));
+        assert!(!p.v1_mmap && !p.reset);
+        assert_eq!((p.v1_data, p.bar2), (1 << 20, 4 << 20));
+        assert_eq!(
+            (p.name.as_str(), p.mdev_type.as_deref()),
+            ("src", Some("sim-1"))
+        );
+        let d = SimParams::parse("").unwrap();
+        assert_eq!(
+            (d.protocol, d.state, d.flags.0),
+            (SimProtocol::V2, 64 << 20, 7)
+        );
+        assert_eq!(SimParams::parse("flags=STOP_COPY|P2P").unwrap().flags.0, 3);
+    }
+
+    #[test]
+    fn refuses_bad_specs_with_reasons() {
+        for (spec, why) in [
+            ("protocol=v3", "protocol"),
+            ("state=12Q", "state"),
+            ("seed=x", "seed"),
+            ("fail-at=flying", "fail-at"),
+            ("fail-at=error", "ERROR"),
+            ("flags=P2P", "STOP_COPY is mandatory"),
+            ("flags=STOP_COPY,fail-at=pre-copy", "does not exist"),
+            ("protocol=v1,fail-at=running-p2p", "v1"),
+            ("chunk=0", "chunk"),
+            ("bar2=5000", "power of two"),
+            ("v1-data=100", "v1-data"),
+            ("violate=nothing", "violate"),
+            ("colour=blue", "unknown parameter"),
+            ("state", "key=value"),
+        ] {
+            match SimParams::parse(spec) {
+                Err(DeviceError::InvalidSpec { reason, .. }) => {
+                    assert!(reason.contains(why), "{spec}: {reason}")
+                }
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+    }
+}

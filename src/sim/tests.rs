@@ -1,0 +1,567 @@
+//! Behaviour of the simulated device through the public `Device` interface, and of the
+//! migration drivers over it.
+
+use super::*;
+use crate::device::{DeviceError, MigState, RegionAccess};
+use crate::migration::fsm;
+use crate::migration::{driver_for, v1::V1Driver, MigrationDriver, MigrationError, Protocol};
+use std::time::Duration;
+
+fn dev(params: &str) -> DeviceHandle {
+    open(params).unwrap()
+}
+
+fn errno(e: &DeviceError) -> Option<i32> {
+    e.errno()
+}
+
+/// Saves the whole state of `d` (RUNNING -> STOP_COPY -> read to EOF -> STOP).
+fn save_all(d: &DeviceHandle, buf_len: usize) -> Vec<u8> {
+    d.set_mig_state(MigState::StopCopy).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; buf_len];
+    loop {
+        let n = d.mig_read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    d.set_mig_state(MigState::Stop).unwrap();
+    out
+}
+
+/// Writes `data` in RESUMING and tries to leave to RUNNING.
+fn restore(d: &DeviceHandle, data: &[u8]) -> Result<()> {
+    d.set_mig_state(MigState::Resuming)?;
+    let mut off = 0;
+    while off < data.len() {
+        off += d.mig_write(&data[off..])?;
+    }
+    d.set_mig_state(MigState::Running)
+}
+
+#[test]
+fn every_v2_arc_behaves_like_the_kernel() {
+    for flags in [
+        "STOP_COPY",
+        "STOP_COPY|P2P",
+        "STOP_COPY|PRE_COPY",
+        "STOP_COPY|P2P|PRE_COPY",
+    ] {
+        let spec = format!("state=64K,seed=3,flags={flags}");
+        let good = save_all(&dev(&spec), 4096);
+        let f = MigFlags::parse(flags).unwrap();
+        for from in MigState::ALL {
+            for to in MigState::ALL {
+                let d = dev(&spec);
+                if from == MigState::Error {
+                    continue; // covered by the fail-mode test
+                }
+                if d.set_mig_state(from).is_err() {
+                    assert!(!fsm::state_exists(f, from), "{flags}: cannot reach {from}");
+                    continue;
+                }
+                if from == MigState::Resuming {
+                    let mut off = 0;
+                    while off < good.len() {
+                        off += d.mig_write(&good[off..]).unwrap();
+                    }
+                }
+                let r = d.set_mig_state(to);
+                match fsm::next_step(f, from, to).ok() {
+                    Some(_) => {
+                        r.unwrap_or_else(|e| panic!("{flags}: {from} -> {to}: {e}"));
+                        assert_eq!(d.mig_state().unwrap(), to);
+                    }
+                    None if from == to => r.unwrap(),
+                    None => {
+                        let e = r.expect_err("refused arc accepted");
+                        assert_eq!(errno(&e), Some(libc::EINVAL), "{from} -> {to}");
+                        assert_eq!(d.mig_state().unwrap(), from, "refused arcs leave the state");
+                    }
+                }
+                // Streams exist exactly in the streaming states.
+                let now = d.mig_state().unwrap();
+                let mut b = [0u8; 16];
+                let read = d.mig_read(&mut b);
+                let write = d.mig_write(&b);
+                match now {
+                    MigState::StopCopy | MigState::PreCopy | MigState::PreCopyP2p => {
+                        assert!(read.is_ok());
+                        assert_eq!(errno(&write.unwrap_err()), Some(libc::EBADF));
+                    }
+                    MigState::Resuming => {
+                        assert_eq!(errno(&read.unwrap_err()), Some(libc::EBADF));
+                        assert!(write.is_ok());
+                    }
+                    _ => {
+                        assert_eq!(errno(&read.unwrap_err()), Some(libc::EBADF));
+                        assert_eq!(errno(&write.unwrap_err()), Some(libc::EBADF));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_arc_paths_keep_the_precopy_stream() {
+    // PRE_COPY -> STOP_COPY walks PRE_COPY_P2P and continues the same stream.
+    let d = dev("state=100K,seed=11");
+    d.set_mig_state(MigState::PreCopy).unwrap();
+    let mut buf = vec![0u8; 1000];
+    let mut data = Vec::new();
+    let n = d.mig_read(&mut buf).unwrap();
+    data.extend_from_slice(&buf[..n]);
+    d.set_mig_state(MigState::StopCopy).unwrap();
+    loop {
+        let n = d.mig_read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    d.set_mig_state(MigState::Running).unwrap();
+    restore(&dev("state=100K,verify-seed=11"), &data).unwrap();
+}
+
+#[test]
+fn fail_at_stays_on_the_path_or_goes_to_error() {
+    let d = dev("state=4K,fail-at=stop-copy,fail-count=1");
+    let e = d.set_mig_state(MigState::StopCopy).unwrap_err();
+    assert_eq!(errno(&e), Some(libc::EIO));
+    // RUNNING -> RUNNING_P2P -> STOP succeeded, STOP -> STOP_COPY failed.
+    assert_eq!(d.mig_state().unwrap(), MigState::Stop);
+    // fail-count=1: the second attempt succeeds.
+    d.set_mig_state(MigState::StopCopy).unwrap();
+
+    let d = dev("state=4K,fail-at=running-p2p,fail-mode=error");
+    assert!(d.set_mig_state(MigState::Stop).is_err());
+    assert_eq!(d.mig_state().unwrap(), MigState::Error);
+    let e = d.set_mig_state(MigState::Running).unwrap_err();
+    assert_eq!(errno(&e), Some(libc::EINVAL));
+    d.reset().unwrap();
+    assert_eq!(d.mig_state().unwrap(), MigState::Running);
+
+    let d = dev("reset=0");
+    assert!(matches!(d.reset(), Err(DeviceError::Unsupported { .. })));
+}
+
+#[test]
+fn restore_checks_seed_completeness_and_content() {
+    let good = save_all(&dev("state=300K,seed=7,chunk=10000"), 65536);
+    assert_eq!(good.len() as u64, stream::SaveStream::full_size(300 << 10));
+
+    let ok = dev("state=300K,verify-seed=7,chunk=5000");
+    restore(&ok, &good).unwrap();
+    assert_eq!(ok.mig_state().unwrap(), MigState::Running);
+    let sim = ok.as_any().downcast_ref::<SimDevice>().unwrap();
+    assert_eq!(sim.state_seed(), 7);
+    // The restored device saves the same state again.
+    assert_eq!(save_all(&ok, 1 << 20), good);
+
+    // Without verify-seed the state is still checked for completeness.
+    restore(&dev("state=300K"), &good).unwrap();
+
+    let refusals: [(&str, Vec<u8>, &str); 4] = [
+        ("state=300K,verify-seed=8", good.clone(), "seed 7"),
+        ("state=300K", good[..good.len() - 100].to_vec(), "truncated"),
+        ("state=300K", vec![0x5a; 4096], "foreign"),
+        ("state=200K", good.clone(), "307200 bytes"),
+    ];
+    for (spec, data, why) in refusals {
+        let d = dev(spec);
+        let e = restore(&d, &data).unwrap_err();
+        assert_eq!(errno(&e), Some(libc::EINVAL), "{spec}");
+        assert!(e.to_string().contains(why), "{spec}: {e}");
+        assert_eq!(d.mig_state().unwrap(), MigState::Error);
+        let sim = d.as_any().downcast_ref::<SimDevice>().unwrap();
+        assert!(sim.last_refusal().unwrap().contains(why));
+        d.reset().unwrap();
+        assert_eq!(d.mig_state().unwrap(), MigState::Running);
+    }
+    let mut corrupt = good.clone();
+    corrupt[200_000] ^= 0x10;
+    let e = restore(&dev("state=300K,verify-seed=7"), &corrupt).unwrap_err();
+    assert!(e.to_string().contains("corrupted"), "{e}");
+}
+
+#[test]
+fn precopy_accounting_follows_the_clock() {
+    let clock = ManualClock::new();
+    let d = open_with_clock("state=1M,seed=5,dirty-rate=1M/s", clock.clone()).unwrap();
+    assert_eq!(d.stop_copy_size().unwrap(), 32 + 24 + (1 << 20) + 32);
+    assert!(d.precopy_info().is_err(), "precopy info outside PRE_COPY");
+    d.set_mig_state(MigState::PreCopy).unwrap();
+    let p = d.precopy_info().unwrap();
+    assert_eq!((p.initial_bytes, p.dirty_bytes), (32 + 24 + (1 << 20), 0));
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 100_000];
+    loop {
+        match d.mig_read(&mut buf) {
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                assert_eq!(errno(&e), Some(libc::ENOMSG));
+                break;
+            }
+        }
+    }
+    assert_eq!(data.len() as u64, p.initial_bytes);
+    clock.advance(Duration::from_millis(500));
+    let p = d.precopy_info().unwrap();
+    assert_eq!((p.initial_bytes, p.dirty_bytes), (0, (512 << 10) + 24));
+    let scs = d.stop_copy_size().unwrap();
+    assert_eq!(scs, p.dirty_bytes + 32);
+    d.set_mig_state(MigState::StopCopy).unwrap();
+    clock.advance(Duration::from_secs(10)); // a stopped device dirties nothing
+    let mut tail = 0u64;
+    loop {
+        let n = d.mig_read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        tail += n as u64;
+        data.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(tail, scs);
+    restore(&dev("state=1M,verify-seed=5"), &data).unwrap();
+}
+
+#[test]
+fn chunk_and_endless_read() {
+    let d = dev("state=1M,chunk=1000");
+    d.set_mig_state(MigState::StopCopy).unwrap();
+    let mut buf = vec![0u8; 65536];
+    assert_eq!(d.mig_read(&mut buf).unwrap(), 1000);
+
+    let d = dev("state=64K,violate=endless-read");
+    d.set_mig_state(MigState::StopCopy).unwrap();
+    let mut total = 0usize;
+    for _ in 0..64 {
+        let n = d.mig_read(&mut buf).unwrap();
+        assert!(n > 0, "endless-read reached EOF");
+        total += n;
+    }
+    assert!(total > 64 << 10);
+
+    let d = dev("state=64K,violate=wrong-stop-copy-size");
+    assert_eq!(
+        d.stop_copy_size().unwrap(),
+        stream::SaveStream::full_size(64 << 10) / 2
+    );
+}
+
+#[test]
+fn v2_driver_over_the_sim() {
+    let d = dev("state=64K,seed=2");
+    let mut drv = driver_for(d).unwrap();
+    assert_eq!(drv.protocol(), Protocol::V2);
+    drv.set_state(MigState::PreCopy).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let n = drv.read(&mut buf).unwrap();
+    assert!(n > 64 << 10);
+    assert_eq!(
+        drv.read(&mut buf).unwrap(),
+        0,
+        "ENOMSG is 'nothing pending'"
+    );
+    assert_eq!(drv.pending().unwrap().total(), 0);
+    drv.set_state(MigState::StopCopy).unwrap();
+    assert_eq!(drv.read(&mut buf).unwrap(), 32); // the trailer
+    assert_eq!(drv.read(&mut buf).unwrap(), 0);
+    drv.recover().unwrap();
+    assert_eq!(drv.state().unwrap(), MigState::Running);
+}
+
+// ---- v1 ----
+
+fn v1_save(drv: &mut dyn MigrationDriver, buf_len: usize) -> Vec<u8> {
+    drv.set_state(MigState::StopCopy).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; buf_len];
+    loop {
+        let n = drv.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    drv.set_state(MigState::Stop).unwrap();
+    out
+}
+
+fn v1_restore(
+    drv: &mut dyn MigrationDriver,
+    data: &[u8],
+    piece: usize,
+) -> crate::migration::Result<()> {
+    drv.set_state(MigState::Resuming)?;
+    for p in data.chunks(piece) {
+        let mut off = 0;
+        while off < p.len() {
+            off += drv.write(&p[off..])?;
+        }
+    }
+    drv.set_state(MigState::Running)
+}
+
+#[test]
+fn v1_round_trip_with_and_without_mmap() {
+    for mmap in ["1", "0"] {
+        let src = dev(&format!(
+            "protocol=v1,state=1M,seed=9,v1-data=64K,v1-mmap={mmap}"
+        ));
+        assert_eq!(src.migration_flags().unwrap(), None);
+        let mut drv = driver_for(src).unwrap();
+        assert_eq!(drv.protocol(), Protocol::V1);
+        assert_eq!(drv.state().unwrap(), MigState::Running);
+        let data = v1_save(drv.as_mut(), 1 << 20);
+        assert_eq!(data.len() as u64, stream::SaveStream::full_size(1 << 20));
+
+        let dst = dev(&format!(
+            "protocol=v1,state=1M,verify-seed=9,v1-data=64K,v1-mmap={mmap}"
+        ));
+        let mut d1 = V1Driver::new(dst.clone()).unwrap();
+        v1_restore(&mut d1, &data, 100_000).unwrap();
+        assert_eq!(d1.uses_mmap(), mmap == "1");
+        assert_eq!(d1.state().unwrap(), MigState::Running);
+        assert_eq!(
+            dst.as_any()
+                .downcast_ref::<SimDevice>()
+                .unwrap()
+                .state_seed(),
+            9
+        );
+
+        // Wrong seed: refused when leaving RESUMING, the device reports the error state.
+        let bad = dev(&format!(
+            "protocol=v1,state=1M,verify-seed=10,v1-mmap={mmap}"
+        ));
+        let mut d2 = V1Driver::new(bad).unwrap();
+        let e = v1_restore(&mut d2, &data, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("seed 9"), "{e}");
+        assert_eq!(d2.state().unwrap(), MigState::Error);
+        d2.recover().unwrap();
+        assert_eq!(d2.state().unwrap(), MigState::Running);
+    }
+}
+
+#[test]
+fn v1_precopy_small_buffers_and_pending() {
+    let clock = ManualClock::new();
+    let src = open_with_clock(
+        "protocol=v1,state=256K,seed=4,v1-data=16K,dirty-rate=64K/s",
+        clock.clone(),
+    )
+    .unwrap();
+    let mut drv = V1Driver::new(src).unwrap();
+    drv.set_state(MigState::PreCopy).unwrap();
+    let total0 = drv.pending().unwrap().total();
+    assert_eq!(total0, 32 + 24 + (256 << 10));
+    let mut data = Vec::new();
+    // A buffer smaller than a chunk: chunks are split across reads, and a pending() call in
+    // the middle of a chunk must not lose its rest.
+    let mut buf = vec![0u8; 5000];
+    let n = drv.read(&mut buf).unwrap();
+    data.extend_from_slice(&buf[..n]);
+    assert_eq!(drv.pending().unwrap().total(), total0 - n as u64);
+    loop {
+        let n = drv.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(data.len() as u64, total0);
+    assert_eq!(drv.pending().unwrap().total(), 0);
+    clock.advance(Duration::from_millis(250));
+    assert_eq!(drv.pending().unwrap().total(), (16 << 10) + 24);
+    drv.set_state(MigState::StopCopy).unwrap();
+    let mut big = vec![0u8; 1 << 20];
+    loop {
+        let n = drv.read(&mut big).unwrap();
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&big[..n]);
+    }
+    drv.set_state(MigState::Stop).unwrap();
+    let dst = dev("protocol=v1,state=256K,verify-seed=4,v1-data=16K");
+    v1_restore(&mut V1Driver::new(dst).unwrap(), &data, 7777).unwrap();
+}
+
+#[test]
+fn v1_region_refuses_bad_accesses_and_the_driver_spots_violations() {
+    let d = dev("protocol=v1,state=64K");
+    let r = MIGRATION_V1;
+    // _SAVING|_RESUMING and _RESUMING|_RUNNING are invalid.
+    for bits in [6u64, 5, 7] {
+        let e = d.write_width(r, 0, 4, bits).unwrap_err();
+        assert_eq!(errno(&e), Some(libc::EINVAL));
+    }
+    assert_eq!(d.read_width(r, 0, 4).unwrap(), 1);
+    // Partial field access and read-only fields.
+    assert!(d.read_width(r, 8, 4).is_err());
+    assert!(d.write_width(r, 8, 8, 1).is_err());
+    // data_size is only writable while resuming.
+    assert!(d.write_width(r, 24, 8, 1).is_err());
+    d.write_width(r, 0, 4, 4).unwrap();
+    assert!(d.write_width(r, 24, 8, (256 << 10) + 1).is_err());
+    // Leaving RESUMING with nothing written: refused, error state reported.
+    assert!(d.write_width(r, 0, 4, 1).is_err());
+    assert_eq!(d.read_width(r, 0, 4).unwrap(), 6);
+    assert!(
+        d.write_width(r, 0, 4, 1).is_err(),
+        "error state needs a reset"
+    );
+    d.reset().unwrap();
+    assert_eq!(d.read_width(r, 0, 4).unwrap(), 1);
+    // v2 calls are not there.
+    assert_eq!(
+        errno(&d.set_mig_state(MigState::Stop).unwrap_err()),
+        Some(libc::ENOTTY)
+    );
+
+    // A device that announces chunks bigger than its data section.
+    let bad = dev("protocol=v1,state=64K,violate=oversized-chunk");
+    let mut drv = V1Driver::new(bad).unwrap();
+    drv.set_state(MigState::StopCopy).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    assert!(matches!(
+        drv.read(&mut buf),
+        Err(MigrationError::Protocol { .. })
+    ));
+    drv.recover().unwrap();
+
+    // fail-at on v1: the device_state write fails with the device's reason.
+    let f = dev("protocol=v1,state=64K,fail-at=stop-copy");
+    let mut drv = V1Driver::new(f).unwrap();
+    let e = drv.set_state(MigState::StopCopy).unwrap_err();
+    assert!(e.to_string().contains("fail-at"), "{e}");
+    assert_eq!(drv.state().unwrap(), MigState::Running);
+    assert!(matches!(
+        drv.set_state(MigState::RunningP2p),
+        Err(MigrationError::Unreachable { .. })
+    ));
+    // Reading saved state while running is a state error, not an empty stream.
+    assert!(matches!(
+        drv.read(&mut buf),
+        Err(MigrationError::WrongState { .. })
+    ));
+}
+
+// ---- BARs, config, interrupts ----
+
+#[test]
+fn bars_and_config() {
+    let d = dev("bar2=1M");
+    assert_eq!(d.read_width(BAR0, REG_ID, 4).unwrap(), ID_VALUE as u64);
+    d.write_width(BAR0, REG_SCRATCH, 4, 0xdead_beef).unwrap();
+    assert_eq!(d.read_width(BAR0, REG_SCRATCH, 4).unwrap(), 0xdead_beef);
+    d.write_width(BAR0, REG_ID, 4, 0).unwrap();
+    assert_eq!(
+        d.read_width(BAR0, REG_ID, 4).unwrap(),
+        ID_VALUE as u64,
+        "id is read-only"
+    );
+    assert_eq!(d.read_width(BAR0, REG_STATE_SIZE_LO, 4).unwrap(), 64 << 20);
+    assert!(d.read_width(BAR0, 4096, 4).is_err());
+    assert!(d.map_region(BAR0, 0, 4096).is_err(), "BAR0 is trapped");
+    d.reset().unwrap();
+    assert_eq!(d.read_width(BAR0, REG_SCRATCH, 4).unwrap(), 0);
+
+    let m = d.map_region(BAR2, 4096, 8192).unwrap();
+    m.write_u32(4, 0x1234_5678).unwrap();
+    assert_eq!(d.read_width(BAR2, 4096 + 4, 4).unwrap(), 0x1234_5678);
+    d.write_region(BAR2, 8192, b"hello").unwrap();
+    let mut b = [0u8; 5];
+    m.read(4096, &mut b).unwrap();
+    assert_eq!(&b, b"hello");
+    assert!(d.map_region(BAR2, 0, (1 << 20) + 4096).is_err());
+    drop(d); // the mapping keeps the memory alive
+    assert_eq!(m.read_u32(4).unwrap(), 0x1234_5678);
+
+    let d = dev("");
+    assert_eq!(d.read_width(CONFIG, 0, 2).unwrap(), VENDOR_ID as u64);
+    assert_eq!(d.read_width(CONFIG, 2, 2).unwrap(), DEVICE_ID as u64);
+    assert_eq!(d.read_width(CONFIG, 0x34, 1).unwrap(), 0x40);
+    assert_eq!(d.read_width(CONFIG, 0x40, 1).unwrap(), 0x05); // MSI
+    assert_eq!(d.read_width(CONFIG, 0x60, 1).unwrap(), 0x11); // MSI-X
+    assert!(d.read_width(1, 0, 4).is_err(), "BAR1 is not implemented");
+    let info = d.info();
+    assert_eq!(info.backend, "sim");
+    assert!(info.region_by_type(3, 1).is_none());
+    let v1 = dev("protocol=v1,v1-mmap=0");
+    let r = v1.info().region_by_type(3, 1).unwrap();
+    assert!(r.mmap_areas().is_empty());
+    assert!(v1.map_region(MIGRATION_V1, V1_DATA_OFFSET, 4096).is_err());
+}
+
+fn eventfd() -> RawFd {
+    // SAFETY: plain syscall creating a new fd.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK) };
+    assert!(fd >= 0);
+    fd
+}
+
+fn count(fd: RawFd) -> u64 {
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into a live local from an eventfd we own.
+    let r = unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) };
+    if r == 8 {
+        v
+    } else {
+        0
+    }
+}
+
+#[test]
+fn interrupts_reach_eventfds() {
+    let d = dev("");
+    let fds = [eventfd(), eventfd()];
+    d.set_irq_eventfds(MSIX, 0, &fds).unwrap();
+    d.trigger_irq(MSIX, 1).unwrap();
+    assert_eq!((count(fds[0]), count(fds[1])), (0, 1));
+    // Only one of INTx / MSI / MSI-X at a time.
+    assert!(d.set_irq_eventfds(MSI, 0, &fds[..1]).is_err());
+    assert!(
+        d.set_irq_eventfds(MSIX, 3, &fds).is_err(),
+        "beyond the vector count"
+    );
+    // Masking holds the interrupt back; unmasking delivers it.
+    d.mask_irq(MSIX, 0, true).unwrap();
+    d.trigger_irq(MSIX, 0).unwrap();
+    assert_eq!(count(fds[0]), 0);
+    d.mask_irq(MSIX, 0, false).unwrap();
+    assert_eq!(count(fds[0]), 1);
+    // The doorbell register raises the vector written to it.
+    d.write_width(BAR0, REG_DOORBELL, 4, 0).unwrap();
+    assert_eq!(count(fds[0]), 1);
+    assert_eq!(d.read_width(BAR0, REG_IRQ_COUNT, 4).unwrap(), 1);
+    d.set_irq_eventfds(MSIX, 0, &[]).unwrap();
+    assert!(d.trigger_irq(MSIX, 0).is_err(), "disabled");
+    // INTx is automasked.
+    d.set_irq_eventfds(INTX, 0, &fds[..1]).unwrap();
+    d.trigger_irq(INTX, 0).unwrap();
+    d.trigger_irq(INTX, 0).unwrap();
+    assert_eq!(count(fds[0]), 1);
+    d.mask_irq(INTX, 0, false).unwrap();
+    assert_eq!(count(fds[0]), 1);
+    assert!(d.mask_irq(ERR, 0, true).is_err(), "ERR is not maskable");
+    for fd in fds {
+        // SAFETY: closing fds this test created.
+        unsafe { libc::close(fd) };
+    }
+}
+
+#[test]
+fn bad_specs_are_refused() {
+    assert!(matches!(
+        open("state=lots"),
+        Err(DeviceError::InvalidSpec { .. })
+    ));
+    let spec: crate::device::DeviceSpec = "sim:protocol=v1,state=4K".parse().unwrap();
+    let d = crate::device::open(&spec, &Default::default()).unwrap();
+    assert_eq!(d.name(), "sim:protocol=v1,state=4K");
+}
