@@ -23,7 +23,7 @@ pub struct Args {
     /// Simulated state size (default 256M; 8M with --quick).
     #[arg(long)]
     pub state: Option<ByteSize>,
-    /// Buffer (chunk) size of one device read or write.
+    /// Buffer (chunk) size of one device read or write (default 1M, the engine default).
     #[arg(long, conflicts_with = "sweep")]
     pub buffer: Option<ByteSize>,
     /// Measure at every power of two from 4K to 64M (4K..1M with --quick).
