@@ -356,9 +356,68 @@ fn write_all_vectored<W: Write>(w: &mut W, a: &[u8], b: &[u8]) -> io::Result<()>
 pub struct StreamReader<R: Read> {
     inner: R,
     header: StreamHeader,
-    hasher: crc32fast::Hasher,
+    /// Payload and whole-stream verification; `None` once handed out for deferred checking
+    /// ([`StreamReader::take_verifier`]).
+    verifier: Option<StreamVerifier>,
+    /// The trailer, kept for a deferred verifier to finish with.
+    trailer: Option<TrailerCheck>,
     totals: StreamTotals,
     done: bool,
+}
+
+/// What is needed to verify one chunk's payload: returned by
+/// [`StreamReader::next_chunk_deferred`], consumed by [`StreamVerifier::check`].
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkCheck {
+    index: u64,
+    offset: u64,
+    expected: u32,
+    header: [u8; CHUNK_HEADER_LEN],
+}
+
+/// The trailer bytes, for [`StreamVerifier::finish`].
+#[derive(Clone, Copy, Debug)]
+pub struct TrailerCheck {
+    bytes: [u8; TRAILER_LEN],
+}
+
+/// Verifies payload checksums and the whole-stream checksum in stream order. Normally owned
+/// by the [`StreamReader`]; a pipeline can take it ([`StreamReader::take_verifier`]) to verify
+/// payloads on the thread that consumes them, so reading and checksumming overlap. Either way
+/// every payload is verified before it is used, and the whole-stream checksum at the end.
+#[derive(Clone, Debug)]
+pub struct StreamVerifier {
+    hasher: crc32fast::Hasher,
+}
+
+impl StreamVerifier {
+    /// Verifies a chunk's payload against its header's checksum and adds it to the
+    /// whole-stream checksum. Chunks must be checked in stream order.
+    pub fn check(&mut self, c: &ChunkCheck, payload: &[u8]) -> Result<()> {
+        let mut ph = crc32fast::Hasher::new();
+        ph.update(payload);
+        if ph.clone().finalize() != c.expected {
+            return Err(stream_err(format!(
+                "corrupt data in chunk {} (bytes {}..{} of the state): checksum mismatch",
+                c.index,
+                c.offset,
+                c.offset + payload.len() as u64
+            )));
+        }
+        self.hasher.update(&c.header);
+        self.hasher.combine(&ph);
+        Ok(())
+    }
+
+    /// Verifies the whole-stream checksum in the trailer; returns it.
+    pub fn finish(mut self, t: &TrailerCheck) -> Result<u32> {
+        self.hasher.update(&t.bytes[0..20]);
+        let crc = self.hasher.finalize();
+        if crc != le32(&t.bytes[20..24]) {
+            return Err(stream_err("corrupt stream: whole-stream checksum mismatch"));
+        }
+        Ok(crc)
+    }
 }
 
 /// Reads exactly `buf.len()` bytes; a short stream is reported as truncation of `what`.
@@ -451,7 +510,8 @@ impl<R: Read> StreamReader<R> {
         Ok(StreamReader {
             inner,
             header,
-            hasher,
+            verifier: Some(StreamVerifier { hasher }),
+            trailer: None,
             totals: StreamTotals {
                 stream_bytes: 16 + jlen as u64 + 4,
                 ..Default::default()
@@ -474,6 +534,42 @@ impl<R: Read> StreamReader<R> {
     /// verifies its checksum before returning it. `Ok(None)` after the trailer has been read
     /// and verified and the input has ended.
     pub fn next_chunk(&mut self, buf: &mut [u8]) -> Result<Option<(ChunkKind, usize)>> {
+        if self.verifier.is_none() && !self.done {
+            return Err(stream_err(
+                "internal: the verifier was taken; use next_chunk_deferred",
+            ));
+        }
+        match self.next_chunk_deferred(buf)? {
+            None => Ok(None),
+            Some((kind, len, check)) => {
+                if let Some(v) = self.verifier.as_mut() {
+                    v.check(&check, &buf[..len])?;
+                }
+                Ok(Some((kind, len)))
+            }
+        }
+    }
+
+    /// Hands out the payload verifier, for checking payloads on another thread (see
+    /// [`StreamVerifier`]); from then on use [`StreamReader::next_chunk_deferred`], and finish
+    /// the verifier with [`StreamReader::trailer_check`] once it returns `None`.
+    pub fn take_verifier(&mut self) -> Option<StreamVerifier> {
+        self.verifier.take()
+    }
+
+    /// The trailer, once [`StreamReader::next_chunk_deferred`] has returned `None`.
+    pub fn trailer_check(&self) -> Option<TrailerCheck> {
+        self.trailer
+    }
+
+    /// Reads the next chunk into `buf` and checks its framing (header checksum, kind,
+    /// length) but not its payload: the returned [`ChunkCheck`] must go through a
+    /// [`StreamVerifier`] before the payload is used. `Ok(None)` after the trailer has been
+    /// read (its totals checked) and the input has ended.
+    pub fn next_chunk_deferred(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Option<(ChunkKind, usize, ChunkCheck)>> {
         if self.done {
             return Ok(None);
         }
@@ -518,32 +614,29 @@ impl<R: Read> StreamReader<R> {
             )));
         }
         read_exact_or(&mut self.inner, &mut buf[..len], &format!("chunk {n}"))?;
-        let mut ph = crc32fast::Hasher::new();
-        ph.update(&buf[..len]);
-        if ph.clone().finalize() != le32(&h[8..12]) {
-            return Err(stream_err(format!(
-                "corrupt data in chunk {n} (bytes {}..{} of the state): checksum mismatch",
-                self.totals.payload_bytes,
-                self.totals.payload_bytes + len as u64
-            )));
-        }
-        self.hasher.update(&h);
-        self.hasher.combine(&ph);
+        let check = ChunkCheck {
+            index: n,
+            offset: self.totals.payload_bytes,
+            expected: le32(&h[8..12]),
+            header: h,
+        };
         self.totals.chunks += 1;
         self.totals.payload_bytes += len as u64;
         self.totals.stream_bytes += (CHUNK_HEADER_LEN + len) as u64;
-        Ok(Some((kind, len)))
+        Ok(Some((kind, len, check)))
     }
 
     fn trailer(&mut self) -> Result<()> {
         let mut t = [0u8; TRAILER_LEN];
         t[0..4].copy_from_slice(&TAG_TRAILER);
         read_exact_or(&mut self.inner, &mut t[4..], "the trailer")?;
-        self.hasher.update(&t[0..20]);
-        let crc = self.hasher.clone().finalize();
-        if crc != le32(&t[20..24]) {
-            return Err(stream_err("corrupt stream: whole-stream checksum mismatch"));
-        }
+        let check = TrailerCheck { bytes: t };
+        // Inline verification checks the whole-stream checksum here; a deferred verifier
+        // does it when it has seen every payload.
+        let crc = match self.verifier.take() {
+            Some(v) => Some(v.finish(&check)?),
+            None => None,
+        };
         let (chunks, bytes) = (le64(&t[4..12]), le64(&t[12..20]));
         if chunks != self.totals.chunks || bytes != self.totals.payload_bytes {
             return Err(stream_err(format!(
@@ -561,7 +654,8 @@ impl<R: Read> StreamReader<R> {
             }
         }
         self.totals.stream_bytes += TRAILER_LEN as u64;
-        self.totals.crc32 = crc;
+        self.totals.crc32 = crc.unwrap_or_else(|| le32(&t[20..24]));
+        self.trailer = Some(check);
         self.done = true;
         Ok(())
     }
@@ -610,6 +704,22 @@ mod tests {
         Ok((r.header().clone(), out))
     }
 
+    /// Reads like the restore pipeline: framing on the reading side, payload checksums and
+    /// the whole-stream checksum through a taken verifier.
+    fn read_all_deferred(data: &[u8]) -> Result<(StreamHeader, Chunks)> {
+        let mut r = StreamReader::new(data)?;
+        let mut v = r.take_verifier().unwrap();
+        let mut buf = vec![0u8; r.header().max_chunk as usize];
+        let mut out = Vec::new();
+        while let Some((k, n, check)) = r.next_chunk_deferred(&mut buf)? {
+            v.check(&check, &buf[..n])?;
+            out.push((k, buf[..n].to_vec()));
+        }
+        let crc = v.finish(&r.trailer_check().unwrap())?;
+        assert_eq!(crc, r.totals().crc32);
+        Ok((r.header().clone(), out))
+    }
+
     fn chunks_strategy() -> impl Strategy<Value = Vec<(ChunkKind, Vec<u8>)>> {
         prop::collection::vec(
             (
@@ -626,6 +736,9 @@ mod tests {
             let data = write(&chunks, 64);
             let (h, got) = read_all(&data).unwrap();
             prop_assert_eq!(h, header(64));
+            prop_assert_eq!(&got, &chunks);
+            let (h, got) = read_all_deferred(&data).unwrap();
+            prop_assert_eq!(h, header(64));
             prop_assert_eq!(got, chunks);
         }
 
@@ -635,6 +748,7 @@ mod tests {
             let i = pos.index(data.len());
             data[i] ^= x;
             prop_assert!(matches!(read_all(&data), Err(MigrationError::Stream(_))), "flip at {} accepted", i);
+            prop_assert!(matches!(read_all_deferred(&data), Err(MigrationError::Stream(_))), "flip at {} accepted (deferred)", i);
         }
 
         #[test]
@@ -642,6 +756,7 @@ mod tests {
             let data = write(&chunks, 64);
             let cut = pos.index(data.len());
             prop_assert!(matches!(read_all(&data[..cut]), Err(MigrationError::Stream(_))), "cut at {} accepted", cut);
+            prop_assert!(matches!(read_all_deferred(&data[..cut]), Err(MigrationError::Stream(_))), "cut at {} accepted (deferred)", cut);
         }
 
         #[test]

@@ -17,7 +17,9 @@
 //! - **Cancellation.** A shared flag ([`Cancel`]) is polled between chunks; the CLI sets it
 //!   from its SIGINT handler, so Ctrl-C still returns devices to RUNNING.
 
-use super::stream::{ChunkKind, StreamHeader, StreamReader, StreamTotals, StreamWriter};
+use super::stream::{
+    ChunkCheck, ChunkKind, StreamHeader, StreamReader, StreamTotals, StreamWriter,
+};
 use super::{MigrationDriver, MigrationError, Protocol, Result};
 use crate::device::MigState;
 use crate::migration::stream::MAX_CHUNK_LEN;
@@ -254,44 +256,61 @@ pub struct MigrateReport {
 // ---------------------------------------------------------------------------------------------
 // Buffers
 
-/// A page-aligned, zero-initialised heap buffer.
+/// A page-aligned buffer of anonymous memory (`mmap`), zero-filled by the kernel and faulted
+/// in on first touch: creating one costs a system call, not a pass over its bytes, so a tiny
+/// state (mtty's ~100 bytes) does not pay for the full ring, and a large one pays each page
+/// once.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: AlignedBuf uniquely owns its allocation (like a Box<[u8]>); moving it to another
+// SAFETY: AlignedBuf uniquely owns its mapping (like a Box<[u8]>); moving it to another
 // thread moves that ownership.
 unsafe impl Send for AlignedBuf {}
 
 impl AlignedBuf {
-    /// Allocates `len` bytes (at least one page) aligned to a page.
+    /// Maps `len` bytes (at least one page), page-aligned.
+    ///
+    /// # Panics
+    /// When the kernel cannot provide the mapping (out of memory), like a failed allocation.
     pub fn new(len: usize) -> AlignedBuf {
-        let cap = len.max(1).div_ceil(PAGE) * PAGE;
-        let layout = match Layout::from_size_align(cap, PAGE) {
-            Ok(l) => l,
-            // Only reachable for sizes near usize::MAX, which callers cap far below.
-            Err(_) => std::alloc::handle_alloc_error(Layout::new::<u8>()),
+        let cap = Self::capacity(len);
+        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
-        // SAFETY: layout has a non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(p) else {
-            std::alloc::handle_alloc_error(layout)
+        let ptr = if p == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(p as *mut u8)
+        };
+        let Some(ptr) = ptr else {
+            match Layout::from_size_align(cap, PAGE) {
+                Ok(l) => std::alloc::handle_alloc_error(l),
+                Err(_) => std::alloc::handle_alloc_error(Layout::new::<u8>()),
+            }
         };
         AlignedBuf { ptr, len }
     }
 
-    fn layout(&self) -> Layout {
-        let cap = self.len.max(1).div_ceil(PAGE) * PAGE;
-        // SAFETY: the same size and alignment were validated in `new`.
-        unsafe { Layout::from_size_align_unchecked(cap, PAGE) }
+    fn capacity(len: usize) -> usize {
+        len.max(1).div_ceil(PAGE) * PAGE
     }
 }
 
 impl std::ops::Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: ptr is valid for len initialised (zeroed) bytes owned by self.
+        // SAFETY: ptr is valid for len bytes of the mapping owned by self (anonymous memory
+        // reads as zeros until written).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
@@ -305,8 +324,13 @@ impl std::ops::DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this exact layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout()) }
+        // SAFETY: the mapping was created in `new` with this size and is not used after drop.
+        unsafe {
+            libc::munmap(
+                self.ptr.as_ptr() as *mut libc::c_void,
+                Self::capacity(self.len),
+            )
+        };
     }
 }
 
@@ -315,6 +339,8 @@ struct Filled {
     kind: ChunkKind,
     buf: AlignedBuf,
     len: usize,
+    /// For a chunk read from a stream: its payload check, done by the consumer.
+    check: Option<ChunkCheck>,
 }
 
 /// The producer's side of the ring.
@@ -345,7 +371,7 @@ fn pipeline<P, C, T>(chunk: usize, produce: P, mut consume: C) -> Result<T>
 where
     P: FnOnce(&Producer) -> Result<T> + Send,
     T: Send,
-    C: FnMut(ChunkKind, &[u8]) -> Result<()>,
+    C: FnMut(ChunkKind, &[u8], Option<&ChunkCheck>) -> Result<()>,
 {
     let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(RING);
     let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(RING);
@@ -363,7 +389,7 @@ where
         });
         let mut consumer_err = None;
         for f in full_rx.iter() {
-            if let Err(e) = consume(f.kind, &f.buf[..f.len]) {
+            if let Err(e) = consume(f.kind, &f.buf[..f.len], f.check.as_ref()) {
                 consumer_err = Some(e);
                 break;
             }
@@ -471,6 +497,7 @@ fn read_source(
                     kind: ChunkKind::Precopy,
                     buf,
                     len: n,
+                    check: None,
                 })?;
             }
             st.rounds += 1;
@@ -512,6 +539,7 @@ fn read_source(
             kind: ChunkKind::Stopcopy,
             buf,
             len: n,
+            check: None,
         })?;
     }
     st.eof_at = Some(Instant::now());
@@ -662,7 +690,7 @@ fn save_inner<W: Write>(
     let stats = pipeline(
         chunk,
         |p| read_source(drv, opts, estimate, p),
-        |kind, data| {
+        |kind, data, _| {
             opts.check_cancel()?;
             writer.write_chunk(kind, data)?;
             done += data.len() as u64;
@@ -801,27 +829,47 @@ fn restore_inner<R: Read + Send>(
     let expected = header.state_size_estimate;
     drv.set_state(MigState::Resuming)?;
     let mut done = 0u64;
-    let totals: StreamTotals = pipeline(
+    // The reading thread only reads and checks framing; payload checksums are verified here,
+    // on the consuming thread, before each payload reaches the device, so reading and
+    // checksumming overlap instead of adding up.
+    let mut verifier = reader
+        .take_verifier()
+        .ok_or_else(|| MigrationError::Stream("internal: stream verifier already taken".into()))?;
+    let (mut totals, trailer) = pipeline(
         chunk,
         |p| {
             loop {
                 opts.check_cancel()?;
                 let mut buf = p.take()?;
-                match reader.next_chunk(&mut buf)? {
-                    Some((kind, len)) => p.send(Filled { kind, buf, len })?,
+                match reader.next_chunk_deferred(&mut buf)? {
+                    Some((kind, len, check)) => p.send(Filled {
+                        kind,
+                        buf,
+                        len,
+                        check: Some(check),
+                    })?,
                     None => break,
                 }
             }
-            Ok(reader.totals())
+            Ok((reader.totals(), reader.trailer_check()))
         },
-        |_, data| {
+        |_, data, check| {
             opts.check_cancel()?;
+            let check = check.ok_or_else(|| {
+                MigrationError::Stream(
+                    "internal: a restored chunk came without its checksum".into(),
+                )
+            })?;
+            verifier.check(check, data)?;
             write_device(drv, data)?;
             done += data.len() as u64;
             opts.report(Phase::Resume, done, expected);
             Ok(())
         },
     )?;
+    // The whole-stream checksum, before RESUMING is left (which commits the state).
+    let trailer = trailer.ok_or_else(|| MigrationError::Stream("truncated: no trailer".into()))?;
+    totals.crc32 = verifier.finish(&trailer)?;
     opts.check_cancel()?;
     let tc = Instant::now();
     drv.set_state(MigState::Running)?;
@@ -929,7 +977,7 @@ fn migrate_inner(
     let stats = pipeline(
         chunk,
         |p| read_source(src, opts, expected, p),
-        |kind, data| {
+        |kind, data, _| {
             opts.check_cancel()?;
             write_device(dst, data)?;
             done += data.len() as u64;
