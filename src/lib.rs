@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod device;
 pub mod migration;
+pub mod pattern;
 pub mod sim;
 pub mod sysfs;
 pub mod units;

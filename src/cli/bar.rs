@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use vfio_harness::device::{Device, RegionAccess, RegionInfo, RegionMap};
+use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::vfio::region::find_region;
 
 use super::Global;
@@ -61,20 +62,42 @@ pub enum Op {
         #[arg(long)]
         readback: bool,
     },
-    /// Write a pattern of LEN bytes at OFFSET (through the mapping with --mmap), read it back
-    /// through positioned reads on the device fd, and compare.
+    /// Write the deterministic pattern for SEED over LEN bytes at OFFSET (through the mapping
+    /// with --mmap), read it back through positioned reads on the device fd, and compare.
+    /// The pattern depends only on the seed and the absolute offset (`vfio_harness::pattern`),
+    /// so `dma --fill` and later `crc` runs produce and check the same bytes.
     Fill {
         /// Region index or name.
         region: String,
         /// Offset in the region.
         #[arg(long, value_parser = parse_u64, default_value = "0")]
         offset: u64,
-        /// Length in bytes.
-        #[arg(long, value_parser = parse_u64, default_value = "4096")]
+        /// Length in bytes (decimal or 0x hex); `all` (or 0) = to the end of the region.
+        #[arg(long, value_parser = parse_len, default_value = "4096")]
         len: u64,
         /// Pattern seed (different seeds give different patterns).
         #[arg(long, default_value_t = 1)]
-        seed: u8,
+        seed: u64,
+        /// Skip the read-back (large fills checked later with `crc`).
+        #[arg(long)]
+        no_readback: bool,
+    },
+    /// Print the CRC-32 (IEEE, as crc32fast / zlib) of LEN bytes at OFFSET, read through
+    /// positioned reads on the device fd (or the mapping with --mmap), so two devices'
+    /// memories can be compared without dumping them. With --seed, also compares the range
+    /// against that pattern and fails on a difference.
+    Crc {
+        /// Region index or name.
+        region: String,
+        /// Offset in the region.
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        offset: u64,
+        /// Length in bytes; `all` (or 0, the default) = to the end of the region.
+        #[arg(long, value_parser = parse_len, default_value = "all")]
+        len: u64,
+        /// Also check the bytes against the pattern for this seed.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Hex-dump LEN bytes from OFFSET (4-byte accesses where aligned, else bytes).
     Dump {
@@ -98,6 +121,22 @@ pub fn parse_u64(s: &str) -> Result<u64, String> {
     };
     r.map_err(|e| format!("{s:?} is not a number: {e}"))
 }
+
+/// Parses a length: decimal, `0x` hex, a K/M/G suffix, or `all` (= 0, to the end).
+pub fn parse_len(s: &str) -> Result<u64, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(0);
+    }
+    if let Ok(v) = parse_u64(s) {
+        return Ok(v);
+    }
+    s.parse::<vfio_harness::units::ByteSize>()
+        .map(|b| b.bytes())
+        .map_err(|e| format!("{s:?} is not a length: {e}"))
+}
+
+/// Chunk size of large `fill` / `crc` transfers.
+const CHUNK: usize = 4 << 20;
 
 /// Register access either through the fd or through a mapping of the touched pages.
 struct Access<'a> {
@@ -226,6 +265,26 @@ fn hexdump(base: u64, data: &[u8]) {
     }
 }
 
+/// `len`, or (when 0) the rest of the region from `offset`.
+fn whole_len(d: &dyn Device, key: &str, offset: u64, len: u64) -> anyhow::Result<u64> {
+    if len != 0 {
+        return Ok(len);
+    }
+    let r = find_region(&d.info().regions, key)
+        .with_context(|| format!("{}: no region {key:?}", d.name()))?;
+    let rest = r.size.saturating_sub(offset);
+    if rest == 0 {
+        bail!(
+            "{}: nothing at {offset:#x} in region {} ({}) of {:#x} byte(s)",
+            d.name(),
+            r.index,
+            r.name,
+            r.size
+        );
+    }
+    Ok(rest)
+}
+
 /// Runs `bar`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
@@ -317,18 +376,102 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             offset,
             len,
             seed,
+            no_readback,
         } => {
+            let len = whole_len(d, &region, offset, len)?;
             let a = Access::new(d, &region, args.mmap, offset, len)?;
-            let pattern: Vec<u8> = (0..len)
-                .map(|i| (i as u8).wrapping_mul(seed | 1) ^ ((i >> 8) as u8) ^ seed)
-                .collect();
-            match &a.map {
-                Some((base, m)) => m.write((offset - base) as usize, &pattern)?,
-                None => d.write_region(a.region.index, offset, &pattern)?,
+            let t = std::time::Instant::now();
+            let mut buf = vec![0u8; CHUNK.min(len as usize)];
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(buf.len() as u64) as usize;
+                let chunk = &mut buf[..n];
+                vfio_harness::pattern::fill(seed, offset + done, chunk);
+                match &a.map {
+                    Some((base, m)) => m.write((offset + done - base) as usize, chunk)?,
+                    None => d.write_region(a.region.index, offset + done, chunk)?,
+                }
+                done += n as u64;
             }
-            let mut got = vec![0u8; len as usize];
-            d.read_region(a.region.index, offset, &mut got)?;
-            let mismatch = got.iter().zip(&pattern).position(|(x, y)| x != y);
+            let write_seconds = t.elapsed().as_secs_f64();
+            let mut mismatch = None;
+            if !no_readback {
+                let mut done = 0u64;
+                while done < len && mismatch.is_none() {
+                    let n = (len - done).min(buf.len() as u64) as usize;
+                    d.read_region(a.region.index, offset + done, &mut buf[..n])?;
+                    mismatch =
+                        vfio_harness::pattern::first_mismatch(seed, offset + done, &buf[..n])
+                            .map(|p| done + p as u64);
+                    done += n as u64;
+                }
+            }
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "region": a.region.index,
+                        "region_name": a.region.name,
+                        "offset": offset,
+                        "len": len,
+                        "seed": seed,
+                        "via": via,
+                        "readback": if no_readback { "none" } else { "fd" },
+                        "matched": mismatch.is_none(),
+                        "first_mismatch": mismatch,
+                        "write_seconds": write_seconds,
+                        "write_bytes_per_second": len as f64 / write_seconds.max(1e-9),
+                    })
+                );
+            } else {
+                println!(
+                    "{}: wrote {} of pattern {seed} at {}[{offset:#x}] via {via} in {} ({}), read back via fd: {}",
+                    d.name(),
+                    format_bytes(len),
+                    a.region.name,
+                    format_seconds(write_seconds),
+                    format_rate(len as f64 / write_seconds.max(1e-9)),
+                    match (no_readback, mismatch) {
+                        (true, _) => "skipped".to_string(),
+                        (false, None) => "match".to_string(),
+                        (false, Some(p)) => format!("MISMATCH at +{p:#x}"),
+                    }
+                );
+            }
+            if let Some(p) = mismatch {
+                eprintln!("error: read back differs from pattern {seed} at +{p:#x}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Op::Crc {
+            region,
+            offset,
+            len,
+            seed,
+        } => {
+            let len = whole_len(d, &region, offset, len)?;
+            let a = Access::new(d, &region, args.mmap, offset, len)?;
+            let t = std::time::Instant::now();
+            let mut buf = vec![0u8; CHUNK.min(len as usize)];
+            let mut h = crc32fast::Hasher::new();
+            let mut mismatch = None;
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(buf.len() as u64) as usize;
+                let chunk = &mut buf[..n];
+                match &a.map {
+                    Some((base, m)) => m.read((offset + done - base) as usize, chunk)?,
+                    None => d.read_region(a.region.index, offset + done, chunk)?,
+                }
+                h.update(chunk);
+                if let (Some(s), None) = (seed, mismatch) {
+                    mismatch = vfio_harness::pattern::first_mismatch(s, offset + done, chunk)
+                        .map(|p| done + p as u64);
+                }
+                done += n as u64;
+            }
+            let crc = h.finalize();
+            let seconds = t.elapsed().as_secs_f64();
             if args.json {
                 println!(
                     "{}",
@@ -338,29 +481,27 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                         "offset": offset,
                         "len": len,
                         "via": via,
-                        "readback": "fd",
-                        "matched": mismatch.is_none(),
+                        "crc32": format!("{crc:08x}"),
+                        "seed": seed,
+                        "matched": seed.map(|_| mismatch.is_none()),
                         "first_mismatch": mismatch,
+                        "seconds": seconds,
                     })
                 );
             } else {
+                let check = match (seed, mismatch) {
+                    (None, _) => String::new(),
+                    (Some(s), None) => format!(", matches pattern {s}"),
+                    (Some(s), Some(p)) => format!(", DIFFERS from pattern {s} at +{p:#x}"),
+                };
                 println!(
-                    "{}: wrote {len} pattern byte(s) at {}[{offset:#x}] via {via}, read back via fd: {}",
+                    "{}: {}[{offset:#x}..+{len:#x}] crc32 {crc:08x} via {via} in {}{check}",
                     d.name(),
                     a.region.name,
-                    match mismatch {
-                        None => "match".to_string(),
-                        Some(p) => format!("MISMATCH at +{p:#x}"),
-                    }
+                    format_seconds(seconds)
                 );
             }
-            if let Some(p) = mismatch {
-                let end = (p + 16).min(got.len());
-                eprintln!(
-                    "error: read back differs at +{p:#x}: wrote {:02x?}, read {:02x?}",
-                    &pattern[p..end],
-                    &got[p..end]
-                );
+            if mismatch.is_some() {
                 return Ok(ExitCode::FAILURE);
             }
         }

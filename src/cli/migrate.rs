@@ -4,12 +4,16 @@
 //! JSON output (`--json`): the engine's `MigrateReport` — `source`, `destination`,
 //! `protocol`, `bytes`, `precopy_bytes`, `stopcopy_bytes`, `chunks`, `rounds`, `converged`,
 //! `seconds`, `precopy_seconds`, `stop_copy_seconds`, `commit_seconds`, `downtime_seconds`,
-//! `throughput_bytes_per_s`.
+//! `throughput_bytes_per_s`, `precopy_rounds` (per round: `round`, `pending_before` and
+//! `pending_after` {`initial_bytes`, `dirty_bytes`}, `bytes`, `seconds`); with
+//! `--dirty-writer` also `dirty_writer` (`region`, `offset`, `len`, `rate`, `pages_written`,
+//! `bytes_dirtied`, `passes`, `seconds`, `achieved_rate`).
 
 use std::process::ExitCode;
 
 use vfio_harness::migration::compat::{self, Verdict};
 use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
+use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
 use vfio_harness::migration::MigrationDriver;
 use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
@@ -37,6 +41,12 @@ pub struct Args {
     /// Skip the compatibility checks (the `compat` pre-check and the identity check).
     #[arg(long)]
     pub force: bool,
+    /// Run a writer on SRC while it is RUNNING / PRE_COPY: a thread rewriting one word per
+    /// 4 KiB page of REGION's mmap (optionally only OFFSET:LEN of it) at RATE dirtied
+    /// bytes per second, stopped before SRC leaves PRE_COPY. K/M/G suffixes
+    /// (`BAR2:32M`, `BAR2:16M:0:256M`).
+    #[arg(long, value_name = "REGION:RATE[:OFFSET:LEN]")]
+    pub dirty_writer: Option<DirtyWriterSpec>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -70,6 +80,14 @@ fn compat_gate(
     )
 }
 
+#[derive(serde::Serialize)]
+struct Out<'a> {
+    #[serde(flatten)]
+    report: &'a engine::MigrateReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dirty_writer: Option<&'a WriterStats>,
+}
+
 /// Runs `migrate`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.src == args.dst {
@@ -94,14 +112,24 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         progress: bar.callback(),
         check_identity: !args.force,
     };
-    let result = engine::migrate(src.as_mut(), dst.as_mut(), &opts);
+    let (result, writer) = match &args.dirty_writer {
+        Some(spec) => {
+            let mut dirtying = DirtyingDriver::new(src.as_mut(), spec)?;
+            let r = engine::migrate(&mut dirtying, dst.as_mut(), &opts);
+            (r, Some(dirtying.stop_writer()))
+        }
+        None => (engine::migrate(src.as_mut(), dst.as_mut(), &opts), None),
+    };
     bar.finish();
     let r = match result {
         Ok(r) => r,
         Err(e) => return finish_error(e),
     };
     if args.json {
-        print_json(&r)?;
+        print_json(&Out {
+            report: &r,
+            dirty_writer: writer.as_ref(),
+        })?;
     } else {
         println!(
             "migrated {} from {} to {} in {} ({}), downtime {}",
@@ -136,6 +164,32 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             format_seconds(r.commit_seconds),
             r.chunks
         );
+        for rs in &r.precopy_rounds {
+            println!(
+                "  round {}: pending {} (dirty {}), read {} in {}, pending after {} (dirty {})",
+                rs.round,
+                format_bytes(rs.pending_before.total()),
+                format_bytes(rs.pending_before.dirty_bytes),
+                format_bytes(rs.bytes),
+                format_seconds(rs.seconds),
+                format_bytes(rs.pending_after.total()),
+                format_bytes(rs.pending_after.dirty_bytes)
+            );
+        }
+        if let Some(w) = &writer {
+            println!(
+                "  dirty writer: {} page writes ({}) over {} at region {} +{:#x} in {} ({}, asked {}), {} pass(es)",
+                w.pages_written,
+                format_bytes(w.bytes_dirtied),
+                format_bytes(w.len),
+                w.region,
+                w.offset,
+                format_seconds(w.seconds),
+                format_rate(w.achieved_rate),
+                format_rate(w.rate as f64),
+                w.passes
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

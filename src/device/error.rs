@@ -222,6 +222,9 @@ pub fn errno_hint(errno: Option<i32>) -> &'static str {
         }
         Some(libc::ENOTTY) => "the kernel or driver does not implement this ioctl",
         Some(libc::EINVAL) => "the kernel refused the arguments (state not reachable, bad offset or size)",
+        Some(libc::EPROTO) => {
+            "the device refused the migration data: incompatible stream format or software version (see `vfio-harness compat`)"
+        }
         _ => "",
     }
 }

@@ -17,6 +17,7 @@ pub mod fsm;
 pub mod stream;
 pub mod v1;
 pub mod v2;
+pub mod workload;
 
 pub use error::{MigrationError, Result};
 

@@ -23,22 +23,42 @@ pub trait DmaTestDriver {
     fn dma_limit(&self) -> u64;
     /// Largest single transfer.
     fn max_chunk(&self) -> usize;
+    /// Bytes of device memory the DMA engine reaches (edu's buffer, a GPU's VRAM):
+    /// `dev_offset` arguments are below this.
+    fn device_memory(&self) -> u64;
     /// Enables bus mastering and the completion interrupt.
     fn init(&mut self) -> Result<()>;
-    /// DMA `len` bytes from IOVA `iova` into the device's buffer; waits for completion.
-    fn copy_to_device(&self, iova: u64, len: usize) -> Result<Duration>;
-    /// DMA `len` bytes from the device's buffer to IOVA `iova`; waits for completion.
-    fn copy_from_device(&self, iova: u64, len: usize) -> Result<Duration>;
+    /// DMA `len` bytes from IOVA `iova` into device memory at `dev_offset`; waits for the
+    /// completion interrupt.
+    fn copy_to_device_at(&self, iova: u64, dev_offset: u64, len: usize) -> Result<Duration>;
+    /// DMA `len` bytes of device memory at `dev_offset` to IOVA `iova`; waits for the
+    /// completion interrupt.
+    fn copy_from_device_at(&self, iova: u64, dev_offset: u64, len: usize) -> Result<Duration>;
+    /// DMA `len` bytes from IOVA `iova` into the start of device memory.
+    fn copy_to_device(&self, iova: u64, len: usize) -> Result<Duration> {
+        self.copy_to_device_at(iova, 0, len)
+    }
+    /// DMA `len` bytes from the start of device memory to IOVA `iova`.
+    fn copy_from_device(&self, iova: u64, len: usize) -> Result<Duration> {
+        self.copy_from_device_at(iova, 0, len)
+    }
     /// Makes the device raise its MSI and waits for it on the eventfd; returns the latency.
     fn raise_msi(&self) -> Result<Duration>;
     /// Disables the interrupt and bus mastering again.
     fn shutdown(&mut self) -> Result<()>;
 }
 
-/// Returns a driver for `dev` when one of the known devices matches.
+/// Returns a driver for `dev` when one of the known devices matches (by PCI ID): QEMU edu
+/// (1234:11e8) or the bed's vhgpu (1234:7668, [`super::vhgpu`]).
 pub fn probe<'a>(dev: &'a dyn Device) -> Option<Box<dyn DmaTestDriver + 'a>> {
-    Edu::probe(dev).map(|e| Box::new(e) as Box<dyn DmaTestDriver + 'a>)
+    if let Some(e) = Edu::probe(dev) {
+        return Some(Box::new(e));
+    }
+    super::vhgpu::Vhgpu::probe(dev).map(|v| Box::new(v) as Box<dyn DmaTestDriver + 'a>)
 }
+
+/// The PCI IDs [`probe`] knows, for error messages.
+pub const KNOWN_DEVICES: &str = "QEMU edu 1234:11e8, vhgpu 1234:7668";
 
 const EDU_ID: &str = "1234:11e8";
 const REG_STATUS: u64 = 0x20;
@@ -116,6 +136,16 @@ impl<'a> Edu<'a> {
         Ok(t.elapsed())
     }
 
+    fn check_window(&self, dev_offset: u64, len: usize) -> Result<()> {
+        if !matches!(dev_offset.checked_add(len as u64), Some(e) if e <= self.device_memory()) {
+            return Err(DeviceError::InvalidArgument(format!(
+                "edu's buffer holds {} bytes: {len} at {dev_offset:#x} do not fit",
+                self.device_memory()
+            )));
+        }
+        Ok(())
+    }
+
     fn transfer(&self, src: u64, dst: u64, len: usize, to_ram: bool) -> Result<Duration> {
         if len == 0 || len > self.max_chunk() {
             return Err(DeviceError::InvalidArgument(format!(
@@ -191,12 +221,19 @@ impl DmaTestDriver for Edu<'_> {
         Ok(())
     }
 
-    fn copy_to_device(&self, iova: u64, len: usize) -> Result<Duration> {
-        self.transfer(iova, EDU_BUFFER, len, false)
+    fn device_memory(&self) -> u64 {
+        // The last byte is off limits (see the module docs).
+        4095
     }
 
-    fn copy_from_device(&self, iova: u64, len: usize) -> Result<Duration> {
-        self.transfer(EDU_BUFFER, iova, len, true)
+    fn copy_to_device_at(&self, iova: u64, dev_offset: u64, len: usize) -> Result<Duration> {
+        self.check_window(dev_offset, len)?;
+        self.transfer(iova, EDU_BUFFER + dev_offset, len, false)
+    }
+
+    fn copy_from_device_at(&self, iova: u64, dev_offset: u64, len: usize) -> Result<Duration> {
+        self.check_window(dev_offset, len)?;
+        self.transfer(EDU_BUFFER + dev_offset, iova, len, true)
     }
 
     fn raise_msi(&self) -> Result<Duration> {

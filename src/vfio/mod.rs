@@ -16,6 +16,7 @@ pub mod irq;
 mod kvm;
 pub mod pci;
 pub mod region;
+pub mod vhgpu;
 
 pub use context::{IommuKind, VfioContext};
 pub use device::KernelDevice;

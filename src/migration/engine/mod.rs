@@ -20,7 +20,7 @@
 use super::stream::{
     ChunkCheck, ChunkKind, StreamHeader, StreamReader, StreamTotals, StreamWriter,
 };
-use super::{MigrationDriver, MigrationError, Protocol, Result};
+use super::{MigrationDriver, MigrationError, Pending, Protocol, Result};
 use crate::device::MigState;
 use crate::migration::stream::MAX_CHUNK_LEN;
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,21 @@ impl Options {
     }
 }
 
+/// One pre-copy round: what was pending when it started, what it read, what was pending after.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundStats {
+    /// Round number, from 1.
+    pub round: u32,
+    /// Pending when the round started (initial + dirty).
+    pub pending_before: Pending,
+    /// Bytes read in the round.
+    pub bytes: u64,
+    /// Pending when the round ended: what the source dirtied (or had left) meanwhile.
+    pub pending_after: Pending,
+    /// Round duration, seconds.
+    pub seconds: f64,
+}
+
 /// Result of [`save`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SaveReport {
@@ -177,6 +192,9 @@ pub struct SaveReport {
     pub chunks: u64,
     /// Pre-copy rounds run.
     pub rounds: u32,
+    /// Per pre-copy round: pending before and after, bytes read, duration.
+    #[serde(default)]
+    pub precopy_rounds: Vec<RoundStats>,
     /// Whether pre-copy converged under the threshold (false when it ran out of rounds or
     /// did not run).
     pub converged: bool,
@@ -237,6 +255,9 @@ pub struct MigrateReport {
     pub chunks: u64,
     /// Pre-copy rounds run.
     pub rounds: u32,
+    /// Per pre-copy round: pending before and after, bytes read, duration.
+    #[serde(default)]
+    pub precopy_rounds: Vec<RoundStats>,
     /// Whether pre-copy converged under the threshold.
     pub converged: bool,
     /// Whole operation, seconds.
@@ -422,9 +443,10 @@ where
 // Reading a device
 
 /// What the device-reading side did.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct SourceStats {
     precopy_bytes: u64,
+    round_stats: Vec<RoundStats>,
     stopcopy_bytes: u64,
     chunks: u64,
     rounds: u32,
@@ -480,7 +502,10 @@ fn read_source(
         drv.set_state(MigState::PreCopy)?;
         loop {
             opts.check_cancel()?;
-            let pending = drv.pending()?.total();
+            let tr = Instant::now();
+            let before = drv.pending()?;
+            let read_before = st.precopy_bytes;
+            let pending = before.total();
             // Read what was pending at the start of the round (at least one chunk, so a device
             // that under-reports still makes progress), until the device has nothing now.
             let mut budget = pending.max(1);
@@ -501,7 +526,15 @@ fn read_source(
                 })?;
             }
             st.rounds += 1;
-            let left = drv.pending()?.total();
+            let after = drv.pending()?;
+            st.round_stats.push(RoundStats {
+                round: st.rounds,
+                pending_before: before,
+                bytes: st.precopy_bytes - read_before,
+                pending_after: after,
+                seconds: secs(tr),
+            });
+            let left = after.total();
             if left <= policy.dirty_threshold {
                 st.converged = true;
                 break;
@@ -722,6 +755,7 @@ fn save_inner<W: Write>(
             stream_bytes: totals.stream_bytes,
             chunks: totals.chunks,
             rounds: stats.rounds,
+            precopy_rounds: stats.round_stats.clone(),
             converged: stats.converged,
             state_size_estimate: estimate,
             seconds,
@@ -1013,6 +1047,7 @@ fn migrate_inner(
         stopcopy_bytes: stats.stopcopy_bytes,
         chunks: stats.chunks,
         rounds: stats.rounds,
+        precopy_rounds: stats.round_stats.clone(),
         converged: stats.converged,
         seconds,
         precopy_seconds: stats.precopy_seconds,

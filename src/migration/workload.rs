@@ -1,0 +1,378 @@
+//! Workloads that run on a source device while it is migrated, so pre-copy has something to
+//! chase: [`DirtyWriter`] rewrites pages of an mmap-able region (a GPU's VRAM) at a bounded
+//! rate, and [`DirtyingDriver`] wraps the source's [`MigrationDriver`] so the writer runs
+//! while the source is RUNNING or PRE_COPY and is stopped (joined) before the source is asked
+//! to enter any other state (STOP_COPY, STOP, the P2P states) or to recover.
+//!
+//! The writer only mutates device memory through its own mapping, so a second process is not
+//! needed (a VFIO device can be open in one process only). Once stopped it stays stopped: after
+//! the migration the source's memory is exactly what was sent, and a checksum of the source
+//! region must equal the destination's.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{MigrationDriver, Pending, Protocol, Result};
+use crate::device::{DeviceError, DeviceHandle, MigFlags, MigState, RegionMap};
+use crate::vfio::region::find_region;
+
+const PAGE: u64 = 4096;
+/// Pages written between rate checks.
+const BATCH: u64 = 16;
+
+/// What to dirty and how fast.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirtyWriterSpec {
+    /// Region index or name (`BAR2`, `2`).
+    pub region: String,
+    /// Dirtied bytes per second (whole pages; at least one page per second).
+    pub rate: u64,
+    /// Start of the span rewritten, bytes into the region (page aligned).
+    pub offset: u64,
+    /// Length of the span (0 = to the end of the region's mmap-able area).
+    pub len: u64,
+}
+
+impl std::str::FromStr for DirtyWriterSpec {
+    type Err = String;
+
+    /// `REGION:RATE[:OFFSET:LEN]`, RATE / OFFSET / LEN with K/M/G suffixes (`BAR2:32M`,
+    /// `BAR2:16M:0:256M`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let num = |t: &str, what: &str| -> std::result::Result<u64, String> {
+            t.parse::<crate::units::ByteSize>()
+                .map(|b| b.bytes())
+                .map_err(|e| format!("{what} {t:?} in {s:?}: {e}"))
+        };
+        let (region, rate, offset, len) = match parts.as_slice() {
+            [r, rate] => (*r, num(rate, "rate")?, 0, 0),
+            [r, rate, o, l] => (*r, num(rate, "rate")?, num(o, "offset")?, num(l, "length")?),
+            _ => return Err(format!("{s:?} is not REGION:RATE[:OFFSET:LEN]")),
+        };
+        if region.is_empty() {
+            return Err(format!("{s:?}: no region"));
+        }
+        if rate < PAGE {
+            return Err(format!(
+                "{s:?}: the rate must be at least one page (4K) per second"
+            ));
+        }
+        if offset % PAGE != 0 || len % PAGE != 0 {
+            return Err(format!("{s:?}: offset and length must be multiples of 4K"));
+        }
+        Ok(DirtyWriterSpec {
+            region: region.to_string(),
+            rate,
+            offset,
+            len,
+        })
+    }
+}
+
+/// What the writer did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WriterStats {
+    /// The region written.
+    pub region: u32,
+    /// Span start (bytes into the region).
+    pub offset: u64,
+    /// Span length.
+    pub len: u64,
+    /// Rate asked for, bytes per second.
+    pub rate: u64,
+    /// Page writes done (each dirties one 4 KiB page).
+    pub pages_written: u64,
+    /// `pages_written * 4096`.
+    pub bytes_dirtied: u64,
+    /// Complete passes over the span.
+    pub passes: u64,
+    /// How long the writer ran, seconds.
+    pub seconds: f64,
+    /// Achieved dirtying rate, bytes per second.
+    pub achieved_rate: f64,
+}
+
+/// A thread rewriting one 8-byte word in each page of a span of a mapped region, page after
+/// page, at a bounded rate, until stopped.
+pub struct DirtyWriter {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<WriterStats>>,
+    stats: Option<WriterStats>,
+}
+
+impl DirtyWriter {
+    /// Maps the span of `spec.region` on `device` and starts writing.
+    pub fn start(device: &DeviceHandle, spec: &DirtyWriterSpec) -> Result<DirtyWriter> {
+        let info = device.info();
+        let region = find_region(&info.regions, &spec.region).ok_or_else(|| {
+            DeviceError::InvalidArgument(format!(
+                "{}: no region {:?} to dirty",
+                device.name(),
+                spec.region
+            ))
+        })?;
+        let area = region
+            .mmap_areas()
+            .into_iter()
+            .find(|a| spec.offset >= a.offset && spec.offset < a.offset + a.size)
+            .ok_or_else(|| {
+                DeviceError::InvalidArgument(format!(
+                    "{}: region {} ({}) has no mmap-able area at {:#x} for the dirty writer",
+                    device.name(),
+                    region.index,
+                    region.name,
+                    spec.offset
+                ))
+            })?;
+        let len = if spec.len == 0 {
+            area.offset + area.size - spec.offset
+        } else {
+            spec.len
+        };
+        if len < PAGE || spec.offset + len > area.offset + area.size {
+            return Err(DeviceError::InvalidArgument(format!(
+                "{}: dirty span {len:#x} at {:#x} does not fit region {}'s mmap-able area {:#x}+{:#x}",
+                device.name(),
+                spec.offset,
+                region.index,
+                area.offset,
+                area.size
+            ))
+            .into());
+        }
+        let map = device.map_region(region.index, spec.offset, len)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = WriterStats {
+            region: region.index,
+            offset: spec.offset,
+            len,
+            rate: spec.rate,
+            ..WriterStats::default()
+        };
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("dirty-writer".into())
+            .spawn(move || write_loop(map, st, &flag))
+            .map_err(|e| DeviceError::Io {
+                device: device.name().into(),
+                what: "start the dirty-writer thread".into(),
+                source: e,
+            })?;
+        Ok(DirtyWriter {
+            stop,
+            handle: Some(handle),
+            stats: None,
+        })
+    }
+
+    /// Whether the writer is still running.
+    pub fn running(&self) -> bool {
+        self.handle.is_some()
+    }
+
+    /// Stops the writer (waits until its last write has landed) and returns what it did.
+    /// Idempotent.
+    pub fn stop(&mut self) -> WriterStats {
+        if let Some(h) = self.handle.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            // The thread cannot panic (no indexing, no unwrap); a join error would mean it
+            // did, and then it wrote nothing more either.
+            self.stats = h.join().ok();
+        }
+        self.stats.clone().unwrap_or_default()
+    }
+}
+
+impl Drop for DirtyWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_loop(map: RegionMap, mut st: WriterStats, stop: &AtomicBool) -> WriterStats {
+    let pages = st.len / PAGE;
+    let t0 = Instant::now();
+    let mut page = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..BATCH {
+            // A word that changes every pass, at a position that moves with the pass, so
+            // every write really changes the page's content.
+            let word = (st.passes % (PAGE / 8)) * 8;
+            let v = (st.passes + 1) << 32 | page;
+            if map
+                .write((page * PAGE + word) as usize, &v.to_le_bytes())
+                .is_err()
+            {
+                break;
+            }
+            st.pages_written += 1;
+            page += 1;
+            if page == pages {
+                page = 0;
+                st.passes += 1;
+            }
+        }
+        // Rate limit: sleep until the bytes written so far are due, in short naps so a stop
+        // request is seen quickly.
+        let due = Duration::from_secs_f64((st.pages_written * PAGE) as f64 / st.rate as f64);
+        loop {
+            let el = t0.elapsed();
+            if el >= due || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep((due - el).min(Duration::from_millis(5)));
+        }
+    }
+    st.seconds = t0.elapsed().as_secs_f64();
+    st.bytes_dirtied = st.pages_written * PAGE;
+    st.achieved_rate = if st.seconds > 0.0 {
+        st.bytes_dirtied as f64 / st.seconds
+    } else {
+        0.0
+    };
+    drop(map);
+    st
+}
+
+/// A source driver with a [`DirtyWriter`] attached: every call is passed through; the
+/// writer is stopped before any transition to a state other than RUNNING / PRE_COPY, and
+/// before `recover`.
+pub struct DirtyingDriver<'a> {
+    inner: &'a mut dyn MigrationDriver,
+    writer: DirtyWriter,
+}
+
+impl<'a> DirtyingDriver<'a> {
+    /// Starts the writer on `inner`'s device (which should be RUNNING).
+    pub fn new(inner: &'a mut dyn MigrationDriver, spec: &DirtyWriterSpec) -> Result<Self> {
+        let writer = DirtyWriter::start(inner.device(), spec)?;
+        Ok(DirtyingDriver { inner, writer })
+    }
+
+    /// Stops the writer (if still running) and returns its statistics.
+    pub fn stop_writer(&mut self) -> WriterStats {
+        self.writer.stop()
+    }
+
+    /// Whether the writer is still running.
+    pub fn writer_running(&self) -> bool {
+        self.writer.running()
+    }
+}
+
+impl MigrationDriver for DirtyingDriver<'_> {
+    fn protocol(&self) -> Protocol {
+        self.inner.protocol()
+    }
+
+    fn device(&self) -> &DeviceHandle {
+        self.inner.device()
+    }
+
+    fn flags(&self) -> MigFlags {
+        self.inner.flags()
+    }
+
+    fn set_state(&mut self, state: MigState) -> Result<()> {
+        if !matches!(state, MigState::Running | MigState::PreCopy) {
+            self.writer.stop();
+        }
+        self.inner.set_state(state)
+    }
+
+    fn state(&mut self) -> Result<MigState> {
+        self.inner.state()
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.inner.read(buf)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn pending(&mut self) -> Result<Pending> {
+        self.inner.pending()
+    }
+
+    fn stop_copy_size(&mut self) -> Result<Option<u64>> {
+        self.inner.stop_copy_size()
+    }
+
+    fn recover(&mut self) -> Result<()> {
+        self.writer.stop();
+        self.inner.recover()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        let s: DirtyWriterSpec = "BAR2:32M".parse().unwrap();
+        assert_eq!(
+            (s.region.as_str(), s.rate, s.offset, s.len),
+            ("BAR2", 32 << 20, 0, 0)
+        );
+        let s: DirtyWriterSpec = "2:1M:4K:64K".parse().unwrap();
+        assert_eq!((s.rate, s.offset, s.len), (1 << 20, 4096, 65536));
+        assert!("BAR2".parse::<DirtyWriterSpec>().is_err());
+        assert!("BAR2:100".parse::<DirtyWriterSpec>().is_err()); // under a page per second
+        assert!("BAR2:1M:100:4K".parse::<DirtyWriterSpec>().is_err()); // unaligned
+        assert!(":1M".parse::<DirtyWriterSpec>().is_err());
+    }
+
+    #[test]
+    fn writer_runs_through_precopy_and_stops_before_stop_copy() {
+        let dev = crate::sim::open("bar2=1M").unwrap();
+        let span = 64 * PAGE;
+        let before = vec![0u8; span as usize];
+        dev.write_region(crate::sim::BAR2, 0, &before).unwrap();
+        let mut drv = super::super::driver_for(dev.clone()).unwrap();
+        let spec: DirtyWriterSpec = "BAR2:1G:0:256K".parse().unwrap();
+        let mut d = DirtyingDriver::new(drv.as_mut(), &spec).unwrap();
+        assert!(d.writer_running());
+        d.set_state(MigState::PreCopy).unwrap();
+        assert!(
+            d.writer_running(),
+            "the writer must keep running in PRE_COPY"
+        );
+        d.set_state(MigState::StopCopy).unwrap();
+        assert!(!d.writer_running(), "the writer must stop before STOP_COPY");
+        let st = d.stop_writer();
+        assert_eq!(
+            (st.region, st.len, st.bytes_dirtied),
+            (2, span, st.pages_written * PAGE)
+        );
+        // Memory holds exactly what the statistics say was written.
+        let mut mem = vec![0u8; span as usize];
+        dev.read_region(crate::sim::BAR2, 0, &mut mem).unwrap();
+        let pages = span / PAGE;
+        for p in 0..pages {
+            // Writes to page p in passes 0..k, where k = how often the writer reached it.
+            let k = st.pages_written / pages + u64::from(p < st.pages_written % pages);
+            let mut want = [0u8; PAGE as usize];
+            for pass in 0..k {
+                let w = ((pass % (PAGE / 8)) * 8) as usize;
+                want[w..w + 8].copy_from_slice(&((pass + 1) << 32 | p).to_le_bytes());
+            }
+            let got = &mem[(p * PAGE) as usize..((p + 1) * PAGE) as usize];
+            assert_eq!(
+                got,
+                &want[..],
+                "page {p} after {} page writes",
+                st.pages_written
+            );
+        }
+        d.set_state(MigState::Running).unwrap();
+        assert!(!d.writer_running(), "a stopped writer stays stopped");
+    }
+}

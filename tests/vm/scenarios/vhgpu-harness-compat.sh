@@ -1,0 +1,64 @@
+# vhgpu through the harness: compat and migrate's compatibility gate on software_version.
+# vhgpu instances keep the software_version the module had when they were created (the
+# parameter is writable), so instances of 1.2.0, 1.3.0 and 2.0.0 coexist. compat accepts
+# same-type same-major pairs (and an older minor into a newer one), refuses a different
+# major (and a newer minor into an older one); migrate refuses the incompatible pair without
+# --force and leaves both devices RUNNING; with --force the device itself refuses the
+# stream (EPROTO) and the harness recovers both devices. Then the conformance suite (v2).
+. /etc/vfioh/lib.sh
+P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
+SV=/sys/module/vhgpu/parameters/software_version
+[ -d "$P" ] || skip "vhgpu module not loaded"
+[ -w "$SV" ] || skip "vhgpu software_version is not writable"
+[ "$(cat /sys/module/vhgpu/parameters/migration_v2)" = Y ] || skip "vhgpu loaded without migration v2"
+B=6f1e0c3a-7a1d-4c55-9d2e-00000000e30
+A=${B}1; A2=${B}2; M=${B}3; N=${B}4; K=${B}5
+orig=$(cat $SV)
+cleanup() {
+    for u in $A $A2 $M $N $K; do [ -e /sys/bus/mdev/devices/$u ] && echo 1 >/sys/bus/mdev/devices/$u/remove; done
+    echo "$orig" >$SV
+}
+trap cleanup EXIT
+run sh -c "echo 1.2.0 >$SV"
+run sh -c "echo $A >$P/vhgpu-64M/create"
+run sh -c "echo $A2 >$P/vhgpu-64M/create"
+run sh -c "echo $K >$P/vhgpu-64M/create"
+run sh -c "echo 1.3.0 >$SV"
+run sh -c "echo $N >$P/vhgpu-64M/create"
+run sh -c "echo 2.0.0 >$SV"
+run sh -c "echo $M >$P/vhgpu-64M/create"
+run sh -c "echo $orig >$SV"
+expect_eq "A's software_version" "$(cat /sys/bus/mdev/devices/$A/vendor/software_version)" 1.2.0
+expect_eq "M's software_version" "$(cat /sys/bus/mdev/devices/$M/vendor/software_version)" 2.0.0
+
+run vfio-harness compat $A $A2
+run vfio-harness compat $A $N
+must_fail vfio-harness compat $N $A
+echo "+ (expect refusal) vfio-harness compat $A $M --json"
+if out=$(vfio-harness compat $A $M --json); then echo "$out"; fail "compat accepted major 1 -> 2"; fi
+echo "$out"
+echo "$out" | tr -d ' \n' | grep -q '"rule":"software_version","verdict":"fail"' \
+    || echo "$out" | tr -d ' \n' | grep -q '"verdict":"fail","reason":"major differs' \
+    || fail "compat did not fail the software_version rule"
+
+run vfio-harness bar --mmap $A fill BAR2 --len 4M --seed 41
+echo "+ (expect refusal) vfio-harness migrate $A $M"
+if out=$(vfio-harness migrate $A $M 2>&1); then echo "$out"; fail "migrate accepted major 1 -> 2 without --force"; fi
+echo "$out"
+echo "$out" | grep -q "software_version" || fail "migrate's refusal does not name software_version"
+for u in $A $M; do
+    run_out s vfio-harness state $u --json
+    expect_eq "$u state after the refusal" "$(echo "$s" | json_str initial)" RUNNING
+done
+echo "+ (expect device refusal) vfio-harness migrate $A $M --force"
+if out=$(vfio-harness migrate $A $M --force 2>&1); then echo "$out"; fail "vhgpu accepted a major-2 destination for a major-1 stream"; fi
+echo "$out"
+for u in $A $M; do
+    run_out s vfio-harness state $u --json
+    expect_eq "$u state after the device refused" "$(echo "$s" | json_str initial)" RUNNING
+done
+run vfio-harness migrate $A $A2
+run vfio-harness bar $A2 crc BAR2 --len 4M --seed 41
+
+run vfio-harness conformance $K
+echo PASS
