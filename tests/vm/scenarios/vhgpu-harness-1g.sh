@@ -1,3 +1,4 @@
+# vfioh: slow (GiB-scale transfers under TCG; run by tests/vm/run --slow or --only-slow)
 # vhgpu through the harness's own commands (migration v2): two vhgpu-1G instances; the
 # DMA engine checked end to end (dma --check: IOVA -> VRAM -> IOVA, MSI completion); the
 # source's 1 GiB of VRAM written half through the BAR2 mmap (bar fill --mmap) and half by

@@ -1,3 +1,4 @@
+# vfioh: slow (GiB-scale transfers under TCG; run by tests/vm/run --slow or --only-slow)
 # vhgpu through the harness with migration v1 only (module reloaded with migration_v1=1
 # migration_v2=0, as vhgpu-v1 does): the harness's conformance suite on a v1 instance, then
 # 1 GiB of VRAM (half through the BAR2 mmap, half by the DMA engine) migrated between two
