@@ -7,6 +7,15 @@ if [ "$FLAVOUR" = debian ]; then
     # The stock Debian kernel has no iommufd: the harness must fall back to legacy.
     [ -e /dev/iommu ] && fail "/dev/iommu exists on the debian flavour"
     echo "ok: no /dev/iommu on the stock Debian kernel"
+    # The harness falls back: auto picks legacy; asking for iommufd explains why it cannot.
+    need MTTY_A
+    run_out out vfio-harness --iommu auto info "$MTTY_A" --json
+    expect_eq "auto back end without iommufd" "$(echo "$out" | json_str backend)" legacy
+    if err=$(vfio-harness --iommu iommufd info "$MTTY_A" 2>&1); then
+        fail "--iommu iommufd succeeded without /dev/iommu"
+    fi
+    echo "$err"
+    echo "$err" | grep -q "/dev/iommu" || fail "the iommufd refusal does not name /dev/iommu: $err"
 else
     [ -c /dev/iommu ] || fail "/dev/iommu missing (CONFIG_IOMMUFD)"
 fi
