@@ -65,6 +65,10 @@ fn encode(c: &mut Criterion) {
         })
     });
     g.throughput(Throughput::Bytes(CHUNK as u64));
+    // The format's checksum, and CRC-32 (the format's earlier choice) for comparison.
+    g.bench_function("xxh3-64 1 MiB", |b| {
+        b.iter(|| black_box(vfio_harness::migration::stream::checksum(black_box(&data))))
+    });
     g.bench_function("crc32 1 MiB", |b| {
         b.iter(|| black_box(crc32fast::hash(black_box(&data))))
     });

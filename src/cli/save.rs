@@ -3,7 +3,7 @@
 //! JSON output (`--json`): the engine's `SaveReport` — `device`, `file`, `protocol`,
 //! `bytes`, `precopy_bytes`, `stopcopy_bytes`, `stream_bytes`, `chunks`, `rounds`,
 //! `converged`, `state_size_estimate`, `seconds`, `stop_copy_seconds`,
-//! `throughput_bytes_per_s`, `stream_crc32`.
+//! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,14 +87,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             String::new()
         };
         println!(
-            "  protocol {}, {}stop-copy {} in {}, {} chunk(s), stream {} (crc32 {:08x})",
+            "  protocol {}, {}stop-copy {} in {}, {} chunk(s), stream {} (checksum {:016x})",
             r.protocol,
             precopy,
             format_bytes(r.stopcopy_bytes),
             format_seconds(r.stop_copy_seconds),
             r.chunks,
             format_bytes(r.stream_bytes),
-            r.stream_crc32
+            r.stream_checksum
         );
     }
     Ok(ExitCode::SUCCESS)

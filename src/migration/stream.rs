@@ -2,13 +2,15 @@
 //! migration data (specified in `docs/stream-format.md`).
 //!
 //! ```text
-//! header   "VFIOSTRM" | u32 version | u32 json_len | json (StreamHeader) | u32 crc32
-//! chunk*   tag ("PREC"|"STOP") | u32 len | u32 payload crc32 | u32 crc32(first 12 bytes) | payload
-//! trailer  "TRLR" | u64 chunk_count | u64 payload_bytes | u32 crc32(everything before it)
+//! header   "VFIOSTRM" | u32 version | u32 json_len | json (StreamHeader) | u64 xxh3(header)
+//! chunk*   tag ("PREC"|"STOP") | u32 len | u64 xxh3(payload) | u64 xxh3(first 16 bytes) | payload
+//! trailer  "TRLR" | u64 chunk_count | u64 payload_bytes | u64 xxh3(every non-payload byte before)
 //! ```
 //!
-//! All integers are little-endian. The whole-stream checksum is computed without a second
-//! pass over the payload ([`crc32fast::Hasher::combine`] of the per-chunk checksums).
+//! All integers are little-endian; checksums are XXH3-64. The whole-stream checksum covers
+//! the header, every chunk header (which carries its payload's checksum) and the trailer's
+//! totals, so it protects the payloads transitively without a second pass over them, and a
+//! payload can be verified on any thread ([`PayloadCheck`]).
 //!
 //! [`StreamReader`] validates everything and never panics: a stream that is foreign (magic,
 //! version), corrupt (any checksum), truncated, oversized (chunk length above the limit the
@@ -19,6 +21,7 @@ use super::{MigrationError, Protocol, Result};
 use crate::device::{DeviceHandle, MigFlags};
 use serde::{Deserialize, Serialize};
 use std::io::{self, IoSlice, Read, Write};
+use xxhash_rust::xxh3::Xxh3;
 
 /// The first 8 bytes of every stream.
 pub const MAGIC: [u8; 8] = *b"VFIOSTRM";
@@ -29,9 +32,14 @@ pub const MAX_HEADER_JSON: u32 = 64 * 1024;
 /// Largest chunk payload accepted (and written).
 pub const MAX_CHUNK_LEN: u32 = 64 * 1024 * 1024;
 /// Size of a chunk header.
-pub const CHUNK_HEADER_LEN: usize = 16;
+pub const CHUNK_HEADER_LEN: usize = 24;
 /// Size of the trailer.
-pub const TRAILER_LEN: usize = 24;
+pub const TRAILER_LEN: usize = 28;
+
+/// The checksum of the format: XXH3-64.
+pub fn checksum(data: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(data)
+}
 
 const TAG_PRECOPY: [u8; 4] = *b"PREC";
 const TAG_STOPCOPY: [u8; 4] = *b"STOP";
@@ -211,21 +219,21 @@ pub struct StreamTotals {
     pub payload_bytes: u64,
     /// Stream bytes, framing included.
     pub stream_bytes: u64,
-    /// The whole-stream checksum.
-    pub crc32: u32,
+    /// The whole-stream checksum (XXH3-64).
+    pub checksum: u64,
 }
 
 fn stream_err(msg: impl Into<String>) -> MigrationError {
     MigrationError::Stream(msg.into())
 }
 
-fn chunk_header(tag: [u8; 4], len: u32, crc: u32) -> [u8; CHUNK_HEADER_LEN] {
+fn chunk_header(tag: [u8; 4], len: u32, payload_sum: u64) -> [u8; CHUNK_HEADER_LEN] {
     let mut h = [0u8; CHUNK_HEADER_LEN];
     h[0..4].copy_from_slice(&tag);
     h[4..8].copy_from_slice(&len.to_le_bytes());
-    h[8..12].copy_from_slice(&crc.to_le_bytes());
-    let hc = crc32fast::hash(&h[0..12]);
-    h[12..16].copy_from_slice(&hc.to_le_bytes());
+    h[8..16].copy_from_slice(&payload_sum.to_le_bytes());
+    let hs = checksum(&h[0..16]);
+    h[16..24].copy_from_slice(&hs.to_le_bytes());
     h
 }
 
@@ -236,7 +244,8 @@ pub struct StreamWriter<W: Write> {
     inner: W,
     name: String,
     max_chunk: u32,
-    hasher: crc32fast::Hasher,
+    /// Over every byte but the payloads.
+    hasher: Xxh3,
     totals: StreamTotals,
 }
 
@@ -253,19 +262,19 @@ impl<W: Write> StreamWriter<W> {
         if json.len() > MAX_HEADER_JSON as usize {
             return Err(stream_err("header too large"));
         }
-        let mut head = Vec::with_capacity(16 + json.len() + 4);
+        let mut head = Vec::with_capacity(16 + json.len() + 8);
         head.extend_from_slice(&MAGIC);
         head.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         head.extend_from_slice(&(json.len() as u32).to_le_bytes());
         head.extend_from_slice(&json);
-        let crc = crc32fast::hash(&head);
-        head.extend_from_slice(&crc.to_le_bytes());
+        let sum = checksum(&head);
+        head.extend_from_slice(&sum.to_le_bytes());
         let io = |e| MigrationError::File {
             path: name.to_string(),
             source: e,
         };
         inner.write_all(&head).map_err(io)?;
-        let mut hasher = crc32fast::Hasher::new();
+        let mut hasher = Xxh3::new();
         hasher.update(&head);
         Ok(StreamWriter {
             inner,
@@ -299,13 +308,9 @@ impl<W: Write> StreamWriter<W> {
                 self.max_chunk
             )));
         }
-        let mut ph = crc32fast::Hasher::new();
-        ph.update(payload);
-        let pcrc = ph.clone().finalize();
-        let h = chunk_header(kind.tag(), payload.len() as u32, pcrc);
+        let h = chunk_header(kind.tag(), payload.len() as u32, checksum(payload));
         write_all_vectored(&mut self.inner, &h, payload).map_err(|e| self.io(e))?;
         self.hasher.update(&h);
-        self.hasher.combine(&ph);
         self.totals.chunks += 1;
         self.totals.payload_bytes += payload.len() as u64;
         self.totals.stream_bytes += (CHUNK_HEADER_LEN + payload.len()) as u64;
@@ -324,12 +329,12 @@ impl<W: Write> StreamWriter<W> {
         t[4..12].copy_from_slice(&self.totals.chunks.to_le_bytes());
         t[12..20].copy_from_slice(&self.totals.payload_bytes.to_le_bytes());
         self.hasher.update(&t[0..20]);
-        let crc = self.hasher.clone().finalize();
-        t[20..24].copy_from_slice(&crc.to_le_bytes());
+        let sum = self.hasher.digest();
+        t[20..28].copy_from_slice(&sum.to_le_bytes());
         self.inner.write_all(&t).map_err(|e| self.io(e))?;
         self.inner.flush().map_err(|e| self.io(e))?;
         self.totals.stream_bytes += TRAILER_LEN as u64;
-        self.totals.crc32 = crc;
+        self.totals.checksum = sum;
         Ok((self.inner, self.totals))
     }
 }
@@ -356,67 +361,34 @@ fn write_all_vectored<W: Write>(w: &mut W, a: &[u8], b: &[u8]) -> io::Result<()>
 pub struct StreamReader<R: Read> {
     inner: R,
     header: StreamHeader,
-    /// Payload and whole-stream verification; `None` once handed out for deferred checking
-    /// ([`StreamReader::take_verifier`]).
-    verifier: Option<StreamVerifier>,
-    /// The trailer, kept for a deferred verifier to finish with.
-    trailer: Option<TrailerCheck>,
+    /// Over every byte but the payloads, as read.
+    hasher: Xxh3,
     totals: StreamTotals,
     done: bool,
 }
 
-/// What is needed to verify one chunk's payload: returned by
-/// [`StreamReader::next_chunk_deferred`], consumed by [`StreamVerifier::check`].
+/// A chunk's expected payload checksum, returned by [`StreamReader::next_chunk_unverified`]:
+/// the payload must pass [`PayloadCheck::verify`] before it is used. The check needs nothing
+/// else from the reader, so it can run on another thread.
 #[derive(Clone, Copy, Debug)]
-pub struct ChunkCheck {
+pub struct PayloadCheck {
     index: u64,
     offset: u64,
-    expected: u32,
-    header: [u8; CHUNK_HEADER_LEN],
+    expected: u64,
 }
 
-/// The trailer bytes, for [`StreamVerifier::finish`].
-#[derive(Clone, Copy, Debug)]
-pub struct TrailerCheck {
-    bytes: [u8; TRAILER_LEN],
-}
-
-/// Verifies payload checksums and the whole-stream checksum in stream order. Normally owned
-/// by the [`StreamReader`]; a pipeline can take it ([`StreamReader::take_verifier`]) to verify
-/// payloads on the thread that consumes them, so reading and checksumming overlap. Either way
-/// every payload is verified before it is used, and the whole-stream checksum at the end.
-#[derive(Clone, Debug)]
-pub struct StreamVerifier {
-    hasher: crc32fast::Hasher,
-}
-
-impl StreamVerifier {
-    /// Verifies a chunk's payload against its header's checksum and adds it to the
-    /// whole-stream checksum. Chunks must be checked in stream order.
-    pub fn check(&mut self, c: &ChunkCheck, payload: &[u8]) -> Result<()> {
-        let mut ph = crc32fast::Hasher::new();
-        ph.update(payload);
-        if ph.clone().finalize() != c.expected {
+impl PayloadCheck {
+    /// Verifies the payload against the checksum its chunk header carries.
+    pub fn verify(&self, payload: &[u8]) -> Result<()> {
+        if checksum(payload) != self.expected {
             return Err(stream_err(format!(
                 "corrupt data in chunk {} (bytes {}..{} of the state): checksum mismatch",
-                c.index,
-                c.offset,
-                c.offset + payload.len() as u64
+                self.index,
+                self.offset,
+                self.offset + payload.len() as u64
             )));
         }
-        self.hasher.update(&c.header);
-        self.hasher.combine(&ph);
         Ok(())
-    }
-
-    /// Verifies the whole-stream checksum in the trailer; returns it.
-    pub fn finish(mut self, t: &TrailerCheck) -> Result<u32> {
-        self.hasher.update(&t.bytes[0..20]);
-        let crc = self.hasher.finalize();
-        if crc != le32(&t.bytes[20..24]) {
-            return Err(stream_err("corrupt stream: whole-stream checksum mismatch"));
-        }
-        Ok(crc)
     }
 }
 
@@ -489,16 +461,16 @@ impl<R: Read> StreamReader<R> {
                 "corrupt header: metadata length {jlen} outside 1..={MAX_HEADER_JSON}"
             )));
         }
-        let mut json = vec![0u8; jlen as usize + 4];
+        let mut json = vec![0u8; jlen as usize + 8];
         read_exact_or(&mut inner, &mut json, "the header")?;
-        let (json, crc) = json.split_at(jlen as usize);
-        let mut hasher = crc32fast::Hasher::new();
+        let (json, sum) = json.split_at(jlen as usize);
+        let mut hasher = Xxh3::new();
         hasher.update(&fixed);
         hasher.update(json);
-        if hasher.clone().finalize() != le32(crc) {
+        if hasher.digest() != le64(sum) {
             return Err(stream_err("corrupt header: checksum mismatch"));
         }
-        hasher.update(crc);
+        hasher.update(sum);
         let header: StreamHeader = serde_json::from_slice(json)
             .map_err(|e| stream_err(format!("corrupt header metadata: {e}")))?;
         if header.max_chunk == 0 || header.max_chunk > MAX_CHUNK_LEN {
@@ -510,10 +482,9 @@ impl<R: Read> StreamReader<R> {
         Ok(StreamReader {
             inner,
             header,
-            verifier: Some(StreamVerifier { hasher }),
-            trailer: None,
+            hasher,
             totals: StreamTotals {
-                stream_bytes: 16 + jlen as u64 + 4,
+                stream_bytes: 16 + jlen as u64 + 8,
                 ..Default::default()
             },
             done: false,
@@ -534,42 +505,24 @@ impl<R: Read> StreamReader<R> {
     /// verifies its checksum before returning it. `Ok(None)` after the trailer has been read
     /// and verified and the input has ended.
     pub fn next_chunk(&mut self, buf: &mut [u8]) -> Result<Option<(ChunkKind, usize)>> {
-        if self.verifier.is_none() && !self.done {
-            return Err(stream_err(
-                "internal: the verifier was taken; use next_chunk_deferred",
-            ));
-        }
-        match self.next_chunk_deferred(buf)? {
+        match self.next_chunk_unverified(buf)? {
             None => Ok(None),
             Some((kind, len, check)) => {
-                if let Some(v) = self.verifier.as_mut() {
-                    v.check(&check, &buf[..len])?;
-                }
+                check.verify(&buf[..len])?;
                 Ok(Some((kind, len)))
             }
         }
     }
 
-    /// Hands out the payload verifier, for checking payloads on another thread (see
-    /// [`StreamVerifier`]); from then on use [`StreamReader::next_chunk_deferred`], and finish
-    /// the verifier with [`StreamReader::trailer_check`] once it returns `None`.
-    pub fn take_verifier(&mut self) -> Option<StreamVerifier> {
-        self.verifier.take()
-    }
-
-    /// The trailer, once [`StreamReader::next_chunk_deferred`] has returned `None`.
-    pub fn trailer_check(&self) -> Option<TrailerCheck> {
-        self.trailer
-    }
-
     /// Reads the next chunk into `buf` and checks its framing (header checksum, kind,
-    /// length) but not its payload: the returned [`ChunkCheck`] must go through a
-    /// [`StreamVerifier`] before the payload is used. `Ok(None)` after the trailer has been
-    /// read (its totals checked) and the input has ended.
-    pub fn next_chunk_deferred(
+    /// length) but not its payload: the returned [`PayloadCheck`] must pass before the
+    /// payload is used. The whole-stream checksum is still verified here, at the trailer
+    /// (it covers the payload checksums). `Ok(None)` after the trailer has been read and
+    /// verified and the input has ended.
+    pub fn next_chunk_unverified(
         &mut self,
         buf: &mut [u8],
-    ) -> Result<Option<(ChunkKind, usize, ChunkCheck)>> {
+    ) -> Result<Option<(ChunkKind, usize, PayloadCheck)>> {
         if self.done {
             return Ok(None);
         }
@@ -584,7 +537,7 @@ impl<R: Read> StreamReader<R> {
             return self.trailer().map(|()| None);
         }
         read_exact_or(&mut self.inner, &mut h[4..], "a chunk header")?;
-        if crc32fast::hash(&h[0..12]) != le32(&h[12..16]) {
+        if checksum(&h[0..16]) != le64(&h[16..24]) {
             return Err(stream_err(format!(
                 "corrupt chunk header (chunk {n}): checksum mismatch"
             )));
@@ -614,11 +567,11 @@ impl<R: Read> StreamReader<R> {
             )));
         }
         read_exact_or(&mut self.inner, &mut buf[..len], &format!("chunk {n}"))?;
-        let check = ChunkCheck {
+        self.hasher.update(&h);
+        let check = PayloadCheck {
             index: n,
             offset: self.totals.payload_bytes,
-            expected: le32(&h[8..12]),
-            header: h,
+            expected: le64(&h[8..16]),
         };
         self.totals.chunks += 1;
         self.totals.payload_bytes += len as u64;
@@ -630,13 +583,11 @@ impl<R: Read> StreamReader<R> {
         let mut t = [0u8; TRAILER_LEN];
         t[0..4].copy_from_slice(&TAG_TRAILER);
         read_exact_or(&mut self.inner, &mut t[4..], "the trailer")?;
-        let check = TrailerCheck { bytes: t };
-        // Inline verification checks the whole-stream checksum here; a deferred verifier
-        // does it when it has seen every payload.
-        let crc = match self.verifier.take() {
-            Some(v) => Some(v.finish(&check)?),
-            None => None,
-        };
+        self.hasher.update(&t[0..20]);
+        let sum = self.hasher.digest();
+        if sum != le64(&t[20..28]) {
+            return Err(stream_err("corrupt stream: whole-stream checksum mismatch"));
+        }
         let (chunks, bytes) = (le64(&t[4..12]), le64(&t[12..20]));
         if chunks != self.totals.chunks || bytes != self.totals.payload_bytes {
             return Err(stream_err(format!(
@@ -654,8 +605,7 @@ impl<R: Read> StreamReader<R> {
             }
         }
         self.totals.stream_bytes += TRAILER_LEN as u64;
-        self.totals.crc32 = crc.unwrap_or_else(|| le32(&t[20..24]));
-        self.trailer = Some(check);
+        self.totals.checksum = sum;
         self.done = true;
         Ok(())
     }
@@ -704,19 +654,19 @@ mod tests {
         Ok((r.header().clone(), out))
     }
 
-    /// Reads like the restore pipeline: framing on the reading side, payload checksums and
-    /// the whole-stream checksum through a taken verifier.
+    /// Reads like the restore pipeline: framing on the reading side, payload checks later.
     fn read_all_deferred(data: &[u8]) -> Result<(StreamHeader, Chunks)> {
         let mut r = StreamReader::new(data)?;
-        let mut v = r.take_verifier().unwrap();
         let mut buf = vec![0u8; r.header().max_chunk as usize];
         let mut out = Vec::new();
-        while let Some((k, n, check)) = r.next_chunk_deferred(&mut buf)? {
-            v.check(&check, &buf[..n])?;
+        let mut checks = Vec::new();
+        while let Some((k, n, check)) = r.next_chunk_unverified(&mut buf)? {
             out.push((k, buf[..n].to_vec()));
+            checks.push(check);
         }
-        let crc = v.finish(&r.trailer_check().unwrap())?;
-        assert_eq!(crc, r.totals().crc32);
+        for (c, (_, p)) in checks.iter().zip(&out) {
+            c.verify(p)?;
+        }
         Ok((r.header().clone(), out))
     }
 

@@ -18,20 +18,21 @@
 //!   from its SIGINT handler, so Ctrl-C still returns devices to RUNNING.
 
 use super::stream::{
-    ChunkCheck, ChunkKind, StreamHeader, StreamReader, StreamTotals, StreamWriter,
+    ChunkKind, PayloadCheck, StreamHeader, StreamReader, StreamTotals, StreamWriter,
 };
 use super::{MigrationDriver, MigrationError, Pending, Protocol, Result};
 use crate::device::MigState;
 use crate::migration::stream::MAX_CHUNK_LEN;
 use serde::{Deserialize, Serialize};
 use std::alloc::Layout;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Buffers in flight per operation.
@@ -207,8 +208,8 @@ pub struct SaveReport {
     pub stop_copy_seconds: f64,
     /// `bytes / seconds`.
     pub throughput_bytes_per_s: f64,
-    /// The whole-stream CRC-32 written in the trailer.
-    pub stream_crc32: u32,
+    /// The whole-stream checksum (XXH3-64) written in the trailer.
+    pub stream_checksum: u64,
 }
 
 /// Result of [`restore`].
@@ -290,13 +291,30 @@ pub struct AlignedBuf {
 // thread moves that ownership.
 unsafe impl Send for AlignedBuf {}
 
+/// Mappings kept for the next operation of this process, as (address, capacity), bounded by
+/// [`POOL_BYTES`]: a VMM or a benchmark running many transfers maps and faults its buffers
+/// once, not per transfer.
+static POOL: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+/// Most memory the buffer pool keeps.
+const POOL_BYTES: usize = 32 << 20;
+
 impl AlignedBuf {
-    /// Maps `len` bytes (at least one page), page-aligned.
+    /// A page-aligned buffer of `len` bytes (at least one page): a pooled mapping of the same
+    /// capacity when there is one (its contents are stale: callers overwrite before they
+    /// read), a fresh one otherwise.
     ///
     /// # Panics
     /// When the kernel cannot provide the mapping (out of memory), like a failed allocation.
     pub fn new(len: usize) -> AlignedBuf {
         let cap = Self::capacity(len);
+        if let Ok(mut pool) = POOL.lock() {
+            if let Some(i) = pool.iter().position(|&(_, c)| c == cap) {
+                let (addr, _) = pool.swap_remove(i);
+                if let Some(ptr) = NonNull::new(addr as *mut u8) {
+                    return AlignedBuf { ptr, len };
+                }
+            }
+        }
         // SAFETY: an anonymous private mapping with no address hint; the result is checked.
         let p = unsafe {
             libc::mmap(
@@ -345,13 +363,17 @@ impl std::ops::DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
+        let cap = Self::capacity(self.len);
+        if let Ok(mut pool) = POOL.lock() {
+            let held: usize = pool.iter().map(|&(_, c)| c).sum();
+            if held + cap <= POOL_BYTES {
+                // The mapping changes hands: nothing refers to it once self is gone.
+                pool.push((self.ptr.as_ptr() as usize, cap));
+                return;
+            }
+        }
         // SAFETY: the mapping was created in `new` with this size and is not used after drop.
-        unsafe {
-            libc::munmap(
-                self.ptr.as_ptr() as *mut libc::c_void,
-                Self::capacity(self.len),
-            )
-        };
+        unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, cap) };
     }
 }
 
@@ -361,18 +383,29 @@ struct Filled {
     buf: AlignedBuf,
     len: usize,
     /// For a chunk read from a stream: its payload check, done by the consumer.
-    check: Option<ChunkCheck>,
+    check: Option<PayloadCheck>,
 }
 
 /// The producer's side of the ring.
+/// Buffers are made as needed, up to [`RING`]: a state that fits one buffer never maps the
+/// others.
 struct Producer {
     free: Receiver<AlignedBuf>,
     full: SyncSender<Filled>,
+    chunk: usize,
+    made: Cell<usize>,
 }
 
 impl Producer {
     /// A free buffer, or an error when the consumer has stopped (its error is reported).
     fn take(&self) -> Result<AlignedBuf> {
+        if let Ok(b) = self.free.try_recv() {
+            return Ok(b);
+        }
+        if self.made.get() < RING {
+            self.made.set(self.made.get() + 1);
+            return Ok(AlignedBuf::new(self.chunk));
+        }
         self.free.recv().map_err(|_| consumer_gone())
     }
 
@@ -392,19 +425,17 @@ fn pipeline<P, C, T>(chunk: usize, produce: P, mut consume: C) -> Result<T>
 where
     P: FnOnce(&Producer) -> Result<T> + Send,
     T: Send,
-    C: FnMut(ChunkKind, &[u8], Option<&ChunkCheck>) -> Result<()>,
+    C: FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()>,
 {
     let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(RING);
     let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(RING);
-    for _ in 0..RING {
-        // Cannot fail: the channel holds RING buffers and the receiver is alive.
-        let _ = free_tx.send(AlignedBuf::new(chunk));
-    }
     std::thread::scope(|s| {
         let handle = s.spawn(move || {
             let p = Producer {
                 free: free_rx,
                 full: full_tx,
+                chunk,
+                made: Cell::new(0),
             };
             produce(&p)
         });
@@ -761,7 +792,7 @@ fn save_inner<W: Write>(
             seconds,
             stop_copy_seconds,
             throughput_bytes_per_s: rate(bytes, seconds),
-            stream_crc32: totals.crc32,
+            stream_checksum: totals.checksum,
         },
     ))
 }
@@ -863,47 +894,51 @@ fn restore_inner<R: Read + Send>(
     let expected = header.state_size_estimate;
     drv.set_state(MigState::Resuming)?;
     let mut done = 0u64;
-    // The reading thread only reads and checks framing; payload checksums are verified here,
-    // on the consuming thread, before each payload reaches the device, so reading and
-    // checksumming overlap instead of adding up.
-    let mut verifier = reader
-        .take_verifier()
-        .ok_or_else(|| MigrationError::Stream("internal: stream verifier already taken".into()))?;
-    let (mut totals, trailer) = pipeline(
+    // Every payload is verified before it reaches the device, on whichever thread has time:
+    // when the writing side is waiting for data (nothing queued), the reader is the
+    // bottleneck and leaves the checksum to the writer; otherwise the reader checks it while
+    // the writer is busy. The whole-stream checksum is verified by the reader at the trailer,
+    // before RESUMING is left.
+    let queued = AtomicUsize::new(0);
+    let totals: StreamTotals = pipeline(
         chunk,
         |p| {
             loop {
                 opts.check_cancel()?;
                 let mut buf = p.take()?;
-                match reader.next_chunk_deferred(&mut buf)? {
-                    Some((kind, len, check)) => p.send(Filled {
-                        kind,
-                        buf,
-                        len,
-                        check: Some(check),
-                    })?,
+                match reader.next_chunk_unverified(&mut buf)? {
+                    Some((kind, len, check)) => {
+                        let check = if queued.load(Ordering::Acquire) == 0 {
+                            Some(check)
+                        } else {
+                            check.verify(&buf[..len])?;
+                            None
+                        };
+                        queued.fetch_add(1, Ordering::AcqRel);
+                        p.send(Filled {
+                            kind,
+                            buf,
+                            len,
+                            check,
+                        })?
+                    }
                     None => break,
                 }
             }
-            Ok((reader.totals(), reader.trailer_check()))
+            Ok(reader.totals())
         },
         |_, data, check| {
+            queued.fetch_sub(1, Ordering::AcqRel);
             opts.check_cancel()?;
-            let check = check.ok_or_else(|| {
-                MigrationError::Stream(
-                    "internal: a restored chunk came without its checksum".into(),
-                )
-            })?;
-            verifier.check(check, data)?;
+            if let Some(check) = check {
+                check.verify(data)?;
+            }
             write_device(drv, data)?;
             done += data.len() as u64;
             opts.report(Phase::Resume, done, expected);
             Ok(())
         },
     )?;
-    // The whole-stream checksum, before RESUMING is left (which commits the state).
-    let trailer = trailer.ok_or_else(|| MigrationError::Stream("truncated: no trailer".into()))?;
-    totals.crc32 = verifier.finish(&trailer)?;
     opts.check_cancel()?;
     let tc = Instant::now();
     drv.set_state(MigState::Running)?;
