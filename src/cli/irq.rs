@@ -196,9 +196,17 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             );
         }
         if let Some(m) = &out.mask {
+            let seen = |v: Option<bool>| match v {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "not checked",
+            };
             println!(
-                "mask     {} (delivered while masked: {:?}); unmask {} (delivered after: {:?})",
-                m.mask, m.delivered_while_masked, m.unmask, m.delivered_after_unmask
+                "mask     {} (delivered while masked: {}); unmask {} (delivered after: {})",
+                m.mask,
+                seen(m.delivered_while_masked),
+                m.unmask,
+                seen(m.delivered_after_unmask)
             );
         }
     }
