@@ -107,9 +107,15 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            let mut shown = e.to_string();
+            eprintln!("error: {shown}");
+            // Causes whose text the message above already includes are not repeated.
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let c = cause.to_string();
+                if !shown.contains(&c) {
+                    eprintln!("  caused by: {c}");
+                    shown = c;
+                }
             }
             ExitCode::FAILURE
         }

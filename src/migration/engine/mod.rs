@@ -836,11 +836,19 @@ pub fn save_to_file(
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
+    // Named after the output, not the temporary file: that is what the user asked for.
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(|e| file_err(&tmp, e))?;
+        .map_err(|e| MigrationError::File {
+            path: format!(
+                "{} (cannot create a temporary file in {})",
+                path.display(),
+                dir.display()
+            ),
+            source: e,
+        })?;
     let mut guard = TempGuard(Some(tmp.clone()));
     let (file, mut report) = save(drv, file, &path.display().to_string(), opts)?;
     // The device is RUNNING again; what is left cannot affect it.
