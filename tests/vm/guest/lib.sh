@@ -39,3 +39,29 @@ info_across_backends() {
         _prev=$_b
     done
 }
+# vhgpu_v1_only UUID... [-- INSMOD_PARAMS...]: reloads the vhgpu test module as a v1-only
+# device (migration_v1=1 migration_v2=0, plus INSMOD_PARAMS), skipping the scenario when that
+# cannot be done; on exit the named instances are removed and the module is reloaded with its
+# boot parameters. Sets P (the types directory).
+vhgpu_v1_only() {
+    VHGPU_KO=/lib/modules/extra/vhgpu.ko
+    [ -f "$VHGPU_KO" ] || skip "vhgpu module not shipped"
+    [ -d /sys/module/vhgpu ] || skip "vhgpu module not loaded"
+    P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
+    for _d in $P/*/devices/*; do
+        [ -e "$_d" ] && skip "vhgpu instance $(basename "$_d") exists; cannot reload the module"
+    done
+    VHGPU_INSTANCES=
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do VHGPU_INSTANCES="$VHGPU_INSTANCES $1"; shift; done
+    [ "$1" = -- ] && shift
+    trap vhgpu_restore_module EXIT
+    run rmmod vhgpu
+    run insmod $VHGPU_KO migration_v1=1 migration_v2=0 "$@"
+}
+vhgpu_restore_module() {
+    for _u in $VHGPU_INSTANCES; do
+        [ -e /sys/bus/mdev/devices/$_u ] && echo 1 >/sys/bus/mdev/devices/$_u/remove
+    done
+    rmmod vhgpu 2>/dev/null
+    insmod $VHGPU_KO $(cat /lib/modules/extra/vhgpu.params 2>/dev/null) || echo "reloading vhgpu failed"
+}

@@ -4,23 +4,9 @@
 # instance (the module validates the stream when RESUMING ends), a truncated stream refused
 # with the destination left usable. The module is reloaded with its boot parameters after.
 . /etc/vfioh/lib.sh
-KO=/lib/modules/extra/vhgpu.ko
-[ -f "$KO" ] || skip "vhgpu module not shipped"
-[ -d /sys/module/vhgpu ] || skip "vhgpu module not loaded"
-P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
-for d in $P/*/devices/*; do
-    [ -e "$d" ] && skip "vhgpu instance $(basename "$d") exists; cannot reload the module"
-done
 S=6f1e0c3a-7a1d-4c55-9d2e-00000000e001
 D=6f1e0c3a-7a1d-4c55-9d2e-00000000e002
-restore_module() {
-    for u in $S $D; do [ -e /sys/bus/mdev/devices/$u ] && echo 1 >/sys/bus/mdev/devices/$u/remove; done
-    rmmod vhgpu 2>/dev/null
-    insmod $KO $(cat /lib/modules/extra/vhgpu.params 2>/dev/null) || echo "reloading vhgpu failed"
-}
-trap restore_module EXIT
-run rmmod vhgpu
-run insmod $KO migration_v1=1 migration_v2=0 v1_data_kb=256
+vhgpu_v1_only $S $D -- v1_data_kb=256
 run sh -c "echo $S >$P/vhgpu-64M/create"
 run sh -c "echo $D >$P/vhgpu-64M/create"
 

@@ -1,4 +1,4 @@
-# vfioh: slow (repeated TCG measurements; run by tests/vm/run --slow or --only-slow)
+# vfioh: perf (timing ratios under TCG; run by name or with tests/vm/run --perf)
 # The benchmark on the vhgpu test device (64 MiB of VRAM filled with a pattern, so the
 # stream is ~64 MiB): the harness's save and restore, framing and checksums included, must be
 # within 5% of a raw read/write loop on the same data fd with the same buffer (issue 8's

@@ -5,24 +5,10 @@
 # vhgpu-1G instances by `migrate` over the v1 region, checked byte-exact on the destination
 # against both patterns. The module is reloaded with its boot parameters afterwards.
 . /etc/vfioh/lib.sh
-KO=/lib/modules/extra/vhgpu.ko
-[ -f "$KO" ] || skip "vhgpu module not shipped"
-[ -d /sys/module/vhgpu ] || skip "vhgpu module not loaded"
-P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
-for d in $P/*/devices/*; do
-    [ -e "$d" ] && skip "vhgpu instance $(basename "$d") exists; cannot reload the module"
-done
 C=6f1e0c3a-7a1d-4c55-9d2e-00000000e100
 S=6f1e0c3a-7a1d-4c55-9d2e-00000000e101
 D=6f1e0c3a-7a1d-4c55-9d2e-00000000e102
-restore() {
-    for u in $C $S $D; do [ -e /sys/bus/mdev/devices/$u ] && echo 1 >/sys/bus/mdev/devices/$u/remove; done
-    rmmod vhgpu 2>/dev/null
-    insmod $KO $(cat /lib/modules/extra/vhgpu.params 2>/dev/null) || echo "reloading vhgpu failed"
-}
-trap restore EXIT
-run rmmod vhgpu
-run insmod $KO migration_v1=1 migration_v2=0
+vhgpu_v1_only $C $S $D
 
 run sh -c "echo $C >$P/vhgpu-64M/create"
 run_out info vfio-harness info $C --json
