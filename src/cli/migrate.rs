@@ -19,7 +19,9 @@ use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
-use super::transfer::{finish_error, install_interrupt_handler, open_drivers, print_json, Bar};
+use super::transfer::{
+    finish_error, install_interrupt_handler, open_drivers, precopy_summary, print_json, Bar,
+};
 use super::Global;
 
 /// Arguments of `migrate`.
@@ -140,21 +142,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             format_rate(r.throughput_bytes_per_s),
             format_seconds(r.downtime_seconds)
         );
-        let precopy = if r.rounds > 0 {
-            format!(
-                "pre-copy {} round(s) {} in {} ({}), ",
-                r.rounds,
-                format_bytes(r.precopy_bytes),
-                format_seconds(r.precopy_seconds),
-                if r.converged {
-                    "converged"
-                } else {
-                    "round limit"
-                }
-            )
-        } else {
-            String::new()
-        };
+        let precopy = precopy_summary(
+            r.rounds,
+            r.precopy_bytes,
+            Some(r.precopy_seconds),
+            r.converged,
+        );
         println!(
             "  protocol {}, {}stop-copy {} in {}, commit {}, {} chunk(s)",
             r.protocol,

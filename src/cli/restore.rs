@@ -15,7 +15,7 @@ use vfio_harness::migration::engine::{self, Options};
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
 
-use super::transfer::{finish_error, install_interrupt_handler, open_drivers, print_json, Bar};
+use super::transfer::{finish_error, install_interrupt_handler, open_driver, print_json, Bar};
 use super::Global;
 
 /// Arguments of `restore`.
@@ -34,10 +34,7 @@ pub struct Args {
 /// Runs `restore`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let cancel = install_interrupt_handler();
-    let mut drivers = open_drivers(std::slice::from_ref(&args.device), global)?;
-    let Some(drv) = drivers.first_mut() else {
-        anyhow::bail!("no device opened");
-    };
+    let mut drv = open_driver(&args.device, global)?;
     let bar = Bar::new(args.json);
     let opts = Options {
         cancel: Some(cancel),

@@ -12,7 +12,9 @@ use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
-use super::transfer::{finish_error, install_interrupt_handler, open_drivers, print_json, Bar};
+use super::transfer::{
+    finish_error, install_interrupt_handler, open_driver, precopy_summary, print_json, Bar,
+};
 use super::Global;
 
 /// Arguments of `save`.
@@ -40,10 +42,7 @@ pub struct Args {
 /// Runs `save`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let cancel = install_interrupt_handler();
-    let mut drivers = open_drivers(std::slice::from_ref(&args.device), global)?;
-    let Some(drv) = drivers.first_mut() else {
-        anyhow::bail!("no device opened");
-    };
+    let mut drv = open_driver(&args.device, global)?;
     let bar = Bar::new(args.json);
     let opts = Options {
         buffer_size: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
@@ -72,20 +71,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             format_seconds(r.seconds),
             format_rate(r.throughput_bytes_per_s)
         );
-        let precopy = if r.rounds > 0 {
-            format!(
-                "pre-copy {} round(s) {} ({}), ",
-                r.rounds,
-                format_bytes(r.precopy_bytes),
-                if r.converged {
-                    "converged"
-                } else {
-                    "round limit"
-                }
-            )
-        } else {
-            String::new()
-        };
+        let precopy = precopy_summary(r.rounds, r.precopy_bytes, None, r.converged);
         println!(
             "  protocol {}, {}stop-copy {} in {}, {} chunk(s), stream {} (checksum {:016x})",
             r.protocol,

@@ -62,6 +62,33 @@ pub fn open_drivers(
     Ok(out)
 }
 
+/// Opens one device and its migration driver.
+pub fn open_driver(spec: &DeviceSpec, global: &Global) -> anyhow::Result<Box<dyn MigrationDriver>> {
+    open_drivers(std::slice::from_ref(spec), global)?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("{spec}: no device opened"))
+}
+
+/// `pre-copy N round(s) SIZE [in TIME] (converged|round limit), ` for human summaries, or
+/// nothing when no pre-copy round ran.
+pub fn precopy_summary(rounds: u32, bytes: u64, seconds: Option<f64>, converged: bool) -> String {
+    if rounds == 0 {
+        return String::new();
+    }
+    format!(
+        "pre-copy {rounds} round(s) {}{} ({}), ",
+        vfio_harness::units::format_bytes(bytes),
+        seconds
+            .map(|s| format!(" in {}", vfio_harness::units::format_seconds(s)))
+            .unwrap_or_default(),
+        if converged {
+            "converged"
+        } else {
+            "round limit"
+        }
+    )
+}
+
 /// A progress bar on stderr, shown only on a terminal and for transfers above 32 MiB (or of
 /// unknown size once they pass it). `finish` clears it.
 pub struct Bar {
