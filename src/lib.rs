@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod device;
+mod le;
 pub mod migration;
 pub mod pattern;
 pub mod sim;

@@ -19,6 +19,7 @@
 
 use super::{MigrationError, Protocol, Result};
 use crate::device::{DeviceHandle, MigFlags};
+use crate::le::{le32, le64};
 use serde::{Deserialize, Serialize};
 use std::io::{self, IoSlice, Read, Write};
 use xxhash_rust::xxh3::Xxh3;
@@ -409,18 +410,6 @@ fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], what: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn le32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
 }
 
 impl<R: Read> StreamReader<R> {

@@ -15,6 +15,7 @@
 //! Integers are little-endian.
 
 use super::gen::{mix64, Gen};
+use crate::le::{le32, le64};
 
 /// Stream magic.
 pub(crate) const MAGIC: [u8; 8] = *b"VFHSIM01";
@@ -61,18 +62,6 @@ fn trailer_bytes(seed: u64, len: u64, records: u64, data: u64) -> [u8; 32] {
     h[16..24].copy_from_slice(&data.to_le_bytes());
     h[24..32].copy_from_slice(&trailer_check(seed, len, records, data).to_le_bytes());
     h
-}
-
-fn le32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
 }
 
 /// Stream bytes (record headers included) needed to send `len` bytes starting at `cursor`
