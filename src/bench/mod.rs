@@ -12,7 +12,9 @@
 //!   from a file -> device; the simulator checks every byte with `verify-seed`), `live`
 //!   (device -> device, overlapped, with pre-copy rounds and measured downtime);
 //! - the **latency of every single arc** of the v2 state machine ([`arcs`]);
-//! - **N devices in parallel**, one thread each, against one device alone.
+//! - **N devices in parallel**, against one device alone with the same thread budget: two
+//!   threads per device (reading overlapped with writing) when the machine has two cores per
+//!   device, one otherwise ([`crate::migration::engine::Options::overlap`]).
 //!
 //! Every row carries its peak resident memory (reset per mode when the kernel allows it,
 //! see [`rss`]). The report is serialisable (`--json`, schema in `docs/bench-schema.md`),
@@ -137,7 +139,7 @@ pub enum Mode {
     Live,
     /// Latency of every single arc of the state machine.
     Arcs,
-    /// N devices saving in parallel, one thread each, against one device alone.
+    /// N devices saving in parallel, against one device alone with the same thread budget.
     Parallel,
 }
 
@@ -344,6 +346,17 @@ pub struct ParallelReport {
     pub scaling: f64,
     /// Each device's own throughput in the parallel run.
     pub per_device_bytes_per_s: Vec<f64>,
+    /// CPUs available to the process.
+    pub cores: usize,
+    /// Whether each device's save overlapped reading and writing on two threads. Only when the
+    /// machine has two cores per device: otherwise each device runs on one thread (a second
+    /// thread per device would only compete with the other devices for the same cores). The
+    /// one-device run uses the same setting, so `scaling` measures the devices' independence.
+    pub overlap: bool,
+    /// `aggregate /` the `save` row at the same buffer (one device with the engine's default
+    /// of two threads), when that row was measured: what running the devices at once gains
+    /// over the fastest single-device save on this machine.
+    pub over_save_row: Option<f64>,
 }
 
 /// A project target checked against this run's figures.
@@ -727,6 +740,7 @@ fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
         cancel: cfg.cancel.clone(),
         progress: None,
         check_identity: true,
+        overlap: true,
     }
 }
 
@@ -1063,7 +1077,12 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
     if cfg.has(Mode::Parallel) && devs.parallel.len() >= 2 {
         check_cancel()?;
         step(&format!("parallel, {} devices", devs.parallel.len()));
-        let (row, rep) = parallel_row(cfg, &devs, &protocol, memcpy_at(cfg.buffer))?;
+        let (row, mut rep) = parallel_row(cfg, &devs, &protocol, memcpy_at(cfg.buffer))?;
+        rep.over_save_row = results
+            .iter()
+            .find(|r| r.mode == "save" && r.buffer_bytes == cfg.buffer)
+            .and_then(|r| ratio(rep.aggregate_bytes_per_s, Some(r.throughput_bytes_per_s)))
+            .map(round4);
         results.push(row);
         parallel = Some(rep);
     }
@@ -1207,7 +1226,11 @@ fn parallel_row(
     memcpy: Option<f64>,
 ) -> Result<(ResultRow, ParallelReport), BenchError> {
     let n = devs.parallel.len();
-    let o = opts(cfg, cfg.buffer);
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
+    let mut o = opts(cfg, cfg.buffer);
+    o.overlap = cores >= 2 * n;
     let mut drivers = Vec::with_capacity(n);
     for d in &devs.parallel {
         drivers.push(driver(d)?);
@@ -1277,7 +1300,8 @@ fn parallel_row(
     });
     let agg = throughput(total_bytes, s.median).unwrap_or(0.0);
     let scaling = ratio(agg, Some(one_rate)).map(round4).unwrap_or(0.0);
-    let buffers_bytes = (n * RING) as u64 * cfg.buffer;
+    let per_device_buffers = if o.overlap { RING } else { 1 };
+    let buffers_bytes = (n * per_device_buffers) as u64 * cfg.buffer;
     let mut row = make_row(RowInput {
         mode: "parallel-save",
         device: &format!(
@@ -1310,6 +1334,9 @@ fn parallel_row(
             .iter()
             .map(|v| Summary::of(v).map(|s| s.median.round()).unwrap_or(0.0))
             .collect(),
+        cores,
+        overlap: o.overlap,
+        over_save_row: None,
     };
     Ok((row, rep))
 }
@@ -1426,8 +1453,23 @@ impl BenchReport {
                 "peak RSS"
             );
             for r in &self.results {
-                let extra = match (r.devices, r.scaling) {
-                    (Some(n), Some(x)) => format!("  {n} devices, {x:.2}x one device"),
+                let extra = match (r.devices, r.scaling, &self.parallel) {
+                    (Some(n), Some(x), Some(p)) => {
+                        let threads = if p.overlap {
+                            "two threads each"
+                        } else {
+                            "one thread each"
+                        };
+                        let save = p
+                            .over_save_row
+                            .map(|v| format!(", {v:.2}x the save row"))
+                            .unwrap_or_default();
+                        format!(
+                            "  {n} devices on {} cores, {threads}: {x:.2}x one device alone{save}",
+                            p.cores
+                        )
+                    }
+                    (Some(n), Some(x), None) => format!("  {n} devices, {x:.2}x one device"),
                     _ => String::new(),
                 };
                 let _ = writeln!(

@@ -113,6 +113,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cancel: Some(cancel),
         progress: bar.callback(),
         check_identity: !args.force,
+        ..Options::default()
     };
     let (result, writer) = match &args.dirty_writer {
         Some(spec) => {

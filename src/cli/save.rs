@@ -52,7 +52,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         },
         cancel: Some(cancel),
         progress: bar.callback(),
-        check_identity: true,
+        ..Options::default()
     };
     let result = engine::save_to_file(drv.as_mut(), &args.output, &opts);
     bar.finish();

@@ -21,8 +21,8 @@ use super::{MigrationError, Protocol, Result};
 use crate::device::{DeviceHandle, MigFlags};
 use crate::le::{le32, le64};
 use serde::{Deserialize, Serialize};
-use std::io::{self, IoSlice, Read, Write};
 use std::hash::Hasher as _;
+use std::io::{self, IoSlice, Read, Write};
 use twox_hash::XxHash3_64 as Xxh3;
 
 /// The first 8 bytes of every stream.
@@ -616,7 +616,9 @@ mod tests {
         assert_eq!(checksum(b""), 0x2D06_8005_38D3_94C2);
         // Streaming over uneven pieces equals one shot, across the short, mid and long
         // input paths (<= 240 bytes, stripes, several 1 KiB blocks).
-        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for len in [0usize, 1, 3, 16, 17, 128, 129, 240, 241, 1024, 1025, 4999] {
             let mut h = Xxh3::new();
             for piece in data[..len].chunks(37) {

@@ -25,7 +25,7 @@ use crate::device::MigState;
 use crate::migration::stream::MAX_CHUNK_LEN;
 use serde::{Deserialize, Serialize};
 use std::alloc::Layout;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -95,6 +95,12 @@ pub struct Options {
     /// Check the destination's identity (device_api, mdev type, PCI IDs, protocol) against
     /// the source's before migrating (`restore` always checks the stream header).
     pub check_identity: bool,
+    /// Run the device side and the stream side of an operation on two threads, so reading
+    /// overlaps writing (the default). Off, each operation runs on the calling thread alone,
+    /// with one buffer: for moving many devices at once on few cores, where a second thread
+    /// per device only competes with the other devices for the same cores (and costs more
+    /// CPU per byte: the data crosses from one core's cache to another's).
+    pub overlap: bool,
 }
 
 impl Default for Options {
@@ -105,6 +111,7 @@ impl Default for Options {
             cancel: None,
             progress: None,
             check_identity: true,
+            overlap: true,
         }
     }
 }
@@ -117,6 +124,7 @@ impl std::fmt::Debug for Options {
             .field("cancel", &self.cancel.is_some())
             .field("progress", &self.progress.is_some())
             .field("check_identity", &self.check_identity)
+            .field("overlap", &self.overlap)
             .finish()
     }
 }
@@ -386,31 +394,63 @@ struct Filled {
     check: Option<PayloadCheck>,
 }
 
+/// The consuming side of a pipeline: called with each chunk, its kind and its pending
+/// payload check.
+type Consume<'a> = dyn FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()> + 'a;
+
 /// The producer's side of the ring.
 /// Buffers are made as needed, up to [`RING`]: a state that fits one buffer never maps the
 /// others.
-struct Producer {
-    free: Receiver<AlignedBuf>,
-    full: SyncSender<Filled>,
+struct Producer<'a> {
     chunk: usize,
     made: Cell<usize>,
+    to: Handoff<'a>,
 }
 
-impl Producer {
+/// Where the producer's chunks go.
+enum Handoff<'a> {
+    /// To the consumer's thread, through the ring.
+    Ring {
+        free: Receiver<AlignedBuf>,
+        full: SyncSender<Filled>,
+    },
+    /// Straight into the consumer, on this thread; one buffer, reused.
+    Inline {
+        spare: RefCell<Option<AlignedBuf>>,
+        consume: RefCell<&'a mut Consume<'a>>,
+    },
+}
+
+impl Producer<'_> {
     /// A free buffer, or an error when the consumer has stopped (its error is reported).
     fn take(&self) -> Result<AlignedBuf> {
-        if let Ok(b) = self.free.try_recv() {
-            return Ok(b);
+        match &self.to {
+            Handoff::Ring { free, .. } => {
+                if let Ok(b) = free.try_recv() {
+                    return Ok(b);
+                }
+                if self.made.get() < RING {
+                    self.made.set(self.made.get() + 1);
+                    return Ok(AlignedBuf::new(self.chunk));
+                }
+                free.recv().map_err(|_| consumer_gone())
+            }
+            Handoff::Inline { spare, .. } => Ok(spare
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| AlignedBuf::new(self.chunk))),
         }
-        if self.made.get() < RING {
-            self.made.set(self.made.get() + 1);
-            return Ok(AlignedBuf::new(self.chunk));
-        }
-        self.free.recv().map_err(|_| consumer_gone())
     }
 
     fn send(&self, f: Filled) -> Result<()> {
-        self.full.send(f).map_err(|_| consumer_gone())
+        match &self.to {
+            Handoff::Ring { full, .. } => full.send(f).map_err(|_| consumer_gone()),
+            Handoff::Inline { spare, consume } => {
+                (consume.borrow_mut())(f.kind, &f.buf[..f.len], f.check.as_ref())?;
+                *spare.borrow_mut() = Some(f.buf);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -421,21 +461,37 @@ fn consumer_gone() -> MigrationError {
 /// Runs `produce` on a second thread and `consume` on this one, passing [`RING`] buffers of
 /// `chunk` bytes between them. Returns both results; the first error wins (the producer's when
 /// the consumer only failed because the producer went away, and vice versa).
-fn pipeline<P, C, T>(chunk: usize, produce: P, mut consume: C) -> Result<T>
+///
+/// Without `overlap`, both run on this thread: each chunk is consumed as soon as it is
+/// produced, in one reused buffer.
+fn pipeline<P, C, T>(chunk: usize, overlap: bool, produce: P, mut consume: C) -> Result<T>
 where
     P: FnOnce(&Producer) -> Result<T> + Send,
     T: Send,
     C: FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()>,
 {
+    if !overlap {
+        let p = Producer {
+            chunk,
+            made: Cell::new(1),
+            to: Handoff::Inline {
+                spare: RefCell::new(None),
+                consume: RefCell::new(&mut consume),
+            },
+        };
+        return produce(&p);
+    }
     let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(RING);
     let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(RING);
     std::thread::scope(|s| {
         let handle = s.spawn(move || {
             let p = Producer {
-                free: free_rx,
-                full: full_tx,
                 chunk,
                 made: Cell::new(0),
+                to: Handoff::Ring {
+                    free: free_rx,
+                    full: full_tx,
+                },
             };
             produce(&p)
         });
@@ -753,6 +809,7 @@ fn save_inner<W: Write>(
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
+        opts.overlap,
         |p| read_source(drv, opts, estimate, p),
         |kind, data, _| {
             opts.check_cancel()?;
@@ -910,6 +967,7 @@ fn restore_inner<R: Read + Send>(
     let queued = AtomicUsize::new(0);
     let totals: StreamTotals = pipeline(
         chunk,
+        opts.overlap,
         |p| {
             loop {
                 opts.check_cancel()?;
@@ -1053,6 +1111,7 @@ fn migrate_inner(
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
+        opts.overlap,
         |p| read_source(src, opts, expected, p),
         |kind, data, _| {
             opts.check_cancel()?;

@@ -513,3 +513,73 @@ fn device_left_in_resuming_that_cannot_reset_is_refused_untouched() {
     assert_eq!(dst.lock().transitions, 0);
     assert_eq!(dst.state_now(), MigState::Resuming);
 }
+
+/// `overlap: false` runs every operation on the calling thread with one buffer: the same
+/// results, the same integrity checks, the same recovery.
+#[test]
+fn one_thread_operations_behave_like_two_thread_ones() {
+    let img = image(N, 21);
+    let one = |rounds| Options {
+        overlap: false,
+        ..opts(rounds)
+    };
+    // Save: the same chunks and totals as with two threads.
+    let reports: Vec<SaveReport> = [opts(5), one(5)]
+        .iter()
+        .map(|o| {
+            let src = FakeDevice::new("fake-1", 7, img.clone());
+            src.lock().dirty = vec![1000, 10, 0];
+            let (_, rep) = save(&mut driver(&src), Vec::new(), "mem", o).unwrap();
+            assert_eq!(src.state_now(), MigState::Running);
+            rep
+        })
+        .collect();
+    let key = |r: &SaveReport| {
+        (
+            r.bytes,
+            r.precopy_bytes,
+            r.chunks,
+            r.rounds,
+            r.converged,
+            r.stream_bytes,
+        )
+    };
+    assert_eq!(key(&reports[0]), key(&reports[1]));
+
+    // Restore on one thread: byte-exact, and a corrupt chunk never reaches the device.
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    let (mut data, _) = save(&mut driver(&src), Vec::new(), "mem", &one(0)).unwrap();
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    dst.lock().expect = Some(img.clone());
+    restore(&mut driver(&dst), &data[..], &one(0)).unwrap();
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+    let at = data.len() / 2;
+    data[at] ^= 1;
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    let e = restore(&mut driver(&dst), &data[..], &one(0)).unwrap_err();
+    assert!(
+        matches!(e, MigrationError::Stream(ref m) if m.contains("corrupt data")),
+        "{e}"
+    );
+    let d = dst.lock();
+    assert_eq!((d.resets, d.loaded.is_none()), (1, true));
+    assert!(!d.written.is_empty() && d.written[..] == img[..d.written.len()]);
+    drop(d);
+
+    // Migrate on one thread, and a failing source leaves both devices RUNNING.
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    src.lock().dirty = vec![5000, 0];
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    dst.lock().expect = Some(img.clone());
+    let r = migrate(&mut driver(&src), &mut driver(&dst), &one(3)).unwrap();
+    assert_eq!((r.bytes, r.converged), (N as u64, true));
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+    let src = FakeDevice::new("fake-1", 7, img);
+    src.lock().fail_read_at = Some(N - 10);
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    let e = migrate(&mut driver(&src), &mut driver(&dst), &one(2)).unwrap_err();
+    assert!(matches!(e, MigrationError::Device(_)), "{e}");
+    assert_eq!(src.state_now(), MigState::Running);
+    assert_eq!(dst.state_now(), MigState::Running);
+    assert!(dst.lock().loaded.is_none());
+}
