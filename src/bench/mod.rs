@@ -37,6 +37,7 @@ use machine::{Kernel, Machine};
 use rss::RssScope;
 use serde::{Deserialize, Serialize};
 use stats::{ratio, round4, throughput, Summary};
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
@@ -643,30 +644,91 @@ struct Timed<T> {
     cpu: f64,
 }
 
-/// Times `f` `n` times after the peak RSS was reset; returns the samples (each a
-/// `(seconds, value)`), the peak, its scope and the CPU time per repetition. Stops at the
-/// first error.
+/// Collects the samples of one row one at a time, so the repetitions of two rows can
+/// alternate ([`Sampler::pair`]). The peak RSS is reset before each sample and the row keeps
+/// the highest.
+struct Sampler<T> {
+    samples: Vec<(f64, T)>,
+    peak: Option<u64>,
+    scoped: bool,
+    cpu: f64,
+}
+
+impl<T> Sampler<T> {
+    fn new() -> Self {
+        Sampler {
+            samples: Vec::new(),
+            peak: None,
+            scoped: true,
+            cpu: 0.0,
+        }
+    }
+
+    /// Runs and records one sample (`(seconds, value)`).
+    fn sample(
+        &mut self,
+        f: impl FnOnce() -> Result<(f64, T), BenchError>,
+    ) -> Result<(), BenchError> {
+        self.scoped &= rss::reset_peak();
+        let c0 = cpu_time();
+        let v = f()?;
+        self.cpu += cpu_time() - c0;
+        self.peak = self.peak.max(rss::current().peak_rss);
+        self.samples.push(v);
+        Ok(())
+    }
+
+    fn finish(self) -> Timed<T> {
+        let n = self.samples.len().max(1) as f64;
+        Timed {
+            peak: self.peak,
+            scope: if self.scoped {
+                RssScope::Mode
+            } else {
+                RssScope::Process
+            },
+            cpu: self.cpu / n,
+            samples: self.samples,
+        }
+    }
+}
+
+/// Times `f` `n` times; returns the samples (each a `(seconds, value)`), the peak RSS, its
+/// scope and the CPU time per repetition. Stops at the first error.
 fn timed<T>(
     n: usize,
     mut f: impl FnMut() -> Result<(f64, T), BenchError>,
 ) -> Result<Timed<T>, BenchError> {
-    let scope = if rss::reset_peak() {
-        RssScope::Mode
-    } else {
-        RssScope::Process
-    };
-    let n = n.max(1);
-    let mut samples = Vec::with_capacity(n);
-    let c0 = cpu_time();
-    for _ in 0..n {
-        samples.push(f()?);
+    let mut s = Sampler::new();
+    for _ in 0..n.max(1) {
+        s.sample(&mut f)?;
     }
-    Ok(Timed {
-        samples,
-        peak: rss::current().peak_rss,
-        scope,
-        cpu: (cpu_time() - c0) / n as f64,
-    })
+    Ok(s.finish())
+}
+
+/// Times a reference loop and the harness `cfg.repeat` times each, alternating (ABBA: raw first on
+/// even repetitions, the harness first on odd ones), so a change in machine load or a warm
+/// cache left by the previous transfer affects both rows alike. Under TCG two runs of the same
+/// loop a minute apart differ by up to 20 %; measured back to back they compare.
+fn timed_pair<A, B>(
+    cfg: &BenchConfig,
+    mut reference: impl FnMut() -> Result<(f64, A), BenchError>,
+    mut harness: impl FnMut() -> Result<(f64, B), BenchError>,
+) -> Result<(Timed<A>, Timed<B>), BenchError> {
+    let (mut a, mut b) = (Sampler::new(), Sampler::new());
+    for i in 0..cfg.repeat.max(1) {
+        if cfg.cancelled() {
+            return Err(BenchError::Interrupted);
+        }
+        if i % 2 == 0 {
+            a.sample(&mut reference)?;
+            b.sample(&mut harness)?;
+        } else {
+            b.sample(&mut harness)?;
+            a.sample(&mut reference)?;
+        }
+    }
+    Ok((a.finish(), b.finish()))
 }
 
 struct RowInput<'a> {
@@ -842,12 +904,11 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
         let bl = format_bytes(b);
         if cfg.has(Mode::Save) {
             check_cancel()?;
-            step(&format!("raw-save, {bl} buffer"));
-            results.push(raw_save_row(cfg, &devs, "raw-save", b, memcpy_at(b))?);
-            check_cancel()?;
-            step(&format!("save, {bl} buffer"));
-            let mut d = driver(&devs.primary)?;
+            step(&format!("raw-save and save, {bl} buffer, alternating"));
+            let d = RefCell::new(driver(&devs.primary)?);
+            let mut raw_buf = alloc(b, "the raw save buffer")?;
             let o = opts(cfg, b);
+            let mut raw_bytes = 0;
             let mut stream_bytes = 0;
             let mut bytes = 0;
             let sink_name = cfg
@@ -855,12 +916,14 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "discard".into());
-            let Timed {
-                samples,
-                peak,
-                scope,
-                cpu,
-            } = timed(cfg.repeat, || {
+            let raw_sample = || {
+                let r = raw::save(d.borrow_mut().as_mut(), &mut raw_buf, None)
+                    .map_err(mig("raw-save"))?;
+                raw_bytes = r.bytes;
+                Ok((r.seconds, r.downtime))
+            };
+            let (raw_t, t) = timed_pair(cfg, raw_sample, || {
+                let mut d = d.borrow_mut();
                 let rep = if let Some(p) = &cfg.to_file {
                     let f = std::fs::File::create(p)
                         .map_err(io(format!("creating {}", p.display())))?;
@@ -876,6 +939,23 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
                 bytes = rep.bytes;
                 Ok((rep.seconds, rep.stop_copy_seconds))
             })?;
+            results.push(raw_row(RawRow {
+                mode: "raw-save",
+                devs: &devs,
+                protocol: &protocol,
+                buffer: b,
+                bytes: raw_bytes,
+                timed: raw_t,
+                memcpy: memcpy_at(b),
+                verified: false,
+                sink: Some("discard"),
+            }));
+            let Timed {
+                samples,
+                peak,
+                scope,
+                cpu,
+            } = t;
             results.push(make_row(RowInput {
                 mode: "save",
                 device: pname,
@@ -895,43 +975,57 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
             }));
         }
         if cfg.has(Mode::Restore) {
-            if let Some((f, len)) = &raw_capture {
-                check_cancel()?;
-                step(&format!("raw-restore, {bl} buffer"));
-                results.push(raw_restore_row(
-                    &devs,
-                    cfg,
-                    "raw-restore",
-                    b,
-                    f,
-                    *len,
-                    memcpy_at(b),
-                    &protocol,
-                )?);
-            }
             check_cancel()?;
-            step(&format!("restore, {bl} buffer"));
             // The stream to restore: saved beforehand (untimed) into a temporary file.
-            let mut d = driver(&devs.primary)?;
+            let d = RefCell::new(driver(&devs.primary)?);
             let o = opts(cfg, b);
             let f = tempfile()?;
-            let (mut f, _) = engine::save(d.as_mut(), f, "temporary stream", &o)
+            let (mut f, _) = engine::save(d.borrow_mut().as_mut(), f, "temporary stream", &o)
                 .map_err(mig("saving the stream to restore"))?;
             let mut stream_bytes = 0;
             let mut bytes = 0;
+            let restore_sample = || {
+                f.seek(SeekFrom::Start(0))
+                    .map_err(io("rewinding the saved stream"))?;
+                let rep =
+                    engine::restore(d.borrow_mut().as_mut(), &f, &o).map_err(mig("restore"))?;
+                stream_bytes = rep.stream_bytes;
+                bytes = rep.bytes;
+                Ok((rep.seconds, ()))
+            };
+            let t = if let Some((raw_f, len)) = &raw_capture {
+                step(&format!(
+                    "raw-restore and restore, {bl} buffer, alternating"
+                ));
+                let mut raw_buf = alloc(b, "the raw restore buffer")?;
+                let raw_sample = || {
+                    let r = raw::restore(d.borrow_mut().as_mut(), raw_f, *len, &mut raw_buf)
+                        .map_err(mig("raw-restore"))?;
+                    Ok((r.seconds, r.downtime))
+                };
+                let (raw_t, t) = timed_pair(cfg, raw_sample, restore_sample)?;
+                results.push(raw_row(RawRow {
+                    mode: "raw-restore",
+                    devs: &devs,
+                    protocol: &protocol,
+                    buffer: b,
+                    bytes: *len,
+                    timed: raw_t,
+                    memcpy: memcpy_at(b),
+                    verified,
+                    sink: None,
+                }));
+                t
+            } else {
+                step(&format!("restore, {bl} buffer"));
+                timed(cfg.repeat, restore_sample)?
+            };
             let Timed {
                 samples,
                 peak,
                 scope,
                 cpu,
-            } = timed(cfg.repeat, || {
-                f.seek(SeekFrom::Start(0))
-                    .map_err(io("rewinding the saved stream"))?;
-                let rep = engine::restore(d.as_mut(), &f, &o).map_err(mig("restore"))?;
-                stream_bytes = rep.stream_bytes;
-                bytes = rep.bytes;
-                Ok((rep.seconds, ()))
-            })?;
+            } = t;
             let secs: Vec<f64> = samples.iter().map(|s| s.0).collect();
             results.push(make_row(RowInput {
                 mode: "restore",
@@ -1149,33 +1243,57 @@ fn raw_save_row(
     let protocol = d.protocol().to_string();
     let mut buf = alloc(b, "the raw save buffer")?;
     let mut bytes = 0;
-    let Timed {
-        samples,
-        peak,
-        scope,
-        cpu,
-    } = timed(cfg.repeat, || {
+    let timed = timed(cfg.repeat, || {
         let r = raw::save(d.as_mut(), &mut buf, None).map_err(mig(mode.to_string()))?;
         bytes = r.bytes;
         Ok((r.seconds, r.downtime))
     })?;
-    Ok(make_row(RowInput {
+    Ok(raw_row(RawRow {
         mode,
-        device: &devs.primary_spec,
-        protocol,
+        devs,
+        protocol: &protocol,
         buffer: b,
-        buffers_bytes: b,
         bytes,
-        stream_bytes: None,
-        seconds: samples.iter().map(|s| s.0).collect(),
-        downtime: Some(samples.iter().map(|s| s.1).collect()),
-        peak,
-        scope,
-        cpu: Some(cpu),
-        verified: false,
+        timed,
         memcpy,
-        sink: Some("discard".into()),
+        verified: false,
+        sink: Some("discard"),
     }))
+}
+
+/// A raw-loop row: what [`raw_row`] needs.
+struct RawRow<'a> {
+    mode: &'a str,
+    devs: &'a Devices,
+    protocol: &'a str,
+    buffer: u64,
+    bytes: u64,
+    /// Samples of `(seconds, downtime)`.
+    timed: Timed<f64>,
+    memcpy: Option<f64>,
+    verified: bool,
+    sink: Option<&'a str>,
+}
+
+/// The row of a raw loop (one buffer, the device's own stream).
+fn raw_row(r: RawRow<'_>) -> ResultRow {
+    make_row(RowInput {
+        mode: r.mode,
+        device: &r.devs.primary_spec,
+        protocol: r.protocol.to_string(),
+        buffer: r.buffer,
+        buffers_bytes: r.buffer,
+        bytes: r.bytes,
+        stream_bytes: None,
+        seconds: r.timed.samples.iter().map(|s| s.0).collect(),
+        downtime: Some(r.timed.samples.iter().map(|s| s.1).collect()),
+        peak: r.timed.peak,
+        scope: r.timed.scope,
+        cpu: Some(r.timed.cpu),
+        verified: r.verified,
+        memcpy: r.memcpy,
+        sink: r.sink.map(str::to_string),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1191,30 +1309,19 @@ fn raw_restore_row(
 ) -> Result<ResultRow, BenchError> {
     let mut d = driver(&devs.primary)?;
     let mut buf = alloc(b, "the raw restore buffer")?;
-    let Timed {
-        samples,
-        peak,
-        scope,
-        cpu,
-    } = timed(cfg.repeat, || {
+    let timed = timed(cfg.repeat, || {
         let r = raw::restore(d.as_mut(), f, len, &mut buf).map_err(mig(mode.to_string()))?;
         Ok((r.seconds, r.downtime))
     })?;
-    Ok(make_row(RowInput {
+    Ok(raw_row(RawRow {
         mode,
-        device: &devs.primary_spec,
-        protocol: protocol.to_string(),
+        devs,
+        protocol,
         buffer: b,
-        buffers_bytes: b,
         bytes: len,
-        stream_bytes: None,
-        seconds: samples.iter().map(|s| s.0).collect(),
-        downtime: Some(samples.iter().map(|s| s.1).collect()),
-        peak,
-        scope,
-        cpu: Some(cpu),
-        verified: devs.verified,
+        timed,
         memcpy,
+        verified: devs.verified,
         sink: None,
     }))
 }
