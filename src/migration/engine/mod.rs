@@ -458,17 +458,36 @@ fn consumer_gone() -> MigrationError {
     MigrationError::Stream("the writing side stopped".into())
 }
 
-/// Runs `produce` on a second thread and `consume` on this one, passing [`RING`] buffers of
-/// `chunk` bytes between them. Returns both results; the first error wins (the producer's when
-/// the consumer only failed because the producer went away, and vice versa).
+/// Which side of a [`pipeline`] runs on the calling thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    /// The caller produces (reads the device: save, migrate); a second thread consumes.
+    Produces,
+    /// The caller consumes (writes the device: restore); a second thread produces.
+    Consumes,
+}
+
+/// Runs `produce` and `consume` on two threads, passing [`RING`] buffers of `chunk` bytes
+/// between them. The device side runs on the calling thread (`caller`): the thread that
+/// opened the device and that the embedding program placed and configured keeps making the
+/// device calls, and the stream side runs on a helper. (Under the bed's emulated CPUs, device
+/// reads from a fresh helper thread were measured ~10 % slower than from the caller,
+/// hw-notes/bench.md.) The first error wins: a side that only failed because the other went
+/// away reports the other's error.
 ///
 /// Without `overlap`, both run on this thread: each chunk is consumed as soon as it is
 /// produced, in one reused buffer.
-fn pipeline<P, C, T>(chunk: usize, overlap: bool, produce: P, mut consume: C) -> Result<T>
+fn pipeline<P, C, T>(
+    chunk: usize,
+    overlap: bool,
+    caller: Caller,
+    produce: P,
+    mut consume: C,
+) -> Result<T>
 where
     P: FnOnce(&Producer) -> Result<T> + Send,
     T: Send,
-    C: FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()>,
+    C: FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()> + Send,
 {
     if !overlap {
         let p = Producer {
@@ -483,47 +502,59 @@ where
     }
     let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(RING);
     let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(RING);
-    std::thread::scope(|s| {
-        let handle = s.spawn(move || {
-            let p = Producer {
-                chunk,
-                made: Cell::new(0),
-                to: Handoff::Ring {
-                    free: free_rx,
-                    full: full_tx,
-                },
-            };
-            produce(&p)
-        });
-        let mut consumer_err = None;
+    let producer = move || {
+        let p = Producer {
+            chunk,
+            made: Cell::new(0),
+            to: Handoff::Ring {
+                free: free_rx,
+                full: full_tx,
+            },
+        };
+        // Returning drops the ring's sending end, which ends the consumer's loop.
+        produce(&p)
+    };
+    let mut consumer = move || -> Result<()> {
         for f in full_rx.iter() {
-            if let Err(e) = consume(f.kind, &f.buf[..f.len], f.check.as_ref()) {
-                consumer_err = Some(e);
-                break;
-            }
+            // On error, returning drops both of the consumer's channel ends, which stops the
+            // producer.
+            consume(f.kind, &f.buf[..f.len], f.check.as_ref())?;
             // The producer may already be done; a closed return path is fine.
             let _ = free_tx.send(f.buf);
         }
-        // Unblock the producer if we stopped early.
-        drop(full_rx);
-        drop(free_tx);
-        let produced = handle
-            .join()
-            .unwrap_or_else(|_| Err(MigrationError::Stream("the reading thread panicked".into())));
-        match (produced, consumer_err) {
-            (Ok(v), None) => Ok(v),
-            (Ok(_), Some(e)) => Err(e),
-            (Err(e), None) => Err(e),
-            // The producer failing because we stopped is a consequence, not the cause.
-            (Err(pe), Some(ce)) => {
-                if matches!(&pe, MigrationError::Stream(m) if m == "the writing side stopped") {
-                    Err(ce)
-                } else {
-                    Err(pe)
-                }
+        Ok(())
+    };
+    let (produced, consumed) = std::thread::scope(|s| match caller {
+        Caller::Produces => {
+            let h = s.spawn(consumer);
+            let produced = producer();
+            let consumed = h.join().unwrap_or_else(|_| {
+                Err(MigrationError::Stream("the writing thread panicked".into()))
+            });
+            (produced, consumed)
+        }
+        Caller::Consumes => {
+            let h = s.spawn(producer);
+            let consumed = consumer();
+            let produced = h.join().unwrap_or_else(|_| {
+                Err(MigrationError::Stream("the reading thread panicked".into()))
+            });
+            (produced, consumed)
+        }
+    });
+    match (produced, consumed) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+        // The producer failing because the consumer stopped is a consequence, not the cause.
+        (Err(pe), Err(ce)) => {
+            if matches!(&pe, MigrationError::Stream(m) if m == "the writing side stopped") {
+                Err(ce)
+            } else {
+                Err(pe)
             }
         }
-    })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -773,7 +804,7 @@ fn rate(bytes: u64, seconds: f64) -> f64 {
 /// Saves the device's state into `sink` as a stream (see [`super::stream`]): optional
 /// pre-copy rounds (when the device has PRE_COPY), then STOP_COPY to end of stream. The
 /// device is RUNNING again afterwards, on success and on error. `name` labels I/O errors.
-pub fn save<W: Write>(
+pub fn save<W: Write + Send>(
     drv: &mut dyn MigrationDriver,
     sink: W,
     name: &str,
@@ -786,7 +817,7 @@ pub fn save<W: Write>(
     }
 }
 
-fn save_inner<W: Write>(
+fn save_inner<W: Write + Send>(
     drv: &mut dyn MigrationDriver,
     sink: W,
     name: &str,
@@ -810,6 +841,7 @@ fn save_inner<W: Write>(
     let stats = pipeline(
         chunk,
         opts.overlap,
+        Caller::Produces,
         |p| read_source(drv, opts, estimate, p),
         |kind, data, _| {
             opts.check_cancel()?;
@@ -968,6 +1000,7 @@ fn restore_inner<R: Read + Send>(
     let totals: StreamTotals = pipeline(
         chunk,
         opts.overlap,
+        Caller::Consumes,
         |p| {
             loop {
                 opts.check_cancel()?;
@@ -1112,6 +1145,7 @@ fn migrate_inner(
     let stats = pipeline(
         chunk,
         opts.overlap,
+        Caller::Produces,
         |p| read_source(src, opts, expected, p),
         |kind, data, _| {
             opts.check_cancel()?;
