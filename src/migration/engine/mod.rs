@@ -514,7 +514,10 @@ where
         // Returning drops the ring's sending end, which ends the consumer's loop.
         produce(&p)
     };
-    let mut consumer = move || -> Result<()> {
+    // Calling this consumes it: its ends of the ring close as soon as it returns, which is
+    // what stops a producer blocked on a full ring after the consumer failed.
+    let consumer = move || -> Result<()> {
+        let (full_rx, free_tx, mut consume) = (full_rx, free_tx, consume);
         for f in full_rx.iter() {
             // On error, returning drops both of the consumer's channel ends, which stops the
             // producer.

@@ -583,3 +583,77 @@ fn one_thread_operations_behave_like_two_thread_ones() {
     assert_eq!(dst.state_now(), MigState::Running);
     assert!(dst.lock().loaded.is_none());
 }
+
+/// Whichever side runs on the caller's thread, a failing consumer stops a producer that has
+/// far more to send than the ring holds (it must not stay blocked on the full ring), and a
+/// failing producer ends the consumer; the failing side's error is the one reported.
+#[test]
+fn pipeline_failures_stop_the_other_side() {
+    let produce_many = |p: &Producer| -> Result<u32> {
+        let mut sent = 0;
+        for _ in 0..100 * RING {
+            let buf = p.take()?;
+            p.send(Filled {
+                kind: ChunkKind::Stopcopy,
+                buf,
+                len: 16,
+                check: None,
+            })?;
+            sent += 1;
+        }
+        Ok(sent)
+    };
+    for caller in [Caller::Produces, Caller::Consumes] {
+        for overlap in [true, false] {
+            let mut seen = 0;
+            let e = pipeline(4096, overlap, caller, produce_many, |_, _, _| {
+                seen += 1;
+                if seen == 2 {
+                    Err(MigrationError::Stream("consumer failed".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+            assert!(
+                matches!(e, MigrationError::Stream(ref m) if m == "consumer failed"),
+                "{caller:?}: {e}"
+            );
+            assert_eq!(seen, 2);
+
+            let mut seen = 0;
+            let e = pipeline(
+                4096,
+                overlap,
+                caller,
+                |p: &Producer| -> Result<u32> {
+                    produce_many(p)?;
+                    Err(MigrationError::Stream("producer failed".into()))
+                },
+                |_, _, _| {
+                    seen += 1;
+                    Ok(())
+                },
+            )
+            .unwrap_err();
+            assert!(
+                matches!(e, MigrationError::Stream(ref m) if m == "producer failed"),
+                "{caller:?}: {e}"
+            );
+            assert_eq!(
+                seen,
+                100 * RING,
+                "every chunk sent before the failure is consumed"
+            );
+
+            let mut seen = 0;
+            let n = pipeline(4096, overlap, caller, produce_many, |_, d, _| {
+                assert_eq!(d.len(), 16);
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!((n, seen), (100 * RING as u32, 100 * RING));
+        }
+    }
+}
