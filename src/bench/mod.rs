@@ -645,7 +645,7 @@ struct Timed<T> {
 }
 
 /// Collects the samples of one row one at a time, so the repetitions of two rows can
-/// alternate ([`Sampler::pair`]). The peak RSS is reset before each sample and the row keeps
+/// alternate ([`timed_pair`]). The peak RSS is reset before each sample and the row keeps
 /// the highest.
 struct Sampler<T> {
     samples: Vec<(f64, T)>,

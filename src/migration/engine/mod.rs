@@ -59,6 +59,16 @@ pub enum Phase {
     Resume,
 }
 
+impl From<ChunkKind> for Phase {
+    /// The phase of the source that produced a chunk.
+    fn from(kind: ChunkKind) -> Phase {
+        match kind {
+            ChunkKind::Precopy => Phase::Precopy,
+            ChunkKind::Stopcopy => Phase::StopCopy,
+        }
+    }
+}
+
 /// What the progress callback receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
@@ -403,7 +413,6 @@ type Consume<'a> = dyn FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<
 /// others.
 struct Producer<'a> {
     chunk: usize,
-    made: Cell<usize>,
     to: Handoff<'a>,
 }
 
@@ -413,6 +422,8 @@ enum Handoff<'a> {
     Ring {
         free: Receiver<AlignedBuf>,
         full: SyncSender<Filled>,
+        /// Buffers made so far (at most [`RING`]).
+        made: Cell<usize>,
     },
     /// Straight into the consumer, on this thread; one buffer, reused.
     Inline {
@@ -425,12 +436,12 @@ impl Producer<'_> {
     /// A free buffer, or an error when the consumer has stopped (its error is reported).
     fn take(&self) -> Result<AlignedBuf> {
         match &self.to {
-            Handoff::Ring { free, .. } => {
+            Handoff::Ring { free, made, .. } => {
                 if let Ok(b) = free.try_recv() {
                     return Ok(b);
                 }
-                if self.made.get() < RING {
-                    self.made.set(self.made.get() + 1);
+                if made.get() < RING {
+                    made.set(made.get() + 1);
                     return Ok(AlignedBuf::new(self.chunk));
                 }
                 free.recv().map_err(|_| consumer_gone())
@@ -492,7 +503,6 @@ where
     if !overlap {
         let p = Producer {
             chunk,
-            made: Cell::new(1),
             to: Handoff::Inline {
                 spare: RefCell::new(None),
                 consume: RefCell::new(&mut consume),
@@ -505,10 +515,10 @@ where
     let producer = move || {
         let p = Producer {
             chunk,
-            made: Cell::new(0),
             to: Handoff::Ring {
                 free: free_rx,
                 full: full_tx,
+                made: Cell::new(0),
             },
         };
         // Returning drops the ring's sending end, which ends the consumer's loop.
@@ -850,11 +860,7 @@ fn save_inner<W: Write + Send>(
             opts.check_cancel()?;
             writer.write_chunk(kind, data)?;
             done += data.len() as u64;
-            let phase = match kind {
-                ChunkKind::Precopy => Phase::Precopy,
-                ChunkKind::Stopcopy => Phase::StopCopy,
-            };
-            opts.report(phase, done, estimate);
+            opts.report(kind.into(), done, estimate);
             Ok(())
         },
     )?;
@@ -1154,11 +1160,7 @@ fn migrate_inner(
             opts.check_cancel()?;
             write_device(dst, data)?;
             done += data.len() as u64;
-            let phase = match kind {
-                ChunkKind::Precopy => Phase::Precopy,
-                ChunkKind::Stopcopy => Phase::StopCopy,
-            };
-            opts.report(phase, done, expected);
+            opts.report(kind.into(), done, expected);
             Ok(())
         },
     )?;
