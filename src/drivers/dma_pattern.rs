@@ -133,8 +133,8 @@ pub fn dma_pattern(
         what,
     };
     let limit = Some(lim.dma_limit);
-    let out_iova = pick_iova(&ranges, buf_len, granule, IOVA_FLOOR, limit)
-        .ok_or_else(|| no_iova("buffer"))?;
+    let out_iova =
+        pick_iova(&ranges, buf_len, granule, IOVA_FLOOR, limit).ok_or_else(|| no_iova("buffer"))?;
     let in_iova = pick_iova(&ranges, buf_len, granule, out_iova + buf_len, limit)
         .ok_or_else(|| no_iova("second buffer"))?;
     let out_buf = space.map_buffer(out_iova, buf_len, 0)?;
@@ -215,7 +215,8 @@ fn chunks(
             b.in_buf.read(0, &mut data[..n])?;
             h.update(&data[..n]);
             if let (Some(s), None) = (seed, mismatch) {
-                mismatch = crate::pattern::first_mismatch(s, at, &data[..n]).map(|p| done + p as u64);
+                mismatch =
+                    crate::pattern::first_mismatch(s, at, &data[..n]).map(|p| done + p as u64);
             }
         }
         done += n as u64;

@@ -158,6 +158,23 @@ pub fn irq_index(dev: &dyn Device, key: &str) -> std::result::Result<u32, Device
 /// waited for from the device), the mask check, and the index disabled again whatever
 /// happened. An interrupt that does not arrive ends the deliveries early; that is a
 /// result ([`IrqReport::all_delivered`]), not an error.
+///
+/// ```
+/// use vfio_harness::device::{self, OpenOptions};
+/// use vfio_harness::drivers::irq::{exercise_irq, IrqExercise};
+///
+/// // The simulator's interrupts go through the same eventfd path as a kernel device's:
+/// // three INTx loopback interrupts arrive, and the mask check holds one back while masked.
+/// let dev = device::open(&"sim".parse()?, &OpenOptions::default())?;
+/// let x = IrqExercise {
+///     count: 3,
+///     ..IrqExercise::loopback(vfio_harness::sim::INTX)
+/// };
+/// let report = exercise_irq(dev.as_ref(), &x)?;
+/// assert!(report.all_delivered() && report.disabled);
+/// assert_eq!(report.mask.and_then(|m| m.delivered_while_masked), Some(false));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn exercise_irq(dev: &dyn Device, x: &IrqExercise) -> Result<IrqReport> {
     let ev = IrqEvent::new().map_err(|source| DriverError::Event {
         device: dev.name().to_string(),

@@ -15,25 +15,6 @@
 //!   through the device and back), [`dma_pattern::dma_pattern`] (fill device memory with a
 //!   pattern by DMA, or DMA it out and CRC it) and [`irq::exercise_irq`] (interrupt delivery,
 //!   latency, mask/unmask).
-//!
-//! ```
-//! use vfio_harness::device::{self, OpenOptions};
-//! use vfio_harness::drivers::{self, irq};
-//!
-//! let dev = device::open(&"sim".parse()?, &OpenOptions::default())?;
-//! // The simulator has no DMA engine: no driver claims it, and the DMA exercises say so.
-//! assert!(drivers::driver_for(dev.as_ref()).is_none());
-//! assert!(drivers::DmaEngine::probe(dev.as_ref()).is_err());
-//!
-//! // Its interrupts go through the same eventfd path as a kernel device's: three INTx
-//! // loopback interrupts arrive, and the mask check holds one back while masked.
-//! let mut x = irq::IrqExercise::loopback(vfio_harness::sim::INTX);
-//! x.count = 3;
-//! let report = irq::exercise_irq(dev.as_ref(), &x)?;
-//! assert!(report.all_delivered() && report.disabled);
-//! assert_eq!(report.mask.and_then(|m| m.delivered_while_masked), Some(false));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 pub mod dma_check;
 pub mod dma_pattern;
@@ -50,9 +31,7 @@ mod tests;
 
 pub use engine::{DmaEngine, DEFAULT_TIMEOUT};
 pub use error::{DriverError, Result};
-pub use ops::{
-    Completion, Direction, DmaDriver, DmaLimits, Outcome, Transfer, MSI_INDEX,
-};
+pub use ops::{Completion, Direction, DmaDriver, DmaLimits, Outcome, Transfer, MSI_INDEX};
 
 use crate::device::Device;
 
@@ -83,6 +62,21 @@ pub static DRIVERS: &[DriverEntry] = &[
 ];
 
 /// The driver for `dev`: the first registry entry whose probe matches, or `None`.
+///
+/// ```
+/// use vfio_harness::device::{self, OpenOptions};
+/// use vfio_harness::drivers::{self, DmaEngine, DriverError};
+///
+/// let dev = device::open(&"sim".parse()?, &OpenOptions::default())?;
+/// // The simulator has no DMA engine: no driver claims it, and the framework (and so every
+/// // DMA exercise) says which devices it knows.
+/// assert!(drivers::driver_for(dev.as_ref()).is_none());
+/// match DmaEngine::probe(dev.as_ref()) {
+///     Err(DriverError::NoDriver { known, .. }) => assert!(known.contains("edu 1234:11e8")),
+///     _ => unreachable!("the simulator has no DMA driver"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn driver_for(dev: &dyn Device) -> Option<Box<dyn DmaDriver>> {
     DRIVERS.iter().find_map(|d| (d.probe)(dev))
 }

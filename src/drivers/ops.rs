@@ -93,7 +93,8 @@ pub struct Completion {
 /// Drivers are stateless about the shared plumbing: [`super::DmaEngine`] enables bus
 /// mastering, connects the eventfd to [`DmaDriver::interrupt`], checks limits and call
 /// order, waits for the interrupt and restores the device; the operations only program the
-/// device's own registers. Each operation gets the device it was probed on.
+/// device's own registers. Each operation gets the device it was probed on. Probing is the
+/// registry entry's [`super::DriverEntry::probe`], since it runs before a driver exists.
 pub trait DmaDriver: Send {
     /// Driver name (`edu`, `vhgpu`).
     fn name(&self) -> &'static str;

@@ -151,7 +151,7 @@ pub struct State {
     pub lose_irqs: bool,
     /// Set when an edu transfer touched the last byte of its buffer (QEMU 7.2 aborts).
     pub edu_abort: bool,
-    /// Highest number of bytes an edu transfer moved.
+    /// Largest transfer the device carried out so far, in bytes (edu).
     pub transfers: u64,
 }
 
@@ -271,9 +271,7 @@ impl FakeDevice {
                         s.edu_abort = true;
                         return;
                     }
-                    if master
-                        && dma(&self.bufs, iova, &mut s.mem[off..off + n], !to_ram).is_ok()
-                    {
+                    if master && dma(&self.bufs, iova, &mut s.mem[off..off + n], !to_ram).is_ok() {
                         s.transfers = s.transfers.max(n as u64);
                     }
                     s.regs.insert(EDU_CMD, v & !1);

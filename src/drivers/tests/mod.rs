@@ -94,7 +94,11 @@ fn the_engine_keeps_its_calls_in_order() {
     eng.init().unwrap();
     assert!(matches!(eng.init(), Err(DriverError::Sequence { .. })));
     assert_eq!(dev.command(), 0x6, "bus master + memory enabled");
-    assert_eq!(dev.st().regs[&0x34], 0b1011, "done, error, software enabled");
+    assert_eq!(
+        dev.st().regs[&0x34],
+        0b1011,
+        "done, error, software enabled"
+    );
     assert!(eng.send_msi().is_ok());
     eng.remove().unwrap();
     assert!(!eng.is_initialized());
@@ -154,7 +158,10 @@ fn fill_then_crc_round_trips_the_pattern() {
         readback: true,
     };
     let r = dma_pattern(&dev, &space, fill, 0x800, 0).unwrap();
-    assert_eq!((r.op, r.offset, r.len), (PatternOp::Fill, 0x800, (1 << 20) - 0x800));
+    assert_eq!(
+        (r.op, r.offset, r.len),
+        (PatternOp::Fill, 0x800, (1 << 20) - 0x800)
+    );
     assert_eq!((r.matched, r.first_mismatch), (Some(true), None));
     let mut want = vec![0u8; r.len as usize];
     crate::pattern::fill(7, 0x800, &mut want);
@@ -164,7 +171,10 @@ fn fill_then_crc_round_trips_the_pattern() {
     let crc = dma_pattern(&dev, &space, PatternJob::Crc { seed: Some(7) }, 0x800, 0).unwrap();
     assert_eq!((crc.crc32, crc.matched), (r.crc32, Some(true)));
     let other = dma_pattern(&dev, &space, PatternJob::Crc { seed: Some(8) }, 0x800, 4096).unwrap();
-    assert_eq!((other.matched, other.first_mismatch), (Some(false), Some(0)));
+    assert_eq!(
+        (other.matched, other.first_mismatch),
+        (Some(false), Some(0))
+    );
     let plain = dma_pattern(&dev, &space, PatternJob::Crc { seed: None }, 0x800, 4096).unwrap();
     assert_eq!((plain.matched, plain.seed), (None, None));
     assert_eq!(plain.crc32, Some(crc32fast::hash(&want[..4096])));
@@ -175,8 +185,14 @@ fn fill_then_crc_round_trips_the_pattern() {
     };
     let r = dma_pattern(&dev, &space, blind, 0, 8192).unwrap();
     assert_eq!((r.crc32, r.matched, r.chunks), (None, None, 1));
-    assert!(dma_pattern(&dev, &space, blind, 1 << 20, 0).is_err(), "empty range");
-    assert!(dma_pattern(&dev, &space, blind, 4096, 1 << 20).is_err(), "past the end");
+    assert!(
+        dma_pattern(&dev, &space, blind, 1 << 20, 0).is_err(),
+        "empty range"
+    );
+    assert!(
+        dma_pattern(&dev, &space, blind, 4096, 1 << 20).is_err(),
+        "past the end"
+    );
     assert_eq!(space.mapped(), 0);
     assert_eq!(dev.command(), 0);
 }
@@ -228,7 +244,11 @@ fn interrupts_loop_back_on_the_simulator() {
     let m = r.mask.unwrap();
     assert_eq!((m.mask.as_str(), m.unmask.as_str()), ("ok", "ok"));
     assert_eq!(m.delivered_while_masked, Some(false));
-    assert_eq!(m.delivered_after_unmask, Some(true), "INTx keeps it pending");
+    assert_eq!(
+        m.delivered_after_unmask,
+        Some(true),
+        "INTx keeps it pending"
+    );
     // The index is off again: MSI can be enabled now (one of INTx/MSI/MSI-X at a time).
     let msi = IrqExercise {
         mask_check: false,
