@@ -10,6 +10,8 @@
 //! - [`sysfs`]: mdev parents, types and instances; PCI devices and IOMMU groups.
 //! - [`device`]: the [`device::Device`] trait every back end implements, device specs,
 //!   errors. Back ends: [`vfio`] (the kernel) and [`sim`] (an in-process simulated device).
+//! - [`drivers`]: test-device DMA drivers (QEMU edu, the bed's vhgpu) behind one framework,
+//!   and the exercises built on them (DMA round trip, fill/CRC by DMA, interrupt loopback).
 //! - [`migration`]: the v2 state machine, the v1 protocol driver, the stream format, the
 //!   save/restore/migrate engine, compatibility checks and the conformance suite.
 //! - [`bench`]: throughput and downtime measurements.
@@ -18,6 +20,7 @@
 
 pub mod bench;
 pub mod device;
+pub mod drivers;
 mod le;
 pub mod migration;
 pub mod pattern;

@@ -108,6 +108,15 @@ pub fn format_rate(bytes_per_s: f64) -> String {
     format!("{}/s", format_bytes(bytes_per_s as u64))
 }
 
+/// `bytes / seconds`, or 0 when no time was measured.
+pub fn bytes_per_second(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
 /// Formats a duration in seconds with a fitting unit: `850 ns`, `12.3 us`, `4.56 ms`, `1.20 s`.
 pub fn format_seconds(s: f64) -> String {
     if !s.is_finite() {

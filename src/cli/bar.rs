@@ -10,6 +10,8 @@ use vfio_harness::device::{Device, RegionAccess, RegionInfo, RegionMap};
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::vfio::region::find_region;
 
+use super::args::{parse_len, parse_u64};
+use super::output::print_json;
 use super::Global;
 
 /// Arguments of `bar`.
@@ -110,29 +112,6 @@ pub enum Op {
         #[arg(long, value_parser = parse_u64)]
         len: Option<u64>,
     },
-}
-
-/// Parses decimal or `0x` hex.
-pub fn parse_u64(s: &str) -> Result<u64, String> {
-    let t = s.trim().replace('_', "");
-    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => t.parse(),
-    };
-    r.map_err(|e| format!("{s:?} is not a number: {e}"))
-}
-
-/// Parses a length: decimal, `0x` hex, a K/M/G suffix, or `all` (= 0, to the end).
-pub fn parse_len(s: &str) -> Result<u64, String> {
-    if s.eq_ignore_ascii_case("all") {
-        return Ok(0);
-    }
-    if let Ok(v) = parse_u64(s) {
-        return Ok(v);
-    }
-    s.parse::<vfio_harness::units::ByteSize>()
-        .map(|b| b.bytes())
-        .map_err(|e| format!("{s:?} is not a length: {e}"))
 }
 
 /// Chunk size of large `fill` / `crc` transfers.
@@ -316,9 +295,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             }
             if args.json {
                 if outs.len() == 1 {
-                    println!("{}", serde_json::to_string_pretty(&outs[0])?);
+                    print_json(&outs[0])?;
                 } else {
-                    println!("{}", serde_json::to_string_pretty(&outs)?);
+                    print_json(&outs)?;
                 }
             } else {
                 for o in &outs {
@@ -360,7 +339,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 via,
             };
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&o)?);
+                print_json(&o)?;
             } else {
                 println!(
                     "{}[{:#x}] <- {:#0w$x}",
@@ -535,7 +514,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                     via,
                     hex: data.iter().map(|b| format!("{b:02x}")).collect(),
                 };
-                println!("{}", serde_json::to_string_pretty(&o)?);
+                print_json(&o)?;
             } else {
                 hexdump(offset, &data);
             }

@@ -42,7 +42,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         let mut v = serde_json::to_value(&report)?;
         v["strict"] = args.strict.into();
         v["verdict"] = if ok { "compatible" } else { "incompatible" }.into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::output::print_json(&v)?;
     } else {
         println!("compat {} -> {}", report.source, report.destination);
         let w = report

@@ -48,7 +48,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::output::print_json(&report)?;
     } else {
         println!(
             "{} passed, {} failed, {} skipped",

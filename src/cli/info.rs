@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use vfio_harness::device::{Device, DeviceSpec, MigState, RegionCap};
 use vfio_harness::units::format_bytes;
+use vfio_harness::vfio::pci_config::read_pci_config;
 use vfio_harness::vfio::{pci, region, KernelDevice};
 
+use super::output::print_json;
 use super::Global;
 
 /// Arguments of `info`.
@@ -114,28 +116,6 @@ fn migration(dev: &dyn Device) -> anyhow::Result<MigrationOut> {
         state: None,
         region: None,
     })
-}
-
-/// Reads and decodes PCI config space through the CONFIG region, if the device is PCI.
-pub fn read_pci_config(dev: &dyn Device) -> anyhow::Result<Option<pci::PciConfig>> {
-    let info = dev.info();
-    if info.flags & (1 << 1) == 0 {
-        return Ok(None);
-    }
-    let Some(cfg) = info.region(region::PCI_CONFIG_INDEX) else {
-        return Ok(None);
-    };
-    let len = cfg.size.min(4096) as usize;
-    if len < 64 {
-        return Ok(None);
-    }
-    let mut b = vec![0u8; len];
-    if dev.read_region(cfg.index, 0, &mut b).is_err() {
-        // Some devices only serve the standard 256 bytes.
-        b.truncate(256.min(len));
-        dev.read_region(cfg.index, 0, &mut b)?;
-    }
-    Ok(pci::decode(&b))
 }
 
 fn build(dev: &dyn Device) -> anyhow::Result<InfoOut> {
@@ -319,7 +299,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
     let out = build(dev.as_ref())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_json(&out)?;
     } else {
         print_human(&out);
     }

@@ -3,14 +3,11 @@
 //! latency, exercise mask/unmask, and disable the index again.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context;
-use serde::Serialize;
+use vfio_harness::drivers::irq::{exercise_irq, irq_index, IrqExercise};
 
-use vfio_harness::device::{Device, IRQ_FLAG_AUTOMASKED, IRQ_FLAG_MASKABLE};
-use vfio_harness::vfio::irq::IrqEvent;
-
+use super::output::print_json;
 use super::Global;
 
 /// Arguments of `irq`.
@@ -41,149 +38,22 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(Serialize, Default)]
-struct Latency {
-    min_us: f64,
-    avg_us: f64,
-    max_us: f64,
-}
-
-#[derive(Serialize)]
-struct MaskOut {
-    /// `ok`, or the error of the mask call.
-    mask: String,
-    delivered_while_masked: Option<bool>,
-    /// `ok`, or the error of the unmask call.
-    unmask: String,
-    delivered_after_unmask: Option<bool>,
-}
-
-fn status(r: &vfio_harness::device::Result<()>) -> String {
-    match r {
-        Ok(()) => "ok".into(),
-        Err(e) => e.to_string(),
-    }
-}
-
-#[derive(Serialize)]
-struct Out {
-    device: String,
-    index: u32,
-    name: String,
-    vector: u32,
-    mode: &'static str,
-    requested: u32,
-    delivered: u32,
-    latency: Option<Latency>,
-    mask: Option<MaskOut>,
-    disabled: bool,
-}
-
-fn resolve_index(dev: &dyn Device, key: &str) -> anyhow::Result<u32> {
-    let irqs = &dev.info().irqs;
-    let found = match key.parse::<u32>() {
-        Ok(i) => irqs.iter().find(|q| q.index == i),
-        Err(_) => irqs.iter().find(|q| q.name.eq_ignore_ascii_case(key)),
-    };
-    found.map(|q| q.index).with_context(|| {
-        let names: Vec<String> = irqs
-            .iter()
-            .map(|q| format!("{} ({}, {} vector(s))", q.index, q.name, q.count))
-            .collect();
-        format!(
-            "{}: no IRQ index {key:?} (indexes: {})",
-            dev.name(),
-            names.join(", ")
-        )
-    })
-}
-
-fn exercise(dev: &dyn Device, a: &Args, index: u32, ev: &IrqEvent) -> anyhow::Result<Out> {
-    let info = dev
-        .info()
-        .irq(index)
-        .cloned()
-        .context("IRQ index vanished")?;
-    let timeout = Duration::from_millis(a.timeout);
-    dev.set_irq_eventfds(index, a.vector, &[ev.raw_fd()])?;
-    ev.drain()?;
-    let mut lat = Vec::new();
-    let mut delivered = 0;
-    for _ in 0..a.count {
-        let t = Instant::now();
-        if a.trigger {
-            dev.trigger_irq(index, a.vector)?;
-        }
-        match ev.wait(timeout)? {
-            Some(_) => {
-                delivered += 1;
-                lat.push(t.elapsed().as_secs_f64() * 1e6);
-                // Level-triggered (INTx) interrupts are masked on delivery; unmask as a
-                // VMM does at EOI, or the next one never arrives.
-                if info.flags & IRQ_FLAG_AUTOMASKED != 0 {
-                    dev.mask_irq(index, a.vector, false)?;
-                }
-            }
-            None => break,
-        }
-    }
-    let latency = (!lat.is_empty()).then(|| Latency {
-        min_us: lat.iter().cloned().fold(f64::INFINITY, f64::min),
-        max_us: lat.iter().cloned().fold(0.0, f64::max),
-        avg_us: lat.iter().sum::<f64>() / lat.len() as f64,
-    });
-    let mask = if a.trigger && !a.no_mask && info.flags & IRQ_FLAG_MASKABLE != 0 {
-        let m = dev.mask_irq(index, a.vector, true);
-        let mut while_masked = None;
-        let mut after = None;
-        if m.is_ok() {
-            dev.trigger_irq(index, a.vector)?;
-            // Observation window for a delivery that should not happen while masked.
-            while_masked = Some(ev.wait(Duration::from_millis(50).min(timeout))?.is_some());
-        }
-        let u = dev.mask_irq(index, a.vector, false);
-        if u.is_ok() && while_masked == Some(false) {
-            // A masked trigger may be left pending and delivered on unmask (INTx), or dropped.
-            after = Some(ev.wait(Duration::from_millis(50).min(timeout))?.is_some());
-        }
-        Some(MaskOut {
-            mask: status(&m),
-            delivered_while_masked: while_masked,
-            unmask: status(&u),
-            delivered_after_unmask: after,
-        })
-    } else {
-        None
-    };
-    Ok(Out {
-        device: dev.name().to_string(),
-        index,
-        name: info.name,
-        vector: a.vector,
-        mode: if a.trigger { "loopback" } else { "device" },
-        requested: a.count,
-        delivered,
-        latency,
-        mask,
-        disabled: false,
-    })
-}
-
 /// Runs `irq`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
     let d = dev.as_ref();
-    let index = resolve_index(d, &args.index)?;
-    let ev = IrqEvent::new().context("cannot create an eventfd")?;
-    let res = exercise(d, &args, index, &ev);
-    // Always disable the index again, also after a failure.
-    let dis = d.set_irq_eventfds(index, 0, &[]);
-    let mut out = res?;
-    dis?;
-    out.disabled = true;
-    let ok = out.delivered == out.requested;
+    let x = IrqExercise {
+        index: irq_index(d, &args.index)?,
+        vector: args.vector,
+        trigger: args.trigger,
+        count: args.count,
+        timeout: Duration::from_millis(args.timeout),
+        mask_check: !args.no_mask,
+    };
+    let out = exercise_irq(d, &x)?;
+    let ok = out.all_delivered();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_json(&out)?;
     } else {
         println!(
             "{}: IRQ {} ({}) vector {}: {} of {} interrupt(s) delivered ({})",

@@ -13,6 +13,7 @@ use vfio_harness::sysfs::mdev::{self, MdevInstance, MdevType};
 use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::format_seconds;
 
+use super::output::print_json;
 use super::Global;
 
 /// Arguments of `mdev`.
@@ -146,11 +147,6 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         Command::Remove(a) => remove(&root, a),
         Command::Timings(a) => timings(&root, a, global),
     }
-}
-
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 /// Prints rows as left-aligned columns separated by two spaces.

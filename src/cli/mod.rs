@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
+mod args;
 mod bar;
 mod bench;
 mod compat;
@@ -9,6 +10,7 @@ mod info;
 mod irq;
 mod mdev;
 mod migrate;
+mod output;
 mod reset;
 mod restore;
 mod save;

@@ -166,8 +166,5 @@ pub fn finish_error(e: MigrationError) -> anyhow::Result<std::process::ExitCode>
     Err(e.into())
 }
 
-/// Prints a serializable report as pretty JSON on stdout.
-pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
+// `print_json` lives in `super::output`; re-exported for the commands that import it from here.
+pub use super::output::print_json;

@@ -10,13 +10,13 @@
 mod context;
 mod device;
 pub mod dma;
-pub mod edu;
+pub mod dma_timing;
 pub mod ioctl;
 pub mod irq;
 mod kvm;
 pub mod pci;
+pub mod pci_config;
 pub mod region;
-pub mod vhgpu;
 
 pub use context::{IommuKind, VfioContext};
 pub use device::KernelDevice;
