@@ -7,6 +7,7 @@
 //! back-end specifics (DMA mapping, IOVA ranges, the KVM note) are reached by downcasting
 //! through [`crate::device::Device::as_any`].
 
+mod caps;
 mod context;
 mod device;
 pub mod dma;
@@ -20,6 +21,7 @@ pub mod vhgpu;
 
 pub use context::{IommuKind, VfioContext};
 pub use device::KernelDevice;
+pub use caps::ChainError;
 pub use ioctl::IovaRange;
 
 use std::io;
