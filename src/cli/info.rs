@@ -119,7 +119,7 @@ fn migration(dev: &dyn Device) -> anyhow::Result<MigrationOut> {
 /// Reads and decodes PCI config space through the CONFIG region, if the device is PCI.
 pub fn read_pci_config(dev: &dyn Device) -> anyhow::Result<Option<pci::PciConfig>> {
     let info = dev.info();
-    if info.flags & (1 << 1) == 0 {
+    if info.flags & vfio_harness::device::uapi::DEVICE_FLAGS_PCI == 0 {
         return Ok(None);
     }
     let Some(cfg) = info.region(region::PCI_CONFIG_INDEX) else {

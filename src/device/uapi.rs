@@ -1,7 +1,8 @@
 //! The VFIO uAPI constants this crate speaks, each named once, from `vfio-bindings`.
 //!
 //! Every flag, index, capability id and state value of `include/uapi/linux/vfio.h` that the
-//! crate uses is defined here, by its kernel name in vfio-bindings, and nowhere else: the
+//! crate uses (and the field offsets of the v1 migration region's header, which is accessed
+//! register by register) is defined here, by its kernel name in vfio-bindings, and nowhere else: the
 //! kernel back end ([`crate::vfio`]), the simulator ([`crate::sim`]), the device model
 //! ([`crate::device`]) and the migration drivers all refer to these. The names drop the
 //! `VFIO_` prefix (and the redundant `INFO_` of region/IRQ flags); each item's doc gives the
@@ -10,6 +11,8 @@
 //!
 //! This sits in the bottom floor ([`crate::device`]) so that every back end may use it; the
 //! ioctl numbers and kernel structs themselves stay in [`crate::vfio::ioctl`].
+
+use std::mem::{offset_of, size_of};
 
 use vfio_bindings::bindings::vfio as sys;
 
@@ -160,7 +163,7 @@ pub const MIG_STATE_PRE_COPY: u32 = sys::vfio_device_mig_state_VFIO_DEVICE_STATE
 /// `VFIO_DEVICE_STATE_PRE_COPY_P2P`.
 pub const MIG_STATE_PRE_COPY_P2P: u32 = sys::vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY_P2P;
 
-// Migration v1 (`struct vfio_device_migration_info.device_state`).
+// Migration v1 (`struct vfio_device_migration_info`, the v1 migration region's header).
 
 /// `VFIO_DEVICE_STATE_V1_RUNNING`.
 pub const DEVICE_STATE_V1_RUNNING: u32 = sys::VFIO_DEVICE_STATE_V1_RUNNING;
@@ -168,6 +171,21 @@ pub const DEVICE_STATE_V1_RUNNING: u32 = sys::VFIO_DEVICE_STATE_V1_RUNNING;
 pub const DEVICE_STATE_V1_SAVING: u32 = sys::VFIO_DEVICE_STATE_V1_SAVING;
 /// `VFIO_DEVICE_STATE_V1_RESUMING`.
 pub const DEVICE_STATE_V1_RESUMING: u32 = sys::VFIO_DEVICE_STATE_V1_RESUMING;
+
+/// Offset of `device_state` (32 bits) in `struct vfio_device_migration_info`, the header of
+/// the v1 migration region.
+pub const MIG_INFO_DEVICE_STATE: u64 =
+    offset_of!(sys::vfio_device_migration_info, device_state) as u64;
+/// Offset of `pending_bytes` (64 bits) in `struct vfio_device_migration_info`.
+pub const MIG_INFO_PENDING_BYTES: u64 =
+    offset_of!(sys::vfio_device_migration_info, pending_bytes) as u64;
+/// Offset of `data_offset` (64 bits) in `struct vfio_device_migration_info`.
+pub const MIG_INFO_DATA_OFFSET: u64 =
+    offset_of!(sys::vfio_device_migration_info, data_offset) as u64;
+/// Offset of `data_size` (64 bits) in `struct vfio_device_migration_info`.
+pub const MIG_INFO_DATA_SIZE: u64 = offset_of!(sys::vfio_device_migration_info, data_size) as u64;
+/// Size of `struct vfio_device_migration_info`: data sections start at or after this.
+pub const MIG_INFO_SIZE: u64 = size_of::<sys::vfio_device_migration_info>() as u64;
 
 // The conversions above must not lose bits.
 const _: () = {
@@ -296,6 +314,16 @@ mod tests {
                 MIG_STATE_PRE_COPY_P2P
             ],
             [0, 1, 2, 3, 4, 5, 6, 7]
+        );
+        assert_eq!(
+            [
+                MIG_INFO_DEVICE_STATE,
+                MIG_INFO_PENDING_BYTES,
+                MIG_INFO_DATA_OFFSET,
+                MIG_INFO_DATA_SIZE,
+                MIG_INFO_SIZE
+            ],
+            [0, 8, 16, 24, 32]
         );
         assert_eq!(
             [

@@ -160,7 +160,9 @@ impl Cap<'_> {
             return Err(self.out_of_range(need));
         }
         (0..n)
-            .map(|i| read(self.bytes, at + i * size_of::<T>()).ok_or_else(|| self.out_of_range(need)))
+            .map(|i| {
+                read(self.bytes, at + i * size_of::<T>()).ok_or_else(|| self.out_of_range(need))
+            })
             .collect()
     }
 }
@@ -174,7 +176,10 @@ pub(crate) fn walk(filled: &[u8], header: usize, first: u32) -> Result<Vec<Cap<'
         return Ok(caps);
     }
     if off < header {
-        return Err(ChainError::IntoHeader { offset: off, header });
+        return Err(ChainError::IntoHeader {
+            offset: off,
+            header,
+        });
     }
     loop {
         let oor = ChainError::OutOfRange {

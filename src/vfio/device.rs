@@ -154,12 +154,13 @@ impl KernelDevice {
     }
 
     fn set_irqs(&self, op: &'static str, index: u32, set: io::Result<IrqSet>) -> Result<()> {
-        set.and_then(|s| self.ioctls().set_irqs(&s)).map_err(|source| DeviceError::Irq {
-            device: self.info.name.clone(),
-            index,
-            op,
-            source,
-        })
+        set.and_then(|s| self.ioctls().set_irqs(&s))
+            .map_err(|source| DeviceError::Irq {
+                device: self.info.name.clone(),
+                index,
+                op,
+                source,
+            })
     }
 
     fn mig_err(&self, op: &'static str, state: Option<MigState>, e: &VfioError) -> DeviceError {
@@ -235,11 +236,8 @@ fn read_info(fd: &File, name: &str, node: &Path, backend: &str) -> Result<Device
             let mut b = [0u8; PCI_SUBSYSTEM_ID as usize + 2];
             if cfg.size >= b.len() as u64 && fd.read_exact_at(&mut b, cfg.offset).is_ok() {
                 let w = |o: u64| super::pci::read_u16(&b, o).unwrap_or(0);
-                identity.pci_id = Some(format!(
-                    "{:04x}:{:04x}",
-                    w(PCI_VENDOR_ID),
-                    w(PCI_DEVICE_ID)
-                ));
+                identity.pci_id =
+                    Some(format!("{:04x}:{:04x}", w(PCI_VENDOR_ID), w(PCI_DEVICE_ID)));
                 identity.pci_subsystem = Some(format!(
                     "{:04x}:{:04x}",
                     w(PCI_SUBSYSTEM_VENDOR_ID),

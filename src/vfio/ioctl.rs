@@ -31,8 +31,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use iommufd_bindings::{iommu_ioas_iova_ranges, iommu_iova_range};
 use iommufd_ioctls::IommuFd;
 use vfio_bindings::bindings::vfio::{
-    vfio_device_info, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range,
-    vfio_iova_range, vfio_irq_info, vfio_irq_set, vfio_region_info,
+    vfio_device_info, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range, vfio_iova_range,
+    vfio_irq_info, vfio_irq_set, vfio_region_info,
 };
 use vfio_ioctls::VfioContainer;
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ptr, ioctl_with_mut_ref, ioctl_with_ptr};
@@ -231,7 +231,11 @@ impl<'a> DeviceFd<'a> {
             // `argsz`. `b` holds at least `len` bytes, aligned for the struct, borrowed
             // exclusively for the call.
             check(unsafe {
-                ioctl_with_mut_ptr(&self.fd, nr::VFIO_DEVICE_GET_REGION_INFO(), b.buf.as_mut_ptr())
+                ioctl_with_mut_ptr(
+                    &self.fd,
+                    nr::VFIO_DEVICE_GET_REGION_INFO(),
+                    b.buf.as_mut_ptr(),
+                )
             })?;
             let want = b.head().argsz as usize;
             if want <= len {
@@ -378,9 +382,7 @@ impl<'a> IommufdFd<'a> {
             // `arg` (exactly the struct, borrowed exclusively), and writes at most `num_iovas`
             // (`n`) ranges of 16 bytes to `allowed_iovas`, which points at `ranges`: exactly
             // `n` `iommu_iova_range`s, alive and untouched until the call returns.
-            let r = unsafe {
-                ioctl_with_mut_ref(&self.fd, nr::IOMMU_IOAS_IOVA_RANGES(), &mut arg)
-            };
+            let r = unsafe { ioctl_with_mut_ref(&self.fd, nr::IOMMU_IOAS_IOVA_RANGES(), &mut arg) };
             let got = arg.num_iovas;
             if let Err(e) = check(r) {
                 if e.raw_os_error() == Some(libc::EMSGSIZE) && got > n {

@@ -14,7 +14,11 @@ fn ioctl_numbers_match_the_former_hand_encoded_ones() {
     // From include/uapi/linux/vfio.h: _IO(';', 100 + n); iommufd.h: _IO(';', 0x84).
     let ours = [
         (nr::VFIO_DEVICE_GET_INFO(), 0x3b6b, old_io_nr(100 + 7)),
-        (nr::VFIO_DEVICE_GET_REGION_INFO(), 0x3b6c, old_io_nr(100 + 8)),
+        (
+            nr::VFIO_DEVICE_GET_REGION_INFO(),
+            0x3b6c,
+            old_io_nr(100 + 8),
+        ),
         (nr::VFIO_DEVICE_GET_IRQ_INFO(), 0x3b6d, old_io_nr(100 + 9)),
         (nr::VFIO_DEVICE_SET_IRQS(), 0x3b6e, old_io_nr(100 + 10)),
         (nr::VFIO_DEVICE_RESET(), 0x3b6f, old_io_nr(100 + 11)),
@@ -50,7 +54,13 @@ fn irq_set_bytes_match_the_former_encoding() {
         ),
         (IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER, 1, 0, 0, &[]),
         (IRQ_SET_DATA_NONE | IRQ_SET_ACTION_MASK, 0, 0, 1, &[]),
-        (IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER, 2, 0, 3, &[7; 12]),
+        (
+            IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER,
+            2,
+            0,
+            3,
+            &[7; 12],
+        ),
     ];
     for (flags, index, start, count, data) in cases {
         let s = IrqSet::new(flags, index, start, count, data).unwrap();
@@ -175,7 +185,11 @@ fn malformed_type1_info_is_an_error() {
     b[0..4].copy_from_slice(&40u32.to_ne_bytes());
     assert!(matches!(
         decode_type1_info(&b),
-        Err(ChainError::OutOfRange { need: 32, len: 40, .. })
+        Err(ChainError::OutOfRange {
+            need: 32,
+            len: 40,
+            ..
+        })
     ));
     // Shorter than the header.
     assert!(matches!(

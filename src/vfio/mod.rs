@@ -19,9 +19,9 @@ pub mod pci;
 pub mod region;
 pub mod vhgpu;
 
+pub use caps::ChainError;
 pub use context::{IommuKind, VfioContext};
 pub use device::KernelDevice;
-pub use caps::ChainError;
 pub use ioctl::IovaRange;
 
 use std::io;

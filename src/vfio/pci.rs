@@ -118,13 +118,17 @@ pub(crate) fn read_u8(b: &[u8], off: u64) -> Option<u8> {
 /// The little-endian `u16` at `off` of config space `b`, if inside.
 pub(crate) fn read_u16(b: &[u8], off: u64) -> Option<u16> {
     let o = usize::try_from(off).ok()?;
-    Some(u16::from_le_bytes(b.get(o..o.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(o..o.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 /// The little-endian `u32` at `off` of config space `b`, if inside.
 pub(crate) fn read_u32(b: &[u8], off: u64) -> Option<u32> {
     let o = usize::try_from(off).ok()?;
-    Some(u32::from_le_bytes(b.get(o..o.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(o..o.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// One BAR as programmed in config space (VFIO virtualises these; sizes come from the

@@ -9,12 +9,12 @@ use vfio_bindings::bindings::vfio::{
 
 use super::caps::{self, ChainError};
 use crate::device::uapi::{
-    PCI_BAR0_INDEX, PCI_BAR5_INDEX, PCI_ERR_IRQ_INDEX, PCI_INTX_IRQ_INDEX, PCI_MSIX_IRQ_INDEX, PCI_MSI_IRQ_INDEX,
-    PCI_REQ_IRQ_INDEX, PCI_ROM_INDEX, REGION_CAP_MSIX_MAPPABLE, REGION_CAP_SPARSE_MMAP,
-    REGION_CAP_TYPE, REGION_FLAG_CAPS, REGION_SUBTYPE_CCW_ASYNC_CMD, REGION_SUBTYPE_CCW_CRW,
-    REGION_SUBTYPE_CCW_SCHIB, REGION_SUBTYPE_GFX_EDID, REGION_SUBTYPE_MIGRATION_V1,
-    REGION_TYPE_CCW, REGION_TYPE_GFX, REGION_TYPE_MIGRATION_V1, REGION_TYPE_PCI_VENDOR_MASK,
-    REGION_TYPE_PCI_VENDOR_TYPE,
+    PCI_BAR0_INDEX, PCI_BAR5_INDEX, PCI_ERR_IRQ_INDEX, PCI_INTX_IRQ_INDEX, PCI_MSIX_IRQ_INDEX,
+    PCI_MSI_IRQ_INDEX, PCI_REQ_IRQ_INDEX, PCI_ROM_INDEX, REGION_CAP_MSIX_MAPPABLE,
+    REGION_CAP_SPARSE_MMAP, REGION_CAP_TYPE, REGION_FLAG_CAPS, REGION_SUBTYPE_CCW_ASYNC_CMD,
+    REGION_SUBTYPE_CCW_CRW, REGION_SUBTYPE_CCW_SCHIB, REGION_SUBTYPE_GFX_EDID,
+    REGION_SUBTYPE_MIGRATION_V1, REGION_TYPE_CCW, REGION_TYPE_GFX, REGION_TYPE_MIGRATION_V1,
+    REGION_TYPE_PCI_VENDOR_MASK, REGION_TYPE_PCI_VENDOR_TYPE,
 };
 use crate::device::{DeviceError, RegionCap, RegionInfo, RegionMap, Result, SparseArea};
 
@@ -39,7 +39,8 @@ pub fn decode_region_info(b: &[u8], pci: bool) -> std::result::Result<RegionInfo
                 REGION_CAP_SPARSE_MMAP => {
                     let cap: vfio_region_info_cap_sparse_mmap = c.get()?;
                     let at = offset_of!(vfio_region_info_cap_sparse_mmap, areas);
-                    let areas = c.array::<vfio_region_sparse_mmap_area>(at, cap.nr_areas as usize)?;
+                    let areas =
+                        c.array::<vfio_region_sparse_mmap_area>(at, cap.nr_areas as usize)?;
                     RegionCap::SparseMmap {
                         areas: areas
                             .into_iter()
@@ -254,7 +255,10 @@ mod tests {
             0xf,
             0x4000,
             2 << 40,
-            &[cap(REGION_CAP_SPARSE_MMAP, &sparse), cap(REGION_CAP_MSIX_MAPPABLE, &[])],
+            &[
+                cap(REGION_CAP_SPARSE_MMAP, &sparse),
+                cap(REGION_CAP_MSIX_MAPPABLE, &[]),
+            ],
         );
         let r = decode_region_info(&b, true).unwrap();
         assert_eq!(r.name, "BAR2");
@@ -325,7 +329,11 @@ mod tests {
         b[0..4].copy_from_slice(&44u32.to_ne_bytes());
         assert!(matches!(
             decode_region_info(&b, true),
-            Err(ChainError::OutOfRange { need: 16, len: 44, .. })
+            Err(ChainError::OutOfRange {
+                need: 16,
+                len: 44,
+                ..
+            })
         ));
         // A cap_offset out of range, or inside the header.
         b[0..4].copy_from_slice(&48u32.to_ne_bytes());
