@@ -7,8 +7,9 @@
 //! Everything else goes through rust-vmm's vfio-ioctls: opening groups, containers and cdevs,
 //! DMA mapping, and the migration v2 feature calls (`VFIO_DEVICE_FEATURE` with
 //! `struct vfio_device_feature_mig_state`, `vfio_device_feature_mig_data_size`,
-//! `VFIO_MIG_GET_PRECOPY_INFO`...), whose errors keep the errno in their source chain (see
-//! [`super::vfio_io_error`]). The calls here are not routed through vfio-ioctls because:
+//! `VFIO_MIG_GET_PRECOPY_INFO`...), whose errors keep the errno in their source chain
+//! (recovered by `vfio_io_error` in [`crate::vfio`]). The calls here are not routed through
+//! vfio-ioctls because:
 //! - it does not expose the region/IRQ counts and drops regions whose info query fails (a
 //!   non-VGA device's VGA index), so every later region index shifts by one in its table;
 //! - its `reset()` and IRQ calls discard the errno;
@@ -22,7 +23,7 @@
 //! either: it takes `count` (the number of vectors) for the length of the data array (bytes)
 //! and caps it at 2048 bytes, below 2048 MSI-X eventfds.
 //!
-//! Capability chains in the answers are decoded in [`super::caps`], bounds-checked.
+//! Capability chains in the answers are decoded, bounds-checked, by the private `caps` module.
 
 use std::io;
 use std::mem::{offset_of, size_of};

@@ -5,14 +5,14 @@ use super::*;
 use crate::device::uapi::{IRQ_SET_ACTION_MASK, IRQ_SET_DATA_NONE};
 
 /// The former hand encoding, `_IO(';', nr)`, that the macros replaced.
-const fn old_io_nr(nr: u64) -> u64 {
+const fn old_io_nr(nr: libc::c_ulong) -> libc::c_ulong {
     (0x3b << 8) | nr
 }
 
 #[test]
 fn ioctl_numbers_match_the_former_hand_encoded_ones() {
     // From include/uapi/linux/vfio.h: _IO(';', 100 + n); iommufd.h: _IO(';', 0x84).
-    let ours = [
+    let ours: [(libc::c_ulong, libc::c_ulong, libc::c_ulong); 7] = [
         (nr::VFIO_DEVICE_GET_INFO(), 0x3b6b, old_io_nr(100 + 7)),
         (
             nr::VFIO_DEVICE_GET_REGION_INFO(),
@@ -26,8 +26,8 @@ fn ioctl_numbers_match_the_former_hand_encoded_ones() {
         (nr::IOMMU_IOAS_IOVA_RANGES(), 0x3b84, old_io_nr(0x84)),
     ];
     for (new, literal, old) in ours {
-        assert_eq!(new as u64, literal);
-        assert_eq!(new as u64, old);
+        assert_eq!(new, literal);
+        assert_eq!(new, old);
     }
 }
 
