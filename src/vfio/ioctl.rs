@@ -153,9 +153,10 @@ impl IrqSet {
     pub fn new(flags: u32, index: u32, start: u32, count: u32, data: &[u8]) -> io::Result<IrqSet> {
         let head = size_of::<vfio_irq_set>();
         let len = head.saturating_add(data.len());
+        let size = argsz(len)?; // before allocating: `len` fits a u32
         let mut buf = ArgszBuf::<vfio_irq_set>::new(len);
         let h = buf.head_mut();
-        h.argsz = argsz(len)?;
+        h.argsz = size;
         h.flags = flags;
         h.index = index;
         h.start = start;
@@ -167,7 +168,12 @@ impl IrqSet {
     /// `DATA_EVENTFD | ACTION_TRIGGER`: connects `fds` to vectors `start..` of IRQ `index`
     /// (an fd of -1 disconnects its vector).
     pub fn eventfds(index: u32, start: u32, fds: &[RawFd]) -> io::Result<IrqSet> {
-        let count = argsz(fds.len())?;
+        let count = u32::try_from(fds.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} eventfds", fds.len()),
+            )
+        })?;
         let data: Vec<u8> = fds.iter().flat_map(|f| f.to_ne_bytes()).collect();
         IrqSet::new(
             IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER,
