@@ -3,23 +3,12 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// `VFIO_REGION_INFO_FLAG_READ`.
-pub const REGION_FLAG_READ: u32 = 1 << 0;
-/// `VFIO_REGION_INFO_FLAG_WRITE`.
-pub const REGION_FLAG_WRITE: u32 = 1 << 1;
-/// `VFIO_REGION_INFO_FLAG_MMAP`.
-pub const REGION_FLAG_MMAP: u32 = 1 << 2;
-/// `VFIO_REGION_INFO_FLAG_CAPS`.
-pub const REGION_FLAG_CAPS: u32 = 1 << 3;
-
-/// `VFIO_IRQ_INFO_EVENTFD`.
-pub const IRQ_FLAG_EVENTFD: u32 = 1 << 0;
-/// `VFIO_IRQ_INFO_MASKABLE`.
-pub const IRQ_FLAG_MASKABLE: u32 = 1 << 1;
-/// `VFIO_IRQ_INFO_AUTOMASKED`.
-pub const IRQ_FLAG_AUTOMASKED: u32 = 1 << 2;
-/// `VFIO_IRQ_INFO_NORESIZE`.
-pub const IRQ_FLAG_NORESIZE: u32 = 1 << 3;
+use super::uapi::{
+    DEVICE_FLAGS_AMBA, DEVICE_FLAGS_AP, DEVICE_FLAGS_CAPS, DEVICE_FLAGS_CCW, DEVICE_FLAGS_CDX,
+    DEVICE_FLAGS_FSL_MC, DEVICE_FLAGS_PCI, DEVICE_FLAGS_PLATFORM, DEVICE_FLAGS_RESET,
+    IRQ_FLAG_AUTOMASKED, IRQ_FLAG_EVENTFD, IRQ_FLAG_MASKABLE, IRQ_FLAG_NORESIZE, REGION_FLAG_CAPS,
+    REGION_FLAG_MMAP, REGION_FLAG_READ, REGION_FLAG_WRITE,
+};
 
 /// Who the device is: what migration compatibility and stream headers compare.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,13 +200,20 @@ impl DeviceInfo {
     }
     /// `VFIO_DEVICE_FLAGS_*` names.
     pub fn flag_names(&self) -> Vec<&'static str> {
-        const NAMES: [&str; 9] = [
-            "reset", "pci", "platform", "amba", "ccw", "ap", "fsl-mc", "caps", "cdx",
+        const NAMES: [(u32, &str); 9] = [
+            (DEVICE_FLAGS_RESET, "reset"),
+            (DEVICE_FLAGS_PCI, "pci"),
+            (DEVICE_FLAGS_PLATFORM, "platform"),
+            (DEVICE_FLAGS_AMBA, "amba"),
+            (DEVICE_FLAGS_CCW, "ccw"),
+            (DEVICE_FLAGS_AP, "ap"),
+            (DEVICE_FLAGS_FSL_MC, "fsl-mc"),
+            (DEVICE_FLAGS_CAPS, "caps"),
+            (DEVICE_FLAGS_CDX, "cdx"),
         ];
         NAMES
             .iter()
-            .enumerate()
-            .filter(|(i, _)| self.flags & (1 << i) != 0)
+            .filter(|(bit, _)| self.flags & bit != 0)
             .map(|(_, n)| *n)
             .collect()
     }

@@ -5,27 +5,29 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+use super::uapi;
+
 /// A migration v2 device state (`enum vfio_device_mig_state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[repr(u32)]
 pub enum MigState {
     /// The device failed and must be reset.
-    Error = 0,
+    Error = uapi::MIG_STATE_ERROR,
     /// Stopped: no DMA, no interrupts, state frozen.
-    Stop = 1,
+    Stop = uapi::MIG_STATE_STOP,
     /// Running normally.
-    Running = 2,
+    Running = uapi::MIG_STATE_RUNNING,
     /// Stopped, streaming its complete state out.
-    StopCopy = 3,
+    StopCopy = uapi::MIG_STATE_STOP_COPY,
     /// Stopped, accepting a state stream in.
-    Resuming = 4,
+    Resuming = uapi::MIG_STATE_RESUMING,
     /// Running but not initiating peer-to-peer DMA.
-    RunningP2p = 5,
+    RunningP2p = uapi::MIG_STATE_RUNNING_P2P,
     /// Running while streaming an initial (pre-copy) state out.
-    PreCopy = 6,
+    PreCopy = uapi::MIG_STATE_PRE_COPY,
     /// PRE_COPY without peer-to-peer DMA.
-    PreCopyP2p = 7,
+    PreCopyP2p = uapi::MIG_STATE_PRE_COPY_P2P,
 }
 
 impl MigState {
@@ -48,7 +50,7 @@ impl MigState {
 
     /// Decodes a uAPI value.
     pub fn from_raw(v: u32) -> Option<MigState> {
-        MigState::ALL.get(v as usize).copied()
+        MigState::ALL.into_iter().find(|s| s.raw() == v)
     }
 
     /// The uAPI name without prefix (`STOP_COPY`).
@@ -110,11 +112,11 @@ pub struct MigFlags(pub u64);
 
 impl MigFlags {
     /// `VFIO_MIGRATION_STOP_COPY`: STOP, STOP_COPY and RESUMING exist (mandatory).
-    pub const STOP_COPY: u64 = 1 << 0;
+    pub const STOP_COPY: u64 = uapi::MIGRATION_STOP_COPY;
     /// `VFIO_MIGRATION_P2P`: RUNNING_P2P exists.
-    pub const P2P: u64 = 1 << 1;
+    pub const P2P: u64 = uapi::MIGRATION_P2P;
     /// `VFIO_MIGRATION_PRE_COPY`: PRE_COPY (and PRE_COPY_P2P with P2P) exist.
-    pub const PRE_COPY: u64 = 1 << 2;
+    pub const PRE_COPY: u64 = uapi::MIGRATION_PRE_COPY;
 
     /// Whether every bit of `bits` is set.
     pub fn has(self, bits: u64) -> bool {

@@ -10,15 +10,16 @@ mod error;
 mod info;
 mod mig;
 mod spec;
+pub mod uapi;
 
 pub use error::{errno_hint, DeviceError, Result};
-pub use info::{
-    DeviceIdentity, DeviceInfo, IrqInfo, RegionCap, RegionInfo, SparseArea, IRQ_FLAG_AUTOMASKED,
-    IRQ_FLAG_EVENTFD, IRQ_FLAG_MASKABLE, IRQ_FLAG_NORESIZE, REGION_FLAG_CAPS, REGION_FLAG_MMAP,
-    REGION_FLAG_READ, REGION_FLAG_WRITE,
-};
+pub use info::{DeviceIdentity, DeviceInfo, IrqInfo, RegionCap, RegionInfo, SparseArea};
 pub use mig::{MigFlags, MigState, PrecopyInfo};
 pub use spec::{DeviceSpec, IommuBackend, OpenOptions};
+pub use uapi::{
+    IRQ_FLAG_AUTOMASKED, IRQ_FLAG_EVENTFD, IRQ_FLAG_MASKABLE, IRQ_FLAG_NORESIZE, REGION_FLAG_CAPS,
+    REGION_FLAG_MMAP, REGION_FLAG_READ, REGION_FLAG_WRITE,
+};
 
 use std::any::Any;
 use std::os::fd::RawFd;

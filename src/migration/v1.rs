@@ -14,33 +14,33 @@
 
 use super::{MigrationDriver, MigrationError, Pending, Protocol, Result};
 use crate::device::{
-    DeviceError, DeviceHandle, MigFlags, MigState, RegionAccess, RegionInfo, RegionMap,
+    uapi, DeviceError, DeviceHandle, MigFlags, MigState, RegionAccess, RegionInfo, RegionMap,
 };
 
 /// Region type of the v1 migration region (`VFIO_REGION_TYPE_MIGRATION_DEPRECATED`).
-pub const REGION_TYPE_MIGRATION: u32 = 3;
+pub const REGION_TYPE_MIGRATION: u32 = uapi::REGION_TYPE_MIGRATION_V1;
 /// Region subtype of the v1 migration region (`VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED`).
-pub const REGION_SUBTYPE_MIGRATION: u32 = 1;
+pub const REGION_SUBTYPE_MIGRATION: u32 = uapi::REGION_SUBTYPE_MIGRATION_V1;
 
 /// `VFIO_DEVICE_STATE_V1_RUNNING`.
-pub const STATE_RUNNING: u32 = 1 << 0;
+pub const STATE_RUNNING: u32 = uapi::DEVICE_STATE_V1_RUNNING;
 /// `VFIO_DEVICE_STATE_V1_SAVING`.
-pub const STATE_SAVING: u32 = 1 << 1;
+pub const STATE_SAVING: u32 = uapi::DEVICE_STATE_V1_SAVING;
 /// `VFIO_DEVICE_STATE_V1_RESUMING`.
-pub const STATE_RESUMING: u32 = 1 << 2;
+pub const STATE_RESUMING: u32 = uapi::DEVICE_STATE_V1_RESUMING;
 /// `VFIO_DEVICE_STATE_V1_MASK`: the defined bits; the others are reserved and preserved.
 pub const STATE_MASK: u32 = STATE_RUNNING | STATE_SAVING | STATE_RESUMING;
 
 /// Offset of `device_state` in `struct vfio_device_migration_info`.
-pub const OFF_DEVICE_STATE: u64 = 0;
+pub const OFF_DEVICE_STATE: u64 = uapi::MIG_INFO_DEVICE_STATE;
 /// Offset of `pending_bytes`.
-pub const OFF_PENDING_BYTES: u64 = 8;
+pub const OFF_PENDING_BYTES: u64 = uapi::MIG_INFO_PENDING_BYTES;
 /// Offset of `data_offset`.
-pub const OFF_DATA_OFFSET: u64 = 16;
+pub const OFF_DATA_OFFSET: u64 = uapi::MIG_INFO_DATA_OFFSET;
 /// Offset of `data_size`.
-pub const OFF_DATA_SIZE: u64 = 24;
+pub const OFF_DATA_SIZE: u64 = uapi::MIG_INFO_DATA_SIZE;
 /// Size of `struct vfio_device_migration_info`: data sections start at or after this.
-pub const INFO_SIZE: u64 = 32;
+pub const INFO_SIZE: u64 = uapi::MIG_INFO_SIZE;
 
 /// The v1 `device_state` bits for a state named in the v2 vocabulary.
 pub fn state_bits(s: MigState) -> Option<u32> {

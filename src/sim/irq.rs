@@ -1,22 +1,22 @@
 //! Interrupts of the simulated device: eventfds per vector, masking, loopback triggers.
 
 use crate::device::{
-    DeviceError, IrqInfo, Result, IRQ_FLAG_AUTOMASKED, IRQ_FLAG_EVENTFD, IRQ_FLAG_MASKABLE,
+    uapi, DeviceError, IrqInfo, Result, IRQ_FLAG_AUTOMASKED, IRQ_FLAG_EVENTFD, IRQ_FLAG_MASKABLE,
     IRQ_FLAG_NORESIZE,
 };
 use std::io;
 use std::os::fd::RawFd;
 
 /// `VFIO_PCI_INTX_IRQ_INDEX`.
-pub const INTX: u32 = 0;
+pub const INTX: u32 = uapi::PCI_INTX_IRQ_INDEX;
 /// `VFIO_PCI_MSI_IRQ_INDEX`.
-pub const MSI: u32 = 1;
+pub const MSI: u32 = uapi::PCI_MSI_IRQ_INDEX;
 /// `VFIO_PCI_MSIX_IRQ_INDEX`.
-pub const MSIX: u32 = 2;
+pub const MSIX: u32 = uapi::PCI_MSIX_IRQ_INDEX;
 /// `VFIO_PCI_ERR_IRQ_INDEX`.
-pub const ERR: u32 = 3;
+pub const ERR: u32 = uapi::PCI_ERR_IRQ_INDEX;
 /// `VFIO_PCI_REQ_IRQ_INDEX`.
-pub const REQ: u32 = 4;
+pub const REQ: u32 = uapi::PCI_REQ_IRQ_INDEX;
 
 /// The IRQ indexes the simulator reports.
 pub(crate) fn infos() -> Vec<IrqInfo> {

@@ -35,6 +35,7 @@ pub use pci::{
     REG_SEED_LO, REG_STATE_SIZE_HI, REG_STATE_SIZE_LO, REG_VERSION, VENDOR_ID,
 };
 
+use crate::device::uapi;
 use crate::device::{
     Device, DeviceError, DeviceHandle, DeviceIdentity, DeviceInfo, MigFlags, MigState, PrecopyInfo,
     RegionCap, RegionInfo, RegionMap, Result, SparseArea, REGION_FLAG_CAPS, REGION_FLAG_MMAP,
@@ -49,22 +50,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use stream::{Produced, ResumeStream, SaveStream};
 
 /// Region index of BAR0.
-pub const BAR0: u32 = 0;
+pub const BAR0: u32 = uapi::PCI_BAR0_INDEX;
 /// Region index of BAR2.
-pub const BAR2: u32 = 2;
+pub const BAR2: u32 = uapi::PCI_BAR2_INDEX;
 /// Region index of PCI config space (`VFIO_PCI_CONFIG_REGION_INDEX`).
-pub const CONFIG: u32 = 7;
+pub const CONFIG: u32 = uapi::PCI_CONFIG_INDEX;
 /// Region index of the v1 migration region (the first device-specific index).
-pub const MIGRATION_V1: u32 = 9;
+pub const MIGRATION_V1: u32 = uapi::PCI_NUM_REGIONS;
 /// Offset of the data section inside the v1 migration region.
 pub const V1_DATA_OFFSET: u64 = 4096;
 
 /// v1 `device_state` bit `_RUNNING`.
-pub const V1_RUNNING: u32 = 1;
+pub const V1_RUNNING: u32 = uapi::DEVICE_STATE_V1_RUNNING;
 /// v1 `device_state` bit `_SAVING`.
-pub const V1_SAVING: u32 = 2;
+pub const V1_SAVING: u32 = uapi::DEVICE_STATE_V1_SAVING;
 /// v1 `device_state` bit `_RESUMING`.
-pub const V1_RESUMING: u32 = 4;
+pub const V1_RESUMING: u32 = uapi::DEVICE_STATE_V1_RESUMING;
 /// v1 error indication (`_SAVING | _RESUMING`).
 pub const V1_ERROR: u32 = V1_SAVING | V1_RESUMING;
 
@@ -72,9 +73,9 @@ const CONFIG_SIZE: u64 = 256;
 const REGION_NAMES: [&str; 9] = [
     "BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "CONFIG", "VGA",
 ];
-/// `VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI`.
-const DEVICE_FLAGS_BASE: u32 = 1 << 1;
-const DEVICE_FLAG_RESET: u32 = 1 << 0;
+/// `VFIO_DEVICE_FLAGS_PCI`; `VFIO_DEVICE_FLAGS_RESET` is added unless `reset=0`.
+const DEVICE_FLAGS_BASE: u32 = uapi::DEVICE_FLAGS_PCI;
+const DEVICE_FLAG_RESET: u32 = uapi::DEVICE_FLAGS_RESET;
 
 /// Opens a simulated device from its `key=value,...` parameters.
 pub fn open(params: &str) -> Result<DeviceHandle> {

@@ -2,13 +2,12 @@
 //! or an iommufd with one IOAS.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use iommufd_ioctls::IommuFd;
 use vfio_ioctls::{VfioContainer, VfioIommufd, VfioOps};
 
-use super::ioctl::{self, IovaRange};
+use super::ioctl::{ContainerFd, IommufdFd, IovaRange};
 use super::kvm::KvmVfio;
 use super::{open_err, vfio_io_error};
 use crate::device::{errno_hint, DeviceError, Result};
@@ -120,7 +119,7 @@ impl VfioContext {
     /// or the IOAS alignment). Query after the devices are attached: they narrow the ranges.
     pub fn iova_ranges(&self) -> Result<(u64, Vec<IovaRange>)> {
         let r = match &self.iommu {
-            Iommu::Legacy(c) => ioctl::type1_info(c.as_raw_fd()).map(|(pg, r)| {
+            Iommu::Legacy(c) => ContainerFd::of(c).type1_info().map(|(pg, r)| {
                 let granule = if pg == 0 {
                     4096
                 } else {
@@ -128,7 +127,7 @@ impl VfioContext {
                 };
                 (granule, r)
             }),
-            Iommu::Iommufd(i) => ioctl::ioas_iova_ranges(i.iommufd().as_raw_fd(), i.ioas().id()),
+            Iommu::Iommufd(i) => IommufdFd::of(i.iommufd()).ioas_iova_ranges(i.ioas().id()),
         };
         r.map_err(|source| DeviceError::Io {
             device: self.kind().as_str().into(),

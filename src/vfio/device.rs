@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -12,19 +12,20 @@ use std::sync::Arc;
 use vfio_ioctls::{VfioDevice, VfioError};
 
 use super::context::VfioContext;
-use super::ioctl::{self, IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_TRIGGER, IRQ_SET_ACTION_UNMASK};
-use super::region::{decode_region_info, irq_name, PCI_CONFIG_INDEX};
+use super::ioctl::{DeviceFd, IrqSet};
+use super::pci::{PCI_DEVICE_ID, PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID, PCI_VENDOR_ID};
+use super::region::{decode_region_info, irq_name};
 use super::{open_err, vfio_io_error};
+use crate::device::uapi::{
+    DEVICE_FLAGS_AMBA, DEVICE_FLAGS_AP, DEVICE_FLAGS_CCW, DEVICE_FLAGS_FSL_MC, DEVICE_FLAGS_PCI,
+    DEVICE_FLAGS_PLATFORM, DEVICE_FLAGS_RESET, IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_TRIGGER,
+    IRQ_SET_ACTION_UNMASK, IRQ_SET_DATA_NONE, PCI_CONFIG_INDEX,
+};
 use crate::device::{
     errno_hint, Device, DeviceError, DeviceIdentity, DeviceInfo, IrqInfo, MigFlags, MigState,
     PrecopyInfo, RegionInfo, RegionMap, Result,
 };
 use crate::sysfs::{device as sysdev, SysfsRoot};
-
-/// `VFIO_DEVICE_FLAGS_RESET`.
-const DEVICE_FLAGS_RESET: u32 = 1 << 0;
-/// `VFIO_DEVICE_FLAGS_PCI`.
-const DEVICE_FLAGS_PCI: u32 = 1 << 1;
 
 /// A device opened through the kernel (legacy group or iommufd cdev).
 ///
@@ -148,13 +149,18 @@ impl KernelDevice {
         Ok(irq)
     }
 
-    fn set_irqs(&self, op: &'static str, index: u32, buf: Vec<u8>) -> Result<()> {
-        ioctl::set_irqs(self.fd.as_raw_fd(), buf).map_err(|source| DeviceError::Irq {
-            device: self.info.name.clone(),
-            index,
-            op,
-            source,
-        })
+    fn ioctls(&self) -> DeviceFd<'_> {
+        DeviceFd::new(self.fd.as_fd())
+    }
+
+    fn set_irqs(&self, op: &'static str, index: u32, set: io::Result<IrqSet>) -> Result<()> {
+        set.and_then(|s| self.ioctls().set_irqs(&s))
+            .map_err(|source| DeviceError::Irq {
+                device: self.info.name.clone(),
+                index,
+                op,
+                source,
+            })
     }
 
     fn mig_err(&self, op: &'static str, state: Option<MigState>, e: &VfioError) -> DeviceError {
@@ -175,22 +181,28 @@ impl KernelDevice {
 
 /// Reads device flags, every region and IRQ index, and the identity.
 fn read_info(fd: &File, name: &str, node: &Path, backend: &str) -> Result<DeviceInfo> {
-    let raw_fd = fd.as_raw_fd();
+    let dev = DeviceFd::new(fd.as_fd());
     let ioerr = |what: String, source: io::Error| DeviceError::Io {
         device: name.to_string(),
         what,
         source,
     };
-    let di = ioctl::device_info(raw_fd).map_err(|e| ioerr("VFIO_DEVICE_GET_INFO".into(), e))?;
+    let di = dev
+        .info()
+        .map_err(|e| ioerr("VFIO_DEVICE_GET_INFO".into(), e))?;
     let pci = di.flags & DEVICE_FLAGS_PCI != 0;
     let mut regions = Vec::new();
     for i in 0..di.num_regions {
-        match ioctl::region_info(raw_fd, i) {
-            Ok(b) => {
-                if let Some(r) = decode_region_info(&b, pci) {
-                    regions.push(r);
+        match dev.region_info(i) {
+            Ok(b) => match decode_region_info(&b, pci) {
+                Ok(r) => regions.push(r),
+                Err(e) => {
+                    return Err(ioerr(
+                        format!("VFIO_DEVICE_GET_REGION_INFO {i}"),
+                        io::Error::new(io::ErrorKind::InvalidData, e),
+                    ))
                 }
-            }
+            },
             // Unimplemented indexes (VGA on non-VGA devices) answer EINVAL.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(ioerr(format!("VFIO_DEVICE_GET_REGION_INFO {i}"), e)),
@@ -198,12 +210,12 @@ fn read_info(fd: &File, name: &str, node: &Path, backend: &str) -> Result<Device
     }
     let mut irqs = Vec::new();
     for i in 0..di.num_irqs {
-        match ioctl::irq_info(raw_fd, i) {
-            Ok((flags, count)) => irqs.push(IrqInfo {
+        match dev.irq_info(i) {
+            Ok(info) => irqs.push(IrqInfo {
                 index: i,
                 name: irq_name(i, pci),
-                count,
-                flags,
+                count: info.count,
+                flags: info.flags,
             }),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(ioerr(format!("VFIO_DEVICE_GET_IRQ_INFO {i}"), e)),
@@ -220,11 +232,17 @@ fn read_info(fd: &File, name: &str, node: &Path, backend: &str) -> Result<Device
     };
     if pci {
         if let Some(cfg) = regions.iter().find(|r| r.index == PCI_CONFIG_INDEX) {
-            let mut b = [0u8; 0x30];
-            if cfg.size >= 0x30 && fd.read_exact_at(&mut b, cfg.offset).is_ok() {
-                let w = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-                identity.pci_id = Some(format!("{:04x}:{:04x}", w(0), w(2)));
-                identity.pci_subsystem = Some(format!("{:04x}:{:04x}", w(0x2c), w(0x2e)));
+            // Up to the subsystem ids, the last of the identity fields.
+            let mut b = [0u8; PCI_SUBSYSTEM_ID as usize + 2];
+            if cfg.size >= b.len() as u64 && fd.read_exact_at(&mut b, cfg.offset).is_ok() {
+                let w = |o: u64| super::pci::read_u16(&b, o).unwrap_or(0);
+                identity.pci_id =
+                    Some(format!("{:04x}:{:04x}", w(PCI_VENDOR_ID), w(PCI_DEVICE_ID)));
+                identity.pci_subsystem = Some(format!(
+                    "{:04x}:{:04x}",
+                    w(PCI_SUBSYSTEM_VENDOR_ID),
+                    w(PCI_SUBSYSTEM_ID)
+                ));
             }
         }
     }
@@ -240,12 +258,12 @@ fn read_info(fd: &File, name: &str, node: &Path, backend: &str) -> Result<Device
 
 fn api_from_flags(flags: u32) -> String {
     const APIS: [(u32, &str); 6] = [
-        (1 << 1, "vfio-pci"),
-        (1 << 2, "vfio-platform"),
-        (1 << 3, "vfio-amba"),
-        (1 << 4, "vfio-ccw"),
-        (1 << 5, "vfio-ap"),
-        (1 << 6, "vfio-fsl-mc"),
+        (DEVICE_FLAGS_PCI, "vfio-pci"),
+        (DEVICE_FLAGS_PLATFORM, "vfio-platform"),
+        (DEVICE_FLAGS_AMBA, "vfio-amba"),
+        (DEVICE_FLAGS_CCW, "vfio-ccw"),
+        (DEVICE_FLAGS_AP, "vfio-ap"),
+        (DEVICE_FLAGS_FSL_MC, "vfio-fsl-mc"),
     ];
     APIS.iter()
         .find(|(b, _)| flags & b != 0)
@@ -394,7 +412,7 @@ impl Device for KernelDevice {
     fn reset(&self) -> Result<()> {
         // Issued even without VFIO_DEVICE_FLAGS_RESET: some drivers (mtty) implement the
         // ioctl without advertising it; the kernel's answer decides.
-        ioctl::reset(self.fd.as_raw_fd()).map_err(|source| {
+        self.ioctls().reset().map_err(|source| {
             let advertised = self.info.flags & DEVICE_FLAGS_RESET != 0;
             match source.raw_os_error() {
                 Some(libc::ENOTTY) | Some(libc::EINVAL) if !advertised => {
@@ -417,14 +435,8 @@ impl Device for KernelDevice {
     fn set_irq_eventfds(&self, index: u32, start: u32, fds: &[RawFd]) -> Result<()> {
         let irq = self.irq_check(index, None)?;
         if fds.is_empty() {
-            let b = ioctl::irq_set_buf(
-                ioctl::IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER,
-                index,
-                0,
-                0,
-                &[],
-            );
-            return self.set_irqs("disable", index, b);
+            let set = IrqSet::new(IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER, index, 0, 0, &[]);
+            return self.set_irqs("disable", index, set);
         }
         let n = u32::try_from(fds.len()).unwrap_or(u32::MAX);
         if !matches!(start.checked_add(n), Some(end) if end <= irq.count) {
@@ -436,27 +448,20 @@ impl Device for KernelDevice {
                 ),
             });
         }
-        let data: Vec<u8> = fds.iter().flat_map(|f| f.to_ne_bytes()).collect();
-        let b = ioctl::irq_set_buf(
-            ioctl::IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER,
-            index,
-            start,
-            n,
-            &data,
-        );
-        self.set_irqs("enable eventfds", index, b)
+        let set = IrqSet::eventfds(index, start, fds);
+        self.set_irqs("enable eventfds", index, set)
     }
 
     fn trigger_irq(&self, index: u32, vector: u32) -> Result<()> {
         self.irq_check(index, Some(vector))?;
-        let b = ioctl::irq_set_buf(
-            ioctl::IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER,
+        let set = IrqSet::new(
+            IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER,
             index,
             vector,
             1,
             &[],
         );
-        self.set_irqs("trigger", index, b)
+        self.set_irqs("trigger", index, set)
     }
 
     fn mask_irq(&self, index: u32, vector: u32, masked: bool) -> Result<()> {
@@ -466,8 +471,8 @@ impl Device for KernelDevice {
         } else {
             IRQ_SET_ACTION_UNMASK
         };
-        let b = ioctl::irq_set_buf(ioctl::IRQ_SET_DATA_NONE | action, index, vector, 1, &[]);
-        self.set_irqs(if masked { "mask" } else { "unmask" }, index, b)
+        let set = IrqSet::new(IRQ_SET_DATA_NONE | action, index, vector, 1, &[]);
+        self.set_irqs(if masked { "mask" } else { "unmask" }, index, set)
     }
 
     fn migration_flags(&self) -> Result<Option<MigFlags>> {

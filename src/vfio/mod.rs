@@ -7,6 +7,7 @@
 //! back-end specifics (DMA mapping, IOVA ranges, the KVM note) are reached by downcasting
 //! through [`crate::device::Device::as_any`].
 
+mod caps;
 mod context;
 mod device;
 pub mod dma;
@@ -18,6 +19,7 @@ pub mod pci;
 pub mod pci_config;
 pub mod region;
 
+pub use caps::ChainError;
 pub use context::{IommuKind, VfioContext};
 pub use device::KernelDevice;
 pub use ioctl::IovaRange;

@@ -2,12 +2,134 @@
 
 use serde::Serialize;
 
-/// PCI command register offset.
+// Type-0 header (`include/uapi/linux/pci_regs.h`): register offsets in config space.
+
+/// `PCI_VENDOR_ID` (16 bits).
+pub const PCI_VENDOR_ID: u64 = 0x00;
+/// `PCI_DEVICE_ID` (16 bits).
+pub const PCI_DEVICE_ID: u64 = 0x02;
+/// `PCI_COMMAND` (16 bits).
 pub const PCI_COMMAND: u64 = 0x04;
-/// Command register: memory space enable.
+/// `PCI_STATUS` (16 bits).
+pub const PCI_STATUS: u64 = 0x06;
+/// `PCI_REVISION_ID` (8 bits); the class code is the 24 bits above it (`PCI_CLASS_REVISION`).
+pub const PCI_REVISION_ID: u64 = 0x08;
+/// `PCI_HEADER_TYPE` (8 bits).
+pub const PCI_HEADER_TYPE: u64 = 0x0e;
+/// `PCI_BASE_ADDRESS_0`: six 32-bit BARs from here (type-0 headers).
+pub const PCI_BASE_ADDRESS_0: u64 = 0x10;
+/// `PCI_SUBSYSTEM_VENDOR_ID` (16 bits, type-0 headers).
+pub const PCI_SUBSYSTEM_VENDOR_ID: u64 = 0x2c;
+/// `PCI_SUBSYSTEM_ID` (16 bits, type-0 headers).
+pub const PCI_SUBSYSTEM_ID: u64 = 0x2e;
+/// `PCI_CAPABILITY_LIST`: offset of the first standard capability (8 bits).
+pub const PCI_CAPABILITY_LIST: u64 = 0x34;
+/// `PCI_INTERRUPT_PIN` (8 bits).
+pub const PCI_INTERRUPT_PIN: u64 = 0x3d;
+/// `PCI_STD_HEADER_SIZEOF`: standard capabilities live at or above this offset.
+pub const PCI_STD_HEADER_SIZEOF: u64 = 0x40;
+/// `PCI_CFG_SPACE_SIZE`: the standard capability list stays below this offset; the
+/// extended (PCIe) list starts here.
+pub const PCI_CFG_SPACE_SIZE: u64 = 0x100;
+
+/// Command register: memory space enable (`PCI_COMMAND_MEMORY`).
 pub const PCI_COMMAND_MEMORY: u16 = 1 << 1;
-/// Command register: bus master enable (needed before a device may DMA).
+/// Command register: bus master enable (`PCI_COMMAND_MASTER`; needed before a device may
+/// DMA).
 pub const PCI_COMMAND_MASTER: u16 = 1 << 2;
+/// Status register: the function has a capability list (`PCI_STATUS_CAP_LIST`).
+pub const PCI_STATUS_CAP_LIST: u16 = 1 << 4;
+/// Header type: the layout bits (`PCI_HEADER_TYPE_MASK`; 0 is a type-0 endpoint).
+pub const PCI_HEADER_TYPE_MASK: u8 = 0x7f;
+/// Header type: multi-function device (`PCI_HEADER_TYPE_MFD`).
+pub const PCI_HEADER_TYPE_MFD: u8 = 0x80;
+
+/// BAR: I/O space (`PCI_BASE_ADDRESS_SPACE_IO`), else memory.
+pub const PCI_BASE_ADDRESS_SPACE_IO: u32 = 0x01;
+/// Memory BAR: the type bits (`PCI_BASE_ADDRESS_MEM_TYPE_MASK`).
+pub const PCI_BASE_ADDRESS_MEM_TYPE_MASK: u32 = 0x06;
+/// Memory BAR type: 64-bit, taking the next BAR slot too (`PCI_BASE_ADDRESS_MEM_TYPE_64`).
+pub const PCI_BASE_ADDRESS_MEM_TYPE_64: u32 = 0x04;
+/// Memory BAR: prefetchable (`PCI_BASE_ADDRESS_MEM_PREFETCH`).
+pub const PCI_BASE_ADDRESS_MEM_PREFETCH: u32 = 0x08;
+/// Memory BAR: the address bits (`PCI_BASE_ADDRESS_MEM_MASK`).
+pub const PCI_BASE_ADDRESS_MEM_MASK: u32 = !0x0f;
+/// I/O BAR: the address bits (`PCI_BASE_ADDRESS_IO_MASK`).
+pub const PCI_BASE_ADDRESS_IO_MASK: u32 = !0x03;
+
+// Standard capability list: each capability starts with an id byte and a next-pointer byte.
+
+/// `PCI_CAP_LIST_ID`: offset of the id in a capability.
+pub const PCI_CAP_LIST_ID: u64 = 0;
+/// `PCI_CAP_LIST_NEXT`: offset of the next pointer in a capability.
+pub const PCI_CAP_LIST_NEXT: u64 = 1;
+/// Pointers in the standard list are dword aligned: their low 2 bits are ignored.
+const PCI_CAP_PTR_MASK: u8 = 0xfc;
+/// `PCI_CAP_ID_MSI`.
+pub const PCI_CAP_ID_MSI: u8 = 0x05;
+/// `PCI_CAP_ID_EXP`: PCI Express.
+pub const PCI_CAP_ID_EXP: u8 = 0x10;
+/// `PCI_CAP_ID_MSIX`.
+pub const PCI_CAP_ID_MSIX: u8 = 0x11;
+
+// MSI and MSI-X capability registers, as offsets from the capability.
+
+/// `PCI_MSI_FLAGS`: MSI message control (16 bits).
+pub const PCI_MSI_FLAGS: u64 = 2;
+/// `PCI_MSI_FLAGS_ENABLE`.
+pub const PCI_MSI_FLAGS_ENABLE: u16 = 0x0001;
+/// `PCI_MSI_FLAGS_QMASK`: log2 of the vectors the function can request (bits 1..3).
+pub const PCI_MSI_FLAGS_QMASK: u16 = 0x000e;
+/// `PCI_MSI_FLAGS_QSIZE`: log2 of the vectors enabled (bits 4..6).
+pub const PCI_MSI_FLAGS_QSIZE: u16 = 0x0070;
+/// `PCI_MSI_FLAGS_64BIT`: 64-bit message addresses.
+pub const PCI_MSI_FLAGS_64BIT: u16 = 0x0080;
+/// `PCI_MSI_FLAGS_MASKBIT`: per-vector masking.
+pub const PCI_MSI_FLAGS_MASKBIT: u16 = 0x0100;
+/// `PCI_MSIX_FLAGS`: MSI-X message control (16 bits).
+pub const PCI_MSIX_FLAGS: u64 = 2;
+/// `PCI_MSIX_FLAGS_QSIZE`: table size minus one.
+pub const PCI_MSIX_FLAGS_QSIZE: u16 = 0x07ff;
+/// `PCI_MSIX_FLAGS_MASKALL`.
+pub const PCI_MSIX_FLAGS_MASKALL: u16 = 0x4000;
+/// `PCI_MSIX_FLAGS_ENABLE`.
+pub const PCI_MSIX_FLAGS_ENABLE: u16 = 0x8000;
+/// `PCI_MSIX_TABLE`: table offset and BAR indicator (32 bits).
+pub const PCI_MSIX_TABLE: u64 = 4;
+/// `PCI_MSIX_PBA`: pending-bit array offset and BAR indicator (32 bits).
+pub const PCI_MSIX_PBA: u64 = 8;
+/// `PCI_MSIX_TABLE_BIR` / `PCI_MSIX_PBA_BIR`: the BAR bits of the two registers above; the
+/// rest is the offset in that BAR.
+pub const PCI_MSIX_BIR_MASK: u32 = 0x7;
+
+// Extended capability list: each capability starts with a 32-bit header.
+
+/// `PCI_EXT_CAP_ID(header)`: the id bits.
+const PCI_EXT_CAP_ID_MASK: u32 = 0xffff;
+/// `PCI_EXT_CAP_NEXT(header)`: the next pointer is bits 20..31, dword aligned.
+const PCI_EXT_CAP_NEXT_SHIFT: u32 = 20;
+const PCI_EXT_CAP_NEXT_MASK: u32 = 0xffc;
+
+/// The byte at `off` of config space `b`, if inside.
+pub(crate) fn read_u8(b: &[u8], off: u64) -> Option<u8> {
+    b.get(usize::try_from(off).ok()?).copied()
+}
+
+/// The little-endian `u16` at `off` of config space `b`, if inside.
+pub(crate) fn read_u16(b: &[u8], off: u64) -> Option<u16> {
+    let o = usize::try_from(off).ok()?;
+    Some(u16::from_le_bytes(
+        b.get(o..o.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+/// The little-endian `u32` at `off` of config space `b`, if inside.
+pub(crate) fn read_u32(b: &[u8], off: u64) -> Option<u32> {
+    let o = usize::try_from(off).ok()?;
+    Some(u32::from_le_bytes(
+        b.get(o..o.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
 
 /// One BAR as programmed in config space (VFIO virtualises these; sizes come from the
 /// region info).
@@ -69,13 +191,6 @@ pub struct PciConfig {
     pub bars: Vec<Bar>,
     /// Capabilities, standard then extended.
     pub capabilities: Vec<Capability>,
-}
-
-fn rd16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-fn rd32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
 /// Standard capability names (`PCI_CAP_ID_*`).
@@ -167,190 +282,224 @@ pub fn class_name(class_code: u32) -> String {
 
 /// Decodes config space. `b` must hold at least the 64-byte header; capabilities are
 /// followed as far as `b` reaches (256 bytes for the standard list, 4 KiB for extended).
+/// Every read is bounds-checked: a short buffer or a list pointing outside it ends
+/// decoding, never panics.
 pub fn decode(b: &[u8]) -> Option<PciConfig> {
-    if b.len() < 64 {
+    if (b.len() as u64) < PCI_STD_HEADER_SIZEOF {
         return None;
     }
-    let vendor_id = rd16(b, 0);
+    let vendor_id = read_u16(b, PCI_VENDOR_ID)?;
     if vendor_id == 0xffff || vendor_id == 0 {
         return None;
     }
-    let status = rd16(b, 6);
-    let class_code = rd32(b, 8) >> 8;
-    let ht = b[0x0e];
-    let header_type = ht & 0x7f;
-    let mut bars = Vec::new();
-    if header_type == 0 {
-        let mut i = 0;
-        while i < 6 {
-            let raw = rd32(b, 0x10 + 4 * i);
-            if raw & 1 == 1 {
-                bars.push(Bar {
-                    index: i as u32,
-                    kind: "io",
-                    is_64bit: false,
-                    prefetchable: false,
-                    address: (raw & !0x3) as u64,
-                });
-                i += 1;
-                continue;
-            }
-            let is_64bit = (raw >> 1) & 0x3 == 0x2;
-            let mut address = (raw & !0xf) as u64;
-            if is_64bit && i < 5 {
-                address |= (rd32(b, 0x10 + 4 * (i + 1)) as u64) << 32;
-            }
-            bars.push(Bar {
-                index: i as u32,
-                kind: "mem",
-                is_64bit,
-                prefetchable: raw & 0x8 != 0,
-                address,
-            });
-            i += if is_64bit { 2 } else { 1 };
-        }
-    }
-    let mut capabilities = Vec::new();
-    // Standard list: status bit 4 (capabilities list), pointer at 0x34.
-    if status & (1 << 4) != 0 {
-        let mut ptr = (b[0x34] & 0xfc) as usize;
-        let mut seen = [false; 256];
-        while ptr >= 0x40 && ptr + 2 <= b.len().min(256) && !seen[ptr] {
-            seen[ptr] = true;
-            let id = b[ptr];
-            capabilities.push(Capability {
-                offset: ptr as u16,
-                id: id as u16,
-                name: cap_name(id).to_string(),
-                extended: false,
-            });
-            ptr = (b[ptr + 1] & 0xfc) as usize;
-        }
-    }
-    // Extended list at 0x100, only when config space is that large and the header is not
-    // all zeros / all ones.
-    if b.len() >= 0x104 {
-        let mut ptr = 0x100usize;
-        let mut hops = 0;
-        while ptr >= 0x100 && ptr + 4 <= b.len() && hops < 128 {
-            hops += 1;
-            let h = rd32(b, ptr);
-            if h == 0 || h == 0xffff_ffff {
-                break;
-            }
-            let id = (h & 0xffff) as u16;
-            capabilities.push(Capability {
-                offset: ptr as u16,
-                id,
-                name: ext_cap_name(id).to_string(),
-                extended: true,
-            });
-            ptr = ((h >> 20) & 0xffc) as usize;
-        }
-    }
+    let status = read_u16(b, PCI_STATUS)?;
+    let class_code = read_u32(b, PCI_REVISION_ID)? >> 8;
+    let ht = read_u8(b, PCI_HEADER_TYPE)?;
+    let header_type = ht & PCI_HEADER_TYPE_MASK;
+    let type0 = header_type == 0;
+    let mut capabilities = standard_caps(b, status);
+    capabilities.extend(extended_caps(b));
     Some(PciConfig {
         vendor_id,
-        device_id: rd16(b, 2),
-        command: rd16(b, 4),
+        device_id: read_u16(b, PCI_DEVICE_ID)?,
+        command: read_u16(b, PCI_COMMAND)?,
         status,
-        revision: b[8],
+        revision: read_u8(b, PCI_REVISION_ID)?,
         class_code,
         class_name: class_name(class_code),
         header_type,
-        multifunction: ht & 0x80 != 0,
-        subsystem_vendor_id: if header_type == 0 { rd16(b, 0x2c) } else { 0 },
-        subsystem_id: if header_type == 0 { rd16(b, 0x2e) } else { 0 },
-        interrupt_pin: b[0x3d],
-        bars,
+        multifunction: ht & PCI_HEADER_TYPE_MFD != 0,
+        subsystem_vendor_id: if type0 {
+            read_u16(b, PCI_SUBSYSTEM_VENDOR_ID)?
+        } else {
+            0
+        },
+        subsystem_id: if type0 {
+            read_u16(b, PCI_SUBSYSTEM_ID)?
+        } else {
+            0
+        },
+        interrupt_pin: read_u8(b, PCI_INTERRUPT_PIN)?,
+        bars: if type0 { bars(b)? } else { Vec::new() },
         capabilities,
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Config space of QEMU's edu device (1234:11e8) as read through vfio-pci: MSI cap at
-    /// 0x40, 1 MiB memory BAR0.
-    fn edu_fixture() -> Vec<u8> {
-        let mut b = vec![0u8; 256];
-        b[0..2].copy_from_slice(&0x1234u16.to_le_bytes());
-        b[2..4].copy_from_slice(&0x11e8u16.to_le_bytes());
-        b[4..6].copy_from_slice(&0x0000u16.to_le_bytes());
-        b[6..8].copy_from_slice(&0x0010u16.to_le_bytes());
-        b[8] = 0x10; // revision
-        b[9..12].copy_from_slice(&[0x00, 0x00, 0xff]); // class ff0000
-        b[0x10..0x14].copy_from_slice(&0x0000_0000u32.to_le_bytes());
-        b[0x2c..0x2e].copy_from_slice(&0x1af4u16.to_le_bytes());
-        b[0x2e..0x30].copy_from_slice(&0x1100u16.to_le_bytes());
-        b[0x34] = 0x40;
-        b[0x3d] = 1;
-        b[0x40] = 0x05; // MSI
-        b[0x41] = 0x00;
-        b
+/// The six BARs of a type-0 header (a 64-bit BAR takes two slots).
+fn bars(b: &[u8]) -> Option<Vec<Bar>> {
+    let mut bars = Vec::new();
+    let mut i = 0u32;
+    while i < 6 {
+        let at = PCI_BASE_ADDRESS_0 + 4 * u64::from(i);
+        let raw = read_u32(b, at)?;
+        if raw & PCI_BASE_ADDRESS_SPACE_IO != 0 {
+            bars.push(Bar {
+                index: i,
+                kind: "io",
+                is_64bit: false,
+                prefetchable: false,
+                address: u64::from(raw & PCI_BASE_ADDRESS_IO_MASK),
+            });
+            i += 1;
+            continue;
+        }
+        let is_64bit = raw & PCI_BASE_ADDRESS_MEM_TYPE_MASK == PCI_BASE_ADDRESS_MEM_TYPE_64;
+        let mut address = u64::from(raw & PCI_BASE_ADDRESS_MEM_MASK);
+        if is_64bit && i < 5 {
+            address |= u64::from(read_u32(b, at + 4)?) << 32;
+        }
+        bars.push(Bar {
+            index: i,
+            kind: "mem",
+            is_64bit,
+            prefetchable: raw & PCI_BASE_ADDRESS_MEM_PREFETCH != 0,
+            address,
+        });
+        i += if is_64bit { 2 } else { 1 };
     }
+    Some(bars)
+}
 
-    #[test]
-    fn decodes_edu() {
-        let c = decode(&edu_fixture()).unwrap();
-        assert_eq!((c.vendor_id, c.device_id), (0x1234, 0x11e8));
-        assert_eq!(c.class_code, 0xff0000);
-        assert_eq!(c.class_name, "unassigned");
-        assert_eq!((c.subsystem_vendor_id, c.subsystem_id), (0x1af4, 0x1100));
-        assert_eq!(c.revision, 0x10);
-        assert_eq!(c.interrupt_pin, 1);
-        assert_eq!(c.bars.len(), 6);
-        assert_eq!(c.bars[0].kind, "mem");
-        assert_eq!(c.capabilities.len(), 1);
-        assert_eq!(c.capabilities[0].name, "msi");
-        assert_eq!(c.capabilities[0].offset, 0x40);
+/// The standard list (when the status register announces one): from
+/// `PCI_CAPABILITY_LIST`, within the first 256 bytes, each capability visited once.
+fn standard_caps(b: &[u8], status: u16) -> Vec<Capability> {
+    let mut caps = Vec::new();
+    if status & PCI_STATUS_CAP_LIST == 0 {
+        return caps;
     }
-
-    #[test]
-    fn bars_64bit_io_and_prefetch() {
-        let mut b = edu_fixture();
-        b[0x10..0x14].copy_from_slice(&0xfe00_000cu32.to_le_bytes()); // 64-bit prefetch
-        b[0x14..0x18].copy_from_slice(&0x0000_0001u32.to_le_bytes());
-        b[0x18..0x1c].copy_from_slice(&0x0000_c001u32.to_le_bytes()); // io
-        let c = decode(&b).unwrap();
-        assert_eq!(c.bars.len(), 5);
-        assert!(c.bars[0].is_64bit && c.bars[0].prefetchable);
-        assert_eq!(c.bars[0].address, 0x1_fe00_0000);
-        assert_eq!(c.bars[1].index, 2);
-        assert_eq!(c.bars[1].kind, "io");
-        assert_eq!(c.bars[1].address, 0xc000);
+    let end = (b.len() as u64).min(PCI_CFG_SPACE_SIZE);
+    let mut ptr = u64::from(read_u8(b, PCI_CAPABILITY_LIST).unwrap_or(0) & PCI_CAP_PTR_MASK);
+    let mut seen = [false; PCI_CFG_SPACE_SIZE as usize];
+    while ptr >= PCI_STD_HEADER_SIZEOF && ptr + 2 <= end {
+        match seen.get_mut(ptr as usize) {
+            Some(s) if !*s => *s = true,
+            _ => break,
+        }
+        let (Some(id), Some(next)) = (
+            read_u8(b, ptr + PCI_CAP_LIST_ID),
+            read_u8(b, ptr + PCI_CAP_LIST_NEXT),
+        ) else {
+            break;
+        };
+        caps.push(Capability {
+            offset: ptr as u16,
+            id: u16::from(id),
+            name: cap_name(id).to_string(),
+            extended: false,
+        });
+        ptr = u64::from(next & PCI_CAP_PTR_MASK);
     }
+    caps
+}
 
-    #[test]
-    fn capability_chain_and_extended_list() {
-        let mut b = edu_fixture();
-        b[0x41] = 0x50;
-        b[0x50] = 0x10; // PCIe
-        b[0x51] = 0x70;
-        b[0x70] = 0x11; // MSI-X
-        b[0x71] = 0x70; // loops to itself: must stop
-        b.resize(0x200, 0);
-        // AER at 0x100 -> DSN at 0x148 -> end
-        b[0x100..0x104].copy_from_slice(&(0x0001u32 | (1 << 16) | (0x148 << 20)).to_le_bytes());
-        b[0x148..0x14c].copy_from_slice(&(0x0003u32 | (1 << 16)).to_le_bytes());
-        let c = decode(&b).unwrap();
-        let names: Vec<&str> = c.capabilities.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["msi", "pci-express", "msi-x", "aer", "device-serial-number"]
-        );
-        let ext: Vec<&str> = c
-            .capabilities
+/// The extended (PCIe) list at 0x100, when config space reaches that far and its first
+/// header is neither all zeros nor all ones; at most 128 capabilities.
+fn extended_caps(b: &[u8]) -> Vec<Capability> {
+    let mut caps = Vec::new();
+    let mut ptr = PCI_CFG_SPACE_SIZE;
+    let mut hops = 0;
+    while ptr >= PCI_CFG_SPACE_SIZE && hops < 128 {
+        let Some(h) = read_u32(b, ptr) else {
+            break;
+        };
+        hops += 1;
+        if h == 0 || h == 0xffff_ffff {
+            break;
+        }
+        let id = (h & PCI_EXT_CAP_ID_MASK) as u16;
+        caps.push(Capability {
+            offset: ptr as u16,
+            id,
+            name: ext_cap_name(id).to_string(),
+            extended: true,
+        });
+        ptr = u64::from((h >> PCI_EXT_CAP_NEXT_SHIFT) & PCI_EXT_CAP_NEXT_MASK);
+    }
+    caps
+}
+
+impl PciConfig {
+    /// The first standard capability with id `id` (`PCI_CAP_ID_MSI`, ...).
+    pub fn capability(&self, id: u8) -> Option<&Capability> {
+        self.capabilities
             .iter()
-            .filter(|c| c.extended)
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(ext, ["aer", "device-serial-number"]);
-    }
-
-    #[test]
-    fn refuses_empty_or_short() {
-        assert!(decode(&[0xff; 64]).is_none());
-        assert!(decode(&[0u8; 32]).is_none());
+            .find(|c| !c.extended && c.id == u16::from(id))
     }
 }
+
+/// An MSI capability (`PCI_CAP_ID_MSI`), decoded from its message control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MsiCap {
+    /// MSI enabled.
+    pub enabled: bool,
+    /// Vectors the function can request (1, 2, 4 ... 32).
+    pub vectors: u32,
+    /// Vectors enabled.
+    pub vectors_enabled: u32,
+    /// 64-bit message addresses.
+    pub is_64bit: bool,
+    /// Per-vector masking.
+    pub per_vector_mask: bool,
+}
+
+impl MsiCap {
+    /// Reads the MSI capability at offset `cap` of config space `b`.
+    pub fn read(b: &[u8], cap: u64) -> Option<MsiCap> {
+        if read_u8(b, cap + PCI_CAP_LIST_ID)? != PCI_CAP_ID_MSI {
+            return None;
+        }
+        let ctl = read_u16(b, cap + PCI_MSI_FLAGS)?;
+        let pow2 = |bits: u16| 1u32 << bits.min(5);
+        Some(MsiCap {
+            enabled: ctl & PCI_MSI_FLAGS_ENABLE != 0,
+            vectors: pow2((ctl & PCI_MSI_FLAGS_QMASK) >> 1),
+            vectors_enabled: pow2((ctl & PCI_MSI_FLAGS_QSIZE) >> 4),
+            is_64bit: ctl & PCI_MSI_FLAGS_64BIT != 0,
+            per_vector_mask: ctl & PCI_MSI_FLAGS_MASKBIT != 0,
+        })
+    }
+}
+
+/// An MSI-X capability (`PCI_CAP_ID_MSIX`): the table and pending-bit array locations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MsixCap {
+    /// MSI-X enabled.
+    pub enabled: bool,
+    /// All vectors masked (function mask).
+    pub masked: bool,
+    /// Number of table entries (vectors).
+    pub table_size: u32,
+    /// BAR holding the table.
+    pub table_bar: u8,
+    /// Offset of the table in that BAR.
+    pub table_offset: u32,
+    /// BAR holding the pending-bit array.
+    pub pba_bar: u8,
+    /// Offset of the pending-bit array in that BAR.
+    pub pba_offset: u32,
+}
+
+impl MsixCap {
+    /// Reads the MSI-X capability at offset `cap` of config space `b`.
+    pub fn read(b: &[u8], cap: u64) -> Option<MsixCap> {
+        if read_u8(b, cap + PCI_CAP_LIST_ID)? != PCI_CAP_ID_MSIX {
+            return None;
+        }
+        let ctl = read_u16(b, cap + PCI_MSIX_FLAGS)?;
+        let table = read_u32(b, cap + PCI_MSIX_TABLE)?;
+        let pba = read_u32(b, cap + PCI_MSIX_PBA)?;
+        Some(MsixCap {
+            enabled: ctl & PCI_MSIX_FLAGS_ENABLE != 0,
+            masked: ctl & PCI_MSIX_FLAGS_MASKALL != 0,
+            table_size: u32::from(ctl & PCI_MSIX_FLAGS_QSIZE) + 1,
+            table_bar: (table & PCI_MSIX_BIR_MASK) as u8,
+            table_offset: table & !PCI_MSIX_BIR_MASK,
+            pba_bar: (pba & PCI_MSIX_BIR_MASK) as u8,
+            pba_offset: pba & !PCI_MSIX_BIR_MASK,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "pci_tests.rs"]
+mod tests;

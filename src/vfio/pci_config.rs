@@ -2,10 +2,8 @@
 
 use super::pci::{decode, PciConfig};
 use super::region::PCI_CONFIG_INDEX;
+use crate::device::uapi::DEVICE_FLAGS_PCI;
 use crate::device::{Device, Result};
-
-/// VFIO device flag: a PCI device (`VFIO_DEVICE_FLAGS_PCI`).
-const DEVICE_FLAGS_PCI: u32 = 1 << 1;
 
 /// Reads and decodes PCI config space through the CONFIG region (index 7). `None` when the
 /// device is not PCI, has no CONFIG region, or serves less than the 64-byte header. Reads

@@ -1,96 +1,78 @@
 //! Decoding `struct vfio_region_info` and its capability chain, and naming regions and IRQs.
 
-use crate::device::{
-    DeviceError, RegionCap, RegionInfo, RegionMap, Result, SparseArea, REGION_FLAG_CAPS,
+use std::mem::{offset_of, size_of};
+
+use vfio_bindings::bindings::vfio::{
+    vfio_region_info, vfio_region_info_cap_sparse_mmap, vfio_region_info_cap_type,
+    vfio_region_sparse_mmap_area,
 };
 
-/// `VFIO_REGION_INFO_CAP_SPARSE_MMAP`.
-pub const CAP_SPARSE_MMAP: u16 = 1;
-/// `VFIO_REGION_INFO_CAP_TYPE`.
-pub const CAP_TYPE: u16 = 2;
-/// `VFIO_REGION_INFO_CAP_MSIX_MAPPABLE`.
-pub const CAP_MSIX_MAPPABLE: u16 = 3;
+use super::caps::{self, ChainError};
+use crate::device::uapi::{
+    PCI_BAR0_INDEX, PCI_BAR5_INDEX, PCI_ERR_IRQ_INDEX, PCI_INTX_IRQ_INDEX, PCI_MSIX_IRQ_INDEX,
+    PCI_MSI_IRQ_INDEX, PCI_REQ_IRQ_INDEX, PCI_ROM_INDEX, REGION_CAP_MSIX_MAPPABLE,
+    REGION_CAP_SPARSE_MMAP, REGION_CAP_TYPE, REGION_FLAG_CAPS, REGION_SUBTYPE_CCW_ASYNC_CMD,
+    REGION_SUBTYPE_CCW_CRW, REGION_SUBTYPE_CCW_SCHIB, REGION_SUBTYPE_GFX_EDID,
+    REGION_SUBTYPE_MIGRATION_V1, REGION_TYPE_CCW, REGION_TYPE_GFX, REGION_TYPE_MIGRATION_V1,
+    REGION_TYPE_PCI_VENDOR_MASK, REGION_TYPE_PCI_VENDOR_TYPE,
+};
+use crate::device::{DeviceError, RegionCap, RegionInfo, RegionMap, Result, SparseArea};
 
-/// `VFIO_REGION_TYPE_MIGRATION_DEPRECATED` / `VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED`:
-/// the v1 migration region.
-pub const MIGRATION_V1_TYPE: (u32, u32) = (3, 1);
+pub use crate::device::uapi::{PCI_CONFIG_INDEX, PCI_NUM_REGIONS};
 
-/// `VFIO_PCI_CONFIG_REGION_INDEX`.
-pub const PCI_CONFIG_INDEX: u32 = 7;
-/// `VFIO_PCI_NUM_REGIONS`: indexes from here on are device-specific.
-pub const PCI_NUM_REGIONS: u32 = 9;
-
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
-}
+/// The v1 migration region's `(type, subtype)`: `VFIO_REGION_TYPE_MIGRATION_DEPRECATED` /
+/// `VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED`.
+pub const MIGRATION_V1_TYPE: (u32, u32) = (REGION_TYPE_MIGRATION_V1, REGION_SUBTYPE_MIGRATION_V1);
 
 /// Decodes a `struct vfio_region_info` buffer (header and capability chain) as returned by
 /// `VFIO_DEVICE_GET_REGION_INFO`. The region is named with [`region_name`].
 ///
-/// Malformed chains (offsets outside the buffer, loops) end decoding instead of failing: the
-/// caps read so far are kept.
-pub fn decode_region_info(b: &[u8], pci: bool) -> Option<RegionInfo> {
-    const HDR: usize = 32;
-    let flags = u32_at(b, 4)?;
-    let index = u32_at(b, 8)?;
-    let cap_offset = u32_at(b, 12)? as usize;
-    let size = u64_at(b, 16)?;
-    let offset = u64_at(b, 24)?;
+/// The chain is read within the buffer and the header's `argsz`, whichever is shorter; a
+/// malformed one (an offset outside them, a loop, entries past the end) is an error.
+pub fn decode_region_info(b: &[u8], pci: bool) -> std::result::Result<RegionInfo, ChainError> {
+    let h: vfio_region_info = caps::read_head(b, "struct vfio_region_info")?;
     let mut caps = Vec::new();
-    if flags & REGION_FLAG_CAPS != 0 {
-        let mut off = cap_offset;
-        let mut seen = 0;
-        while off >= HDR && off + 8 <= b.len() && seen < 32 {
-            seen += 1;
-            let id = u16_at(b, off)?;
-            let next = u32_at(b, off + 4)? as usize;
-            match id {
-                CAP_SPARSE_MMAP => {
-                    let n = u32_at(b, off + 8).unwrap_or(0) as usize;
-                    let areas = (0..n)
-                        .map_while(|i| {
-                            let p = off + 16 + i * 16;
-                            Some(SparseArea {
-                                offset: u64_at(b, p)?,
-                                size: u64_at(b, p + 8)?,
+    if h.flags & REGION_FLAG_CAPS != 0 {
+        let filled = b.get(..(h.argsz as usize).min(b.len())).unwrap_or(b);
+        for c in caps::walk(filled, size_of::<vfio_region_info>(), h.cap_offset)? {
+            caps.push(match c.id {
+                REGION_CAP_SPARSE_MMAP => {
+                    let cap: vfio_region_info_cap_sparse_mmap = c.get()?;
+                    let at = offset_of!(vfio_region_info_cap_sparse_mmap, areas);
+                    let areas =
+                        c.array::<vfio_region_sparse_mmap_area>(at, cap.nr_areas as usize)?;
+                    RegionCap::SparseMmap {
+                        areas: areas
+                            .into_iter()
+                            .map(|a| SparseArea {
+                                offset: a.offset,
+                                size: a.size,
                             })
-                        })
-                        .collect();
-                    caps.push(RegionCap::SparseMmap { areas });
-                }
-                CAP_TYPE => {
-                    if let (Some(t), Some(s)) = (u32_at(b, off + 8), u32_at(b, off + 12)) {
-                        caps.push(RegionCap::Type {
-                            type_: t,
-                            subtype: s,
-                        });
+                            .collect(),
                     }
                 }
-                CAP_MSIX_MAPPABLE => caps.push(RegionCap::MsixMappable),
-                other => caps.push(RegionCap::Other { id: other }),
-            }
-            if next <= off {
-                break; // 0 ends the chain; backwards offsets would loop
-            }
-            off = next;
+                REGION_CAP_TYPE => {
+                    let cap: vfio_region_info_cap_type = c.get()?;
+                    RegionCap::Type {
+                        type_: cap.type_,
+                        subtype: cap.subtype,
+                    }
+                }
+                REGION_CAP_MSIX_MAPPABLE => RegionCap::MsixMappable,
+                other => RegionCap::Other { id: other },
+            });
         }
     }
     let type_sub = caps.iter().find_map(|c| match c {
         RegionCap::Type { type_, subtype } => Some((*type_, *subtype)),
         _ => None,
     });
-    Some(RegionInfo {
-        index,
-        name: region_name(index, pci, type_sub),
-        size,
-        offset,
-        flags,
+    Ok(RegionInfo {
+        index: h.index,
+        name: region_name(h.index, pci, type_sub),
+        size: h.size,
+        offset: h.offset,
+        flags: h.flags,
         caps,
     })
 }
@@ -101,20 +83,20 @@ pub fn decode_region_info(b: &[u8], pci: bool) -> Option<RegionInfo> {
 pub fn region_name(index: u32, pci: bool, type_sub: Option<(u32, u32)>) -> String {
     if pci && index < PCI_NUM_REGIONS {
         return match index {
-            0..=5 => format!("BAR{index}"),
-            6 => "ROM".into(),
-            7 => "CONFIG".into(),
+            PCI_BAR0_INDEX..=PCI_BAR5_INDEX => format!("BAR{index}"),
+            PCI_ROM_INDEX => "ROM".into(),
+            PCI_CONFIG_INDEX => "CONFIG".into(),
             _ => "VGA".into(),
         };
     }
     match type_sub {
-        Some((3, 1)) => "migration-v1".into(),
-        Some((1, 1)) => "gfx-edid".into(),
-        Some((2, 1)) => "ccw-async-cmd".into(),
-        Some((2, 2)) => "ccw-schib".into(),
-        Some((2, 3)) => "ccw-crw".into(),
-        Some((t, s)) if t & (1 << 31) != 0 => {
-            format!("pci-vendor-{:04x}/{s}", t & 0xffff)
+        Some((REGION_TYPE_MIGRATION_V1, REGION_SUBTYPE_MIGRATION_V1)) => "migration-v1".into(),
+        Some((REGION_TYPE_GFX, REGION_SUBTYPE_GFX_EDID)) => "gfx-edid".into(),
+        Some((REGION_TYPE_CCW, REGION_SUBTYPE_CCW_ASYNC_CMD)) => "ccw-async-cmd".into(),
+        Some((REGION_TYPE_CCW, REGION_SUBTYPE_CCW_SCHIB)) => "ccw-schib".into(),
+        Some((REGION_TYPE_CCW, REGION_SUBTYPE_CCW_CRW)) => "ccw-crw".into(),
+        Some((t, s)) if t & REGION_TYPE_PCI_VENDOR_TYPE != 0 => {
+            format!("pci-vendor-{:04x}/{s}", t & REGION_TYPE_PCI_VENDOR_MASK)
         }
         Some((t, s)) => format!("type{t}/{s}"),
         None => format!("region{index}"),
@@ -125,11 +107,11 @@ pub fn region_name(index: u32, pci: bool, type_sub: Option<(u32, u32)>) -> Strin
 pub fn irq_name(index: u32, pci: bool) -> String {
     if pci {
         match index {
-            0 => return "INTX".into(),
-            1 => return "MSI".into(),
-            2 => return "MSIX".into(),
-            3 => return "ERR".into(),
-            4 => return "REQ".into(),
+            PCI_INTX_IRQ_INDEX => return "INTX".into(),
+            PCI_MSI_IRQ_INDEX => return "MSI".into(),
+            PCI_MSIX_IRQ_INDEX => return "MSIX".into(),
+            PCI_ERR_IRQ_INDEX => return "ERR".into(),
+            PCI_REQ_IRQ_INDEX => return "REQ".into(),
             _ => {}
         }
     }
@@ -273,7 +255,10 @@ mod tests {
             0xf,
             0x4000,
             2 << 40,
-            &[cap(CAP_SPARSE_MMAP, &sparse), cap(CAP_MSIX_MAPPABLE, &[])],
+            &[
+                cap(REGION_CAP_SPARSE_MMAP, &sparse),
+                cap(REGION_CAP_MSIX_MAPPABLE, &[]),
+            ],
         );
         let r = decode_region_info(&b, true).unwrap();
         assert_eq!(r.name, "BAR2");
@@ -300,7 +285,7 @@ mod tests {
         let mut t = Vec::new();
         t.extend_from_slice(&3u32.to_ne_bytes());
         t.extend_from_slice(&1u32.to_ne_bytes());
-        let b = info_buf(9, 0xb, 0x2000, 9 << 40, &[cap(CAP_TYPE, &t)]);
+        let b = info_buf(9, 0xb, 0x2000, 9 << 40, &[cap(REGION_CAP_TYPE, &t)]);
         let r = decode_region_info(&b, true).unwrap();
         assert_eq!(r.name, "migration-v1");
         assert_eq!(r.type_subtype(), Some(MIGRATION_V1_TYPE));
@@ -313,19 +298,73 @@ mod tests {
     }
 
     #[test]
-    fn caps_ignored_without_flag_and_loops_end() {
+    fn caps_ignored_without_flag_and_malformed_chains_are_errors() {
         let mut t = Vec::new();
         t.extend_from_slice(&3u32.to_ne_bytes());
         t.extend_from_slice(&1u32.to_ne_bytes());
-        let mut b = info_buf(9, 0x3, 0x2000, 0, &[cap(CAP_TYPE, &t)]);
+        let mut b = info_buf(9, 0x3, 0x2000, 0, &[cap(REGION_CAP_TYPE, &t)]);
         assert!(decode_region_info(&b, true).unwrap().caps.is_empty());
-        // Set CAPS and make the cap point at itself: decoded once, then stops.
+        // Set CAPS and make the cap point at itself: a loop.
         b[4..8].copy_from_slice(&0xbu32.to_ne_bytes());
         b[36..40].copy_from_slice(&32u32.to_ne_bytes());
+        assert_eq!(
+            decode_region_info(&b, true).unwrap_err(),
+            ChainError::Loop {
+                offset: 32,
+                next: 32
+            }
+        );
+        // Truncated buffers are errors rather than panics.
+        assert!(matches!(
+            decode_region_info(&b[..20], true),
+            Err(ChainError::Short { need: 32, .. })
+        ));
+        assert!(matches!(
+            decode_region_info(&b[..38], true),
+            Err(ChainError::OutOfRange { offset: 32, .. })
+        ));
+        // An argsz shorter than the buffer bounds the chain too.
+        b[36..40].copy_from_slice(&0u32.to_ne_bytes());
         assert_eq!(decode_region_info(&b, true).unwrap().caps.len(), 1);
-        // Truncated buffers decode nothing rather than panic.
-        assert!(decode_region_info(&b[..20], true).is_none());
-        assert!(decode_region_info(&b[..38], true).unwrap().caps.is_empty());
+        b[0..4].copy_from_slice(&44u32.to_ne_bytes());
+        assert!(matches!(
+            decode_region_info(&b, true),
+            Err(ChainError::OutOfRange {
+                need: 16,
+                len: 44,
+                ..
+            })
+        ));
+        // A cap_offset out of range, or inside the header.
+        b[0..4].copy_from_slice(&48u32.to_ne_bytes());
+        b[12..16].copy_from_slice(&4000u32.to_ne_bytes());
+        assert!(matches!(
+            decode_region_info(&b, true),
+            Err(ChainError::OutOfRange { offset: 4000, .. })
+        ));
+        b[12..16].copy_from_slice(&16u32.to_ne_bytes());
+        assert!(matches!(
+            decode_region_info(&b, true),
+            Err(ChainError::IntoHeader { offset: 16, .. })
+        ));
+    }
+
+    #[test]
+    fn sparse_mmap_with_more_areas_than_bytes_is_an_error() {
+        let mut sparse = Vec::new();
+        sparse.extend_from_slice(&3u32.to_ne_bytes()); // claims 3, holds 1
+        sparse.extend_from_slice(&0u32.to_ne_bytes());
+        sparse.extend_from_slice(&0u64.to_ne_bytes());
+        sparse.extend_from_slice(&0x1000u64.to_ne_bytes());
+        let b = info_buf(2, 0xf, 0x4000, 0, &[cap(REGION_CAP_SPARSE_MMAP, &sparse)]);
+        assert_eq!(
+            decode_region_info(&b, true).unwrap_err(),
+            ChainError::OutOfRange {
+                offset: 32,
+                need: 64,
+                len: 64
+            }
+        );
     }
 
     #[test]

@@ -749,7 +749,7 @@ pub fn recover_after(drv: &mut dyn MigrationDriver, err: MigrationError) -> Migr
 }
 
 /// `VFIO_DEVICE_FLAGS_RESET`.
-const DEVICE_FLAGS_RESET: u32 = 1 << 0;
+const DEVICE_FLAGS_RESET: u32 = crate::device::uapi::DEVICE_FLAGS_RESET;
 
 /// Whether the device advertises `VFIO_DEVICE_RESET` support.
 pub fn can_reset(drv: &dyn MigrationDriver) -> bool {
