@@ -352,7 +352,7 @@ fn transfer(
 
 /// Runs `dma`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let dev = vfio_harness::open(&args.device, &global.open_options())?;
     let kd = dev
         .as_any()
         .downcast_ref::<KernelDevice>()

@@ -171,7 +171,7 @@ fn exercise(dev: &dyn Device, a: &Args, index: u32, ev: &IrqEvent) -> anyhow::Re
 
 /// Runs `irq`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let dev = vfio_harness::open(&args.device, &global.open_options())?;
     let d = dev.as_ref();
     let index = resolve_index(d, &args.index)?;
     let ev = IrqEvent::new().context("cannot create an eventfd")?;

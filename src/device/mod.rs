@@ -7,15 +7,16 @@
 //! The v1 migration protocol needs nothing extra: it runs over region access.
 
 mod error;
+pub mod fsm;
 mod info;
 mod mig;
 mod spec;
 
 pub use error::{errno_hint, DeviceError, Result};
 pub use info::{
-    DeviceIdentity, DeviceInfo, IrqInfo, RegionCap, RegionInfo, SparseArea, IRQ_FLAG_AUTOMASKED,
-    IRQ_FLAG_EVENTFD, IRQ_FLAG_MASKABLE, IRQ_FLAG_NORESIZE, REGION_FLAG_CAPS, REGION_FLAG_MMAP,
-    REGION_FLAG_READ, REGION_FLAG_WRITE,
+    find_region, DeviceIdentity, DeviceInfo, IrqInfo, RegionCap, RegionInfo, SparseArea,
+    IRQ_FLAG_AUTOMASKED, IRQ_FLAG_EVENTFD, IRQ_FLAG_MASKABLE, IRQ_FLAG_NORESIZE, REGION_FLAG_CAPS,
+    REGION_FLAG_MMAP, REGION_FLAG_READ, REGION_FLAG_WRITE,
 };
 pub use mig::{MigFlags, MigState, PrecopyInfo};
 pub use spec::{DeviceSpec, IommuBackend, OpenOptions};
@@ -255,31 +256,4 @@ fn check_width(width: usize) -> Result<()> {
             "access width must be 1, 2, 4 or 8 bytes, not {width}"
         ))),
     }
-}
-
-/// Opens one device from its spec (simulator or kernel).
-pub fn open(spec: &DeviceSpec, opts: &OpenOptions) -> Result<DeviceHandle> {
-    Ok(open_all(std::slice::from_ref(spec), opts)?.remove(0))
-}
-
-/// Opens several devices. Kernel devices share one IOMMU context (a container, or one
-/// iommufd IOAS), as a VMM shares one address space among a guest's devices.
-pub fn open_all(specs: &[DeviceSpec], opts: &OpenOptions) -> Result<Vec<DeviceHandle>> {
-    let kernel: Vec<&DeviceSpec> = specs.iter().filter(|s| !s.is_sim()).collect();
-    let mut opened_kernel = if kernel.is_empty() {
-        Vec::new()
-    } else {
-        crate::vfio::open_devices(&kernel, opts)?
-    }
-    .into_iter();
-    let mut out = Vec::with_capacity(specs.len());
-    for s in specs {
-        match s {
-            DeviceSpec::Sim(params) => out.push(crate::sim::open(params)?),
-            _ => out.push(opened_kernel.next().ok_or_else(|| {
-                DeviceError::InvalidArgument("kernel back end returned too few devices".into())
-            })?),
-        }
-    }
-    Ok(out)
 }

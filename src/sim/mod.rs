@@ -35,12 +35,12 @@ pub use pci::{
     REG_SEED_LO, REG_STATE_SIZE_HI, REG_STATE_SIZE_LO, REG_VERSION, VENDOR_ID,
 };
 
+use crate::device::fsm;
 use crate::device::{
     Device, DeviceError, DeviceHandle, DeviceIdentity, DeviceInfo, MigFlags, MigState, PrecopyInfo,
     RegionCap, RegionInfo, RegionMap, Result, SparseArea, REGION_FLAG_CAPS, REGION_FLAG_MMAP,
     REGION_FLAG_READ, REGION_FLAG_WRITE,
 };
-use crate::migration::fsm;
 use mem::AnonMem;
 use std::any::Any;
 use std::io;
@@ -112,7 +112,7 @@ struct Inner {
     v1: V1Chunk,
 }
 
-/// The simulated device. Open it with [`open`] (or `device::open` with a `sim:` spec).
+/// The simulated device. Open it with [`open`] (or [`crate::open()`] with a `sim:` spec).
 pub struct SimDevice {
     params: SimParams,
     info: DeviceInfo,

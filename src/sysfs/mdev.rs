@@ -531,41 +531,6 @@ pub fn remove_timed(root: &SysfsRoot, uuid: &Uuid) -> Result<Duration> {
     Ok(t0.elapsed())
 }
 
-/// How long opening and closing a device took.
-#[derive(Clone, Debug, Serialize)]
-pub struct OpenCloseTimings {
-    /// Time to open the device (group/cdev, IOMMU context, device fd, device info). This is
-    /// the vendor's first open when nobody else holds the device open.
-    #[serde(serialize_with = "ser_secs")]
-    pub first_open: Duration,
-    /// Time to drop the last handle (device fd close: the vendor's last close).
-    #[serde(serialize_with = "ser_secs")]
-    pub last_close: Duration,
-}
-
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-/// Opens the mdev through the kernel back end and closes it again, timing both (some vendors
-/// commit resources at first open and free them at last close).
-pub fn time_open_close(
-    uuid: &Uuid,
-    opts: &crate::device::OpenOptions,
-) -> crate::device::Result<OpenCloseTimings> {
-    let spec = crate::device::DeviceSpec::Mdev(*uuid);
-    let t0 = Instant::now();
-    let dev = crate::device::open(&spec, opts)?;
-    let first_open = t0.elapsed();
-    let t1 = Instant::now();
-    drop(dev);
-    let last_close = t1.elapsed();
-    Ok(OpenCloseTimings {
-        first_open,
-        last_close,
-    })
-}
-
 #[cfg(test)]
 #[path = "../../tests/fixtures/sysfs/fixture.rs"]
 mod fixture;
