@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::device::fsm;
-use crate::device::{DeviceError, MigState, RegionAccess};
+use crate::device::{DeviceError, MigFlags, MigState, RegionAccess};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 fn dev(params: &str) -> DeviceHandle {
