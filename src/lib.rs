@@ -18,7 +18,7 @@
 //! 3. `drivers`: DMA drivers for the test devices (edu, vhgpu).
 //! 4. [`migration`]: the v2 and v1 protocol drivers, the stream format, the
 //!    save/restore/migrate engine, compatibility checks and the conformance suite.
-//! 5. [`bench`]: throughput and downtime measurements.
+//! 5. [`mod@bench`]: throughput and downtime measurements.
 //!
 //! The `vfio-harness` command (`src/cli/`) sits on top and is not part of the library.
 //!

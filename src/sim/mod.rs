@@ -11,9 +11,9 @@
 //!   v1 (`protocol=v1`) through a migration region (type 3 / subtype 1) at index 9.
 //!
 //! The migration state is never stored: its bytes are a function of `(seed, offset)` (see
-//! [`gen`]), generated into the reader's buffer and checked on restore, so a 4 GiB state costs
+//! `gen.rs`), generated into the reader's buffer and checked on restore, so a 4 GiB state costs
 //! no memory and saves faster than memcpy. The stream carries the device's own framing
-//! ([`stream`]), so a foreign, truncated or corrupted stream is refused when RESUMING ends,
+//! (`stream.rs`), so a foreign, truncated or corrupted stream is refused when RESUMING ends,
 //! as a real driver refuses bad data. See [`SimParams`] for every parameter.
 //!
 //! The device is split by concern: its layout and construction (`layout.rs`), the device-fd
