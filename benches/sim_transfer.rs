@@ -2,14 +2,14 @@
 //! data path without a kernel. `cargo bench --bench sim_transfer` (CI: `cargo bench -- --test`).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use vfio_harness::device::{self, DeviceSpec, OpenOptions};
+use vfio_harness::device::{DeviceSpec, OpenOptions};
 use vfio_harness::migration::{driver_for, engine};
 
 const STATE: u64 = 64 << 20;
 
 fn open(params: &str) -> Box<dyn vfio_harness::migration::MigrationDriver> {
     let spec: DeviceSpec = format!("sim:{params}").parse().expect("sim spec");
-    let dev = device::open(&spec, &OpenOptions::default()).expect("open the simulator");
+    let dev = vfio_harness::open(&spec, &OpenOptions::default()).expect("open the simulator");
     driver_for(dev).expect("migration driver")
 }
 

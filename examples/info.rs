@@ -3,7 +3,7 @@
 //! `cargo run --example info [DEVICE]` (default `sim`, the built-in simulator; kernel devices
 //! by mdev UUID, PCI address, sysfs path or /dev/vfio/devices/vfioN).
 
-use vfio_harness::device::{self, DeviceSpec, OpenOptions};
+use vfio_harness::device::{DeviceSpec, OpenOptions};
 
 fn main() -> anyhow::Result<()> {
     let spec: DeviceSpec = std::env::args()
@@ -14,7 +14,7 @@ fn main() -> anyhow::Result<()> {
         kvm: true,
         ..OpenOptions::default()
     };
-    let dev = device::open(&spec, &opts)?;
+    let dev = vfio_harness::open(&spec, &opts)?;
     let info = dev.info();
     println!(
         "{} ({} back end), flags {:?}",

@@ -5,7 +5,7 @@
 //! Runs against the simulator; give two kernel devices instead to migrate real state:
 //! `cargo run --example live_migrate -- SRC DST`.
 
-use vfio_harness::device::{open_all, DeviceSpec, OpenOptions};
+use vfio_harness::device::{DeviceSpec, OpenOptions};
 use vfio_harness::migration::driver_for;
 use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "sim:state=128M,verify-seed=11".parse()?,
         ]
     };
-    let devices = open_all(&specs, &OpenOptions::default())?;
+    let devices = vfio_harness::open_all(&specs, &OpenOptions::default())?;
     let mut src = driver_for(devices[0].clone())?;
     let mut dst = driver_for(devices[1].clone())?;
 

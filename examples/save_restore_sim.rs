@@ -6,13 +6,13 @@
 //! try `protocol=v1` on both, or a wrong `verify-seed` to see the destination refuse).
 
 use std::time::Instant;
-use vfio_harness::device::{self, DeviceSpec, MigState, OpenOptions};
+use vfio_harness::device::{DeviceSpec, MigState, OpenOptions};
 use vfio_harness::migration::{driver_for, MigrationDriver};
 use vfio_harness::units::{format_bytes, format_rate};
 
 fn open(spec: &str) -> anyhow::Result<Box<dyn MigrationDriver>> {
     let spec: DeviceSpec = spec.parse()?;
-    let dev = device::open(&spec, &OpenOptions::default())?;
+    let dev = vfio_harness::open(&spec, &OpenOptions::default())?;
     Ok(driver_for(dev)?)
 }
 

@@ -6,15 +6,33 @@
 //! device-migration state machine (protocol v2, and the region-based v1) and its data stream,
 //! and measure device-state save/restore throughput and downtime.
 //!
-//! Layers, bottom up:
-//! - [`sysfs`]: mdev parents, types and instances; PCI devices and IOMMU groups.
-//! - [`device`]: the [`device::Device`] trait every back end implements, device specs,
-//!   errors. Back ends: [`vfio`] (the kernel) and [`sim`] (an in-process simulated device).
-//! - [`drivers`]: test-device DMA drivers (QEMU edu, the bed's vhgpu) behind one framework,
-//!   and the exercises built on them (DMA round trip, fill/CRC by DMA, interrupt loopback).
-//! - [`migration`]: the v2 state machine, the v1 protocol driver, the stream format, the
-//!   save/restore/migrate engine, compatibility checks and the conformance suite.
-//! - [`bench`]: throughput and downtime measurements.
+//! Layers (floors), bottom up; no module imports a floor above its own (`tests/layers.rs`
+//! checks it):
+//! 0. [`device`]: the [`Device`] trait every back end implements, device specs, errors, and
+//!    the migration state model ([`device::fsm`]); with the utilities [`units`] and
+//!    [`pattern`].
+//! 1. Back ends: [`sysfs`] (mdev parents, types and instances; PCI devices and IOMMU
+//!    groups), [`vfio`] (the kernel, on top of `sysfs`) and [`sim`] (an in-process simulated
+//!    device).
+//! 2. [`mod@open`]: the composition root, spec to back end ([`open()`], [`open_all`]).
+//! 3. [`drivers`]: test-device DMA drivers (QEMU edu, the bed's vhgpu) behind one
+//!    framework, and the exercises built on them (DMA round trip, fill/CRC by DMA, interrupt
+//!    loopback).
+//! 4. [`migration`]: the v2 and v1 protocol drivers, the stream format, the
+//!    save/restore/migrate engine, compatibility checks and the conformance suite.
+//! 5. [`mod@bench`]: throughput and downtime measurements.
+//!
+//! The `vfio-harness` command (`src/cli/`) sits on top and is not part of the library.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use vfio_harness::{Device, OpenOptions};
+//!
+//! let dev = vfio_harness::open(&"sim:state=64K".parse()?, &OpenOptions::default())?;
+//! println!("{}: {} regions", dev.name(), dev.info().regions.len());
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
@@ -23,6 +41,7 @@ pub mod device;
 pub mod drivers;
 mod le;
 pub mod migration;
+pub mod open;
 pub mod pattern;
 pub mod sim;
 pub mod sysfs;
@@ -30,3 +49,4 @@ pub mod units;
 pub mod vfio;
 
 pub use device::{Device, DeviceHandle, DeviceSpec, OpenOptions};
+pub use open::{open, open_all};

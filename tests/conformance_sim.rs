@@ -2,9 +2,10 @@
 //! flag combination and both protocols; devices that break the contract fail with a clear
 //! message, and every run leaves the device RUNNING.
 
-use vfio_harness::device::{open, MigState, OpenOptions};
+use vfio_harness::device::{MigState, OpenOptions};
 use vfio_harness::migration::conformance::{self, CheckVerdict, ConformanceReport, Options};
 use vfio_harness::migration::driver_for;
+use vfio_harness::open;
 
 fn run(spec: &str) -> ConformanceReport {
     let dev = open(&spec.parse().unwrap(), &OpenOptions::default()).unwrap();
@@ -42,7 +43,7 @@ fn well_behaved_v2_devices_pass_for_every_flag_combination() {
             .filter(|c| c.name.starts_with("arc "))
             .count();
         let flags = vfio_harness::device::MigFlags::parse(flags).unwrap();
-        assert_eq!(arcs, vfio_harness::migration::fsm::arcs(flags).len());
+        assert_eq!(arcs, vfio_harness::device::fsm::arcs(flags).len());
         // States the flags do not offer are probed and refused.
         let refused = r
             .checks
@@ -51,7 +52,7 @@ fn well_behaved_v2_devices_pass_for_every_flag_combination() {
             .count();
         assert_eq!(
             refused,
-            1 + 7 - vfio_harness::migration::fsm::states(flags).len()
+            1 + 7 - vfio_harness::device::fsm::states(flags).len()
         );
     }
 }

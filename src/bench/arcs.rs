@@ -1,9 +1,9 @@
 //! Transition latency of every single arc of the migration state machine
-//! ([`crate::migration::fsm::arcs`]), repeated.
+//! ([`crate::device::fsm::arcs`]), repeated.
 
 use super::stats::Summary;
-use crate::device::MigState;
-use crate::migration::{fsm, MigrationDriver, MigrationError, Result};
+use crate::device::{fsm, MigState};
+use crate::migration::{MigrationDriver, MigrationError, Result};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::FileExt;
 use std::time::Instant;

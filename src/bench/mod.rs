@@ -28,7 +28,7 @@ pub mod rss;
 pub mod stats;
 pub mod svg;
 
-use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, MigState, OpenOptions};
+use crate::device::{DeviceError, DeviceHandle, DeviceSpec, MigState, OpenOptions};
 use crate::migration::engine::{self, Options, PrecopyPolicy, RING};
 use crate::migration::{driver_for, MigrationDriver, MigrationError};
 use crate::units::{format_bytes, format_rate, format_seconds};
@@ -524,7 +524,7 @@ struct Devices {
 fn open_devices(cfg: &BenchConfig, notes: &mut Vec<String>) -> Result<Devices, BenchError> {
     let open1 = |spec: &str| -> Result<DeviceHandle, BenchError> {
         let s: DeviceSpec = spec.parse()?;
-        Ok(device::open(&s, &cfg.open)?)
+        Ok(crate::open::open(&s, &cfg.open)?)
     };
     let first = cfg
         .devices
@@ -595,7 +595,7 @@ fn open_devices(cfg: &BenchConfig, notes: &mut Vec<String>) -> Result<Devices, B
         });
     }
     // Kernel devices: used as they are, opened together (one IOMMU context).
-    let handles = device::open_all(&cfg.devices, &cfg.open)?;
+    let handles = crate::open::open_all(&cfg.devices, &cfg.open)?;
     let names: Vec<String> = cfg.devices.iter().map(|d| d.to_string()).collect();
     let live = if handles.len() >= 2 {
         Some((handles[1].clone(), names[1].clone()))
@@ -837,7 +837,7 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
         + cfg.has(Mode::Save) as usize
         + cfg.has(Mode::Restore) as usize
         + if cfg.has(Mode::Arcs) {
-            crate::migration::fsm::arcs(driver(&devs.arcs.0)?.flags()).len()
+            crate::device::fsm::arcs(driver(&devs.arcs.0)?.flags()).len()
         } else {
             0
         }
@@ -1145,7 +1145,7 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
             len: cap.bytes,
         };
         let flags = d.flags();
-        let list = crate::migration::fsm::arcs(flags);
+        let list = crate::device::fsm::arcs(flags);
         let mut i = 0;
         if let Some((a, z)) = list.first() {
             step(&format!("arc {a} -> {z}"));

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use vfio_harness::device::{Device, RegionAccess, RegionInfo, RegionMap};
+use vfio_harness::device::{find_region, Device, RegionAccess, RegionInfo, RegionMap};
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
-use vfio_harness::vfio::region::find_region;
 
 use super::args::{parse_len, parse_u64};
 use super::output::print_json;
@@ -266,7 +265,7 @@ fn whole_len(d: &dyn Device, key: &str, offset: u64, len: u64) -> anyhow::Result
 
 /// Runs `bar`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let dev = vfio_harness::open(&args.device, &global.open_options())?;
     let d = dev.as_ref();
     let via = if args.mmap { "mmap" } else { "fd" };
     match args.op {

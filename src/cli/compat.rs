@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use super::Global;
-use vfio_harness::device::{open_all, DeviceSpec};
+use vfio_harness::device::DeviceSpec;
 use vfio_harness::migration::compat::{check, Verdict};
+use vfio_harness::open_all;
 
 /// Arguments of `compat`.
 #[derive(clap::Args, Debug)]

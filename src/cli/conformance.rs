@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use super::Global;
-use vfio_harness::device::{open, DeviceSpec};
+use vfio_harness::device::DeviceSpec;
 use vfio_harness::migration::conformance::{self, CheckVerdict, Options};
 use vfio_harness::migration::driver_for;
+use vfio_harness::open;
 use vfio_harness::units::ByteSize;
 
 /// Arguments of `conformance`.

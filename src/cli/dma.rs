@@ -97,7 +97,7 @@ fn pattern_job(args: &Args) -> anyhow::Result<Option<(PatternJob, u64, u64)>> {
 
 /// Runs `dma`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let dev = vfio_harness::open(&args.device, &global.open_options())?;
     let ctx = kernel_context(dev.as_ref()).with_context(|| {
         format!(
             "{}: DMA mapping needs a kernel device (an IOMMU context)",

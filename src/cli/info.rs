@@ -296,7 +296,7 @@ fn print_human(o: &InfoOut) {
 
 /// Runs `info`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let dev = vfio_harness::open(&args.device, &global.open_options())?;
     let out = build(dev.as_ref())?;
     if args.json {
         print_json(&out)?;

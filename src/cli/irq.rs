@@ -40,7 +40,7 @@ pub struct Args {
 
 /// Runs `irq`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let dev = vfio_harness::open(&args.device, &global.open_options())?;
     let d = dev.as_ref();
     let x = IrqExercise {
         index: irq_index(d, &args.index)?,

@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use vfio_harness::device::DeviceSpec;
 use vfio_harness::sysfs::mdev::{self, MdevInstance, MdevType};
 use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::format_seconds;
@@ -479,7 +480,7 @@ fn timings(root: &SysfsRoot, a: TimingsArgs, global: &Global) -> anyhow::Result<
     let mut runs = Vec::new();
     let mut failed = false;
     for n in 1..=a.repeat {
-        match mdev::time_open_close(&uuid, &opts) {
+        match vfio_harness::open::time_open_close(&DeviceSpec::Mdev(uuid), &opts) {
             Ok(t) => {
                 if !a.json {
                     println!(

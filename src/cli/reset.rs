@@ -17,7 +17,7 @@ pub struct Args {
 
 /// Runs `reset`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let dev = vfio_harness::open(&args.device, &global.open_options())?;
     let t = Instant::now();
     dev.reset()?;
     let s = t.elapsed().as_secs_f64();

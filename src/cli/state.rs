@@ -65,7 +65,7 @@ fn recover(dev: &dyn Device) -> String {
 
 /// Runs `state`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let dev = vfio_harness::device::open(&args.device, &global.open_options())?;
+    let dev = vfio_harness::open(&args.device, &global.open_options())?;
     let d = dev.as_ref();
     let flags = d.migration_flags()?.ok_or_else(|| {
         anyhow::anyhow!(

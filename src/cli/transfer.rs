@@ -54,7 +54,7 @@ pub fn open_drivers(
     specs: &[DeviceSpec],
     global: &Global,
 ) -> anyhow::Result<Vec<Box<dyn MigrationDriver>>> {
-    let handles = vfio_harness::device::open_all(specs, &global.open_options())?;
+    let handles = vfio_harness::open_all(specs, &global.open_options())?;
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
         out.push(driver_for(h)?);

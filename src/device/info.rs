@@ -166,6 +166,14 @@ impl IrqInfo {
     }
 }
 
+/// Finds a region by index (`7`) or name (`BAR0`, `bar0`, `config`, `migration-v1`).
+pub fn find_region<'a>(regions: &'a [RegionInfo], key: &str) -> Option<&'a RegionInfo> {
+    if let Ok(i) = key.parse::<u32>() {
+        return regions.iter().find(|r| r.index == i);
+    }
+    regions.iter().find(|r| r.name.eq_ignore_ascii_case(key))
+}
+
 /// Everything read from a device at open.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {

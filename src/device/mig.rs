@@ -1,5 +1,5 @@
 //! Migration v2 values as the uAPI defines them (`enum vfio_device_mig_state`,
-//! `VFIO_MIGRATION_*` flags). The state machine itself lives in [`crate::migration::fsm`].
+//! `VFIO_MIGRATION_*` flags). The state machine itself lives in [`crate::device::fsm`].
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

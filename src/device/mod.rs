@@ -5,15 +5,21 @@
 //! ([`crate::sim`]). The trait mirrors the VFIO device-fd contract: regions with positioned
 //! I/O and mmap, interrupts with eventfds, reset, and the migration v2 feature calls.
 //! The v1 migration protocol needs nothing extra: it runs over region access.
+//!
+//! This is the bottom floor: it imports no back end. The migration v2 state model ([`fsm`])
+//! lives here too, so the back ends and the migration drivers walk the same states and arcs.
+//! Turning a [`DeviceSpec`] into an open device is the composition root's job
+//! ([`crate::open()`]).
 
 mod error;
+pub mod fsm;
 mod info;
 mod mig;
 mod spec;
 pub mod uapi;
 
 pub use error::{errno_hint, DeviceError, Result};
-pub use info::{DeviceIdentity, DeviceInfo, IrqInfo, RegionCap, RegionInfo, SparseArea};
+pub use info::{find_region, DeviceIdentity, DeviceInfo, IrqInfo, RegionCap, RegionInfo, SparseArea};
 pub use mig::{MigFlags, MigState, PrecopyInfo};
 pub use spec::{DeviceSpec, IommuBackend, OpenOptions};
 pub use uapi::{
@@ -256,31 +262,4 @@ fn check_width(width: usize) -> Result<()> {
             "access width must be 1, 2, 4 or 8 bytes, not {width}"
         ))),
     }
-}
-
-/// Opens one device from its spec (simulator or kernel).
-pub fn open(spec: &DeviceSpec, opts: &OpenOptions) -> Result<DeviceHandle> {
-    Ok(open_all(std::slice::from_ref(spec), opts)?.remove(0))
-}
-
-/// Opens several devices. Kernel devices share one IOMMU context (a container, or one
-/// iommufd IOAS), as a VMM shares one address space among a guest's devices.
-pub fn open_all(specs: &[DeviceSpec], opts: &OpenOptions) -> Result<Vec<DeviceHandle>> {
-    let kernel: Vec<&DeviceSpec> = specs.iter().filter(|s| !s.is_sim()).collect();
-    let mut opened_kernel = if kernel.is_empty() {
-        Vec::new()
-    } else {
-        crate::vfio::open_devices(&kernel, opts)?
-    }
-    .into_iter();
-    let mut out = Vec::with_capacity(specs.len());
-    for s in specs {
-        match s {
-            DeviceSpec::Sim(params) => out.push(crate::sim::open(params)?),
-            _ => out.push(opened_kernel.next().ok_or_else(|| {
-                DeviceError::InvalidArgument("kernel back end returned too few devices".into())
-            })?),
-        }
-    }
-    Ok(out)
 }

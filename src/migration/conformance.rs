@@ -18,8 +18,8 @@
 //! states are mapped from the v2 vocabulary by the v1 driver). Saved data is kept in an
 //! unnamed temporary file, so memory stays bounded whatever the state size.
 
-use super::{fsm, MigrationDriver, MigrationError};
-use crate::device::MigState;
+use super::{MigrationDriver, MigrationError};
+use crate::device::{fsm, MigState};
 use serde::Serialize;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Instant;

@@ -1,5 +1,6 @@
-//! Device-state migration: the v2 state machine, the v1 protocol, the stream format,
-//! save/restore/migrate, compatibility and conformance.
+//! Device-state migration: the v2 and v1 protocol drivers, the stream format,
+//! save/restore/migrate, compatibility and conformance. The state model they walk (states,
+//! arcs, the kernel's paths) is [`crate::device::fsm`], beneath every back end.
 //!
 //! Both protocols are driven through one interface, [`MigrationDriver`], so the engine,
 //! conformance suite and benchmarks work on v1 and v2 devices alike:
@@ -13,13 +14,17 @@ pub mod compat;
 pub mod conformance;
 pub mod engine;
 mod error;
-pub mod fsm;
 pub mod stream;
 pub mod v1;
 pub mod v2;
 pub mod workload;
 
 pub use error::{MigrationError, Result};
+
+/// The migration v2 state model, which lives in [`crate::device::fsm`] (the floor beneath the
+/// back ends); this path is kept so that code written against `migration::fsm` still builds.
+#[doc(no_inline)]
+pub use crate::device::fsm;
 
 use crate::device::{DeviceHandle, MigFlags, MigState};
 use serde::{Deserialize, Serialize};

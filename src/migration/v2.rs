@@ -1,7 +1,7 @@
 //! Migration protocol v2 over [`crate::device::Device`]'s migration calls.
 
-use super::{fsm, MigrationDriver, MigrationError, Pending, Protocol, Result};
-use crate::device::{DeviceHandle, MigFlags, MigState};
+use super::{MigrationDriver, MigrationError, Pending, Protocol, Result};
+use crate::device::{fsm, DeviceHandle, MigFlags, MigState};
 
 /// Drives a device through the v2 migration feature.
 pub struct V2Driver {

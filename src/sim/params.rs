@@ -230,7 +230,7 @@ impl SimParams {
             {
                 return Err(bad(format!("fail-at: {s} does not exist in migration v1")));
             }
-            if p.protocol == SimProtocol::V2 && !crate::migration::fsm::state_exists(p.flags, s) {
+            if p.protocol == SimProtocol::V2 && !crate::device::fsm::state_exists(p.flags, s) {
                 return Err(bad(format!(
                     "fail-at: {s} does not exist with flags {}",
                     p.flags

@@ -1,10 +1,10 @@
-//! Behaviour of the simulated device through the public `Device` interface, and of the
-//! migration drivers over it.
+//! Behaviour of the simulated device through the public `Device` interface. The migration
+//! drivers over it are tested from above, in `tests/sim_migration.rs`.
 
 use super::*;
-use crate::device::{DeviceError, MigState, RegionAccess};
-use crate::migration::fsm;
-use crate::migration::{driver_for, v1::V1Driver, MigrationDriver, MigrationError, Protocol};
+use crate::device::fsm;
+use crate::device::{DeviceError, MigFlags, MigState, RegionAccess};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 fn dev(params: &str) -> DeviceHandle {
@@ -252,147 +252,10 @@ fn chunk_and_endless_read() {
     );
 }
 
-#[test]
-fn v2_driver_over_the_sim() {
-    let d = dev("state=64K,seed=2");
-    let mut drv = driver_for(d).unwrap();
-    assert_eq!(drv.protocol(), Protocol::V2);
-    drv.set_state(MigState::PreCopy).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let n = drv.read(&mut buf).unwrap();
-    assert!(n > 64 << 10);
-    assert_eq!(
-        drv.read(&mut buf).unwrap(),
-        0,
-        "ENOMSG is 'nothing pending'"
-    );
-    assert_eq!(drv.pending().unwrap().total(), 0);
-    drv.set_state(MigState::StopCopy).unwrap();
-    assert_eq!(drv.read(&mut buf).unwrap(), 32); // the trailer
-    assert_eq!(drv.read(&mut buf).unwrap(), 0);
-    drv.recover().unwrap();
-    assert_eq!(drv.state().unwrap(), MigState::Running);
-}
-
 // ---- v1 ----
 
-fn v1_save(drv: &mut dyn MigrationDriver, buf_len: usize) -> Vec<u8> {
-    drv.set_state(MigState::StopCopy).unwrap();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; buf_len];
-    loop {
-        let n = drv.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    drv.set_state(MigState::Stop).unwrap();
-    out
-}
-
-fn v1_restore(
-    drv: &mut dyn MigrationDriver,
-    data: &[u8],
-    piece: usize,
-) -> crate::migration::Result<()> {
-    drv.set_state(MigState::Resuming)?;
-    for p in data.chunks(piece) {
-        let mut off = 0;
-        while off < p.len() {
-            off += drv.write(&p[off..])?;
-        }
-    }
-    drv.set_state(MigState::Running)
-}
-
 #[test]
-fn v1_round_trip_with_and_without_mmap() {
-    for mmap in ["1", "0"] {
-        let src = dev(&format!(
-            "protocol=v1,state=1M,seed=9,v1-data=64K,v1-mmap={mmap}"
-        ));
-        assert_eq!(src.migration_flags().unwrap(), None);
-        let mut drv = driver_for(src).unwrap();
-        assert_eq!(drv.protocol(), Protocol::V1);
-        assert_eq!(drv.state().unwrap(), MigState::Running);
-        let data = v1_save(drv.as_mut(), 1 << 20);
-        assert_eq!(data.len() as u64, stream::SaveStream::full_size(1 << 20));
-
-        let dst = dev(&format!(
-            "protocol=v1,state=1M,verify-seed=9,v1-data=64K,v1-mmap={mmap}"
-        ));
-        let mut d1 = V1Driver::new(dst.clone()).unwrap();
-        v1_restore(&mut d1, &data, 100_000).unwrap();
-        assert_eq!(d1.uses_mmap(), mmap == "1");
-        assert_eq!(d1.state().unwrap(), MigState::Running);
-        assert_eq!(
-            dst.as_any()
-                .downcast_ref::<SimDevice>()
-                .unwrap()
-                .state_seed(),
-            9
-        );
-
-        // Wrong seed: refused when leaving RESUMING, the device reports the error state.
-        let bad = dev(&format!(
-            "protocol=v1,state=1M,verify-seed=10,v1-mmap={mmap}"
-        ));
-        let mut d2 = V1Driver::new(bad).unwrap();
-        let e = v1_restore(&mut d2, &data, 1 << 20).unwrap_err();
-        assert!(e.to_string().contains("seed 9"), "{e}");
-        assert_eq!(d2.state().unwrap(), MigState::Error);
-        d2.recover().unwrap();
-        assert_eq!(d2.state().unwrap(), MigState::Running);
-    }
-}
-
-#[test]
-fn v1_precopy_small_buffers_and_pending() {
-    let clock = ManualClock::new();
-    let src = open_with_clock(
-        "protocol=v1,state=256K,seed=4,v1-data=16K,dirty-rate=64K/s",
-        clock.clone(),
-    )
-    .unwrap();
-    let mut drv = V1Driver::new(src).unwrap();
-    drv.set_state(MigState::PreCopy).unwrap();
-    let total0 = drv.pending().unwrap().total();
-    assert_eq!(total0, 32 + 24 + (256 << 10));
-    let mut data = Vec::new();
-    // A buffer smaller than a chunk: chunks are split across reads, and a pending() call in
-    // the middle of a chunk must not lose its rest.
-    let mut buf = vec![0u8; 5000];
-    let n = drv.read(&mut buf).unwrap();
-    data.extend_from_slice(&buf[..n]);
-    assert_eq!(drv.pending().unwrap().total(), total0 - n as u64);
-    loop {
-        let n = drv.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
-    assert_eq!(data.len() as u64, total0);
-    assert_eq!(drv.pending().unwrap().total(), 0);
-    clock.advance(Duration::from_millis(250));
-    assert_eq!(drv.pending().unwrap().total(), (16 << 10) + 24);
-    drv.set_state(MigState::StopCopy).unwrap();
-    let mut big = vec![0u8; 1 << 20];
-    loop {
-        let n = drv.read(&mut big).unwrap();
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&big[..n]);
-    }
-    drv.set_state(MigState::Stop).unwrap();
-    let dst = dev("protocol=v1,state=256K,verify-seed=4,v1-data=16K");
-    v1_restore(&mut V1Driver::new(dst).unwrap(), &data, 7777).unwrap();
-}
-
-#[test]
-fn v1_region_refuses_bad_accesses_and_the_driver_spots_violations() {
+fn v1_region_refuses_bad_accesses() {
     let d = dev("protocol=v1,state=64K");
     let r = MIGRATION_V1;
     // _SAVING|_RESUMING and _RESUMING|_RUNNING are invalid.
@@ -422,33 +285,6 @@ fn v1_region_refuses_bad_accesses_and_the_driver_spots_violations() {
         errno(&d.set_mig_state(MigState::Stop).unwrap_err()),
         Some(libc::ENOTTY)
     );
-
-    // A device that announces chunks bigger than its data section.
-    let bad = dev("protocol=v1,state=64K,violate=oversized-chunk");
-    let mut drv = V1Driver::new(bad).unwrap();
-    drv.set_state(MigState::StopCopy).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    assert!(matches!(
-        drv.read(&mut buf),
-        Err(MigrationError::Protocol { .. })
-    ));
-    drv.recover().unwrap();
-
-    // fail-at on v1: the device_state write fails with the device's reason.
-    let f = dev("protocol=v1,state=64K,fail-at=stop-copy");
-    let mut drv = V1Driver::new(f).unwrap();
-    let e = drv.set_state(MigState::StopCopy).unwrap_err();
-    assert!(e.to_string().contains("fail-at"), "{e}");
-    assert_eq!(drv.state().unwrap(), MigState::Running);
-    assert!(matches!(
-        drv.set_state(MigState::RunningP2p),
-        Err(MigrationError::Unreachable { .. })
-    ));
-    // Reading saved state while running is a state error, not an empty stream.
-    assert!(matches!(
-        drv.read(&mut buf),
-        Err(MigrationError::WrongState { .. })
-    ));
 }
 
 // ---- BARs, config, interrupts ----
@@ -561,7 +397,4 @@ fn bad_specs_are_refused() {
         open("state=lots"),
         Err(DeviceError::InvalidSpec { .. })
     ));
-    let spec: crate::device::DeviceSpec = "sim:protocol=v1,state=4K".parse().unwrap();
-    let d = crate::device::open(&spec, &Default::default()).unwrap();
-    assert_eq!(d.name(), "sim:protocol=v1,state=4K");
 }

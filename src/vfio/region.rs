@@ -118,13 +118,10 @@ pub fn irq_name(index: u32, pci: bool) -> String {
     format!("IRQ{index}")
 }
 
-/// Finds a region by index (`7`) or name (`BAR0`, `bar0`, `config`, `migration-v1`).
-pub fn find_region<'a>(regions: &'a [RegionInfo], key: &str) -> Option<&'a RegionInfo> {
-    if let Ok(i) = key.parse::<u32>() {
-        return regions.iter().find(|r| r.index == i);
-    }
-    regions.iter().find(|r| r.name.eq_ignore_ascii_case(key))
-}
+/// Region lookup by index or name lives with the region types in [`crate::device`]; this
+/// path is kept for existing callers.
+#[doc(no_inline)]
+pub use crate::device::find_region;
 
 /// One volatile access of `width` bytes (1, 2, 4, 8) at `offset` of a mapped region; the
 /// offset must be aligned to the width (device registers do not take split accesses).

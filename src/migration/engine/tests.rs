@@ -1,10 +1,10 @@
 //! Engine tests over an in-test fake device driven through the real v2 driver.
 
 use super::*;
+use crate::device::fsm;
 use crate::device::{
     Device, DeviceError, DeviceHandle, DeviceIdentity, DeviceInfo, MigFlags, PrecopyInfo, RegionMap,
 };
-use crate::migration::fsm;
 use crate::migration::v2::V2Driver;
 use std::any::Any;
 use std::os::fd::RawFd;

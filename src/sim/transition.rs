@@ -1,0 +1,115 @@
+//! Migration state transitions shared by both protocols: one arc at a time, with its effect
+//! on the save and resume streams, fault injection (`fail-at`) and the `chunk` limit.
+
+use super::stream::{ResumeStream, SaveStream};
+use super::{FailMode, Inner, SimDevice, V1Chunk, Violation};
+use crate::device::{DeviceError, MigState};
+use std::io;
+
+/// A migration error as the kernel reports it: the operation, the state asked for, an errno
+/// and a hint.
+pub(super) fn mig_err(
+    dev: &str,
+    op: &'static str,
+    state: Option<MigState>,
+    errno: i32,
+    hint: String,
+) -> DeviceError {
+    DeviceError::Migration {
+        device: dev.to_string(),
+        op,
+        state,
+        source: io::Error::from_raw_os_error(errno),
+        hint,
+    }
+}
+
+impl SimDevice {
+    /// One arc `from -> to`, with the side effects on the data streams.
+    pub(super) fn arc(
+        &self,
+        g: &mut Inner,
+        to: MigState,
+    ) -> std::result::Result<(), (i32, String)> {
+        let from = g.state;
+        if self.params.fail_at == Some(to) && g.fails_left != Some(0) {
+            if let Some(n) = g.fails_left.as_mut() {
+                *n -= 1;
+            }
+            if self.params.fail_mode == FailMode::Error {
+                g.state = MigState::Error;
+                g.save = None;
+                g.resume = None;
+            }
+            return Err((
+                libc::EIO,
+                format!("fail-at={to}: the simulated device refuses {from} -> {to}"),
+            ));
+        }
+        let now = self.now_ns();
+        let saving = |s: MigState| {
+            matches!(
+                s,
+                MigState::PreCopy | MigState::PreCopyP2p | MigState::StopCopy
+            )
+        };
+        let endless = self.params.violate == Some(Violation::EndlessRead);
+        if from == MigState::Resuming && to != MigState::Resuming {
+            let r = g.resume.take();
+            let verdict = match r {
+                Some(r) => r.finish(),
+                None => Err("no resume stream".into()),
+            };
+            match verdict {
+                Ok(seed) => g.seed = seed,
+                Err(why) => {
+                    g.state = MigState::Error;
+                    g.last_refusal = Some(why.clone());
+                    return Err((
+                        libc::EINVAL,
+                        format!("the device refused the restored state: {why}"),
+                    ));
+                }
+            }
+        }
+        if saving(from) && !saving(to) {
+            g.save = None;
+        }
+        if to == MigState::StopCopy {
+            match g.save.as_mut() {
+                Some(s) if saving(from) => s.stop(now),
+                _ => {
+                    let mut s = SaveStream::new(g.seed, self.params.state, 0, endless, now);
+                    s.stop(now);
+                    g.save = Some(s);
+                }
+            }
+            g.v1 = V1Chunk::default();
+        } else if saving(to) && !saving(from) {
+            g.save = Some(SaveStream::new(
+                g.seed,
+                self.params.state,
+                self.params.dirty_rate,
+                endless,
+                now,
+            ));
+            g.v1 = V1Chunk::default();
+        }
+        if to == MigState::Resuming && from != MigState::Resuming {
+            g.resume = Some(ResumeStream::new(
+                self.params.state,
+                self.params.verify_seed,
+            ));
+            g.v1 = V1Chunk::default();
+        }
+        g.state = to;
+        Ok(())
+    }
+
+    pub(super) fn limit(&self, n: usize) -> usize {
+        match self.params.chunk {
+            Some(c) => n.min(usize::try_from(c).unwrap_or(usize::MAX)),
+            None => n,
+        }
+    }
+}

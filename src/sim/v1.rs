@@ -1,0 +1,216 @@
+//! The v1 migration region (`struct vfio_device_migration_info` and its data section):
+//! `device_state`, `pending_bytes`, `data_offset`, `data_size`.
+
+use crate::device::uapi;
+use super::stream::Produced;
+use super::{
+    SimDevice, Violation, MIGRATION_V1, V1_DATA_OFFSET, V1_ERROR, V1_RESUMING, V1_RUNNING,
+    V1_SAVING,
+};
+use crate::device::{MigState, Result};
+
+/// Offset of the reserved 32-bit word after `device_state` in the v1 region header.
+const RESERVED: u64 = uapi::MIG_INFO_DEVICE_STATE + 4;
+
+/// v1 chunk bookkeeping: the chunk prepared in the data section by a `data_offset` read.
+#[derive(Debug, Default)]
+pub(super) struct V1Chunk {
+    len: u64,
+    /// Prepared and not yet acknowledged by a `pending_bytes` read.
+    fresh: bool,
+}
+
+/// The v1 `device_state` bits of a state.
+fn v1_bits(s: MigState) -> u32 {
+    match s {
+        MigState::Stop => 0,
+        MigState::Running | MigState::RunningP2p => V1_RUNNING,
+        MigState::PreCopy | MigState::PreCopyP2p => V1_SAVING | V1_RUNNING,
+        MigState::StopCopy => V1_SAVING,
+        MigState::Resuming => V1_RESUMING,
+        MigState::Error => V1_ERROR,
+    }
+}
+
+/// The state v1 `device_state` bits stand for; `None` for the invalid combinations.
+fn v1_state(bits: u32) -> Option<MigState> {
+    match bits {
+        0 => Some(MigState::Stop),
+        V1_RUNNING => Some(MigState::Running),
+        3 => Some(MigState::PreCopy),
+        V1_SAVING => Some(MigState::StopCopy),
+        V1_RESUMING => Some(MigState::Resuming),
+        _ => None,
+    }
+}
+
+impl SimDevice {
+    /// A read of the migration region: a header field (whole, at its offset) or the data
+    /// section.
+    pub(super) fn v1_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let Some(data) = &self.v1_data else {
+            return Err(self.region_err(MIGRATION_V1, "read", offset, buf.len(), libc::EINVAL, ""));
+        };
+        if offset >= V1_DATA_OFFSET {
+            data.read((offset - V1_DATA_OFFSET) as usize, buf);
+            return Ok(());
+        }
+        let einval = |hint: &str| {
+            self.region_err(MIGRATION_V1, "read", offset, buf.len(), libc::EINVAL, hint)
+        };
+        let mut g = self.lock();
+        let saving = matches!(g.state, MigState::PreCopy | MigState::StopCopy);
+        let value: u64 = match (offset, buf.len()) {
+            (uapi::MIG_INFO_DEVICE_STATE, 4) => v1_bits(g.state) as u64,
+            (RESERVED, 4) => 0,
+            (uapi::MIG_INFO_PENDING_BYTES, 8) => {
+                if !saving {
+                    0
+                } else {
+                    let now = self.now_ns();
+                    g.v1.fresh = false;
+                    let stopped = g.state == MigState::StopCopy;
+                    let s = g.save.as_mut().ok_or_else(|| einval("no save stream"))?;
+                    s.accrue(now);
+                    if stopped {
+                        s.remaining_to_end()
+                    } else {
+                        let (i, d) = s.precopy_info();
+                        i + d
+                    }
+                }
+            }
+            (uapi::MIG_INFO_DATA_OFFSET, 8) => {
+                if g.state == MigState::Resuming {
+                    V1_DATA_OFFSET
+                } else if saving {
+                    if !g.v1.fresh {
+                        let n = self.limit(data.len().min(self.params.v1_data as usize));
+                        let now = self.now_ns();
+                        let s = g.save.as_mut().ok_or_else(|| einval("no save stream"))?;
+                        // SAFETY: the data section belongs to the device; the v1 protocol gives
+                        // it to the device between the data_offset read and the user's copy,
+                        // and we hold the device lock while filling it.
+                        let sect = unsafe { std::slice::from_raw_parts_mut(data.ptr(), n) };
+                        let len = match s.produce(sect, now) {
+                            Produced::Bytes(k) => k as u64,
+                            Produced::NothingPending | Produced::End => 0,
+                        };
+                        g.v1 = V1Chunk { len, fresh: true };
+                    }
+                    V1_DATA_OFFSET
+                } else {
+                    return Err(einval(
+                        "data_offset is only valid while _SAVING or _RESUMING",
+                    ));
+                }
+            }
+            (uapi::MIG_INFO_DATA_SIZE, 8) => {
+                if saving {
+                    if self.params.violate == Some(Violation::OversizedChunk) && g.v1.len > 0 {
+                        self.params.v1_data + 4096
+                    } else {
+                        g.v1.len
+                    }
+                } else if g.state == MigState::Resuming {
+                    0
+                } else {
+                    return Err(einval("data_size is only valid while _SAVING or _RESUMING"));
+                }
+            }
+            _ => {
+                return Err(einval(
+                    "access vfio_device_migration_info fields whole, at their offsets",
+                ))
+            }
+        };
+        buf.copy_from_slice(&value.to_le_bytes()[..buf.len()]);
+        Ok(())
+    }
+
+    /// A write to the migration region: `device_state`, `data_size` or the data section.
+    pub(super) fn v1_write(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        let Some(data) = &self.v1_data else {
+            return Err(self.region_err(
+                MIGRATION_V1,
+                "write",
+                offset,
+                buf.len(),
+                libc::EINVAL,
+                "",
+            ));
+        };
+        if offset >= V1_DATA_OFFSET {
+            data.write((offset - V1_DATA_OFFSET) as usize, buf);
+            return Ok(());
+        }
+        let fail = |errno: i32, hint: &str| {
+            self.region_err(MIGRATION_V1, "write", offset, buf.len(), errno, hint)
+        };
+        let mut le = [0u8; 8];
+        match (offset, buf.len()) {
+            (uapi::MIG_INFO_DEVICE_STATE, 4) => {
+                le[..4].copy_from_slice(buf);
+                let bits = u64::from_le_bytes(le) as u32;
+                let mut g = self.lock();
+                if g.state == MigState::Error {
+                    return Err(fail(
+                        libc::EINVAL,
+                        "the device is in error (_SAVING|_RESUMING): reset it",
+                    ));
+                }
+                let Some(to) = v1_state(bits) else {
+                    return Err(fail(
+                        libc::EINVAL,
+                        &format!("device_state {bits:#x} is not a valid v1 state"),
+                    ));
+                };
+                if g.state == MigState::StopCopy && to == MigState::PreCopy {
+                    return Err(fail(
+                        libc::EINVAL,
+                        "_SAVING -> _SAVING|_RUNNING is not a valid transition",
+                    ));
+                }
+                if to == g.state {
+                    return Ok(());
+                }
+                self.arc(&mut g, to)
+                    .map_err(|(errno, why)| fail(errno, &why))
+            }
+            (uapi::MIG_INFO_DATA_SIZE, 8) => {
+                le.copy_from_slice(buf);
+                let n = u64::from_le_bytes(le);
+                let mut g = self.lock();
+                if g.state != MigState::Resuming {
+                    return Err(fail(
+                        libc::EINVAL,
+                        "data_size can only be written while _RESUMING",
+                    ));
+                }
+                if n > self.params.v1_data {
+                    return Err(fail(
+                        libc::EINVAL,
+                        "data_size is larger than the data section",
+                    ));
+                }
+                let r = g
+                    .resume
+                    .as_mut()
+                    .ok_or_else(|| fail(libc::EINVAL, "no resume stream"))?;
+                // SAFETY: the user hands the data section to the device by writing data_size
+                // and must not touch it until this write returns; we hold the device lock.
+                let sect = unsafe { std::slice::from_raw_parts(data.ptr(), n as usize) };
+                r.consume(sect);
+                Ok(())
+            }
+            (0..=31, _) => Err(fail(
+                libc::EINVAL,
+                "only device_state and data_size are writable, as whole fields",
+            )),
+            _ => Err(fail(
+                libc::EINVAL,
+                "the gap before the data section is not accessible",
+            )),
+        }
+    }
+}
