@@ -10,7 +10,7 @@
 //!   which may use anything of the library).
 //!
 //! Comments, string and character literals, `#[cfg(test)]` items and test-only files (named
-//! `tests.rs`, or declared by `#[cfg(test)] mod x;`) are not looked at: tests may reach
+//! `tests.rs` or `NAME_tests.rs`, or declared by `#[cfg(test)] mod x;`) are not looked at: tests may reach
 //! across floors (the reading is in `layers/scan.rs`). A failure names the file and line of
 //! every offending reference.
 
@@ -86,6 +86,14 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A file of unit tests by its name: `tests.rs`, or `NAME_tests.rs` (included with
+/// `#[cfg(test)] #[path = "NAME_tests.rs"] mod tests;`).
+fn is_test_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "tests.rs" || n.ends_with("_tests.rs"))
+}
+
 /// Every library source file that is not test-only (the binary's files excluded too).
 fn library_files() -> Vec<SourceFile> {
     let src = src_dir();
@@ -99,7 +107,7 @@ fn library_files() -> Vec<SourceFile> {
         for m in &nt.test_modules {
             test_files.extend(child_files(p, m));
         }
-        if nt.test_only || p.file_name().is_some_and(|n| n == "tests.rs") {
+        if nt.test_only || is_test_file(p) {
             test_files.insert(p.clone());
         }
         parsed.push((p.clone(), text, nt.code));
@@ -347,7 +355,7 @@ fn no_source_file_over_700_lines() {
     rs_files(&src, &mut paths);
     let long: Vec<String> = paths
         .iter()
-        .filter(|p| p.file_name().is_some_and(|n| n != "tests.rs"))
+        .filter(|p| !is_test_file(p))
         .filter_map(|p| {
             let text =
                 fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
