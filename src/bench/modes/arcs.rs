@@ -16,8 +16,11 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<(Vec<ArcRow>, Strin
     let mut b = alloc(cfg.buffer, "the arc buffer")?;
     let mut f = tempfile()?;
     let cap = raw::save(d.as_mut(), &mut b, Some(&mut f)).map_err(mig("arcs: reference save"))?;
-    // Arcs out of RESUMING write a whole state each time: bound that to ~256 MiB.
-    let resume_reps = ((256u64 << 20) / cap.bytes.max(1)).clamp(3, cfg.arc_repeat as u64) as usize;
+    // Arcs out of RESUMING write a whole state each time: bound that to ~256 MiB (but at
+    // least 3), and never above --arc-repeat (`clamp` would panic when it is below 3).
+    let resume_reps = ((256u64 << 20) / cap.bytes.max(1))
+        .max(3)
+        .min(cfg.arc_repeat as u64) as usize;
     let reference = arcs::Reference {
         file: &f,
         len: cap.bytes,
