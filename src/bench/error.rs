@@ -38,6 +38,9 @@ pub enum BenchError {
         bytes: u64,
         /// What for.
         what: String,
+        /// The failure (`mmap`'s).
+        #[source]
+        source: std::io::Error,
     },
     /// The run was interrupted (devices were returned to RUNNING).
     #[error("interrupted")]

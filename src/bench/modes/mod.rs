@@ -14,7 +14,7 @@ pub(super) mod restore;
 pub(super) mod save;
 
 use super::arcs::ArcRow;
-use super::buf::{self, PageBuf};
+use super::buf;
 use super::config::BenchConfig;
 use super::devices::{driver, Devices};
 use super::error::{io, BenchError};
@@ -27,6 +27,7 @@ use super::report::{
 use super::targets::targets;
 use super::timing::Timed;
 use crate::device::MigState;
+use crate::mem::AnonBuf;
 use crate::migration::engine::{self, Options, PrecopyPolicy, RING};
 use std::time::Instant;
 
@@ -153,12 +154,16 @@ impl<'a> Run<'a> {
     }
 }
 
-/// A measurement buffer of `bytes` (see [`buf::PageBuf`]).
-fn alloc(bytes: u64, what: &str) -> Result<PageBuf, BenchError> {
-    buf::PageBuf::new(bytes as usize).ok_or_else(|| BenchError::Alloc {
-        bytes,
-        what: what.into(),
-    })
+/// A measurement buffer of `bytes` (see [`buf::page_buf`]).
+fn alloc(bytes: u64, what: &str) -> Result<AnonBuf, BenchError> {
+    usize::try_from(bytes)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))
+        .and_then(buf::page_buf)
+        .map_err(|source| BenchError::Alloc {
+            bytes,
+            what: what.into(),
+            source,
+        })
 }
 
 /// The engine's options for a row at buffer size `buffer`.
