@@ -9,8 +9,9 @@
 //! Layers (floors), bottom up; no module imports a floor above its own (`tests/layers.rs`
 //! checks it):
 //! 0. [`device`]: the [`Device`] trait every back end implements, device specs, errors, and
-//!    the migration state model ([`device::fsm`]); with the utilities [`units`] and
-//!    [`pattern`].
+//!    the migration state model ([`device::fsm`]) and the kernel's uAPI constants
+//!    ([`device::uapi`]); with the utilities [`mem`] (page-aligned buffers and mappings),
+//!    [`units`] and [`pattern`].
 //! 1. Back ends: [`sysfs`] (mdev parents, types and instances; PCI devices and IOMMU
 //!    groups), [`vfio`] (the kernel, on top of `sysfs`) and [`sim`] (an in-process simulated
 //!    device).
@@ -40,6 +41,7 @@ pub mod bench;
 pub mod device;
 pub mod drivers;
 mod le;
+pub mod mem;
 pub mod migration;
 pub mod open;
 pub mod pattern;

@@ -1,68 +1,24 @@
-//! Page-aligned, pre-faulted buffers and the memcpy reference measurement.
+//! Measurement buffers (page-rounded, pre-faulted [`AnonBuf`]s) and the memcpy reference
+//! measurement.
 
-use std::alloc::Layout;
-use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
+use crate::mem::{self, AnonBuf};
+use std::io;
 use std::time::{Duration, Instant};
 
-const PAGE: usize = 4096;
-
-/// A heap buffer aligned to a page, zero-filled (so every page is resident).
-pub struct PageBuf {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the buffer is uniquely owned heap memory.
-unsafe impl Send for PageBuf {}
-// SAFETY: shared access is read-only through `Deref`.
-unsafe impl Sync for PageBuf {}
-
-impl PageBuf {
-    /// Allocates `len` bytes (at least one page) and touches every page. `None` when the
-    /// allocation fails.
-    pub fn new(len: usize) -> Option<PageBuf> {
-        let len = len.max(1).div_ceil(PAGE) * PAGE;
-        let layout = Layout::from_size_align(len, PAGE).ok()?;
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(p)?;
-        let mut b = PageBuf { ptr, len };
-        // alloc_zeroed may hand out untouched zero pages (mmap): write one byte per page so
-        // page faults do not land inside a measurement.
-        for i in (0..len).step_by(PAGE) {
-            b[i] = 1;
-        }
-        Some(b)
-    }
-}
-
-impl Deref for PageBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `ptr` is valid for `len` initialised (zeroed) bytes for our lifetime.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl DerefMut for PageBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`, and `&mut self` guarantees exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for PageBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with exactly this layout (len is a non-zero multiple of
-        // the page size, so the layout is valid).
-        unsafe {
-            std::alloc::dealloc(
-                self.ptr.as_ptr(),
-                Layout::from_size_align_unchecked(self.len, PAGE),
-            )
-        }
-    }
+/// A buffer for a measurement: `len` bytes rounded up to whole pages (at least one page; the
+/// raw loops read and write the whole buffer), page-aligned, every page faulted in so page
+/// faults do not land inside a measurement. It reads as zeros. Fails when the memory cannot
+/// be mapped.
+pub fn page_buf(len: usize) -> io::Result<AnonBuf> {
+    let cap = mem::page_align(len).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("{len} bytes do not fit the address space"),
+        )
+    })?;
+    let mut b = AnonBuf::new(cap)?;
+    b.prefault();
+    Ok(b)
 }
 
 /// Size of the last-level cache from sysfs (`.../cpu0/cache/indexN/size`, largest level).
@@ -87,9 +43,9 @@ pub fn last_level_cache() -> Option<u64> {
 pub fn memcpy_bandwidth(buffer: usize, region: usize, min_time: Duration) -> Option<f64> {
     let buffer = buffer.max(1);
     let region = region.max(buffer).div_ceil(buffer) * buffer;
-    let src = PageBuf::new(region)?;
-    let mut dst = PageBuf::new(region)?;
-    let pass = |dst: &mut PageBuf| {
+    let src = page_buf(region).ok()?;
+    let mut dst = page_buf(region).ok()?;
+    let pass = |dst: &mut AnonBuf| {
         for off in (0..region).step_by(buffer) {
             dst[off..off + buffer].copy_from_slice(&src[off..off + buffer]);
         }
@@ -125,9 +81,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_buf_is_aligned_and_sized() {
-        let b = PageBuf::new(5000).unwrap();
-        assert_eq!(b.len(), 8192);
-        assert_eq!(b.as_ptr() as usize % PAGE, 0);
+    fn page_buf_is_aligned_sized_and_zero() {
+        let page = mem::page_size();
+        let b = page_buf(page + 904).unwrap();
+        assert_eq!(b.len(), 2 * page);
+        assert_eq!(b.as_ptr() as usize % page, 0);
+        assert!(b.iter().all(|&x| x == 0));
+        assert_eq!(page_buf(0).unwrap().len(), page);
     }
 }

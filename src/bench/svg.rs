@@ -1,6 +1,7 @@
 //! A small hand-written SVG line chart: throughput against buffer size (log2 x axis), one
-//! line per mode plus dashed reference lines.
+//! line per mode plus dashed reference lines; [`BenchReport::to_svg`] draws a report's sweep.
 
+use super::report::BenchReport;
 use crate::units::format_bytes;
 use std::fmt::Write;
 
@@ -222,6 +223,51 @@ fn short_size(b: u64) -> String {
         }
     }
     format!("{b}")
+}
+
+impl BenchReport {
+    /// The sweep chart: throughput against buffer size, one line per mode measured at more
+    /// than one buffer size, plus the memcpy reference (dashed).
+    pub fn to_svg(&self) -> String {
+        let mut series: Vec<Series> = Vec::new();
+        for r in &self.results {
+            match series.iter_mut().find(|s| s.name == r.mode) {
+                Some(s) => s.points.push((r.buffer_bytes, r.throughput_bytes_per_s)),
+                None => series.push(Series {
+                    name: r.mode.clone(),
+                    points: vec![(r.buffer_bytes, r.throughput_bytes_per_s)],
+                    dashed: false,
+                }),
+            }
+        }
+        series.retain(|s| s.points.len() > 1);
+        if !self.reference.memcpy.is_empty() {
+            series.push(Series {
+                name: "memcpy (1 thread)".into(),
+                points: self
+                    .reference
+                    .memcpy
+                    .iter()
+                    .map(|p| (p.buffer_bytes, p.bytes_per_s))
+                    .collect(),
+                dashed: true,
+            });
+        }
+        let title = format!(
+            "vfio-harness bench: {}, {} state",
+            self.settings
+                .devices
+                .first()
+                .map(String::as_str)
+                .unwrap_or("?"),
+            self.results
+                .iter()
+                .find(|r| r.mode == "save" || r.mode == "raw-save")
+                .map(|r| format_bytes(r.bytes))
+                .unwrap_or_else(|| format_bytes(self.settings.state_bytes))
+        );
+        line_chart(&title, &series)
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use vfio_ioctls::{VfioDevice, VfioError};
@@ -25,6 +24,7 @@ use crate::device::{
     errno_hint, Device, DeviceError, DeviceIdentity, DeviceInfo, IrqInfo, MigFlags, MigState,
     PrecopyInfo, RegionInfo, RegionMap, Result,
 };
+use crate::mem::{Mapping, Prot};
 use crate::sysfs::{device as sysdev, SysfsRoot};
 
 /// A device opened through the kernel (legacy group or iommufd cdev).
@@ -271,24 +271,6 @@ fn api_from_flags(flags: u32) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// An mmap of device memory; unmapped on drop.
-struct Mmap {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-// SAFETY: the mapping is process memory; the pointer is only used to munmap it.
-unsafe impl Send for Mmap {}
-// SAFETY: as above.
-unsafe impl Sync for Mmap {}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned; nothing else unmaps it.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
 fn page_size() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -371,42 +353,25 @@ impl Device for KernelDevice {
         }
         let ulen = usize::try_from(len)
             .map_err(|_| DeviceError::InvalidArgument(format!("mapping of {len:#x} bytes")))?;
-        let mut prot = 0;
-        if r.readable() {
-            prot |= libc::PROT_READ;
-        }
-        if r.writable() {
-            prot |= libc::PROT_WRITE;
-        }
-        // SAFETY: a fresh shared mapping of the device fd at a page-aligned offset the kernel
-        // validates; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                ulen,
-                prot,
-                libc::MAP_SHARED,
-                self.fd.as_raw_fd(),
-                (r.offset + offset) as libc::off_t,
-            )
+        let prot = Prot {
+            read: r.readable(),
+            write: r.writable(),
         };
-        if p == libc::MAP_FAILED {
-            let source = io::Error::last_os_error();
-            return Err(DeviceError::Region {
-                device: self.info.name.clone(),
-                region: Self::region_label(r),
-                op: "mmap",
-                offset,
-                len,
-                hint: errno_hint(source.raw_os_error()).to_string(),
-                source,
-            });
-        }
-        let owner = Mmap { ptr: p, len: ulen };
-        let ptr = NonNull::new(p as *mut u8)
-            .ok_or_else(|| DeviceError::InvalidArgument("mmap returned a null mapping".into()))?;
-        // SAFETY: ptr..ptr+len is the mapping owned (and unmapped on drop) by `owner`.
-        Ok(unsafe { RegionMap::new(ptr, ulen, Box::new(owner)) })
+        let map =
+            Mapping::fd(self.fd.as_fd(), r.offset + offset, ulen, prot).map_err(|source| {
+                DeviceError::Region {
+                    device: self.info.name.clone(),
+                    region: Self::region_label(r),
+                    op: "mmap",
+                    offset,
+                    len,
+                    hint: errno_hint(source.raw_os_error()).to_string(),
+                    source,
+                }
+            })?;
+        let ptr = map.as_non_null();
+        // SAFETY: ptr..ptr+ulen is the mapping owned (and unmapped on drop) by `map`.
+        Ok(unsafe { RegionMap::new(ptr, ulen, Box::new(map)) })
     }
 
     fn reset(&self) -> Result<()> {
