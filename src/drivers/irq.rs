@@ -160,12 +160,12 @@ pub fn irq_index(dev: &dyn Device, key: &str) -> std::result::Result<u32, Device
 /// result ([`IrqReport::all_delivered`]), not an error.
 ///
 /// ```
-/// use vfio_harness::device::{self, OpenOptions};
+/// use vfio_harness::OpenOptions;
 /// use vfio_harness::drivers::irq::{exercise_irq, IrqExercise};
 ///
 /// // The simulator's interrupts go through the same eventfd path as a kernel device's:
 /// // three INTx loopback interrupts arrive, and the mask check holds one back while masked.
-/// let dev = device::open(&"sim".parse()?, &OpenOptions::default())?;
+/// let dev = vfio_harness::open(&"sim".parse()?, &OpenOptions::default())?;
 /// let x = IrqExercise {
 ///     count: 3,
 ///     ..IrqExercise::loopback(vfio_harness::sim::INTX)

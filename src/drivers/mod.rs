@@ -64,10 +64,10 @@ pub static DRIVERS: &[DriverEntry] = &[
 /// The driver for `dev`: the first registry entry whose probe matches, or `None`.
 ///
 /// ```
-/// use vfio_harness::device::{self, OpenOptions};
+/// use vfio_harness::OpenOptions;
 /// use vfio_harness::drivers::{self, DmaEngine, DriverError};
 ///
-/// let dev = device::open(&"sim".parse()?, &OpenOptions::default())?;
+/// let dev = vfio_harness::open(&"sim".parse()?, &OpenOptions::default())?;
 /// // The simulator has no DMA engine: no driver claims it, and the framework (and so every
 /// // DMA exercise) says which devices it knows.
 /// assert!(drivers::driver_for(dev.as_ref()).is_none());
