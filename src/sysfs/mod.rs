@@ -2,9 +2,11 @@
 //!
 //! Every lookup goes through a [`SysfsRoot`], so unit tests run on fixture trees.
 
+pub mod attrs;
 pub mod device;
 
 pub mod mdev;
+pub mod mdevctl;
 
 use std::fs;
 use std::io::{self, Read, Write};
