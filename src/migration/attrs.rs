@@ -95,7 +95,7 @@ pub enum CopyError {
         resource: String,
         /// The refusal (attribute, value, errno).
         #[source]
-        source: AttrError,
+        source: Box<AttrError>,
         /// `attribute=value` already copied.
         copied: Vec<String>,
     },
@@ -229,7 +229,7 @@ pub fn apply(
                 return Err(CopyError::Refused {
                     destination: *dst,
                     resource: r.resource.clone(),
-                    source,
+                    source: Box::new(source),
                     copied,
                 })
             }

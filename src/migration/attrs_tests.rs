@@ -5,10 +5,7 @@ use super::*;
 
 use std::fs;
 
-#[path = "../../tests/fixtures/sysfs/fixture.rs"]
-mod fixture;
-
-use fixture::Fixture;
+use crate::sysfs::fixture::{self, Fixture};
 
 const GPU: &str = "devices/pci0000:00/0000:00:02.0";
 const SRC: &str = "aaaaaaaa-0000-0000-0000-00000000000a";

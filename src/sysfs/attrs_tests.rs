@@ -5,10 +5,7 @@ use super::*;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 
-#[path = "../../tests/fixtures/sysfs/fixture.rs"]
-mod fixture;
-
-use fixture::{Fixture, MTTY_UUID};
+use crate::sysfs::fixture::{Fixture, MTTY_UUID};
 
 const MTTY: &str = "devices/virtual/mtty/mtty";
 

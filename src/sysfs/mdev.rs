@@ -567,8 +567,7 @@ pub fn time_open_close(
 }
 
 #[cfg(test)]
-#[path = "../../tests/fixtures/sysfs/fixture.rs"]
-mod fixture;
+use super::fixture;
 
 #[cfg(test)]
 mod tests {

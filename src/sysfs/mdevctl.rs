@@ -212,7 +212,7 @@ pub enum MdevctlError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: AttrError,
+        source: Box<AttrError>,
         /// Instances of earlier definitions removed again.
         rolled_back: Vec<Uuid>,
         /// Removals that failed (`uuid: error`).
@@ -440,7 +440,7 @@ pub fn create_all(
                 let (rolled_back, rollback_failures) = roll_back(root, &done);
                 return Err(MdevctlError::Create {
                     path: d.source.clone(),
-                    source,
+                    source: Box::new(source),
                     rolled_back,
                     rollback_failures,
                 });

@@ -4,10 +4,7 @@ use super::*;
 
 use std::os::unix::fs::PermissionsExt;
 
-#[path = "../../tests/fixtures/sysfs/fixture.rs"]
-mod fixture;
-
-use fixture::{Fixture, MTTY_UUID};
+use crate::sysfs::fixture::{Fixture, MTTY_UUID};
 
 const U1: &str = "aaaaaaaa-bbbb-cccc-dddd-000000000001";
 const U2: &str = "aaaaaaaa-bbbb-cccc-dddd-000000000002";
@@ -301,7 +298,7 @@ fn create_all_resolves_parents_before_creating() {
             ..
         } => {
             assert!(path.ends_with("mtty-9"));
-            assert!(matches!(source, AttrError::Sysfs(_)), "{source:?}");
+            assert!(matches!(&**source, AttrError::Sysfs(_)), "{source:?}");
             assert_eq!(rollback_failures.len(), 1, "{rollback_failures:?}");
         }
         other => panic!("{other:?}"),

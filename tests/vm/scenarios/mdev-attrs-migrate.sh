@@ -25,7 +25,7 @@ expect_eq "source VRAM" "$(vattr $S vram_size)" $((128 << 20))
 expect_eq "destination aggregate before" "$(vattr $D aggregate)" 1
 expect_eq "destination priority before" "$(vattr $D priority)" 0
 # Data in the source's second unit (beyond what a plain 64M instance has).
-run vfio-harness bar --mmap $S fill BAR2 --offset 96M --len 16M --seed 21 --no-readback
+run vfio-harness bar --mmap $S fill BAR2 --offset 0x6000000 --len 16M --seed 21 --no-readback
 run vfio-harness bar $S fill BAR2 --offset 0 --len 1M --seed 22 --no-readback
 a64=$(avail 64M)
 
@@ -40,7 +40,7 @@ expect_eq "destination VRAM after" "$(vattr $D vram_size)" $((128 << 20))
 expect_eq "64M available after the copy (one more unit taken)" "$(avail 64M)" $((a64 - 1))
 run_out i vfio-harness info $D --json
 expect_eq "destination BAR2 through VFIO" "$(echo "$i" | region_size BAR2)" $((128 << 20))
-run vfio-harness bar $D crc BAR2 --offset 96M --len 16M --seed 21
+run vfio-harness bar $D crc BAR2 --offset 0x6000000 --len 16M --seed 21
 run vfio-harness bar $D crc BAR2 --offset 0 --len 1M --seed 22
 # The text report says it too.
 run vfio-harness mdev set-attr $D priority=4

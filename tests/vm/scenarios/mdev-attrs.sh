@@ -32,9 +32,9 @@ run_out out vfio-harness mdev create --type vhgpu-256M --uuid $A \
     --attr aggregate=2 --attr priority=5 --attr dma_rate_limit_mbps=0 --json
 expect_eq "available_instances_before" "$(echo "$out" | json_num available_instances_before)" $((pool / 256))
 expect_eq "available_instances_after" "$(echo "$out" | json_num available_instances_after)" $(((pool - 512) / 256))
-echo "$out" | flat | grep -q '"attribute":"vendor/aggregate","value":"2","readback":"2"' \
+echo "$out" | flat | grep -q '"attribute":"vendor/aggregate","readback":"2","value":"2"' \
     || fail "create --json does not report aggregate written and read back"
-echo "$out" | flat | grep -q '"attribute":"vendor/priority","value":"5","readback":"5"' \
+echo "$out" | flat | grep -q '"attribute":"vendor/priority","readback":"5","value":"5"' \
     || fail "create --json does not report priority"
 expect_eq "aggregate in sysfs" "$(vattr $A aggregate)" 2
 expect_eq "priority in sysfs" "$(vattr $A priority)" 5
@@ -45,8 +45,9 @@ run_out s vfio-harness mdev show $A --json
 echo "$s" | flat | grep -q '"vendor/aggregate":"2"' || fail "show: vendor/aggregate is not 2"
 echo "$s" | flat | grep -q '"writable_attributes":\["vendor/aggregate","vendor/dma_rate_limit_mbps","vendor/priority"\]' \
     || fail "show: writable_attributes are not aggregate, dma_rate_limit_mbps, priority"
-run_out l vfio-harness mdev list --json
-echo "$l" | flat | grep -q "\"uuid\":\"$A\".*\"vendor/aggregate\":\"2\"" || fail "list: $A lacks vendor/aggregate=2"
+run_out l vfio-harness mdev list --parent vhgpu --json
+expect_eq "list --parent vhgpu" "$(echo "$l" | json_str uuid)" $A
+echo "$l" | flat | grep -q '"vendor/aggregate":"2"' || fail "list: $A lacks vendor/aggregate=2"
 
 # --- the VRAM size through VFIO (this opens the device for the first time) ----------------
 run_out i vfio-harness info $A --json
