@@ -10,12 +10,15 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use vfio_harness::device::DeviceSpec;
-use vfio_harness::sysfs::mdev::{self, MdevInstance, MdevType};
+use vfio_harness::sysfs::attrs::{self as sysfs_attrs, Assignment};
+use vfio_harness::sysfs::mdev::{self, MdevType};
 use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::format_seconds;
 
 use super::output::print_json;
 use super::Global;
+
+mod attrs;
 
 /// Arguments of `mdev`.
 #[derive(clap::Args, Debug)]
@@ -37,8 +40,11 @@ enum Command {
     List(ListArgs),
     /// Show one instance with its type and attributes.
     Show(ShowArgs),
-    /// Create an instance (prints its UUID).
+    /// Create an instance (prints its UUID), optionally with attributes or from mdevctl
+    /// definitions.
     Create(CreateArgs),
+    /// Write attributes of an existing instance that is not open.
+    SetAttr(SetAttrArgs),
     /// Remove an instance (waits for it to be closed).
     #[command(alias = "rm")]
     Remove(RemoveArgs),
@@ -83,8 +89,11 @@ struct ShowArgs {
     /// The instance's UUID.
     uuid: String,
     /// JSON output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mdevctl_json")]
     json: bool,
+    /// The instance as an mdevctl definition (`/etc/mdevctl.d/<parent>/<uuid>` content).
+    #[arg(long)]
+    mdevctl_json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,14 +103,39 @@ struct CreateArgs {
     #[arg(long)]
     parent: Option<String>,
     /// mdev type (the directory name, e.g. `mtty-2`).
-    #[arg(long = "type")]
-    mdev_type: String,
+    #[arg(long = "type", required_unless_present = "from_mdevctl")]
+    mdev_type: Option<String>,
     /// UUID to create (a random v4 UUID when not given).
     #[arg(long)]
     uuid: Option<String>,
+    /// Write an instance attribute after create, before anything opens the device
+    /// (repeatable, written in order; `vendor/aggregate=2` or a bare `aggregate=2`). A
+    /// refused write removes the instance again.
+    #[arg(
+        long = "attr",
+        value_name = "NAME=VALUE",
+        conflicts_with = "from_mdevctl"
+    )]
+    attrs: Vec<Assignment>,
+    /// Create from mdevctl definitions: a `<parent>/<uuid>` file, a file of `mdevctl list
+    /// --dumpjson` output, or a directory of definitions (`/etc/mdevctl.d`). All or nothing.
+    #[arg(long, value_name = "PATH", conflicts_with = "mdev_type")]
+    from_mdevctl: Option<PathBuf>,
     /// Report how long the `create` write took.
     #[arg(long)]
     timings: bool,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct SetAttrArgs {
+    /// The instance's UUID.
+    uuid: String,
+    /// Attributes to write, in order.
+    #[arg(value_name = "NAME=VALUE", required = true)]
+    attrs: Vec<Assignment>,
     /// JSON output.
     #[arg(long)]
     json: bool,
@@ -145,6 +179,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         Command::List(a) => list(&root, a),
         Command::Show(a) => show(&root, a),
         Command::Create(a) => create(&root, a),
+        Command::SetAttr(a) => attrs::set_attr(&root, a),
         Command::Remove(a) => remove(&root, a),
         Command::Timings(a) => timings(&root, a, global),
     }
@@ -277,31 +312,6 @@ fn mdevctl_types(types: &[MdevType]) -> Value {
     }
 }
 
-/// `mdevctl list --dumpjson` for active devices: `[{parent: [{uuid: {mdev_type, start,
-/// attrs}}]}]`.
-fn mdevctl_list(instances: &[MdevInstance]) -> Value {
-    let mut parents = Map::new();
-    for i in instances {
-        let entry = parents
-            .entry(i.parent.clone())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(v) = entry {
-            v.push(json!({
-                i.uuid.hyphenated().to_string(): {
-                    "mdev_type": i.mdev_type,
-                    "start": "manual",
-                    "attrs": [],
-                }
-            }));
-        }
-    }
-    if parents.is_empty() {
-        json!([])
-    } else {
-        json!([Value::Object(parents)])
-    }
-}
-
 fn list(root: &SysfsRoot, a: ListArgs) -> anyhow::Result<ExitCode> {
     let mut all = mdev::list_instances(root)?;
     if let Some(p) = &a.parent {
@@ -310,9 +320,9 @@ fn list(root: &SysfsRoot, a: ListArgs) -> anyhow::Result<ExitCode> {
         all.retain(|i| &i.parent == p);
     }
     if a.json {
-        print_json(&all)?;
+        print_json(&attrs::instances_json(&all)?)?;
     } else if a.mdevctl_json {
-        print_json(&mdevctl_list(&all))?;
+        println!("{}", attrs::mdevctl_list(&all)?);
     } else if all.is_empty() {
         println!("no mdev instances");
     } else {
@@ -346,8 +356,12 @@ fn show(root: &SysfsRoot, a: ShowArgs) -> anyhow::Result<ExitCode> {
         Some(t) => mdev::find_type(root, &i.parent, t).ok(),
         None => None,
     };
+    if a.mdevctl_json {
+        println!("{}", attrs::mdevctl_show(&i)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.json {
-        let mut v = serde_json::to_value(&i)?;
+        let mut v = attrs::instance_json(&i)?;
         if let Value::Object(o) = &mut v {
             o.insert("type_info".into(), serde_json::to_value(&ty)?);
         }
@@ -380,11 +394,19 @@ fn show(root: &SysfsRoot, a: ShowArgs) -> anyhow::Result<ExitCode> {
     );
     println!("sysfs path:   {}", i.sysfs_path.display());
     print_attrs(&i.attributes, "");
+    let w = sysfs_attrs::writable(&i);
+    if !w.is_empty() {
+        println!("writable:     {}", w.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves `--parent` when left out: the one parent that has the type.
-fn resolve_parent(root: &SysfsRoot, parent: Option<String>, ty: &str) -> anyhow::Result<String> {
+pub(super) fn resolve_parent(
+    root: &SysfsRoot,
+    parent: Option<String>,
+    ty: &str,
+) -> anyhow::Result<String> {
     if let Some(p) = parent {
         return Ok(p);
     }
@@ -416,9 +438,13 @@ fn resolve_parent(root: &SysfsRoot, parent: Option<String>, ty: &str) -> anyhow:
 fn create(root: &SysfsRoot, a: CreateArgs) -> anyhow::Result<ExitCode> {
     // The UUID is checked first: a malformed one never leads to a sysfs write.
     let uuid = a.uuid.as_deref().map(mdev::parse_uuid).transpose()?;
-    let parent = resolve_parent(root, a.parent, &a.mdev_type)?;
-    let c = mdev::create_timed(root, &parent, &a.mdev_type, uuid)?;
-    let after = mdev::find_type(root, &parent, &a.mdev_type)
+    let Some(mdev_type) = a.mdev_type.clone() else {
+        return attrs::create_from_mdevctl(root, a, uuid);
+    };
+    let parent = resolve_parent(root, a.parent, &mdev_type)?;
+    let configured = sysfs_attrs::create_configured(root, &parent, &mdev_type, uuid, &a.attrs)?;
+    let c = configured.created;
+    let after = mdev::find_type(root, &parent, &mdev_type)
         .ok()
         .and_then(|t| t.available_instances);
     let inst = mdev::instance(root, &c.uuid).ok();
@@ -432,11 +458,12 @@ fn create(root: &SysfsRoot, a: CreateArgs) -> anyhow::Result<ExitCode> {
         let mut v = json!({
             "uuid": c.uuid.hyphenated().to_string(),
             "parent": parent,
-            "type": a.mdev_type,
+            "type": mdev_type,
             "sysfs_path": inst.as_ref().map(|i| i.sysfs_path.clone()),
             "iommu_group": inst.as_ref().and_then(|i| i.iommu_group),
             "available_instances_before": c.type_before.available_instances,
             "available_instances_after": after,
+            "attributes": configured.attributes,
         });
         if a.timings {
             v["create_seconds"] = json!(c.elapsed.as_secs_f64());

@@ -7,10 +7,13 @@
 //! `throughput_bytes_per_s`, `precopy_rounds` (per round: `round`, `pending_before` and
 //! `pending_after` {`initial_bytes`, `dirty_bytes`}, `bytes`, `seconds`); with
 //! `--dirty-writer` also `dirty_writer` (`region`, `offset`, `len`, `rate`, `pages_written`,
-//! `bytes_dirtied`, `passes`, `seconds`, `achieved_rate`).
+//! `bytes_dirtied`, `passes`, `seconds`, `achieved_rate`); for mdev pairs `dynamic_resources`
+//! (per resource: `resource`, `attribute`, `source`, `destination_before`,
+//! `destination_after`, `action` = `equal` / `copied` / `differs` / `unknown`, `note`).
 
 use std::process::ExitCode;
 
+use vfio_harness::migration::attrs::{self as dyn_attrs, Policy, ResourceCopy};
 use vfio_harness::migration::compat::{self, Verdict};
 use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
 use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
@@ -49,6 +52,10 @@ pub struct Args {
     /// (`BAR2:32M`, `BAR2:16M:0:256M`).
     #[arg(long, value_name = "REGION:RATE[:OFFSET:LEN]")]
     pub dirty_writer: Option<DirtyWriterSpec>,
+    /// Do not copy the type's `dynamic_resources` attributes to DST before opening it;
+    /// refuse when they differ (with --force: leave them to the device).
+    #[arg(long)]
+    pub no_copy_attrs: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -88,6 +95,8 @@ struct Out<'a> {
     report: &'a engine::MigrateReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     dirty_writer: Option<&'a WriterStats>,
+    #[serde(skip_serializing_if = "<[ResourceCopy]>::is_empty")]
+    dynamic_resources: &'a [ResourceCopy],
 }
 
 /// Runs `migrate`.
@@ -95,6 +104,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.src == args.dst {
         anyhow::bail!("source and destination are the same device ({})", args.src);
     }
+    // Dynamic resources go to DST before anything opens it (vendors fix them at first open).
+    let policy = match (args.no_copy_attrs, args.force) {
+        (false, _) => Policy::Copy,
+        (true, false) => Policy::Refuse,
+        (true, true) => Policy::Ignore,
+    };
+    let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
+    let resources = dyn_attrs::prepare(&root, &args.src, &args.dst, policy)?;
     let cancel = install_interrupt_handler();
     let mut drivers = open_drivers(&[args.src.clone(), args.dst.clone()], global)?;
     let (Some(mut dst), Some(mut src)) = (drivers.pop(), drivers.pop()) else {
@@ -132,6 +149,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         print_json(&Out {
             report: &r,
             dirty_writer: writer.as_ref(),
+            dynamic_resources: &resources,
         })?;
     } else {
         println!(
@@ -170,6 +188,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 format_bytes(rs.pending_after.dirty_bytes)
             );
         }
+        if !resources.is_empty() {
+            println!("  dynamic resources: {}", resources_summary(&resources));
+        }
         if let Some(w) = &writer {
             println!(
                 "  dirty writer: {} page writes ({}) over {} at region {} +{:#x} in {} ({}, asked {}), {} pass(es)",
@@ -186,4 +207,34 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `aggregate 1 -> 2 (copied), priority 0 (equal)`.
+fn resources_summary(r: &[ResourceCopy]) -> String {
+    r.iter()
+        .map(|c| {
+            let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "?".into());
+            match c.action {
+                dyn_attrs::Action::Copied => format!(
+                    "{} {} -> {} (copied)",
+                    c.resource,
+                    v(&c.destination_before),
+                    v(&c.destination_after)
+                ),
+                dyn_attrs::Action::Equal => format!("{} {} (equal)", c.resource, v(&c.source)),
+                dyn_attrs::Action::Differs => format!(
+                    "{} source {} destination {} (left, --force)",
+                    c.resource,
+                    v(&c.source),
+                    v(&c.destination_before)
+                ),
+                _ => format!(
+                    "{} (unknown: {})",
+                    c.resource,
+                    c.note.as_deref().unwrap_or("not compared")
+                ),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

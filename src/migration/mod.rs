@@ -10,6 +10,7 @@
 //!   `device_state`, `pending_bytes`, `data_offset`, `data_size` and a data section
 //!   ([`v1::V1Driver`]).
 
+pub mod attrs;
 pub mod compat;
 pub mod conformance;
 pub mod engine;

@@ -21,6 +21,13 @@ expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; echo "ok: $1 = 
 json_num() { grep -o "\"$1\": *[0-9]*" | head -n 1 | sed 's/.*: *//'; }
 # json_str KEY: first string value of "KEY": in stdin.
 json_str() { grep -o "\"$1\": *\"[^\"]*\"" | head -n 1 | sed 's/.*: *"//; s/"$//'; }
+# region_size NAME: the size of region NAME (BAR0, BAR2, ...) in `info --json` on stdin.
+region_size() {
+    awk -v n="\"$1\"" '$1 == "\"name\":" { f = ($2 == n || $2 == n ",") }
+        f && $1 == "\"size\":" { gsub(/[^0-9]/, "", $2); print $2; exit }'
+}
+# flat: stdin without spaces and newlines (grep JSON objects field by field).
+flat() { tr -d ' \n'; }
 # backends: the IOMMU back ends this kernel offers.
 backends() { if [ "$HAVE_IOMMUFD" = 1 ]; then echo "legacy iommufd"; else echo legacy; fi; }
 # info_across_backends DEVICE TAG: `info --json` through every IOMMU back end the kernel

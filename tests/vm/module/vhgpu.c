@@ -13,18 +13,26 @@
  *  - migration v2 (STOP_COPY | P2P | PRE_COPY) with a versioned stream,
  *    VRAM dirty tracking (region writes, DMA, mmap write faults);
  *  - optionally the deprecated migration v1 region (type 3 / subtype 1)
- *    driving the same state machine.
+ *    driving the same state machine;
+ *  - per-instance attributes written between create and first open, as
+ *    vendor vGPU drivers have them: "aggregate" (VRAM = units x the type's
+ *    unit VRAM, drawn from the pool) and "dma_rate_limit_mbps" (a DMA engine
+ *    rate limiter), listed with "priority" in the type's dynamic_resources
+ *    where they must be copied before migrating.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/anon_inodes.h>
 #include <linux/bitmap.h>
+#include <linux/delay.h>
 #include <linux/device.h>
 #include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/kernel.h>
+#include <linux/ktime.h>
+#include <linux/log2.h>
 #include <linux/mdev.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -51,6 +59,8 @@
 #define VHGPU_V1_DATA_OFFSET	PAGE_SIZE
 #define VHGPU_PAGE_REC		(sizeof(struct vhgpu_rec) + PAGE_SIZE)
 #define VHGPU_ZERO_RUN_MAX	(1u << 20)
+#define VHGPU_AGGREGATE_MAX	64	/* units per instance (a power of two) */
+#define VHGPU_DMA_RATE_MAX	1000000	/* dma_rate_limit_mbps ceiling, MiB/s */
 
 /* ------------------------------------------------------------------------
  * Module parameters
@@ -181,6 +191,10 @@ struct vhgpu_dev {
 	struct vhgpu_sw_version ver;
 	u32 priority;
 	bool open;
+	bool opened;			/* opened at least once: aggregate is fixed */
+	u32 aggregate;			/* VRAM units (dynamic resource) */
+	unsigned int pool_mb;		/* taken from the pool: aggregate x type */
+	u32 dma_rate_mbps;		/* DMA engine limit, MiB/s; 0 = off */
 
 	/* VRAM: lazily allocated pages; never freed before release */
 	u64 vram_size;
@@ -585,6 +599,31 @@ static bool vhgpu_dma_allowed(struct vhgpu_dev *dev)
 	return s == VFIO_DEVICE_STATE_RUNNING || s == VFIO_DEVICE_STATE_PRE_COPY;
 }
 
+/*
+ * The rate limiter (dma_rate_limit_mbps): a transfer of len bytes takes at
+ * least len / rate. The engine is synchronous, so the GO write returns (and
+ * the completion interrupt is raised) only after that time; dev->lock stays
+ * held like a busy engine. Interruptible: a signal ends the wait early.
+ */
+static void vhgpu_dma_throttle(struct vhgpu_dev *dev, u32 len, ktime_t start)
+{
+	u32 rate = READ_ONCE(dev->dma_rate_mbps);
+	s64 want, spent;
+	u64 us;
+
+	if (!rate)
+		return;
+	want = div64_u64((u64)len * NSEC_PER_SEC, (u64)rate << 20);
+	spent = ktime_to_ns(ktime_sub(ktime_get(), start));
+	if (spent >= want)
+		return;
+	us = div_u64(want - spent, NSEC_PER_USEC);
+	if (us >= 20000)
+		msleep_interruptible(div_u64(us, USEC_PER_MSEC));
+	else if (us)
+		usleep_range(us, us + us / 16 + 1);
+}
+
 /* dev->lock held. Returns 0 or a negative errno. */
 static int vhgpu_dma_run(struct vhgpu_dev *dev)
 {
@@ -592,6 +631,7 @@ static int vhgpu_dma_run(struct vhgpu_dev *dev)
 	u32 len = R(dev, dma_len);
 	bool to_vram = R(dev, dma_dir) == VHGPU_DMA_DIR_TO_VRAM;
 	u32 done = 0;
+	ktime_t start;
 
 	if (R(dev, dma_dir) > VHGPU_DMA_DIR_FROM_VRAM || !len || len > VHGPU_DMA_MAX_LEN)
 		return -EINVAL;
@@ -602,6 +642,7 @@ static int vhgpu_dma_run(struct vhgpu_dev *dev)
 	if (!(dev->cfg[PCI_COMMAND] & PCI_COMMAND_MASTER))
 		return -EACCES;
 
+	start = ktime_get();
 	while (done < len) {
 		u64 v = voff + done;
 		unsigned long idx = v >> PAGE_SHIFT;
@@ -629,6 +670,7 @@ static int vhgpu_dma_run(struct vhgpu_dev *dev)
 		}
 		done += n;
 	}
+	vhgpu_dma_throttle(dev, len, start);
 	return 0;
 }
 
@@ -985,8 +1027,9 @@ static int vhgpu_check_header(struct vhgpu_dev *dev, struct vhgpu_migf *migf,
 	}
 	if (vram != dev->vram_size && !(cross_type && vram && vram < dev->vram_size &&
 					 !(vram & ~PAGE_MASK))) {
-		dev_warn(dev->vdev.dev, "migration stream: VRAM %llu bytes, device has %llu\n",
-			 vram, dev->vram_size);
+		dev_warn(dev->vdev.dev,
+			 "migration stream: VRAM %llu bytes, device has %llu (aggregate %u; copy dynamic_resources first)\n",
+			 vram, dev->vram_size, dev->aggregate);
 		return -ERANGE;
 	}
 	if (le32_to_cpu(h->priority) != dev->priority) {
@@ -1655,6 +1698,8 @@ static int vhgpu_init_dev(struct vfio_device *vdev)
 
 	dev->mdev = mdev;
 	dev->type = type;
+	dev->aggregate = 1;
+	dev->pool_mb = type->vram_mb;
 	dev->vram_size = (u64)type->vram_mb << 20;
 	dev->npages = dev->vram_size >> PAGE_SHIFT;
 	ret = -ENOMEM;
@@ -1706,7 +1751,7 @@ static void vhgpu_release_dev(struct vfio_device *vdev)
 	mutex_destroy(&dev->lock);
 	mutex_destroy(&dev->state_mutex);
 	mutex_lock(&vhgpu_pool_lock);
-	vhgpu_pool_free_mb += dev->type->vram_mb;
+	vhgpu_pool_free_mb += dev->pool_mb;
 	mutex_unlock(&vhgpu_pool_lock);
 }
 
@@ -1716,6 +1761,7 @@ static int vhgpu_open_device(struct vfio_device *vdev)
 
 	mutex_lock(&dev->lock);
 	dev->open = true;
+	dev->opened = true;
 	mutex_unlock(&dev->lock);
 	return 0;
 }
@@ -2056,10 +2102,129 @@ static ssize_t priority_store(struct device *d, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RW(priority);
 
+static ssize_t aggregate_show(struct device *d, struct device_attribute *attr, char *buf)
+{
+	struct vhgpu_dev *dev = vhgpu_from_device(d);
+
+	return dev ? sysfs_emit(buf, "%u\n", dev->aggregate) : -ENODEV;
+}
+
+/*
+ * aggregate = N: the instance holds N VRAM units of its type (VRAM = N x the
+ * type's size, a power of two so BAR2 stays a valid PCI BAR), taken from the
+ * shared pool, so available_instances of every type moves. Only before the
+ * first open (VRAM may hold data afterwards): -EBUSY then, even once closed;
+ * -ENOSPC when the pool lacks the extra units; -EINVAL for 0, a non power of
+ * two or more than VHGPU_AGGREGATE_MAX.
+ */
+static ssize_t aggregate_store(struct device *d, struct device_attribute *attr,
+			       const char *buf, size_t count)
+{
+	struct vhgpu_dev *dev = vhgpu_from_device(d);
+	struct page **pages = NULL, **old_pages;
+	unsigned long *dirty = NULL, *old_dirty;
+	unsigned long npages, old_npages, i;
+	unsigned int val, new_mb;
+	int ret;
+
+	if (!dev)
+		return -ENODEV;
+	ret = kstrtouint(buf, 0, &val);
+	if (ret)
+		return ret;
+	if (!val || val > VHGPU_AGGREGATE_MAX || !is_power_of_2(val))
+		return -EINVAL;
+	new_mb = val * dev->type->vram_mb;
+	npages = ((u64)new_mb << 20) >> PAGE_SHIFT;
+
+	mutex_lock(&dev->lock);
+	if (dev->open || dev->opened) {
+		ret = -EBUSY;	/* fixed at first open */
+		goto out_unlock;
+	}
+	if (val == dev->aggregate)
+		goto out_unlock;
+	ret = -ENOMEM;
+	pages = kvcalloc(npages, sizeof(*pages), GFP_KERNEL_ACCOUNT);
+	if (!pages)
+		goto out_unlock;
+	dirty = bitmap_zalloc(npages, GFP_KERNEL_ACCOUNT);
+	if (!dirty)
+		goto out_unlock;
+
+	mutex_lock(&vhgpu_pool_lock);
+	if (new_mb > dev->pool_mb && vhgpu_pool_free_mb < new_mb - dev->pool_mb) {
+		mutex_unlock(&vhgpu_pool_lock);
+		ret = -ENOSPC;
+		goto out_unlock;
+	}
+	vhgpu_pool_free_mb = vhgpu_pool_free_mb + dev->pool_mb - new_mb;
+	mutex_unlock(&vhgpu_pool_lock);
+
+	old_pages = dev->pages;
+	old_dirty = dev->dirty;
+	old_npages = dev->npages;
+	dev->pages = pages;
+	dev->dirty = dirty;
+	dev->npages = npages;
+	dev->vram_size = (u64)new_mb << 20;
+	dev->pool_mb = new_mb;
+	dev->aggregate = val;
+	vhgpu_init_config(dev);		/* BAR2 size mask */
+	pages = old_pages;
+	dirty = old_dirty;
+	/* never opened: nothing can have touched VRAM, but be exact */
+	for (i = 0; i < old_npages; i++)
+		if (pages[i])
+			__free_page(pages[i]);
+	ret = 0;
+out_unlock:
+	mutex_unlock(&dev->lock);
+	kvfree(pages);
+	bitmap_free(dirty);
+	return ret ? ret : count;
+}
+static DEVICE_ATTR_RW(aggregate);
+
+static ssize_t dma_rate_limit_mbps_show(struct device *d, struct device_attribute *attr,
+					char *buf)
+{
+	struct vhgpu_dev *dev = vhgpu_from_device(d);
+
+	return dev ? sysfs_emit(buf, "%u\n", READ_ONCE(dev->dma_rate_mbps)) : -ENODEV;
+}
+
+/* MiB/s, 0 = off; like a frame-rate limiter, changed only while the device is closed. */
+static ssize_t dma_rate_limit_mbps_store(struct device *d, struct device_attribute *attr,
+					 const char *buf, size_t count)
+{
+	struct vhgpu_dev *dev = vhgpu_from_device(d);
+	unsigned int val;
+	int ret;
+
+	if (!dev)
+		return -ENODEV;
+	ret = kstrtouint(buf, 0, &val);
+	if (ret)
+		return ret;
+	if (val > VHGPU_DMA_RATE_MAX)
+		return -ERANGE;
+	mutex_lock(&dev->lock);
+	if (dev->open)
+		ret = -EBUSY;
+	else
+		WRITE_ONCE(dev->dma_rate_mbps, val);
+	mutex_unlock(&dev->lock);
+	return ret ? ret : count;
+}
+static DEVICE_ATTR_RW(dma_rate_limit_mbps);
+
 static struct attribute *vhgpu_dev_attrs[] = {
 	&dev_attr_vram_size.attr,
 	&dev_attr_instance_software_version.attr,
 	&dev_attr_priority.attr,
+	&dev_attr_aggregate.attr,
+	&dev_attr_dma_rate_limit_mbps.attr,
 	NULL,
 };
 
@@ -2130,7 +2295,7 @@ VHGPU_TYPE_ATTR_RO(compatible_type);
 static ssize_t dynamic_resources_show(struct mdev_type *mtype, struct vhgpu_type_attr *attr,
 				      char *buf)
 {
-	return sysfs_emit(buf, "priority\n");
+	return sysfs_emit(buf, "priority,aggregate\n");
 }
 VHGPU_TYPE_ATTR_RO(dynamic_resources);
 
