@@ -1,13 +1,20 @@
 //! Engine tests over an in-test fake device driven through the real v2 driver.
 
+use super::ring::{pipeline, Caller, Filled, Producer};
 use super::*;
+use crate::device::MigState;
 use crate::device::{
     Device, DeviceError, DeviceHandle, DeviceIdentity, DeviceInfo, MigFlags, PrecopyInfo, RegionMap,
 };
 use crate::migration::fsm;
+use crate::migration::stream::ChunkKind;
 use crate::migration::v2::V2Driver;
+use crate::migration::{MigrationError, Result};
 use std::any::Any;
 use std::os::fd::RawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// The fake's migration model: the saved stream is `image`. In PRE_COPY the device exposes
@@ -458,7 +465,7 @@ fn migrate_failure_recovers_both() {
 fn aligned_buffers() {
     let b = AlignedBuf::new(10_000);
     assert_eq!(b.len(), 10_000);
-    assert_eq!(b.as_ptr() as usize % PAGE, 0);
+    assert_eq!(b.as_ptr() as usize % 4096, 0);
     assert!(b.iter().all(|x| *x == 0));
 }
 

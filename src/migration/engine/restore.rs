@@ -1,0 +1,156 @@
+//! Restoring: a stream into a device, every chunk verified before the device sees it.
+
+use super::recovery::start_from_running;
+use super::report::{rate, secs};
+use super::ring::{pipeline, Caller, Filled};
+use super::source::write_device;
+use super::{can_reset, recover_after, AlignedBuf, Options, Phase, RestoreReport};
+use crate::device::MigState;
+use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
+use crate::migration::{MigrationDriver, MigrationError, Result};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Restores a stream into the device: the header is checked against the device (before it
+/// is touched), the device enters RESUMING, each chunk is verified before it is written, and
+/// RESUMING is left (committing the state) only after the trailer verified. On any error the
+/// device is reset back to RUNNING and the error says what was wrong.
+pub fn restore<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    source: R,
+    opts: &Options,
+) -> Result<RestoreReport> {
+    let t0 = Instant::now();
+    opts.check_cancel()?;
+    // Nothing below touches the device until the header is validated and matches it.
+    let reader = StreamReader::new(source)?;
+    reader.header().check_target(drv.device(), drv.protocol())?;
+    start_from_running(drv)?;
+    match restore_inner(drv, reader, opts, t0) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(recover_after(drv, e)),
+    }
+}
+
+fn restore_inner<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    mut reader: StreamReader<R>,
+    opts: &Options,
+    t0: Instant,
+) -> Result<RestoreReport> {
+    let header = reader.header().clone();
+    let chunk = header.max_chunk as usize;
+    let expected = header.state_size_estimate;
+    drv.set_state(MigState::Resuming)?;
+    let mut done = 0u64;
+    // Every payload is verified before it reaches the device, on whichever thread has time:
+    // when the writing side is waiting for data (nothing queued), the reader is the
+    // bottleneck and leaves the checksum to the writer; otherwise the reader checks it while
+    // the writer is busy. The whole-stream checksum is verified by the reader at the trailer,
+    // before RESUMING is left.
+    let queued = AtomicUsize::new(0);
+    let totals: StreamTotals = pipeline(
+        chunk,
+        opts.overlap,
+        Caller::Consumes,
+        |p| {
+            loop {
+                opts.check_cancel()?;
+                let mut buf = p.take()?;
+                match reader.next_chunk_unverified(&mut buf)? {
+                    Some((kind, len, check)) => {
+                        let check = if queued.load(Ordering::Acquire) == 0 {
+                            Some(check)
+                        } else {
+                            check.verify(&buf[..len])?;
+                            None
+                        };
+                        queued.fetch_add(1, Ordering::AcqRel);
+                        p.send(Filled {
+                            kind,
+                            buf,
+                            len,
+                            check,
+                        })?
+                    }
+                    None => break,
+                }
+            }
+            Ok(reader.totals())
+        },
+        |_, data, check| {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            opts.check_cancel()?;
+            if let Some(check) = check {
+                check.verify(data)?;
+            }
+            write_device(drv, data)?;
+            done += data.len() as u64;
+            opts.report(Phase::Resume, done, expected);
+            Ok(())
+        },
+    )?;
+    opts.check_cancel()?;
+    let tc = Instant::now();
+    drv.set_state(MigState::Running)?;
+    let commit_seconds = secs(tc);
+    let seconds = secs(t0);
+    Ok(RestoreReport {
+        device: drv.device().name().to_string(),
+        file: None,
+        protocol: drv.protocol(),
+        source: header,
+        bytes: totals.payload_bytes,
+        stream_bytes: totals.stream_bytes,
+        chunks: totals.chunks,
+        seconds,
+        commit_seconds,
+        throughput_bytes_per_s: rate(totals.payload_bytes, seconds),
+    })
+}
+
+/// Reads a whole stream and verifies every checksum and the trailer, touching no device.
+/// Returns the header and totals.
+pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, StreamTotals)> {
+    let mut reader = StreamReader::new(source)?;
+    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize);
+    while reader.next_chunk(&mut buf)?.is_some() {
+        opts.check_cancel()?;
+    }
+    Ok((reader.header().clone(), reader.totals()))
+}
+
+/// [`restore`] from a file. On a device that cannot be reset the whole file is verified
+/// first (see [`recover_device`](super::recover_device)).
+pub fn restore_from_file(
+    drv: &mut dyn MigrationDriver,
+    path: &Path,
+    opts: &Options,
+) -> Result<RestoreReport> {
+    let open = || {
+        File::open(path)
+            .map(|f| std::io::BufReader::with_capacity(64 * 1024, f))
+            .map_err(|e| MigrationError::File {
+                path: path.display().to_string(),
+                source: e,
+            })
+    };
+    let name_it = |e: MigrationError| match e {
+        MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
+        other => other,
+    };
+    if !can_reset(drv) {
+        // Without a reset, RESUMING cannot be aborted: verify the whole file before the
+        // device sees any of it.
+        verify(open()?, opts).map_err(name_it)?;
+    }
+    let mut report = restore(drv, open()?, opts).map_err(|e| match e {
+        MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
+        other => other,
+    })?;
+    report.file = Some(path.to_path_buf());
+    Ok(report)
+}
