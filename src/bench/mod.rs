@@ -1197,7 +1197,7 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
     // The primary device must be RUNNING as found.
     if let Ok(mut d) = driver(&devs.primary) {
         if !matches!(d.state(), Ok(MigState::Running)) {
-            let _ = engine::recover_device(d.as_mut());
+            let _ = crate::migration::recovery::recover(d.as_mut());
         }
     }
     Ok(BenchReport {

@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod engine;
 mod error;
 pub mod fsm;
+pub mod recovery;
 pub mod stream;
 pub mod v1;
 pub mod v2;
@@ -95,9 +96,19 @@ pub trait MigrationDriver: Send {
     /// The device's estimate of the STOP_COPY size, when it offers one.
     fn stop_copy_size(&mut self) -> Result<Option<u64>>;
 
-    /// Returns the device to RUNNING whatever state it is in: a plain transition when the
-    /// device allows it, a reset otherwise (ERROR, a refused transition).
-    fn recover(&mut self) -> Result<()>;
+    /// Resets the device (`VFIO_DEVICE_RESET`), which returns it to RUNNING, and forgets
+    /// whatever the driver knew about its migration state and data. Wrappers that run
+    /// something against the device stop it first.
+    fn reset(&mut self) -> Result<()> {
+        Ok(self.device().reset()?)
+    }
+
+    /// Returns the device to RUNNING whatever state it is in, by the rules of
+    /// [`recovery`] (a transition when the device allows it, a reset otherwise).
+    /// [`recovery::recover`] reports what it did.
+    fn recover(&mut self) -> Result<()> {
+        recovery::recover(self).into_result().map(drop)
+    }
 }
 
 /// Picks the driver for a device: v2 when the device reports migration flags, v1 when it

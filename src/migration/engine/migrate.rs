@@ -1,11 +1,11 @@
 //! Live migration between two devices in this process.
 
-use super::recovery::start_from_running;
 use super::report::{rate, secs};
 use super::ring::{pipeline, Caller};
 use super::source::{read_source, write_device};
-use super::{recover_after, MigrateReport, Options};
+use super::{MigrateReport, Options};
 use crate::device::MigState;
+use crate::migration::recovery::{recover_after, recover_at_start};
 use crate::migration::stream::StreamHeader;
 use crate::migration::{MigrationDriver, Result};
 use std::time::Instant;
@@ -46,7 +46,7 @@ fn migrate_inner(
     let source = src.device().name().to_string();
     let destination = dst.device().name().to_string();
     let protocol = src.protocol();
-    start_from_running(dst)?;
+    recover_at_start(dst)?;
     dst.set_state(MigState::Resuming)?;
     let mut done = 0u64;
     let stats = pipeline(

@@ -11,20 +11,20 @@
 //! - **Integrity.** Saving frames and checksums on the fly ([`super::stream`]). Restoring
 //!   verifies each chunk's checksum before its bytes reach the device and leaves RESUMING
 //!   (which commits the state) only after the trailer verified.
-//! - **Devices are left RUNNING**, on success and on every error path (a device caught in
-//!   RESUMING is reset, since vfio.h says a RESUMING session can only be aborted by reset).
+//! - **Devices are left RUNNING**, on success and on every error path, by the rules of
+//!   [`crate::migration::recovery`] (a device caught in RESUMING is reset, since vfio.h says a
+//!   RESUMING session can only be aborted by reset).
 //!   If recovery fails too, [`MigrationError::Recovery`](crate::migration::MigrationError::Recovery) carries both errors.
 //! - **Cancellation.** A shared flag ([`Cancel`]) is polled between chunks; the CLI sets it
 //!   from its SIGINT handler, so Ctrl-C still returns devices to RUNNING.
 //!
 //! One file per part: [`options`](Options) and reports, the buffers ([`AlignedBuf`]) and the
 //! ring between the two sides, reading a device (the source side of save and migrate),
-//! recovery, and the three operations: [`save`], [`restore`], [`migrate`].
+//! and the three operations: [`save`], [`restore`], [`migrate`].
 
 mod buf;
 mod migrate;
 mod options;
-mod recovery;
 mod report;
 mod restore;
 mod ring;
@@ -34,7 +34,8 @@ mod source;
 pub use buf::AlignedBuf;
 pub use migrate::migrate;
 pub use options::{Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER};
-pub use recovery::{can_reset, recover_after, recover_device};
+// Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
+pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
 pub use report::{MigrateReport, RestoreReport, RoundStats, SaveReport};
 pub use restore::{restore, restore_from_file, verify};
 pub use ring::RING;

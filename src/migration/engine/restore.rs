@@ -1,11 +1,11 @@
 //! Restoring: a stream into a device, every chunk verified before the device sees it.
 
-use super::recovery::start_from_running;
 use super::report::{rate, secs};
 use super::ring::{pipeline, Caller, Filled};
 use super::source::write_device;
-use super::{can_reset, recover_after, AlignedBuf, Options, Phase, RestoreReport};
+use super::{AlignedBuf, Options, Phase, RestoreReport};
 use crate::device::MigState;
+use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
 use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
@@ -28,7 +28,7 @@ pub fn restore<R: Read + Send>(
     // Nothing below touches the device until the header is validated and matches it.
     let reader = StreamReader::new(source)?;
     reader.header().check_target(drv.device(), drv.protocol())?;
-    start_from_running(drv)?;
+    recover_at_start(drv)?;
     match restore_inner(drv, reader, opts, t0) {
         Ok(r) => Ok(r),
         Err(e) => Err(recover_after(drv, e)),
@@ -124,7 +124,7 @@ pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, Strea
 }
 
 /// [`restore`] from a file. On a device that cannot be reset the whole file is verified
-/// first (see [`recover_device`](super::recover_device)).
+/// first (see [`crate::migration::recovery`]).
 pub fn restore_from_file(
     drv: &mut dyn MigrationDriver,
     path: &Path,

@@ -3,8 +3,9 @@
 use super::report::{rate, secs};
 use super::ring::{pipeline, Caller};
 use super::source::read_source;
-use super::{recover_after, Options, SaveReport};
+use super::{Options, SaveReport};
 use crate::device::MigState;
+use crate::migration::recovery::recover_after;
 use crate::migration::stream::{StreamHeader, StreamWriter};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
