@@ -151,9 +151,7 @@ impl Suite<'_> {
     /// Writes the reference stream into a device in RESUMING.
     fn write_reference(&mut self, len: Option<u64>) -> Result<u64, MigrationError> {
         let Some((file, size)) = self.reference.as_mut() else {
-            return Err(MigrationError::Stream(
-                "no reference stream was saved".into(),
-            ));
+            return Err(no_reference());
         };
         let want = len.unwrap_or(*size).min(*size);
         file.seek(SeekFrom::Start(0))
@@ -197,6 +195,17 @@ impl Suite<'_> {
             )
         })
     }
+}
+
+/// The reference stream (a temporary file saved by an earlier check) is missing.
+fn no_reference() -> MigrationError {
+    file_err(
+        "reference stream",
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no reference stream was saved",
+        ),
+    )
 }
 
 fn file_err(path: &str, source: std::io::Error) -> MigrationError {
@@ -369,7 +378,7 @@ pub fn run(
                 // Flip the first 64 bytes (headers, magics, versions live there) and write
                 // the rest unchanged.
                 let mut damaged = tempfile::tempfile().map_err(|e| file_err("temporary stream", e))?;
-                let (src, len) = s.reference.as_mut().map(|r| (&mut r.0, r.1)).ok_or_else(|| MigrationError::Stream("no reference".into()))?;
+                let (src, len) = s.reference.as_mut().map(|r| (&mut r.0, r.1)).ok_or_else(no_reference)?;
                 src.seek(SeekFrom::Start(0)).map_err(|e| file_err("temporary stream", e))?;
                 std::io::copy(src, &mut damaged).map_err(|e| file_err("temporary stream", e))?;
                 let head = len.min(64) as usize;

@@ -331,7 +331,7 @@ impl MigrationDriver for V1Driver {
                 op: "set v1 device_state",
                 state: Some(state),
                 source: std::io::Error::from_raw_os_error(e.errno().unwrap_or(libc::EIO)),
-                hint: format!("{e}; device_state now reads {now}"),
+                detail: Some(format!("{e}; device_state now reads {now}")),
             }));
         }
         let back = self.read_bits()?;

@@ -122,19 +122,20 @@ pub struct SimDevice {
     inner: Mutex<Inner>,
 }
 
+/// A migration call's failure; `detail` is the simulated device's reason.
 fn mig_err(
     dev: &str,
     op: &'static str,
     state: Option<MigState>,
     errno: i32,
-    hint: String,
+    detail: String,
 ) -> DeviceError {
     DeviceError::Migration {
         device: dev.to_string(),
         op,
         state,
         source: io::Error::from_raw_os_error(errno),
-        hint,
+        detail: (!detail.is_empty()).then_some(detail),
     }
 }
 
@@ -308,7 +309,7 @@ impl SimDevice {
         offset: u64,
         len: usize,
         errno: i32,
-        hint: &str,
+        detail: &str,
     ) -> DeviceError {
         let rname = self
             .info
@@ -322,7 +323,7 @@ impl SimDevice {
             offset,
             len: len as u64,
             source: io::Error::from_raw_os_error(errno),
-            hint: hint.to_string(),
+            detail: (!detail.is_empty()).then(|| detail.to_string()),
         }
     }
 

@@ -110,10 +110,9 @@ impl std::fmt::Debug for Options {
 impl Options {
     pub(super) fn chunk_len(&self) -> Result<usize> {
         if self.buffer_size == 0 || self.buffer_size > MAX_CHUNK_LEN as usize {
-            return Err(MigrationError::Stream(format!(
-                "buffer size {} is outside 1..={} bytes",
-                self.buffer_size, MAX_CHUNK_LEN
-            )));
+            return Err(MigrationError::InvalidBufferSize {
+                size: self.buffer_size,
+            });
         }
         Ok(self.buffer_size)
     }

@@ -138,19 +138,12 @@ pub fn restore_from_file(
                 source: e,
             })
     };
-    let name_it = |e: MigrationError| match e {
-        MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
-        other => other,
-    };
     if !can_reset(drv) {
         // Without a reset, RESUMING cannot be aborted: verify the whole file before the
         // device sees any of it.
-        verify(open()?, opts).map_err(name_it)?;
+        verify(open()?, opts).map_err(|e| e.in_file(path))?;
     }
-    let mut report = restore(drv, open()?, opts).map_err(|e| match e {
-        MigrationError::Stream(m) => MigrationError::Stream(format!("{}: {m}", path.display())),
-        other => other,
-    })?;
+    let mut report = restore(drv, open()?, opts).map_err(|e| e.in_file(path))?;
     report.file = Some(path.to_path_buf());
     Ok(report)
 }

@@ -81,7 +81,7 @@ impl Producer<'_> {
 }
 
 fn consumer_gone() -> MigrationError {
-    MigrationError::Stream("the writing side stopped".into())
+    MigrationError::PeerStopped
 }
 
 /// Which side of a [`pipeline`] runs on the calling thread.
@@ -156,17 +156,17 @@ where
         Caller::Produces => {
             let h = s.spawn(consumer);
             let produced = producer();
-            let consumed = h.join().unwrap_or_else(|_| {
-                Err(MigrationError::Stream("the writing thread panicked".into()))
-            });
+            let consumed = h
+                .join()
+                .unwrap_or(Err(MigrationError::ThreadPanicked("writing")));
             (produced, consumed)
         }
         Caller::Consumes => {
             let h = s.spawn(producer);
             let consumed = consumer();
-            let produced = h.join().unwrap_or_else(|_| {
-                Err(MigrationError::Stream("the reading thread panicked".into()))
-            });
+            let produced = h
+                .join()
+                .unwrap_or(Err(MigrationError::ThreadPanicked("reading")));
             (produced, consumed)
         }
     });
@@ -176,7 +176,7 @@ where
         (Err(e), Ok(())) => Err(e),
         // The producer failing because the consumer stopped is a consequence, not the cause.
         (Err(pe), Err(ce)) => {
-            if matches!(&pe, MigrationError::Stream(m) if m == "the writing side stopped") {
+            if matches!(pe, MigrationError::PeerStopped) {
                 Err(ce)
             } else {
                 Err(pe)
