@@ -217,6 +217,40 @@ fn file_err(path: &str, source: std::io::Error) -> MigrationError {
 
 /// Runs the suite. `on_check` sees each check as it completes (for live output). The device
 /// is left RUNNING (by reset if needed).
+///
+/// # Examples
+///
+/// A well-behaved simulated device passes; one whose STOP_COPY stream never ends fails the
+/// `stop-copy-eof` check:
+///
+/// ```
+/// use vfio_harness::migration::conformance::{self, CheckVerdict, Options};
+/// use vfio_harness::migration::driver_for;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dev = vfio_harness::device::open(&"sim:state=1M,seed=3".parse()?, &Default::default())?;
+/// let report = conformance::run(driver_for(dev)?.as_mut(), &Options::default(), &mut |c| {
+///     println!("{} {}: {}", c.verdict, c.name, c.detail)
+/// });
+/// assert_eq!(report.failed, 0);
+///
+/// let spec = "sim:state=64K,violate=endless-read".parse()?;
+/// let dev = vfio_harness::device::open(&spec, &Default::default())?;
+/// let opts = Options { read_limit: Some(1 << 20), ..Default::default() };
+/// let report = conformance::run(driver_for(dev)?.as_mut(), &opts, &mut |_| {});
+/// assert!(report
+///     .checks
+///     .iter()
+///     .any(|c| c.name == "stop-copy-eof" && c.verdict == CheckVerdict::Fail));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// None are returned: the suite's findings are its report. A check whose device calls fail
+/// is recorded as [`CheckVerdict::Fail`] with the error in its
+/// [`detail`](Check::detail), and the suite goes on from RUNNING.
 pub fn run(
     drv: &mut dyn MigrationDriver,
     opts: &Options,

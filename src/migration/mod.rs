@@ -113,6 +113,31 @@ pub trait MigrationDriver: Send {
 
 /// Picks the driver for a device: v2 when the device reports migration flags, v1 when it
 /// has a migration region (type 3 / subtype 1), otherwise an error saying it cannot migrate.
+///
+/// # Examples
+///
+/// On the simulator (a v1 device is `sim:protocol=v1`):
+///
+/// ```
+/// use vfio_harness::device::MigState;
+/// use vfio_harness::migration::{driver_for, Protocol};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dev = vfio_harness::device::open(&"sim:state=1M,seed=3".parse()?, &Default::default())?;
+/// let mut drv = driver_for(dev)?;
+/// assert_eq!(drv.protocol(), Protocol::V2);
+/// assert_eq!(drv.state()?, MigState::Running);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// - [`MigrationError::NotMigratable`] when the device offers neither protocol.
+/// - [`MigrationError::Device`] when querying the device's migration support fails (for
+///   example `VFIO_DEVICE_FEATURE` returning an errno other than "not supported").
+/// - [`MigrationError::Protocol`] when a v1 migration region cannot hold the migration
+///   header and a data section, or is not readable and writable.
 pub fn driver_for(device: DeviceHandle) -> Result<Box<dyn MigrationDriver>> {
     if let Some(flags) = device.migration_flags()? {
         return Ok(Box::new(v2::V2Driver::new(device, flags)));

@@ -15,6 +15,54 @@ use std::time::Instant;
 /// streams the rest; `dst` commits and runs, then `src` runs again. Reading `src` and writing
 /// `dst` overlap. Downtime is measured from `src` leaving RUNNING (entering STOP_COPY) until
 /// `dst` is RUNNING. Both devices are RUNNING afterwards, on success and on error.
+///
+/// # Examples
+///
+/// Two pre-copy rounds between simulated devices, the source dirtying 64 MiB/s:
+///
+/// ```
+/// use vfio_harness::migration::{driver_for, engine};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     let dev = vfio_harness::device::open(&spec.parse()?, &Default::default())?;
+///     Ok(driver_for(dev)?)
+/// };
+/// let mut src = open("sim:state=1M,seed=3,dirty-rate=64M")?;
+/// let mut dst = open("sim:state=1M,verify-seed=3")?;
+/// let opts = engine::Options {
+///     precopy: engine::PrecopyPolicy { max_rounds: 2, dirty_threshold: 0 },
+///     ..Default::default()
+/// };
+/// let report = engine::migrate(src.as_mut(), dst.as_mut(), &opts)?;
+/// assert!(report.rounds >= 1 && report.bytes >= 1 << 20);
+/// assert!(report.downtime_seconds > 0.0);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// Both devices are back in RUNNING when any of these is returned (the destination reset out
+/// of RESUMING), or the error is [`Recovery`][E::Recovery], which also says why one could not
+/// be returned there. The variants of [`MigrationError`][E]:
+/// - [`InvalidBufferSize`][E::InvalidBufferSize]: `opts.buffer_size` is 0 or above 64 MiB.
+/// - [`Incompatible`][E::Incompatible]: with `opts.check_identity`, the destination's
+///   identity or protocol differs from the source's (checked before either is touched).
+/// - [`WrongState`][E::WrongState]: the destination was left in RESUMING by an earlier
+///   session and cannot be reset.
+/// - [`Device`][E::Device], [`Protocol`][E::Protocol]: a device refused a transition, a read
+///   or a write, broke the protocol, or the destination refused the state.
+/// - [`Interrupted`][E::Interrupted]: `opts.cancel` was set.
+///
+/// [E]: crate::migration::MigrationError
+/// [E::Recovery]: crate::migration::MigrationError::Recovery
+/// [E::InvalidBufferSize]: crate::migration::MigrationError::InvalidBufferSize
+/// [E::Incompatible]: crate::migration::MigrationError::Incompatible
+/// [E::WrongState]: crate::migration::MigrationError::WrongState
+/// [E::Device]: crate::migration::MigrationError::Device
+/// [E::Protocol]: crate::migration::MigrationError::Protocol
+/// [E::Interrupted]: crate::migration::MigrationError::Interrupted
 pub fn migrate(
     src: &mut dyn MigrationDriver,
     dst: &mut dyn MigrationDriver,

@@ -18,6 +18,60 @@ use std::time::Instant;
 /// is touched), the device enters RESUMING, each chunk is verified before it is written, and
 /// RESUMING is left (committing the state) only after the trailer verified. On any error the
 /// device is reset back to RUNNING and the error says what was wrong.
+///
+/// [`restore_from_file`] reads a file, and verifies it whole first on a device that cannot be
+/// reset.
+///
+/// # Examples
+///
+/// Save one simulated device and restore into another that checks it received seed 3's
+/// state; a corrupted copy is refused with the chunk it was found in, and the device left
+/// RUNNING:
+///
+/// ```
+/// use vfio_harness::device::MigState;
+/// use vfio_harness::migration::stream::StreamError;
+/// use vfio_harness::migration::{driver_for, engine, MigrationError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     let dev = vfio_harness::device::open(&spec.parse()?, &Default::default())?;
+///     Ok(driver_for(dev)?)
+/// };
+/// let opts = engine::Options::default();
+/// let mut src = open("sim:state=1M,seed=3")?;
+/// let (mut saved, saving) = engine::save(src.as_mut(), Vec::new(), "memory", &opts)?;
+///
+/// let mut dst = open("sim:state=1M,verify-seed=3")?;
+/// let report = engine::restore(dst.as_mut(), &saved[..], &opts)?;
+/// assert_eq!(report.bytes, saving.bytes);
+///
+/// let middle = saved.len() / 2;
+/// saved[middle] ^= 1;
+/// match engine::restore(dst.as_mut(), &saved[..], &opts) {
+///     Err(MigrationError::Stream(StreamError::PayloadChecksum { index, .. })) => assert_eq!(index, 0),
+///     other => panic!("corruption not detected: {other:?}"),
+/// }
+/// assert_eq!(dst.state()?, MigState::Running);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The device is back in RUNNING when any of these is returned (reset out of RESUMING), or
+/// the error is [`MigrationError::Recovery`], which also says why it could not be returned
+/// there.
+/// - [`MigrationError::Stream`]: the stream is foreign, corrupt or truncated (a
+///   [`StreamError`](crate::migration::stream::StreamError) naming the rule, the chunk and
+///   the byte range); nothing unverified reached the device and nothing was committed.
+/// - [`MigrationError::Incompatible`]: the stream was saved from a device of another
+///   identity or protocol (checked before the device is touched).
+/// - [`MigrationError::WrongState`]: the device was left in RESUMING by an earlier session
+///   and cannot be reset (it is left untouched).
+/// - [`MigrationError::Device`], [`MigrationError::Protocol`]: the device refused a
+///   transition or a write, or refused the state when leaving RESUMING.
+/// - [`MigrationError::Interrupted`]: `opts.cancel` was set.
 pub fn restore<R: Read + Send>(
     drv: &mut dyn MigrationDriver,
     source: R,

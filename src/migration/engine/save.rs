@@ -16,6 +16,35 @@ use std::time::Instant;
 /// Saves the device's state into `sink` as a stream (see [`crate::migration::stream`]): optional
 /// pre-copy rounds (when the device has PRE_COPY), then STOP_COPY to end of stream. The
 /// device is RUNNING again afterwards, on success and on error. `name` labels I/O errors.
+///
+/// Returns the sink (holding the whole stream, trailer included) and a report.
+/// [`save_to_file`] writes a file atomically.
+///
+/// # Examples
+///
+/// ```
+/// use vfio_harness::migration::{driver_for, engine, stream};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dev = vfio_harness::device::open(&"sim:state=1M,seed=3".parse()?, &Default::default())?;
+/// let mut drv = driver_for(dev)?;
+/// let (bytes, report) = engine::save(drv.as_mut(), Vec::new(), "memory", &Default::default())?;
+/// assert!(report.bytes >= 1 << 20); // the 1 MiB state and the simulator's framing
+/// assert_eq!(report.stream_bytes, bytes.len() as u64);
+/// assert_eq!(&bytes[..8], &stream::MAGIC);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The device is back in RUNNING when any of these is returned, or the error is
+/// [`MigrationError::Recovery`], which also says why it could not be returned there.
+/// - [`MigrationError::InvalidBufferSize`]: `opts.buffer_size` is 0 or above 64 MiB.
+/// - [`MigrationError::Device`], [`MigrationError::Protocol`]: the device refused a
+///   transition or a read, or broke the protocol (a STOP_COPY stream that never ends).
+/// - [`MigrationError::File`]: writing `sink` failed (labelled with `name`).
+/// - [`MigrationError::Interrupted`]: `opts.cancel` was set.
 pub fn save<W: Write + Send>(
     drv: &mut dyn MigrationDriver,
     sink: W,
