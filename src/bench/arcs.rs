@@ -118,7 +118,7 @@ pub fn measure(
                 Err(e) => {
                     error = Some(e.to_string());
                     // Best effort: the next arc starts from a known state.
-                    let _ = crate::migration::engine::recover_device(drv);
+                    let _ = crate::migration::recovery::recover(drv);
                     break;
                 }
             }
@@ -137,7 +137,7 @@ pub fn measure(
     }
     let _ = reach(drv, MigState::Running, r, buf);
     if !matches!(drv.state(), Ok(MigState::Running)) {
-        let _ = crate::migration::engine::recover_device(drv);
+        let _ = crate::migration::recovery::recover(drv);
     }
     rows
 }

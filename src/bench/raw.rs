@@ -58,7 +58,7 @@ pub fn save(
             downtime: eof,
         })
     })();
-    r.map_err(|e| crate::migration::engine::recover_after(drv, e))
+    r.map_err(|e| crate::migration::recovery::recover_after(drv, e))
 }
 
 /// Restores raw: RUNNING -> RESUMING, the first `len` bytes of `source` read into `buf` and
@@ -103,5 +103,5 @@ pub fn restore(
             downtime: s,
         })
     })();
-    r.map_err(|e| crate::migration::engine::recover_after(drv, e))
+    r.map_err(|e| crate::migration::recovery::recover_after(drv, e))
 }

@@ -14,7 +14,7 @@
 use std::process::ExitCode;
 
 use vfio_harness::migration::attrs::{self as dyn_attrs, Policy, ResourceCopy};
-use vfio_harness::migration::compat::{self, Verdict};
+use vfio_harness::migration::compat;
 use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
 use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
 use vfio_harness::migration::MigrationDriver;
@@ -71,22 +71,13 @@ fn compat_gate(
     global: &Global,
 ) -> anyhow::Result<()> {
     let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
-    let report = compat::check(src.device(), dst.device(), true, &root);
-    if report.compatible {
-        return Ok(());
-    }
-    let failed: Vec<String> = report
-        .rules
-        .iter()
-        .filter(|r| r.verdict == Verdict::Fail)
-        .map(|r| format!("{}: {}", r.rule, r.reason))
-        .collect();
-    anyhow::bail!(
-        "{} -> {} is not compatible ({}); run `vfio-harness compat` for the full report, or --force to migrate anyway",
-        report.source,
-        report.destination,
-        failed.join("; ")
-    )
+    compat::check(src.device(), dst.device(), true, &root)
+        .ensure_compatible()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; run `vfio-harness compat` for the full report, or --force to migrate anyway"
+            )
+        })
 }
 
 #[derive(serde::Serialize)]

@@ -151,9 +151,7 @@ impl Suite<'_> {
     /// Writes the reference stream into a device in RESUMING.
     fn write_reference(&mut self, len: Option<u64>) -> Result<u64, MigrationError> {
         let Some((file, size)) = self.reference.as_mut() else {
-            return Err(MigrationError::Stream(
-                "no reference stream was saved".into(),
-            ));
+            return Err(no_reference());
         };
         let want = len.unwrap_or(*size).min(*size);
         file.seek(SeekFrom::Start(0))
@@ -199,6 +197,17 @@ impl Suite<'_> {
     }
 }
 
+/// The reference stream (a temporary file saved by an earlier check) is missing.
+fn no_reference() -> MigrationError {
+    file_err(
+        "reference stream",
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no reference stream was saved",
+        ),
+    )
+}
+
 fn file_err(path: &str, source: std::io::Error) -> MigrationError {
     MigrationError::File {
         path: path.into(),
@@ -208,6 +217,40 @@ fn file_err(path: &str, source: std::io::Error) -> MigrationError {
 
 /// Runs the suite. `on_check` sees each check as it completes (for live output). The device
 /// is left RUNNING (by reset if needed).
+///
+/// # Examples
+///
+/// A well-behaved simulated device passes; one whose STOP_COPY stream never ends fails the
+/// `stop-copy-eof` check:
+///
+/// ```
+/// use vfio_harness::migration::conformance::{self, CheckVerdict, Options};
+/// use vfio_harness::migration::driver_for;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dev = vfio_harness::open(&"sim:state=1M,seed=3".parse()?, &Default::default())?;
+/// let report = conformance::run(driver_for(dev)?.as_mut(), &Options::default(), &mut |c| {
+///     println!("{} {}: {}", c.verdict, c.name, c.detail)
+/// });
+/// assert_eq!(report.failed, 0);
+///
+/// let spec = "sim:state=64K,violate=endless-read".parse()?;
+/// let dev = vfio_harness::open(&spec, &Default::default())?;
+/// let opts = Options { read_limit: Some(1 << 20), ..Default::default() };
+/// let report = conformance::run(driver_for(dev)?.as_mut(), &opts, &mut |_| {});
+/// assert!(report
+///     .checks
+///     .iter()
+///     .any(|c| c.name == "stop-copy-eof" && c.verdict == CheckVerdict::Fail));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// None are returned: the suite's findings are its report. A check whose device calls fail
+/// is recorded as [`CheckVerdict::Fail`] with the error in its
+/// [`detail`](Check::detail), and the suite goes on from RUNNING.
 pub fn run(
     drv: &mut dyn MigrationDriver,
     opts: &Options,
@@ -369,7 +412,7 @@ pub fn run(
                 // Flip the first 64 bytes (headers, magics, versions live there) and write
                 // the rest unchanged.
                 let mut damaged = tempfile::tempfile().map_err(|e| file_err("temporary stream", e))?;
-                let (src, len) = s.reference.as_mut().map(|r| (&mut r.0, r.1)).ok_or_else(|| MigrationError::Stream("no reference".into()))?;
+                let (src, len) = s.reference.as_mut().map(|r| (&mut r.0, r.1)).ok_or_else(no_reference)?;
                 src.seek(SeekFrom::Start(0)).map_err(|e| file_err("temporary stream", e))?;
                 std::io::copy(src, &mut damaged).map_err(|e| file_err("temporary stream", e))?;
                 let head = len.min(64) as usize;

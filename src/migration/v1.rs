@@ -331,7 +331,7 @@ impl MigrationDriver for V1Driver {
                 op: "set v1 device_state",
                 state: Some(state),
                 source: std::io::Error::from_raw_os_error(e.errno().unwrap_or(libc::EIO)),
-                hint: format!("{e}; device_state now reads {now}"),
+                detail: Some(format!("{e}; device_state now reads {now}")),
             }));
         }
         let back = self.read_bits()?;
@@ -466,30 +466,8 @@ impl MigrationDriver for V1Driver {
         Ok(None)
     }
 
-    fn recover(&mut self) -> Result<()> {
+    fn reset(&mut self) -> Result<()> {
         self.drop_chunk();
-        if let Ok(bits) = self.read_bits() {
-            match decode_state(bits) {
-                Some(MigState::Running) => return Ok(()),
-                Some(MigState::Error) | None => {}
-                Some(_) => {
-                    if self.set_state(MigState::Running).is_ok() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        self.device.reset()?;
-        let bits = self.read_bits()?;
-        match decode_state(bits) {
-            Some(MigState::Running) => Ok(()),
-            Some(s) => Err(MigrationError::WrongState {
-                device: self.name(),
-                op: "recover by reset".into(),
-                expected: "RUNNING (_RUNNING)".into(),
-                actual: s,
-            }),
-            None => Err(self.protocol_err(format!("device_state reads {bits:#x} after reset"))),
-        }
+        Ok(self.device.reset()?)
     }
 }

@@ -2,7 +2,7 @@
 //! chase: [`DirtyWriter`] rewrites pages of an mmap-able region (a GPU's VRAM) at a bounded
 //! rate, and [`DirtyingDriver`] wraps the source's [`MigrationDriver`] so the writer runs
 //! while the source is RUNNING or PRE_COPY and is stopped (joined) before the source is asked
-//! to enter any other state (STOP_COPY, STOP, the P2P states) or to recover.
+//! to enter any other state (STOP_COPY, STOP, the P2P states) or reset (as recovery may).
 //!
 //! The writer only mutates device memory through its own mapping, so a second process is not
 //! needed (a VFIO device can be open in one process only). Once stopped it stays stopped: after
@@ -240,7 +240,7 @@ fn write_loop(map: RegionMap, mut st: WriterStats, stop: &AtomicBool) -> WriterS
 
 /// A source driver with a [`DirtyWriter`] attached: every call is passed through; the
 /// writer is stopped before any transition to a state other than RUNNING / PRE_COPY, and
-/// before `recover`.
+/// before a reset (so it only ever runs while the device does).
 pub struct DirtyingDriver<'a> {
     inner: &'a mut dyn MigrationDriver,
     writer: DirtyWriter,
@@ -304,9 +304,9 @@ impl MigrationDriver for DirtyingDriver<'_> {
         self.inner.stop_copy_size()
     }
 
-    fn recover(&mut self) -> Result<()> {
+    fn reset(&mut self) -> Result<()> {
         self.writer.stop();
-        self.inner.recover()
+        self.inner.reset()
     }
 }
 

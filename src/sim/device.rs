@@ -23,7 +23,7 @@ impl SimDevice {
         offset: u64,
         len: usize,
         errno: i32,
-        hint: &str,
+        detail: &str,
     ) -> DeviceError {
         let rname = self
             .info
@@ -37,7 +37,7 @@ impl SimDevice {
             offset,
             len: len as u64,
             source: io::Error::from_raw_os_error(errno),
-            hint: hint.to_string(),
+            detail: (!detail.is_empty()).then(|| detail.to_string()),
         }
     }
 

@@ -7,20 +7,20 @@ use crate::device::{DeviceError, MigState};
 use std::io;
 
 /// A migration error as the kernel reports it: the operation, the state asked for, an errno
-/// and a hint.
+/// and the simulated device's reason (`detail`).
 pub(super) fn mig_err(
     dev: &str,
     op: &'static str,
     state: Option<MigState>,
     errno: i32,
-    hint: String,
+    detail: String,
 ) -> DeviceError {
     DeviceError::Migration {
         device: dev.to_string(),
         op,
         state,
         source: io::Error::from_raw_os_error(errno),
-        hint,
+        detail: (!detail.is_empty()).then_some(detail),
     }
 }
 

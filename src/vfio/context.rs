@@ -10,7 +10,7 @@ use vfio_ioctls::{VfioContainer, VfioIommufd, VfioOps};
 use super::ioctl::{ContainerFd, IommufdFd, IovaRange};
 use super::kvm::KvmVfio;
 use super::{open_err, vfio_io_error};
-use crate::device::{errno_hint, DeviceError, Result};
+use crate::device::{DeviceError, Result};
 
 /// Which IOMMU interface a context uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,26 +173,12 @@ impl VfioContext {
         len: u64,
         e: &vfio_ioctls::VfioError,
     ) -> DeviceError {
-        let source = vfio_io_error(e);
-        let hint = match source.raw_os_error() {
-            Some(libc::ENOMEM) | Some(libc::EPERM) if op == "map" => {
-                "cannot pin the pages: raise the memlock limit (ulimit -l) above the DMA size"
-                    .to_string()
-            }
-            Some(libc::EINVAL) | Some(libc::ERANGE) if op == "map" => {
-                "IOVA or size outside the allowed IOVA ranges, or not aligned to the IOMMU page size"
-                    .to_string()
-            }
-            Some(libc::EEXIST) => "the IOVA range overlaps an existing mapping".to_string(),
-            n => errno_hint(n).to_string(),
-        };
         DeviceError::Dma {
             device: self.kind().as_str().into(),
             op,
             iova,
             len,
-            source,
-            hint,
+            source: vfio_io_error(e),
         }
     }
 }

@@ -21,8 +21,8 @@ use crate::device::uapi::{
     IRQ_SET_ACTION_UNMASK, IRQ_SET_DATA_NONE, PCI_CONFIG_INDEX,
 };
 use crate::device::{
-    errno_hint, Device, DeviceError, DeviceIdentity, DeviceInfo, IrqInfo, MigFlags, MigState,
-    PrecopyInfo, RegionInfo, RegionMap, Result,
+    Device, DeviceError, DeviceIdentity, DeviceInfo, IrqInfo, MigFlags, MigState, PrecopyInfo,
+    RegionInfo, RegionMap, Result,
 };
 use crate::mem::{Mapping, Prot};
 use crate::sysfs::{device as sysdev, SysfsRoot};
@@ -164,17 +164,12 @@ impl KernelDevice {
     }
 
     fn mig_err(&self, op: &'static str, state: Option<MigState>, e: &VfioError) -> DeviceError {
-        let source = vfio_io_error(e);
-        let hint = match source.raw_os_error() {
-            Some(libc::ENOTTY) => "the device has no migration v2 support".to_string(),
-            n => errno_hint(n).to_string(),
-        };
         DeviceError::Migration {
             device: self.info.name.clone(),
             op,
             state,
-            source,
-            hint,
+            source: vfio_io_error(e),
+            detail: None,
         }
     }
 }
@@ -297,8 +292,8 @@ impl Device for KernelDevice {
                 op: "read",
                 offset,
                 len: buf.len() as u64,
-                hint: errno_hint(source.raw_os_error()).to_string(),
                 source,
+                detail: None,
             })
     }
 
@@ -313,8 +308,8 @@ impl Device for KernelDevice {
                 op: "write",
                 offset,
                 len: buf.len() as u64,
-                hint: errno_hint(source.raw_os_error()).to_string(),
                 source,
+                detail: None,
             })
     }
 
@@ -365,8 +360,8 @@ impl Device for KernelDevice {
                     op: "mmap",
                     offset,
                     len,
-                    hint: errno_hint(source.raw_os_error()).to_string(),
                     source,
+                    detail: None,
                 }
             })?;
         let ptr = map.as_non_null();
@@ -466,7 +461,7 @@ impl Device for KernelDevice {
                 io::ErrorKind::InvalidData,
                 format!("the kernel reported unknown state {raw}"),
             ),
-            hint: String::new(),
+            detail: None,
         })
     }
 

@@ -28,9 +28,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::device::{
-    errno_hint, DeviceError, DeviceHandle, DeviceSpec, IommuBackend, OpenOptions, Result,
-};
+use crate::device::{DeviceError, DeviceHandle, DeviceSpec, IommuBackend, OpenOptions, Result};
 use crate::sysfs::{device as sysdev, SysfsRoot};
 
 /// Opens kernel devices, sharing one IOMMU context among them.
@@ -75,17 +73,13 @@ pub fn choose_backend(want: IommuBackend, nodes: &[std::path::PathBuf]) -> Iommu
     }
 }
 
-fn open_err(device: &str, what: String, source: io::Error, hint: &str) -> DeviceError {
-    let hint = if hint.is_empty() {
-        errno_hint(source.raw_os_error()).to_string()
-    } else {
-        hint.to_string()
-    };
+/// An open failure; `detail` is what a pre-check found (empty: nothing beyond the errno).
+fn open_err(device: &str, what: String, source: io::Error, detail: &str) -> DeviceError {
     DeviceError::Open {
         device: device.to_string(),
         what,
         source,
-        hint,
+        detail: (!detail.is_empty()).then(|| detail.to_string()),
     }
 }
 

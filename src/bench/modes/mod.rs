@@ -28,7 +28,7 @@ use super::targets::targets;
 use super::timing::Timed;
 use crate::device::MigState;
 use crate::mem::AnonBuf;
-use crate::migration::engine::{self, Options, PrecopyPolicy, RING};
+use crate::migration::engine::{Options, PrecopyPolicy, RING};
 use std::time::Instant;
 
 /// A run in progress.
@@ -84,7 +84,7 @@ impl<'a> Run<'a> {
         region: usize,
         arcs: Option<(Vec<ArcRow>, String)>,
         parallel: Option<ParallelReport>,
-        notes: Vec<String>,
+        mut notes: Vec<String>,
         t_start: Instant,
     ) -> BenchReport {
         let Run {
@@ -114,7 +114,12 @@ impl<'a> Run<'a> {
         // The primary device must be RUNNING as found.
         if let Ok(mut d) = driver(&devs.primary) {
             if !matches!(d.state(), Ok(MigState::Running)) {
-                let _ = engine::recover_device(d.as_mut());
+                if let Err(e) = crate::migration::recovery::recover_device(d.as_mut()) {
+                    notes.push(format!(
+                        "{}: not RUNNING after the benchmark: {e}",
+                        d.device().name()
+                    ));
+                }
             }
         }
         let (arc_rows, arcs_device) = match arcs {

@@ -85,11 +85,8 @@ fn parallel_row(
             let outs: Vec<_> = handles
                 .into_iter()
                 .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(MigrationError::Stream(
-                            "a parallel save thread panicked".into(),
-                        ))
-                    })
+                    h.join()
+                        .unwrap_or(Err(MigrationError::ThreadPanicked("parallel save")))
                 })
                 .collect();
             (t.elapsed().as_secs_f64(), outs)

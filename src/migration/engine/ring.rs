@@ -1,0 +1,186 @@
+//! The ring: buffers passed between the side that reads (a device or a stream file) and the
+//! side that writes (a stream file or a device), on two threads or inline on one.
+
+use super::AlignedBuf;
+use crate::migration::stream::{ChunkKind, PayloadCheck};
+use crate::migration::{MigrationError, Result};
+use std::cell::{Cell, RefCell};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+
+/// Buffers in flight per operation.
+pub const RING: usize = 4;
+
+/// A full buffer travelling from the producer to the consumer.
+pub(super) struct Filled {
+    pub(super) kind: ChunkKind,
+    pub(super) buf: AlignedBuf,
+    pub(super) len: usize,
+    /// For a chunk read from a stream: its payload check, done by the consumer.
+    pub(super) check: Option<PayloadCheck>,
+}
+
+/// The consuming side of a pipeline: called with each chunk, its kind and its pending
+/// payload check.
+type Consume<'a> = dyn FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()> + 'a;
+
+/// The producer's side of the ring.
+/// Buffers are made as needed, up to [`RING`]: a state that fits one buffer never maps the
+/// others.
+pub(super) struct Producer<'a> {
+    chunk: usize,
+    to: Handoff<'a>,
+}
+
+/// Where the producer's chunks go.
+enum Handoff<'a> {
+    /// To the consumer's thread, through the ring.
+    Ring {
+        free: Receiver<AlignedBuf>,
+        full: SyncSender<Filled>,
+        /// Buffers made so far (at most [`RING`]).
+        made: Cell<usize>,
+    },
+    /// Straight into the consumer, on this thread; one buffer, reused.
+    Inline {
+        spare: RefCell<Option<AlignedBuf>>,
+        consume: RefCell<&'a mut Consume<'a>>,
+    },
+}
+
+impl Producer<'_> {
+    /// A free buffer, or an error when the consumer has stopped (its error is reported).
+    pub(super) fn take(&self) -> Result<AlignedBuf> {
+        match &self.to {
+            Handoff::Ring { free, made, .. } => {
+                if let Ok(b) = free.try_recv() {
+                    return Ok(b);
+                }
+                if made.get() < RING {
+                    made.set(made.get() + 1);
+                    return Ok(AlignedBuf::new(self.chunk));
+                }
+                free.recv().map_err(|_| consumer_gone())
+            }
+            Handoff::Inline { spare, .. } => Ok(spare
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| AlignedBuf::new(self.chunk))),
+        }
+    }
+
+    pub(super) fn send(&self, f: Filled) -> Result<()> {
+        match &self.to {
+            Handoff::Ring { full, .. } => full.send(f).map_err(|_| consumer_gone()),
+            Handoff::Inline { spare, consume } => {
+                (consume.borrow_mut())(f.kind, &f.buf[..f.len], f.check.as_ref())?;
+                *spare.borrow_mut() = Some(f.buf);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn consumer_gone() -> MigrationError {
+    MigrationError::PeerStopped
+}
+
+/// Which side of a [`pipeline`] runs on the calling thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Caller {
+    /// The caller produces (reads the device: save, migrate); a second thread consumes.
+    Produces,
+    /// The caller consumes (writes the device: restore); a second thread produces.
+    Consumes,
+}
+
+/// Runs `produce` and `consume` on two threads, passing [`RING`] buffers of `chunk` bytes
+/// between them. The device side runs on the calling thread (`caller`): the thread that
+/// opened the device and that the embedding program placed and configured keeps making the
+/// device calls, and the stream side runs on a helper. (Under the bed's emulated CPUs, device
+/// reads from a fresh helper thread were measured ~10 % slower than from the caller,
+/// hw-notes/bench.md.) The first error wins: a side that only failed because the other went
+/// away reports the other's error.
+///
+/// Without `overlap`, both run on this thread: each chunk is consumed as soon as it is
+/// produced, in one reused buffer.
+pub(super) fn pipeline<P, C, T>(
+    chunk: usize,
+    overlap: bool,
+    caller: Caller,
+    produce: P,
+    mut consume: C,
+) -> Result<T>
+where
+    P: FnOnce(&Producer) -> Result<T> + Send,
+    T: Send,
+    C: FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()> + Send,
+{
+    if !overlap {
+        let p = Producer {
+            chunk,
+            to: Handoff::Inline {
+                spare: RefCell::new(None),
+                consume: RefCell::new(&mut consume),
+            },
+        };
+        return produce(&p);
+    }
+    let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(RING);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(RING);
+    let producer = move || {
+        let p = Producer {
+            chunk,
+            to: Handoff::Ring {
+                free: free_rx,
+                full: full_tx,
+                made: Cell::new(0),
+            },
+        };
+        // Returning drops the ring's sending end, which ends the consumer's loop.
+        produce(&p)
+    };
+    // Calling this consumes it: its ends of the ring close as soon as it returns, which is
+    // what stops a producer blocked on a full ring after the consumer failed.
+    let consumer = move || -> Result<()> {
+        let (full_rx, free_tx, mut consume) = (full_rx, free_tx, consume);
+        for f in full_rx.iter() {
+            // On error, returning drops both of the consumer's channel ends, which stops the
+            // producer.
+            consume(f.kind, &f.buf[..f.len], f.check.as_ref())?;
+            // The producer may already be done; a closed return path is fine.
+            let _ = free_tx.send(f.buf);
+        }
+        Ok(())
+    };
+    let (produced, consumed) = std::thread::scope(|s| match caller {
+        Caller::Produces => {
+            let h = s.spawn(consumer);
+            let produced = producer();
+            let consumed = h
+                .join()
+                .unwrap_or(Err(MigrationError::ThreadPanicked("writing")));
+            (produced, consumed)
+        }
+        Caller::Consumes => {
+            let h = s.spawn(producer);
+            let consumed = consumer();
+            let produced = h
+                .join()
+                .unwrap_or(Err(MigrationError::ThreadPanicked("reading")));
+            (produced, consumed)
+        }
+    });
+    match (produced, consumed) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+        // The producer failing because the consumer stopped is a consequence, not the cause.
+        (Err(pe), Err(ce)) => {
+            if matches!(pe, MigrationError::PeerStopped) {
+                Err(ce)
+            } else {
+                Err(pe)
+            }
+        }
+    }
+}
