@@ -348,7 +348,6 @@ fn modules_only_use_their_floor_or_those_beneath_and_never_form_a_cycle() {
 }
 
 #[test]
-#[ignore = "enabled after the architecture merge"]
 fn no_source_file_over_700_lines() {
     let src = src_dir();
     let mut paths = Vec::new();
@@ -399,4 +398,76 @@ fn cycles_and_floor_breaks_are_reported_with_their_place() {
     assert!(floor_violation(&edge("migration", "sysfs", 3)).is_none());
     assert!(floor_violation(&edge("device", "units", 3)).is_none());
     assert!(floor_violation(&edge("bench", "cli", 3)).is_some());
+}
+
+/// Names of kernel uAPI values (flags, indexes, states, header offsets): defined in
+/// `src/device/uapi.rs` only, from vfio-bindings; everybody else uses those names.
+const UAPI_PREFIXES: &[&str] = &[
+    "VFIO_",
+    "DEVICE_FLAGS_",
+    "DEVICE_FLAG_",
+    "REGION_FLAG_",
+    "REGION_CAP_",
+    "REGION_TYPE_",
+    "REGION_SUBTYPE_",
+    "IRQ_FLAG_",
+    "IRQ_SET_",
+    "DEVICE_STATE_",
+    "MIG_INFO_",
+];
+
+#[test]
+fn each_uapi_value_and_ioctl_number_is_defined_once() {
+    let src = src_dir();
+    let mut paths = Vec::new();
+    rs_files(&src, &mut paths);
+    let mut consts: Vec<String> = Vec::new();
+    let mut ioctls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in paths.iter().filter(|p| !is_test_file(p)) {
+        let text = fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        let rel = p.strip_prefix(&src).unwrap_or(p).display().to_string();
+        for (i, line) in text.lines().enumerate() {
+            let l = line.trim_start();
+            let l = l.strip_prefix("pub ").unwrap_or(l);
+            let l = l.strip_prefix("pub(crate) ").unwrap_or(l);
+            let l = l.strip_prefix("pub(super) ").unwrap_or(l);
+            if let Some(rest) = l.strip_prefix("const ") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if rel != "device/uapi.rs" && UAPI_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                    consts.push(format!("src/{rel}:{}: const {name}", i + 1));
+                }
+            }
+            if let Some(at) = l.find("ioctl_io") {
+                if let Some(open) = l[at..].find("_nr!(") {
+                    let name: String = l[at + open + 5..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        ioctls
+                            .entry(name)
+                            .or_default()
+                            .push(format!("src/{rel}:{}", i + 1));
+                    }
+                }
+            }
+        }
+    }
+    let twice: Vec<String> = ioctls
+        .iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(n, at)| format!("ioctl {n} declared at {}", at.join(", ")))
+        .collect();
+    assert!(
+        consts.is_empty() && twice.is_empty(),
+        "uAPI values belong in src/device/uapi.rs (from vfio-bindings), declared once:\n{}",
+        consts
+            .into_iter()
+            .chain(twice)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

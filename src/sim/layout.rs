@@ -17,9 +17,6 @@ const CONFIG_SIZE: u64 = 256;
 const REGION_NAMES: [&str; 9] = [
     "BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "CONFIG", "VGA",
 ];
-/// `VFIO_DEVICE_FLAGS_PCI`; `VFIO_DEVICE_FLAGS_RESET` is added unless `reset=0`.
-const DEVICE_FLAGS_BASE: u32 = uapi::DEVICE_FLAGS_PCI;
-const DEVICE_FLAG_RESET: u32 = uapi::DEVICE_FLAGS_RESET;
 
 impl SimDevice {
     /// Opens a simulated device on the system clock.
@@ -106,9 +103,9 @@ impl SimDevice {
                 caps,
             });
         }
-        let mut flags = DEVICE_FLAGS_BASE;
+        let mut flags = uapi::DEVICE_FLAGS_PCI;
         if p.reset {
-            flags |= DEVICE_FLAG_RESET;
+            flags |= uapi::DEVICE_FLAGS_RESET;
         }
         DeviceInfo {
             name: p.name.clone(),

@@ -62,15 +62,6 @@ pub const MIGRATION_V1: u32 = uapi::PCI_NUM_REGIONS;
 /// Offset of the data section inside the v1 migration region.
 pub const V1_DATA_OFFSET: u64 = 4096;
 
-/// v1 `device_state` bit `_RUNNING`.
-pub const V1_RUNNING: u32 = uapi::DEVICE_STATE_V1_RUNNING;
-/// v1 `device_state` bit `_SAVING`.
-pub const V1_SAVING: u32 = uapi::DEVICE_STATE_V1_SAVING;
-/// v1 `device_state` bit `_RESUMING`.
-pub const V1_RESUMING: u32 = uapi::DEVICE_STATE_V1_RESUMING;
-/// v1 error indication (`_SAVING | _RESUMING`).
-pub const V1_ERROR: u32 = V1_SAVING | V1_RESUMING;
-
 /// Opens a simulated device from its `key=value,...` parameters.
 pub fn open(params: &str) -> Result<DeviceHandle> {
     Ok(Arc::new(SimDevice::open(params)?))

@@ -2,10 +2,7 @@
 //! `device_state`, `pending_bytes`, `data_offset`, `data_size`.
 
 use super::stream::Produced;
-use super::{
-    SimDevice, Violation, MIGRATION_V1, V1_DATA_OFFSET, V1_ERROR, V1_RESUMING, V1_RUNNING,
-    V1_SAVING,
-};
+use super::{SimDevice, Violation, MIGRATION_V1, V1_DATA_OFFSET};
 use crate::device::uapi;
 use crate::device::{MigState, Result};
 
@@ -24,11 +21,13 @@ pub(super) struct V1Chunk {
 fn v1_bits(s: MigState) -> u32 {
     match s {
         MigState::Stop => 0,
-        MigState::Running | MigState::RunningP2p => V1_RUNNING,
-        MigState::PreCopy | MigState::PreCopyP2p => V1_SAVING | V1_RUNNING,
-        MigState::StopCopy => V1_SAVING,
-        MigState::Resuming => V1_RESUMING,
-        MigState::Error => V1_ERROR,
+        MigState::Running | MigState::RunningP2p => uapi::DEVICE_STATE_V1_RUNNING,
+        MigState::PreCopy | MigState::PreCopyP2p => {
+            uapi::DEVICE_STATE_V1_SAVING | uapi::DEVICE_STATE_V1_RUNNING
+        }
+        MigState::StopCopy => uapi::DEVICE_STATE_V1_SAVING,
+        MigState::Resuming => uapi::DEVICE_STATE_V1_RESUMING,
+        MigState::Error => uapi::DEVICE_STATE_V1_ERROR,
     }
 }
 
@@ -36,10 +35,10 @@ fn v1_bits(s: MigState) -> u32 {
 fn v1_state(bits: u32) -> Option<MigState> {
     match bits {
         0 => Some(MigState::Stop),
-        V1_RUNNING => Some(MigState::Running),
+        uapi::DEVICE_STATE_V1_RUNNING => Some(MigState::Running),
         3 => Some(MigState::PreCopy),
-        V1_SAVING => Some(MigState::StopCopy),
-        V1_RESUMING => Some(MigState::Resuming),
+        uapi::DEVICE_STATE_V1_SAVING => Some(MigState::StopCopy),
+        uapi::DEVICE_STATE_V1_RESUMING => Some(MigState::Resuming),
         _ => None,
     }
 }
