@@ -31,6 +31,7 @@ mod context;
 mod device;
 pub mod dma;
 pub mod dma_timing;
+mod guest_dma_error;
 mod guest_memory;
 pub mod ioctl;
 pub mod irq;
@@ -44,7 +45,8 @@ pub use adopt::AdoptOptions;
 pub use caps::ChainError;
 pub use context::{IommuKind, VfioContext};
 pub use device::KernelDevice;
-pub use guest_memory::{plan_guest_dma, GuestDmaError, GuestMemoryDma, GuestRegionDma, IovaLayout};
+pub use guest_dma_error::GuestDmaError;
+pub use guest_memory::{plan_guest_dma, GuestMemoryDma, GuestRegionDma, IovaLayout};
 pub use ioctl::IovaRange;
 pub use kvm::KvmVfioDevice;
 
