@@ -171,7 +171,7 @@ impl VfioContext {
     /// let dev = vfio_ioctls::VfioDevice::new_from_fd(cdev, vfio_iommufd.clone(), true)?;
     ///
     /// let ctx = Arc::new(VfioContext::from_iommufd(vfio_iommufd));
-    /// let kd = KernelDevice::from_vfio_device(Arc::new(dev), ctx, &AdoptOptions::new())?;
+    /// let kd = KernelDevice::from_vfio_device(dev, ctx, &AdoptOptions::new())?;
     /// # drop(kd);
     /// # Ok(())
     /// # }
@@ -248,7 +248,7 @@ impl VfioContext {
     /// let ctx = Arc::new(VfioContext::create(IommuKind::Legacy, None)?);
     /// let node = Path::new("/sys/bus/pci/devices/0000:00:03.0");
     /// let dev = vfio_ioctls::VfioDevice::new(node, ctx.vfio_ops(), true)?;
-    /// let kd = KernelDevice::from_vfio_device(Arc::new(dev), ctx, &AdoptOptions::new())?;
+    /// let kd = KernelDevice::from_vfio_device(dev, ctx, &AdoptOptions::new())?;
     /// # drop(kd);
     /// # Ok(())
     /// # }
@@ -303,7 +303,8 @@ fn adopted_note() -> String {
 }
 
 impl KernelDevice {
-    /// The VMM's `VfioDevice` as a [`crate::device::Device`]. `ctx` must be the context of
+    /// The VMM's `VfioDevice` (owned, or an `Arc` the VMM keeps a clone of) as a
+    /// [`crate::device::Device`]. `ctx` must be the context of
     /// the container or iommufd the device was opened through ([`VfioContext::from_container`],
     /// [`VfioContext::from_iommufd`], or a context made here); a device bound to an iommufd
     /// in a legacy context is refused.
@@ -313,7 +314,8 @@ impl KernelDevice {
     /// I/O, mmap, IRQs and reset use a duplicate of the device fd (the same open file);
     /// migration calls go through the `VfioDevice`, so the VMM and this crate share one
     /// migration data stream. The duplicate is closed when this is dropped, before the last
-    /// `Arc` of the `VfioDevice` can release the group.
+    /// `Arc` of the `VfioDevice` can release the group. Put it in an `Arc` to use it as a
+    /// [`crate::device::DeviceHandle`] with the rest of the library (migration, DMA drivers).
     ///
     /// # Example
     ///
@@ -338,14 +340,19 @@ impl KernelDevice {
     ///     println!("region {} {} size {:#x}", r.index, r.name, r.size);
     /// }
     /// println!("migration: {:?}", kd.migration_flags()?);
+    ///
+    /// // The library's device handle (the VMM keeps `dev` and `kd.context()` for itself).
+    /// let handle: vfio_harness::device::DeviceHandle = Arc::new(kd);
+    /// # drop(handle);
     /// # Ok(())
     /// # }
     /// ```
     pub fn from_vfio_device(
-        dev: Arc<VfioDevice>,
+        dev: impl Into<Arc<VfioDevice>>,
         ctx: Arc<VfioContext>,
         opts: &AdoptOptions,
     ) -> Result<KernelDevice> {
+        let dev: Arc<VfioDevice> = dev.into();
         let name = opts.resolve_name(|| format!("vfio device (fd {})", dev.as_raw_fd()));
         if dev.iommufd_dev_id().is_some() && ctx.kind() == IommuKind::Legacy {
             return Err(DeviceError::InvalidArgument(format!(
@@ -442,6 +449,17 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("VFIO_DEVICE_GET_INFO"), "{msg}");
         assert!(msg.contains("not a VFIO device fd"), "{msg}");
+    }
+
+    #[test]
+    fn the_vmm_facing_types_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<KernelDevice>();
+        send_sync::<VfioContext>();
+        send_sync::<KvmVfioDevice>();
+        send_sync::<crate::vfio::GuestMemoryDma>();
+        send_sync::<crate::vfio::IovaLayout>();
+        send_sync::<crate::vfio::GuestDmaError>();
     }
 
     #[test]
