@@ -31,7 +31,7 @@ impl IommuKind {
     }
 }
 
-enum Iommu {
+pub(super) enum Iommu {
     Legacy(Arc<VfioContainer>),
     Iommufd(Arc<VfioIommufd>),
 }
@@ -55,6 +55,17 @@ impl VfioContext {
         } else {
             (None, "KVM association disabled (--no-kvm)".to_string())
         };
+        VfioContext::build(kind, kvm, kvm_note, device)
+    }
+
+    /// Creates a container (type1) or an iommufd with one IOAS, handing `kvm`'s pseudo
+    /// device to vfio-ioctls so that it registers every group or cdev opened in it.
+    pub(super) fn build(
+        kind: IommuKind,
+        kvm: Option<KvmVfio>,
+        kvm_note: String,
+        device: &str,
+    ) -> Result<VfioContext> {
         let handle = kvm.as_ref().map(|k| Arc::clone(&k.device));
         let iommu = match kind {
             IommuKind::Legacy => {
@@ -81,11 +92,21 @@ impl VfioContext {
                 Iommu::Iommufd(Arc::new(v))
             }
         };
-        Ok(VfioContext {
+        Ok(VfioContext::from_parts(iommu, kvm, kvm_note))
+    }
+
+    /// A context over an existing container or iommufd.
+    pub(super) fn from_parts(iommu: Iommu, kvm: Option<KvmVfio>, kvm_note: String) -> VfioContext {
+        VfioContext {
             iommu,
             kvm,
             kvm_note,
-        })
+        }
+    }
+
+    /// The container or iommufd.
+    pub(super) fn iommu(&self) -> &Iommu {
+        &self.iommu
     }
 
     /// The interface in use.

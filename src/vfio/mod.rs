@@ -6,23 +6,49 @@
 //! VMM would. Each device is a [`KernelDevice`] implementing [`crate::device::Device`];
 //! back-end specifics (DMA mapping, IOVA ranges, the KVM note) are reached by downcasting
 //! through [`crate::device::Device::as_any`].
+//!
+//! ## In a VMM
+//!
+//! A VMM already owns its VFIO objects, its VM and its guest memory, and hands them in:
+//! - its container or iommufd as a context: [`VfioContext::from_container`],
+//!   [`VfioContext::from_iommufd`];
+//! - its devices: [`KernelDevice::from_vfio_device`] (a `vfio_ioctls::VfioDevice`) or
+//!   [`KernelDevice::from_device_fd`] (a bare device fd), described by the device itself
+//!   (flags, regions, IRQs queried from its fd);
+//! - its VM: [`KvmVfioDevice::create`] on its `VmFd` (or [`KvmVfioDevice::from_handle`] on
+//!   the KVM-VFIO device it already has), then [`VfioContext::create`] so that the devices
+//!   opened here ([`VfioContext::open_device`]) are registered with that VM, or
+//!   [`KvmVfioDevice::add_device`] for a device opened without;
+//! - its guest memory: [`VfioContext::map_guest_memory`] maps every region of a
+//!   `GuestMemoryMmap` for device DMA (IOVA = guest address, or an [`IovaLayout`]), unmapped
+//!   by [`GuestMemoryDma::unmap`] or on drop.
+//!
+//! `examples/vmm_adopt.rs` does all of it as a VMM would.
 
+mod adopt;
 mod caps;
 mod context;
 mod device;
 pub mod dma;
 pub mod dma_timing;
+mod guest_dma_error;
+mod guest_memory;
 pub mod ioctl;
 pub mod irq;
 mod kvm;
+mod mig_calls;
 pub mod pci;
 pub mod pci_config;
 pub mod region;
 
+pub use adopt::AdoptOptions;
 pub use caps::ChainError;
 pub use context::{IommuKind, VfioContext};
 pub use device::KernelDevice;
+pub use guest_dma_error::GuestDmaError;
+pub use guest_memory::{plan_guest_dma, GuestMemoryDma, GuestRegionDma, IovaLayout};
 pub use ioctl::IovaRange;
+pub use kvm::KvmVfioDevice;
 
 use std::io;
 use std::path::Path;
