@@ -278,3 +278,39 @@ fn io_errors_keep_their_source() {
     assert_eq!(source.raw_os_error(), Some(libc::EIO));
     assert!(std::error::Error::source(&e).is_some());
 }
+
+/// Exhaustive over one small stream (a pre-copy and a stop-copy chunk): a flip of every
+/// byte position, and a cut at every length, is refused, in both verification modes. The
+/// property tests above cover random streams at random places.
+#[test]
+fn every_position_flipped_or_cut_is_refused() {
+    let chunks = vec![
+        (ChunkKind::Precopy, (0u8..40).collect::<Vec<u8>>()),
+        (ChunkKind::Stopcopy, (0u8..60).rev().collect::<Vec<u8>>()),
+    ];
+    let good = write(&chunks, 64);
+    assert!(read_all(&good).is_ok());
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0x40;
+        assert!(
+            matches!(read_all(&bad), Err(MigrationError::Stream(_))),
+            "flip at {i} accepted"
+        );
+        assert!(
+            matches!(read_all_deferred(&bad), Err(MigrationError::Stream(_))),
+            "flip at {i} accepted (deferred)"
+        );
+        assert!(
+            matches!(read_all(&good[..i]), Err(MigrationError::Stream(_))),
+            "cut at {i} accepted"
+        );
+        assert!(
+            matches!(
+                read_all_deferred(&good[..i]),
+                Err(MigrationError::Stream(_))
+            ),
+            "cut at {i} accepted (deferred)"
+        );
+    }
+}
