@@ -36,7 +36,7 @@
 //! ```
 
 #![deny(missing_docs)]
-#![warn(missing_debug_implementations)]
+#![deny(missing_debug_implementations)]
 
 pub mod bench;
 pub mod device;

@@ -8,6 +8,7 @@
 //! through [`crate::device::Device::as_any`].
 
 mod caps;
+mod debug;
 mod context;
 mod device;
 pub mod dma;

@@ -26,6 +26,15 @@ static POOL: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 /// Most memory the buffer pool keeps.
 const POOL_BYTES: usize = 32 << 20;
 
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes are device state: never printed.
+        f.debug_struct("AlignedBuf")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AlignedBuf {
     /// A page-aligned buffer of `len` bytes (at least one page): a pooled mapping of the same
     /// capacity when there is one (its contents are stale: callers overwrite before they
