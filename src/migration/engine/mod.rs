@@ -44,3 +44,5 @@ pub(crate) use source::stream_limit;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod panic_tests;
