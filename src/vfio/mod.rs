@@ -13,7 +13,7 @@ mod context;
 mod device;
 pub mod dma;
 pub mod dma_timing;
-pub mod ioctl;
+pub(crate) mod ioctl;
 pub mod irq;
 mod kvm;
 pub mod pci;

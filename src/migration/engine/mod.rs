@@ -18,7 +18,7 @@
 //! - **Cancellation.** A shared flag ([`Cancel`]) is polled between chunks; the CLI sets it
 //!   from its SIGINT handler, so Ctrl-C still returns devices to RUNNING.
 //!
-//! One file per part: [`options`](Options) and reports, the buffers ([`AlignedBuf`]) and the
+//! One file per part: [`options`](Options) and reports, the buffers (zeroed page-aligned mappings, pooled) and the
 //! ring between the two sides, reading a device (the source side of save and migrate),
 //! and the three operations: [`save`], [`restore`], [`migrate`].
 
@@ -31,7 +31,7 @@ mod ring;
 mod save;
 mod source;
 
-pub use buf::AlignedBuf;
+pub(crate) use buf::AlignedBuf;
 pub use migrate::migrate;
 pub use options::{Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
