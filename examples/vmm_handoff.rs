@@ -140,7 +140,9 @@ fn marker_spot(dev: &dyn Device) -> (u32, u64, usize) {
 }
 
 fn marker(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ 0x5a).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ 0x5a)
+        .collect()
 }
 
 /// Runs the handoff from `src` to `dst` (device specs).

@@ -8,8 +8,8 @@
 //! through [`crate::device::Device::as_any`].
 
 mod caps;
-mod debug;
 mod context;
+mod debug;
 mod device;
 pub mod dma;
 pub mod dma_timing;

@@ -43,6 +43,6 @@ pub use save::{save, save_to_file};
 pub(crate) use source::stream_limit;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod panic_tests;
+#[cfg(test)]
+mod tests;

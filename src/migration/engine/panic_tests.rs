@@ -81,7 +81,12 @@ fn save_with_a_panicking_progress_callback_or_sink() {
     for overlap in [true, false] {
         let mut drv = open("sim:state=1M,seed=1");
         let r = catch_unwind(AssertUnwindSafe(|| {
-            save(drv.as_mut(), Vec::new(), "memory", &panicking_progress(overlap))
+            save(
+                drv.as_mut(),
+                Vec::new(),
+                "memory",
+                &panicking_progress(overlap),
+            )
         }));
         assert_panicked(r, "progress panicked");
         assert_eq!(drv.state().unwrap(), MigState::Running, "overlap={overlap}");
@@ -121,7 +126,11 @@ fn restore_with_a_panicking_progress_callback_or_source() {
         assert_eq!(dst.state().unwrap(), MigState::Running, "overlap={overlap}");
 
         let r = catch_unwind(AssertUnwindSafe(|| {
-            restore(dst.as_mut(), PanickyReader(&saved, 300 << 10), &plain(overlap))
+            restore(
+                dst.as_mut(),
+                PanickyReader(&saved, 300 << 10),
+                &plain(overlap),
+            )
         }));
         assert_panicked(r, "source panicked");
         assert_eq!(dst.state().unwrap(), MigState::Running, "overlap={overlap}");

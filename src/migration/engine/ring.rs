@@ -2,8 +2,8 @@
 //! side that writes (a stream file or a device), on two threads or inline on one.
 
 use super::AlignedBuf;
-use crate::migration::stream::{ChunkKind, PayloadCheck};
 use crate::migration::recovery::recover;
+use crate::migration::stream::{ChunkKind, PayloadCheck};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::cell::{Cell, RefCell};
 use std::sync::mpsc::{self, Receiver, SyncSender};

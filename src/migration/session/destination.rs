@@ -30,6 +30,38 @@ pub struct DestinationReport {
 /// Dropped before `finish` (an error, a panic), the device is reset out of RESUMING back to
 /// RUNNING, discarding what it received (vfio.h: a resume can only be aborted by a reset);
 /// [`abort`](Self::abort) does the same and reports how.
+///
+/// # Examples
+///
+/// Feeding a saved stream chunk by chunk (each chunk verified by the reader before the
+/// device sees it), the device left stopped for its VMM to start:
+///
+/// ```
+/// use vfio_harness::device::MigState;
+/// use vfio_harness::migration::session::{DestinationSession, EndState};
+/// use vfio_harness::migration::stream::StreamReader;
+/// use vfio_harness::migration::{driver_for, engine};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     Ok(driver_for(vfio_harness::open(&spec.parse()?, &Default::default())?)?)
+/// };
+/// let mut src = open("sim:state=1M,seed=5")?;
+/// let (saved, _) = engine::save(src.as_mut(), Vec::new(), "memory", &Default::default())?;
+///
+/// let mut dst = open("sim:state=1M,verify-seed=5")?;
+/// let mut reader = StreamReader::new(&saved[..])?;
+/// let mut buf = vec![0; reader.header().max_chunk as usize];
+/// let mut target = DestinationSession::new(dst.as_mut())?;
+/// while let Some((_kind, len)) = reader.next_chunk(&mut buf)? {
+///     target.write(&buf[..len])?;
+/// }
+/// target.finish(EndState::Stop)?;
+/// assert_eq!(dst.state()?, MigState::Stop);
+/// dst.set_state(MigState::Running)?; // the VMM starts it
+/// # Ok(())
+/// # }
+/// ```
 pub struct DestinationSession<'d> {
     drv: &'d mut dyn MigrationDriver,
     report: DestinationReport,

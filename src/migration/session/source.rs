@@ -61,6 +61,33 @@ impl SourceReport {
 /// Dropped before [`finish`](Self::finish) (an error the caller gives up on, a panic), it
 /// returns the device to RUNNING ([`crate::migration::recovery`]); [`abort`](Self::abort)
 /// does the same and reports how.
+///
+/// # Examples
+///
+/// A snapshot into a checksummed stream (the format [`crate::migration::engine::restore`]
+/// reads), the device running on afterwards:
+///
+/// ```
+/// use vfio_harness::device::MigState;
+/// use vfio_harness::migration::session::{EndState, SourceSession};
+/// use vfio_harness::migration::{driver_for, engine, stream::StreamWriter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut drv = driver_for(vfio_harness::open(&"sim:state=1M,seed=5".parse()?, &Default::default())?)?;
+/// let mut s = SourceSession::new(drv.as_mut())?.with_chunk_size(256 << 10)?;
+/// let mut stream = StreamWriter::new(Vec::new(), "snapshot", &s.stream_header())?;
+/// s.stop_copy()?;
+/// s.drain(&mut stream)?;
+/// let report = s.finish(EndState::Running)?;
+/// assert_eq!(report.end, MigState::Running);
+/// let (bytes, totals) = stream.finish()?;
+/// assert_eq!(totals.payload_bytes, report.bytes());
+///
+/// let mut dst = driver_for(vfio_harness::open(&"sim:state=1M,verify-seed=5".parse()?, &Default::default())?)?;
+/// engine::restore(dst.as_mut(), &bytes[..], &Default::default())?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct SourceSession<'d> {
     drv: &'d mut dyn MigrationDriver,
     buf: Vec<u8>,
