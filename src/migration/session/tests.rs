@@ -172,3 +172,29 @@ fn a_group_without_p2p_devices_still_stops_them_all() {
     g.finish(EndState::Running).unwrap();
     assert_eq!(a.state().unwrap(), MigState::Running);
 }
+
+#[test]
+fn a_v1_device_hands_off_too() {
+    let mut src = open("sim:protocol=v1,state=1M,seed=4");
+    let mut dst = open("sim:protocol=v1,state=1M,verify-seed=4");
+    let mut s = SourceSession::new(src.as_mut()).unwrap();
+    let mut t = DestinationSession::new(dst.as_mut()).unwrap();
+    s.check_target(&t).unwrap();
+    s.start_precopy().unwrap();
+    s.precopy_round(&mut t).unwrap();
+    s.stop_copy().unwrap();
+    s.drain(&mut t).unwrap();
+    s.finish(EndState::Stop).unwrap();
+    t.finish(EndState::Running).unwrap();
+    assert_eq!(src.state().unwrap(), MigState::Stop);
+    assert_eq!(dst.state().unwrap(), MigState::Running);
+}
+
+#[test]
+fn quiesce_needs_p2p() {
+    let mut src = open("sim:state=64K,seed=1,flags=STOP_COPY|PRE_COPY");
+    let mut s = SourceSession::new(src.as_mut()).unwrap();
+    assert!(s.quiesce().is_err());
+    drop(s);
+    assert_eq!(src.state().unwrap(), MigState::Running);
+}
