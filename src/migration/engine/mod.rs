@@ -43,7 +43,6 @@ pub use report::{MigrateReport, RestoreReport, RoundStats, SaveReport};
 pub use restore::{restore, restore_from_file, verify};
 pub use ring::RING;
 pub use save::{save, save_to_file};
-pub(crate) use source::stream_limit;
 
 #[cfg(test)]
 mod panic_tests;

@@ -149,7 +149,7 @@ pub(super) fn read_source(
 /// The most a device may stream when it estimated `estimate` bytes: four times the estimate,
 /// and at least 64 MiB more than it (devices may exceed their estimates, but a stream that
 /// never ends must not run forever). No limit without an estimate.
-pub(crate) fn stream_limit(estimate: Option<u64>) -> Option<u64> {
+pub(super) fn stream_limit(estimate: Option<u64>) -> Option<u64> {
     estimate.map(|e| e.saturating_mul(4).max(e.saturating_add(64 << 20)))
 }
 

@@ -11,6 +11,16 @@ use std::time::Instant;
 /// Default chunk size of a session: 1 MiB, as the engine's.
 const DEFAULT_CHUNK: usize = 1 << 20;
 
+/// The most data of one phase (PRE_COPY, STOP_COPY) a device may stream when it estimated
+/// `estimate` bytes: four times the estimate and at least 64 MiB more (devices may exceed
+/// their estimates; a stream that never ends must not run forever). The engine and the
+/// stream reader hold streams to the same bound.
+fn phase_limit(estimate: u64) -> u64 {
+    estimate
+        .saturating_mul(4)
+        .max(estimate.saturating_add(64 << 20))
+}
+
 /// Where a source session is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -241,6 +251,11 @@ impl<'d> SourceSession<'d> {
     /// device that under-reports still progresses), until the device has nothing more for
     /// now, every chunk into `sink`.
     ///
+    /// Pre-copy data is bounded as STOP_COPY data is (four times the device's estimate and
+    /// at least 64 MiB more): a device dirtying faster than it is read cannot grow the
+    /// stream without end. Past the bound a round reads nothing (its `bytes` is 0 while
+    /// `pending_after` is not): time to stop the device.
+    ///
     /// # Errors
     ///
     /// - [`MigrationError::WrongState`]: not pre-copying.
@@ -252,9 +267,17 @@ impl<'d> SourceSession<'d> {
         let t0 = Instant::now();
         let before = self.drv.pending()?;
         let mut budget = before.total().max(1);
+        let cap = self.estimate.map(phase_limit);
         let mut bytes = 0u64;
         while budget > 0 {
-            let want = self.buf.len().min(budget.min(usize::MAX as u64) as usize);
+            let room = cap.map_or(u64::MAX, |c| c.saturating_sub(self.report.precopy_bytes));
+            if room == 0 {
+                break;
+            }
+            let want = self
+                .buf
+                .len()
+                .min(budget.min(room).min(usize::MAX as u64) as usize);
             let n = self.fill(want)?;
             if n == 0 {
                 break;
@@ -333,7 +356,13 @@ impl<'d> SourceSession<'d> {
             return Ok(0);
         }
         self.expect(&[Stage::StopCopy], "read the stopped state")?;
-        let limit = crate::migration::engine::stream_limit(self.estimate);
+        // Bounded by the estimate the device gives now it is stopped, and by the one in the
+        // stream header when smaller (so a stream written from this session restores).
+        let fresh = match self.drv.stop_copy_size() {
+            Ok(Some(now)) => Some(self.estimate.map_or(now, |e| e.min(now))),
+            _ => self.estimate,
+        };
+        let limit = fresh.map(phase_limit);
         let mut read = 0u64;
         loop {
             let n = self.fill(self.buf.len())?;
@@ -344,13 +373,13 @@ impl<'d> SourceSession<'d> {
             self.report.stopcopy_bytes += n as u64;
             self.report.chunks += 1;
             if let Some(l) = limit {
-                if self.report.bytes() > l {
+                if self.report.stopcopy_bytes > l {
                     return Err(MigrationError::Protocol {
                         device: self.report.device.clone(),
                         what: format!(
                             "STOP_COPY keeps streaming: {} bytes read, the device estimated {} (the end of stream never came)",
-                            self.report.bytes(),
-                            self.estimate.unwrap_or(0)
+                            self.report.stopcopy_bytes,
+                            fresh.unwrap_or(0)
                         ),
                     });
                 }

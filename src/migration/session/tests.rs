@@ -198,3 +198,15 @@ fn quiesce_needs_p2p() {
     drop(s);
     assert_eq!(src.state().unwrap(), MigState::Running);
 }
+
+#[test]
+fn an_endless_stop_copy_is_cut_off() {
+    let mut src = open("sim:state=64K,seed=1,violate=endless-read");
+    let mut s = SourceSession::new(src.as_mut()).unwrap();
+    s.stop_copy().unwrap();
+    let mut sink = |_: ChunkKind, _: &[u8]| Ok(());
+    let e = s.drain(&mut sink).unwrap_err();
+    assert!(e.to_string().contains("keeps streaming"), "{e}");
+    drop(s);
+    assert_eq!(src.state().unwrap(), MigState::Running);
+}
