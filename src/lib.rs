@@ -20,7 +20,10 @@
 //!    framework, and the exercises built on them (DMA round trip, fill/CRC by DMA, interrupt
 //!    loopback).
 //! 4. [`migration`]: the v2 and v1 protocol drivers, the stream format, the
-//!    save/restore/migrate engine, compatibility checks and the conformance suite.
+//!    save/restore/migrate engine (one call each, devices left RUNNING), the step-by-step
+//!    sessions a VMM drives a handoff with ([`migration::session`]: pre-copy, stop-copy, the
+//!    end state of its choice, groups of devices through the P2P states), compatibility
+//!    checks and the conformance suite.
 //! 5. [`mod@bench`]: throughput and downtime measurements.
 //!
 //! The `vfio-harness` command (`src/cli/`) sits on top and is not part of the library.
@@ -36,6 +39,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 
 pub mod bench;
 pub mod device;

@@ -29,6 +29,7 @@ pub struct ArcRow {
 
 /// A saved state used to leave RESUMING cleanly (devices refuse to leave RESUMING on an
 /// empty or truncated stream).
+#[derive(Debug)]
 pub struct Reference<'a> {
     /// The raw data, as read from the device's STOP_COPY.
     pub file: &'a std::fs::File,

@@ -10,7 +10,7 @@
 //! (`u16` capability ids, `u64` migration flags), which the kernel's values fit.
 //!
 //! This sits in the bottom floor ([`crate::device`]) so that every back end may use it; the
-//! ioctl numbers and kernel structs themselves stay in [`crate::vfio::ioctl`].
+//! ioctl numbers and kernel structs themselves stay in the kernel back end (`vfio::ioctl`, internal).
 
 use std::mem::{offset_of, size_of};
 

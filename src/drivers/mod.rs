@@ -5,8 +5,8 @@
 //!
 //! - A DMA-capable test device is a [`DmaDriver`], a small table of operations (probe, init,
 //!   remove, memcpy_start, memcpy_wait, send_msi: the model of the kernel's VFIO selftests
-//!   library) that only programs the device's own registers: [`edu`] (QEMU's edu device)
-//!   and [`vhgpu`] (the bed's test GPU module).
+//!   library) that only programs the device's own registers: `edu` (QEMU's edu device)
+//!   and `vhgpu` (the bed's test GPU module).
 //! - [`DRIVERS`] is the registry and [`driver_for`] looks a device up in it.
 //! - [`DmaEngine`] is the framework around a driver: PCI_COMMAND bus mastering and its
 //!   restore, the MSI eventfd, draining and waiting, limits and call-order checks, done once
@@ -18,13 +18,13 @@
 
 pub mod dma_check;
 pub mod dma_pattern;
-pub mod edu;
+pub(crate) mod edu;
 mod engine;
 mod error;
 pub mod irq;
 mod ops;
 pub mod space;
-pub mod vhgpu;
+pub(crate) mod vhgpu;
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ pub mod conformance;
 pub mod engine;
 mod error;
 pub mod recovery;
+pub mod session;
 pub mod stream;
 pub mod v1;
 pub mod v2;

@@ -82,6 +82,17 @@ pub struct V1Driver {
     max_chunk: u64,
 }
 
+impl std::fmt::Debug for V1Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V1Driver")
+            .field("device", &self.device.name())
+            .field("region", &self.region)
+            .field("mapped", &self.mapped)
+            .field("max_chunk", &self.max_chunk)
+            .finish_non_exhaustive()
+    }
+}
+
 impl V1Driver {
     /// The device's v1 migration region, if it has one.
     pub fn probe(device: &DeviceHandle) -> Option<RegionInfo> {

@@ -11,6 +11,16 @@ pub struct V2Driver {
     current: Option<MigState>,
 }
 
+impl std::fmt::Debug for V2Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V2Driver")
+            .field("device", &self.device.name())
+            .field("flags", &self.flags)
+            .field("current", &self.current)
+            .finish()
+    }
+}
+
 impl V2Driver {
     /// Wraps a device that reported v2 migration `flags`.
     pub fn new(device: DeviceHandle, flags: MigFlags) -> Self {

@@ -98,6 +98,7 @@ pub struct WriterStats {
 
 /// A thread rewriting one 8-byte word in each page of a span of a mapped region, page after
 /// page, at a bounded rate, until stopped.
+#[derive(Debug)]
 pub struct DirtyWriter {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<WriterStats>>,
@@ -244,6 +245,15 @@ fn write_loop(map: RegionMap, mut st: WriterStats, stop: &AtomicBool) -> WriterS
 pub struct DirtyingDriver<'a> {
     inner: &'a mut dyn MigrationDriver,
     writer: DirtyWriter,
+}
+
+impl std::fmt::Debug for DirtyingDriver<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirtyingDriver")
+            .field("device", &self.inner.device().name())
+            .field("writer", &self.writer)
+            .finish()
+    }
 }
 
 impl<'a> DirtyingDriver<'a> {

@@ -101,6 +101,15 @@ pub struct SimDevice {
     inner: Mutex<Inner>,
 }
 
+impl std::fmt::Debug for SimDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDevice")
+            .field("name", &self.name_str())
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SimDevice {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the plain-data state torn in a way that

@@ -185,11 +185,13 @@ impl IrqSet {
     }
 
     /// The header as sent.
+    #[cfg(test)]
     pub fn header(&self) -> &vfio_irq_set {
         self.buf.head()
     }
 
     /// The `argsz` bytes sent to the kernel.
+    #[cfg(test)]
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.bytes()
     }

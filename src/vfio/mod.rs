@@ -28,12 +28,13 @@
 mod adopt;
 mod caps;
 mod context;
+mod debug;
 mod device;
 pub mod dma;
 pub mod dma_timing;
 mod guest_dma_error;
 mod guest_memory;
-pub mod ioctl;
+pub(crate) mod ioctl;
 pub mod irq;
 mod kvm;
 mod mig_calls;

@@ -6,10 +6,13 @@ use std::sync::Mutex;
 
 const PAGE: usize = 4096;
 
-/// A page-aligned buffer of anonymous memory (`mmap`), zero-filled by the kernel and faulted
-/// in on first touch: creating one costs a system call, not a pass over its bytes, so a tiny
-/// state (mtty's ~100 bytes) does not pay for the full ring, and a large one pays each page
-/// once.
+/// A page-aligned, zero-filled buffer of anonymous memory (`mmap`).
+///
+/// A fresh mapping is zero-filled by the kernel and faulted in on first touch: creating one
+/// costs a system call, not a pass over its bytes, so a tiny state (mtty's ~100 bytes) does
+/// not pay for the full ring, and a large one pays each page once. A mapping reused from the
+/// process's pool held an earlier operation's bytes (another device's state): it is zeroed
+/// before it is handed out again, so no buffer ever shows one operation's data to another.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
@@ -26,10 +29,19 @@ static POOL: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 /// Most memory the buffer pool keeps.
 const POOL_BYTES: usize = 32 << 20;
 
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes are device state: never printed.
+        f.debug_struct("AlignedBuf")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AlignedBuf {
-    /// A page-aligned buffer of `len` bytes (at least one page): a pooled mapping of the same
-    /// capacity when there is one (its contents are stale: callers overwrite before they
-    /// read), a fresh one otherwise.
+    /// A page-aligned buffer of `len` zero bytes (at least one page is mapped): a pooled
+    /// mapping of the same capacity when there is one (zeroed again here), a fresh one
+    /// otherwise.
     ///
     /// # Panics
     /// When the kernel cannot provide the mapping (out of memory), like a failed allocation.
@@ -39,6 +51,10 @@ impl AlignedBuf {
             if let Some(i) = pool.iter().position(|&(_, c)| c == cap) {
                 let (addr, _) = pool.swap_remove(i);
                 if let Some(ptr) = NonNull::new(addr as *mut u8) {
+                    // SAFETY: the pooled mapping is `cap` bytes, writable, and owned by
+                    // nobody since it left the pool. Its old bytes are an earlier
+                    // operation's (another device's state): they never reach a new owner.
+                    unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, cap) };
                     return AlignedBuf { ptr, len };
                 }
             }
@@ -76,8 +92,8 @@ impl AlignedBuf {
 impl std::ops::Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: ptr is valid for len bytes of the mapping owned by self (anonymous memory
-        // reads as zeros until written).
+        // SAFETY: ptr is valid for len bytes of the mapping owned by self (zeros until
+        // written: fresh anonymous memory, or a pooled mapping zeroed in `new`).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }

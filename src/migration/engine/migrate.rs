@@ -1,7 +1,7 @@
 //! Live migration between two devices in this process.
 
 use super::report::{rate, secs};
-use super::ring::{pipeline, Caller};
+use super::ring::{guarded, pipeline, Caller};
 use super::source::{read_source, write_device};
 use super::{MigrateReport, Options};
 use crate::device::MigState;
@@ -74,13 +74,18 @@ pub fn migrate(
         StreamHeader::for_device(src.device(), src.protocol(), src.flags(), None, 1)
             .check_target(dst.device(), dst.protocol())?;
     }
-    match migrate_inner(src, dst, opts, chunk) {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            let e = recover_after(dst, e);
-            Err(recover_after(src, e))
+    guarded(&mut [&mut *src, &mut *dst], |d| {
+        let [src, dst] = d else {
+            unreachable!("two devices were passed")
+        };
+        match migrate_inner(&mut **src, &mut **dst, opts, chunk) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let e = recover_after(&mut **dst, e);
+                Err(recover_after(&mut **src, e))
+            }
         }
-    }
+    })
 }
 
 fn migrate_inner(

@@ -1,5 +1,7 @@
 //! The save / restore / live-migrate engine: the data path between a device's migration
-//! stream and a file or another device.
+//! stream and a file or another device, one call per operation. For a migration driven step
+//! by step (a VMM pausing its vCPUs before the device stops, a source left STOP, several
+//! devices through the P2P states together) see [`crate::migration::session`].
 //!
 //! Design:
 //! - **Bounded memory.** A small ring of page-aligned buffers ([`RING`] of them, each one
@@ -11,14 +13,15 @@
 //! - **Integrity.** Saving frames and checksums on the fly ([`super::stream`]). Restoring
 //!   verifies each chunk's checksum before its bytes reach the device and leaves RESUMING
 //!   (which commits the state) only after the trailer verified.
-//! - **Devices are left RUNNING**, on success and on every error path, by the rules of
+//! - **Devices are left RUNNING**, on success and on every error path (a panicking progress
+//!   callback, sink or source included: the panic continues once they are), by the rules of
 //!   [`crate::migration::recovery`] (a device caught in RESUMING is reset, since vfio.h says a
 //!   RESUMING session can only be aborted by reset).
 //!   If recovery fails too, [`MigrationError::Recovery`](crate::migration::MigrationError::Recovery) carries both errors.
 //! - **Cancellation.** A shared flag ([`Cancel`]) is polled between chunks; the CLI sets it
 //!   from its SIGINT handler, so Ctrl-C still returns devices to RUNNING.
 //!
-//! One file per part: [`options`](Options) and reports, the buffers ([`AlignedBuf`]) and the
+//! One file per part: [`options`](Options) and reports, the buffers (zeroed page-aligned mappings, pooled) and the
 //! ring between the two sides, reading a device (the source side of save and migrate),
 //! and the three operations: [`save`], [`restore`], [`migrate`].
 
@@ -31,7 +34,7 @@ mod ring;
 mod save;
 mod source;
 
-pub use buf::AlignedBuf;
+pub(crate) use buf::AlignedBuf;
 pub use migrate::migrate;
 pub use options::{Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
@@ -41,5 +44,7 @@ pub use restore::{restore, restore_from_file, verify};
 pub use ring::RING;
 pub use save::{save, save_to_file};
 
+#[cfg(test)]
+mod panic_tests;
 #[cfg(test)]
 mod tests;

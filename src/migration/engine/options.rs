@@ -12,7 +12,12 @@ pub const DEFAULT_BUFFER: usize = 1 << 20;
 /// A cancellation flag shared with a signal handler or another thread.
 pub type Cancel = Arc<AtomicBool>;
 
-/// Progress callback: called on the calling thread after every chunk.
+/// Progress callback: called after every chunk, from the thread that writes the stream side
+/// (a stream file, or the destination device). With [`Options::overlap`] (the default) that
+/// is a helper thread for [`save`](super::save()) and [`migrate`](super::migrate()) and the
+/// calling thread for [`restore`](super::restore()); without it, always the calling thread.
+/// Hence `Send + Sync`. A callback that panics stops the operation: its devices are returned
+/// to RUNNING and the panic continues on the calling thread.
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// Which phase a transfer is in.

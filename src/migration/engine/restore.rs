@@ -1,7 +1,7 @@
 //! Restoring: a stream into a device, every chunk verified before the device sees it.
 
 use super::report::{rate, secs};
-use super::ring::{pipeline, Caller, Filled};
+use super::ring::{guarded, pipeline, Caller, Filled};
 use super::source::write_device;
 use super::{AlignedBuf, Options, Phase, RestoreReport};
 use crate::device::MigState;
@@ -83,10 +83,13 @@ pub fn restore<R: Read + Send>(
     let reader = StreamReader::new(source)?;
     reader.header().check_target(drv.device(), drv.protocol())?;
     recover_at_start(drv)?;
-    match restore_inner(drv, reader, opts, t0) {
-        Ok(r) => Ok(r),
-        Err(e) => Err(recover_after(drv, e)),
-    }
+    guarded(&mut [&mut *drv], |d| {
+        let drv = &mut *d[0];
+        match restore_inner(drv, reader, opts, t0) {
+            Ok(r) => Ok(r),
+            Err(e) => Err(recover_after(drv, e)),
+        }
+    })
 }
 
 fn restore_inner<R: Read + Send>(

@@ -2,8 +2,9 @@
 //! side that writes (a stream file or a device), on two threads or inline on one.
 
 use super::AlignedBuf;
+use crate::migration::recovery::recover;
 use crate::migration::stream::{ChunkKind, PayloadCheck};
-use crate::migration::{MigrationError, Result};
+use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::cell::{Cell, RefCell};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
@@ -103,6 +104,9 @@ pub(super) enum Caller {
 ///
 /// Without `overlap`, both run on this thread: each chunk is consumed as soon as it is
 /// produced, in one reused buffer.
+///
+/// A panic on either side, on either thread, stops both sides and continues on the calling
+/// thread ([`guarded`] recovers the devices before letting it go on).
 pub(super) fn pipeline<P, C, T>(
     chunk: usize,
     overlap: bool,
@@ -152,24 +156,25 @@ where
         }
         Ok(())
     };
+    // A panic on the helper thread (a sink, a source or a progress callback) is carried
+    // back and resumed on the calling thread once both sides stopped, so that the operation's
+    // caller recovers the devices and the panic goes on, as it would on one thread.
     let (produced, consumed) = std::thread::scope(|s| match caller {
         Caller::Produces => {
             let h = s.spawn(consumer);
             let produced = producer();
-            let consumed = h
-                .join()
-                .unwrap_or(Err(MigrationError::ThreadPanicked("writing")));
-            (produced, consumed)
+            (Ok(produced), h.join())
         }
         Caller::Consumes => {
             let h = s.spawn(producer);
             let consumed = consumer();
-            let produced = h
-                .join()
-                .unwrap_or(Err(MigrationError::ThreadPanicked("reading")));
-            (produced, consumed)
+            (h.join(), Ok(consumed))
         }
     });
+    let (produced, consumed) = match (produced, consumed) {
+        (Ok(p), Ok(c)) => (p, c),
+        (Err(payload), _) | (_, Err(payload)) => std::panic::resume_unwind(payload),
+    };
     match (produced, consumed) {
         (Ok(v), Ok(())) => Ok(v),
         (Ok(_), Err(e)) => Err(e),
@@ -181,6 +186,26 @@ where
             } else {
                 Err(pe)
             }
+        }
+    }
+}
+
+/// Runs `op` against the devices in `drvs`; when `op` panics (on the calling thread, or on a
+/// helper thread whose panic [`pipeline`] resumed here), every device is returned to RUNNING
+/// (`crate::migration::recovery`) and the panic goes on.
+pub(super) fn guarded<T>(
+    drvs: &mut [&mut dyn MigrationDriver],
+    op: impl FnOnce(&mut [&mut dyn MigrationDriver]) -> T,
+) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut *drvs))) {
+        Ok(v) => v,
+        Err(payload) => {
+            for d in drvs.iter_mut() {
+                // The panic is what the caller gets; the device is recovered whatever the
+                // outcome, which the unwinding caller has no way to receive.
+                let _recovery = recover(&mut **d);
+            }
+            std::panic::resume_unwind(payload)
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Saving: a device's state into a stream (a writer, or a file written atomically).
 
 use super::report::{rate, secs};
-use super::ring::{pipeline, Caller};
+use super::ring::{guarded, pipeline, Caller};
 use super::source::read_source;
 use super::{Options, SaveReport};
 use crate::device::MigState;
@@ -52,10 +52,13 @@ pub fn save<W: Write + Send>(
     opts: &Options,
 ) -> Result<(W, SaveReport)> {
     let chunk = opts.chunk_len()?;
-    match save_inner(drv, sink, name, opts, chunk) {
-        Ok(v) => Ok(v),
-        Err(e) => Err(recover_after(drv, e)),
-    }
+    guarded(&mut [&mut *drv], |d| {
+        let drv = &mut *d[0];
+        match save_inner(drv, sink, name, opts, chunk) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(recover_after(drv, e)),
+        }
+    })
 }
 
 fn save_inner<W: Write + Send>(

@@ -65,6 +65,16 @@ fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], within: Within) -> Result<(
     Ok(())
 }
 
+impl<R: Read> std::fmt::Debug for StreamReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReader")
+            .field("header", &self.header)
+            .field("totals", &self.totals)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<R: Read> StreamReader<R> {
     /// Reads and validates the header.
     pub fn new(mut inner: R) -> Result<Self> {

@@ -21,6 +21,16 @@ pub struct StreamWriter<W: Write> {
     totals: StreamTotals,
 }
 
+impl<W: Write> std::fmt::Debug for StreamWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWriter")
+            .field("name", &self.name)
+            .field("max_chunk", &self.max_chunk)
+            .field("totals", &self.totals)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<W: Write> StreamWriter<W> {
     /// Writes the header. `name` labels I/O errors (the file path, `stdout`...).
     pub fn new(mut inner: W, name: &str, header: &StreamHeader) -> Result<Self> {
