@@ -164,8 +164,11 @@ impl KernelFds {
             self.set(MigState::Running)?;
             return Ok((Fail, "RUNNING -> STOP_COPY returned no data_fd".into()));
         };
-        let mut one = [0u8; 1];
-        let first = a.read(&mut one);
+        let mut one = [0u8; 4096];
+        let first = match a.read(&mut one[..1]) {
+            Err(_) => a.read(&mut one),
+            r => r,
+        };
         self.set(MigState::Stop)?;
         let mut buf = vec![0u8; 1 << 16];
         let after = a.read(&mut buf);
