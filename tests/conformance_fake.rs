@@ -12,7 +12,9 @@ use vfio_harness::device::{
     fsm, Device, DeviceError, DeviceIdentity, DeviceInfo, MigFlags, MigState, PrecopyInfo,
     RegionInfo, RegionMap, Result,
 };
-use vfio_harness::migration::conformance::{self, CheckVerdict, ConformanceReport, Options, RegionWrite};
+use vfio_harness::migration::conformance::{
+    self, CheckVerdict, ConformanceReport, Options, RegionWrite,
+};
 use vfio_harness::migration::driver_for;
 
 const STATE: usize = 64;
@@ -79,7 +81,8 @@ impl Fake {
                 name: "BAR0".into(),
                 size: 4096,
                 offset: 0,
-                flags: vfio_harness::device::REGION_FLAG_READ | vfio_harness::device::REGION_FLAG_WRITE,
+                flags: vfio_harness::device::REGION_FLAG_READ
+                    | vfio_harness::device::REGION_FLAG_WRITE,
                 caps: vec![],
             }],
             irqs: vec![],
@@ -114,7 +117,11 @@ impl Fake {
                     data.truncate(INITIAL);
                 }
             }
-            let s = Session { data, pos: 0, precopy_end };
+            let s = Session {
+                data,
+                pos: 0,
+                precopy_end,
+            };
             g.save = Some(match (self.v("new-data-fd"), g.old.take()) {
                 (true, Some(old)) => old,
                 _ => s,
@@ -201,7 +208,8 @@ impl Device for Fake {
         let start = g.state.unwrap_or(MigState::Error);
         let mut cur = start;
         while cur != target {
-            let next = fsm::next_step(self.flags, cur, target).map_err(|_| err("set state", libc::EINVAL))?;
+            let next = fsm::next_step(self.flags, cur, target)
+                .map_err(|_| err("set state", libc::EINVAL))?;
             if let Err(e) = self.arc(&mut g, cur, next) {
                 g.state = Some(MigState::Error);
                 return Err(e);
@@ -214,7 +222,11 @@ impl Device for Fake {
     }
     fn mig_state(&self) -> Result<MigState> {
         let g = self.lock();
-        Ok(if g.lie { MigState::Running } else { g.state.unwrap_or(MigState::Error) })
+        Ok(if g.lie {
+            MigState::Running
+        } else {
+            g.state.unwrap_or(MigState::Error)
+        })
     }
     fn mig_read(&self, buf: &mut [u8]) -> Result<usize> {
         let mut g = self.lock();
@@ -268,15 +280,28 @@ impl Device for Fake {
         };
         let left = s.precopy_end.unwrap_or(s.data.len()).saturating_sub(s.pos) as u64;
         Ok(if self.v("precopy-info-agrees") {
-            PrecopyInfo { initial_bytes: 0, dirty_bytes: 0 }
+            PrecopyInfo {
+                initial_bytes: 0,
+                dirty_bytes: 0,
+            }
         } else if self.v("precopy-initial") {
-            PrecopyInfo { initial_bytes: INITIAL as u64, dirty_bytes: 0 }
+            PrecopyInfo {
+                initial_bytes: INITIAL as u64,
+                dirty_bytes: 0,
+            }
         } else {
-            PrecopyInfo { initial_bytes: left, dirty_bytes: 0 }
+            PrecopyInfo {
+                initial_bytes: left,
+                dirty_bytes: 0,
+            }
         })
     }
     fn stop_copy_size(&self) -> Result<u64> {
-        Ok(if self.v("data-size") { 0 } else { STREAM as u64 })
+        Ok(if self.v("data-size") {
+            0
+        } else {
+            STREAM as u64
+        })
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -286,15 +311,28 @@ impl Device for Fake {
 fn run(violate: &'static str) -> ConformanceReport {
     let dev = Fake::new(violate);
     let mut drv = driver_for(dev.clone()).unwrap();
-    let p = RegionWrite { index: 0, offset: 0, bytes: (1..=STATE as u8).collect() };
+    let p = RegionWrite {
+        index: 0,
+        offset: 0,
+        bytes: (1..=STATE as u8).collect(),
+    };
     let opts = Options::default();
     let r = conformance::run_with(drv.as_mut(), &opts, Some(Box::new(p)), &mut |_| {});
-    assert_eq!(dev.mig_state().unwrap(), MigState::Running, "{violate}: left {:?}", r.checks);
+    assert_eq!(
+        dev.mig_state().unwrap(),
+        MigState::Running,
+        "{violate}: left {:?}",
+        r.checks
+    );
     r
 }
 
 fn failed(r: &ConformanceReport) -> Vec<&str> {
-    r.checks.iter().filter(|c| c.verdict == CheckVerdict::Fail).map(|c| c.id.as_str()).collect()
+    r.checks
+        .iter()
+        .filter(|c| c.verdict == CheckVerdict::Fail)
+        .map(|c| c.id.as_str())
+        .collect()
 }
 
 #[test]
@@ -330,17 +368,29 @@ fn every_violation_fails_its_own_check() {
     ] {
         let r = run(id);
         let c = r.check(id).unwrap_or_else(|| panic!("{id}: not run"));
-        assert_eq!(c.verdict, CheckVerdict::Fail, "{id}: {c:?}\nall: {:#?}", r.checks);
+        assert_eq!(
+            c.verdict,
+            CheckVerdict::Fail,
+            "{id}: {c:?}\nall: {:#?}",
+            r.checks
+        );
         eprintln!("{id}: fails {:?}", failed(&r));
         // The suite recovers: the harness's own checks still pass.
-        assert_eq!(r.check("left-running").map(|c| c.verdict), Some(CheckVerdict::Pass), "{id}");
+        assert_eq!(
+            r.check("left-running").map(|c| c.verdict),
+            Some(CheckVerdict::Pass),
+            "{id}"
+        );
     }
 }
 
 #[test]
 fn the_checks_cover_the_contract_ids() {
     let r = run("");
-    for (id, _) in conformance::CLAUSES.iter().filter(|(id, _)| !id.starts_with("v1-")) {
+    for (id, _) in conformance::CLAUSES
+        .iter()
+        .filter(|(id, _)| !id.starts_with("v1-"))
+    {
         assert!(r.check(id).is_some(), "{id} not reported");
     }
 }

@@ -38,13 +38,30 @@ fn well_behaved_v2_devices_pass_for_every_flag_combination() {
         let r = run(&format!("sim:protocol=v2,state=1M,seed=3,flags={flags}"));
         assert_eq!(failures(&r), Vec::<String>::new(), "flags {flags}");
         let ids: Vec<&str> = r.checks.iter().map(|c| c.id.as_str()).collect();
-        for id in ["state-after-arc", "stop-copy-eof", "read-size", "resume-loads", "write-size", "resume-refuses", "reset", "left-running"] {
+        for id in [
+            "state-after-arc",
+            "stop-copy-eof",
+            "read-size",
+            "resume-loads",
+            "write-size",
+            "resume-refuses",
+            "reset",
+            "left-running",
+        ] {
             assert!(ids.contains(&id), "flags {flags}: no {id} in {ids:?}");
         }
         let pre = r.check("precopy-initial").unwrap();
-        assert_eq!(pre.verdict == CheckVerdict::Skip, !flags.contains("PRE_COPY"), "{pre:?}");
+        assert_eq!(
+            pre.verdict == CheckVerdict::Skip,
+            !flags.contains("PRE_COPY"),
+            "{pre:?}"
+        );
         // Every check names its clause.
-        assert!(r.checks.iter().all(|c| !c.clause.is_empty()), "{:?}", r.checks);
+        assert!(
+            r.checks.iter().all(|c| !c.clause.is_empty()),
+            "{:?}",
+            r.checks
+        );
     }
 }
 
@@ -54,8 +71,18 @@ fn well_behaved_v1_device_passes() {
         let r = run(&format!("sim:protocol=v1,state=1M,seed=3,v1-mmap={mmap}"));
         assert_eq!(r.protocol, "v1");
         assert_eq!(failures(&r), Vec::<String>::new(), "v1-mmap={mmap}");
-        for id in ["v1-pending", "v1-data-window", "v1-state-bits", "v1-resume-loads"] {
-            assert_eq!(r.check(id).map(|c| c.verdict), Some(CheckVerdict::Pass), "{id}: {:?}", r.check(id));
+        for id in [
+            "v1-pending",
+            "v1-data-window",
+            "v1-state-bits",
+            "v1-resume-loads",
+        ] {
+            assert_eq!(
+                r.check(id).map(|c| c.verdict),
+                Some(CheckVerdict::Pass),
+                "{id}: {:?}",
+                r.check(id)
+            );
         }
     }
 }

@@ -142,7 +142,11 @@ impl Suite<'_> {
     pub(super) fn drain(&mut self, sizes: &[usize], keep: bool) -> Drained {
         let start = Instant::now();
         let mut h = twox_hash::XxHash3_64::new();
-        let mut file = if keep { tempfile::tempfile().ok() } else { None };
+        let mut file = if keep {
+            tempfile::tempfile().ok()
+        } else {
+            None
+        };
         let mut len = 0u64;
         let mut i = 0usize;
         let end = loop {
@@ -235,8 +239,7 @@ impl Suite<'_> {
         match self.drv.state() {
             Ok(MigState::Running) => return Ok(()),
             Ok(MigState::Resuming) | Ok(MigState::Error) | Err(_) => {
-                if self.drv.reset().is_ok() && matches!(self.drv.state(), Ok(MigState::Running))
-                {
+                if self.drv.reset().is_ok() && matches!(self.drv.state(), Ok(MigState::Running)) {
                     return Ok(());
                 }
             }

@@ -132,13 +132,19 @@ impl KernelFds {
         let b = self.set(MigState::StopCopy)?;
         let Some(mut b) = b else {
             self.set(MigState::Running)?;
-            return Ok((Fail, "the second STOP -> STOP_COPY returned no data_fd".into()));
+            return Ok((
+                Fail,
+                "the second STOP -> STOP_COPY returned no data_fd".into(),
+            ));
         };
         let same = Self::same_file(&a, &b).map_err(|e| self.err("compare data fds".into(), e))?;
         let (nb, end) = Self::drain(&mut b, limit);
         self.set(MigState::Running)?;
         if same {
-            return Ok((Fail, "the second STOP -> STOP_COPY returned the first session's file again".into()));
+            return Ok((
+                Fail,
+                "the second STOP -> STOP_COPY returned the first session's file again".into(),
+            ));
         }
         if nb != expect || !matches!(end, Ok(true)) {
             return Ok((
@@ -146,13 +152,19 @@ impl KernelFds {
                 format!("the second session's fd delivered {nb} bytes ({end:?}); the first {na}, expected {expect}"),
             ));
         }
-        let mut detail = format!("two STOP_COPY sessions, two distinct data fds, {na} and {nb} bytes");
+        let mut detail =
+            format!("two STOP_COPY sessions, two distinct data fds, {na} and {nb} bytes");
         if precopy {
             let p = self.set(MigState::PreCopy)?;
             self.set(MigState::Running)?;
             match p {
                 Some(_) => detail.push_str("; RUNNING -> PRE_COPY returned a data_fd too"),
-                None => return Ok((Fail, format!("{detail}; RUNNING -> PRE_COPY returned no data_fd"))),
+                None => {
+                    return Ok((
+                        Fail,
+                        format!("{detail}; RUNNING -> PRE_COPY returned no data_fd"),
+                    ))
+                }
             }
         }
         Ok((Pass, detail))
@@ -174,9 +186,18 @@ impl KernelFds {
         let after = a.read(&mut buf);
         self.set(MigState::Running)?;
         Ok(match after {
-            Ok(0) => (Pass, format!("first read {first:?}; after STOP_COPY -> STOP the old fd reads 0")),
-            Ok(n) => (Fail, format!("after STOP_COPY -> STOP the old fd still returned {n} bytes")),
-            Err(e) => (Pass, format!("first read {first:?}; after STOP_COPY -> STOP the old fd fails ({e})")),
+            Ok(0) => (
+                Pass,
+                format!("first read {first:?}; after STOP_COPY -> STOP the old fd reads 0"),
+            ),
+            Ok(n) => (
+                Fail,
+                format!("after STOP_COPY -> STOP the old fd still returned {n} bytes"),
+            ),
+            Err(e) => (
+                Pass,
+                format!("first read {first:?}; after STOP_COPY -> STOP the old fd fails ({e})"),
+            ),
         })
     }
 }

@@ -208,8 +208,14 @@ pub fn run_with(
     let start = Instant::now();
     let r = s.back_to_running();
     let (v, d) = match (r, s.drv.state()) {
-        (Ok(()), Ok(MigState::Running)) => (CheckVerdict::Pass, "(harness) the device is RUNNING".to_string()),
-        (r, st) => (CheckVerdict::Fail, format!("(harness) could not return the device to RUNNING: {r:?}, state {st:?}")),
+        (Ok(()), Ok(MigState::Running)) => (
+            CheckVerdict::Pass,
+            "(harness) the device is RUNNING".to_string(),
+        ),
+        (r, st) => (
+            CheckVerdict::Fail,
+            format!("(harness) could not return the device to RUNNING: {r:?}, state {st:?}"),
+        ),
     };
     s.push("left-running", v, d, start);
 

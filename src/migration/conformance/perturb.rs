@@ -67,8 +67,9 @@ impl Perturb for Vhgpu {
         }
         dev.write_region(2, 0, &page).map_err(dev_err)?;
         for (i, off) in [0x10u64, 0x14, 0x18, 0x1c].into_iter().enumerate() {
-            let v = 0x1234_5678u64 ^ (i as u64) << 28 ^ u64::from(variant) * 0xffff;
-            dev.write_width(0, off, 4, v & 0xffff_ffff).map_err(dev_err)?;
+            let v = 0x1234_5678u64 ^ ((i as u64) << 28) ^ (u64::from(variant) * 0xffff);
+            dev.write_width(0, off, 4, v & 0xffff_ffff)
+                .map_err(dev_err)?;
         }
         Ok(())
     }
@@ -104,7 +105,9 @@ impl std::str::FromStr for RegionWrite {
         let offset = parse_u64(offset).ok_or_else(|| format!("{offset:?}: not an offset"))?;
         let hex = hex.trim_start_matches("0x");
         if hex.is_empty() || hex.len() % 2 != 0 {
-            return Err(format!("{hex:?}: expected an even, non-zero number of hex digits"));
+            return Err(format!(
+                "{hex:?}: expected an even, non-zero number of hex digits"
+            ));
         }
         let bytes = (0..hex.len())
             .step_by(2)
@@ -183,9 +186,8 @@ impl Perturb for SimSeed {
         p.violate = None;
         p.fail_at = None;
         p.name = format!("{}-perturb", p.name);
-        let sib: DeviceHandle = Arc::new(
-            SimDevice::with_clock(p, Arc::new(SystemClock::new())).map_err(dev_err)?,
-        );
+        let sib: DeviceHandle =
+            Arc::new(SimDevice::with_clock(p, Arc::new(SystemClock::new())).map_err(dev_err)?);
         let mut src = driver_for(sib)?;
         let mut dst = driver_for(self.dev.clone())?;
         src.set_state(MigState::StopCopy)?;
@@ -228,7 +230,11 @@ pub fn detect(handle: &DeviceHandle) -> Option<Box<dyn Perturb>> {
     }
     if id.pci_id.as_deref() == Some("1234:7668")
         && dev.read_width(0, 0, 4).ok() == Some(0x5648_4731)
-        && dev.info().regions.iter().any(|r| r.index == 2 && r.size >= 64 << 10)
+        && dev
+            .info()
+            .regions
+            .iter()
+            .any(|r| r.index == 2 && r.size >= 64 << 10)
     {
         return Some(Box::new(Vhgpu));
     }

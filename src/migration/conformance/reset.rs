@@ -25,17 +25,20 @@ fn from(s: &mut Suite<'_>, st: MigState) -> Result<Option<String>, MigrationErro
     s.drv.reset()?;
     let got = s.drv.state()?;
     if got != MigState::Running {
-        return Ok(Some(format!("from {st}: the device reports {got} after the reset")));
+        return Ok(Some(format!(
+            "from {st}: the device reports {got} after the reset"
+        )));
     }
     if fsm::is_saving(st) && s.v2 {
-        match s.read_step(4096) {
-            Ok(Step::Data(n)) => {
-                return Ok(Some(format!(
-                    "from {st}: the session opened before the reset still returned {n} bytes{}",
-                    if read_before { "" } else { " (and none before it)" }
-                )))
-            }
-            Ok(_) | Err(_) => {}
+        if let Ok(Step::Data(n)) = s.read_step(4096) {
+            return Ok(Some(format!(
+                "from {st}: the session opened before the reset still returned {n} bytes{}",
+                if read_before {
+                    ""
+                } else {
+                    " (and none before it)"
+                }
+            )));
         }
     }
     Ok(None)

@@ -7,7 +7,9 @@
 use super::ctx::Suite;
 use super::report::CheckVerdict::{Fail, Pass, Skip};
 use crate::device::{MigState, RegionInfo};
-use crate::migration::v1::{state_bits, INFO_SIZE, OFF_DATA_OFFSET, OFF_DATA_SIZE, OFF_PENDING_BYTES};
+use crate::migration::v1::{
+    state_bits, INFO_SIZE, OFF_DATA_OFFSET, OFF_DATA_SIZE, OFF_PENDING_BYTES,
+};
 use crate::migration::MigrationError;
 
 /// The migration region (type 3 / subtype 1).

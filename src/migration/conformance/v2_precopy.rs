@@ -65,9 +65,19 @@ pub(super) fn info_state(s: &mut Suite<'_>) {
         Ok(if !bad.is_empty() {
             (Fail, bad.join("; "))
         } else if !other_errno.is_empty() {
-            (Warn, format!("refused outside PRE_COPY, but the uAPI says EINVAL: {}", other_errno.join("; ")))
+            (
+                Warn,
+                format!(
+                    "refused outside PRE_COPY, but the uAPI says EINVAL: {}",
+                    other_errno.join("; ")
+                ),
+            )
         } else {
-            (Pass, "answered in PRE_COPY; EINVAL in STOP_COPY (both ways in); refused in RESUMING".into())
+            (
+                Pass,
+                "answered in PRE_COPY; EINVAL in STOP_COPY (both ways in); refused in RESUMING"
+                    .into(),
+            )
         })
     });
 }
@@ -94,7 +104,10 @@ pub(super) fn initial_and_agreement(s: &mut Suite<'_>) {
     }
 }
 
-type Pair = ((super::report::CheckVerdict, String), (super::report::CheckVerdict, String));
+type Pair = (
+    (super::report::CheckVerdict, String),
+    (super::report::CheckVerdict, String),
+);
 
 fn session(s: &mut Suite<'_>) -> Result<Pair, MigrationError> {
     s.perturb(0)?;
@@ -128,7 +141,11 @@ fn session(s: &mut Suite<'_>) -> Result<Pair, MigrationError> {
                 }
             }
             Step::NoMsg | Step::Eof => {
-                let how = if matches!(r, Step::NoMsg) { "ENOMSG" } else { "0" };
+                let how = if matches!(r, Step::NoMsg) {
+                    "ENOMSG"
+                } else {
+                    "0"
+                };
                 break if pending != 0 {
                     (Fail, format!(
                         "read() returned {how} while precopy info reported initial {} dirty {} (after {total} bytes)",
@@ -157,7 +174,13 @@ fn session(s: &mut Suite<'_>) -> Result<Pair, MigrationError> {
     } else if last_initial != 0 {
         (Fail, format!("initial_bytes is still {last_initial} after {total} bytes were read (started at {})", first.initial_bytes))
     } else {
-        (Pass, format!("initial_bytes {} decreased to 0 as {total} bytes were read in {step}-byte reads", first.initial_bytes))
+        (
+            Pass,
+            format!(
+                "initial_bytes {} decreased to 0 as {total} bytes were read in {step}-byte reads",
+                first.initial_bytes
+            ),
+        )
     };
     Ok((initial, agree))
 }

@@ -12,17 +12,31 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 /// Restores the reference with `sizes` over the perturbed state, leaves RESUMING for STOP,
 /// saves again and compares with the reference and with the perturbed state.
-fn round_trip(s: &mut Suite<'_>, sizes: &[usize], what: &str) -> Result<(CheckVerdict, String), MigrationError> {
+fn round_trip(
+    s: &mut Suite<'_>,
+    sizes: &[usize],
+    what: &str,
+) -> Result<(CheckVerdict, String), MigrationError> {
     let Some((mut f, len)) = s.reference_file() else {
-        return Ok((Skip, "needs the reference stream kept (it failed or outgrew the hold limit)".into()));
+        return Ok((
+            Skip,
+            "needs the reference stream kept (it failed or outgrew the hold limit)".into(),
+        ));
     };
     let ref_sum = s.reference.as_ref().map(|r| r.sum).unwrap_or(0);
     let perturbed = s.perturb(1)?;
-    let q = if perturbed { Some(s.save(MIB, false)?) } else { None };
+    let q = if perturbed {
+        Some(s.save(MIB, false)?)
+    } else {
+        None
+    };
     let differs = q.as_ref().is_some_and(|q| q.complete() && q.sum != ref_sum);
     s.drv.set_state(MigState::Resuming)?;
     if let Err(e) = s.restore(&mut f, len, sizes) {
-        return Ok((Fail, format!("{what}: the valid reference stream ({len} bytes) was refused at write(): {e}")));
+        return Ok((
+            Fail,
+            format!("{what}: the valid reference stream ({len} bytes) was refused at write(): {e}"),
+        ));
     }
     if let Err(e) = s.drv.set_state(MigState::Stop) {
         return Ok((Fail, format!("{what}: the valid reference stream ({len} bytes) was refused on RESUMING -> STOP: {e}")));
@@ -31,21 +45,42 @@ fn round_trip(s: &mut Suite<'_>, sizes: &[usize], what: &str) -> Result<(CheckVe
     let after = s.drain(MIB, false);
     s.back_to_running()?;
     if !after.complete() {
-        return Ok((Fail, format!("{what}: saving after the restore gave {}", after.describe_end())));
+        return Ok((
+            Fail,
+            format!(
+                "{what}: saving after the restore gave {}",
+                after.describe_end()
+            ),
+        ));
     }
     let same = after.len == len && after.sum == ref_sum;
-    let seen = format!("{what}: {len} bytes restored, saved again {} bytes", after.len);
+    let seen = format!(
+        "{what}: {len} bytes restored, saved again {} bytes",
+        after.len
+    );
     Ok(if !s.reproducible {
         (Warn, format!("{seen}; saves are not byte-reproducible on this device, so the restored state cannot be compared"))
     } else if same && differs {
-        (Pass, format!("{seen}: the restored state, not the perturbed one"))
+        (
+            Pass,
+            format!("{seen}: the restored state, not the perturbed one"),
+        )
     } else if same {
         (Warn, format!("{seen}: same as the reference, but the device could not be perturbed to another state first ({}), so a restore that loads nothing would pass too; pass --perturb REGION:OFFSET:HEXBYTES",
             if perturbed { "the perturbation did not change the saved state" } else { "no perturbation for this device" }))
-    } else if q.as_ref().is_some_and(|q| q.sum == after.sum && q.len == after.len) {
-        (Fail, format!("{seen}: still the perturbed state; the restored data was not loaded"))
+    } else if q
+        .as_ref()
+        .is_some_and(|q| q.sum == after.sum && q.len == after.len)
+    {
+        (
+            Fail,
+            format!("{seen}: still the perturbed state; the restored data was not loaded"),
+        )
     } else {
-        (Fail, format!("{seen}: neither the restored state nor the previous one (checksums differ)"))
+        (
+            Fail,
+            format!("{seen}: neither the restored state nor the previous one (checksums differ)"),
+        )
     })
 }
 
@@ -84,19 +119,29 @@ enum Damage {
 
 /// Writes damaged data; Ok(None) when the device took it all, Ok(Some(e)) when a write was
 /// refused.
-fn write_damaged(s: &mut Suite<'_>, how: &Damage, f: &mut File, len: u64) -> Result<Option<MigrationError>, MigrationError> {
+fn write_damaged(
+    s: &mut Suite<'_>,
+    how: &Damage,
+    f: &mut File,
+    len: u64,
+) -> Result<Option<MigrationError>, MigrationError> {
     let r = match how {
         Damage::Truncated => s.restore(f, len / 2, MIB),
         Damage::Corrupted => {
             let mut d = tempfile::tempfile().map_err(|e| file_err("temporary stream", e))?;
-            f.seek(SeekFrom::Start(0)).map_err(|e| file_err("temporary stream", e))?;
+            f.seek(SeekFrom::Start(0))
+                .map_err(|e| file_err("temporary stream", e))?;
             std::io::copy(f, &mut d).map_err(|e| file_err("temporary stream", e))?;
             let mut head = vec![0u8; len.min(64) as usize];
-            d.seek(SeekFrom::Start(0)).map_err(|e| file_err("temporary stream", e))?;
-            d.read_exact(&mut head).map_err(|e| file_err("temporary stream", e))?;
+            d.seek(SeekFrom::Start(0))
+                .map_err(|e| file_err("temporary stream", e))?;
+            d.read_exact(&mut head)
+                .map_err(|e| file_err("temporary stream", e))?;
             head.iter_mut().for_each(|x| *x ^= 0xff);
-            d.seek(SeekFrom::Start(0)).map_err(|e| file_err("temporary stream", e))?;
-            d.write_all(&head).map_err(|e| file_err("temporary stream", e))?;
+            d.seek(SeekFrom::Start(0))
+                .map_err(|e| file_err("temporary stream", e))?;
+            d.write_all(&head)
+                .map_err(|e| file_err("temporary stream", e))?;
             s.restore(&mut d, len, MIB)
         }
         Damage::Foreign => {
@@ -115,7 +160,9 @@ fn write_damaged(s: &mut Suite<'_>, how: &Damage, f: &mut File, len: u64) -> Res
     };
     match r {
         Ok(()) => Ok(None),
-        Err(e @ MigrationError::Device(_)) | Err(e @ MigrationError::Protocol { .. }) => Ok(Some(e)),
+        Err(e @ MigrationError::Device(_)) | Err(e @ MigrationError::Protocol { .. }) => {
+            Ok(Some(e))
+        }
         Err(e) => Err(e),
     }
 }

@@ -149,13 +149,24 @@ pub(super) fn new_data_fd(s: &mut Suite<'_>) {
         s.drv.set_state(MigState::Stop)?;
         let d = s.save(MIB, false)?;
         if !d.complete() {
-            return Ok((Fail, format!("after a save abandoned at byte {got}, the next save gave {}", d.describe_end())));
+            return Ok((
+                Fail,
+                format!(
+                    "after a save abandoned at byte {got}, the next save gave {}",
+                    d.describe_end()
+                ),
+            ));
         }
-        let (mut v, mut detail) = same_as_reference(s, d.len, d.sum).unwrap_or((Skip, String::new()));
+        let (mut v, mut detail) =
+            same_as_reference(s, d.len, d.sum).unwrap_or((Skip, String::new()));
         detail = format!("after a save abandoned at byte {got}, the next save: {detail}");
         if v == Pass {
             match fds::KernelFds::of(&s.dev) {
-                Some(k) => match k.fresh_fd_check(s.v2_flags_precopy(), s.reference.as_ref().map(|r| r.len).unwrap_or(0), s.limit) {
+                Some(k) => match k.fresh_fd_check(
+                    s.v2_flags_precopy(),
+                    s.reference.as_ref().map(|r| r.len).unwrap_or(0),
+                    s.limit,
+                ) {
                     Ok((fv, fd)) => {
                         v = fv;
                         detail.push_str(&format!("; {fd}"));
@@ -200,8 +211,14 @@ pub(super) fn session_ends(s: &mut Suite<'_>) {
                 Fail,
                 format!("after STOP_COPY -> STOP the old session still returned {n} bytes"),
             ),
-            Ok(_) => (Pass, format!("read 1 byte ({read1}), then STOP: the old session returns 0")),
-            Err(e) => (Pass, format!("read 1 byte ({read1}), then STOP: the old session is closed ({e})")),
+            Ok(_) => (
+                Pass,
+                format!("read 1 byte ({read1}), then STOP: the old session returns 0"),
+            ),
+            Err(e) => (
+                Pass,
+                format!("read 1 byte ({read1}), then STOP: the old session is closed ({e})"),
+            ),
         })
     });
 }
@@ -211,4 +228,3 @@ impl Suite<'_> {
         self.flags.has(crate::device::MigFlags::PRE_COPY)
     }
 }
-

@@ -33,11 +33,19 @@ fn one(s: &mut Suite<'_>, from: MigState, to: MigState) -> Result<Option<String>
     let got = s.drv.state()?;
     Ok(match (blocked, r) {
         (false, Ok(())) if got == to => None,
-        (false, Ok(())) => Some(format!("{from} -> {to}: SET succeeded but GET reports {got}")),
-        (false, Err(e)) => Some(format!("{from} -> {to}: SET failed ({e}); GET reports {got}")),
-        (true, Ok(())) => Some(format!("{from} -> {to} is not permitted but SET succeeded (GET {got})")),
+        (false, Ok(())) => Some(format!(
+            "{from} -> {to}: SET succeeded but GET reports {got}"
+        )),
+        (false, Err(e)) => Some(format!(
+            "{from} -> {to}: SET failed ({e}); GET reports {got}"
+        )),
+        (true, Ok(())) => Some(format!(
+            "{from} -> {to} is not permitted but SET succeeded (GET {got})"
+        )),
         (true, Err(_)) if got == from || got == MigState::Error => None,
-        (true, Err(_)) => Some(format!("{from} -> {to} was refused but the device moved to {got}")),
+        (true, Err(_)) => Some(format!(
+            "{from} -> {to} was refused but the device moved to {got}"
+        )),
     })
 }
 
@@ -54,9 +62,7 @@ pub(super) fn state_after_arc(s: &mut Suite<'_>) {
                 if from == to {
                     continue;
                 }
-                if from == MigState::Resuming
-                    && (!resumable || (!small && to != MigState::Stop))
-                {
+                if from == MigState::Resuming && (!resumable || (!small && to != MigState::Stop)) {
                     continue;
                 }
                 let arc = fsm::is_arc(s.flags, from, to);
@@ -86,18 +92,25 @@ pub(super) fn state_after_arc(s: &mut Suite<'_>) {
                 let r = s.dev.set_mig_state(st);
                 let got = s.drv.state()?;
                 match r {
-                    Ok(()) => bad.push(format!("SET {st} (not offered by flags {}) succeeded; GET {got}", s.flags)),
+                    Ok(()) => bad.push(format!(
+                        "SET {st} (not offered by flags {}) succeeded; GET {got}",
+                        s.flags
+                    )),
                     Err(_) if got == MigState::Running || got == MigState::Error => {}
-                    Err(_) => bad.push(format!("SET {st} was refused but the device moved to {got}")),
+                    Err(_) => bad.push(format!(
+                        "SET {st} was refused but the device moved to {got}"
+                    )),
                 }
                 s.back_to_running()?;
             }
         }
-        let seen = format!(
-            "{arcs} arcs, {combos} combination transitions, {refused} refused requests"
-        );
+        let seen =
+            format!("{arcs} arcs, {combos} combination transitions, {refused} refused requests");
         Ok(if bad.is_empty() {
-            (Pass, format!("{seen}: GET always reported the state reached"))
+            (
+                Pass,
+                format!("{seen}: GET always reported the state reached"),
+            )
         } else {
             let n = bad.len();
             bad.truncate(6);
