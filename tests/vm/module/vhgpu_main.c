@@ -50,6 +50,11 @@ static unsigned int v1_data_kb = 1024;
 module_param(v1_data_kb, uint, 0444);
 MODULE_PARM_DESC(v1_data_kb, "Size of the v1 migration data section, KiB (default 1024, page multiple)");
 
+bool vhgpu_v1_mmap = true;
+module_param_named(v1_mmap, vhgpu_v1_mmap, bool, 0444);
+MODULE_PARM_DESC(v1_mmap,
+		 "The v1 data section is mmap-able (sparse-mmap capability, default on); off: pread/pwrite only");
+
 bool vhgpu_cross_type;
 module_param_named(cross_type, vhgpu_cross_type, bool, 0444);
 MODULE_PARM_DESC(cross_type,
@@ -203,16 +208,16 @@ static const struct vm_operations_struct vhgpu_vram_vm_ops = {
 /* ------------------------------------------------------------------------
  * Config space
  */
-static void cfg_put16(u8 *cfg, unsigned int off, u16 v)
+void vhgpu_cfg_put16(u8 *cfg, unsigned int off, u16 v)
 {
 	cfg[off] = v & 0xff;
 	cfg[off + 1] = v >> 8;
 }
 
-static void cfg_put32(u8 *cfg, unsigned int off, u32 v)
+void vhgpu_cfg_put32(u8 *cfg, unsigned int off, u32 v)
 {
-	cfg_put16(cfg, off, v & 0xffff);
-	cfg_put16(cfg, off + 2, v >> 16);
+	vhgpu_cfg_put16(cfg, off, v & 0xffff);
+	vhgpu_cfg_put16(cfg, off + 2, v >> 16);
 }
 
 void vhgpu_init_config(struct vhgpu_dev *dev)
@@ -223,39 +228,40 @@ void vhgpu_init_config(struct vhgpu_dev *dev)
 	memset(c, 0, VHGPU_CFG_SIZE);
 	memset(m, 0, VHGPU_CFG_SIZE);
 
-	cfg_put16(c, PCI_VENDOR_ID, VHGPU_PCI_VENDOR);
-	cfg_put16(c, PCI_DEVICE_ID, VHGPU_PCI_DEVICE);
-	cfg_put16(c, PCI_STATUS, PCI_STATUS_CAP_LIST);
+	vhgpu_cfg_put16(c, PCI_VENDOR_ID, VHGPU_PCI_VENDOR);
+	vhgpu_cfg_put16(c, PCI_DEVICE_ID, VHGPU_PCI_DEVICE);
+	vhgpu_cfg_put16(c, PCI_STATUS, PCI_STATUS_CAP_LIST);
 	c[PCI_REVISION_ID] = VHGPU_PCI_REVISION;
 	c[PCI_CLASS_PROG] = 0x00;
-	cfg_put16(c, PCI_CLASS_DEVICE, 0x0302);		/* display: 3D controller */
+	vhgpu_cfg_put16(c, PCI_CLASS_DEVICE, 0x0302);		/* display: 3D controller */
 	c[PCI_HEADER_TYPE] = PCI_HEADER_TYPE_NORMAL;
-	cfg_put32(c, PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_SPACE_MEMORY |
+	vhgpu_cfg_put32(c, PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_SPACE_MEMORY |
 		  PCI_BASE_ADDRESS_MEM_TYPE_32);
-	cfg_put32(c, PCI_BASE_ADDRESS_2, PCI_BASE_ADDRESS_SPACE_MEMORY |
+	vhgpu_cfg_put32(c, PCI_BASE_ADDRESS_2, PCI_BASE_ADDRESS_SPACE_MEMORY |
 		  PCI_BASE_ADDRESS_MEM_TYPE_64 | PCI_BASE_ADDRESS_MEM_PREFETCH);
-	cfg_put16(c, PCI_SUBSYSTEM_VENDOR_ID, VHGPU_PCI_VENDOR);
-	cfg_put16(c, PCI_SUBSYSTEM_ID, dev->type->subsys_id);
+	vhgpu_cfg_put16(c, PCI_SUBSYSTEM_VENDOR_ID, VHGPU_PCI_VENDOR);
+	vhgpu_cfg_put16(c, PCI_SUBSYSTEM_ID, dev->type->subsys_id);
 	c[PCI_CAPABILITY_LIST] = VHGPU_MSI_CAP;
 	c[PCI_INTERRUPT_PIN] = 1;
 	/* MSI: one vector, 64-bit address */
 	c[VHGPU_MSI_CAP + PCI_CAP_LIST_ID] = PCI_CAP_ID_MSI;
 	c[VHGPU_MSI_CAP + PCI_CAP_LIST_NEXT] = 0;
-	cfg_put16(c, VHGPU_MSI_CAP + PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT);
+	vhgpu_cfg_put16(c, VHGPU_MSI_CAP + PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT);
 
 	/* writable bits; BAR sizing falls out of the masks */
-	cfg_put16(m, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER |
+	vhgpu_cfg_put16(m, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER |
 		  PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
 	m[PCI_CACHE_LINE_SIZE] = 0xff;
 	m[PCI_LATENCY_TIMER] = 0xff;
-	cfg_put32(m, PCI_BASE_ADDRESS_0, ~(u32)(VHGPU_BAR0_SIZE - 1));
-	cfg_put32(m, PCI_BASE_ADDRESS_2, (u32)bar2_mask & ~0xfu);
-	cfg_put32(m, PCI_BASE_ADDRESS_3, (u32)(bar2_mask >> 32));
+	vhgpu_cfg_put32(m, PCI_BASE_ADDRESS_0, ~(u32)(VHGPU_BAR0_SIZE - 1));
+	vhgpu_cfg_put32(m, PCI_BASE_ADDRESS_2, (u32)bar2_mask & ~0xfu);
+	vhgpu_cfg_put32(m, PCI_BASE_ADDRESS_3, (u32)(bar2_mask >> 32));
 	m[PCI_INTERRUPT_LINE] = 0xff;
-	cfg_put16(m, VHGPU_MSI_CAP + PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE);
-	cfg_put32(m, VHGPU_MSI_CAP + PCI_MSI_ADDRESS_LO, ~3u);
-	cfg_put32(m, VHGPU_MSI_CAP + PCI_MSI_ADDRESS_HI, ~0u);
-	cfg_put16(m, VHGPU_MSI_CAP + PCI_MSI_DATA_64, 0xffff);
+	vhgpu_cfg_put16(m, VHGPU_MSI_CAP + PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE);
+	vhgpu_cfg_put32(m, VHGPU_MSI_CAP + PCI_MSI_ADDRESS_LO, ~3u);
+	vhgpu_cfg_put32(m, VHGPU_MSI_CAP + PCI_MSI_ADDRESS_HI, ~0u);
+	vhgpu_cfg_put16(m, VHGPU_MSI_CAP + PCI_MSI_DATA_64, 0xffff);
+	vhgpu_msix_init_config(dev);
 }
 
 static ssize_t vhgpu_cfg_rw(struct vhgpu_dev *dev, char __user *ubuf, size_t count,
@@ -317,6 +323,9 @@ static void vhgpu_raise(struct vhgpu_dev *dev, u32 bits)
 	if (dev->irq_mode == VHGPU_IRQ_MSI) {
 		if ((newly & R(dev, irq_enable)) && dev->msi_trigger)
 			eventfd_signal(dev->msi_trigger);
+	} else if (dev->irq_mode == VHGPU_IRQ_MSIX) {
+		if (newly & R(dev, irq_enable))
+			vhgpu_msix_fire(dev, 0);	/* vector 0: the device's own causes */
 	} else {
 		vhgpu_intx_update(dev);
 	}
@@ -331,6 +340,7 @@ static void vhgpu_irq_teardown(struct vhgpu_dev *dev)
 	dev->intx_trigger = NULL;
 	dev->msi_trigger = NULL;
 	dev->intx_masked = false;
+	vhgpu_msix_teardown(dev);
 	dev->irq_mode = VHGPU_IRQ_NONE;
 }
 
@@ -356,6 +366,12 @@ static int vhgpu_set_irqs(struct vhgpu_dev *dev, struct vfio_irq_set *hdr, u8 *d
 	bool flag = dtype == VFIO_IRQ_SET_DATA_NONE || (dtype == VFIO_IRQ_SET_DATA_BOOL && data[0]);
 	int ret = 0;
 
+	if (hdr->index == VFIO_PCI_MSIX_IRQ_INDEX) {
+		mutex_lock(&dev->lock);
+		ret = vhgpu_msix_set_irqs(dev, hdr, data);
+		mutex_unlock(&dev->lock);
+		return ret;
+	}
 	if (hdr->index != VFIO_PCI_INTX_IRQ_INDEX && hdr->index != VFIO_PCI_MSI_IRQ_INDEX)
 		return -EINVAL;
 	if (hdr->count && (hdr->start != 0 || hdr->count != 1))
@@ -391,7 +407,8 @@ static int vhgpu_set_irqs(struct vhgpu_dev *dev, struct vfio_irq_set *hdr, u8 *d
 			if (dtype == VFIO_IRQ_SET_DATA_EVENTFD) {
 				int fd = *(s32 *)data;
 
-				if (dev->irq_mode == VHGPU_IRQ_MSI) {
+				if (dev->irq_mode != VHGPU_IRQ_NONE &&
+				    dev->irq_mode != VHGPU_IRQ_INTX) {
 					ret = -EBUSY;
 					break;
 				}
@@ -427,7 +444,8 @@ static int vhgpu_set_irqs(struct vhgpu_dev *dev, struct vfio_irq_set *hdr, u8 *d
 			if (dtype == VFIO_IRQ_SET_DATA_EVENTFD) {
 				int fd = *(s32 *)data;
 
-				if (dev->irq_mode == VHGPU_IRQ_INTX) {
+				if (dev->irq_mode != VHGPU_IRQ_NONE &&
+				    dev->irq_mode != VHGPU_IRQ_MSI) {
 					ret = -EBUSY;
 					break;
 				}
@@ -521,15 +539,14 @@ static int vhgpu_dma_run(struct vhgpu_dev *dev)
 			if (ret)
 				return ret;
 			vhgpu_mark_dirty(dev, idx);
-		} else if (page) {
-			ret = vfio_dma_rw(&dev->vdev, iova + done, page_address(page) + poff, n, true);
-			if (ret)
-				return ret;
 		} else {
-			ret = vfio_dma_rw(&dev->vdev, iova + done, page_address(ZERO_PAGE(0)), n,
-					  true);
+			void *src = page ? page_address(page) + poff : page_address(ZERO_PAGE(0));
+
+			ret = vfio_dma_rw(&dev->vdev, iova + done, src, n, true);
 			if (ret)
 				return ret;
+			/* a DMA write into host memory: DMA dirty logging sees it */
+			vhgpu_dirty_log_write(dev, iova + done, n);
 		}
 		done += n;
 	}
@@ -559,7 +576,11 @@ static u32 vhgpu_reg_read(struct vhgpu_dev *dev, unsigned int reg)
 	case VHGPU_REG_DMA_STATUS: return R(dev, dma_status);
 	case VHGPU_REG_DMA_ERRNO: return R(dev, dma_errno);
 	case VHGPU_REG_DMA_COUNT: return R(dev, dma_count);
-	default: return 0;
+	default: {
+		u32 v;
+
+		return vhgpu_msix_reg_read(dev, reg, &v) ? v : 0;
+	}
 	}
 }
 
@@ -612,7 +633,8 @@ static void vhgpu_reg_write(struct vhgpu_dev *dev, unsigned int reg, u32 val)
 		}
 		break;
 	default:
-		break;	/* RO or unimplemented: ignored */
+		vhgpu_msix_reg_write(dev, reg, val);	/* else RO or unimplemented: ignored */
+		break;
 	}
 }
 
@@ -655,6 +677,7 @@ static void vhgpu_reset_regs(struct vhgpu_dev *dev)
 {
 	memset(&dev->regs, 0, sizeof(dev->regs));
 	dev->intx_masked = false;
+	vhgpu_msix_reset(dev);
 }
 
 /* ------------------------------------------------------------------------
@@ -703,13 +726,16 @@ static int vhgpu_init_dev(struct vfio_device *vdev)
 	}
 	mutex_init(&dev->lock);
 	mutex_init(&dev->state_mutex);
+	mutex_init(&dev->log_lock);
 	vhgpu_init_config(dev);
+	vhgpu_msix_reset(dev);
 	dev->mig_state = VFIO_DEVICE_STATE_RUNNING;
 	/* the FSM walker needs the flags even when only v1 is offered */
 	vdev->migration_flags = VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P |
 				VFIO_MIGRATION_PRE_COPY;
 	if (vhgpu_migration_v2)
 		vdev->mig_ops = &vhgpu_mig_ops;
+	vdev->log_ops = &vhgpu_log_ops;
 	return 0;
 
 err_dirty:
@@ -736,6 +762,7 @@ static void vhgpu_release_dev(struct vfio_device *vdev)
 	vfree(dev->v1_data);
 	mutex_destroy(&dev->lock);
 	mutex_destroy(&dev->state_mutex);
+	mutex_destroy(&dev->log_lock);
 	mutex_lock(&vhgpu_pool_lock);
 	vhgpu_pool_free_mb += dev->pool_mb;
 	mutex_unlock(&vhgpu_pool_lock);
@@ -758,6 +785,7 @@ static void vhgpu_close_device(struct vfio_device *vdev)
 
 	mutex_lock(&dev->state_mutex);
 	vhgpu_disable_files(dev);
+	vhgpu_drop_stale_save(dev);
 	WRITE_ONCE(dev->mig_state, VFIO_DEVICE_STATE_RUNNING);
 	dev->v1_error = false;
 	mutex_unlock(&dev->state_mutex);
@@ -765,14 +793,18 @@ static void vhgpu_close_device(struct vfio_device *vdev)
 	vhgpu_irq_teardown(dev);
 	dev->open = false;
 	mutex_unlock(&dev->lock);
+	vhgpu_dirty_log_stop(dev);
 }
 
 static int vhgpu_reset(struct vhgpu_dev *dev)
 {
 	mutex_lock(&dev->state_mutex);
-	vhgpu_disable_files(dev);
-	WRITE_ONCE(dev->mig_state, VFIO_DEVICE_STATE_RUNNING);
-	dev->v1_error = false;
+	/* violation reset: the migration state and its sessions survive the reset */
+	if (!vhgpu_violates(dev, VHGPU_V_RESET)) {
+		vhgpu_disable_files(dev);
+		WRITE_ONCE(dev->mig_state, VFIO_DEVICE_STATE_RUNNING);
+		dev->v1_error = false;
+	}
 	mutex_lock(&dev->lock);
 	vhgpu_reset_regs(dev);
 	vhgpu_init_config(dev);
@@ -842,7 +874,7 @@ static int vhgpu_mmap(struct vfio_device *vdev, struct vm_area_struct *vma)
 		atomic_inc(&dev->mmapped);
 		return 0;
 	case VHGPU_V1_REGION:
-		if (!dev->v1_data || off < VHGPU_V1_DATA_OFFSET ||
+		if (!dev->v1_data || !vhgpu_v1_mmap || off < VHGPU_V1_DATA_OFFSET ||
 		    off - VHGPU_V1_DATA_OFFSET >= dev->v1_data_size ||
 		    len > dev->v1_data_size - (off - VHGPU_V1_DATA_OFFSET))
 			return -EINVAL;
@@ -889,10 +921,11 @@ static int vhgpu_region_info(struct vhgpu_dev *dev, struct vfio_region_info *inf
 			return -EINVAL;
 		info->size = VHGPU_V1_DATA_OFFSET + dev->v1_data_size;
 		info->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
-			      VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS;
+			      VFIO_REGION_INFO_FLAG_CAPS;
 		ret = vfio_info_add_capability(caps, &type.header, sizeof(type));
-		if (ret)
-			return ret;
+		if (ret || !vhgpu_v1_mmap)
+			return ret;	/* v1_mmap=0: no mmap flag, no sparse areas */
+		info->flags |= VFIO_REGION_INFO_FLAG_MMAP;
 		sparse = kzalloc(ssize, GFP_KERNEL);
 		if (!sparse)
 			return -ENOMEM;
@@ -981,6 +1014,10 @@ static long vhgpu_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned lon
 		} else if (info.index == VFIO_PCI_MSI_IRQ_INDEX) {
 			info.flags = VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE;
 			info.count = 1;
+		} else if (info.index == VFIO_PCI_MSIX_IRQ_INDEX) {
+			info.flags = VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE |
+				     VFIO_IRQ_INFO_NORESIZE;
+			info.count = VHGPU_MSIX_VECTORS;
 		}
 		return copy_to_user(uarg, &info, minsz) ? -EFAULT : 0;
 	}
@@ -995,6 +1032,8 @@ static long vhgpu_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned lon
 			return -EFAULT;
 		max = (hdr.index == VFIO_PCI_INTX_IRQ_INDEX ||
 		       hdr.index == VFIO_PCI_MSI_IRQ_INDEX) ? 1 : 0;
+		if (hdr.index == VFIO_PCI_MSIX_IRQ_INDEX)
+			max = VHGPU_MSIX_VECTORS;
 		ret = vfio_set_irqs_validate_and_prepare(&hdr, max, VFIO_PCI_NUM_IRQS, &data_size);
 		if (ret)
 			return ret;
@@ -1073,7 +1112,7 @@ static ssize_t vhgpu_show_description(struct mdev_type *mtype, char *buf)
 {
 	struct vhgpu_type *t = to_vhgpu_type(mtype);
 
-	return sysfs_emit(buf, "simulated GPU, VRAM %u MiB (BAR2), 4 KiB MMIO (BAR0), DMA engine, INTx/MSI, migration%s%s\n",
+	return sysfs_emit(buf, "simulated GPU, VRAM %u MiB (BAR2), 4 KiB MMIO (BAR0), DMA engine with dirty logging, INTx/MSI/MSI-X, migration%s%s\n",
 			  t->vram_mb, vhgpu_migration_v2 ? " v2" : "",
 			  vhgpu_migration_v1 ? " v1" : "");
 }
@@ -1185,5 +1224,6 @@ module_init(vhgpu_init);
 module_exit(vhgpu_exit);
 
 MODULE_LICENSE("GPL");
+MODULE_IMPORT_NS(IOMMUFD);	/* iova_bitmap_set() for DMA dirty logging */
 MODULE_DESCRIPTION("vhgpu: simulated GPU mediated device for the vfio-harness test bed");
 MODULE_AUTHOR("vfio-harness");

@@ -295,7 +295,7 @@ static int vhgpu_load_obj(struct vhgpu_migf *migf)
 		if (ret)
 			return ret;
 		/* a smaller source leaves the rest of our VRAM zero */
-		if (migf->src_pages < dev->npages)
+		if (migf->src_pages < dev->npages && !migf->no_load)
 			vhgpu_zero_pages(dev, migf->src_pages, dev->npages - migf->src_pages);
 		migf->lphase = LOAD_REC;
 		return 0;
@@ -314,7 +314,8 @@ static int vhgpu_load_obj(struct vhgpu_migf *migf)
 		case VHGPU_REC_ZERO:
 			if (!count || index >= migf->src_pages || count > migf->src_pages - index)
 				return -EINVAL;
-			vhgpu_zero_pages(dev, index, count);
+			if (!migf->no_load)
+				vhgpu_zero_pages(dev, index, count);
 			return 0;
 		case VHGPU_REC_STATE:
 			if (count != sizeof(struct vhgpu_state))
@@ -331,7 +332,7 @@ static int vhgpu_load_obj(struct vhgpu_migf *migf)
 		}
 	case LOAD_PAGE:
 		page = READ_ONCE(dev->pages[migf->cur_page]);
-		if (!page && !memchr_inv(migf->obj, 0, PAGE_SIZE)) {
+		if (migf->no_load || (!page && !memchr_inv(migf->obj, 0, PAGE_SIZE))) {
 			migf->lphase = LOAD_REC;
 			return 0;	/* zero page stays unallocated */
 		}
@@ -390,10 +391,11 @@ static int vhgpu_load_finish(struct vhgpu_dev *dev, struct vhgpu_migf *migf)
 	mutex_lock(&migf->lock);
 	if (migf->error) {
 		ret = migf->error;
-	} else if (migf->lphase != LOAD_END || !migf->have_state || migf->obj_len) {
+	} else if ((migf->lphase != LOAD_END || !migf->have_state || migf->obj_len) &&
+		   !(vhgpu_violates(dev, VHGPU_V_RESUME_REFUSES) && !dev->in_v1)) {
 		dev_warn(dev->vdev.dev, "migration stream: truncated (no end record)\n");
 		ret = -ENODATA;
-	} else {
+	} else if (migf->have_state && !migf->no_load) {
 		mutex_lock(&dev->lock);
 		vhgpu_apply_state(dev, &migf->state);
 		mutex_unlock(&dev->lock);
@@ -422,6 +424,8 @@ static ssize_t vhgpu_save_read(struct file *filp, char __user *buf, size_t len, 
 
 	if (pos)
 		return -ESPIPE;
+	if (len < SZ_4K && vhgpu_violates(migf->dev, VHGPU_V_READ_SIZE))
+		return -EINVAL;
 	mutex_lock(&migf->lock);
 	if (migf->disabled) {
 		ret = -ENODEV;
@@ -429,6 +433,10 @@ static ssize_t vhgpu_save_read(struct file *filp, char __user *buf, size_t len, 
 		ret = vhgpu_save_copy(migf, buf, NULL, len);
 		if (ret == 0 && len && !migf->stop_mode)
 			ret = -ENOMSG;	/* temporary end of precopy data */
+		else if (ret == 0 && len && vhgpu_violates(migf->dev, VHGPU_V_STOP_COPY_EOF))
+			ret = -ENOMSG;
+		if (ret > 0)
+			migf->read_any = true;
 	}
 	mutex_unlock(&migf->lock);
 	return ret;
@@ -452,10 +460,20 @@ static long vhgpu_save_ioctl(struct file *filp, unsigned int cmd, unsigned long 
 	mutex_lock(&migf->lock);
 	if (migf->disabled)
 		ret = -ENODEV;
-	else if (migf->stop_mode)
+	else if (migf->stop_mode && !vhgpu_violates(migf->dev, VHGPU_V_PRECOPY_INFO_STATE))
 		ret = -EINVAL;	/* only in PRE_COPY / PRE_COPY_P2P */
 	else
 		vhgpu_save_pending(migf, &info.initial_bytes, &info.dirty_bytes, &final);
+	if (!ret && vhgpu_violates(migf->dev, VHGPU_V_PRECOPY_INITIAL)) {
+		if (!migf->initial0_set)
+			migf->initial0 = info.initial_bytes;
+		migf->initial0_set = true;
+		info.initial_bytes = migf->initial0;
+	}
+	if (!ret && migf->read_any && vhgpu_violates(migf->dev, VHGPU_V_PRECOPY_INFO_AGREES)) {
+		info.initial_bytes = 0;
+		info.dirty_bytes = 0;
+	}
 	mutex_unlock(&migf->lock);
 	if (ret)
 		return ret;
@@ -500,6 +518,12 @@ static ssize_t vhgpu_resume_write(struct file *filp, const char __user *buf, siz
 		if (!ret)
 			done += n;
 	}
+	/* violation write-size: only a write() that completes the stream is taken */
+	if (!ret && migf->lphase != LOAD_END && vhgpu_violates(migf->dev, VHGPU_V_WRITE_SIZE)) {
+		migf->error = -EINVAL;
+		ret = -EINVAL;
+		done = 0;
+	}
 	mutex_unlock(&migf->lock);
 	kvfree(chunk);
 	if (done)
@@ -542,24 +566,45 @@ static struct vhgpu_migf *vhgpu_migf_new(struct vhgpu_dev *dev, bool saving)
 	migf->saving = saving;
 	if (saving)
 		bitmap_zero(dev->dirty, dev->npages);
+	else
+		migf->no_load = vhgpu_violates(dev, dev->in_v1 ? VHGPU_V_V1_RESUME_LOADS :
+							    VHGPU_V_RESUME_LOADS);
 	return migf;
 }
 
-static void vhgpu_migf_disable(struct vhgpu_migf *migf)
+static void vhgpu_migf_disable(struct vhgpu_migf *migf, bool disable)
 {
 	mutex_lock(&migf->lock);
-	migf->disabled = true;
+	migf->disabled = disable;
 	mutex_unlock(&migf->lock);
-	fput(migf->filp);
 }
 
-/* state_mutex held */
+/* state_mutex held. Drops the file kept by violation new-data-fd. */
+void vhgpu_drop_stale_save(struct vhgpu_dev *dev)
+{
+	if (dev->stale_save)
+		fput(dev->stale_save->filp);
+	dev->stale_save = NULL;
+}
+
+/* state_mutex held. Ends the sessions: their files fail from now on. */
 void vhgpu_disable_files(struct vhgpu_dev *dev)
 {
-	if (dev->saving)
-		vhgpu_migf_disable(dev->saving);
-	if (dev->resuming)
-		vhgpu_migf_disable(dev->resuming);
+	if (dev->saving) {
+		/* violation session-ends: the old file goes on streaming */
+		vhgpu_migf_disable(dev->saving, !vhgpu_violates(dev, VHGPU_V_SESSION_ENDS));
+		if (vhgpu_violates(dev, VHGPU_V_NEW_DATA_FD)) {
+			/* kept to be handed out again by the next saving arc */
+			vhgpu_drop_stale_save(dev);
+			dev->stale_save = dev->saving;
+		} else {
+			fput(dev->saving->filp);
+		}
+	}
+	if (dev->resuming) {
+		vhgpu_migf_disable(dev->resuming, true);
+		fput(dev->resuming->filp);
+	}
 	dev->saving = NULL;
 	dev->resuming = NULL;
 	dev->v1_chunk = 0;
@@ -602,6 +647,9 @@ static struct file *vhgpu_step(struct vhgpu_dev *dev, enum vfio_device_mig_state
 		/* the precopy data_fd continues into stop-copy */
 		mutex_lock(&dev->saving->lock);
 		dev->saving->stop_mode = true;
+		/* violation precopy-path: the stop-copy part of the stream is empty */
+		if (vhgpu_violates(dev, VHGPU_V_PRECOPY_PATH) && !dev->in_v1)
+			dev->saving->phase = SAVE_DONE;
 		mutex_unlock(&dev->saving->lock);
 		return NULL;
 	}
@@ -609,6 +657,17 @@ static struct file *vhgpu_step(struct vhgpu_dev *dev, enum vfio_device_mig_state
 	if ((cur == VFIO_DEVICE_STATE_RUNNING && next == VFIO_DEVICE_STATE_PRE_COPY) ||
 	    (cur == VFIO_DEVICE_STATE_RUNNING_P2P && next == VFIO_DEVICE_STATE_PRE_COPY_P2P) ||
 	    (cur == VFIO_DEVICE_STATE_STOP && next == VFIO_DEVICE_STATE_STOP_COPY)) {
+		if (dev->stale_save && vhgpu_violates(dev, VHGPU_V_NEW_DATA_FD) && !dev->in_v1) {
+			/* violation new-data-fd: the previous session's file, not restarted */
+			migf = dev->stale_save;
+			dev->stale_save = NULL;
+			mutex_lock(&migf->lock);
+			migf->disabled = false;
+			migf->stop_mode = next == VFIO_DEVICE_STATE_STOP_COPY;
+			mutex_unlock(&migf->lock);
+			dev->saving = migf;
+			return get_file(migf->filp);
+		}
 		migf = vhgpu_migf_new(dev, true);
 		if (IS_ERR(migf))
 			return ERR_CAST(migf);
@@ -640,6 +699,17 @@ static struct file *vhgpu_goto_state(struct vhgpu_dev *dev, enum vfio_device_mig
 
 		if (ret)
 			return ERR_PTR(ret);
+		if (dev->fail_next) {
+			/* fault injection (vendor/fail_next_transition): this arc breaks the device */
+			dev_warn(dev->vdev.dev, "injected failure: arc %u -> %u, device in ERROR\n",
+				 dev->mig_state, next);
+			dev->fail_next = false;
+			vhgpu_disable_files(dev);
+			WRITE_ONCE(dev->mig_state, VFIO_DEVICE_STATE_ERROR);
+			if (dev->in_v1)
+				dev->v1_error = true;
+			return ERR_PTR(-EIO);
+		}
 		res = vhgpu_step(dev, next);
 		if (IS_ERR(res))
 			return res;
@@ -657,8 +727,12 @@ static struct file *vhgpu_set_state(struct vfio_device *vdev, enum vfio_device_m
 	struct vhgpu_dev *dev = container_of(vdev, struct vhgpu_dev, vdev);
 	struct file *res;
 
+	enum vfio_device_mig_state from;
+
 	mutex_lock(&dev->state_mutex);
+	from = dev->mig_state;
 	res = vhgpu_goto_state(dev, new_state);
+	dev->set_from = IS_ERR(res) ? VFIO_DEVICE_STATE_ERROR : from;
 	mutex_unlock(&dev->state_mutex);
 	return res;
 }
@@ -669,6 +743,10 @@ static int vhgpu_get_state(struct vfio_device *vdev, enum vfio_device_mig_state 
 
 	mutex_lock(&dev->state_mutex);
 	*state = dev->mig_state;
+	/* violation state-after-arc: RUNNING -> STOP is not reflected */
+	if (*state == VFIO_DEVICE_STATE_STOP && dev->set_from == VFIO_DEVICE_STATE_RUNNING &&
+	    vhgpu_violates(dev, VHGPU_V_STATE_AFTER_ARC))
+		*state = VFIO_DEVICE_STATE_RUNNING;
 	mutex_unlock(&dev->state_mutex);
 	return 0;
 }
@@ -680,6 +758,8 @@ static int vhgpu_get_data_size(struct vfio_device *vdev, unsigned long *len)
 	/* upper bound: header, every page, state, end */
 	*len = sizeof(struct vhgpu_mig_header) + dev->npages * VHGPU_PAGE_REC +
 	       2 * sizeof(struct vhgpu_rec) + sizeof(struct vhgpu_state);
+	if (vhgpu_violates(dev, VHGPU_V_DATA_SIZE))
+		*len = 0;
 	return 0;
 }
 
@@ -694,7 +774,7 @@ const struct vfio_migration_ops vhgpu_mig_ops = {
  */
 static u32 vhgpu_v1_state(struct vhgpu_dev *dev)
 {
-	if (dev->v1_error)
+	if (dev->v1_error || dev->mig_state == VFIO_DEVICE_STATE_ERROR)
 		return VFIO_DEVICE_STATE_V1_SAVING | VFIO_DEVICE_STATE_V1_RESUMING;
 	switch (dev->mig_state) {
 	case VFIO_DEVICE_STATE_RUNNING:
@@ -718,7 +798,7 @@ static int vhgpu_v1_set_state(struct vhgpu_dev *dev, u32 v1)
 	enum vfio_device_mig_state target;
 	struct file *f;
 
-	if (dev->v1_error)
+	if (dev->v1_error || dev->mig_state == VFIO_DEVICE_STATE_ERROR)
 		return -EIO;	/* reset recovers */
 	switch (v1) {
 	case VFIO_DEVICE_STATE_V1_RUNNING:
@@ -736,12 +816,18 @@ static int vhgpu_v1_set_state(struct vhgpu_dev *dev, u32 v1)
 	case VFIO_DEVICE_STATE_V1_STOP:
 		target = VFIO_DEVICE_STATE_STOP;
 		break;
+	case VFIO_DEVICE_STATE_V1_SAVING | VFIO_DEVICE_STATE_V1_RESUMING:
+		if (vhgpu_violates(dev, VHGPU_V_V1_STATE_BITS))
+			return 0;	/* violation v1-state-bits: accepted, ignored */
+		return -EINVAL;
 	default:
 		return -EINVAL;	/* SAVING|RESUMING and unknown bits */
 	}
 	if (target == dev->mig_state)
 		return 0;
+	dev->in_v1 = true;
 	f = vhgpu_goto_state(dev, target);
+	dev->in_v1 = false;
 	if (IS_ERR(f)) {
 		if (dev->mig_state == VFIO_DEVICE_STATE_RESUMING)
 			dev->v1_error = true;	/* load refused */
@@ -832,6 +918,9 @@ ssize_t vhgpu_v1_rw(struct vhgpu_dev *dev, char __user *ubuf, size_t count,
 			ret = -EIO;
 		else
 			val = vhgpu_v1_pending(dev);
+		/* violation v1-pending: never drops below 1 while saving (endless) */
+		if (!val && dev->saving && vhgpu_violates(dev, VHGPU_V_V1_PENDING))
+			val = 1;
 		break;
 	case offsetof(struct vfio_device_migration_info, data_offset):
 		if (write) {
@@ -839,6 +928,9 @@ ssize_t vhgpu_v1_rw(struct vhgpu_dev *dev, char __user *ubuf, size_t count,
 			break;
 		}
 		val = VHGPU_V1_DATA_OFFSET;
+		/* violation v1-data-window: the offset lies past the end of the region */
+		if (vhgpu_violates(dev, VHGPU_V_V1_DATA_WINDOW))
+			val = region_size;
 		/* saving: reading data_offset prepares the next chunk */
 		if (dev->saving) {
 			ssize_t n;

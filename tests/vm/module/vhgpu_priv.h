@@ -4,8 +4,8 @@
  * (vhgpu_main.c: device, registers, DMA, vfio_device_ops, mdev parent;
  * vhgpu_mig.c: migration stream, state machine, v1 region; vhgpu_sysfs.c:
  * attributes; vhgpu_msix.c: MSI-X; vhgpu_dirty.c: DMA dirty logging;
- * vhgpu_violate.c: seeded contract violations). The device-visible layout
- * is in vhgpu.h.
+ * vhgpu_violate.c: seeded contract violations, fault injection). The
+ * device-visible layout is in vhgpu.h.
  */
 #ifndef VHGPU_PRIV_H
 #define VHGPU_PRIV_H
@@ -44,6 +44,7 @@
 #define VHGPU_OFFSET(idx)	((u64)(idx) << VHGPU_OFFSET_SHIFT)
 #define VHGPU_CFG_SIZE		256
 #define VHGPU_MSI_CAP		0x50
+#define VHGPU_MSIX_CAP		0x60
 #define VHGPU_V1_REGION		VFIO_PCI_NUM_REGIONS
 #define VHGPU_V1_DATA_OFFSET	PAGE_SIZE
 #define VHGPU_PAGE_REC		(sizeof(struct vhgpu_rec) + PAGE_SIZE)
@@ -58,6 +59,7 @@ extern char vhgpu_software_version[16];
 extern bool vhgpu_migration_v2;
 extern bool vhgpu_migration_v1;
 extern bool vhgpu_cross_type;
+extern bool vhgpu_v1_mmap;
 
 /* ------------------------------------------------------------------------
  * Types and the shared pool (vhgpu_main.c)
@@ -87,7 +89,44 @@ int vhgpu_parse_version(const char *s, struct vhgpu_sw_version *v);
 /* ------------------------------------------------------------------------
  * Per-instance state
  */
-enum vhgpu_irq_mode { VHGPU_IRQ_NONE, VHGPU_IRQ_INTX, VHGPU_IRQ_MSI };
+enum vhgpu_irq_mode { VHGPU_IRQ_NONE, VHGPU_IRQ_INTX, VHGPU_IRQ_MSI, VHGPU_IRQ_MSIX };
+
+/*
+ * Seeded violations of the migration uAPI contract (vendor/violate), one per
+ * check of the harness's conformance suite; see vhgpu_violate.c for what each
+ * does and /work/conformance-contract.md for the names.
+ */
+enum vhgpu_violation {
+	VHGPU_V_NONE,
+	VHGPU_V_STATE_AFTER_ARC,
+	VHGPU_V_NEW_DATA_FD,
+	VHGPU_V_STOP_COPY_EOF,
+	VHGPU_V_READ_SIZE,
+	VHGPU_V_SESSION_ENDS,
+	VHGPU_V_PRECOPY_INFO_STATE,
+	VHGPU_V_PRECOPY_INITIAL,
+	VHGPU_V_PRECOPY_INFO_AGREES,
+	VHGPU_V_PRECOPY_PATH,
+	VHGPU_V_WRITE_SIZE,
+	VHGPU_V_RESUME_REFUSES,
+	VHGPU_V_RESUME_LOADS,
+	VHGPU_V_RESET,
+	VHGPU_V_DATA_SIZE,
+	VHGPU_V_DMA_LOGGING,
+	VHGPU_V_V1_STATE_BITS,
+	VHGPU_V_V1_PENDING,
+	VHGPU_V_V1_DATA_WINDOW,
+	VHGPU_V_V1_RESUME_LOADS,
+	VHGPU_V_COUNT,
+};
+
+/* One IOVA range of a DMA logging session (VFIO_DEVICE_FEATURE_DMA_LOGGING_START). */
+struct vhgpu_log_range {
+	unsigned long start, last;	/* inclusive, as the core's interval nodes */
+	unsigned long base;		/* start rounded down to the logging page size */
+	unsigned long npages;		/* bits in @bits */
+	unsigned long *bits;		/* pages written by the device since the last report */
+};
 
 struct vhgpu_dev;
 
@@ -121,6 +160,11 @@ struct vhgpu_migf {
 	u64 src_pages;
 	struct vhgpu_state state;
 	bool have_state;
+	bool no_load;			/* violation resume-loads / v1-resume-loads */
+	/* violations precopy-initial / precopy-info-agrees */
+	bool read_any;
+	bool initial0_set;
+	u64 initial0;
 };
 
 struct vhgpu_dev {
@@ -150,6 +194,26 @@ struct vhgpu_dev {
 	struct eventfd_ctx *intx_trigger;
 	struct eventfd_ctx *msi_trigger;
 	bool intx_masked;
+	/* MSI-X (vhgpu_msix.c) */
+	struct eventfd_ctx *msix_trigger[VHGPU_MSIX_VECTORS];
+	u32 msix_masked;		/* VFIO_IRQ_SET_ACTION_MASK, bit per vector */
+	u32 msix_pending;		/* raised while masked */
+	u32 msix_sent;			/* messages signalled */
+	u32 msix_table[VHGPU_MSIX_VECTORS * 4];	/* BAR0 table, CPU order */
+
+	/* DMA dirty logging (vhgpu_dirty.c) */
+	struct mutex log_lock;		/* below; taken inside lock */
+	bool logging;
+	u64 log_page_size;
+	u32 log_nranges;
+	struct vhgpu_log_range *log_ranges;
+
+	/* seeded violations and fault injection (vhgpu_violate.c) */
+	enum vhgpu_violation violate;
+	bool fail_next;			/* the next migration arc fails into ERROR */
+	bool in_v1;			/* a v1 device_state write is walking the FSM */
+	enum vfio_device_mig_state set_from;	/* state before the last v2 SET */
+	struct vhgpu_migf *stale_save;	/* violation new-data-fd: the last save file */
 
 	struct mutex state_mutex;	/* migration state; taken before lock */
 	enum vfio_device_mig_state mig_state;
@@ -174,14 +238,41 @@ struct vhgpu_dev {
 struct page *vhgpu_vram_page(struct vhgpu_dev *dev, unsigned long idx, bool alloc);
 void vhgpu_zap(struct vhgpu_dev *dev, unsigned long idx, unsigned long n);
 void vhgpu_init_config(struct vhgpu_dev *dev);
+void vhgpu_cfg_put16(u8 *cfg, unsigned int off, u16 v);
+void vhgpu_cfg_put32(u8 *cfg, unsigned int off, u32 v);
+
+/* vhgpu_msix.c (dev->lock held unless noted) */
+void vhgpu_msix_init_config(struct vhgpu_dev *dev);
+void vhgpu_msix_reset(struct vhgpu_dev *dev);
+int vhgpu_msix_set_irqs(struct vhgpu_dev *dev, struct vfio_irq_set *hdr, u8 *data);
+void vhgpu_msix_fire(struct vhgpu_dev *dev, unsigned int vector);
+void vhgpu_msix_teardown(struct vhgpu_dev *dev);
+bool vhgpu_msix_reg_read(struct vhgpu_dev *dev, unsigned int reg, u32 *val);
+bool vhgpu_msix_reg_write(struct vhgpu_dev *dev, unsigned int reg, u32 val);
+
+/* vhgpu_dirty.c */
+extern const struct vfio_log_ops vhgpu_log_ops;
+void vhgpu_dirty_log_write(struct vhgpu_dev *dev, u64 iova, u64 len);
+void vhgpu_dirty_log_stop(struct vhgpu_dev *dev);
 
 /* vhgpu_mig.c */
 extern const struct vfio_migration_ops vhgpu_mig_ops;
 void vhgpu_disable_files(struct vhgpu_dev *dev);
+void vhgpu_drop_stale_save(struct vhgpu_dev *dev);
 ssize_t vhgpu_v1_rw(struct vhgpu_dev *dev, char __user *ubuf, size_t count, u64 off,
 		    bool write);
 
+/* vhgpu_violate.c */
+extern struct device_attribute dev_attr_violate;
+extern struct device_attribute dev_attr_fail_next_transition;
+
+static inline bool vhgpu_violates(struct vhgpu_dev *dev, enum vhgpu_violation v)
+{
+	return READ_ONCE(dev->violate) == v;
+}
+
 /* vhgpu_sysfs.c */
+struct vhgpu_dev *vhgpu_from_device(struct device *d);
 extern const struct attribute_group *vhgpu_dev_groups[];
 extern const struct attribute_group vhgpu_type_group;
 

@@ -11,7 +11,7 @@
 /* ------------------------------------------------------------------------
  * Per-instance sysfs (mdev device, "vendor/" group)
  */
-static struct vhgpu_dev *vhgpu_from_device(struct device *d)
+struct vhgpu_dev *vhgpu_from_device(struct device *d)
 {
 	return dev_get_drvdata(d);
 }
@@ -190,6 +190,8 @@ static struct attribute *vhgpu_dev_attrs[] = {
 	&dev_attr_priority.attr,
 	&dev_attr_aggregate.attr,
 	&dev_attr_dma_rate_limit_mbps.attr,
+	&dev_attr_violate.attr,
+	&dev_attr_fail_next_transition.attr,
 	NULL,
 };
 
