@@ -1,7 +1,8 @@
 //! `vfio-harness dirty-log`: DMA dirty logging (`VFIO_DEVICE_FEATURE_DMA_LOGGING_*`) checked
 //! against what the device really wrote. Maps a buffer over the logged IOVA range, STARTs
 //! logging, has the device's DMA engine (its test driver: vhgpu) write each `--write
-//! OFFSET:LEN` piece of the range, REPORTs, REPORTs again (must be empty: REPORT clears),
+//! OFFSET:LEN` piece of the range (and read each `--read` piece, which must not count),
+//! REPORTs, REPORTs again (must be empty: REPORT clears),
 //! STOPs, and prints the pages written next to the pages reported. With `--refusals` it also
 //! sends requests the device must refuse and prints each errno.
 //!
@@ -10,7 +11,8 @@
 //! more than it wrote) and listed.
 //!
 //! JSON (`--json`): `device`, `driver`, `iova`, `len`, `page_size_requested`, `page_size`
-//! (chosen by the device), `report_page_size`, `writes` [{`iova`, `len`, `transfers`}],
+//! (chosen by the device), `report_page_size`, `writes` and `reads` [{`iova`, `len`,
+//! `transfers`}],
 //! `written_pages`, `written` [{`start`, `last`}], `reported` {`pages`, `pages_dirty`,
 //! `first_dirty_iova`, `last_dirty_iova`}, `dirty` [{`start`, `last`}], `bitmap` (hex words),
 //! `missing`, `extra` (ranges), `second_report_pages`, `refusals` [{`what`, `refused`,
@@ -52,6 +54,10 @@ pub struct Args {
     /// K/M/G and 0x accepted).
     #[arg(long = "write", value_name = "OFFSET:LEN", value_parser = parse_range)]
     pub writes: Vec<(u64, u64)>,
+    /// A piece the device only reads by DMA (into its memory), as OFFSET:LEN (repeatable):
+    /// DMA reads are not logged, so these pages must not be reported unless also written.
+    #[arg(long = "read", value_name = "OFFSET:LEN", value_parser = parse_range)]
+    pub reads: Vec<(u64, u64)>,
     /// Device-memory offset the DMA copies from.
     #[arg(long, value_parser = parse_u64, default_value = "0")]
     pub dev_offset: u64,
@@ -99,6 +105,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         page_size: args.page_size.bytes(),
         report_page_size: args.report_page_size.map(|p| p.bytes()),
         writes: args.writes.clone(),
+        reads: args.reads.clone(),
         dev_offset: args.dev_offset,
         refusals: args.refusals,
     };
@@ -114,6 +121,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         for w in &r.writes {
             println!(
                 "  the {} DMA engine wrote {:#x}+{:#x} ({} transfer(s))",
+                r.driver, w.iova, w.len, w.transfers
+            );
+        }
+        for w in &r.reads {
+            println!(
+                "  the {} DMA engine read  {:#x}+{:#x} ({} transfer(s))",
                 r.driver, w.iova, w.len, w.transfers
             );
         }

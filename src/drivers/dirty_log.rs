@@ -1,6 +1,7 @@
 //! The DMA dirty-logging exercise: start DMA logging over an IOVA range, make the device's
-//! DMA engine write known pieces of it, read the log back and compare it with the pages the
-//! device was told to write; optionally check that bad requests are refused.
+//! DMA engine write known pieces of it (and read others, which must not count), read the log
+//! back and compare it with the pages the device was told to write; optionally check that
+//! bad requests are refused.
 //!
 //! The uAPI requires the reported pages to include every page the device wrote; a device may
 //! report more (the comparison lists those as `extra`). A REPORT clears what it read, so a
@@ -31,16 +32,19 @@ pub struct DirtyLogJob {
     /// Pieces the device writes, as `(offset into the range, bytes)`, by DMA from device
     /// memory at `dev_offset`.
     pub writes: Vec<(u64, u64)>,
+    /// Pieces the device only reads (DMA into device memory at `dev_offset`): not writes, so
+    /// never to be reported dirty unless also written.
+    pub reads: Vec<(u64, u64)>,
     /// Device-memory offset the writes are copied from.
     pub dev_offset: u64,
     /// Also check that bad requests are refused (see [`Refusal`]).
     pub refusals: bool,
 }
 
-/// One piece the device wrote.
+/// One piece the device wrote (or read).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeviceWrite {
-    /// IOVA written.
+    /// IOVA written (read).
     pub iova: u64,
     /// Bytes.
     pub len: u64,
@@ -80,6 +84,8 @@ pub struct DirtyLogReport {
     pub report_page_size: u64,
     /// What the device wrote.
     pub writes: Vec<DeviceWrite>,
+    /// What the device only read.
+    pub reads: Vec<DeviceWrite>,
     /// Pages (of the report page size) the writes touched.
     pub written_pages: u64,
     /// Those pages, as ranges.
@@ -175,10 +181,10 @@ pub fn dirty_log(
             "the logged range and the page size must not be 0".into(),
         ));
     }
-    for &(off, len) in &job.writes {
+    for &(off, len) in job.writes.iter().chain(&job.reads) {
         if len == 0 || off.checked_add(len).is_none_or(|e| e > job.len) {
             return Err(invalid(format!(
-                "write of {len} byte(s) at offset {off:#x} is not inside the {} logged byte(s)",
+                "DMA of {len} byte(s) at offset {off:#x} is not inside the {} logged byte(s)",
                 job.len
             )));
         }
@@ -217,19 +223,25 @@ pub fn dirty_log(
     )?;
     let mut writes = Vec::new();
     for &(off, len) in &job.writes {
-        let mut done = 0;
-        let mut transfers = 0;
-        while done < len {
-            let n = (len - done).min(chunk);
-            eng.from_device(iova + off + done, job.dev_offset, n as usize)?;
-            done += n;
-            transfers += 1;
-        }
-        writes.push(DeviceWrite {
-            iova: iova + off,
+        writes.push(device_dma(
+            &mut eng,
+            iova + off,
             len,
-            transfers,
-        });
+            job.dev_offset,
+            chunk,
+            true,
+        )?);
+    }
+    let mut reads = Vec::new();
+    for &(off, len) in &job.reads {
+        reads.push(device_dma(
+            &mut eng,
+            iova + off,
+            len,
+            job.dev_offset,
+            chunk,
+            false,
+        )?);
     }
     let log_page_size = log.page_size();
     let rps = job.report_page_size.unwrap_or(log_page_size);
@@ -254,6 +266,7 @@ pub fn dirty_log(
     removed?;
     unmapped?;
     let sizes = (log_page_size, rps);
+    let dma = (writes, reads);
     Ok(report_from(
         dev,
         eng.name(),
@@ -262,9 +275,38 @@ pub fn dirty_log(
         sizes,
         &bitmap,
         &second,
-        writes,
+        dma,
         refusals,
     ))
+}
+
+/// `len` bytes at `iova` written by the device (from device memory at `dev_offset`), or read
+/// by it (into device memory), in transfers of at most `chunk`.
+fn device_dma(
+    eng: &mut DmaEngine<'_>,
+    iova: u64,
+    len: u64,
+    dev_offset: u64,
+    chunk: u64,
+    write: bool,
+) -> Result<DeviceWrite> {
+    let mut done = 0;
+    let mut transfers = 0;
+    while done < len {
+        let n = (len - done).min(chunk);
+        if write {
+            eng.from_device(iova + done, dev_offset, n as usize)?;
+        } else {
+            eng.to_device(iova + done, dev_offset, n as usize)?;
+        }
+        done += n;
+        transfers += 1;
+    }
+    Ok(DeviceWrite {
+        iova,
+        len,
+        transfers,
+    })
 }
 
 fn log_page(hint: u64) -> u64 {
@@ -280,7 +322,7 @@ fn report_from(
     (page_size, rps): (u64, u64),
     bitmap: &DirtyBitmap,
     second: &DirtyBitmap,
-    writes: Vec<DeviceWrite>,
+    (writes, reads): (Vec<DeviceWrite>, Vec<DeviceWrite>),
     refusals: Vec<Refusal>,
 ) -> DirtyLogReport {
     let written = pages_written(iova, &job.writes, rps);
@@ -295,6 +337,7 @@ fn report_from(
         page_size,
         report_page_size: rps,
         writes,
+        reads,
         written_pages: written.len() as u64,
         written: page_ranges(&written, rps),
         reported: bitmap.summary(),
