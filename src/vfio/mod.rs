@@ -10,6 +10,7 @@
 mod caps;
 mod context;
 mod device;
+pub mod dirty;
 pub mod dma;
 pub mod dma_timing;
 pub mod ioctl;
