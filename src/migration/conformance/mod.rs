@@ -4,10 +4,10 @@
 //!
 //! Protocol v2: `state-after-arc`, `stop-copy-eof`, `data-size`, `read-size`,
 //! `new-data-fd`, `session-ends`, `precopy-info-state`, `precopy-initial`,
-//! `precopy-info-agrees`, `precopy-path`, `resume-loads`, `write-size`, `resume-refuses`,
-//! `reset`, `dma-logging`. Protocol v1 (the migration region): `v1-pending`,
+//! `precopy-info-agrees`, `precopy-path`, `resume-loads`, `write-size`, `reset`,
+//! `resume-refuses`, `dma-logging`. Protocol v1 (the migration region): `v1-pending`,
 //! `v1-data-window`, `v1-state-bits`, `state-after-arc`, `v1-resume-loads`,
-//! `resume-refuses`, `reset`. Both start with `start-running` and end with `left-running`
+//! `reset`, `resume-refuses`. Both start with `start-running` and end with `left-running`
 //! (answered by the harness, and marked so).
 //!
 //! To tell a restore that loads nothing from a real one, the suite first makes the device's
@@ -192,8 +192,10 @@ pub fn run_with(
         v2_precopy::path(&mut s);
         v2_resume::loads(&mut s, "resume-loads");
         v2_resume::write_size(&mut s);
-        v2_resume::refuses(&mut s);
+        // Before resume-refuses: a device whose reset does nothing cannot be brought back
+        // from a refused restore, and this check should say why first.
         reset::reset(&mut s);
+        v2_resume::refuses(&mut s);
         dma_log::dma_logging(&mut s);
     } else {
         v2_save::reference(&mut s, "v1-pending");
@@ -201,8 +203,8 @@ pub fn run_with(
         v1::state_bits_check(&mut s);
         v2_state::state_after_arc(&mut s);
         v2_resume::loads(&mut s, "v1-resume-loads");
-        v2_resume::refuses(&mut s);
         reset::reset(&mut s);
+        v2_resume::refuses(&mut s);
     }
 
     let start = Instant::now();

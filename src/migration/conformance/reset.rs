@@ -1,7 +1,7 @@
 //! `reset`: `VFIO_DEVICE_RESET` returns the migration state to RUNNING from every state the
 //! flags allow and ends the data session that was open.
 
-use super::ctx::{Step, Suite, MIB};
+use super::ctx::{Step, Suite};
 use super::report::CheckVerdict::{Fail, Pass, Skip};
 use crate::device::uapi::DEVICE_FLAGS_RESET;
 use crate::device::{fsm, MigState};
@@ -15,13 +15,6 @@ fn from(s: &mut Suite<'_>, st: MigState) -> Result<Option<String>, MigrationErro
     if fsm::is_saving(st) {
         // Best effort: the session is open whether or not the device likes 1-byte reads.
         read_before = matches!(s.read_step(1), Ok(Step::Data(_)));
-    }
-    if st == MigState::Resuming {
-        if let Some((mut f, len)) = s.reference_file() {
-            // A whole valid stream (best effort): the session is open whether or not the
-            // device takes it, and a device whose reset does nothing can still leave RESUMING.
-            let _ = s.restore(&mut f, len, MIB);
-        }
     }
     s.drv.reset()?;
     let got = s.drv.state()?;
