@@ -239,8 +239,7 @@ impl Suite<'_> {
         match self.drv.state() {
             Ok(MigState::Running) => return Ok(()),
             Ok(MigState::Resuming) | Ok(MigState::Error) | Err(_) => {
-                if self.drv.reset().is_ok() && matches!(self.drv.state(), Ok(MigState::Running))
-                {
+                if self.drv.reset().is_ok() && matches!(self.drv.state(), Ok(MigState::Running)) {
                     return Ok(());
                 }
                 // A reset that did not work (a device breaking `reset`): a RESUMING device

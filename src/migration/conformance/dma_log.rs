@@ -13,8 +13,8 @@
 use super::ctx::Suite;
 use super::report::CheckVerdict::{Fail, Pass, Skip};
 use crate::drivers::dirty_log::{dirty_log, DirtyLogJob};
-use crate::drivers::DriverError;
 use crate::drivers::space::kernel_context;
+use crate::drivers::DriverError;
 use crate::vfio::{dirty, KernelDevice};
 use std::os::fd::BorrowedFd;
 
