@@ -1,5 +1,6 @@
 //! `vfio-harness irq`: connect an eventfd to an interrupt, fire it (loopback through
-//! `VFIO_IRQ_SET_ACTION_TRIGGER`) or wait for the device to raise it, measure delivery
+//! `VFIO_IRQ_SET_ACTION_TRIGGER`) or have the device raise it (through its test driver when
+//! one can, e.g. vhgpu's MSI-X raise register; else waiting for it), measure delivery
 //! latency, exercise mask/unmask, and disable the index again.
 
 use std::process::ExitCode;
@@ -21,7 +22,8 @@ pub struct Args {
     /// Vector within the index.
     #[arg(long, default_value_t = 0)]
     pub vector: u32,
-    /// Fire the interrupt from userspace (loopback) instead of waiting for the device.
+    /// Fire the interrupt from userspace (loopback) instead of having the device raise it
+    /// (made to by its test driver when one can, as vhgpu's MSI-X vectors; else waited for).
     #[arg(long)]
     pub trigger: bool,
     /// Number of interrupts to deliver.
@@ -55,8 +57,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&out)?;
     } else {
+        let by = out
+            .raised_by
+            .map(|d| format!(", raised through the {d} driver"))
+            .unwrap_or_default();
         println!(
-            "{}: IRQ {} ({}) vector {}: {} of {} interrupt(s) delivered ({})",
+            "{}: IRQ {} ({}) vector {}: {} of {} interrupt(s) delivered ({}{by})",
             out.device, out.index, out.name, out.vector, out.delivered, out.requested, out.mode
         );
         if let Some(l) = &out.latency {

@@ -5,6 +5,7 @@ mod bar;
 mod bench;
 mod compat;
 mod conformance;
+mod dirty_log;
 mod dma;
 mod info;
 mod irq;
@@ -67,6 +68,8 @@ enum Command {
     Dma(dma::Args),
     /// Enable, trigger, mask and wait for interrupts.
     Irq(irq::Args),
+    /// DMA dirty logging: start, device DMA, report (vs the pages written), stop.
+    DirtyLog(dirty_log::Args),
     /// Reset a device (VFIO_DEVICE_RESET).
     Reset(reset::Args),
     /// Read or set the migration v2 state, arc by arc.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Bar(a) => bar::run(a, &g),
         Command::Dma(a) => dma::run(a, &g),
         Command::Irq(a) => irq::run(a, &g),
+        Command::DirtyLog(a) => dirty_log::run(a, &g),
         Command::Reset(a) => reset::run(a, &g),
         Command::State(a) => state::run(a, &g),
         Command::Mdev(a) => mdev::run(a, &g),

@@ -16,6 +16,7 @@
 //!   pattern by DMA, or DMA it out and CRC it) and [`irq::exercise_irq`] (interrupt delivery,
 //!   latency, mask/unmask).
 
+pub mod dirty_log;
 pub mod dma_check;
 pub mod dma_pattern;
 pub(crate) mod edu;

@@ -30,6 +30,7 @@ mod caps;
 mod context;
 mod debug;
 mod device;
+pub mod dirty;
 pub mod dma;
 pub mod dma_timing;
 mod guest_dma_error;
