@@ -1,12 +1,12 @@
 //! The v1 migration region (`struct vfio_device_migration_info` and its data section):
 //! `device_state`, `pending_bytes`, `data_offset`, `data_size`.
 
-use crate::device::uapi;
 use super::stream::Produced;
 use super::{
     SimDevice, Violation, MIGRATION_V1, V1_DATA_OFFSET, V1_ERROR, V1_RESUMING, V1_RUNNING,
     V1_SAVING,
 };
+use crate::device::uapi;
 use crate::device::{MigState, Result};
 
 /// Offset of the reserved 32-bit word after `device_state` in the v1 region header.
