@@ -44,6 +44,7 @@ mod v2;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use irq::{ERR, INTX, MSI, MSIX, REQ};
+pub(crate) use pace::Pacer;
 pub use params::{
     zero_pages_fraction, zero_pages_of, Backing, FailMode, SimParams, SimProtocol, Violation,
 };
