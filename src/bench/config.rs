@@ -240,6 +240,10 @@ pub struct BenchConfig {
     pub arc_repeat: usize,
     /// Pre-copy rounds of the live mode (0: stop-and-copy only).
     pub precopy_rounds: u32,
+    /// Whether the harness runs the device side and the stream side on two threads (the
+    /// engine's default, `engine::Options::overlap`); off, the harness rows show what the
+    /// engine costs on one thread.
+    pub overlap: bool,
     /// CI mode: tiny sizes, few repetitions.
     pub quick: bool,
     /// How kernel devices are opened.
@@ -275,6 +279,7 @@ impl BenchConfig {
             repeat: if quick { 1 } else { 3 },
             arc_repeat: if quick { 5 } else { 50 },
             precopy_rounds: 3,
+            overlap: true,
             quick,
             open: OpenOptions::default(),
             cancel: None,

@@ -49,7 +49,7 @@ pub fn remaining_at_stop(rounds: &[RoundStats], stop_copy_estimate: u64) -> u64 
 /// the previous one, so the pending bytes are multiplied by `dirty / link` per round, never
 /// above the state. With no rounds everything is pending.
 pub fn remaining_after_rounds(state: u64, link: f64, dirty: f64, rounds: u32) -> u64 {
-    if rounds == 0 || !(link > 0.0) {
+    if rounds == 0 || link.is_nan() || link <= 0.0 {
         return state;
     }
     let r = (dirty.max(0.0) / link).max(0.0);

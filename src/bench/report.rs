@@ -232,6 +232,8 @@ pub struct Settings {
     pub quick: bool,
     /// Buffers in flight in the engine.
     pub engine_ring: usize,
+    /// Whether the harness overlapped the device side and the stream side on two threads.
+    pub engine_overlap: bool,
     /// Fraction of the simulated state's pages that are zeros (null for kernel devices).
     pub zero_page_fraction: Option<f64>,
     /// Where the simulated state lives (`memory`, `generated`; null for kernel devices).

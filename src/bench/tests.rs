@@ -165,6 +165,7 @@ fn report_of(results: Vec<ResultRow>) -> BenchReport {
             precopy_rounds: 0,
             quick: true,
             engine_ring: RING,
+            engine_overlap: true,
             zero_page_fraction: Some(0.5),
             backing: Some("memory".into()),
         },

@@ -85,6 +85,10 @@ pub struct Args {
     /// Write an SVG chart of the downtime sweep (measured and predicted downtime).
     #[arg(long)]
     pub downtime_plot: Option<PathBuf>,
+    /// Run the harness on one thread (no overlap of device reads with framing, hashing and
+    /// writing): what the engine costs per byte, for comparison with the default.
+    #[arg(long)]
+    pub no_overlap: bool,
     /// CI mode: tiny sizes, one repetition.
     #[arg(long)]
     pub quick: bool,
@@ -137,6 +141,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cfg.arc_repeat = r.max(1);
     }
     cfg.precopy_rounds = args.precopy_rounds;
+    cfg.overlap = !args.no_overlap;
     cfg.open = global.open_options();
     cfg.cancel = Some(install_interrupt_handler());
 

@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(a, b);
         // Writes land in memory unchecked; the check finds them.
         assert_eq!(c.write(77, &[0xAA; 3]), None);
-        assert_eq!(check(&mem, len, &g).map(|o| o >= 77 && o < 80), Some(true));
+        assert_eq!(
+            check(&mem, len, &g).map(|o| (77..80).contains(&o)),
+            Some(true)
+        );
         fill(&mem, len, &g);
         assert_eq!(check(&mem, len, &g), None);
         // A generated state checks what is written instead.

@@ -170,6 +170,7 @@ impl<'a> Run<'a> {
                 precopy_rounds: cfg.precopy_rounds,
                 quick: cfg.quick,
                 engine_ring: RING,
+                engine_overlap: cfg.overlap,
                 zero_page_fraction: sim.map(|p| crate::sim::zero_pages_fraction(p.zero_pages)),
                 backing: sim.map(|p| {
                     match p.backing {
@@ -217,7 +218,7 @@ fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
         cancel: cfg.cancel.clone(),
         progress: None,
         check_identity: true,
-        overlap: true,
+        overlap: cfg.overlap,
     }
 }
 

@@ -26,15 +26,20 @@ struct Par {
     per_device: Vec<f64>,
 }
 
-/// Runs `f` on every driver at once, one thread each, started together; the wall time and
-/// what they moved.
+/// One device's transfer in a parallel run: `(bytes, seconds)`.
+type DeviceJob<'a> =
+    dyn Fn(usize, &mut dyn MigrationDriver) -> Result<(u64, f64), MigrationError> + Sync + 'a;
+
+/// Runs `f` on every driver at once, one thread each, released together; the wall time (the
+/// first thread's start to the last one's end, each timed by itself: the releasing thread
+/// may well run last on a small machine) and what they moved.
 fn at_once(
     drivers: &mut [Box<dyn MigrationDriver>],
-    f: &(dyn Fn(usize, &mut dyn MigrationDriver) -> Result<(u64, f64), MigrationError> + Sync),
+    f: &DeviceJob<'_>,
 ) -> Result<(f64, Par), BenchError> {
     let n = drivers.len();
-    let barrier = Barrier::new(n + 1);
-    let (wall, outs) = std::thread::scope(|s| {
+    let barrier = Barrier::new(n);
+    let outs = std::thread::scope(|s| {
         let handles: Vec<_> = drivers
             .iter_mut()
             .enumerate()
@@ -42,30 +47,41 @@ fn at_once(
                 let barrier = &barrier;
                 s.spawn(move || {
                     barrier.wait();
-                    f(i, d.as_mut())
+                    let t0 = Instant::now();
+                    let r = f(i, d.as_mut());
+                    (t0, Instant::now(), r)
                 })
             })
             .collect();
-        barrier.wait();
-        let t = Instant::now();
-        let outs: Vec<_> = handles
+        handles
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(MigrationError::Stream(
-                        "a parallel save thread panicked".into(),
-                    ))
+                    let now = Instant::now();
+                    (
+                        now,
+                        now,
+                        Err(MigrationError::Stream(
+                            "a parallel save thread panicked".into(),
+                        )),
+                    )
                 })
             })
-            .collect();
-        (t.elapsed().as_secs_f64(), outs)
+            .collect::<Vec<_>>()
     });
     let mut p = Par::default();
-    for (i, o) in outs.into_iter().enumerate() {
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    for (i, (t0, t1, o)) in outs.into_iter().enumerate() {
         let (bytes, secs) = o.map_err(mig(format!("parallel: device {i}")))?;
         p.bytes += bytes;
         p.per_device.push(throughput(bytes, secs).unwrap_or(0.0));
+        first = Some(first.map_or(t0, |f| f.min(t0)));
+        last = Some(last.map_or(t1, |l| l.max(t1)));
     }
+    let wall = match (first, last) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
     Ok((wall, p))
 }
 
@@ -133,7 +149,7 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<ParallelReport, Ben
             drivers.push(driver(d)?);
         }
         let mem: u64 = devs.iter().map(crate::bench::devices::memory_of).sum();
-        let overlap = cores >= 2 * n;
+        let overlap = cfg.overlap && cores >= 2 * n;
         let mut o = opts(cfg, b);
         o.overlap = overlap;
         let mut bufs = Vec::with_capacity(n);
