@@ -48,6 +48,11 @@ impl BenchReport {
         let _ = writeln!(s, "copies:  {}", m.copies);
         let _ = writeln!(s, "device:  {}", self.settings.devices.join(", "));
         let _ = writeln!(s, "files:   {}", self.settings.dir);
+        let _ = writeln!(
+            s,
+            "rows:    median of {} transfers; RSS is the peak without the simulated device memory",
+            self.settings.repeat
+        );
     }
 
     fn blocks(&self, s: &mut String) {
@@ -84,7 +89,7 @@ impl BenchReport {
             let _ = writeln!(
                 s,
                 "  {:<12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>11}  ratios (to what)",
-                "kind", "throughput", "bytes", "time", "cpu", "downtime", "RSS-device"
+                "kind", "throughput", "bytes", "time", "cpu", "downtime", "RSS"
             );
             for r in block {
                 let _ = writeln!(
