@@ -130,6 +130,13 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
                         ))
                     }),
                 });
+            } else {
+                run.note(
+                    "live over memory: no memory reference (the devices' copies are not this \
+                     process's to see: a generated simulator state, or kernel devices); the raw \
+                     loop is the reference"
+                        .into(),
+                );
             }
         }
         Some(t) => {
