@@ -11,8 +11,8 @@ use std::path::PathBuf;
 /// measures what `save` / `restore` / `migrate` do by default (the sweep on the reference
 /// machine peaks between 256 KiB and 2 MiB, where the engine's ring stays in cache).
 pub const DEFAULT_BUFFER: u64 = engine::DEFAULT_BUFFER as u64;
-/// Default simulated state size.
-pub const DEFAULT_STATE: u64 = 256 << 20;
+/// Default simulated state size (the targets are defined for 4 GiB: `--state 4G`).
+pub const DEFAULT_STATE: u64 = 1 << 30;
 /// State size with `--quick`.
 pub const QUICK_STATE: u64 = 8 << 20;
 /// QEMU's read size for saving (`VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE`, 1 MiB).
@@ -22,10 +22,23 @@ pub const QEMU_RESTORE_BUFFER: u64 = 32 << 10;
 /// State of the simulated device the arc latencies are measured on (arcs out of RESUMING
 /// write a full state each time, so it is kept small).
 pub const SIM_ARC_STATE: u64 = 64 << 10;
+/// Largest state of each device in the parallel mode, of the capped device in the overlap mode
+/// (1 GiB: enough for a steady rate, and four devices fit a small machine's memory).
+pub const SIDE_STATE: u64 = 1 << 30;
+/// Largest state of the downtime sweep's source (each point migrates it a few times).
+pub const SWEEP_STATE: u64 = 256 << 20;
+/// Default device rate `D` of the overlap mode (bytes per second).
+pub const DEFAULT_DEVICE_RATE: u64 = 2 << 30;
+/// Default sink rate `S` of the overlap mode (bytes per second).
+pub const DEFAULT_SINK_RATE: u64 = 1 << 30;
+/// Defaults of what `bench` adds to a `sim:` spec the user did not set: a realistic device
+/// (state in memory, half of its pages zeros: device memory is often mostly empty).
+pub const SIM_DEFAULTS: [(&str, &str); 2] = [("backing", "memory"), ("zero-pages", "0.5")];
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Mode {
     /// Device -> stream encoder -> discarding writer (or `--to-file`); with the raw and
     /// qemu-style save rows.
@@ -36,18 +49,24 @@ pub enum Mode {
     Live,
     /// Latency of every single arc of the state machine.
     Arcs,
-    /// N devices saving in parallel, against one device alone with the same thread budget.
+    /// 1, 2, 4 devices saving at once: aggregate rate and scaling over one device.
     Parallel,
+    /// The device capped at `D` and the sink at `S`: the harness against `min(D, S)`.
+    Overlap,
+    /// Dirty rate against link rate: measured downtime next to the predicted one.
+    Downtime,
 }
 
 impl Mode {
     /// Every mode, in run order.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Save,
         Mode::Restore,
         Mode::Live,
         Mode::Arcs,
         Mode::Parallel,
+        Mode::Overlap,
+        Mode::Downtime,
     ];
 
     /// Its command-line name.
@@ -58,6 +77,8 @@ impl Mode {
             Mode::Live => "live",
             Mode::Arcs => "arcs",
             Mode::Parallel => "parallel",
+            Mode::Overlap => "overlap",
+            Mode::Downtime => "downtime",
         }
     }
 }
@@ -74,6 +95,106 @@ impl std::str::FromStr for Mode {
                     Mode::ALL.map(|m| m.as_str()).join(", ")
                 )
             })
+    }
+}
+
+/// Where a transfer's data goes, comes from or travels (the `path` of a result row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DataPath {
+    /// Nothing leaves the process: save into a discarding writer, device to device in-process.
+    Memory,
+    /// A file in the page cache (`--dir`, default `$TMPDIR`).
+    File,
+    /// A file, `fsync`'d before the transfer counts as done (save only).
+    FileFsync,
+    /// A file opened with `O_DIRECT` (page-aligned buffers, whole blocks; the page cache is
+    /// bypassed, so this is the disk).
+    FileDirect,
+    /// A pipe to (or from) another thread of this process.
+    Pipe,
+    /// A TCP connection over the loopback interface.
+    Tcp,
+}
+
+impl DataPath {
+    /// Every path, in run order.
+    pub const ALL: [DataPath; 6] = [
+        DataPath::Memory,
+        DataPath::File,
+        DataPath::FileFsync,
+        DataPath::FileDirect,
+        DataPath::Pipe,
+        DataPath::Tcp,
+    ];
+
+    /// Its name in the report and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataPath::Memory => "memory",
+            DataPath::File => "file",
+            DataPath::FileFsync => "file-fsync",
+            DataPath::FileDirect => "file-direct",
+            DataPath::Pipe => "pipe",
+            DataPath::Tcp => "tcp",
+        }
+    }
+}
+
+impl std::str::FromStr for DataPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DataPath::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| {
+                format!(
+                    "unknown path {s:?} (one of: {})",
+                    DataPath::ALL.map(|m| m.as_str()).join(", ")
+                )
+            })
+    }
+}
+
+/// Which loop moved the data (the `kind` of a result row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Kind {
+    /// The path's physical reference: the copies the path makes, without a device (memory
+    /// bandwidth), or the sink's or source's own rate (a file, a pipe, a socket).
+    Reference,
+    /// The simplest loop doing the same work with one buffer: device read, sink write.
+    Raw,
+    /// QEMU's approach: 1 MiB device reads into 32 KiB stream writes; 32 KiB restore writes.
+    QemuStyle,
+    /// The whole state in memory first (rust-vmm `vfio-ioctls`' `read_migration_data_to_end`,
+    /// cloud-hypervisor), then written out.
+    WholeState,
+    /// The harness's engine: framing and checksums, reading overlapped with writing.
+    Harness,
+}
+
+impl Kind {
+    /// Every kind, in the order a block of rows is listed.
+    pub const ALL: [Kind; 5] = [
+        Kind::Reference,
+        Kind::Raw,
+        Kind::QemuStyle,
+        Kind::WholeState,
+        Kind::Harness,
+    ];
+
+    /// Its name in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Reference => "reference",
+            Kind::Raw => "raw",
+            Kind::QemuStyle => "qemu-style",
+            Kind::WholeState => "whole-state",
+            Kind::Harness => "harness",
+        }
     }
 }
 
@@ -101,16 +222,28 @@ pub struct BenchConfig {
     pub buffer: u64,
     /// Modes.
     pub modes: Vec<Mode>,
-    /// Devices in the parallel mode (simulated: opened; kernel: the first N given).
-    pub parallel_devices: usize,
+    /// Where the data goes (save), comes from (restore) or travels (live).
+    pub paths: Vec<DataPath>,
+    /// Directory of the file paths' files (default: `$TMPDIR`).
+    pub dir: Option<PathBuf>,
+    /// Device counts of the parallel mode (simulated: opened; kernel: the first N given).
+    pub parallel_devices: Vec<usize>,
+    /// Device rate `D` and sink rate `S` of the overlap mode, bytes per second.
+    pub overlap_rates: (u64, u64),
+    /// Link rates of the downtime sweep, bytes per second.
+    pub sweep_links: Vec<u64>,
+    /// Dirty rates of the downtime sweep, as fractions of the link rate.
+    pub sweep_dirty: Vec<f64>,
     /// Repetitions of each transfer (the median is reported).
     pub repeat: usize,
     /// Repetitions of each arc.
     pub arc_repeat: usize,
     /// Pre-copy rounds of the live mode (0: stop-and-copy only).
     pub precopy_rounds: u32,
-    /// Save into this file instead of a discarding writer.
-    pub to_file: Option<PathBuf>,
+    /// Whether the harness runs the device side and the stream side on two threads (the
+    /// engine's default, `engine::Options::overlap`); off, the harness rows show what the
+    /// engine costs on one thread.
+    pub overlap: bool,
     /// CI mode: tiny sizes, few repetitions.
     pub quick: bool,
     /// How kernel devices are opened.
@@ -129,14 +262,24 @@ impl BenchConfig {
             buffers: vec![DEFAULT_BUFFER],
             buffer: DEFAULT_BUFFER,
             modes: Mode::ALL.to_vec(),
-            parallel_devices: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(2, 8),
+            paths: DataPath::ALL.to_vec(),
+            dir: None,
+            parallel_devices: vec![1, 2, 4],
+            overlap_rates: (DEFAULT_DEVICE_RATE, DEFAULT_SINK_RATE),
+            sweep_links: if quick {
+                vec![256 << 20]
+            } else {
+                vec![1 << 30, 4 << 30]
+            },
+            sweep_dirty: if quick {
+                vec![0.0, 0.5, 1.0]
+            } else {
+                vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.5]
+            },
             repeat: if quick { 1 } else { 3 },
             arc_repeat: if quick { 5 } else { 50 },
             precopy_rounds: 3,
-            to_file: None,
+            overlap: true,
             quick,
             open: OpenOptions::default(),
             cancel: None,
@@ -146,6 +289,11 @@ impl BenchConfig {
     /// Whether mode `m` is to run.
     pub(super) fn has(&self, m: Mode) -> bool {
         self.modes.contains(&m)
+    }
+
+    /// The directory of the file paths' files.
+    pub(super) fn file_dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
     /// Whether the run was cancelled (Ctrl-C).
@@ -169,6 +317,24 @@ impl BenchConfig {
     pub(super) fn validate(&self) -> Result<(), BenchError> {
         if self.buffers.is_empty() {
             return Err(BenchError::Config("no buffer size to measure".into()));
+        }
+        if self.parallel_devices.contains(&0) {
+            return Err(BenchError::Config(
+                "a parallel run needs at least 1 device".into(),
+            ));
+        }
+        let (d, s) = self.overlap_rates;
+        if d == 0 || s == 0 || self.sweep_links.contains(&0) {
+            return Err(BenchError::Config("rates must be above 0 bytes/s".into()));
+        }
+        if self
+            .sweep_dirty
+            .iter()
+            .any(|x| !x.is_finite() || *x < 0.0 || *x > 100.0)
+        {
+            return Err(BenchError::Config(
+                "dirty rates are fractions of the link rate, 0..=100".into(),
+            ));
         }
         for &b in self.buffers.iter().chain(std::iter::once(&self.buffer)) {
             if b == 0 || b > crate::migration::stream::MAX_CHUNK_LEN as u64 {

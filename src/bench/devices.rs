@@ -1,10 +1,11 @@
 //! Opening the devices of a run: the simulator specs derived from the user's (`verify-seed`,
 //! a separate arc device, parallel copies), or the kernel devices as given.
 
-use super::config::{BenchConfig, Mode, SIM_ARC_STATE};
+use super::config::{BenchConfig, Mode, SIM_ARC_STATE, SIM_DEFAULTS};
 use super::error::{mig, BenchError};
 use crate::device::{DeviceHandle, DeviceSpec};
 use crate::migration::{driver_for, MigrationDriver};
+use crate::sim::{SimDevice, SimParams};
 
 /// Builds a simulator spec from the user's `sim:` parameters: `state` defaults to `state`,
 /// `seed` to 1, and the given overrides replace whatever the user set.
@@ -41,7 +42,7 @@ pub fn sim_params(user: &str, state: u64, overrides: &[(&str, String)]) -> Strin
 }
 
 /// A size as the simulator parses it, short when it is a whole number of KiB/MiB/GiB.
-fn size_param(b: u64) -> String {
+pub(super) fn size_param(b: u64) -> String {
     for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
         if b >= 1 << shift && b % (1 << shift) == 0 {
             return format!("{}{unit}", b >> shift);
@@ -66,6 +67,27 @@ pub(super) fn sim_seed(params: &str) -> u64 {
         .unwrap_or(1)
 }
 
+/// Whether simulator parameters keep the state in memory (`backing=memory`), and so how many
+/// bytes a device of `state` bytes holds.
+pub(super) fn sim_memory(params: &str, state: u64) -> u64 {
+    let memory = params
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .any(|(k, v)| k.trim() == "backing" && v.trim() == "memory");
+    if memory {
+        state
+    } else {
+        0
+    }
+}
+
+/// Bytes of simulated state memory `dev` holds in this process (0 for kernel devices).
+pub(super) fn memory_of(dev: &DeviceHandle) -> u64 {
+    dev.as_any()
+        .downcast_ref::<SimDevice>()
+        .map_or(0, SimDevice::state_memory_bytes)
+}
+
 /// The devices of a run, by role.
 pub(super) struct Devices {
     /// Saves and restores its own state (simulator: `verify-seed` = its seed).
@@ -78,8 +100,37 @@ pub(super) struct Devices {
     pub live: Option<(DeviceHandle, String)>,
     /// Arc latencies.
     pub arcs: (DeviceHandle, String),
-    /// Parallel devices (first one measured alone too).
+    /// Kernel devices for the parallel mode (the simulated ones are opened by the mode).
     pub parallel: Vec<DeviceHandle>,
+    /// The simulator parameters more devices are made from (none for kernel devices).
+    pub sim_base: Option<String>,
+}
+
+impl Devices {
+    /// Simulated state memory the run's devices hold in this process.
+    pub fn memory_bytes(&self) -> u64 {
+        let mut m = memory_of(&self.primary);
+        if let Some((d, _)) = &self.live {
+            m += memory_of(d);
+        }
+        if !std::sync::Arc::ptr_eq(&self.arcs.0, &self.primary) {
+            m += memory_of(&self.arcs.0);
+        }
+        m
+    }
+
+    /// Simulated state memory of the primary device (0: it copies nothing this process sees).
+    pub fn primary_memory(&self) -> u64 {
+        memory_of(&self.primary)
+    }
+
+    /// The primary device's simulator parameters, when it is simulated.
+    pub fn primary_sim(&self) -> Option<&SimParams> {
+        self.primary
+            .as_any()
+            .downcast_ref::<SimDevice>()
+            .map(SimDevice::params)
+    }
 }
 
 /// Opens the devices `cfg` needs; what cannot be measured with the devices given is noted
@@ -95,7 +146,16 @@ pub(super) fn open(cfg: &BenchConfig, notes: &mut Vec<String>) -> Result<Devices
         .cloned()
         .unwrap_or(DeviceSpec::Sim(String::new()));
     if let DeviceSpec::Sim(user) = &first {
-        let base = sim_params(user, cfg.state, &[]);
+        let mut base = sim_params(user, cfg.state, &[]);
+        // A realistic device unless the user said otherwise.
+        for (k, v) in SIM_DEFAULTS {
+            if !base
+                .split(',')
+                .any(|kv| kv.split('=').next().map(str::trim) == Some(k))
+            {
+                base = format!("{base},{k}={v}");
+            }
+        }
         let seed = sim_seed(&base);
         let primary_spec = format!(
             "sim:{}",
@@ -134,27 +194,14 @@ pub(super) fn open(cfg: &BenchConfig, notes: &mut Vec<String>) -> Result<Devices
         } else {
             (primary.clone(), primary_spec.clone())
         };
-        let mut parallel = Vec::new();
-        if cfg.has(Mode::Parallel) {
-            for i in 0..cfg.parallel_devices.max(1) as u64 {
-                let p = sim_params(
-                    &base,
-                    cfg.state,
-                    &[
-                        ("seed", seed.wrapping_add(10 + i).to_string()),
-                        ("name", format!("sim-parallel-{i}")),
-                    ],
-                );
-                parallel.push(open1(&format!("sim:{p}"))?);
-            }
-        }
         return Ok(Devices {
             primary,
             primary_spec,
             verified: true,
             live,
             arcs,
-            parallel,
+            parallel: Vec::new(),
+            sim_base: Some(base),
         });
     }
     // Kernel devices: used as they are, opened together (one IOMMU context).
@@ -168,21 +215,14 @@ pub(super) fn open(cfg: &BenchConfig, notes: &mut Vec<String>) -> Result<Devices
         }
         None
     };
-    let parallel: Vec<DeviceHandle> = handles
-        .iter()
-        .take(cfg.parallel_devices.max(1))
-        .cloned()
-        .collect();
-    if cfg.has(Mode::Parallel) && parallel.len() < 2 {
-        notes.push("parallel: needs at least two devices; one was given".into());
-    }
     Ok(Devices {
         primary: handles[0].clone(),
         primary_spec: names[0].clone(),
         verified: false,
         live,
         arcs: (handles[0].clone(), names[0].clone()),
-        parallel,
+        parallel: handles,
+        sim_base: None,
     })
 }
 

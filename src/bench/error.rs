@@ -6,6 +6,7 @@ use crate::units::format_bytes;
 
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BenchError {
     /// Opening or driving a device failed.
     #[error(transparent)]
@@ -45,6 +46,14 @@ pub enum BenchError {
     /// The run was interrupted (devices were returned to RUNNING).
     #[error("interrupted")]
     Interrupted,
+    /// A transfer completed but the receiving device does not hold the state that was sent.
+    #[error("{what}: the device does not hold the state that was sent: {why}")]
+    Verify {
+        /// Which measurement.
+        what: String,
+        /// Where the content differs.
+        why: String,
+    },
 }
 
 fn io_hint(e: &std::io::Error) -> &'static str {

@@ -1,29 +1,39 @@
-//! Save/restore throughput and downtime benchmarks (`vfio-harness bench`).
+//! Save/restore throughput and downtime benchmarks (`vfio-harness bench`): what a user's
+//! transfer costs, against what the machine can do.
 //!
-//! One run measures, on the same machine and in the same process:
-//! - the **physical reference**: single-thread `memcpy` between two page-aligned regions
-//!   larger than the last-level cache, at each buffer size ([`buf::memcpy_bandwidth`]);
-//! - the **raw data stream** of the device: STOP_COPY read to end of stream, and RESUMING
-//!   written, in a tight loop with one buffer and no framing ([`raw`]), with the run's
-//!   buffer (`raw-save`, `raw-restore`) and with QEMU's buffer sizes (`qemu-style-save`:
-//!   1 MiB reads, `qemu-style-restore`: 32 KiB writes);
-//! - the **harness** data path ([`crate::migration::engine`]): `save` (device -> stream
-//!   encoder -> a discarding writer or a file), `restore` (a stream saved beforehand, read
-//!   from a file -> device; the simulator checks every byte with `verify-seed`), `live`
-//!   (device -> device, overlapped, with pre-copy rounds and measured downtime);
-//! - the **latency of every single arc** of the v2 state machine ([`arcs`]);
-//! - **N devices in parallel**, against one device alone with the same thread budget: two
-//!   threads per device (reading overlapped with writing) when the machine has two cores per
-//!   device, one otherwise ([`crate::migration::engine::Options::overlap`]).
+//! By default the device is the simulator made realistic (`backing=memory`: its state is
+//! held in memory and copied out and in like a driver's `copy_to_user` / `copy_from_user`;
+//! half of its pages zeros). One run measures, on the same machine and in the same process:
+//! - **transfer blocks**: each operation (`save`, `restore`, `live`: device to device) on each
+//!   path (`memory`, `file`, `file-fsync`, `file-direct`, `pipe`, `tcp`), every kind of loop
+//!   timed in the same run with the order rotated between repetitions: the path's
+//!   **physical reference** ([`reference`]: memory bandwidth for the copies the path makes,
+//!   or the sink's or source's own rate), the **raw** loop (one buffer, [`raw`]), the
+//!   **QEMU-style** loop and the **whole-state** loop (the approach of rust-vmm
+//!   `vfio-ioctls` and cloud-hypervisor, with its peak memory; [`loops`]), and the
+//!   **harness** ([`crate::migration::engine`]). Each row carries its ratios, each with its
+//!   reference named;
+//! - the **overlap proof**: a device capped at `D` saving into a sink capped at `S`, the
+//!   harness against `min(D, S)` and the serial loop against `1/(1/D + 1/S)`;
+//! - the **downtime sweep**: dirty rate against link rate, measured downtime next to the
+//!   prediction of [`downtime::predicted_downtime`];
+//! - **several devices at once** (1, 2, 4): aggregate rate and scaling, with the thread budget;
+//! - the **latency of every single arc** of the v2 state machine ([`arcs`]).
 //!
-//! Every row carries its peak resident memory (reset per mode when the kernel allows it,
-//! see [`rss`]). The report is serialisable (`--json`, schema in `docs/bench-schema.md`),
-//! printable as a table ([`BenchReport::to_table`]) and plottable ([`svg`]).
+//! Every row carries its peak resident memory (reset per row when the kernel allows it, see
+//! [`rss`]) with the simulated device memory taken out. The report says which machine and
+//! which CPU features the hash and the copies use ([`machine`]); it is serialisable
+//! (`--json`, schema in `docs/bench-schema.md`), printable as a table
+//! ([`BenchReport::to_table`]) and plottable ([`svg`]: throughput against buffer size, and
+//! the downtime sweep).
 
 pub mod arcs;
 pub mod buf;
+pub mod downtime;
+pub mod loops;
 pub mod machine;
 pub mod raw;
+pub mod reference;
 pub mod rss;
 pub mod stats;
 pub mod svg;
@@ -31,23 +41,26 @@ pub mod svg;
 mod config;
 mod devices;
 mod error;
+mod io;
 mod modes;
 mod progress;
 mod report;
+mod svg_xy;
 mod table;
 mod targets;
 mod timing;
 
 pub use config::{
-    sweep_buffers, BenchConfig, Mode, DEFAULT_BUFFER, DEFAULT_STATE, QEMU_RESTORE_BUFFER,
-    QEMU_SAVE_BUFFER, QUICK_STATE, SIM_ARC_STATE,
+    sweep_buffers, BenchConfig, DataPath, Kind, Mode, DEFAULT_BUFFER, DEFAULT_DEVICE_RATE,
+    DEFAULT_SINK_RATE, DEFAULT_STATE, QEMU_RESTORE_BUFFER, QEMU_SAVE_BUFFER, QUICK_STATE,
+    SIDE_STATE, SIM_ARC_STATE, SIM_DEFAULTS, SWEEP_STATE,
 };
 pub use devices::sim_params;
 pub use error::BenchError;
 pub use progress::Step;
 pub use report::{
-    BenchReport, MemcpyPoint, ParallelReport, Reference, ResultRow, Settings, Target,
-    SCHEMA_VERSION,
+    BenchReport, DowntimePoint, DowntimeReport, OverlapReport, ParallelPoint, ParallelReport,
+    RatioTo, ResultRow, Settings, Target, SCHEMA_VERSION,
 };
 pub use timing::cpu_time;
 
@@ -56,10 +69,9 @@ use std::time::Instant;
 
 /// Runs the benchmark. `progress` is called before every step.
 ///
-/// The order is fixed: the memcpy reference at every buffer size, the raw capture, then for
-/// each buffer size the `save` rows (`raw-save` and `save`, alternating), the `restore` rows
-/// (`raw-restore` and `restore`, alternating) and the `live` row; then `qemu-style-save`,
-/// `qemu-style-restore`, the arcs and the parallel run.
+/// The order is fixed: the `save` blocks (every buffer size, every path), the `restore`
+/// blocks (per buffer size: the states to restore saved once, then every path), the `live`
+/// blocks, then the arcs, the parallel run, the overlap proof and the downtime sweep.
 pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchReport, BenchError> {
     let t_start = Instant::now();
     cfg.validate()?;
@@ -67,39 +79,55 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
     let devs = devices::open(cfg, &mut notes)?;
     let protocol = devices::driver(&devs.primary)?.protocol().to_string();
     let progress = Progress::new(cfg, &devs, progress)?;
-    let mut run = modes::Run::new(cfg, devs, protocol, progress);
-
-    let region = modes::memcpy::reference(&mut run)?;
-    modes::restore::capture(&mut run)?;
-    for &b in &cfg.buffers {
-        if cfg.has(Mode::Save) {
-            modes::save::rows(&mut run, b)?;
-        }
-        if cfg.has(Mode::Restore) {
-            modes::restore::rows(&mut run, b)?;
-        }
-        if cfg.has(Mode::Live) {
-            modes::live::row(&mut run, b)?;
-        }
+    let mut run = modes::Run::new(cfg, devs, protocol, progress, notes);
+    if let Err(e) = std::fs::create_dir_all(&run.dir) {
+        return Err(error::io(format!("creating {}", run.dir.display()))(e));
     }
-    // QEMU's buffer sizes, for comparison.
+
     if cfg.has(Mode::Save) {
-        modes::save::qemu_style(&mut run)?;
+        for &b in &cfg.buffers {
+            for &p in &cfg.paths {
+                modes::save::block(&mut run, p, b)?;
+            }
+        }
     }
     if cfg.has(Mode::Restore) {
-        modes::restore::qemu_style(&mut run)?;
+        let paths: Vec<DataPath> = cfg
+            .paths
+            .iter()
+            .copied()
+            .filter(|&p| modes::restore::measures(&mut run, p))
+            .collect();
+        if !paths.is_empty() {
+            for &b in &cfg.buffers {
+                let saved = modes::restore::prepare(&mut run, b)?;
+                for &p in &paths {
+                    modes::restore::block(&mut run, p, &saved)?;
+                }
+            }
+        }
     }
-    let arcs = if cfg.has(Mode::Arcs) {
-        Some(modes::arcs::measure(&mut run)?)
-    } else {
-        None
-    };
-    let parallel = if cfg.has(Mode::Parallel) && run.devs.parallel.len() >= 2 {
-        Some(modes::parallel::measure(&mut run)?)
-    } else {
-        None
-    };
-    Ok(run.finish(region, arcs, parallel, notes, t_start))
+    if cfg.has(Mode::Live) {
+        for &b in &cfg.buffers {
+            for &p in &cfg.paths {
+                modes::live::block(&mut run, p, b)?;
+            }
+        }
+    }
+    let mut extras = modes::Extras::default();
+    if cfg.has(Mode::Arcs) {
+        extras.arcs = Some(modes::arcs::measure(&mut run)?);
+    }
+    if cfg.has(Mode::Parallel) {
+        extras.parallel = Some(modes::parallel::measure(&mut run)?);
+    }
+    if cfg.has(Mode::Overlap) {
+        extras.overlap = modes::overlap::measure(&mut run)?;
+    }
+    if cfg.has(Mode::Downtime) {
+        extras.downtime = modes::downtime::measure(&mut run)?;
+    }
+    Ok(run.finish(extras, t_start))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Progress reporting: the [`Step`] events a run emits before each measurement, and the
 //! count of steps a configuration plans.
 
-use super::config::{BenchConfig, Mode};
+use super::config::{BenchConfig, DataPath, Mode};
 use super::devices::{driver, Devices};
 use super::error::BenchError;
 
@@ -30,19 +30,35 @@ impl<'a> Progress<'a> {
         devs: &Devices,
         report: &'a dyn Fn(&Step<'_>),
     ) -> Result<Progress<'a>, BenchError> {
-        let per_buffer = cfg.has(Mode::Save) as usize * 2
-            + cfg.has(Mode::Restore) as usize * 2
-            + cfg.has(Mode::Live) as usize;
-        let total = 1
-            + cfg.buffers.len() * (1 + per_buffer)
-            + cfg.has(Mode::Save) as usize
-            + cfg.has(Mode::Restore) as usize
-            + if cfg.has(Mode::Arcs) {
-                crate::device::fsm::arcs(driver(&devs.arcs.0)?.flags()).len()
-            } else {
-                0
-            }
-            + cfg.has(Mode::Parallel) as usize;
+        let n_paths = |f: &dyn Fn(DataPath) -> bool| cfg.paths.iter().filter(|p| f(**p)).count();
+        let buffers = cfg.buffers.len();
+        let restore_paths = n_paths(&|p| !matches!(p, DataPath::Memory | DataPath::FileFsync));
+        let mut total = 0;
+        if cfg.has(Mode::Save) {
+            total += buffers * cfg.paths.len();
+        }
+        if cfg.has(Mode::Restore) && restore_paths > 0 {
+            total += buffers * (1 + restore_paths);
+        }
+        if cfg.has(Mode::Live) {
+            total += buffers * n_paths(&|p| matches!(p, DataPath::Memory | DataPath::Tcp));
+        }
+        if cfg.has(Mode::Arcs) {
+            total += crate::device::fsm::arcs(driver(&devs.arcs.0)?.flags()).len();
+        }
+        if cfg.has(Mode::Parallel) {
+            let mut c = cfg.parallel_devices.clone();
+            c.push(1);
+            c.sort_unstable();
+            c.dedup();
+            total += c.len();
+        }
+        if cfg.has(Mode::Overlap) {
+            total += 1;
+        }
+        if cfg.has(Mode::Downtime) && devs.sim_base.is_some() {
+            total += cfg.sweep_links.len() * cfg.sweep_dirty.len();
+        }
         Ok(Progress {
             report,
             done: 0,

@@ -78,40 +78,30 @@ impl<T> Sampler<T> {
     }
 }
 
-/// Times `f` `n` times; returns the samples (each a `(seconds, value)`), the peak RSS, its
-/// scope and the CPU time per repetition. Stops at the first error.
-pub(super) fn timed<T>(
-    n: usize,
-    mut f: impl FnMut() -> Result<(f64, T), BenchError>,
-) -> Result<Timed<T>, BenchError> {
-    let mut s = Sampler::new();
-    for _ in 0..n.max(1) {
-        s.sample(&mut f)?;
-    }
-    Ok(s.finish())
-}
+/// A measurement taken with its context: the loops of a block are timed by [`timed_group`].
+pub(super) type Job<'a, T> = Box<dyn FnMut() -> Result<(f64, T), BenchError> + 'a>;
 
-/// Times a reference loop and the harness `cfg.repeat` times each, alternating (ABBA: raw first on
-/// even repetitions, the harness first on odd ones), so a change in machine load or a warm
-/// cache left by the previous transfer affects both rows alike. Under TCG two runs of the same
-/// loop a minute apart differ by up to 20 %; measured back to back they compare.
-pub(super) fn timed_pair<A, B>(
+/// Times every job `cfg.repeat` times, rotating the order (forward on even repetitions,
+/// backward on odd ones: ABBA for two), so a change in machine load or a warm cache left by
+/// the previous transfer affects every row alike. Under TCG two runs of the same loop a
+/// minute apart differ by up to 20 %; measured back to back they compare. `after` runs after
+/// every sample, outside the measurement (checking what a restore left, for one).
+pub(super) fn timed_group<T>(
     cfg: &BenchConfig,
-    mut reference: impl FnMut() -> Result<(f64, A), BenchError>,
-    mut harness: impl FnMut() -> Result<(f64, B), BenchError>,
-) -> Result<(Timed<A>, Timed<B>), BenchError> {
-    let (mut a, mut b) = (Sampler::new(), Sampler::new());
+    jobs: &mut [Job<'_, T>],
+    mut after: impl FnMut(usize) -> Result<(), BenchError>,
+) -> Result<Vec<Timed<T>>, BenchError> {
+    let mut samplers: Vec<Sampler<T>> = jobs.iter().map(|_| Sampler::new()).collect();
+    let n = jobs.len();
     for i in 0..cfg.repeat.max(1) {
-        if cfg.cancelled() {
-            return Err(BenchError::Interrupted);
-        }
-        if i % 2 == 0 {
-            a.sample(&mut reference)?;
-            b.sample(&mut harness)?;
-        } else {
-            b.sample(&mut harness)?;
-            a.sample(&mut reference)?;
+        for k in 0..n {
+            if cfg.cancelled() {
+                return Err(BenchError::Interrupted);
+            }
+            let j = if i % 2 == 0 { k } else { n - 1 - k };
+            samplers[j].sample(&mut jobs[j])?;
+            after(j)?;
         }
     }
-    Ok((a.finish(), b.finish()))
+    Ok(samplers.into_iter().map(Sampler::finish).collect())
 }

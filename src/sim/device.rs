@@ -178,7 +178,7 @@ impl Device for SimDevice {
         let mut g = self.lock();
         g.state = MigState::Running;
         g.save = None;
-        g.resume = None;
+        self.abort_resume(&mut g);
         g.v1 = V1Chunk::default();
         g.bar0 = [0; BAR0_SIZE as usize];
         g.irq_count = 0;

@@ -10,9 +10,13 @@
 //! - migration v2 (`protocol=v2`, default) with the exact kernel state machine, or migration
 //!   v1 (`protocol=v1`) through a migration region (type 3 / subtype 1) at index 9.
 //!
-//! The migration state is never stored: its bytes are a function of `(seed, offset)` (see
-//! `gen.rs`), generated into the reader's buffer and checked on restore, so a 4 GiB state costs
-//! no memory and saves faster than memcpy. The stream carries the device's own framing
+//! By default the migration state is never stored: its bytes are a function of
+//! `(seed, zero pages, offset)` (see `gen.rs`), generated into the reader's buffer and checked
+//! on restore, so a 4 GiB state costs no memory and saves faster than memcpy. With
+//! `backing=memory` the state is held in real memory and copied out and in, as a driver copies
+//! between its device memory and the caller (`content.rs`); `rate=` and `latency=` pace the
+//! data stream like a device with a bandwidth and a per-call cost (`pace.rs`), and
+//! `zero-pages=` makes a fraction of the state's pages zeros. The stream carries the device's own framing
 //! (`stream.rs`), so a foreign, truncated or corrupted stream is refused when RESUMING ends,
 //! as a real driver refuses bad data. See [`SimParams`] for every parameter.
 //!
@@ -22,11 +26,13 @@
 //! region (`v1.rs`).
 
 mod clock;
+mod content;
 mod device;
 mod gen;
 mod irq;
 mod layout;
 mod mem;
+mod pace;
 mod params;
 mod pci;
 mod stream;
@@ -38,7 +44,10 @@ mod v2;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use irq::{ERR, INTX, MSI, MSIX, REQ};
-pub use params::{FailMode, SimParams, SimProtocol, Violation};
+pub(crate) use pace::Pacer;
+pub use params::{
+    zero_pages_fraction, zero_pages_of, Backing, FailMode, SimParams, SimProtocol, Violation,
+};
 pub use pci::{
     BAR0_SIZE, DEVICE_ID, ID_VALUE, REG_DOORBELL, REG_ID, REG_IRQ_COUNT, REG_SCRATCH, REG_SEED_HI,
     REG_SEED_LO, REG_STATE_SIZE_HI, REG_STATE_SIZE_LO, REG_VERSION, VENDOR_ID,
@@ -80,6 +89,9 @@ pub fn open_with_clock(params: &str, clock: Arc<dyn Clock>) -> Result<DeviceHand
 struct Inner {
     state: MigState,
     seed: u64,
+    /// Zero-page fraction of the current state (65536ths): the `zero-pages` parameter, or the
+    /// restored stream's.
+    zero: u32,
     save: Option<SaveStream>,
     resume: Option<ResumeStream>,
     fails_left: Option<u64>,
@@ -98,6 +110,10 @@ pub struct SimDevice {
     clock: Arc<dyn Clock>,
     bar2: Arc<AnonMem>,
     v1_data: Option<Arc<AnonMem>>,
+    /// The state memory (`backing=memory`).
+    state_mem: Option<Arc<AnonMem>>,
+    /// Bandwidth cap and per-call latency of the data stream.
+    pacer: pace::Pacer,
     inner: Mutex<Inner>,
 }
 

@@ -2,6 +2,18 @@
 
 use crate::device::{DeviceError, MigFlags, MigState, Result};
 use crate::units::ByteSize;
+use std::time::Duration;
+
+/// Where the migration state lives (`backing=generated|memory`; see the `content.rs` notes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// Generated on the fly from the seed, never stored: costs no memory, and a save makes no
+    /// memory traffic (the default).
+    Generated,
+    /// Held in real memory of the state's size: reads copy out of it, writes copy into it, as
+    /// a driver's `copy_to_user` / `copy_from_user` do. For measuring data paths.
+    Memory,
+}
 
 /// Which migration protocol the simulated device speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +82,45 @@ pub struct SimParams {
     pub reset: bool,
     /// Report the device as an mdev of this type (`mdev-type=NAME`), for compatibility tests.
     pub mdev_type: Option<String>,
+    /// Where the state lives (`backing=generated|memory`, default generated).
+    pub backing: Backing,
+    /// Bandwidth cap of the v2 data stream, bytes per second (`rate=SIZE/s`, default none).
+    pub rate: Option<u64>,
+    /// Added to every read and write of the v2 data stream (`latency=DURATION`: `50us`,
+    /// `1ms`, `0.5ms`, `2s`; default none).
+    pub latency: Duration,
+    /// Fraction of the state's 4 KiB pages that are all zeros, in 65536ths
+    /// (`zero-pages=FRACTION`: `0.5`, `90%`; default 0). Chosen page by page from the seed.
+    pub zero_pages: u32,
+}
+
+/// `zero_pages` of a fraction in `0.0..=1.0` (65536ths, rounded).
+pub fn zero_pages_of(fraction: f64) -> u32 {
+    (fraction.clamp(0.0, 1.0) * 65536.0).round() as u32
+}
+
+/// The fraction `zero_pages` 65536ths stand for.
+pub fn zero_pages_fraction(zero_pages: u32) -> f64 {
+    f64::from(zero_pages.min(65536)) / 65536.0
+}
+
+/// Parses a duration: a number with `ns`, `us`, `ms` or `s` (a bare number is seconds).
+fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let x: f64 = num.parse().ok()?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        _ => return None,
+    };
+    let secs = x * scale;
+    (secs.is_finite() && (0.0..=3600.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 impl Default for SimParams {
@@ -92,12 +143,17 @@ impl Default for SimParams {
             bar2: 16 << 20,
             reset: true,
             mdev_type: None,
+            backing: Backing::Generated,
+            rate: None,
+            latency: Duration::ZERO,
+            zero_pages: 0,
         }
     }
 }
 
 const KEYS: &str = "protocol, state, seed, verify-seed, fail-at, fail-mode, fail-count, chunk, \
-                    dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, name";
+                    dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, name, \
+                    backing, rate, latency, zero-pages";
 
 impl SimParams {
     /// Parses `key=value,...` (what follows `sim:`).
@@ -215,6 +271,40 @@ impl SimParams {
                     }
                     p.mdev_type = Some(v.to_string());
                 }
+                "backing" => {
+                    p.backing = match v {
+                        "generated" => Backing::Generated,
+                        "memory" => Backing::Memory,
+                        _ => return Err(bad(format!("backing: {v:?} is not generated or memory"))),
+                    }
+                }
+                "rate" => {
+                    let r = size(k, v.strip_suffix("/s").unwrap_or(v))?;
+                    p.rate = (r > 0).then_some(r);
+                }
+                "latency" => {
+                    p.latency = parse_duration(v).ok_or_else(|| {
+                        bad(format!(
+                            "latency: {v:?} is not a duration up to an hour (50us, 1ms, 0.5s)"
+                        ))
+                    })?;
+                }
+                "zero-pages" => {
+                    let (num, scale) = match v.strip_suffix('%') {
+                        Some(n) => (n, 100.0),
+                        None => (v, 1.0),
+                    };
+                    let f = num
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .map(|x| x / scale)
+                        .filter(|x| (0.0..=1.0).contains(x))
+                        .ok_or_else(|| {
+                            bad(format!("zero-pages: {v:?} is not a fraction in 0..1 (0.5, 90%)"))
+                        })?;
+                    p.zero_pages = zero_pages_of(f);
+                }
                 "name" => {
                     if v.is_empty() {
                         return Err(bad("name: empty".into()));
@@ -266,7 +356,24 @@ mod tests {
             (p.name.as_str(), p.mdev_type.as_deref()),
             ("src", Some("sim-1"))
         );
+        let m = SimParams::parse("backing=memory,rate=2G/s,latency=50us,zero-pages=0.5").unwrap();
+        assert_eq!(m.backing, Backing::Memory);
+        assert_eq!(m.rate, Some(2 << 30));
+        assert_eq!(m.latency, Duration::from_micros(50));
+        assert_eq!(m.zero_pages, 32768);
+        assert_eq!(zero_pages_fraction(m.zero_pages), 0.5);
+        let m = SimParams::parse("rate=1M,latency=1.5ms,zero-pages=100%").unwrap();
+        assert_eq!((m.rate, m.zero_pages), (Some(1 << 20), 65536));
+        assert_eq!(m.latency, Duration::from_micros(1500));
+        assert_eq!(
+            SimParams::parse("latency=2").unwrap().latency,
+            Duration::from_secs(2)
+        );
         let d = SimParams::parse("").unwrap();
+        assert_eq!(
+            (d.backing, d.rate, d.zero_pages),
+            (Backing::Generated, None, 0)
+        );
         assert_eq!(
             (d.protocol, d.state, d.flags.0),
             (SimProtocol::V2, 64 << 20, 7)
@@ -291,6 +398,12 @@ mod tests {
             ("violate=nothing", "violate"),
             ("colour=blue", "unknown parameter"),
             ("state", "key=value"),
+            ("backing=disk", "backing"),
+            ("rate=fast", "rate"),
+            ("latency=1 fortnight", "latency"),
+            ("latency=2h", "latency"),
+            ("zero-pages=1.5", "zero-pages"),
+            ("zero-pages=-1", "zero-pages"),
         ] {
             match SimParams::parse(spec) {
                 Err(DeviceError::InvalidSpec { reason, .. }) => {

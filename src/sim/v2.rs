@@ -65,6 +65,7 @@ impl SimDevice {
         if self.params.protocol == SimProtocol::V1 {
             return Err(self.no_v2(OP));
         }
+        let start = std::time::Instant::now();
         let now = self.now_ns();
         let mut g = self.lock();
         let state = g.state;
@@ -79,7 +80,11 @@ impl SimDevice {
             ));
         };
         match s.produce(&mut buf[..n], now) {
-            Produced::Bytes(k) => Ok(k),
+            Produced::Bytes(k) => {
+                drop(g);
+                self.pacer.wait(start, k);
+                Ok(k)
+            }
             Produced::End => Ok(0),
             Produced::NothingPending => Err(mig_err(
                 self.name_str(),
@@ -97,6 +102,7 @@ impl SimDevice {
         if self.params.protocol == SimProtocol::V1 {
             return Err(self.no_v2(OP));
         }
+        let start = std::time::Instant::now();
         let mut g = self.lock();
         let state = g.state;
         let n = self.limit(buf.len());
@@ -110,6 +116,8 @@ impl SimDevice {
             ));
         };
         r.consume(&buf[..n]);
+        drop(g);
+        self.pacer.wait(start, n);
         Ok(n)
     }
 

@@ -32,12 +32,7 @@ use vmm_sys_util::ioctl::ioctl_with_mut_ref;
 use super::device::KernelDevice;
 use crate::device::{errno_hint, Device};
 
-/// The request number, in a private module as `ioctl.rs` declares its own.
-mod nr {
-    use vfio_bindings::bindings::vfio::{VFIO_BASE, VFIO_TYPE};
-
-    vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_FEATURE, VFIO_TYPE as u32, VFIO_BASE + 17);
-}
+use super::ioctl::nr;
 
 /// Largest bitmap [`report`] allocates (64 Mi pages, 8 MiB), so a mistyped length does not
 /// exhaust memory.

@@ -28,12 +28,7 @@ use crate::device::uapi::{
 };
 use crate::device::PrecopyInfo;
 
-mod nr {
-    use vfio_bindings::bindings::vfio::{VFIO_BASE, VFIO_TYPE};
-
-    vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_FEATURE, VFIO_TYPE as u32, VFIO_BASE + 17);
-    vmm_sys_util::ioctl_io_nr!(VFIO_MIG_GET_PRECOPY_INFO, VFIO_TYPE as u32, VFIO_BASE + 21);
-}
+use super::ioctl::nr;
 
 /// `struct vfio_device_feature` followed by its payload (`data[]`), as the kernel reads it.
 #[repr(C)]

@@ -13,8 +13,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
-/// `VFIO_DEVICE_FEATURE`: `_IO(VFIO_TYPE, VFIO_BASE + 17)`.
-const VFIO_DEVICE_FEATURE: libc::c_ulong = (0x3b << 8) | (100 + 17);
+use crate::vfio::ioctl::nr;
 
 /// `struct vfio_device_feature` followed by `struct vfio_device_feature_mig_state`.
 #[repr(C)]
@@ -60,7 +59,7 @@ impl KernelFds {
         // SAFETY: `self.fd` is the open device fd (owned by the KernelDevice the caller holds
         // through its DeviceHandle); `f` is a properly sized, initialised argument the kernel
         // reads and writes within `argsz`.
-        let r = unsafe { libc::ioctl(self.fd, VFIO_DEVICE_FEATURE as _, &mut f) };
+        let r = unsafe { libc::ioctl(self.fd, nr::VFIO_DEVICE_FEATURE() as _, &mut f) };
         if r < 0 {
             return Err(self.err(format!("SET {state}"), io::Error::last_os_error()));
         }
