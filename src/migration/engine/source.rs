@@ -5,7 +5,7 @@ use super::report::secs;
 use super::ring::{Filled, Producer};
 use super::{Options, RoundStats};
 use crate::device::MigState;
-use crate::migration::stream::ChunkKind;
+use crate::migration::stream::{stop_copy_limit, ChunkKind};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::time::Instant;
 
@@ -61,10 +61,10 @@ pub(super) fn read_source(
     p: &Producer,
 ) -> Result<SourceStats> {
     let mut st = SourceStats::default();
-    let limit = stream_limit(estimate);
     let policy = opts.precopy;
+    let max_rounds = opts.max_rounds();
     let flags = drv.flags();
-    if policy.max_rounds > 0 && flags.has(crate::device::MigFlags::PRE_COPY) {
+    if max_rounds > 0 && flags.has(crate::device::MigFlags::PRE_COPY) {
         let t0 = Instant::now();
         drv.set_state(MigState::PreCopy)?;
         loop {
@@ -106,7 +106,7 @@ pub(super) fn read_source(
                 st.converged = true;
                 break;
             }
-            if st.rounds >= policy.max_rounds {
+            if st.rounds >= max_rounds {
                 break;
             }
         }
@@ -115,6 +115,14 @@ pub(super) fn read_source(
     opts.check_cancel()?;
     st.stopped_at = Some(Instant::now());
     drv.set_state(MigState::StopCopy)?;
+    // Bounded by the fresh estimate, and by the one in the stream header when it is
+    // smaller, so that every stream saved can be restored (the reader holds STOP_COPY data
+    // to the header's bound).
+    let fresh = match (stop_copy_estimate(drv), estimate) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let limit = fresh.map(stop_copy_limit);
     loop {
         let mut buf = p.take()?;
         let n = fill(drv, &mut buf, usize::MAX, opts)?;
@@ -124,13 +132,13 @@ pub(super) fn read_source(
         st.stopcopy_bytes += n as u64;
         st.chunks += 1;
         if let Some(l) = limit {
-            if st.precopy_bytes + st.stopcopy_bytes > l {
+            if st.stopcopy_bytes > l {
                 return Err(MigrationError::Protocol {
                     device: drv.device().name().to_string(),
                     what: format!(
-                        "STOP_COPY keeps streaming: {} bytes read, the device estimated {} (the end of stream never came)",
-                        st.precopy_bytes + st.stopcopy_bytes,
-                        estimate.unwrap_or(0)
+                        "STOP_COPY keeps streaming: {} bytes read, the device estimated {} on entering STOP_COPY (the end of stream never came)",
+                        st.stopcopy_bytes,
+                        fresh.unwrap_or(0)
                     ),
                 });
             }
@@ -146,11 +154,18 @@ pub(super) fn read_source(
     Ok(st)
 }
 
-/// The most a device may stream when it estimated `estimate` bytes: four times the estimate,
-/// and at least 64 MiB more than it (devices may exceed their estimates, but a stream that
-/// never ends must not run forever). No limit without an estimate.
-pub(super) fn stream_limit(estimate: Option<u64>) -> Option<u64> {
-    estimate.map(|e| e.saturating_mul(4).max(e.saturating_add(64 << 20)))
+/// The device's estimate of what is left, taken just after entering STOP_COPY: v2's
+/// STOP_COPY size, or v1's pending bytes (v1 has no separate estimate). `None` when the
+/// device offers neither.
+fn stop_copy_estimate(drv: &mut dyn MigrationDriver) -> Option<u64> {
+    if let Ok(Some(n)) = drv.stop_copy_size() {
+        return Some(n);
+    }
+    if drv.protocol() == crate::migration::Protocol::V1 {
+        // Nothing has been read in STOP_COPY yet, so no split chunk is held.
+        return drv.pending().ok().map(|p| p.total());
+    }
+    None
 }
 
 /// Writes all of `data` into a device in RESUMING.

@@ -29,6 +29,7 @@ mod writer;
 
 pub use error::{StreamError, Within};
 pub use format::{
+    stop_copy_limit,
     checksum, kernel_release, ChunkKind, StreamHeader, StreamTotals, CHUNK_HEADER_LEN,
     FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, TRAILER_LEN,
 };

@@ -17,7 +17,11 @@ pub struct StreamReader<R: Read> {
     /// Over every byte but the payloads, as read.
     hasher: Xxh3,
     totals: StreamTotals,
+    /// STOP_COPY payload bytes so far.
+    stop_bytes: u64,
     done: bool,
+    /// Whether to read on after the trailer to prove the input ends there.
+    check_end: bool,
 }
 
 /// A chunk's expected payload checksum, returned by [`StreamReader::next_chunk_unverified`]:
@@ -133,8 +137,18 @@ impl<R: Read> StreamReader<R> {
                 stream_bytes: 16 + jlen as u64 + 8,
                 ..Default::default()
             },
+            stop_bytes: 0,
             done: false,
+            check_end: true,
         })
+    }
+
+    /// Stops at the verified trailer without reading on: for inputs that may stay open
+    /// after the stream (a pipe, a socket), where reading on would wait for the writer.
+    /// Bytes after the trailer are then left unread instead of refused.
+    pub fn stop_at_trailer(mut self) -> Self {
+        self.check_end = false;
+        self
     }
 
     /// The validated header.
@@ -200,6 +214,21 @@ impl<R: Read> StreamReader<R> {
             }
             .into());
         }
+        if kind == ChunkKind::Stopcopy {
+            self.stop_bytes += u64::from(len);
+            if let Some(declared) = self.header.state_size_estimate {
+                let limit = super::stop_copy_limit(declared);
+                if self.stop_bytes > limit {
+                    return Err(StreamError::BeyondDeclaredState {
+                        index: n,
+                        bytes: self.stop_bytes,
+                        declared,
+                        limit,
+                    }
+                    .into());
+                }
+            }
+        }
         let len = len as usize;
         if buf.len() < len {
             return Err(StreamError::BufferTooSmall {
@@ -246,7 +275,7 @@ impl<R: Read> StreamReader<R> {
             .into());
         }
         let mut extra = [0u8; 1];
-        loop {
+        while self.check_end {
             match self.inner.read(&mut extra) {
                 Ok(0) => break,
                 Ok(_) => return Err(StreamError::TrailingData.into()),
