@@ -35,7 +35,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         read_limit: args.read_limit.map(|b| b.bytes()),
     };
     if !args.json {
-        println!(
+        outln!(
             "conformance {} (migration {}, flags {})",
             drv.device().name(),
             drv.protocol(),
@@ -45,13 +45,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let json = args.json;
     let report = conformance::run(drv.as_mut(), &opts, &mut |c| {
         if !json {
-            println!("{} {}: {}", c.verdict, c.name, c.detail);
+            outln!("{} {}: {}", c.verdict, c.name, c.detail);
         }
     });
     if json {
         super::output::print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "{} passed, {} failed, {} skipped",
             report.passed, report.failed, report.skipped
         );

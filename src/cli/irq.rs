@@ -55,12 +55,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&out)?;
     } else {
-        println!(
+        outln!(
             "{}: IRQ {} ({}) vector {}: {} of {} interrupt(s) delivered ({})",
             out.device, out.index, out.name, out.vector, out.delivered, out.requested, out.mode
         );
         if let Some(l) = &out.latency {
-            println!(
+            outln!(
                 "latency  min {:.1} us  avg {:.1} us  max {:.1} us",
                 l.min_us, l.avg_us, l.max_us
             );
@@ -71,7 +71,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 Some(false) => "no",
                 None => "not checked",
             };
-            println!(
+            outln!(
                 "mask     {} (delivered while masked: {}); unmask {} (delivered after: {})",
                 m.mask,
                 seen(m.delivered_while_masked),
@@ -81,7 +81,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     if !ok {
-        eprintln!(
+        errln!(
             "error: only {} of {} interrupt(s) arrived within {} ms each",
             out.delivered, out.requested, args.timeout
         );
