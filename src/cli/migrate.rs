@@ -36,7 +36,7 @@ pub struct Args {
     /// The device receiving it.
     pub dst: DeviceSpec,
     /// Maximum pre-copy rounds while SRC runs (when it supports PRE_COPY; 0 = none; at
-    /// most 1000).
+    /// most 100).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PRECOPY_ROUNDS)))]
     pub precopy_rounds: u32,
     /// Stop pre-copying once at most this much is still pending.

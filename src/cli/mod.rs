@@ -122,7 +122,11 @@ pub fn main() -> ExitCode {
         // The reader went away (`| head`): end quietly, as a process killed by SIGPIPE would.
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
         Some(e) => {
-            errln!("error: cannot write the output: {e}");
+            if code == ExitCode::SUCCESS {
+                errln!("error: the command succeeded, but its report could not be written: {e}");
+            } else {
+                errln!("error: cannot write the output: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,16 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+/// Set when stdout carries data (`save -o -`): reports then go to stderr.
+static REPORTS_TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Sends every later report (and error object) to stderr: stdout carries the data.
+pub fn reports_to_stderr() {
+    REPORTS_TO_STDERR.store(true, Ordering::SeqCst);
+}
 
 /// The first stdout write error, if any.
 static STDOUT_ERROR: Mutex<Option<io::Error>> = Mutex::new(None);
@@ -16,6 +25,9 @@ static STDOUT_ERROR: Mutex<Option<io::Error>> = Mutex::new(None);
 /// Writes to stdout, recording the first failure instead of panicking; nothing more is
 /// written after one.
 pub fn write_out(args: fmt::Arguments<'_>, newline: bool) {
+    if REPORTS_TO_STDERR.load(Ordering::SeqCst) {
+        return write_err(args, newline);
+    }
     let Ok(mut failed) = STDOUT_ERROR.lock() else {
         return;
     };

@@ -5,6 +5,7 @@
 //! `converged`, `state_size_estimate`, `seconds`, `stop_copy_seconds`,
 //! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing).
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,7 +31,7 @@ pub struct Args {
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
     /// Pre-copy rounds before stopping the device (only when it supports PRE_COPY; at most
-    /// 1000).
+    /// 100).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PRECOPY_ROUNDS)))]
     pub precopy_rounds: u32,
     /// Stop pre-copying once at most this much is still pending.
@@ -52,6 +53,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let token = install_interrupt_handler()?;
     // The target is checked (and a temporary file made) before the device is opened.
     let out = Output::open(&args.output, &token)?;
+    if out.is_same_file(std::io::stdout().as_fd()) {
+        // The stream is on stdout: the report (or error object) goes to stderr.
+        super::output::reports_to_stderr();
+    }
     let mut drv = open_driver(&args.device, global)?;
     let bar = Bar::new(args.json, args.progress_lines);
     let opts = Options {

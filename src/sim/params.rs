@@ -70,6 +70,9 @@ pub struct SimParams {
     pub reset: bool,
     /// Report the device as an mdev of this type (`mdev-type=NAME`), for compatibility tests.
     pub mdev_type: Option<String>,
+    /// Milliseconds each migration data read takes (`read-delay=MS`, default 0): a slow
+    /// device, for tests that interrupt a transfer.
+    pub read_delay_ms: u64,
 }
 
 impl Default for SimParams {
@@ -92,12 +95,13 @@ impl Default for SimParams {
             bar2: 16 << 20,
             reset: true,
             mdev_type: None,
+            read_delay_ms: 0,
         }
     }
 }
 
 const KEYS: &str = "protocol, state, seed, verify-seed, fail-at, fail-mode, fail-count, chunk, \
-                    dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, name";
+                    dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, read-delay, name";
 
 impl SimParams {
     /// Parses `key=value,...` (what follows `sim:`).
@@ -209,6 +213,7 @@ impl SimParams {
                     p.bar2 = b;
                 }
                 "reset" => p.reset = boolean(k, v)?,
+                "read-delay" => p.read_delay_ms = num(k, v)?,
                 "mdev-type" => {
                     if v.is_empty() {
                         return Err(bad("mdev-type: empty".into()));

@@ -15,7 +15,7 @@ pub const MIN_BUFFER: usize = 4096;
 
 /// Most pre-copy rounds an operation runs, whatever [`PrecopyPolicy::max_rounds`] says: each
 /// round re-reads what a running device dirtied, so the stream grows with every round.
-pub const MAX_PRECOPY_ROUNDS: u32 = 1000;
+pub const MAX_PRECOPY_ROUNDS: u32 = 100;
 
 /// A cancellation flag shared with a signal handler or another thread.
 pub type Cancel = Arc<AtomicBool>;

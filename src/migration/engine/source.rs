@@ -66,6 +66,11 @@ pub(super) fn read_source(
     let flags = drv.flags();
     if max_rounds > 0 && flags.has(crate::device::MigFlags::PRE_COPY) {
         let t0 = Instant::now();
+        // Pre-copy data is bounded like STOP_COPY data (a device dirtying faster than it is
+        // read would otherwise grow the stream for as many rounds as asked); past the bound
+        // pre-copy ends unconverged and STOP_COPY begins.
+        let precopy_cap = estimate.map(stop_copy_limit);
+        let mut over_cap = false;
         drv.set_state(MigState::PreCopy)?;
         loop {
             opts.check_cancel()?;
@@ -77,8 +82,14 @@ pub(super) fn read_source(
             // that under-reports still makes progress), until the device has nothing now.
             let mut budget = pending.max(1);
             while budget > 0 {
+                let room = precopy_cap.map_or(u64::MAX, |c| c - st.precopy_bytes);
+                if room == 0 {
+                    over_cap = true;
+                    break;
+                }
                 let mut buf = p.take()?;
-                let n = fill(drv, &mut buf, budget.min(usize::MAX as u64) as usize, opts)?;
+                let want = budget.min(room).min(usize::MAX as u64) as usize;
+                let n = fill(drv, &mut buf, want, opts)?;
                 if n == 0 {
                     break;
                 }
@@ -106,7 +117,7 @@ pub(super) fn read_source(
                 st.converged = true;
                 break;
             }
-            if st.rounds >= max_rounds {
+            if st.rounds >= max_rounds || over_cap {
                 break;
             }
         }

@@ -227,6 +227,22 @@ impl Output {
         &self.name
     }
 
+    /// Whether the stream goes to the same open file as `fd` (e.g. stdout, whose reports
+    /// must then go elsewhere).
+    pub fn is_same_file(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        let (Ok(a), Ok(b)) = (
+            self.file.metadata(),
+            File::from(match fd.try_clone_to_owned() {
+                Ok(f) => f,
+                Err(_) => return false,
+            })
+            .metadata(),
+        ) else {
+            return false;
+        };
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+
     /// Whether the target is a regular file written atomically (committed by
     /// [`commit`](Self::commit)); otherwise the stream was written to it directly.
     pub fn is_atomic(&self) -> bool {

@@ -17,8 +17,8 @@ pub struct StreamReader<R: Read> {
     /// Over every byte but the payloads, as read.
     hasher: Xxh3,
     totals: StreamTotals,
-    /// STOP_COPY payload bytes so far.
-    stop_bytes: u64,
+    /// PRE_COPY and STOP_COPY payload bytes so far.
+    phase_bytes: [u64; 2],
     done: bool,
     /// Whether to read on after the trailer to prove the input ends there.
     check_end: bool,
@@ -137,7 +137,7 @@ impl<R: Read> StreamReader<R> {
                 stream_bytes: 16 + jlen as u64 + 8,
                 ..Default::default()
             },
-            stop_bytes: 0,
+            phase_bytes: [0; 2],
             done: false,
             check_end: true,
         })
@@ -214,19 +214,22 @@ impl<R: Read> StreamReader<R> {
             }
             .into());
         }
-        if kind == ChunkKind::Stopcopy {
-            self.stop_bytes += u64::from(len);
-            if let Some(declared) = self.header.state_size_estimate {
-                let limit = super::stop_copy_limit(declared);
-                if self.stop_bytes > limit {
-                    return Err(StreamError::BeyondDeclaredState {
-                        index: n,
-                        bytes: self.stop_bytes,
-                        declared,
-                        limit,
-                    }
-                    .into());
+        let (slot, phase) = match kind {
+            ChunkKind::Precopy => (0, "PRE_COPY"),
+            ChunkKind::Stopcopy => (1, "STOP_COPY"),
+        };
+        self.phase_bytes[slot] += u64::from(len);
+        if let Some(declared) = self.header.state_size_estimate {
+            let limit = super::stop_copy_limit(declared);
+            if self.phase_bytes[slot] > limit {
+                return Err(StreamError::BeyondDeclaredState {
+                    index: n,
+                    phase,
+                    bytes: self.phase_bytes[slot],
+                    declared,
+                    limit,
                 }
+                .into());
             }
         }
         let len = len as usize;
