@@ -206,7 +206,17 @@ fn sigterm_stops_a_save_blocked_on_a_pipe() {
     let mut magic = [0u8; 8];
     out.read_exact(&mut magic).unwrap();
     assert_eq!(&magic, b"VFIOSTRM");
-    // The pipe (64 KiB) fills long before 64 MiB: the save is blocked writing.
+    // The pipe (64 KiB) fills long before 64 MiB: wait until a thread of the save is
+    // blocked on it (its wait channel in /proc: in write(2), or in poll(2) waiting for
+    // room), then signal.
+    let tasks = format!("/proc/{}/task", c.id());
+    let t0 = Instant::now();
+    while !fs::read_dir(&tasks).unwrap().any(|t| {
+        fs::read_to_string(t.unwrap().path().join("wchan")).is_ok_and(|w| w.contains("pipe_write") || w.contains("poll"))
+    }) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never blocked on the pipe");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     signal(&c, libc::SIGTERM);
     let status = wait_within(&mut c, Duration::from_secs(1));
     assert_eq!(status.code(), Some(143));

@@ -161,19 +161,44 @@ fn wake(fd: RawFd) {
 
 /// A file, pipe, FIFO, socket or character device whose reads and writes wait through a
 /// [`CancelToken`]: a cancel ends a blocked read or write with [`Cancelled`]. Regular files
-/// are not polled (see the module docs).
+/// are not polled (see the module docs). A pipe, FIFO or socket is switched to
+/// `O_NONBLOCK` while wrapped (and switched back on drop): its open file description may be
+/// shared with other processes (an inherited stdout), which see the flag meanwhile.
 #[derive(Debug)]
-pub struct Cancellable<F> {
+pub struct Cancellable<F: AsFd> {
     inner: F,
     token: Arc<CancelToken>,
     poll: bool,
+    /// The file status flags to put back on drop, when `new` made the fd non-blocking.
+    restore_flags: Option<libc::c_int>,
 }
 
 impl<F: AsFd> Cancellable<F> {
     /// Wraps `inner`.
     pub fn new(inner: F, token: Arc<CancelToken>) -> Self {
-        let poll = !is_regular(inner.as_fd().as_raw_fd());
-        Cancellable { inner, token, poll }
+        let fd = inner.as_fd().as_raw_fd();
+        let poll = !is_regular(fd);
+        // A pipe or socket is made non-blocking while wrapped: `poll(2)` reporting room
+        // does not stop a large write(2) from blocking until all of it fits, nor a read on a
+        // socket from blocking. Character devices (a terminal) are left alone.
+        let mut restore_flags = None;
+        if poll && is_pipe_or_socket(fd) {
+            // SAFETY: F_GETFL/F_SETFL on a descriptor `inner` keeps open.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            if flags >= 0
+                && flags & libc::O_NONBLOCK == 0
+                // SAFETY: as above.
+                && unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == 0
+            {
+                restore_flags = Some(flags);
+            }
+        }
+        Cancellable {
+            inner,
+            token,
+            poll,
+            restore_flags,
+        }
     }
 
     /// The wrapped file.
@@ -181,9 +206,43 @@ impl<F: AsFd> Cancellable<F> {
         &self.inner
     }
 
-    /// Unwraps.
-    pub fn into_inner(self) -> F {
-        self.inner
+}
+
+impl<F: AsFd> Drop for Cancellable<F> {
+    fn drop(&mut self) {
+        if let Some(flags) = self.restore_flags {
+            // SAFETY: F_SETFL on a descriptor `inner` still keeps open. Nothing to report
+            // to if the descriptor was closed meanwhile.
+            unsafe { libc::fcntl(self.inner.as_fd().as_raw_fd(), libc::F_SETFL, flags) };
+        }
+    }
+}
+
+fn is_pipe_or_socket(fd: RawFd) -> bool {
+    // SAFETY: a zeroed stat is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat.
+    let r = unsafe { libc::fstat(fd, &mut st) };
+    let t = st.st_mode & libc::S_IFMT;
+    r == 0 && (t == libc::S_IFIFO || t == libc::S_IFSOCK)
+}
+
+/// Runs `op` until it does not report `WouldBlock`, waiting for `events` between tries.
+fn retry<T>(
+    token: &CancelToken,
+    fd: RawFd,
+    events: libc::c_short,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    loop {
+        if token.is_cancelled() {
+            return Err(cancelled());
+        }
+        token.wait(fd, events)?;
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
     }
 }
 
@@ -201,10 +260,12 @@ impl<F: Read + AsFd> Read for Cancellable<F> {
         if self.token.is_cancelled() {
             return Err(cancelled());
         }
-        if self.poll {
-            self.token.wait(self.inner.as_fd().as_raw_fd(), libc::POLLIN)?;
+        if !self.poll {
+            return self.inner.read(buf);
         }
-        self.inner.read(buf)
+        let fd = self.inner.as_fd().as_raw_fd();
+        let inner = &mut self.inner;
+        retry(&self.token, fd, libc::POLLIN, || inner.read(buf))
     }
 }
 
@@ -213,10 +274,12 @@ impl<F: Write + AsFd> Write for Cancellable<F> {
         if self.token.is_cancelled() {
             return Err(cancelled());
         }
-        if self.poll {
-            self.token.wait(self.inner.as_fd().as_raw_fd(), libc::POLLOUT)?;
+        if !self.poll {
+            return self.inner.write(buf);
         }
-        self.inner.write(buf)
+        let fd = self.inner.as_fd().as_raw_fd();
+        let inner = &mut self.inner;
+        retry(&self.token, fd, libc::POLLOUT, || inner.write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
