@@ -32,8 +32,12 @@ fn no_panic(o: &Output) {
 }
 
 fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
 }
 
 fn save(spec: &str, out: &Path) {
@@ -94,7 +98,8 @@ fn wait_marker(r: impl Read + Send + 'static, marker: &str) -> std::thread::Join
         }
         all
     });
-    rx.recv_timeout(Duration::from_secs(60)).expect("marker never came");
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("marker never came");
     h
 }
 
@@ -105,7 +110,10 @@ fn save_writes_devices_fifos_and_stdout_directly_and_follows_symlinks() {
     let o = run(&["save", "sim:state=1M", "-o", "/dev/full"]);
     no_panic(&o);
     assert!(!o.status.success());
-    assert!(fs::metadata("/dev/full").unwrap().file_type().is_char_device());
+    assert!(fs::metadata("/dev/full")
+        .unwrap()
+        .file_type()
+        .is_char_device());
 
     let fifo = d.join("fifo");
     mkfifo(&fifo);
@@ -124,7 +132,10 @@ fn save_writes_devices_fifos_and_stdout_directly_and_follows_symlinks() {
     fs::write(&real, b"old").unwrap();
     std::os::unix::fs::symlink("real", d.join("link")).unwrap();
     save("sim:state=1M", &d.join("link"));
-    assert!(fs::symlink_metadata(d.join("link")).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(d.join("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert!(fs::metadata(&real).unwrap().len() > 1 << 20);
 }
 
@@ -155,7 +166,12 @@ fn restore_reads_stdin_fifos_and_stops_at_the_trailer() {
     let f2 = fifo.clone();
     let b2 = bytes.clone();
     let w = std::thread::spawn(move || fs::write(&f2, &b2).unwrap());
-    let o = run(&["restore", "sim:state=2M,verify-seed=5,reset=0", "-i", fifo.to_str().unwrap()]);
+    let o = run(&[
+        "restore",
+        "sim:state=2M,verify-seed=5,reset=0",
+        "-i",
+        fifo.to_str().unwrap(),
+    ]);
     w.join().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -163,17 +179,33 @@ fn restore_reads_stdin_fifos_and_stops_at_the_trailer() {
 // 3. Output errors never panic.
 #[test]
 fn output_errors_do_not_panic() {
-    let full = fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let o = vh().args(["info", "sim", "--json"]).stdout(full).output().unwrap();
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = vh()
+        .args(["info", "sim", "--json"])
+        .stdout(full)
+        .output()
+        .unwrap();
     no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
 
     let d = dir("outerr");
     let file = d.join("s.bin");
     save("sim:state=1M,seed=1", &file);
-    let full = fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let o = vh()
-        .args(["restore", "sim:state=1M", "-i", file.to_str().unwrap(), "--json"])
+        .args([
+            "restore",
+            "sim:state=1M",
+            "-i",
+            file.to_str().unwrap(),
+            "--json",
+        ])
         .stdout(full)
         .output()
         .unwrap();
@@ -190,7 +222,11 @@ fn output_errors_do_not_panic() {
     drop(c.stdout.take());
     let o = c.wait_with_output().unwrap();
     no_panic(&o);
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 // 4. Signals while I/O blocks: a save into a pipe nobody reads.
@@ -212,9 +248,13 @@ fn sigterm_stops_a_save_blocked_on_a_pipe() {
     let tasks = format!("/proc/{}/task", c.id());
     let t0 = Instant::now();
     while !fs::read_dir(&tasks).unwrap().any(|t| {
-        fs::read_to_string(t.unwrap().path().join("wchan")).is_ok_and(|w| w.contains("pipe_write") || w.contains("poll"))
+        fs::read_to_string(t.unwrap().path().join("wchan"))
+            .is_ok_and(|w| w.contains("pipe_write") || w.contains("poll"))
     }) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "never blocked on the pipe");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "never blocked on the pipe"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     signal(&c, libc::SIGTERM);
@@ -235,7 +275,14 @@ fn sigint_stops_a_restore_blocked_on_stdin() {
     save("sim:state=8M,seed=2", &file);
     let bytes = fs::read(&file).unwrap();
     let mut c = vh()
-        .args(["restore", "sim:state=8M,verify-seed=2", "-i", "-", "--json", "--progress-lines"])
+        .args([
+            "restore",
+            "sim:state=8M,verify-seed=2",
+            "-i",
+            "-",
+            "--json",
+            "--progress-lines",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -300,8 +347,14 @@ fn signals_interrupt_a_fifo_open() {
         // that the process is waiting in it.
         let wchan = format!("/proc/{}/task", c.id());
         let t0 = Instant::now();
-        while !fs::read_dir(&wchan).map(|r| r.count() >= 2).unwrap_or(false) {
-            assert!(t0.elapsed() < Duration::from_secs(30), "never reached the open");
+        while !fs::read_dir(&wchan)
+            .map(|r| r.count() >= 2)
+            .unwrap_or(false)
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "never reached the open"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         signal(&c, sig);
@@ -316,7 +369,12 @@ fn an_endless_v1_stream_is_refused() {
     let d = dir("endless");
     let target = d.join("e.bin");
     let o = vh()
-        .args(["save", "sim:protocol=v1,state=1M,violate=endless-read", "--json", "-o"])
+        .args([
+            "save",
+            "sim:protocol=v1,state=1M,violate=endless-read",
+            "--json",
+            "-o",
+        ])
         .arg(&target)
         .output()
         .unwrap();
@@ -335,7 +393,10 @@ fn state_files_keep_their_mode_and_new_ones_are_private() {
     let d = dir("modes");
     let new = d.join("new.bin");
     save("sim:state=1M", &new);
-    assert_eq!(fs::metadata(&new).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&new).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     for mode in [0o600, 0o640] {
         let p = d.join(format!("m{mode:o}"));
         fs::write(&p, b"x").unwrap();
@@ -351,7 +412,12 @@ fn sigkill_leaves_nothing_and_stale_temporaries_are_removed() {
     let d = dir("sigkill");
     let target = d.join("out.bin");
     let mut c = vh()
-        .args(["save", "sim:state=64M,chunk=64K,read-delay=20", "--progress-lines", "-o"])
+        .args([
+            "save",
+            "sim:state=64M,chunk=64K,read-delay=20",
+            "--progress-lines",
+            "-o",
+        ])
         .arg(&target)
         .stderr(Stdio::piped())
         .spawn()
@@ -423,9 +489,16 @@ fn odd_output_names() {
     use std::os::unix::ffi::OsStrExt;
     let d = dir("names");
     let odd = d.join(std::ffi::OsStr::from_bytes(b"state-\xff.bin"));
-    let o = vh().args(["save", "sim:state=1M", "--json", "-o"]).arg(&odd).output().unwrap();
+    let o = vh()
+        .args(["save", "sim:state=1M", "--json", "-o"])
+        .arg(&odd)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(json(&o.stdout)["file"].as_str().unwrap().contains('\u{fffd}'));
+    assert!(json(&o.stdout)["file"]
+        .as_str()
+        .unwrap()
+        .contains('\u{fffd}'));
 
     let long = d.join("a".repeat(250));
     save("sim:state=1M", &long);
@@ -448,13 +521,26 @@ fn odd_output_names() {
 #[test]
 fn runaway_settings_are_bounded() {
     let d = dir("bounds");
-    let o = run(&["save", "sim:state=1M", "--precopy-rounds", "4294967295", "-o", "/dev/null"]);
+    let o = run(&[
+        "save",
+        "sim:state=1M",
+        "--precopy-rounds",
+        "4294967295",
+        "-o",
+        "/dev/null",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["save", "sim:state=1M", "--buffer", "1", "-o", "/dev/null"]);
     assert_eq!(o.status.code(), Some(2));
     let f = d.join("dirty.bin");
     let o = vh()
-        .args(["save", "sim:state=1M,dirty-rate=4G", "--precopy-rounds", "100", "-o"])
+        .args([
+            "save",
+            "sim:state=1M,dirty-rate=4G",
+            "--precopy-rounds",
+            "100",
+            "-o",
+        ])
         .arg(&f)
         .output()
         .unwrap();

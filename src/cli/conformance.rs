@@ -53,7 +53,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     } else {
         outln!(
             "{} passed, {} failed, {} skipped",
-            report.passed, report.failed, report.skipped
+            report.passed,
+            report.failed,
+            report.skipped
         );
     }
     Ok(

@@ -190,7 +190,10 @@ pub fn report(e: anyhow::Error, json: bool) -> ExitCode {
         }
     }
     if k != "interrupted" || !json {
-        for d in devices.iter().filter(|d| d.state.as_deref() != Some("RUNNING")) {
+        for d in devices
+            .iter()
+            .filter(|d| d.state.as_deref() != Some("RUNNING"))
+        {
             if !json {
                 errln!(
                     "  device {} left in {}",

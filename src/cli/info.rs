@@ -214,7 +214,11 @@ fn print_human(o: &InfoOut) {
     outln!();
     outln!(
         "{:>5}  {:<14} {:>12} {:>16}  {:<20} caps",
-        "index", "region", "size", "offset", "flags"
+        "index",
+        "region",
+        "size",
+        "offset",
+        "flags"
     );
     for r in &o.regions {
         outln!(
@@ -270,7 +274,10 @@ fn print_human(o: &InfoOut) {
         );
         outln!(
             "         command {:#06x} status {:#06x} header {} interrupt pin {}",
-            c.command, c.status, c.header_type, c.interrupt_pin
+            c.command,
+            c.status,
+            c.header_type,
+            c.interrupt_pin
         );
         for b in &c.bars {
             outln!(

@@ -57,12 +57,20 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     } else {
         outln!(
             "{}: IRQ {} ({}) vector {}: {} of {} interrupt(s) delivered ({})",
-            out.device, out.index, out.name, out.vector, out.delivered, out.requested, out.mode
+            out.device,
+            out.index,
+            out.name,
+            out.vector,
+            out.delivered,
+            out.requested,
+            out.mode
         );
         if let Some(l) = &out.latency {
             outln!(
                 "latency  min {:.1} us  avg {:.1} us  max {:.1} us",
-                l.min_us, l.avg_us, l.max_us
+                l.min_us,
+                l.avg_us,
+                l.max_us
             );
         }
         if let Some(m) = &out.mask {
@@ -83,7 +91,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if !ok {
         errln!(
             "error: only {} of {} interrupt(s) arrived within {} ms each",
-            out.delivered, out.requested, args.timeout
+            out.delivered,
+            out.requested,
+            args.timeout
         );
     }
     Ok(if ok {

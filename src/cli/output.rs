@@ -69,20 +69,17 @@ pub fn take_stdout_error() -> Option<io::Error> {
 }
 
 /// `println!` that never panics (see the module docs).
-
 macro_rules! outln {
     () => { $crate::cli::output::write_out(format_args!(""), true) };
     ($($t:tt)*) => { $crate::cli::output::write_out(format_args!($($t)*), true) };
 }
 
 /// `print!` that never panics (see the module docs).
-
 macro_rules! out {
     ($($t:tt)*) => { $crate::cli::output::write_out(format_args!($($t)*), false) };
 }
 
 /// `eprintln!` that never panics.
-
 macro_rules! errln {
     () => { $crate::cli::output::write_err(format_args!(""), true) };
     ($($t:tt)*) => { $crate::cli::output::write_err(format_args!($($t)*), true) };

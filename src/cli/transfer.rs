@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vfio_harness::migration::engine::{CancelToken, Phase, Progress, ProgressFn, MIN_BUFFER};
 use vfio_harness::migration::stream::MAX_CHUNK_LEN;
-use vfio_harness::units::ByteSize;
 use vfio_harness::migration::{driver_for, MigrationDriver};
+use vfio_harness::units::ByteSize;
 
 use super::failure::{outcomes, Failed};
 use vfio_harness::DeviceSpec;

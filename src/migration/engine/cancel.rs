@@ -57,7 +57,8 @@ impl CancelToken {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
-        let (wake_r, wake_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (wake_r, wake_w) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         Ok(Arc::new(CancelToken {
             flag: Arc::new(AtomicBool::new(false)),
             wake_r,
@@ -97,7 +98,11 @@ impl CancelToken {
                 return Err(cancelled());
             }
             let mut p = [
-                libc::pollfd { fd, events, revents: 0 },
+                libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                },
                 libc::pollfd {
                     fd: self.wake_r.as_raw_fd(),
                     events: libc::POLLIN,
@@ -205,7 +210,6 @@ impl<F: AsFd> Cancellable<F> {
     pub fn get_ref(&self) -> &F {
         &self.inner
     }
-
 }
 
 impl<F: AsFd> Drop for Cancellable<F> {

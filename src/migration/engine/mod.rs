@@ -40,15 +40,17 @@ pub mod target;
 pub use buf::AlignedBuf;
 pub use migrate::migrate;
 pub use options::{
-    Cancel, Options, MAX_PRECOPY_ROUNDS, MIN_BUFFER, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER};
+    Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER,
+    MAX_PRECOPY_ROUNDS, MIN_BUFFER,
+};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
-pub use report::{MigrateReport, RestoreReport, RoundStats, SaveReport};
 pub use cancel::{CancelToken, Cancellable};
+pub use report::{MigrateReport, RestoreReport, RoundStats, SaveReport};
 pub use restore::{restore, restore_from, restore_from_file, verify};
-pub use target::{Input, Output};
 pub use ring::RING;
 pub use save::{save, save_to, save_to_file};
+pub use target::{Input, Output};
 
 #[cfg(test)]
 mod tests;

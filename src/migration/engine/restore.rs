@@ -1,20 +1,20 @@
 //! Restoring: a stream into a device, every chunk verified before the device sees it.
 
+use super::cancel::{CancelToken, Cancellable};
 use super::report::{rate, secs};
 use super::ring::{pipeline, Caller, Filled};
 use super::source::write_device;
+use super::target::Input;
 use super::{AlignedBuf, Options, Phase, RestoreReport};
 use crate::device::MigState;
 use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
 use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
 use crate::migration::{MigrationDriver, MigrationError, Result};
-use super::cancel::{CancelToken, Cancellable};
-use super::target::Input;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Restores a stream into the device: the header is checked against the device (before it
@@ -252,15 +252,19 @@ pub fn restore_from(
                 from: buffered(source, token),
                 to: &spool,
             };
-            verify_stream(StreamReader::new(tee).map(StreamReader::stop_at_trailer), opts)
-                .map_err(|e| opts.cause(e).in_file(path))?;
+            verify_stream(
+                StreamReader::new(tee).map(StreamReader::stop_at_trailer),
+                opts,
+            )
+            .map_err(|e| opts.cause(e).in_file(path))?;
             source = &spool;
             seekable = true;
         }
         source.seek(SeekFrom::Start(0)).map_err(file_err)?;
     }
     opts.check_cancel()?;
-    let reader = StreamReader::new(buffered(source, token)).map_err(|e| opts.cause(e).in_file(path))?;
+    let reader =
+        StreamReader::new(buffered(source, token)).map_err(|e| opts.cause(e).in_file(path))?;
     let reader = if seekable {
         reader
     } else {
@@ -307,7 +311,7 @@ struct Tee<'a, R> {
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.from.read(buf)?;
-        (&mut &*self.to).write_all(&buf[..n])?;
+        self.to.write_all(&buf[..n])?;
         Ok(n)
     }
 }

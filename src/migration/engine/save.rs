@@ -1,15 +1,15 @@
 //! Saving: a device's state into a stream (a writer, or a file written atomically).
 
+use super::cancel::{CancelToken, Cancellable};
 use super::report::{rate, secs};
 use super::ring::{pipeline, Caller};
 use super::source::read_source;
+use super::target::Output;
 use super::{Options, SaveReport};
 use crate::device::MigState;
 use crate::migration::recovery::recover_after;
 use crate::migration::stream::{StreamHeader, StreamWriter};
 use crate::migration::{MigrationDriver, MigrationError, Result};
-use super::cancel::{CancelToken, Cancellable};
-use super::target::Output;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;

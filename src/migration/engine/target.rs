@@ -284,10 +284,7 @@ impl Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if let Some(Atomic {
-            named: Some(t), ..
-        }) = self.atomic.take()
-        {
+        if let Some(Atomic { named: Some(t), .. }) = self.atomic.take() {
             // Nothing to report to: the operation already failed with its own error.
             let _ = fs::remove_file(t);
         }
@@ -371,7 +368,10 @@ fn link_anonymous(file: &File, to: &Path) -> io::Result<()> {
 /// `.NAME.tmp-PID-UUID`), when the name is one.
 fn temp_owner(name: &OsStr) -> Option<u32> {
     let s = name.to_str()?;
-    if let Some(rest) = s.strip_prefix(TMP_PREFIX).and_then(|r| r.strip_suffix(TMP_SUFFIX)) {
+    if let Some(rest) = s
+        .strip_prefix(TMP_PREFIX)
+        .and_then(|r| r.strip_suffix(TMP_SUFFIX))
+    {
         let (pid, hex) = rest.split_once('-')?;
         if hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return pid.parse().ok();

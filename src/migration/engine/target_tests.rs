@@ -7,7 +7,10 @@ fn token() -> Arc<CancelToken> {
 
 #[test]
 fn temporary_names_are_recognised_with_their_pid() {
-    assert_eq!(temp_owner(OsStr::new(".vfh-42-0123456789abcdef.tmp")), Some(42));
+    assert_eq!(
+        temp_owner(OsStr::new(".vfh-42-0123456789abcdef.tmp")),
+        Some(42)
+    );
     assert_eq!(
         temp_owner(OsStr::new(".a.bin.tmp-7-0123456789abcdef0123456789abcdef")),
         Some(7)
@@ -26,7 +29,11 @@ fn outputs_refuse_directories_and_long_names_before_anything_is_written() {
     let out = Output::open(&d.path().join("x".repeat(255)), &t).unwrap();
     assert!(out.is_atomic());
     drop(out);
-    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0, "nothing left behind");
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
 }
 
 #[test]
@@ -35,7 +42,7 @@ fn an_uncommitted_output_leaves_the_target_untouched() {
     let p = d.path().join("s.bin");
     fs::write(&p, b"old").unwrap();
     let out = Output::open(&p, &token()).unwrap();
-    (&mut &*out.file()).write_all(b"new").unwrap();
+    out.file().write_all(b"new").unwrap();
     drop(out);
     assert_eq!(fs::read(&p).unwrap(), b"old");
     assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
@@ -48,7 +55,9 @@ use std::io::Write as _;
 #[test]
 fn restore_reads_the_file_it_opened_not_the_path_again() {
     let d = tempfile::tempdir().unwrap();
-    let open = |spec: &str| driver_for(crate::open(&spec.parse().unwrap(), &Default::default()).unwrap()).unwrap();
+    let open = |spec: &str| {
+        driver_for(crate::open(&spec.parse().unwrap(), &Default::default()).unwrap()).unwrap()
+    };
     let opts = engine::Options::default();
     let good = d.path().join("s.bin");
     let other = d.path().join("other.bin");

@@ -218,5 +218,7 @@ pub(super) fn chunk_header(tag: [u8; 4], len: u32, payload_sum: u64) -> [u8; CHU
 /// estimates, a stream that never ends must not run forever). The saver stops a device
 /// that streams more; the reader refuses a stream that carries more.
 pub fn stop_copy_limit(estimate: u64) -> u64 {
-    estimate.saturating_mul(4).max(estimate.saturating_add(64 << 20))
+    estimate
+        .saturating_mul(4)
+        .max(estimate.saturating_add(64 << 20))
 }

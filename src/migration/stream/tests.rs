@@ -305,7 +305,10 @@ fn stop_copy_data_beyond_the_declared_state_is_refused() {
     assert!(
         matches!(
             e,
-            MigrationError::Stream(StreamError::BeyondDeclaredState { phase: "STOP_COPY", .. })
+            MigrationError::Stream(StreamError::BeyondDeclaredState {
+                phase: "STOP_COPY",
+                ..
+            })
         ),
         "{e}"
     );
