@@ -55,8 +55,10 @@ expect_eq "C after SIGTERM" "$(state_of "$MTTY_C")" RUNNING
 
 # 3. The same with SIGHUP (an ssh drop) on stdin.
 (head -c 100 /tmp/c.vfs; sleep 30) | { $H restore "$MTTY_C" -i - 2>/tmp/err; echo $? >/tmp/rc; } &
-sleep 0.2
-pid=$(pidof vfio-harness | cut -d' ' -f1)
+pid=; _i=0
+while [ -z "$pid" ] && [ $_i -lt 300 ]; do
+    pid=$(pidof vfio-harness | cut -d' ' -f1); [ -n "$pid" ] || sleep 0.1; _i=$((_i + 1))
+done
 [ -n "$pid" ] || fail "restore did not start"
 blocked "$pid"
 kill -HUP "$pid"
