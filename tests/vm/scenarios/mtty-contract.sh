@@ -10,13 +10,15 @@ H=vfio-harness
 state_of() { $H state "$1" --json | json_str initial; }
 no_temp() { ls -a "$1" | grep -q '^\.vfh-\|\.tmp-' && fail "temporary file left in $1"; return 0; }
 
-# blocked PID: waits (up to 30 s) until a thread of PID sleeps in a pipe read/write or a poll.
+# blocked PID: waits (up to 30 s) until a thread of PID sleeps in poll(2) (x86-64 syscall 7,
+# or ppoll 271): where a read or write on a pipe or FIFO, or a FIFO's open, waits.
 blocked() {
     _i=0
     while [ $_i -lt 300 ]; do
-        cat /proc/"$1"/task/*/wchan 2>/dev/null | grep -q 'pipe\|poll\|fifo\|open' && return 0
+        cut -d' ' -f1 /proc/"$1"/task/*/syscall 2>/dev/null | grep -qx '7\|271' && return 0
         sleep 0.1; _i=$((_i + 1))
     done
+    cat /proc/"$1"/task/*/syscall /proc/"$1"/task/*/wchan 2>/dev/null
     fail "process $1 never blocked"
 }
 
