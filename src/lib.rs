@@ -44,6 +44,7 @@
 pub mod bench;
 pub mod device;
 pub mod drivers;
+pub mod entropy;
 mod le;
 pub mod mem;
 pub mod migration;

@@ -28,6 +28,7 @@ const FLOORS: &[(&str, u32)] = &[
     // The device interface and the value types, with the utilities everybody may use.
     ("device", 0),
     ("units", 0),
+    ("entropy", 0),
     ("le", 0),
     ("pattern", 0),
     ("mem", 0),

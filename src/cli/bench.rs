@@ -143,7 +143,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     cfg.precopy_rounds = args.precopy_rounds;
     cfg.overlap = !args.no_overlap;
     cfg.open = global.open_options();
-    cfg.cancel = Some(install_interrupt_handler());
+    cfg.cancel = Some(install_interrupt_handler()?.flag());
 
     let bar = if !args.json && std::io::stderr().is_terminal() {
         let b = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
@@ -171,7 +171,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         std::fs::write(p, report.to_svg())
             .map_err(|e| anyhow::anyhow!("writing the plot {}: {e}", p.display()))?;
         if !args.sweep && !args.json {
-            eprintln!("note: the plot has one point per row without --sweep; lines need --sweep");
+            errln!("note: the plot has one point per row without --sweep; lines need --sweep");
         }
     }
     if let Some(p) = &args.downtime_plot {
@@ -181,12 +181,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&report)?;
     } else {
-        print!("{}", report.to_table());
+        out!("{}", report.to_table());
         if let Some(p) = &args.plot {
-            println!("plot: {}", p.display());
+            outln!("plot: {}", p.display());
         }
         if let Some(p) = &args.downtime_plot {
-            println!("downtime plot: {}", p.display());
+            outln!("downtime plot: {}", p.display());
         }
     }
     Ok(ExitCode::SUCCESS)

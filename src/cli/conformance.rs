@@ -54,7 +54,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         builtin_perturb: !args.no_builtin_perturb,
     };
     if !args.json {
-        println!(
+        outln!(
             "conformance {} (migration {}, flags {})",
             drv.device().name(),
             drv.protocol(),
@@ -64,15 +64,19 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let json = args.json;
     let report = conformance::run(drv.as_mut(), &opts, &mut |c| {
         if !json {
-            println!("{}  {}  {}  {}", c.verdict, c.id, c.clause, c.detail);
+            outln!("{}  {}  {}  {}", c.verdict, c.id, c.clause, c.detail);
         }
     });
     if json {
         super::output::print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "perturbation: {}\n{} passed, {} failed, {} warned, {} skipped",
-            report.perturbation, report.passed, report.failed, report.warned, report.skipped
+            report.perturbation,
+            report.passed,
+            report.failed,
+            report.warned,
+            report.skipped
         );
     }
     Ok(

@@ -114,43 +114,49 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&Out { report: &r, passed })?;
     } else {
-        println!(
+        outln!(
             "{}: DMA logging over IOVA {:#x}+{:#x}, page size {} (asked {}), reported in pages of {}",
             r.device, r.iova, r.len, r.page_size, r.page_size_requested, r.report_page_size
         );
         for w in &r.writes {
-            println!(
+            outln!(
                 "  the {} DMA engine wrote {:#x}+{:#x} ({} transfer(s))",
-                r.driver, w.iova, w.len, w.transfers
+                r.driver,
+                w.iova,
+                w.len,
+                w.transfers
             );
         }
         for w in &r.reads {
-            println!(
+            outln!(
                 "  the {} DMA engine read  {:#x}+{:#x} ({} transfer(s))",
-                r.driver, w.iova, w.len, w.transfers
+                r.driver,
+                w.iova,
+                w.len,
+                w.transfers
             );
         }
-        println!(
+        outln!(
             "written pages:  {:>6}  {}",
             r.written_pages,
             ranges(&r.written)
         );
-        println!(
+        outln!(
             "reported dirty: {:>6}  {}",
             r.reported.pages_dirty,
             ranges(&r.dirty)
         );
-        println!(
+        outln!(
             "missing (written, not reported): {}; extra (reported, not written): {}",
             ranges(&r.missing),
             ranges(&r.extra)
         );
-        println!(
+        outln!(
             "second REPORT: {} dirty page(s) (REPORT clears the log)",
             r.second_report_pages
         );
         for f in &r.refusals {
-            println!(
+            outln!(
                 "  {:<52} {}",
                 f.what,
                 if f.refused {
@@ -162,7 +168,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     if !passed {
-        eprintln!(
+        errln!(
             "error: DMA logging check failed ({} page(s) missing, second REPORT {} page(s), {} bad request(s) accepted)",
             r.missing.iter().map(|m| (m.last - m.start) / r.report_page_size + 1).sum::<u64>(),
             r.second_report_pages,

@@ -61,14 +61,22 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             .raised_by
             .map(|d| format!(", raised through the {d} driver"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{}: IRQ {} ({}) vector {}: {} of {} interrupt(s) delivered ({}{by})",
-            out.device, out.index, out.name, out.vector, out.delivered, out.requested, out.mode
+            out.device,
+            out.index,
+            out.name,
+            out.vector,
+            out.delivered,
+            out.requested,
+            out.mode
         );
         if let Some(l) = &out.latency {
-            println!(
+            outln!(
                 "latency  min {:.1} us  avg {:.1} us  max {:.1} us",
-                l.min_us, l.avg_us, l.max_us
+                l.min_us,
+                l.avg_us,
+                l.max_us
             );
         }
         if let Some(m) = &out.mask {
@@ -77,7 +85,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 Some(false) => "no",
                 None => "not checked",
             };
-            println!(
+            outln!(
                 "mask     {} (delivered while masked: {}); unmask {} (delivered after: {})",
                 m.mask,
                 seen(m.delivered_while_masked),
@@ -87,9 +95,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     if !ok {
-        eprintln!(
+        errln!(
             "error: only {} of {} interrupt(s) arrived within {} ms each",
-            out.delivered, out.requested, args.timeout
+            out.delivered,
+            out.requested,
+            args.timeout
         );
     }
     Ok(if ok {

@@ -203,7 +203,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<width$}  ", width = w[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(header.to_vec());
     for r in rows {
@@ -233,7 +233,7 @@ fn types(root: &SysfsRoot, a: TypesArgs) -> anyhow::Result<ExitCode> {
     } else if a.mdevctl_json {
         print_json(&mdevctl_types(&types))?;
     } else if types.is_empty() {
-        println!("no mdev types (no parent device is registered with the mdev core)");
+        outln!("no mdev types (no parent device is registered with the mdev core)");
     } else {
         let rows: Vec<Vec<String>> = types
             .iter()
@@ -256,9 +256,9 @@ fn types(root: &SysfsRoot, a: TypesArgs) -> anyhow::Result<ExitCode> {
         );
         if a.verbose {
             for t in &types {
-                println!("\n{}:", t.id());
-                println!("  description: {}", opt(&t.description));
-                println!("  sysfs path: {}", t.sysfs_path.display());
+                outln!("\n{}:", t.id());
+                outln!("  description: {}", opt(&t.description));
+                outln!("  sysfs path: {}", t.sysfs_path.display());
                 print_attrs(&t.attributes, "  ");
             }
         }
@@ -268,14 +268,14 @@ fn types(root: &SysfsRoot, a: TypesArgs) -> anyhow::Result<ExitCode> {
 
 fn print_attrs(attrs: &std::collections::BTreeMap<String, Option<String>>, indent: &str) {
     if attrs.is_empty() {
-        println!("{indent}attributes: none");
+        outln!("{indent}attributes: none");
         return;
     }
-    println!("{indent}attributes:");
+    outln!("{indent}attributes:");
     for (k, v) in attrs {
         match v {
-            Some(v) => println!("{indent}  {k}: {}", v.replace('\n', "; ")),
-            None => println!("{indent}  {k}: (unreadable)"),
+            Some(v) => outln!("{indent}  {k}: {}", v.replace('\n', "; ")),
+            None => outln!("{indent}  {k}: (unreadable)"),
         }
     }
 }
@@ -322,9 +322,9 @@ fn list(root: &SysfsRoot, a: ListArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         print_json(&attrs::instances_json(&all)?)?;
     } else if a.mdevctl_json {
-        println!("{}", attrs::mdevctl_list(&all)?);
+        outln!("{}", attrs::mdevctl_list(&all)?);
     } else if all.is_empty() {
-        println!("no mdev instances");
+        outln!("no mdev instances");
     } else {
         let rows: Vec<Vec<String>> = all
             .iter()
@@ -357,7 +357,7 @@ fn show(root: &SysfsRoot, a: ShowArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     if a.mdevctl_json {
-        println!("{}", attrs::mdevctl_show(&i)?);
+        outln!("{}", attrs::mdevctl_show(&i)?);
         return Ok(ExitCode::SUCCESS);
     }
     if a.json {
@@ -368,35 +368,35 @@ fn show(root: &SysfsRoot, a: ShowArgs) -> anyhow::Result<ExitCode> {
         print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("uuid:         {}", i.uuid);
-    println!("parent:       {}", i.parent);
-    println!(
+    outln!("uuid:         {}", i.uuid);
+    outln!("parent:       {}", i.parent);
+    outln!(
         "type:         {}",
         i.mdev_type.as_deref().unwrap_or("? (no mdev_type link)")
     );
     if let Some(t) = &ty {
-        println!("type name:    {}", opt(&t.name));
-        println!("device api:   {}", opt(&t.device_api));
+        outln!("type name:    {}", opt(&t.name));
+        outln!("device api:   {}", opt(&t.device_api));
     }
-    println!(
+    outln!(
         "iommu group:  {}",
         i.iommu_group
             .map(|g| g.to_string())
             .unwrap_or_else(|| "-".into())
     );
-    println!("driver:       {}", opt(&i.driver));
-    println!(
+    outln!("driver:       {}", opt(&i.driver));
+    outln!(
         "vfio cdev:    {}",
         i.vfio_cdev
             .as_ref()
             .map(|c| format!("/dev/vfio/devices/{c}"))
             .unwrap_or_else(|| "-".into())
     );
-    println!("sysfs path:   {}", i.sysfs_path.display());
+    outln!("sysfs path:   {}", i.sysfs_path.display());
     print_attrs(&i.attributes, "");
     let w = sysfs_attrs::writable(&i);
     if !w.is_empty() {
-        println!("writable:     {}", w.join(", "));
+        outln!("writable:     {}", w.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -449,7 +449,7 @@ fn create(root: &SysfsRoot, a: CreateArgs) -> anyhow::Result<ExitCode> {
         .and_then(|t| t.available_instances);
     let inst = mdev::instance(root, &c.uuid).ok();
     if inst.is_none() {
-        eprintln!(
+        errln!(
             "warning: the kernel accepted {} but no node appeared under /sys/bus/mdev/devices",
             c.uuid
         );
@@ -470,9 +470,9 @@ fn create(root: &SysfsRoot, a: CreateArgs) -> anyhow::Result<ExitCode> {
         }
         print_json(&v)?;
     } else {
-        println!("{}", c.uuid);
+        outln!("{}", c.uuid);
         if a.timings {
-            println!("create: {}", format_seconds(c.elapsed.as_secs_f64()));
+            outln!("create: {}", format_seconds(c.elapsed.as_secs_f64()));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -488,9 +488,9 @@ fn remove(root: &SysfsRoot, a: RemoveArgs) -> anyhow::Result<ExitCode> {
         }
         print_json(&v)?;
     } else {
-        println!("removed {uuid}");
+        outln!("removed {uuid}");
         if a.timings {
-            println!("remove: {}", format_seconds(elapsed.as_secs_f64()));
+            outln!("remove: {}", format_seconds(elapsed.as_secs_f64()));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -510,7 +510,7 @@ fn timings(root: &SysfsRoot, a: TimingsArgs, global: &Global) -> anyhow::Result<
         match vfio_harness::open::time_open_close(&DeviceSpec::Mdev(uuid), &opts) {
             Ok(t) => {
                 if !a.json {
-                    println!(
+                    outln!(
                         "run {n}: first open {}, last close {}",
                         format_seconds(t.first_open.as_secs_f64()),
                         format_seconds(t.last_close.as_secs_f64())
@@ -525,7 +525,7 @@ fn timings(root: &SysfsRoot, a: TimingsArgs, global: &Global) -> anyhow::Result<
             Err(e) => {
                 failed = true;
                 if !a.json {
-                    println!("run {n}: open failed: {e}");
+                    outln!("run {n}: open failed: {e}");
                 }
                 runs.push(json!({
                     "first_open_seconds": null,

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use vfio_harness::migration::attrs::{self as dyn_attrs, Policy, ResourceCopy};
 use vfio_harness::migration::compat;
-use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
+use vfio_harness::migration::engine::{self, Options, PrecopyPolicy, MAX_PRECOPY_ROUNDS};
 use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
 use vfio_harness::migration::MigrationDriver;
 use vfio_harness::sysfs::SysfsRoot;
@@ -23,7 +23,8 @@ use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
 use super::transfer::{
-    finish_error, install_interrupt_handler, open_drivers, precopy_summary, print_json, Bar,
+    finish_error, install_interrupt_handler, open_drivers, parse_buffer, precopy_summary,
+    print_json, Bar,
 };
 use super::Global;
 
@@ -34,15 +35,19 @@ pub struct Args {
     pub src: DeviceSpec,
     /// The device receiving it.
     pub dst: DeviceSpec,
-    /// Maximum pre-copy rounds while SRC runs (when it supports PRE_COPY; 0 = none).
-    #[arg(long, default_value_t = 5)]
+    /// Maximum pre-copy rounds while SRC runs (when it supports PRE_COPY; 0 = none; at
+    /// most 100).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PRECOPY_ROUNDS)))]
     pub precopy_rounds: u32,
     /// Stop pre-copying once at most this much is still pending.
     #[arg(long, default_value = "0")]
     pub dirty_threshold: ByteSize,
-    /// Chunk / buffer size (up to 64M).
-    #[arg(long, default_value = "1M")]
+    /// Chunk / buffer size (4K to 64M).
+    #[arg(long, default_value = "1M", value_parser = parse_buffer)]
     pub buffer: ByteSize,
+    /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
+    #[arg(long)]
+    pub progress_lines: bool,
     /// Skip the compatibility checks (the `compat` pre-check and the identity check).
     #[arg(long)]
     pub force: bool,
@@ -103,7 +108,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     };
     let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
     let resources = dyn_attrs::prepare(&root, &args.src, &args.dst, policy)?;
-    let cancel = install_interrupt_handler();
+    let token = install_interrupt_handler()?;
     let mut drivers = open_drivers(&[args.src.clone(), args.dst.clone()], global)?;
     let (Some(mut dst), Some(mut src)) = (drivers.pop(), drivers.pop()) else {
         anyhow::bail!("could not open both devices");
@@ -111,14 +116,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if !args.force {
         compat_gate(src.as_ref(), dst.as_ref(), global)?;
     }
-    let bar = Bar::new(args.json);
+    let bar = Bar::new(args.json, args.progress_lines);
     let opts = Options {
         buffer_size: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
         precopy: PrecopyPolicy {
             max_rounds: args.precopy_rounds,
             dirty_threshold: args.dirty_threshold.bytes(),
         },
-        cancel: Some(cancel),
+        cancel: Some(token.flag()),
         progress: bar.callback(),
         check_identity: !args.force,
         ..Options::default()
@@ -134,7 +139,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     bar.finish();
     let r = match result {
         Ok(r) => r,
-        Err(e) => return finish_error(e),
+        Err(e) => return Err(finish_error(e, &mut [src.as_mut(), dst.as_mut()])),
     };
     if args.json {
         print_json(&Out {
@@ -143,7 +148,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             dynamic_resources: &resources,
         })?;
     } else {
-        println!(
+        outln!(
             "migrated {} from {} to {} in {} ({}), downtime {}",
             format_bytes(r.bytes),
             r.source,
@@ -158,7 +163,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             Some(r.precopy_seconds),
             r.converged,
         );
-        println!(
+        outln!(
             "  protocol {}, {}stop-copy {} in {}, commit {}, {} chunk(s)",
             r.protocol,
             precopy,
@@ -168,7 +173,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             r.chunks
         );
         for rs in &r.precopy_rounds {
-            println!(
+            outln!(
                 "  round {}: pending {} (dirty {}), read {} in {}, pending after {} (dirty {})",
                 rs.round,
                 format_bytes(rs.pending_before.total()),
@@ -180,10 +185,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             );
         }
         if !resources.is_empty() {
-            println!("  dynamic resources: {}", resources_summary(&resources));
+            outln!("  dynamic resources: {}", resources_summary(&resources));
         }
         if let Some(w) = &writer {
-            println!(
+            outln!(
                 "  dirty writer: {} page writes ({}) over {} at region {} +{:#x} in {} ({}, asked {}), {} pass(es)",
                 w.pages_written,
                 format_bytes(w.bytes_dirtied),

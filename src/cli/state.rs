@@ -117,24 +117,24 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         recovery,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{}: migration v2 flags {flags}", out.device);
-        println!("state {}", out.initial);
+        outln!("{}: migration v2 flags {flags}", out.device);
+        outln!("state {}", out.initial);
         for s in &out.steps {
             match &s.error {
-                None => println!(
+                None => outln!(
                     "  {} -> {}: ok in {} (now {})",
                     s.from,
                     s.to,
                     format_seconds(s.seconds),
                     s.now.map(|n| n.to_string()).unwrap_or_else(|| "?".into())
                 ),
-                Some(e) => println!("  {} -> {}: FAILED: {e}", s.from, s.to),
+                Some(e) => outln!("  {} -> {}: FAILED: {e}", s.from, s.to),
             }
         }
         if let Some(r) = &out.recovery {
-            println!("recovery: {r}");
+            outln!("recovery: {r}");
         }
     }
     Ok(if failed {

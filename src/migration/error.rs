@@ -90,8 +90,8 @@ pub enum MigrationError {
         source: std::io::Error,
     },
 
-    /// The buffer (chunk) size asked for is outside 1..=[`MAX_CHUNK_LEN`].
-    #[error("buffer size {size} is outside 1..={MAX_CHUNK_LEN} bytes")]
+    /// The buffer (chunk) size asked for is outside 4096..=[`MAX_CHUNK_LEN`].
+    #[error("buffer size {size} is outside 4096..={MAX_CHUNK_LEN} bytes")]
     InvalidBufferSize {
         /// The size asked for.
         size: usize,

@@ -92,6 +92,9 @@ pub struct SimParams {
     /// Fraction of the state's 4 KiB pages that are all zeros, in 65536ths
     /// (`zero-pages=FRACTION`: `0.5`, `90%`; default 0). Chosen page by page from the seed.
     pub zero_pages: u32,
+    /// Milliseconds each migration data read takes (`read-delay=MS`, default 0): a slow
+    /// device, for tests that interrupt a transfer.
+    pub read_delay_ms: u64,
 }
 
 /// `zero_pages` of a fraction in `0.0..=1.0` (65536ths, rounded).
@@ -147,13 +150,14 @@ impl Default for SimParams {
             rate: None,
             latency: Duration::ZERO,
             zero_pages: 0,
+            read_delay_ms: 0,
         }
     }
 }
 
 const KEYS: &str = "protocol, state, seed, verify-seed, fail-at, fail-mode, fail-count, chunk, \
                     dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, name, \
-                    backing, rate, latency, zero-pages";
+                    backing, rate, latency, zero-pages, read-delay";
 
 impl SimParams {
     /// Parses `key=value,...` (what follows `sim:`).
@@ -265,6 +269,7 @@ impl SimParams {
                     p.bar2 = b;
                 }
                 "reset" => p.reset = boolean(k, v)?,
+                "read-delay" => p.read_delay_ms = num(k, v)?,
                 "mdev-type" => {
                     if v.is_empty() {
                         return Err(bad("mdev-type: empty".into()));

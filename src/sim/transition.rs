@@ -164,6 +164,13 @@ impl SimDevice {
         }
     }
 
+    /// Waits `read-delay` before a migration data read.
+    pub(super) fn read_delay(&self) {
+        if self.params.read_delay_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(self.params.read_delay_ms));
+        }
+    }
+
     pub(super) fn limit(&self, n: usize) -> usize {
         match self.params.chunk {
             Some(c) => n.min(usize::try_from(c).unwrap_or(usize::MAX)),

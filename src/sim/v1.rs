@@ -51,6 +51,7 @@ impl SimDevice {
             return Err(self.region_err(MIGRATION_V1, "read", offset, buf.len(), libc::EINVAL, ""));
         };
         if offset >= V1_DATA_OFFSET {
+            self.read_delay();
             data.read((offset - V1_DATA_OFFSET) as usize, buf);
             return Ok(());
         }

@@ -65,6 +65,7 @@ impl SimDevice {
         if self.params.protocol == SimProtocol::V1 {
             return Err(self.no_v2(OP));
         }
+        self.read_delay();
         let start = std::time::Instant::now();
         let now = self.now_ns();
         let mut g = self.lock();

@@ -60,10 +60,10 @@ pub(super) fn set_attr(root: &SysfsRoot, a: SetAttrArgs) -> anyhow::Result<ExitC
     let written = attrs::set(root, &uuid, &a.attrs)?;
     if a.json {
         let v = json!({ "uuid": uuid.hyphenated().to_string(), "attributes": written });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for w in &written {
-            println!(
+            outln!(
                 "{}: {}",
                 w.attribute,
                 w.readback.as_deref().unwrap_or(w.value.as_str())
@@ -105,13 +105,13 @@ pub(super) fn create_from_mdevctl(
             }
             out.push(v);
         }
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for s in &started {
             let c = &s.configured.created;
-            println!("{}", c.uuid);
+            outln!("{}", c.uuid);
             if a.timings {
-                println!("create: {}", format_seconds(c.elapsed.as_secs_f64()));
+                outln!("create: {}", format_seconds(c.elapsed.as_secs_f64()));
             }
         }
     }

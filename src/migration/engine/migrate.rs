@@ -46,7 +46,7 @@ use std::time::Instant;
 /// Both devices are back in RUNNING when any of these is returned (the destination reset out
 /// of RESUMING), or the error is [`Recovery`][E::Recovery], which also says why one could not
 /// be returned there. The variants of [`MigrationError`][E]:
-/// - [`InvalidBufferSize`][E::InvalidBufferSize]: `opts.buffer_size` is 0 or above 64 MiB.
+/// - [`InvalidBufferSize`][E::InvalidBufferSize]: `opts.buffer_size` is below 4 KiB or above 64 MiB.
 /// - [`Incompatible`][E::Incompatible]: with `opts.check_identity`, the destination's
 ///   identity or protocol differs from the source's (checked before either is touched).
 /// - [`WrongState`][E::WrongState]: the destination was left in RESUMING by an earlier

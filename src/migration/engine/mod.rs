@@ -18,14 +18,19 @@
 //!   [`crate::migration::recovery`] (a device caught in RESUMING is reset, since vfio.h says a
 //!   RESUMING session can only be aborted by reset).
 //!   If recovery fails too, [`MigrationError::Recovery`](crate::migration::MigrationError::Recovery) carries both errors.
-//! - **Cancellation.** A shared flag ([`Cancel`]) is polled between chunks; the CLI sets it
-//!   from its SIGINT handler, so Ctrl-C still returns devices to RUNNING.
+//! - **Cancellation.** A shared flag ([`Cancel`]) is polled between chunks; a
+//!   [`CancelToken`] also wakes reads and writes blocked on pipes, FIFOs and sockets
+//!   ([`cancel`]). The CLI cancels it from its SIGINT/SIGTERM/SIGHUP handler, so a signal
+//!   still returns devices to RUNNING.
+//! - **Targets.** [`Output`] writes regular files atomically and streams to FIFOs, devices
+//!   and pipes directly; [`Input`] is opened once for every pass ([`target`]).
 //!
 //! One file per part: [`options`](Options) and reports, the buffers (zeroed page-aligned mappings, pooled) and the
 //! ring between the two sides, reading a device (the source side of save and migrate),
 //! and the three operations: [`save`], [`restore`], [`migrate`].
 
 mod buf;
+pub mod cancel;
 mod migrate;
 mod options;
 mod report;
@@ -33,16 +38,22 @@ mod restore;
 mod ring;
 mod save;
 mod source;
+pub mod target;
 
 pub(crate) use buf::AlignedBuf;
 pub use migrate::migrate;
-pub use options::{Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER};
+pub use options::{
+    Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER,
+    MAX_PRECOPY_ROUNDS, MIN_BUFFER,
+};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
+pub use cancel::{CancelToken, Cancellable};
 pub use report::{MigrateReport, RestoreReport, RoundStats, SaveReport};
-pub use restore::{restore, restore_from_file, verify};
+pub use restore::{restore, restore_from, restore_from_file, verify};
 pub use ring::RING;
-pub use save::{save, save_to_file};
+pub use save::{save, save_to, save_to_file};
+pub use target::{Input, Output};
 
 #[cfg(test)]
 mod panic_tests;

@@ -9,6 +9,14 @@ use std::sync::Arc;
 /// Default chunk (buffer) size: 1 MiB, what QEMU reads the data fd with.
 pub const DEFAULT_BUFFER: usize = 1 << 20;
 
+/// Smallest chunk (buffer) size accepted: below it the stream's framing (24 bytes per chunk)
+/// outweighs the data.
+pub const MIN_BUFFER: usize = 4096;
+
+/// Most pre-copy rounds an operation runs, whatever [`PrecopyPolicy::max_rounds`] says: each
+/// round re-reads what a running device dirtied, so the stream grows with every round.
+pub const MAX_PRECOPY_ROUNDS: u32 = 100;
+
 /// A cancellation flag shared with a signal handler or another thread.
 pub type Cancel = Arc<AtomicBool>;
 
@@ -56,7 +64,7 @@ pub struct Progress {
 /// When to stop pre-copying and stop the source. The default runs no pre-copy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrecopyPolicy {
-    /// Maximum pre-copy rounds; 0 disables pre-copy.
+    /// Maximum pre-copy rounds; 0 disables pre-copy (capped at [`MAX_PRECOPY_ROUNDS`]).
     pub max_rounds: u32,
     /// Converged when the bytes still pending after a round (initial + dirty) are at or below
     /// this.
@@ -66,7 +74,7 @@ pub struct PrecopyPolicy {
 /// Options common to every operation.
 #[derive(Clone)]
 pub struct Options {
-    /// Chunk / buffer size in bytes (rounded up to a page, at most 64 MiB).
+    /// Chunk / buffer size in bytes ([`MIN_BUFFER`] ..= 64 MiB).
     pub buffer_size: usize,
     /// Pre-copy policy (save and migrate; ignored when the source lacks PRE_COPY).
     pub precopy: PrecopyPolicy,
@@ -114,12 +122,28 @@ impl std::fmt::Debug for Options {
 
 impl Options {
     pub(super) fn chunk_len(&self) -> Result<usize> {
-        if self.buffer_size == 0 || self.buffer_size > MAX_CHUNK_LEN as usize {
+        if self.buffer_size < MIN_BUFFER || self.buffer_size > MAX_CHUNK_LEN as usize {
             return Err(MigrationError::InvalidBufferSize {
                 size: self.buffer_size,
             });
         }
         Ok(self.buffer_size)
+    }
+
+    /// The error to report for `e`: [`MigrationError::Interrupted`] when the operation was
+    /// cancelled (a blocked read or write ended by the cancel fails with an I/O error that
+    /// is only its consequence).
+    pub(super) fn cause(&self, e: MigrationError) -> MigrationError {
+        if self.cancelled() {
+            MigrationError::Interrupted
+        } else {
+            e
+        }
+    }
+
+    /// Pre-copy rounds actually run: the policy's, at most [`MAX_PRECOPY_ROUNDS`].
+    pub(super) fn max_rounds(&self) -> u32 {
+        self.precopy.max_rounds.min(MAX_PRECOPY_ROUNDS)
     }
 
     pub(super) fn cancelled(&self) -> bool {

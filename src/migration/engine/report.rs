@@ -26,7 +26,8 @@ pub struct RoundStats {
 pub struct SaveReport {
     /// Source device.
     pub device: String,
-    /// Output file, when saving to a file.
+    /// Output file, when saving to a file. (in JSON: the path, non-UTF-8 bytes replaced).
+    #[serde(serialize_with = "lossy_path")]
     pub file: Option<PathBuf>,
     /// Migration protocol.
     pub protocol: Protocol,
@@ -66,7 +67,8 @@ pub struct SaveReport {
 pub struct RestoreReport {
     /// Target device.
     pub device: String,
-    /// Input file, when restoring from a file.
+    /// Input file, when restoring from a file. (in JSON: the path, non-UTF-8 bytes replaced).
+    #[serde(serialize_with = "lossy_path")]
     pub file: Option<PathBuf>,
     /// Migration protocol.
     pub protocol: Protocol,
@@ -135,5 +137,14 @@ pub(super) fn rate(bytes: u64, seconds: f64) -> f64 {
         bytes as f64 / seconds
     } else {
         0.0
+    }
+}
+
+/// Serializes a path that may not be UTF-8 (JSON strings must be): invalid bytes become
+/// U+FFFD.
+fn lossy_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
     }
 }

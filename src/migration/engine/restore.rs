@@ -1,17 +1,20 @@
 //! Restoring: a stream into a device, every chunk verified before the device sees it.
 
+use super::cancel::{CancelToken, Cancellable};
 use super::report::{rate, secs};
 use super::ring::{guarded, pipeline, Caller, Filled};
 use super::source::write_device;
+use super::target::Input;
 use super::{AlignedBuf, Options, Phase, RestoreReport};
 use crate::device::MigState;
 use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
 use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Restores a stream into the device: the header is checked against the device (before it
@@ -79,15 +82,26 @@ pub fn restore<R: Read + Send>(
 ) -> Result<RestoreReport> {
     let t0 = Instant::now();
     opts.check_cancel()?;
+    let reader = StreamReader::new(source).map_err(|e| opts.cause(e))?;
+    restore_stream(drv, reader, opts, t0)
+}
+
+/// [`restore`] from a reader whose header was already read (e.g. one set to
+/// [`StreamReader::stop_at_trailer`]).
+fn restore_stream<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    reader: StreamReader<R>,
+    opts: &Options,
+    t0: Instant,
+) -> Result<RestoreReport> {
     // Nothing below touches the device until the header is validated and matches it.
-    let reader = StreamReader::new(source)?;
     reader.header().check_target(drv.device(), drv.protocol())?;
     recover_at_start(drv)?;
     guarded(&mut [&mut *drv], |d| {
         let drv = &mut *d[0];
         match restore_inner(drv, reader, opts, t0) {
             Ok(r) => Ok(r),
-            Err(e) => Err(recover_after(drv, e)),
+            Err(e) => Err(recover_after(drv, opts.cause(e))),
         }
     })
 }
@@ -180,27 +194,127 @@ pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, Strea
     Ok((reader.header().clone(), reader.totals()))
 }
 
-/// [`restore`] from a file. On a device that cannot be reset the whole file is verified
-/// first (see [`crate::migration::recovery`]).
+/// [`restore`] from a file (`-` is stdin; see [`Input`]).
+///
+/// # Errors
+///
+/// Those of [`Input::open`] and [`restore_from`].
 pub fn restore_from_file(
     drv: &mut dyn MigrationDriver,
     path: &Path,
     opts: &Options,
 ) -> Result<RestoreReport> {
-    let open = || {
-        File::open(path)
-            .map(|f| std::io::BufReader::with_capacity(64 * 1024, f))
-            .map_err(|e| MigrationError::File {
-                path: path.display().to_string(),
-                source: e,
-            })
+    let token = CancelToken::new().map_err(|e| MigrationError::File {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let input = Input::open(path, &token)?;
+    restore_from(drv, &input, opts, &token)
+}
+
+/// [`restore`] from an opened [`Input`], reading it once: every pass over the stream uses
+/// the one open file, so a file swapped in at the path meanwhile is never seen.
+///
+/// - A device that can be reset is fed as the stream is verified (each chunk before it is
+///   written, the trailer before RESUMING is left), and reset on a refusal.
+/// - A device that cannot be reset (RESUMING cannot be aborted) gets nothing before the
+///   whole stream verified: a seekable input is verified, rewound and restored; a pipe is
+///   copied into an anonymous temporary file while it is verified, and restored from there.
+///
+/// A pipe or socket is read up to the verified trailer and no further. Blocking reads end
+/// as soon as `token` is cancelled; pass the token whose [`flag`](CancelToken::flag) is
+/// `opts.cancel`.
+///
+/// # Errors
+///
+/// Those of [`restore`], labelled with the input's path, and [`MigrationError::File`] when
+/// the input cannot be rewound or spooled.
+pub fn restore_from(
+    drv: &mut dyn MigrationDriver,
+    input: &Input,
+    opts: &Options,
+    token: &Arc<CancelToken>,
+) -> Result<RestoreReport> {
+    let path = input.path();
+    let t0 = Instant::now();
+    let file_err = |e| MigrationError::File {
+        path: path.display().to_string(),
+        source: e,
     };
+    let spool;
+    let mut source = input.file();
+    let mut seekable = input.is_seekable();
     if !can_reset(drv) {
-        // Without a reset, RESUMING cannot be aborted: verify the whole file before the
+        // Without a reset, RESUMING cannot be aborted: verify the whole stream before the
         // device sees any of it.
-        verify(open()?, opts).map_err(|e| e.in_file(path))?;
+        if seekable {
+            verify(buffered(source, token), opts).map_err(|e| opts.cause(e).in_file(path))?;
+        } else {
+            spool = anonymous_file().map_err(file_err)?;
+            let tee = Tee {
+                from: buffered(source, token),
+                to: &spool,
+            };
+            verify_stream(
+                StreamReader::new(tee).map(StreamReader::stop_at_trailer),
+                opts,
+            )
+            .map_err(|e| opts.cause(e).in_file(path))?;
+            source = &spool;
+            seekable = true;
+        }
+        source.seek(SeekFrom::Start(0)).map_err(file_err)?;
     }
-    let mut report = restore(drv, open()?, opts).map_err(|e| e.in_file(path))?;
+    opts.check_cancel()?;
+    let reader =
+        StreamReader::new(buffered(source, token)).map_err(|e| opts.cause(e).in_file(path))?;
+    let reader = if seekable {
+        reader
+    } else {
+        reader.stop_at_trailer()
+    };
+    let mut report = restore_stream(drv, reader, opts, t0).map_err(|e| e.in_file(path))?;
     report.file = Some(path.to_path_buf());
     Ok(report)
+}
+
+fn buffered<'a>(
+    f: &'a File,
+    token: &Arc<CancelToken>,
+) -> std::io::BufReader<Cancellable<&'a File>> {
+    std::io::BufReader::with_capacity(64 * 1024, Cancellable::new(f, token.clone()))
+}
+
+fn verify_stream<R: Read>(reader: Result<StreamReader<R>>, opts: &Options) -> Result<()> {
+    let mut reader = reader?;
+    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize);
+    while reader.next_chunk(&mut buf)?.is_some() {
+        opts.check_cancel()?;
+    }
+    Ok(())
+}
+
+/// An unnamed temporary file (`O_TMPFILE` in the temporary directory), gone when closed.
+fn anonymous_file() -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(std::env::temp_dir())
+}
+
+/// Copies what is read into a file.
+struct Tee<'a, R> {
+    from: R,
+    to: &'a File,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.to.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }

@@ -1,16 +1,18 @@
 //! Saving: a device's state into a stream (a writer, or a file written atomically).
 
+use super::cancel::{CancelToken, Cancellable};
 use super::report::{rate, secs};
 use super::ring::{guarded, pipeline, Caller};
 use super::source::read_source;
+use super::target::Output;
 use super::{Options, SaveReport};
 use crate::device::MigState;
 use crate::migration::recovery::recover_after;
 use crate::migration::stream::{StreamHeader, StreamWriter};
 use crate::migration::{MigrationDriver, MigrationError, Result};
-use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Saves the device's state into `sink` as a stream (see [`crate::migration::stream`]): optional
@@ -40,7 +42,7 @@ use std::time::Instant;
 ///
 /// The device is back in RUNNING when any of these is returned, or the error is
 /// [`MigrationError::Recovery`], which also says why it could not be returned there.
-/// - [`MigrationError::InvalidBufferSize`]: `opts.buffer_size` is 0 or above 64 MiB.
+/// - [`MigrationError::InvalidBufferSize`]: `opts.buffer_size` is below 4 KiB or above 64 MiB.
 /// - [`MigrationError::Device`], [`MigrationError::Protocol`]: the device refused a
 ///   transition or a read, or broke the protocol (a STOP_COPY stream that never ends).
 /// - [`MigrationError::File`]: writing `sink` failed (labelled with `name`).
@@ -56,7 +58,7 @@ pub fn save<W: Write + Send>(
         let drv = &mut *d[0];
         match save_inner(drv, sink, name, opts, chunk) {
             Ok(v) => Ok(v),
-            Err(e) => Err(recover_after(drv, e)),
+            Err(e) => Err(recover_after(drv, opts.cause(e))),
         }
     })
 }
@@ -126,72 +128,48 @@ fn save_inner<W: Write + Send>(
     ))
 }
 
-/// Removes a temporary file when dropped, unless disarmed.
-struct TempGuard(Option<PathBuf>);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-/// [`save`] into `path`, atomically: the stream goes to a temporary file in the same
-/// directory, which is fsync'd and renamed over `path` only when complete. A failed or
-/// interrupted save leaves no temporary file and does not touch an existing `path`.
+/// [`save`] into `path`, atomically when it is a regular file (see [`Output`]): a failed
+/// or interrupted save leaves no temporary file and does not touch an existing `path`.
+/// The path is checked before the device is touched.
+///
+/// # Errors
+///
+/// Those of [`Output::open`], [`save`] and [`Output::commit`].
 pub fn save_to_file(
     drv: &mut dyn MigrationDriver,
     path: &Path,
     opts: &Options,
 ) -> Result<SaveReport> {
-    let file_err = |p: &Path, source| MigrationError::File {
-        path: p.display().to_string(),
-        source,
-    };
-    let fname = path.file_name().ok_or_else(|| {
-        file_err(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
-        )
+    let token = CancelToken::new().map_err(|e| MigrationError::File {
+        path: path.display().to_string(),
+        source: e,
     })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        fname.to_string_lossy(),
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    // Named after the output, not the temporary file: that is what the user asked for.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| MigrationError::File {
-            path: format!(
-                "{} (cannot create a temporary file in {})",
-                path.display(),
-                dir.display()
-            ),
-            source: e,
-        })?;
-    let mut guard = TempGuard(Some(tmp.clone()));
-    let (file, mut report) = save(drv, file, &path.display().to_string(), opts)?;
+    let out = Output::open(path, &token)?;
+    save_to(drv, out, opts, &token)
+}
+
+/// [`save`] into an opened [`Output`], committed when the stream is complete. Blocking
+/// writes (a pipe whose reader stalls) end as soon as `token` is cancelled; pass the token
+/// whose [`flag`](CancelToken::flag) is `opts.cancel` so the engine sees it too.
+///
+/// # Errors
+///
+/// Those of [`save`] and [`Output::commit`].
+pub fn save_to(
+    drv: &mut dyn MigrationDriver,
+    out: Output,
+    opts: &Options,
+    token: &Arc<CancelToken>,
+) -> Result<SaveReport> {
+    let name = out.path().display().to_string();
+    let sink = Cancellable::new(out.file(), token.clone());
+    let (_, mut report) = save(drv, sink, &name, opts)?;
     // The device is RUNNING again; what is left cannot affect it.
-    file.sync_all().map_err(|e| file_err(&tmp, e))?;
-    drop(file);
-    if opts.cancelled() {
+    if opts.cancelled() || token.is_cancelled() {
         return Err(MigrationError::Interrupted);
     }
-    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))?;
-    guard.0 = None;
-    if let Ok(d) = File::open(&dir) {
-        // Make the rename durable; a failure here does not invalidate the file.
-        let _ = d.sync_all();
-    }
-    report.file = Some(path.to_path_buf());
+    let path = out.path().to_path_buf();
+    out.commit()?;
+    report.file = Some(path);
     Ok(report)
 }

@@ -5,7 +5,7 @@ use super::report::secs;
 use super::ring::{Filled, Producer};
 use super::{Options, RoundStats};
 use crate::device::MigState;
-use crate::migration::stream::ChunkKind;
+use crate::migration::stream::{stop_copy_limit, ChunkKind};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::time::Instant;
 
@@ -61,11 +61,16 @@ pub(super) fn read_source(
     p: &Producer,
 ) -> Result<SourceStats> {
     let mut st = SourceStats::default();
-    let limit = stream_limit(estimate);
     let policy = opts.precopy;
+    let max_rounds = opts.max_rounds();
     let flags = drv.flags();
-    if policy.max_rounds > 0 && flags.has(crate::device::MigFlags::PRE_COPY) {
+    if max_rounds > 0 && flags.has(crate::device::MigFlags::PRE_COPY) {
         let t0 = Instant::now();
+        // Pre-copy data is bounded like STOP_COPY data (a device dirtying faster than it is
+        // read would otherwise grow the stream for as many rounds as asked); past the bound
+        // pre-copy ends unconverged and STOP_COPY begins.
+        let precopy_cap = estimate.map(stop_copy_limit);
+        let mut over_cap = false;
         drv.set_state(MigState::PreCopy)?;
         loop {
             opts.check_cancel()?;
@@ -77,8 +82,14 @@ pub(super) fn read_source(
             // that under-reports still makes progress), until the device has nothing now.
             let mut budget = pending.max(1);
             while budget > 0 {
+                let room = precopy_cap.map_or(u64::MAX, |c| c - st.precopy_bytes);
+                if room == 0 {
+                    over_cap = true;
+                    break;
+                }
                 let mut buf = p.take()?;
-                let n = fill(drv, &mut buf, budget.min(usize::MAX as u64) as usize, opts)?;
+                let want = budget.min(room).min(usize::MAX as u64) as usize;
+                let n = fill(drv, &mut buf, want, opts)?;
                 if n == 0 {
                     break;
                 }
@@ -106,7 +117,7 @@ pub(super) fn read_source(
                 st.converged = true;
                 break;
             }
-            if st.rounds >= policy.max_rounds {
+            if st.rounds >= max_rounds || over_cap {
                 break;
             }
         }
@@ -115,6 +126,14 @@ pub(super) fn read_source(
     opts.check_cancel()?;
     st.stopped_at = Some(Instant::now());
     drv.set_state(MigState::StopCopy)?;
+    // Bounded by the fresh estimate, and by the one in the stream header when it is
+    // smaller, so that every stream saved can be restored (the reader holds STOP_COPY data
+    // to the header's bound).
+    let fresh = match (stop_copy_estimate(drv), estimate) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let limit = fresh.map(stop_copy_limit);
     loop {
         let mut buf = p.take()?;
         let n = fill(drv, &mut buf, usize::MAX, opts)?;
@@ -124,13 +143,13 @@ pub(super) fn read_source(
         st.stopcopy_bytes += n as u64;
         st.chunks += 1;
         if let Some(l) = limit {
-            if st.precopy_bytes + st.stopcopy_bytes > l {
+            if st.stopcopy_bytes > l {
                 return Err(MigrationError::Protocol {
                     device: drv.device().name().to_string(),
                     what: format!(
-                        "STOP_COPY keeps streaming: {} bytes read, the device estimated {} (the end of stream never came)",
-                        st.precopy_bytes + st.stopcopy_bytes,
-                        estimate.unwrap_or(0)
+                        "STOP_COPY keeps streaming: {} bytes read, the device estimated {} on entering STOP_COPY (the end of stream never came)",
+                        st.stopcopy_bytes,
+                        fresh.unwrap_or(0)
                     ),
                 });
             }
@@ -146,11 +165,18 @@ pub(super) fn read_source(
     Ok(st)
 }
 
-/// The most a device may stream when it estimated `estimate` bytes: four times the estimate,
-/// and at least 64 MiB more than it (devices may exceed their estimates, but a stream that
-/// never ends must not run forever). No limit without an estimate.
-pub(super) fn stream_limit(estimate: Option<u64>) -> Option<u64> {
-    estimate.map(|e| e.saturating_mul(4).max(e.saturating_add(64 << 20)))
+/// The device's estimate of what is left, taken just after entering STOP_COPY: v2's
+/// STOP_COPY size, or v1's pending bytes (v1 has no separate estimate). `None` when the
+/// device offers neither.
+fn stop_copy_estimate(drv: &mut dyn MigrationDriver) -> Option<u64> {
+    if let Ok(Some(n)) = drv.stop_copy_size() {
+        return Some(n);
+    }
+    if drv.protocol() == crate::migration::Protocol::V1 {
+        // Nothing has been read in STOP_COPY yet, so no split chunk is held.
+        return drv.pending().ok().map(|p| p.total());
+    }
+    None
 }
 
 /// Writes all of `data` into a device in RESUMING.

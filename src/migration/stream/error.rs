@@ -53,6 +53,23 @@ pub enum StreamError {
     #[error("empty input: not a vfio-harness state stream")]
     Empty,
 
+    /// The PRE_COPY or the STOP_COPY chunks carry more than the header's
+    /// `state_size_estimate` allows ([`stop_copy_limit`](super::stop_copy_limit) of it, for
+    /// each phase).
+    #[error("chunk {index}: the stream carries {bytes} bytes of {phase} data, more than {limit} allowed by the {declared}-byte state its header declares")]
+    BeyondDeclaredState {
+        /// The chunk that went over.
+        index: u64,
+        /// `PRE_COPY` or `STOP_COPY`.
+        phase: &'static str,
+        /// STOP_COPY payload bytes up to and including it.
+        bytes: u64,
+        /// The header's estimate.
+        declared: u64,
+        /// The bound derived from it.
+        limit: u64,
+    },
+
     /// The input does not start with `VFIOSTRM`.
     #[error("bad magic: this is not a vfio-harness state stream")]
     BadMagic,

@@ -212,3 +212,13 @@ pub(super) fn chunk_header(tag: [u8; 4], len: u32, payload_sum: u64) -> [u8; CHU
     h[16..24].copy_from_slice(&hs.to_le_bytes());
     h
 }
+
+/// The most STOP_COPY data a stream may carry when its device estimated `estimate` bytes:
+/// four times the estimate and at least 64 MiB more than it (devices may exceed their
+/// estimates, a stream that never ends must not run forever). The saver stops a device
+/// that streams more; the reader refuses a stream that carries more.
+pub fn stop_copy_limit(estimate: u64) -> u64 {
+    estimate
+        .saturating_mul(4)
+        .max(estimate.saturating_add(64 << 20))
+}

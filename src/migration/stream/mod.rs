@@ -29,8 +29,8 @@ mod writer;
 
 pub use error::{StreamError, Within};
 pub use format::{
-    checksum, kernel_release, ChunkKind, StreamHeader, StreamTotals, CHUNK_HEADER_LEN,
-    FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, TRAILER_LEN,
+    checksum, kernel_release, stop_copy_limit, ChunkKind, StreamHeader, StreamTotals,
+    CHUNK_HEADER_LEN, FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, TRAILER_LEN,
 };
 pub use reader::{PayloadCheck, StreamReader};
 pub use writer::StreamWriter;

@@ -17,7 +17,11 @@ pub struct StreamReader<R: Read> {
     /// Over every byte but the payloads, as read.
     hasher: Xxh3,
     totals: StreamTotals,
+    /// PRE_COPY and STOP_COPY payload bytes so far.
+    phase_bytes: [u64; 2],
     done: bool,
+    /// Whether to read on after the trailer to prove the input ends there.
+    check_end: bool,
 }
 
 /// A chunk's expected payload checksum, returned by [`StreamReader::next_chunk_unverified`]:
@@ -143,8 +147,18 @@ impl<R: Read> StreamReader<R> {
                 stream_bytes: 16 + jlen as u64 + 8,
                 ..Default::default()
             },
+            phase_bytes: [0; 2],
             done: false,
+            check_end: true,
         })
+    }
+
+    /// Stops at the verified trailer without reading on: for inputs that may stay open
+    /// after the stream (a pipe, a socket), where reading on would wait for the writer.
+    /// Bytes after the trailer are then left unread instead of refused.
+    pub fn stop_at_trailer(mut self) -> Self {
+        self.check_end = false;
+        self
     }
 
     /// The validated header.
@@ -210,6 +224,24 @@ impl<R: Read> StreamReader<R> {
             }
             .into());
         }
+        let (slot, phase) = match kind {
+            ChunkKind::Precopy => (0, "PRE_COPY"),
+            ChunkKind::Stopcopy => (1, "STOP_COPY"),
+        };
+        self.phase_bytes[slot] += u64::from(len);
+        if let Some(declared) = self.header.state_size_estimate {
+            let limit = super::stop_copy_limit(declared);
+            if self.phase_bytes[slot] > limit {
+                return Err(StreamError::BeyondDeclaredState {
+                    index: n,
+                    phase,
+                    bytes: self.phase_bytes[slot],
+                    declared,
+                    limit,
+                }
+                .into());
+            }
+        }
         let len = len as usize;
         if buf.len() < len {
             return Err(StreamError::BufferTooSmall {
@@ -256,7 +288,7 @@ impl<R: Read> StreamReader<R> {
             .into());
         }
         let mut extra = [0u8; 1];
-        loop {
+        while self.check_end {
             match self.inner.read(&mut extra) {
                 Ok(0) => break,
                 Ok(_) => return Err(StreamError::TrailingData.into()),

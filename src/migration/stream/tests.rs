@@ -314,3 +314,38 @@ fn every_position_flipped_or_cut_is_refused() {
         );
     }
 }
+
+/// A stream whose header declares a state size cannot carry unlimited STOP_COPY data:
+/// past `stop_copy_limit(declared)` the reader refuses, before the excess is handed on.
+#[test]
+fn stop_copy_data_beyond_the_declared_state_is_refused() {
+    let chunk = 1u32 << 20;
+    let mut h = header(chunk);
+    h.state_size_estimate = Some(1);
+    let payload = vec![7u8; chunk as usize];
+    let mut w = StreamWriter::new(Vec::new(), "mem", &h).unwrap();
+    let n = stop_copy_limit(1) / u64::from(chunk) + 2;
+    for _ in 0..n {
+        w.write_chunk(ChunkKind::Stopcopy, &payload).unwrap();
+    }
+    let (bytes, _) = w.finish().unwrap();
+    let mut r = StreamReader::new(&bytes[..]).unwrap();
+    let mut buf = vec![0u8; chunk as usize];
+    let e = loop {
+        match r.next_chunk(&mut buf) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the whole stream was accepted"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            e,
+            MigrationError::Stream(StreamError::BeyondDeclaredState {
+                phase: "STOP_COPY",
+                ..
+            })
+        ),
+        "{e}"
+    );
+}
