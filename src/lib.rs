@@ -47,6 +47,7 @@ pub mod open;
 pub mod pattern;
 pub mod sim;
 pub mod sysfs;
+pub mod transport;
 pub mod units;
 pub mod vfio;
 
