@@ -10,7 +10,7 @@
 use super::error::{Result, Stage, TransportError};
 use super::frame::{header, Frame, FrameKind, FRAME_HEADER_LEN, MAX_FRAME};
 use std::io::{self, IoSlice, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,8 +29,46 @@ struct RxState {
     got: usize,
 }
 
+/// A stream shared by a reading and a writing half (a TLS session cannot be split): each
+/// call locks it, and a waiting writer goes first, so a frame is never held up for more than
+/// one read attempt of the reader.
+struct Shared {
+    stream: Mutex<Box<dyn Stream>>,
+    writers: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Half(Arc<Shared>);
+
+impl Read for Half {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let t0 = Instant::now();
+        while self.0.writers.load(Ordering::Acquire) > 0 && t0.elapsed() < POLL {
+            std::thread::yield_now();
+        }
+        Link::lock(&self.0.stream).read(buf)
+    }
+}
+
+impl Write for Half {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.writers.fetch_add(1, Ordering::AcqRel);
+        let mut s = Link::lock(&self.0.stream);
+        self.0.writers.fetch_sub(1, Ordering::AcqRel);
+        s.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.writers.fetch_add(1, Ordering::AcqRel);
+        let mut s = Link::lock(&self.0.stream);
+        self.0.writers.fetch_sub(1, Ordering::AcqRel);
+        s.flush()
+    }
+}
+
 struct Inner {
-    io: Mutex<Box<dyn Stream>>,
+    rd: Mutex<Box<dyn Read + Send>>,
+    wr: Mutex<Box<dyn Write + Send>>,
     rx: Mutex<RxState>,
     timeout: Duration,
     last_tx: Mutex<Instant>,
@@ -63,11 +101,27 @@ fn stage_from(b: u8) -> Stage {
 
 impl Link {
     /// A link over `stream`, whose own read/write timeouts must be short (see [`POLL`]);
-    /// `timeout` bounds every wait for the peer.
+    /// `timeout` bounds every wait for the peer. Reading and writing share the stream (see
+    /// [`Link::from_halves`] for a stream that splits, like a TCP socket).
     pub fn new(stream: Box<dyn Stream>, timeout: Duration) -> Link {
+        let h = Half(Arc::new(Shared {
+            stream: Mutex::new(stream),
+            writers: AtomicUsize::new(0),
+        }));
+        Link::from_halves(Box::new(h.clone()), Box::new(h), timeout)
+    }
+
+    /// A link over a stream already split into a reading and a writing half (a TCP socket
+    /// and its `try_clone`), with short timeouts of their own (see [`POLL`]).
+    pub fn from_halves(
+        rd: Box<dyn Read + Send>,
+        wr: Box<dyn Write + Send>,
+        timeout: Duration,
+    ) -> Link {
         Link {
             inner: Arc::new(Inner {
-                io: Mutex::new(stream),
+                rd: Mutex::new(rd),
+                wr: Mutex::new(wr),
                 rx: Mutex::new(RxState {
                     hdr: [0; FRAME_HEADER_LEN],
                     hdr_got: 0,
@@ -146,7 +200,7 @@ impl Link {
         let mut slices: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
         slices.push(&h);
         slices.extend(parts.iter().copied().filter(|p| !p.is_empty()));
-        let mut io = Self::lock(&self.inner.io);
+        let mut io = Self::lock(&self.inner.wr);
         let r = write_all_bounded(&mut **io, &mut slices, self.inner.timeout);
         *Self::lock(&self.inner.last_tx) = Instant::now();
         drop(io);
@@ -182,7 +236,7 @@ impl Link {
         let mut last = Instant::now();
         loop {
             let r = {
-                let mut io = Self::lock(&self.inner.io);
+                let mut io = Self::lock(&self.inner.rd);
                 let rx = &mut *rx;
                 if rx.hdr_got < FRAME_HEADER_LEN {
                     io.read(&mut rx.hdr[rx.hdr_got..])
@@ -273,7 +327,7 @@ impl Link {
     /// Flushes and closes the sending direction (best effort: the peer sees end of stream).
     pub fn close(&self) {
         self.inner.stop.store(true, Ordering::Relaxed);
-        let mut io = Self::lock(&self.inner.io);
+        let mut io = Self::lock(&self.inner.wr);
         let _ = io.flush();
     }
 }
@@ -296,7 +350,7 @@ impl Drop for Keepalive {
 /// Writes every slice, retrying short writes and socket timeouts until `timeout` passes with
 /// no progress; then flushes the same way.
 fn write_all_bounded(
-    io: &mut dyn Stream,
+    io: &mut dyn Write,
     slices: &mut [&[u8]],
     timeout: Duration,
 ) -> io::Result<()> {

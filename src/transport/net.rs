@@ -114,6 +114,15 @@ fn tune(sock: &TcpStream, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// A plain TCP link: the socket and its clone are the two halves (no lock between them).
+fn tcp_link(sock: TcpStream, what: &str, timeout: Duration) -> Result<Link> {
+    let rd = sock.try_clone().map_err(|source| TransportError::Connect {
+        what: what.to_string(),
+        source,
+    })?;
+    Ok(Link::from_halves(Box::new(rd), Box::new(sock), timeout))
+}
+
 /// Connects to `ep` and, for TLS, completes the handshake (verifying the listener's
 /// certificate, presenting ours). `timeout` bounds the connect, the handshake and every
 /// later wait on the link.
@@ -143,7 +152,7 @@ pub fn connect(ep: &Endpoint, security: &Security, timeout: Duration) -> Result<
     })?;
     tune(&sock, &what)?;
     match (ep.scheme, security) {
-        (Scheme::Tcp, Security::Insecure) => Ok(Link::new(Box::new(sock), timeout)),
+        (Scheme::Tcp, Security::Insecure) => tcp_link(sock, &what, timeout),
         (Scheme::Tls, Security::Tls(files)) => client_tls(sock, ep, files, timeout),
         (Scheme::Tls, Security::Insecure) => Err(TransportError::Address {
             addr: ep.to_string(),
@@ -163,7 +172,20 @@ fn client_tls(sock: TcpStream, ep: &Endpoint, files: &TlsFiles, timeout: Duratio
     let conn = rustls::ClientConnection::new(cfg, name)
         .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
     let peer = format!("{}:{}", ep.host, ep.port);
-    let stream = handshake(rustls::StreamOwned::new(conn, sock), &peer, timeout)?;
+    let mut stream = handshake(rustls::StreamOwned::new(conn, sock), &peer, timeout)?;
+    // With TLS 1.3 the client finishes its handshake before the listener has checked the
+    // client's certificate: listen briefly for the listener's verdict (an alert if it
+    // refused us; session tickets or silence if it accepted), so that a refusal is reported
+    // as one rather than as a broken link later.
+    let t0 = Instant::now();
+    while t0.elapsed() < 4 * POLL {
+        match stream.conn.complete_io(&mut stream.sock) {
+            Ok((0, _)) => break,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => break,
+            Err(source) => return Err(TransportError::Handshake { peer, source }),
+        }
+    }
     Ok(Link::new(Box::new(stream), timeout))
 }
 
@@ -186,12 +208,7 @@ where
     while s.conn.is_handshaking() {
         match s.conn.complete_io(&mut s.sock) {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if is_timeout(&e) => {
                 if t0.elapsed() >= timeout {
                     return Err(TransportError::Handshake {
                         peer: peer.to_string(),
@@ -211,6 +228,14 @@ where
         }
     }
     Ok(s)
+}
+
+#[cfg(feature = "tls")]
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// A listening socket for `receive`.
@@ -270,7 +295,9 @@ impl Listener {
             })?;
         tune(&sock, &format!("accept {peer}"))?;
         let stream: Box<dyn Stream> = match &self.security {
-            Security::Insecure => Box::new(sock),
+            Security::Insecure => {
+                return Ok((tcp_link(sock, &format!("accept {peer}"), timeout)?, peer))
+            }
             #[cfg(feature = "tls")]
             Security::Tls(_) => {
                 let cfg = self.server.clone().ok_or(TransportError::NoTls)?;
