@@ -3,9 +3,11 @@
 //! transport is explicitly insecure.
 
 use super::error::{Result, TransportError};
-use super::link::{Link, Stream, POLL};
+use super::link::{Link, POLL};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "tls")]
+use std::time::Instant;
 
 #[cfg(feature = "tls")]
 pub use super::tls::TlsFiles;
@@ -294,24 +296,22 @@ impl Listener {
                 source,
             })?;
         tune(&sock, &format!("accept {peer}"))?;
-        let stream: Box<dyn Stream> = match &self.security {
-            Security::Insecure => {
-                return Ok((tcp_link(sock, &format!("accept {peer}"), timeout)?, peer))
-            }
+        match &self.security {
+            Security::Insecure => Ok((tcp_link(sock, &format!("accept {peer}"), timeout)?, peer)),
             #[cfg(feature = "tls")]
             Security::Tls(_) => {
                 let cfg = self.server.clone().ok_or(TransportError::NoTls)?;
                 let conn = rustls::ServerConnection::new(cfg)
                     .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
-                Box::new(handshake(
+                let stream = handshake(
                     rustls::StreamOwned::new(conn, sock),
                     &peer.to_string(),
                     timeout,
-                )?)
+                )?;
+                Ok((Link::new(Box::new(stream), timeout), peer))
             }
             #[cfg(not(feature = "tls"))]
-            Security::Tls(_) => return Err(TransportError::NoTls),
-        };
-        Ok((Link::new(stream, timeout), peer))
+            Security::Tls(_) => Err(TransportError::NoTls),
+        }
     }
 }
