@@ -76,7 +76,13 @@ struct Inner {
     /// The first fault seen; later operations fail with a copy of its kind.
     fault: Mutex<Option<(Stage, io::ErrorKind, String)>>,
     stop: AtomicBool,
+    /// Payload buffers given back by consumers, reused for the next frames (no allocation,
+    /// no fresh pages per frame).
+    free: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Payload buffers kept for reuse.
+const FREE_BUFFERS: usize = 16;
 
 /// A framed link shared by the threads of one migration (cheap to clone).
 #[derive(Clone)]
@@ -133,6 +139,7 @@ impl Link {
                 stage: AtomicU8::new(0),
                 fault: Mutex::new(None),
                 stop: AtomicBool::new(false),
+                free: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -264,7 +271,10 @@ impl Link {
                                     self.protocol(format!("bad frame header {:02x?}", rx.hdr))
                                 );
                             }
-                            rx.payload = vec![0; len];
+                            let mut p = Self::lock(&self.inner.free).pop().unwrap_or_default();
+                            p.clear();
+                            p.resize(len, 0);
+                            rx.payload = p;
                             rx.got = 0;
                         }
                     } else {
@@ -299,6 +309,14 @@ impl Link {
     fn protocol(&self, what: String) -> TransportError {
         let _ = self.failed(io::Error::new(io::ErrorKind::InvalidData, what.clone()));
         TransportError::Protocol(what)
+    }
+
+    /// Gives a received payload back for reuse by later frames.
+    pub(crate) fn recycle(&self, buf: Vec<u8>) {
+        let mut free = Self::lock(&self.inner.free);
+        if free.len() < FREE_BUFFERS && buf.capacity() <= MAX_FRAME {
+            free.push(buf);
+        }
     }
 
     /// Starts the keepalive thread: a KEEPALIVE frame whenever nothing was sent for a quarter

@@ -65,7 +65,8 @@ impl Read for ChanReader {
             }
             match self.rx.recv() {
                 Ok(Msg::Data(d)) if !self.ended => {
-                    self.cur = d;
+                    let used = std::mem::replace(&mut self.cur, d);
+                    self.link.recycle(used);
                     self.pos = 0;
                 }
                 Ok(Msg::End) if !self.ended => {
