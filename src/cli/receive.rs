@@ -48,12 +48,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     eprintln!("listening on {}", listener.local_addr()?);
     let cancel = install_interrupt_handler();
     let (link, peer) = loop {
-        match listener.accept(timeout) {
+        match listener.accept_unless(timeout, Some(&cancel)) {
             Ok(v) => break v,
             Err(e @ TransportError::Handshake { .. }) => {
                 eprintln!("refused a peer: {e}");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return finish_transport_error(e),
         }
     };
     eprintln!("receiving from {peer}");

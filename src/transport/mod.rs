@@ -17,7 +17,8 @@
 //!   KEEPALIVE frames either way whenever a side has sent nothing for a while
 //! ```
 //!
-//! Frames are laid out in [`frame`](FRAME_HEADER_LEN); every wait for the peer is bounded by
+//! Frames are an 8-byte header ([`FRAME_HEADER_LEN`]) and a payload of at most [`MAX_FRAME`]
+//! bytes; every wait for the peer is bounded by
 //! the link's timeout. A link that drops or stalls before COMMIT leaves every source RUNNING
 //! with its state and every destination reset to RUNNING; after COMMIT the destination runs
 //! the state and the source, without an ACK, reports [`TransportError::NotAcknowledged`].

@@ -288,13 +288,37 @@ impl Listener {
     /// CA): an unauthenticated peer is refused with [`TransportError::Handshake`] here, before
     /// anything else happens.
     pub fn accept(&self, timeout: Duration) -> Result<(Link, SocketAddr)> {
-        let (sock, peer) = self
-            .sock
-            .accept()
-            .map_err(|source| TransportError::Connect {
-                what: "accept".into(),
-                source,
-            })?;
+        self.accept_unless(timeout, None)
+    }
+
+    /// [`Listener::accept`], giving up with [`MigrationError::Interrupted`] once `cancel` is
+    /// set (polled every [`POLL`] while no peer connects).
+    ///
+    /// [`MigrationError::Interrupted`]: crate::migration::MigrationError::Interrupted
+    pub fn accept_unless(
+        &self,
+        timeout: Duration,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<(Link, SocketAddr)> {
+        let io = |source| TransportError::Connect {
+            what: "accept".into(),
+            source,
+        };
+        self.sock.set_nonblocking(cancel.is_some()).map_err(io)?;
+        let (sock, peer) = loop {
+            match self.sock.accept() {
+                Ok(v) => break v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                        return Err(crate::migration::MigrationError::Interrupted.into());
+                    }
+                    std::thread::sleep(POLL);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
+            }
+        };
+        sock.set_nonblocking(false).map_err(io)?;
         tune(&sock, &format!("accept {peer}"))?;
         match &self.security {
             Security::Insecure => Ok((tcp_link(sock, &format!("accept {peer}"), timeout)?, peer)),

@@ -16,7 +16,7 @@ pub struct DeviceLeg {
     /// Destination time leaving RESUMING into RUNNING, seconds.
     pub commit_seconds: f64,
     /// From this source leaving RUNNING until the destination's acknowledgement arrived,
-    /// seconds (see [`RemoteReport::downtime_seconds`]).
+    /// seconds (see [`RemoteReport::summary`]).
     pub downtime_seconds: f64,
 }
 
