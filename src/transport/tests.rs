@@ -433,12 +433,13 @@ fn run_through_proxy(
     stall: bool,
     timeout: Duration,
     src: &mut Vec<Box<dyn MigrationDriver>>,
+    o: &Options,
 ) -> Outcome {
     let (l, addr) = insecure_listener();
     let dest = destination(l, vec!["sim:state=1M,verify-seed=3".into()], timeout);
     let p = proxy(addr, c2s, s2c, stall);
     let source = connect(&tcp(p.addr), &Security::Insecure, timeout)
-        .and_then(|link| migrate_to(src, &link, &opts()));
+        .and_then(|link| migrate_to(src, &link, o));
     let (dest, dest_states) = dest.handle.join().expect("dest thread");
     p.done.store(true, Ordering::Relaxed);
     let bytes = p.handle.join().expect("proxy");
@@ -451,56 +452,73 @@ fn run_through_proxy(
 }
 
 /// A link cut at many points over every phase (HELLO, ACCEPT, pre-copy, stop-copy, the
-/// trailer, READY, COMMIT, ACK): every source RUNNING with its state, every destination
-/// RUNNING.
+/// trailer, READY, COMMIT, ACK), with pre-copy and without (everything in stop-copy): every
+/// source RUNNING with its state, every destination RUNNING.
 #[test]
 fn links_cut_at_any_offset_leave_both_sides_running() {
     let timeout = Duration::from_secs(5);
-    let mut src = vec![sim("sim:state=1M,seed=3")];
-    let clean = run_through_proxy(None, None, false, timeout, &mut src);
-    clean.source.expect("uncut migration");
-    clean.dest.expect("uncut receive");
-    let (up, down) = clean.bytes;
-    assert!(up > 1 << 20, "{up}");
-    let mut cuts: Vec<(Option<u64>, Option<u64>)> = [0, 4, 9, 200, 1000]
-        .iter()
-        .chain(&[
-            up / 10,
-            up / 4,
-            up / 2,
-            3 * up / 4,
-            up - 100,
-            up - 40,
-            up - 9,
-            up - 1,
-        ])
-        .map(|&c| (Some(c), None))
-        .collect();
-    cuts.extend(
-        [0, 5, 20, down - 20, down - 1]
-            .iter()
-            .map(|&c| (None, Some(c))),
-    );
-    let mut acked_lost = 0;
-    for (c2s, s2c) in cuts {
+    let stop_copy_only = Options {
+        precopy: PrecopyPolicy::default(),
+        ..opts()
+    };
+    let (mut cuts_run, mut sources_ok, mut dests_ok, mut acked_lost) = (0, 0, 0, 0);
+    for o in [opts(), stop_copy_only] {
         let mut src = vec![sim("sim:state=1M,seed=3")];
-        let o = run_through_proxy(c2s, s2c, false, timeout, &mut src);
-        let what = format!("cut c2s={c2s:?} s2c={s2c:?}");
-        let e = o.source.expect_err(&what);
-        assert!(
-            e.is_link_fault() || matches!(e, TransportError::Protocol(_)),
-            "{what}: {e}"
+        let clean = run_through_proxy(None, None, false, timeout, &mut src, &o);
+        clean.source.expect("uncut migration");
+        clean.dest.expect("uncut receive");
+        let (up, down) = clean.bytes;
+        assert!(up > 1 << 20, "{up}");
+        let mut cuts: Vec<(Option<u64>, Option<u64>)> = [0, 4, 9, 200, 1000]
+            .iter()
+            .chain(&[
+                up / 10,
+                up / 4,
+                up / 2,
+                3 * up / 4,
+                9 * up / 10,
+                up - 100,
+                up - 40,
+                up - 9,
+                up - 1,
+            ])
+            .map(|&c| (Some(c), None))
+            .collect();
+        cuts.extend(
+            [0, 5, 20, down - 20, down - 1]
+                .iter()
+                .map(|&c| (None, Some(c))),
         );
-        if matches!(e, TransportError::NotAcknowledged(_)) && o.dest.is_ok() {
-            acked_lost += 1;
+        for (c2s, s2c) in cuts {
+            let mut src = vec![sim("sim:state=1M,seed=3")];
+            let out = run_through_proxy(c2s, s2c, false, timeout, &mut src, &o);
+            let what = format!(
+                "cut c2s={c2s:?} s2c={s2c:?} pre-copy={}",
+                o.precopy.max_rounds
+            );
+            cuts_run += 1;
+            let e = out.source.expect_err(&what);
+            assert!(
+                e.is_link_fault() || matches!(e, TransportError::Protocol(_)),
+                "{what}: {e}"
+            );
+            if matches!(e, TransportError::NotAcknowledged(_)) && out.dest.is_ok() {
+                acked_lost += 1;
+            }
+            assert_source_intact(&mut src[0], "1M");
+            sources_ok += 1;
+            assert!(
+                out.dest_states.iter().all(|s| *s == MigState::Running),
+                "{what}: {:?}",
+                out.dest_states
+            );
+            dests_ok += 1;
         }
-        assert_source_intact(&mut src[0], "1M");
-        assert!(
-            o.dest_states.iter().all(|s| *s == MigState::Running),
-            "{what}: {:?}",
-            o.dest_states
-        );
     }
+    eprintln!(
+        "{cuts_run} cuts, {sources_ok} sources RUNNING with their state, {dests_ok} destinations RUNNING"
+    );
+    assert!(cuts_run >= 20 && sources_ok == cuts_run && dests_ok == cuts_run);
     // Cutting the ACK itself: the destination committed, the source was not told.
     assert!(acked_lost >= 1);
 }
@@ -509,7 +527,7 @@ fn links_cut_at_any_offset_leave_both_sides_running() {
 fn stalled_links_are_bounded_by_the_timeout() {
     let timeout = Duration::from_millis(800);
     let mut src = vec![sim("sim:state=1M,seed=3")];
-    let clean = run_through_proxy(None, None, false, timeout, &mut src);
+    let clean = run_through_proxy(None, None, false, timeout, &mut src, &opts());
     let up = clean.bytes.0;
     // Stalls in the HELLO, mid-stream, in the last frames (END, COMMIT), and in the ACCEPT.
     for (c2s, s2c) in [
@@ -520,7 +538,7 @@ fn stalled_links_are_bounded_by_the_timeout() {
     ] {
         let mut src = vec![sim("sim:state=1M,seed=3")];
         let t = std::time::Instant::now();
-        let o = run_through_proxy(c2s, s2c, true, timeout, &mut src);
+        let o = run_through_proxy(c2s, s2c, true, timeout, &mut src, &opts());
         let what = format!("stall c2s={c2s:?} s2c={s2c:?}");
         let e = o.source.expect_err(&what);
         assert!(e.is_link_fault(), "{what}: {e}");
