@@ -21,7 +21,8 @@
 //!    loopback).
 //! 4. [`migration`]: the v2 and v1 protocol drivers, the stream format, the
 //!    save/restore/migrate engine, compatibility checks and the conformance suite.
-//! 5. [`mod@bench`]: throughput and downtime measurements.
+//! 5. [`mod@bench`]: throughput and downtime measurements; [`transport`]: migration across
+//!    hosts (a wire protocol over TCP or mutually authenticated TLS around the engine).
 //!
 //! The `vfio-harness` command (`src/cli/`) sits on top and is not part of the library.
 //!
