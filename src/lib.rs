@@ -24,7 +24,8 @@
 //!    sessions a VMM drives a handoff with ([`migration::session`]: pre-copy, stop-copy, the
 //!    end state of its choice, groups of devices through the P2P states), compatibility
 //!    checks and the conformance suite.
-//! 5. [`mod@bench`]: throughput and downtime measurements.
+//! 5. [`mod@bench`]: throughput and downtime measurements; [`transport`]: migration across
+//!    hosts (a wire protocol over TCP or mutually authenticated TLS around the engine).
 //!
 //! The `vfio-harness` command (`src/cli/`) sits on top and is not part of the library.
 //!
@@ -52,6 +53,7 @@ pub mod open;
 pub mod pattern;
 pub mod sim;
 pub mod sysfs;
+pub mod transport;
 pub mod units;
 pub mod vfio;
 

@@ -42,6 +42,8 @@ const FLOORS: &[(&str, u32)] = &[
     ("drivers", 3),
     ("migration", 4),
     ("bench", 5),
+    // Cross-host migration: a wire protocol and TLS around the engine.
+    ("transport", 5),
 ];
 
 /// On floors above 0, modules of one floor are independent of each other except for these

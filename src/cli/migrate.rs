@@ -1,5 +1,7 @@
 //! `vfio-harness migrate SRC DST`: live-migrate device state from SRC into DST in this
-//! process, measuring downtime (SRC leaving RUNNING until DST is RUNNING).
+//! process, measuring downtime (SRC leaving RUNNING until DST is RUNNING). With DST an
+//! address (`tls://HOST:PORT`, or `tcp://HOST:PORT` with `--insecure`) the state goes to
+//! `vfio-harness receive` on another host: see `remote.rs` and `docs/transport.md`.
 //!
 //! JSON output (`--json`): the engine's `MigrateReport` — `source`, `destination`,
 //! `protocol`, `bytes`, `precopy_bytes`, `stopcopy_bytes`, `chunks`, `rounds`, `converged`,
@@ -22,6 +24,7 @@ use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
+use super::remote::{self, Destination, TransportArgs};
 use super::transfer::{
     finish_error, install_interrupt_handler, open_drivers, parse_buffer, precopy_summary,
     print_json, Bar,
@@ -33,8 +36,16 @@ use super::Global;
 pub struct Args {
     /// The device whose state is migrated.
     pub src: DeviceSpec,
-    /// The device receiving it.
-    pub dst: DeviceSpec,
+    /// The device receiving it, or the address of `vfio-harness receive` on another host
+    /// (`tls://HOST:PORT`; `tcp://HOST:PORT` with --insecure).
+    pub dst: Destination,
+    /// More source devices migrated with SRC to the same address, each in its own stream,
+    /// in parallel (the receiver lists as many devices, in the same order).
+    #[arg(long = "with", value_name = "SRC")]
+    pub with: Vec<DeviceSpec>,
+    /// Transport security and timeouts (for an address).
+    #[command(flatten)]
+    pub transport: TransportArgs,
     /// Maximum pre-copy rounds while SRC runs (when it supports PRE_COPY; 0 = none; at
     /// most 100).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PRECOPY_ROUNDS)))]
@@ -97,7 +108,29 @@ struct Out<'a> {
 
 /// Runs `migrate`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    if args.src == args.dst {
+    let dst = match &args.dst {
+        Destination::Device(d) => d.clone(),
+        Destination::Remote(ep) => {
+            if args.dirty_writer.is_some() {
+                anyhow::bail!("--dirty-writer is not supported across hosts yet");
+            }
+            let mut sources = vec![args.src.clone()];
+            sources.extend(args.with.iter().cloned());
+            let x = remote::Transfer {
+                buffer: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
+                precopy: PrecopyPolicy {
+                    max_rounds: args.precopy_rounds,
+                    dirty_threshold: args.dirty_threshold.bytes(),
+                },
+                json: args.json,
+            };
+            return remote::migrate_to(&sources, ep, &args.transport, &x, global);
+        }
+    };
+    if !args.with.is_empty() {
+        anyhow::bail!("--with is for a migration to an address (tcp:// or tls://)");
+    }
+    if args.src == dst {
         anyhow::bail!("source and destination are the same device ({})", args.src);
     }
     // Dynamic resources go to DST before anything opens it (vendors fix them at first open).
@@ -107,9 +140,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         (true, true) => Policy::Ignore,
     };
     let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
-    let resources = dyn_attrs::prepare(&root, &args.src, &args.dst, policy)?;
+    let resources = dyn_attrs::prepare(&root, &args.src, &dst, policy)?;
     let token = install_interrupt_handler()?;
-    let mut drivers = open_drivers(&[args.src.clone(), args.dst.clone()], global)?;
+    let mut drivers = open_drivers(&[args.src.clone(), dst.clone()], global)?;
     let (Some(mut dst), Some(mut src)) = (drivers.pop(), drivers.pop()) else {
         anyhow::bail!("could not open both devices");
     };

@@ -14,6 +14,8 @@ mod info;
 mod irq;
 mod mdev;
 mod migrate;
+mod receive;
+mod remote;
 mod reset;
 mod restore;
 mod save;
@@ -82,8 +84,10 @@ enum Command {
     Save(save::Args),
     /// Restore device state from a stream file.
     Restore(restore::Args),
-    /// Migrate state live from one device to another.
+    /// Migrate state live from one device to another, here or across hosts (to an address).
     Migrate(migrate::Args),
+    /// Receive a migration from another host into DEVICE(s), listening on an address.
+    Receive(receive::Args),
     /// Check whether SRC's state can migrate into DST.
     Compat(compat::Args),
     /// Walk the migration uAPI contract arc by arc and report.
@@ -113,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Save(a) => save::run(a, &g),
         Command::Restore(a) => restore::run(a, &g),
         Command::Migrate(a) => migrate::run(a, &g),
+        Command::Receive(a) => receive::run(a, &g),
         Command::Compat(a) => compat::run(a, &g),
         Command::Conformance(a) => conformance::run(a, &g),
         Command::Bench(a) => bench::run(a, &g),
