@@ -32,11 +32,11 @@ mod pci;
 mod stream;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod violation_tests;
 mod transition;
 mod v1;
 mod v2;
+#[cfg(test)]
+mod violation_tests;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use irq::{ERR, INTX, MSI, MSIX, REQ};

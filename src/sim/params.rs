@@ -255,9 +255,13 @@ impl SimParams {
                 "seed" => p.seed = num(k, v)?,
                 "verify-seed" => p.verify_seed = Some(num(k, v)?),
                 "fail-at" => {
-                    let s: MigState = v.parse().map_err(|e: String| bad(format!("fail-at: {e}")))?;
+                    let s: MigState = v
+                        .parse()
+                        .map_err(|e: String| bad(format!("fail-at: {e}")))?;
                     if s == MigState::Error {
-                        return Err(bad("fail-at: ERROR cannot be entered by a transition".into()));
+                        return Err(bad(
+                            "fail-at: ERROR cannot be entered by a transition".into()
+                        ));
                     }
                     p.fail_at = Some(s);
                 }
@@ -301,14 +305,18 @@ impl SimParams {
                 "v1-data" => {
                     let d = size(k, v)?;
                     if d < 4096 || d % 4096 != 0 || d > 1 << 30 {
-                        return Err(bad("v1-data: must be a multiple of 4 KiB between 4 KiB and 1 GiB".into()));
+                        return Err(bad(
+                            "v1-data: must be a multiple of 4 KiB between 4 KiB and 1 GiB".into(),
+                        ));
                     }
                     p.v1_data = d;
                 }
                 "bar2" => {
                     let b = size(k, v)?;
                     if b < 4096 || !b.is_power_of_two() || b > 1 << 34 {
-                        return Err(bad("bar2: must be a power of two between 4 KiB and 16 GiB".into()));
+                        return Err(bad(
+                            "bar2: must be a power of two between 4 KiB and 16 GiB".into()
+                        ));
                     }
                     p.bar2 = b;
                 }

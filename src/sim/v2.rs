@@ -168,8 +168,9 @@ impl SimDevice {
         let state = g.state;
         let any_state = self.v2_violates(Violation::PrecopyInfoState);
         match (state, g.save.as_mut()) {
-            (MigState::PreCopy | MigState::PreCopyP2p, Some(s))
-            | (MigState::StopCopy, Some(s)) if any_state || state != MigState::StopCopy => {
+            (MigState::PreCopy | MigState::PreCopyP2p, Some(s)) | (MigState::StopCopy, Some(s))
+                if any_state || state != MigState::StopCopy =>
+            {
                 s.accrue(now);
                 let (mut initial_bytes, mut dirty_bytes) = s.precopy_info();
                 if self.v2_violates(Violation::PrecopyInitial) {
@@ -209,12 +210,14 @@ impl SimDevice {
             }
             None => SaveStream::full_size(self.params.state),
         };
-        Ok(if self.params.violate == Some(Violation::WrongStopCopySize) {
-            size / 2
-        } else if self.v2_violates(Violation::DataSize) {
-            0
-        } else {
-            size
-        })
+        Ok(
+            if self.params.violate == Some(Violation::WrongStopCopySize) {
+                size / 2
+            } else if self.v2_violates(Violation::DataSize) {
+                0
+            } else {
+                size
+            },
+        )
     }
 }
