@@ -22,7 +22,11 @@ sent() { vfio-harness bar $U read BAR0 0x78 -w 4 --json | json_num value; }
 for b in $(backends); do
     for v in 0 1 2 3; do
         before=$(sent)
-        run_out out vfio-harness --iommu $b irq $U --index MSIX --vector $v --count 10 --timeout 2000 --json
+        echo "+ vfio-harness --iommu $b irq $U --index MSIX --vector $v --count 10 --timeout 2000 --json"
+        out=$(vfio-harness --iommu $b irq $U --index MSIX --vector $v --count 10 --timeout 2000 --json)
+        rc=$?
+        echo "$out"
+        [ $rc = 0 ] || fail "device-raised MSI-X vector $v through $b failed (exit $rc)"
         o=$(echo "$out" | flat)
         expect_eq "device-raised deliveries ($b, vector $v)" "$(echo "$out" | json_num delivered)" 10
         expect_eq "raised by ($b, vector $v)" "$(echo "$out" | json_str raised_by)" vhgpu
