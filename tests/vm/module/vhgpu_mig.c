@@ -299,8 +299,12 @@ struct file *vhgpu_goto_state(struct vhgpu_dev *dev, enum vfio_device_mig_state 
 
 	while (dev->mig_state != new_state) {
 		enum vfio_device_mig_state next;
-		int ret = vfio_mig_get_next_state(&dev->vdev, dev->mig_state, new_state, &next);
+		int ret;
 
+		/* no arc leaves ERROR (and the core helper WARNs when asked from it) */
+		if (dev->mig_state == VFIO_DEVICE_STATE_ERROR)
+			return ERR_PTR(-EINVAL);
+		ret = vfio_mig_get_next_state(&dev->vdev, dev->mig_state, new_state, &next);
 		if (ret)
 			return ERR_PTR(ret);
 		if (dev->fail_next) {
