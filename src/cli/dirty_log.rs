@@ -2,9 +2,9 @@
 //! against what the device really wrote. Maps a buffer over the logged IOVA range, STARTs
 //! logging, has the device's DMA engine (its test driver: vhgpu) write each `--write
 //! OFFSET:LEN` piece of the range (and read each `--read` piece, which must not count),
-//! REPORTs, REPORTs again (must be empty: REPORT clears),
-//! STOPs, and prints the pages written next to the pages reported. With `--refusals` it also
-//! sends requests the device must refuse and prints each errno.
+//! REPORTs, REPORTs again (must be empty: REPORT clears), STOPs, and prints the pages
+//! written next to the pages reported. With `--refusals` it also sends requests the device
+//! must refuse and prints each errno.
 //!
 //! Exit status 0 when every written page was reported, the second REPORT was empty and every
 //! bad request was refused; extra reported pages are allowed (the uAPI lets a device report
@@ -12,11 +12,10 @@
 //!
 //! JSON (`--json`): `device`, `driver`, `iova`, `len`, `page_size_requested`, `page_size`
 //! (chosen by the device), `report_page_size`, `writes` and `reads` [{`iova`, `len`,
-//! `transfers`}],
-//! `written_pages`, `written` [{`start`, `last`}], `reported` {`pages`, `pages_dirty`,
-//! `first_dirty_iova`, `last_dirty_iova`}, `dirty` [{`start`, `last`}], `bitmap` (hex words),
-//! `missing`, `extra` (ranges), `second_report_pages`, `refusals` [{`what`, `refused`,
-//! `errno`, `detail`}], `passed`.
+//! `transfers`}], `written_pages`, `written` [{`start`, `last`}], `reported` {`pages`,
+//! `pages_dirty`, `first_dirty_iova`, `last_dirty_iova`}, `dirty` [{`start`, `last`}],
+//! `bitmap` (hex words), `missing`, `extra` (ranges), `second_report_pages`, `refusals`
+//! [{`what`, `refused`, `errno`, `detail`}], `passed`.
 
 use std::process::ExitCode;
 

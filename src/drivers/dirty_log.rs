@@ -191,7 +191,15 @@ pub fn dirty_log(
     }
     let mut eng = DmaEngine::probe(dev)?;
     let lim = eng.limits();
-    let (granule, ranges) = space.iova_ranges()?;
+    let (granule, mut ranges) = space.iova_ranges()?;
+    if ranges.is_empty() {
+        // A type1 container holding only mdevs reports no IOVA range capability: its IOVA
+        // list is empty, which type1 treats as no restriction.
+        ranges.push(IovaRange {
+            start: 0,
+            last: u64::MAX,
+        });
+    }
     let align = granule.max(job.page_size);
     let iova = match job.iova {
         Some(a) => a,

@@ -176,10 +176,13 @@ impl Device for SimDevice {
             });
         }
         let mut g = self.lock();
-        g.state = MigState::Running;
-        g.save = None;
-        self.abort_resume(&mut g);
-        g.v1 = V1Chunk::default();
+        // violation reset: the migration state and its streams survive the reset
+        if !self.v2_violates(super::Violation::Reset) {
+            g.state = MigState::Running;
+            g.save = None;
+            self.abort_resume(&mut g);
+            g.v1 = V1Chunk::default();
+        }
         g.bar0 = [0; BAR0_SIZE as usize];
         g.irq_count = 0;
         Ok(())

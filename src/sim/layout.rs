@@ -59,6 +59,8 @@ impl SimDevice {
             config: pci::Config::new(params.bar2),
             irqs: irq::Irqs::new(),
             v1: V1Chunk::default(),
+            set_from: None,
+            stale_save: None,
         };
         Ok(SimDevice {
             params,

@@ -41,6 +41,8 @@ mod tests;
 mod transition;
 mod v1;
 mod v2;
+#[cfg(test)]
+mod violation_tests;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use irq::{ERR, INTX, MSI, MSIX, REQ};
@@ -101,6 +103,10 @@ struct Inner {
     config: pci::Config,
     irqs: irq::Irqs,
     v1: V1Chunk,
+    /// The state before the last successful v2 SET (violation `state-after-arc`).
+    set_from: Option<MigState>,
+    /// The last saving session's stream, kept by violation `new-data-fd`.
+    stale_save: Option<SaveStream>,
 }
 
 /// The simulated device. Open it with [`open`] (or [`crate::open()`] with a `sim:` spec).
@@ -139,5 +145,15 @@ impl SimDevice {
 
     fn name_str(&self) -> &str {
         &self.info.name
+    }
+
+    /// Whether violation `v` is on and applies (a v2 one on a v2 device).
+    fn v2_violates(&self, v: Violation) -> bool {
+        self.params.protocol == SimProtocol::V2 && self.params.violate == Some(v)
+    }
+
+    /// Whether violation `v` is on and applies (a v1 one on a v1 device).
+    fn v1_violates(&self, v: Violation) -> bool {
+        self.params.protocol == SimProtocol::V1 && self.params.violate == Some(v)
     }
 }

@@ -34,7 +34,14 @@ pub enum FailMode {
 }
 
 /// Deliberate protocol violations, for testing the harness's defences.
+///
+/// Besides the first three, each variant breaks one clause of the migration uAPI and is
+/// named after the conformance check that must catch it (`violate=state-after-arc`, ...,
+/// the same names as the bed's vhgpu `vendor/violate`). The v2 ones act only with
+/// `protocol=v2`, the `v1-` ones only with `protocol=v1`. `dma-logging` has no simulator
+/// counterpart (the simulator has no DMA).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Violation {
     /// STOP_COPY reads never reach the end of the stream.
     EndlessRead,
@@ -42,6 +49,105 @@ pub enum Violation {
     WrongStopCopySize,
     /// v1: `data_size` reads back larger than the data section.
     OversizedChunk,
+    /// `state-after-arc`: after a SET to STOP from RUNNING, GET reports RUNNING (until the
+    /// next SET).
+    StateAfterArc,
+    /// `new-data-fd`: from the 2nd saving session on, entering a saving state from a
+    /// non-saving one hands back the previous session's stream, not restarted.
+    NewDataFd,
+    /// `stop-copy-eof`: the end of the STOP_COPY stream reads as `ENOMSG`, not 0.
+    StopCopyEof,
+    /// `read-size`: reads shorter than 4096 bytes fail with `EINVAL`.
+    ReadSize,
+    /// `session-ends`: after leaving the saving states the stream keeps returning data.
+    SessionEnds,
+    /// `precopy-info-state`: `VFIO_MIG_GET_PRECOPY_INFO` is answered in STOP_COPY.
+    PrecopyInfoState,
+    /// `precopy-initial`: `initial_bytes` stays at its first reported value.
+    PrecopyInitial,
+    /// `precopy-info-agrees`: once data was read, the pre-copy info says 0/0 while reads
+    /// still return data.
+    PrecopyInfoAgrees,
+    /// `precopy-path`: the stream ends as soon as STOP_COPY is entered from PRE_COPY (the
+    /// stop-copy part is empty; a destination refuses it as truncated).
+    PrecopyPath,
+    /// `write-size`: a write that does not complete the stream fails with `EINVAL`.
+    WriteSize,
+    /// `resume-refuses`: leaving RESUMING accepts a truncated stream.
+    ResumeRefuses,
+    /// `resume-loads`: leaving RESUMING does not load the (valid) state.
+    ResumeLoads,
+    /// `reset`: reset leaves the migration state and its streams as they are.
+    Reset,
+    /// `data-size`: `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE` reports 0.
+    DataSize,
+    /// `v1-state-bits`: writing `_SAVING | _RESUMING` succeeds and changes nothing.
+    V1StateBits,
+    /// `v1-pending`: `pending_bytes` never drops below 1 while saving (endless).
+    V1Pending,
+    /// `v1-data-window`: `data_offset` points past the end of the region.
+    V1DataWindow,
+    /// `v1-resume-loads`: the v1 resume (the `data_size` commits) loads nothing.
+    V1ResumeLoads,
+}
+
+impl Violation {
+    /// Every violation, in the order of their names' list.
+    pub const ALL: &'static [Violation] = &[
+        Violation::EndlessRead,
+        Violation::WrongStopCopySize,
+        Violation::OversizedChunk,
+        Violation::StateAfterArc,
+        Violation::NewDataFd,
+        Violation::StopCopyEof,
+        Violation::ReadSize,
+        Violation::SessionEnds,
+        Violation::PrecopyInfoState,
+        Violation::PrecopyInitial,
+        Violation::PrecopyInfoAgrees,
+        Violation::PrecopyPath,
+        Violation::WriteSize,
+        Violation::ResumeRefuses,
+        Violation::ResumeLoads,
+        Violation::Reset,
+        Violation::DataSize,
+        Violation::V1StateBits,
+        Violation::V1Pending,
+        Violation::V1DataWindow,
+        Violation::V1ResumeLoads,
+    ];
+
+    /// The name in `violate=NAME`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Violation::EndlessRead => "endless-read",
+            Violation::WrongStopCopySize => "wrong-stop-copy-size",
+            Violation::OversizedChunk => "oversized-chunk",
+            Violation::StateAfterArc => "state-after-arc",
+            Violation::NewDataFd => "new-data-fd",
+            Violation::StopCopyEof => "stop-copy-eof",
+            Violation::ReadSize => "read-size",
+            Violation::SessionEnds => "session-ends",
+            Violation::PrecopyInfoState => "precopy-info-state",
+            Violation::PrecopyInitial => "precopy-initial",
+            Violation::PrecopyInfoAgrees => "precopy-info-agrees",
+            Violation::PrecopyPath => "precopy-path",
+            Violation::WriteSize => "write-size",
+            Violation::ResumeRefuses => "resume-refuses",
+            Violation::ResumeLoads => "resume-loads",
+            Violation::Reset => "reset",
+            Violation::DataSize => "data-size",
+            Violation::V1StateBits => "v1-state-bits",
+            Violation::V1Pending => "v1-pending",
+            Violation::V1DataWindow => "v1-data-window",
+            Violation::V1ResumeLoads => "v1-resume-loads",
+        }
+    }
+
+    /// The violation named `name`.
+    pub fn from_name(name: &str) -> Option<Violation> {
+        Violation::ALL.iter().copied().find(|v| v.name() == name)
+    }
 }
 
 /// The simulator's configuration, parsed from the spec parameters.
@@ -70,7 +176,7 @@ pub struct SimParams {
     pub dirty_rate: u64,
     /// v2 capability flags (`flags=STOP_COPY|P2P|PRE_COPY`, default all three).
     pub flags: MigFlags,
-    /// A protocol violation to commit (`violate=endless-read|wrong-stop-copy-size|oversized-chunk`).
+    /// A protocol violation to commit (`violate=NAME`, see [`Violation`]).
     pub violate: Option<Violation>,
     /// v1: whether the data section is mmap-able (`v1-mmap=0|1`, default 1).
     pub v1_mmap: bool,
@@ -209,9 +315,13 @@ impl SimParams {
                 "seed" => p.seed = num(k, v)?,
                 "verify-seed" => p.verify_seed = Some(num(k, v)?),
                 "fail-at" => {
-                    let s: MigState = v.parse().map_err(|e: String| bad(format!("fail-at: {e}")))?;
+                    let s: MigState = v
+                        .parse()
+                        .map_err(|e: String| bad(format!("fail-at: {e}")))?;
                     if s == MigState::Error {
-                        return Err(bad("fail-at: ERROR cannot be entered by a transition".into()));
+                        return Err(bad(
+                            "fail-at: ERROR cannot be entered by a transition".into()
+                        ));
                     }
                     p.fail_at = Some(s);
                 }
@@ -242,29 +352,31 @@ impl SimParams {
                     p.flags = f;
                 }
                 "violate" => {
-                    p.violate = Some(match v {
-                        "endless-read" => Violation::EndlessRead,
-                        "wrong-stop-copy-size" => Violation::WrongStopCopySize,
-                        "oversized-chunk" => Violation::OversizedChunk,
-                        _ => {
-                            return Err(bad(format!(
-                                "violate: {v:?} is not endless-read, wrong-stop-copy-size or oversized-chunk"
-                            )))
-                        }
-                    })
+                    p.violate = match v {
+                        "" | "none" => None,
+                        _ => Some(Violation::from_name(v).ok_or_else(|| {
+                            let names: Vec<&str> =
+                                Violation::ALL.iter().map(|v| v.name()).collect();
+                            bad(format!("violate: {v:?} is not one of {}", names.join(", ")))
+                        })?),
+                    }
                 }
                 "v1-mmap" => p.v1_mmap = boolean(k, v)?,
                 "v1-data" => {
                     let d = size(k, v)?;
                     if d < 4096 || d % 4096 != 0 || d > 1 << 30 {
-                        return Err(bad("v1-data: must be a multiple of 4 KiB between 4 KiB and 1 GiB".into()));
+                        return Err(bad(
+                            "v1-data: must be a multiple of 4 KiB between 4 KiB and 1 GiB".into(),
+                        ));
                     }
                     p.v1_data = d;
                 }
                 "bar2" => {
                     let b = size(k, v)?;
                     if b < 4096 || !b.is_power_of_two() || b > 1 << 34 {
-                        return Err(bad("bar2: must be a power of two between 4 KiB and 16 GiB".into()));
+                        return Err(bad(
+                            "bar2: must be a power of two between 4 KiB and 16 GiB".into()
+                        ));
                     }
                     p.bar2 = b;
                 }
@@ -306,7 +418,9 @@ impl SimParams {
                         .map(|x| x / scale)
                         .filter(|x| (0.0..=1.0).contains(x))
                         .ok_or_else(|| {
-                            bad(format!("zero-pages: {v:?} is not a fraction in 0..1 (0.5, 90%)"))
+                            bad(format!(
+                                "zero-pages: {v:?} is not a fraction in 0..1 (0.5, 90%)"
+                            ))
                         })?;
                     p.zero_pages = zero_pages_of(f);
                 }
@@ -374,6 +488,11 @@ mod tests {
             SimParams::parse("latency=2").unwrap().latency,
             Duration::from_secs(2)
         );
+        for v in Violation::ALL {
+            let p = SimParams::parse(&format!("violate={}", v.name())).unwrap();
+            assert_eq!(p.violate, Some(*v));
+        }
+        assert_eq!(SimParams::parse("violate=none").unwrap().violate, None);
         let d = SimParams::parse("").unwrap();
         assert_eq!(
             (d.backing, d.rate, d.zero_pages),

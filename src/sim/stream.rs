@@ -137,6 +137,12 @@ pub(crate) struct SaveStream {
     /// last accounted for.
     dirty_rate: u64,
     accrued_at_ns: u128,
+    /// Violation `precopy-path`: the stream ends as soon as it is stopped.
+    cut_at_stop: bool,
+    /// Whether a read returned data (violation `precopy-info-agrees`).
+    pub(crate) read_any: bool,
+    /// The first `initial_bytes` reported (violation `precopy-initial`).
+    pub(crate) initial0: Option<u64>,
 }
 
 impl SaveStream {
@@ -166,7 +172,16 @@ impl SaveStream {
             data_bytes: 0,
             dirty_rate,
             accrued_at_ns: now_ns,
+            cut_at_stop: false,
+            read_any: false,
+            initial0: None,
         }
+    }
+
+    /// Violation `precopy-path`: nothing more is produced once stopped (the stop-copy part
+    /// of the stream, and whatever pre-copy data was still unread, is dropped).
+    pub(crate) fn drop_final(&mut self) {
+        self.cut_at_stop = true;
     }
 
     /// Accounts dirtying up to `now_ns` (only while the device runs, i.e. not stopped).
@@ -251,6 +266,9 @@ impl SaveStream {
 
     /// Produces up to `buf.len()` stream bytes into `buf`.
     pub(crate) fn produce(&mut self, buf: &mut [u8], now_ns: u128) -> Produced {
+        if self.stopped && self.cut_at_stop {
+            return Produced::End;
+        }
         self.accrue(now_ns);
         let mut pos = 0usize;
         while pos < buf.len() {
@@ -555,6 +573,26 @@ impl ResumeStream {
             ));
         }
         self.phase = Phase::Done;
+    }
+
+    /// Whether the stream so far is valid but incomplete (cut short before its trailer).
+    pub(crate) fn truncated(&self) -> bool {
+        self.error.is_none() && !matches!(self.phase, Phase::Done)
+    }
+
+    /// Whether the stream is complete and valid.
+    pub(crate) fn complete(&self) -> bool {
+        self.error.is_none() && matches!(self.phase, Phase::Done)
+    }
+
+    /// The seed of the stream's header, once parsed.
+    pub(crate) fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// Refuses the stream (latched: [`Self::finish`] reports `why`).
+    pub(crate) fn refuse(&mut self, why: String) {
+        self.fail(why);
     }
 
     /// Whether any restored bytes were copied into the state memory.

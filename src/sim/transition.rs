@@ -68,14 +68,22 @@ impl SimDevice {
             let r = g.resume.take();
             let wrote = r.as_ref().is_some_and(|r| r.wrote_memory());
             let verdict = match r {
+                // violation resume-refuses: a stream cut short is taken as it is
+                Some(r) if r.truncated() && self.v2_violates(Violation::ResumeRefuses) => {
+                    Ok((r.seed().unwrap_or(g.seed), g.zero))
+                }
                 Some(r) => r.finish(),
                 None => Err("no resume stream".into()),
             };
+            // violations resume-loads / v1-resume-loads: checked, not loaded
+            let load = !(self.v2_violates(Violation::ResumeLoads)
+                || self.v1_violates(Violation::V1ResumeLoads));
             match verdict {
-                Ok((seed, zero)) => {
+                Ok((seed, zero)) if load => {
                     g.seed = seed;
                     g.zero = zero;
                 }
+                Ok(_) => {}
                 Err(why) => {
                     if wrote {
                         self.reload_state(g);
@@ -90,11 +98,31 @@ impl SimDevice {
             }
         }
         if saving(from) && !saving(to) {
-            g.save = None;
+            if self.v2_violates(Violation::NewDataFd) {
+                g.stale_save = g.save.take();
+            } else if !self.v2_violates(Violation::SessionEnds) {
+                g.save = None;
+            }
+        }
+        if saving(to) && !saving(from) && self.v2_violates(Violation::NewDataFd) {
+            // violation new-data-fd: the previous session's stream again, not restarted
+            if let Some(mut s) = g.stale_save.take() {
+                if to == MigState::StopCopy {
+                    s.stop(now);
+                }
+                g.save = Some(s);
+                g.state = to;
+                return Ok(());
+            }
         }
         if to == MigState::StopCopy {
             match g.save.as_mut() {
-                Some(s) if saving(from) => s.stop(now),
+                Some(s) if saving(from) => {
+                    s.stop(now);
+                    if self.v2_violates(Violation::PrecopyPath) {
+                        s.drop_final();
+                    }
+                }
                 _ => {
                     let mut s = SaveStream::new(
                         g.seed,

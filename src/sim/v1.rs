@@ -44,6 +44,16 @@ fn v1_state(bits: u32) -> Option<MigState> {
 }
 
 impl SimDevice {
+    /// What `data_offset` reads: the data section, or (violation `v1-data-window`) the end of
+    /// the region.
+    fn v1_data_offset(&self) -> u64 {
+        if self.v1_violates(Violation::V1DataWindow) {
+            V1_DATA_OFFSET + self.params.v1_data
+        } else {
+            V1_DATA_OFFSET
+        }
+    }
+
     /// A read of the migration region: a header field (whole, at its offset) or the data
     /// section.
     pub(super) fn v1_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -72,17 +82,23 @@ impl SimDevice {
                     let stopped = g.state == MigState::StopCopy;
                     let s = g.save.as_mut().ok_or_else(|| einval("no save stream"))?;
                     s.accrue(now);
-                    if stopped {
+                    let left = if stopped {
                         s.remaining_to_end()
                     } else {
                         let (i, d) = s.precopy_info();
                         i + d
+                    };
+                    // violation v1-pending: never drops below 1 (the stream never ends)
+                    if self.v1_violates(Violation::V1Pending) {
+                        left.max(1)
+                    } else {
+                        left
                     }
                 }
             }
             (uapi::MIG_INFO_DATA_OFFSET, 8) => {
                 if g.state == MigState::Resuming {
-                    V1_DATA_OFFSET
+                    self.v1_data_offset()
                 } else if saving {
                     if !g.v1.fresh {
                         let n = self.limit(data.len().min(self.params.v1_data as usize));
@@ -98,7 +114,7 @@ impl SimDevice {
                         };
                         g.v1 = V1Chunk { len, fresh: true };
                     }
-                    V1_DATA_OFFSET
+                    self.v1_data_offset()
                 } else {
                     return Err(einval(
                         "data_offset is only valid while _SAVING or _RESUMING",
@@ -158,6 +174,9 @@ impl SimDevice {
                         libc::EINVAL,
                         "the device is in error (_SAVING|_RESUMING): reset it",
                     ));
+                }
+                if bits == uapi::DEVICE_STATE_V1_ERROR && self.v1_violates(Violation::V1StateBits) {
+                    return Ok(()); // violation v1-state-bits: accepted, ignored
                 }
                 let Some(to) = v1_state(bits) else {
                     return Err(fail(

@@ -1,5 +1,5 @@
 //! The kernel back end: VFIO container/group (legacy) and iommufd/cdev, device fds,
-//! regions, DMA, interrupts and the KVM-VFIO association.
+//! regions, DMA, interrupts, DMA dirty logging ([`dirty`]) and the KVM-VFIO association.
 //!
 //! [`open_devices`] opens every device of one call into one shared [`VfioContext`] (one
 //! container, or one iommufd IOAS), optionally registered with a KVM-VFIO pseudo device as a

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * vhgpu: the module's internal state, shared by its source files
- * (vhgpu_main.c: device, registers, DMA, vfio_device_ops, mdev parent;
- * vhgpu_mig.c: migration stream, state machine, v1 region; vhgpu_sysfs.c:
- * attributes; vhgpu_msix.c: MSI-X; vhgpu_dirty.c: DMA dirty logging;
- * vhgpu_violate.c: seeded contract violations, fault injection). The
- * device-visible layout is in vhgpu.h.
+ * (vhgpu_main.c: parameters, types, vfio_device_ops, mdev parent;
+ * vhgpu_hw.c: VRAM, config space, INTx/MSI, BAR0 registers, DMA engine;
+ * vhgpu_msix.c: MSI-X; vhgpu_dirty.c: DMA dirty logging; vhgpu_stream.c:
+ * the migration stream; vhgpu_mig.c: v2 data files and the state machine;
+ * vhgpu_v1.c: the v1 region; vhgpu_sysfs.c: attributes; vhgpu_violate.c:
+ * seeded contract violations, fault injection). The device-visible layout
+ * is in vhgpu.h.
  */
 #ifndef VHGPU_PRIV_H
 #define VHGPU_PRIV_H
@@ -234,12 +236,22 @@ struct vhgpu_dev {
 /* ------------------------------------------------------------------------
  * Across files
  */
-/* vhgpu_main.c */
+/* vhgpu_hw.c */
 struct page *vhgpu_vram_page(struct vhgpu_dev *dev, unsigned long idx, bool alloc);
 void vhgpu_zap(struct vhgpu_dev *dev, unsigned long idx, unsigned long n);
+ssize_t vhgpu_vram_rw(struct vhgpu_dev *dev, char __user *ubuf, size_t count, u64 off,
+		      bool write);
+extern const struct vm_operations_struct vhgpu_vram_vm_ops;
 void vhgpu_init_config(struct vhgpu_dev *dev);
 void vhgpu_cfg_put16(u8 *cfg, unsigned int off, u16 v);
 void vhgpu_cfg_put32(u8 *cfg, unsigned int off, u32 v);
+ssize_t vhgpu_cfg_rw(struct vhgpu_dev *dev, char __user *ubuf, size_t count, u64 off,
+		     bool write);
+int vhgpu_set_irqs(struct vhgpu_dev *dev, struct vfio_irq_set *hdr, u8 *data);
+void vhgpu_irq_teardown(struct vhgpu_dev *dev);	/* dev->lock held */
+ssize_t vhgpu_bar0_rw(struct vhgpu_dev *dev, char __user *ubuf, size_t count, u64 off,
+		      bool write);
+void vhgpu_reset_regs(struct vhgpu_dev *dev);		/* dev->lock held */
 
 /* vhgpu_msix.c (dev->lock held unless noted) */
 void vhgpu_msix_init_config(struct vhgpu_dev *dev);
@@ -255,10 +267,19 @@ extern const struct vfio_log_ops vhgpu_log_ops;
 void vhgpu_dirty_log_write(struct vhgpu_dev *dev, u64 iova, u64 len);
 void vhgpu_dirty_log_stop(struct vhgpu_dev *dev);
 
-/* vhgpu_mig.c */
+/* vhgpu_stream.c (migf->lock held) */
+void vhgpu_save_pending(struct vhgpu_migf *migf, u64 *initial, u64 *dirty, u64 *final);
+ssize_t vhgpu_save_copy(struct vhgpu_migf *migf, char __user *ubuf, u8 *kbuf, size_t len);
+int vhgpu_load_feed(struct vhgpu_migf *migf, const u8 *buf, size_t len);
+int vhgpu_load_finish(struct vhgpu_dev *dev, struct vhgpu_migf *migf);	/* takes migf->lock */
+
+/* vhgpu_mig.c (state_mutex held) */
 extern const struct vfio_migration_ops vhgpu_mig_ops;
+struct file *vhgpu_goto_state(struct vhgpu_dev *dev, enum vfio_device_mig_state new_state);
 void vhgpu_disable_files(struct vhgpu_dev *dev);
 void vhgpu_drop_stale_save(struct vhgpu_dev *dev);
+
+/* vhgpu_v1.c */
 ssize_t vhgpu_v1_rw(struct vhgpu_dev *dev, char __user *ubuf, size_t count, u64 off,
 		    bool write);
 

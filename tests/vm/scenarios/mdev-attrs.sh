@@ -43,8 +43,9 @@ expect_pool 512 "after an aggregate=2 vhgpu-256M"
 
 run_out s vfio-harness mdev show $A --json
 echo "$s" | flat | grep -q '"vendor/aggregate":"2"' || fail "show: vendor/aggregate is not 2"
-echo "$s" | flat | grep -q '"writable_attributes":\["vendor/aggregate","vendor/dma_rate_limit_mbps","vendor/priority"\]' \
-    || fail "show: writable_attributes are not aggregate, dma_rate_limit_mbps, priority"
+# (fail_next_transition and violate: vhgpu's test knobs, see hw-notes/vhgpu.md)
+echo "$s" | flat | grep -q '"writable_attributes":\["vendor/aggregate","vendor/dma_rate_limit_mbps","vendor/fail_next_transition","vendor/priority","vendor/violate"\]' \
+    || fail "show: writable_attributes are not aggregate, dma_rate_limit_mbps, fail_next_transition, priority, violate"
 run_out l vfio-harness mdev list --parent vhgpu --json
 expect_eq "list --parent vhgpu" "$(echo "$l" | json_str uuid)" $A
 echo "$l" | flat | grep -q '"vendor/aggregate":"2"' || fail "list: $A lacks vendor/aggregate=2"

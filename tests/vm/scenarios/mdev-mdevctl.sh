@@ -26,10 +26,11 @@ run vfio-harness mdev create --type vhgpu-256M --uuid $A \
     --attr aggregate=2 --attr priority=6 --attr dma_rate_limit_mbps=16
 run_out def vfio-harness mdev show $A --mdevctl-json
 echo "$def" >$M/vhgpu/$A
-echo "$def" | flat | grep -qx '{"mdev_type":"vhgpu-256M","start":"manual","attrs":\[{"vendor/aggregate":"2"},{"vendor/dma_rate_limit_mbps":"16"},{"vendor/priority":"6"}\]}' \
-    || fail "the definition is not mdev_type, start, attrs with aggregate, dma_rate_limit_mbps, priority"
+# (fail_next_transition and violate: vhgpu's test knobs, see hw-notes/vhgpu.md)
+echo "$def" | flat | grep -qx '{"mdev_type":"vhgpu-256M","start":"manual","attrs":\[{"vendor/aggregate":"2"},{"vendor/dma_rate_limit_mbps":"16"},{"vendor/fail_next_transition":"0"},{"vendor/priority":"6"},{"vendor/violate":"none"}\]}' \
+    || fail "the definition is not mdev_type, start, attrs with aggregate, dma_rate_limit_mbps, fail_next_transition, priority, violate"
 run_out lst vfio-harness mdev list --parent vhgpu --mdevctl-json
-echo "$lst" | flat | grep -qx "\[{\"vhgpu\":\[{\"$A\":{\"mdev_type\":\"vhgpu-256M\",\"start\":\"manual\",\"attrs\":\[{\"vendor/aggregate\":\"2\"},{\"vendor/dma_rate_limit_mbps\":\"16\"},{\"vendor/priority\":\"6\"}\]}}\]}\]" \
+echo "$lst" | flat | grep -qx "\[{\"vhgpu\":\[{\"$A\":{\"mdev_type\":\"vhgpu-256M\",\"start\":\"manual\",\"attrs\":\[{\"vendor/aggregate\":\"2\"},{\"vendor/dma_rate_limit_mbps\":\"16\"},{\"vendor/fail_next_transition\":\"0\"},{\"vendor/priority\":\"6\"},{\"vendor/violate\":\"none\"}\]}}\]}\]" \
     || fail "list --mdevctl-json is not [{vhgpu: [{$A: definition}]}]"
 a_used=$(avail 64M)
 expect_eq "64M available with A" "$a_used" $(((pool - 512) / 64))

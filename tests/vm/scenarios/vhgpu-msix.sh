@@ -1,7 +1,7 @@
 # vhgpu MSI-X: 4 vectors on eventfds, each maskable through VFIO_IRQ_SET_ACTION_MASK/UNMASK
 # (a vector raised while masked is held pending and delivered once on unmask), raised by the
 # device when vector N is written to its BAR0 raise register (0x70). Raw ioctls first
-# (vhgpu-probe msix: capability, per-vector delivery, pending/PBA values, triggers), then the
+# (vhgpu-msix: capability, per-vector delivery, pending/PBA values, triggers), then the
 # harness's `irq` on the MSIX index through every IOMMU back end: device mode (the vhgpu
 # driver writes the raise register) and loopback, every vector delivered 10 times, the
 # mask check held one back and delivered it on unmask; the device's sent counter (0x78)
@@ -12,7 +12,7 @@ P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
 U=6f1e0c3a-7a1d-4c55-9d2e-00000000f101
 trap '[ -e /sys/bus/mdev/devices/$U ] && echo 1 >/sys/bus/mdev/devices/$U/remove' EXIT
 run sh -c "echo $U >$P/vhgpu-64M/create"
-run vhgpu-probe msix $U
+run vhgpu-msix $U
 
 run_out info vfio-harness info $U --json
 msix=$(echo "$info" | flat | grep -o '"name":"MSIX","count":[0-9]*')
@@ -22,7 +22,11 @@ sent() { vfio-harness bar $U read BAR0 0x78 -w 4 --json | json_num value; }
 for b in $(backends); do
     for v in 0 1 2 3; do
         before=$(sent)
-        run_out out vfio-harness --iommu $b irq $U --index MSIX --vector $v --count 10 --timeout 2000 --json
+        echo "+ vfio-harness --iommu $b irq $U --index MSIX --vector $v --count 10 --timeout 2000 --json"
+        out=$(vfio-harness --iommu $b irq $U --index MSIX --vector $v --count 10 --timeout 2000 --json)
+        rc=$?
+        echo "$out"
+        [ $rc = 0 ] || fail "device-raised MSI-X vector $v through $b failed (exit $rc)"
         o=$(echo "$out" | flat)
         expect_eq "device-raised deliveries ($b, vector $v)" "$(echo "$out" | json_num delivered)" 10
         expect_eq "raised by ($b, vector $v)" "$(echo "$out" | json_str raised_by)" vhgpu
