@@ -7,7 +7,9 @@
 . /etc/vfioh/lib.sh
 need MTTY_A MTTY_B
 
-run_out out vfio-harness bench "$MTTY_A" "$MTTY_B" --quick --json --devices 2
+echo "+ vfio-harness bench $MTTY_A $MTTY_B --quick --json --devices 2"
+out=$(vfio-harness bench "$MTTY_A" "$MTTY_B" --quick --json --devices 2 2>/tmp/bench-mtty.err) \
+    || { cat /tmp/bench-mtty.err; echo "$out" | tail -n 20; fail "bench failed (its stderr above)"; }
 echo "$out" >/tmp/bench-mtty.json
 
 # op/path/kind -> bytes of every results row (serde_json pretty printing: rows at 4 spaces,
