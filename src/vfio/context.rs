@@ -41,6 +41,7 @@ pub struct VfioContext {
     iommu: Iommu,
     kvm: Option<KvmVfio>,
     kvm_note: String,
+    fallback: Option<String>,
 }
 
 impl VfioContext {
@@ -85,7 +86,21 @@ impl VfioContext {
             iommu,
             kvm,
             kvm_note,
+            fallback: None,
         })
+    }
+
+    /// Records why this context is not the interface first chosen (see
+    /// [`VfioContext::iommu_fallback`]).
+    pub(crate) fn with_fallback(mut self, why: Option<String>) -> VfioContext {
+        self.fallback = why;
+        self
+    }
+
+    /// When `--iommu auto` chose iommufd but it refused to open and the devices were opened
+    /// through the legacy container instead: the iommufd error. `None` otherwise.
+    pub fn iommu_fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The interface in use.
