@@ -16,7 +16,7 @@ need MTTY_A
 cdev=/dev/vfio/devices/$(ls /sys/bus/mdev/devices/$MTTY_A/vfio-dev)
 undo() { umount /dev/iommu 2>/dev/null; umount "$cdev" 2>/dev/null; }
 trap undo EXIT
-fallback_of() { echo "$1" | json_obj kernel | grep -o '"iommu_fallback":[^}]*' ; }
+fallback_of() { echo "$1" | grep -o '"iommu_fallback": .*'; }
 
 run_out out vfio-harness --iommu auto info "$MTTY_A" --json
 expect_eq "auto, iommufd working: backend" "$(echo "$out" | json_str backend)" iommufd

@@ -78,7 +78,6 @@ holder=$!
 sleep 2
 kill -0 $holder || fail "the holder exited early: $(cat /tmp/holder.err)"
 run_out out vfio-harness mdev remove $R --timings --json
-kill -0 $holder 2>/dev/null && fail "mdev remove returned while the holder still has $R open"
 wait $holder; hrc=$?
 cat /tmp/holder.json /tmp/holder.err
 expect_eq "holder exit (no interrupt came)" "$hrc" 1
@@ -87,7 +86,7 @@ expect_eq "holder: index disabled" "$(json_bool disabled </tmp/holder.json)" tru
 expect_eq "removed" "$(echo "$out" | json_bool removed)" true
 secs=$(echo "$out" | grep -o '"remove_seconds": *[0-9.e+-]*' | sed 's/.*: *//')
 echo "remove waited $secs s for the holder"
-awk -v s="$secs" 'BEGIN { exit !(s >= 3 && s < 12) }' || fail "remove took $secs s (want 3..12: it must wait for the holder's close)"
+awk -v s="$secs" 'BEGIN { exit !(s >= 4 && s < 10) }' || fail "remove took $secs s (want 4..10: it must wait for the holder's close, about 6 s away)"
 [ -e /sys/bus/mdev/devices/$R ] && fail "$R still exists"
 CREATED=""
 exit 0

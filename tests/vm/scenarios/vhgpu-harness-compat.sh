@@ -34,7 +34,7 @@ expect_eq "M's software_version" "$(cat /sys/bus/mdev/devices/$M/vendor/software
 # verdict SRC DST: the JSON verdict and the software_version rule's verdict (exit ignored).
 verdict() {
     _o=$(vfio-harness compat "$1" "$2" --json); echo "$_o" >&2
-    echo "$(echo "$_o" | json_str verdict) $(echo "$_o" | tr -d ' \n' | grep -o '"reason":"[^"]*","rule":"software_version","verdict":"[a-z]*"' | sed 's/.*"verdict":"//; s/"$//')"
+    echo "$(echo "$_o" | grep -o '"verdict": *"[^"]*"' | tail -n 1 | sed 's/.*: *"//; s/"$//') $(echo "$_o" | tr -d ' \n' | grep -o '"reason":"[^"]*","rule":"software_version","verdict":"[a-z]*"' | sed 's/.*"verdict":"//; s/"$//')"
 }
 run vfio-harness compat $A $A2
 expect_eq "compat 1.2.0 -> 1.2.0" "$(verdict $A $A2)" "compatible pass"
