@@ -1,17 +1,21 @@
 # A device named by its VFIO cdev (/dev/vfio/devices/vfioN): the harness resolves the node
 # through sysfs (class/vfio-dev/vfioN/device) to the same device the UUID or PCI address
 # names, and opens it through either back end (the spec names a device, not an interface):
-# `info --json` is identical to the one by name, and edu's DMA works through it. A cdev that
-# does not exist is refused naming the sysfs link it looked for. On a kernel without cdevs
-# (the debian flavour: no CONFIG_VFIO_DEVICE_CDEV) there is no vfio-dev class, and the
-# refusal says so.
+# `info --json` is identical to the one by name, and edu's DMA works through it. A cdev
+# node that does not exist is refused. On a kernel without device cdevs (the debian
+# flavour: no CONFIG_VFIO_DEVICE_CDEV) sysfs still lists every VFIO device under
+# class/vfio-dev (vfio-dev/vfioN below the device), but /dev/vfio/devices does not exist:
+# the harness refuses the cdev name and says why.
 . /etc/vfioh/lib.sh
 need MTTY_A EDU
-if [ ! -d /sys/class/vfio-dev ]; then
-    [ -d /sys/bus/mdev/devices/$MTTY_A/vfio-dev ] && fail "vfio-dev/ under the mdev but no vfio-dev class"
-    expect_err "cdev spec without cdevs" \
-        "cannot resolve /sys/class/vfio-dev/vfio0/device.*CONFIG_VFIO_DEVICE_CDEV" \
-        vfio-harness info /dev/vfio/devices/vfio0
+n=$(ls /sys/bus/mdev/devices/$MTTY_A/vfio-dev)
+echo "sysfs: $MTTY_A/vfio-dev/$n; /dev/vfio: $(ls /dev/vfio | tr '\n' ' ')"
+if [ ! -d /dev/vfio/devices ]; then
+    [ "$HAVE_IOMMUFD" = 0 ] || fail "iommufd without /dev/vfio/devices"
+    [ -d /sys/class/vfio-dev/$n ] || fail "no class/vfio-dev/$n for $MTTY_A"
+    expect_err "cdev spec without cdev nodes" \
+        "/dev/vfio/devices/$n does not exist: the kernel lists the device in sysfs but has no cdev node" \
+        vfio-harness info /dev/vfio/devices/$n
     exit 0
 fi
 for pair in "$MTTY_A mdev" "$EDU pci"; do
@@ -37,7 +41,7 @@ n=$(ls /sys/bus/pci/devices/$EDU/vfio-dev)
 run_out out vfio-harness dma /dev/vfio/devices/$n --size 1M --check --check-bytes 4K --json
 expect_eq "DMA check through the cdev spec" "$(echo "$out" | json_obj check | json_bool matched)" true
 expect_eq "device of the DMA report" "$(echo "$out" | json_str device)" "$EDU"
-expect_err "a cdev that does not exist" "cannot resolve /sys/class/vfio-dev/vfio999/device" \
+expect_err "a cdev that does not exist" "/dev/vfio/devices/vfio999 does not exist" \
     vfio-harness info /dev/vfio/devices/vfio999
 expect_err "not a cdev name" "a cdev is named /dev/vfio/devices/vfioN" \
     vfio-harness info /dev/vfio/devices/foo
