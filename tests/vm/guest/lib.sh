@@ -14,7 +14,7 @@ need() { for v in "$@"; do eval "[ -n \"\${$v}\" ]" || skip "device $v was not c
 # run CMD...: echo and run; fail if it fails.
 run() { echo "+ $*"; "$@" || fail "command failed (exit $?): $*"; }
 # run_out VAR CMD...: like run, but stores stdout in VAR (and echoes it).
-run_out() { _v=$1; shift; echo "+ $*"; _o=$("$@") || fail "command failed: $*"; echo "$_o"; eval "$_v=\$_o"; }
+run_out() { _v=$1; shift; echo "+ $*"; _o=$("$@") || { _rc=$?; echo "$_o"; fail "command failed (exit $_rc): $*"; }; echo "$_o"; eval "$_v=\$_o"; }
 # must_fail CMD...: the command must exit non-zero.
 must_fail() { echo "+ (expect failure) $*"; if "$@"; then fail "expected failure: $*"; fi; return 0; }
 # expect_eq WHAT GOT WANT
