@@ -132,6 +132,8 @@ impl VfioContext {
     /// The IOVA ranges DMA may use (`VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE` /
     /// `IOMMU_IOAS_IOVA_RANGES`) and the minimum mapping granule (smallest IOMMU page size,
     /// or the IOAS alignment). Query after the devices are attached: they narrow the ranges.
+    /// A type1 container of mdevs only reports no range at all, which means no restriction:
+    /// the whole 64-bit space is returned then.
     pub fn iova_ranges(&self) -> Result<(u64, Vec<IovaRange>)> {
         let r = match &self.iommu {
             Iommu::Legacy(c) => ContainerFd::of(c).type1_info().map(|(pg, r)| {
@@ -140,7 +142,7 @@ impl VfioContext {
                 } else {
                     1 << pg.trailing_zeros()
                 };
-                (granule, r)
+                (granule, unrestricted_if_none(r))
             }),
             Iommu::Iommufd(i) => IommufdFd::of(i.iommufd()).ioas_iova_ranges(i.ioas().id()),
         };
@@ -209,5 +211,41 @@ impl VfioContext {
             source,
             hint,
         }
+    }
+}
+
+/// type1 reports no IOVA range capability at all when the container holds only mdevs
+/// (their emulated IOMMU has an empty range list, and the kernel then accepts any IOVA:
+/// `vfio_iommu_iova_dma_valid`); no capability means no restriction, the whole 64-bit space
+/// (as QEMU reads it too).
+fn unrestricted_if_none(ranges: Vec<IovaRange>) -> Vec<IovaRange> {
+    if ranges.is_empty() {
+        vec![IovaRange {
+            start: 0,
+            last: u64::MAX,
+        }]
+    } else {
+        ranges
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_iova_range_capability_means_the_whole_space() {
+        assert_eq!(
+            unrestricted_if_none(Vec::new()),
+            [IovaRange {
+                start: 0,
+                last: u64::MAX
+            }]
+        );
+        let r = vec![IovaRange {
+            start: 0,
+            last: 0xfedf_ffff,
+        }];
+        assert_eq!(unrestricted_if_none(r.clone()), r);
     }
 }
