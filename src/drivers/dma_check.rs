@@ -296,12 +296,13 @@ fn unmapped_probe(
     let write_blocked = got.iter().all(|&b| b == 0xa5);
 
     let len = (n as u64).div_ceil(after.page) * after.page;
-    let c_iova = pick_iova(after.ranges, len, after.page, after.floor, after.limit).ok_or_else(
-        || DriverError::NoIova {
-            device: eng.device().name().to_string(),
-            what: "read-back buffer",
-        },
-    )?;
+    let c_iova =
+        pick_iova(after.ranges, len, after.page, after.floor, after.limit).ok_or_else(|| {
+            DriverError::NoIova {
+                device: eng.device().name().to_string(),
+                what: "read-back buffer",
+            }
+        })?;
     let c = space.map_buffer(c_iova, len, 0)?;
     let probe: Result<Option<String>> = (|| {
         eng.to_device(c_iova, dev_offset, n)?;

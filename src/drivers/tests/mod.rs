@@ -288,7 +288,10 @@ fn after_unmapping_the_iommu_stops_the_device_both_ways() {
     assert!(r.passed(), "{r:?}");
     assert_eq!((r.src_iova, r.dst_iova), (0x20_0000, 0x20_3000));
     let u = r.unmapped.clone().expect("probed");
-    assert_eq!((u.bytes, u.write_iova, u.read_iova), (2048, 0x20_3000, 0x20_0000));
+    assert_eq!(
+        (u.bytes, u.write_iova, u.read_iova),
+        (2048, 0x20_3000, 0x20_0000)
+    );
     assert!(u.write_blocked && u.read_blocked && u.blocked());
     // edu says nothing: the IOMMU drops its accesses.
     assert_eq!((u.write_error, u.read_error), (None, None));
@@ -297,10 +300,12 @@ fn after_unmapping_the_iommu_stops_the_device_both_ways() {
     assert_eq!(dev.command(), CMD_IO, "PCI_COMMAND restored");
     let j = serde_json::to_value(&r).unwrap();
     assert_eq!(j["unmapped"]["write_blocked"], true);
-    assert!(serde_json::to_value(dma_check(&dev, &space, 100, 0).unwrap())
-        .unwrap()
-        .get("unmapped")
-        .is_none());
+    assert!(
+        serde_json::to_value(dma_check(&dev, &space, 100, 0).unwrap())
+            .unwrap()
+            .get("unmapped")
+            .is_none()
+    );
 
     // vhgpu reports the refused DMA itself: counted as blocked, with its error kept.
     let gpu = FakeDevice::new(Kind::Vhgpu(1 << 20), &space, 0);
