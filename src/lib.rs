@@ -9,8 +9,9 @@
 //! Layers (floors), bottom up; no module imports a floor above its own (`tests/layers.rs`
 //! checks it):
 //! 0. [`device`]: the [`Device`] trait every back end implements, device specs, errors, and
-//!    the migration state model ([`device::fsm`]); with the utilities [`units`] and
-//!    [`pattern`].
+//!    the migration state model ([`device::fsm`]) and the kernel's uAPI constants
+//!    ([`device::uapi`]); with the utilities [`mem`] (page-aligned buffers and mappings),
+//!    [`units`] and [`pattern`].
 //! 1. Back ends: [`sysfs`] (mdev parents, types and instances; PCI devices and IOMMU
 //!    groups), [`vfio`] (the kernel, on top of `sysfs`) and [`sim`] (an in-process simulated
 //!    device).
@@ -19,8 +20,12 @@
 //!    framework, and the exercises built on them (DMA round trip, fill/CRC by DMA, interrupt
 //!    loopback).
 //! 4. [`migration`]: the v2 and v1 protocol drivers, the stream format, the
-//!    save/restore/migrate engine, compatibility checks and the conformance suite.
-//! 5. [`mod@bench`]: throughput and downtime measurements.
+//!    save/restore/migrate engine (one call each, devices left RUNNING), the step-by-step
+//!    sessions a VMM drives a handoff with ([`migration::session`]: pre-copy, stop-copy, the
+//!    end state of its choice, groups of devices through the P2P states), compatibility
+//!    checks and the conformance suite.
+//! 5. [`mod@bench`]: throughput and downtime measurements; [`transport`]: migration across
+//!    hosts (a wire protocol over TCP or mutually authenticated TLS around the engine).
 //!
 //! The `vfio-harness` command (`src/cli/`) sits on top and is not part of the library.
 //!
@@ -35,16 +40,20 @@
 //! ```
 
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 
 pub mod bench;
 pub mod device;
 pub mod drivers;
+pub mod entropy;
 mod le;
+pub mod mem;
 pub mod migration;
 pub mod open;
 pub mod pattern;
 pub mod sim;
 pub mod sysfs;
+pub mod transport;
 pub mod units;
 pub mod vfio;
 

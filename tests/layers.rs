@@ -10,7 +10,7 @@
 //!   which may use anything of the library).
 //!
 //! Comments, string and character literals, `#[cfg(test)]` items and test-only files (named
-//! `tests.rs`, or declared by `#[cfg(test)] mod x;`) are not looked at: tests may reach
+//! `tests.rs` or `NAME_tests.rs`, or declared by `#[cfg(test)] mod x;`) are not looked at: tests may reach
 //! across floors (the reading is in `layers/scan.rs`). A failure names the file and line of
 //! every offending reference.
 
@@ -28,6 +28,7 @@ const FLOORS: &[(&str, u32)] = &[
     // The device interface and the value types, with the utilities everybody may use.
     ("device", 0),
     ("units", 0),
+    ("entropy", 0),
     ("le", 0),
     ("pattern", 0),
     ("mem", 0),
@@ -41,6 +42,8 @@ const FLOORS: &[(&str, u32)] = &[
     ("drivers", 3),
     ("migration", 4),
     ("bench", 5),
+    // Cross-host migration: a wire protocol and TLS around the engine.
+    ("transport", 5),
 ];
 
 /// On floors above 0, modules of one floor are independent of each other except for these
@@ -86,6 +89,14 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A file of unit tests by its name: `tests.rs`, or `NAME_tests.rs` (included with
+/// `#[cfg(test)] #[path = "NAME_tests.rs"] mod tests;`).
+fn is_test_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "tests.rs" || n.ends_with("_tests.rs"))
+}
+
 /// Every library source file that is not test-only (the binary's files excluded too).
 fn library_files() -> Vec<SourceFile> {
     let src = src_dir();
@@ -99,7 +110,7 @@ fn library_files() -> Vec<SourceFile> {
         for m in &nt.test_modules {
             test_files.extend(child_files(p, m));
         }
-        if nt.test_only || p.file_name().is_some_and(|n| n == "tests.rs") {
+        if nt.test_only || is_test_file(p) {
             test_files.insert(p.clone());
         }
         parsed.push((p.clone(), text, nt.code));
@@ -340,14 +351,13 @@ fn modules_only_use_their_floor_or_those_beneath_and_never_form_a_cycle() {
 }
 
 #[test]
-#[ignore = "enabled after the architecture merge"]
 fn no_source_file_over_700_lines() {
     let src = src_dir();
     let mut paths = Vec::new();
     rs_files(&src, &mut paths);
     let long: Vec<String> = paths
         .iter()
-        .filter(|p| p.file_name().is_some_and(|n| n != "tests.rs"))
+        .filter(|p| !is_test_file(p))
         .filter_map(|p| {
             let text =
                 fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
@@ -391,4 +401,76 @@ fn cycles_and_floor_breaks_are_reported_with_their_place() {
     assert!(floor_violation(&edge("migration", "sysfs", 3)).is_none());
     assert!(floor_violation(&edge("device", "units", 3)).is_none());
     assert!(floor_violation(&edge("bench", "cli", 3)).is_some());
+}
+
+/// Names of kernel uAPI values (flags, indexes, states, header offsets): defined in
+/// `src/device/uapi.rs` only, from vfio-bindings; everybody else uses those names.
+const UAPI_PREFIXES: &[&str] = &[
+    "VFIO_",
+    "DEVICE_FLAGS_",
+    "DEVICE_FLAG_",
+    "REGION_FLAG_",
+    "REGION_CAP_",
+    "REGION_TYPE_",
+    "REGION_SUBTYPE_",
+    "IRQ_FLAG_",
+    "IRQ_SET_",
+    "DEVICE_STATE_",
+    "MIG_INFO_",
+];
+
+#[test]
+fn each_uapi_value_and_ioctl_number_is_defined_once() {
+    let src = src_dir();
+    let mut paths = Vec::new();
+    rs_files(&src, &mut paths);
+    let mut consts: Vec<String> = Vec::new();
+    let mut ioctls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in paths.iter().filter(|p| !is_test_file(p)) {
+        let text = fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        let rel = p.strip_prefix(&src).unwrap_or(p).display().to_string();
+        for (i, line) in text.lines().enumerate() {
+            let l = line.trim_start();
+            let l = l.strip_prefix("pub ").unwrap_or(l);
+            let l = l.strip_prefix("pub(crate) ").unwrap_or(l);
+            let l = l.strip_prefix("pub(super) ").unwrap_or(l);
+            if let Some(rest) = l.strip_prefix("const ") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if rel != "device/uapi.rs" && UAPI_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                    consts.push(format!("src/{rel}:{}: const {name}", i + 1));
+                }
+            }
+            if let Some(at) = l.find("ioctl_io") {
+                if let Some(open) = l[at..].find("_nr!(") {
+                    let name: String = l[at + open + 5..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        ioctls
+                            .entry(name)
+                            .or_default()
+                            .push(format!("src/{rel}:{}", i + 1));
+                    }
+                }
+            }
+        }
+    }
+    let twice: Vec<String> = ioctls
+        .iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(n, at)| format!("ioctl {n} declared at {}", at.join(", ")))
+        .collect();
+    assert!(
+        consts.is_empty() && twice.is_empty(),
+        "uAPI values belong in src/device/uapi.rs (from vfio-bindings), declared once:\n{}",
+        consts
+            .into_iter()
+            .chain(twice)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -201,3 +201,159 @@ fn remove_writes_one() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(f.read(&format!("{MTTY}/{MTTY_UUID}/remove")), "1");
 }
+
+/// The fixture's mtty instance with vGPU-like knobs: `vendor/aggregate` (1) and
+/// `vendor/priority` (0) writable, `vendor/sample_mdev_dev` read-only as in the kernel.
+fn with_knobs() -> Fixture {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::samples();
+    let d = format!("{MTTY}/{MTTY_UUID}");
+    f.write(&format!("{d}/vendor/aggregate"), "1\n");
+    f.write(&format!("{d}/vendor/priority"), "0\n");
+    std::fs::set_permissions(
+        f.path(&format!("{d}/vendor/sample_mdev_dev")),
+        std::fs::Permissions::from_mode(0o444),
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn list_and_show_report_writable_attributes() {
+    let f = with_knobs();
+    let v = json(&mdev(&f, &["list", "--json"]));
+    assert_eq!(
+        v[0]["writable_attributes"],
+        serde_json::json!(["vendor/aggregate", "vendor/priority"])
+    );
+    assert_eq!(v[0]["attributes"]["vendor/aggregate"], "1");
+    let v = json(&mdev(&f, &["show", MTTY_UUID, "--json"]));
+    assert_eq!(v["writable_attributes"][1], "vendor/priority");
+    let o = mdev(&f, &["show", MTTY_UUID]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("writable:     vendor/aggregate, vendor/priority"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn set_attr_writes_in_order_and_refuses_unknown_names() {
+    let f = with_knobs();
+    let d = format!("{MTTY}/{MTTY_UUID}");
+    let v = json(&mdev(
+        &f,
+        &[
+            "set-attr",
+            MTTY_UUID,
+            "aggregate=2",
+            "vendor/priority=5",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["attributes"][0]["attribute"], "vendor/aggregate");
+    assert_eq!(v["attributes"][1]["readback"], "5");
+    assert_eq!(f.read(&format!("{d}/vendor/aggregate")), "2\n");
+    // An unknown or read-only name writes nothing, and says what can be written.
+    let o = mdev(&f, &["set-attr", MTTY_UUID, "priority=7", "remove=1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(
+            "has no attribute \"remove\"; writable attributes: vendor/aggregate, vendor/priority"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = mdev(&f, &["set-attr", MTTY_UUID, "sample_mdev_dev=x"]);
+    assert!(stderr(&o).contains("is read-only"), "{}", stderr(&o));
+    assert_eq!(f.read(&format!("{d}/vendor/priority")), "5\n");
+    assert_eq!(f.read(&format!("{d}/remove")), "");
+    // Not NAME=VALUE: a usage error.
+    let o = mdev(&f, &["set-attr", MTTY_UUID, "priority"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("NAME=VALUE"), "{}", stderr(&o));
+}
+
+#[test]
+fn create_with_attributes_removes_an_instance_it_cannot_configure() {
+    // The fixture's create makes no node, so the attribute step fails: the error says which
+    // attribute and that nothing is left behind.
+    let f = Fixture::samples();
+    let u = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+    let o = mdev(
+        &f,
+        &[
+            "create",
+            "--type",
+            "mtty-1",
+            "--uuid",
+            u,
+            "--attr",
+            "aggregate=2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("no mediated device {u}")), "{e}");
+    assert!(e.contains("nothing is left behind"), "{e}");
+    assert_eq!(f.read(&create_file("mtty-1")), u);
+    // --type and --from-mdevctl exclude each other; one of them is needed.
+    let o = mdev(&f, &["create", "--type", "mtty-1", "--from-mdevctl", "/x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = mdev(&f, &["create"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn mdevctl_definitions_both_ways() {
+    let f = with_knobs();
+    // Ours, in mdevctl's shapes: the writable attributes are the definition's attrs.
+    let o = mdev(&f, &["show", MTTY_UUID, "--mdevctl-json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.starts_with(
+            "{\n  \"mdev_type\": \"mtty-2\",\n  \"start\": \"manual\",\n  \"attrs\": ["
+        ),
+        "{text}"
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["attrs"],
+        serde_json::json!([{"vendor/aggregate": "1"}, {"vendor/priority": "0"}])
+    );
+    let l = json(&mdev(&f, &["list", "--mdevctl-json"]));
+    assert_eq!(l[0]["mtty"][0][MTTY_UUID], v);
+    // Theirs: a <parent>/<uuid> definition without attributes creates on that parent with
+    // that UUID (the fixture's create only records it).
+    let t = tempfile::tempdir().unwrap();
+    let u = "aaaaaaaa-bbbb-cccc-dddd-000000000001";
+    let p = t.path().join("mdpy").join(u);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(
+        &p,
+        r#"{"mdev_type": "mdpy-vga", "start": "auto", "attrs": []}"#,
+    )
+    .unwrap();
+    let v = json(&mdev(
+        &f,
+        &["create", "--from-mdevctl", p.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(v[0]["uuid"], u);
+    assert_eq!(v[0]["parent"], "mdpy");
+    assert_eq!(v[0]["start"], "auto");
+    assert_eq!(
+        f.read("devices/virtual/mdpy/mdpy/mdev_supported_types/mdpy-vga/create"),
+        u
+    );
+    // A broken definition is refused before anything is written.
+    std::fs::write(&p, r#"{"mdev_type": "mdpy-vga"}"#).unwrap();
+    let o = mdev(&f, &["create", "--from-mdevctl", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("\"start\" is missing"),
+        "{}",
+        stderr(&o)
+    );
+}

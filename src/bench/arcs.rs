@@ -29,6 +29,7 @@ pub struct ArcRow {
 
 /// A saved state used to leave RESUMING cleanly (devices refuse to leave RESUMING on an
 /// empty or truncated stream).
+#[derive(Debug)]
 pub struct Reference<'a> {
     /// The raw data, as read from the device's STOP_COPY.
     pub file: &'a std::fs::File,
@@ -118,7 +119,7 @@ pub fn measure(
                 Err(e) => {
                     error = Some(e.to_string());
                     // Best effort: the next arc starts from a known state.
-                    let _ = crate::migration::engine::recover_device(drv);
+                    let _ = crate::migration::recovery::recover(drv);
                     break;
                 }
             }
@@ -137,7 +138,7 @@ pub fn measure(
     }
     let _ = reach(drv, MigState::Running, r, buf);
     if !matches!(drv.state(), Ok(MigState::Running)) {
-        let _ = crate::migration::engine::recover_device(drv);
+        let _ = crate::migration::recovery::recover(drv);
     }
     rows
 }

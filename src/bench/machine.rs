@@ -1,4 +1,5 @@
-//! What the benchmark ran on: CPU, cores, memory, kernel.
+//! What the benchmark ran on: CPU, cores, memory, kernel, and which CPU features the hash and
+//! the copies of the data path use.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,136 @@ pub struct Machine {
     pub memory_bytes: Option<u64>,
     /// Host name.
     pub hostname: String,
+    /// CPU features that decide how fast the data path copies and hashes (of `sse2`,
+    /// `avx2`, `avx512f`, `avx512bw`, `erms`, `fsrm` on x86_64; `neon` on aarch64), as
+    /// detected at run time.
+    #[serde(default)]
+    pub cpu_features: Vec<String>,
+    /// The checksum of the stream and how it runs here (`XXH3-64 (twox-hash): AVX2`).
+    #[serde(default)]
+    pub hash: String,
+    /// How the copies run here: the C library's `memcpy` (which picks its own variant from
+    /// the CPU features) and the features it can use.
+    #[serde(default)]
+    pub copies: String,
+}
+
+/// Whether the CPU has `feature` (run-time detection; false on other architectures).
+fn has(feature: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match feature {
+            "sse2" => return std::is_x86_feature_detected!("sse2"),
+            "avx2" => return std::is_x86_feature_detected!("avx2"),
+            "avx512f" => return std::is_x86_feature_detected!("avx512f"),
+            "avx512bw" => return std::is_x86_feature_detected!("avx512bw"),
+            _ => {}
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if feature == "neon" {
+        return std::arch::is_aarch64_feature_detected!("neon");
+    }
+    let _ = feature;
+    false
+}
+
+/// Flags of the first CPU in cpuinfo text (`flags` on x86, `Features` on arm64).
+pub fn parse_cpu_flags(cpuinfo: &str) -> Vec<String> {
+    cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            matches!(k.trim(), "flags" | "Features")
+                .then(|| v.split_whitespace().map(str::to_string).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// The features of [`Machine::cpu_features`] this CPU has: detected by the compiler's run-time
+/// checks, plus `erms` / `fsrm` (fast `rep movsb`, what large `memcpy`s use) from `flags`.
+pub fn copy_hash_features(cpu_flags: &[String]) -> Vec<String> {
+    let mut f: Vec<String> = ["sse2", "avx2", "avx512f", "avx512bw", "neon"]
+        .into_iter()
+        .filter(|x| has(x))
+        .map(str::to_string)
+        .collect();
+    for x in ["erms", "fsrm"] {
+        if cpu_flags.iter().any(|c| c == x) {
+            f.push(x.to_string());
+        }
+    }
+    f
+}
+
+/// How the stream checksum runs on this CPU: XXH3-64 from `twox-hash`, which picks AVX2, then
+/// SSE2 on x86_64 (it has no AVX-512 path), NEON on aarch64, else portable code.
+pub fn hash_impl() -> String {
+    let simd = if has("avx2") {
+        "AVX2"
+    } else if has("sse2") {
+        "SSE2"
+    } else if has("neon") {
+        "NEON"
+    } else {
+        "scalar"
+    };
+    format!("XXH3-64 (twox-hash, picked at run time): {simd}")
+}
+
+/// How the copies run: the C library's `memcpy` (its version when it is glibc) and the
+/// features its variants select on.
+pub fn copy_impl(features: &[String]) -> String {
+    let libc = glibc_version()
+        .map(|v| format!("glibc {v} memcpy"))
+        .unwrap_or_else(|| "the C library's memcpy".into());
+    let relevant: Vec<&str> = features
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != "sse2")
+        .collect();
+    if relevant.is_empty() {
+        format!("{libc} (baseline variant)")
+    } else {
+        format!(
+            "{libc}, picked at run time; the CPU offers {}",
+            relevant.join(", ")
+        )
+    }
+}
+
+/// The glibc version, when the process runs on glibc.
+fn glibc_version() -> Option<String> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: gnu_get_libc_version takes nothing and returns a static NUL-terminated
+        // string owned by glibc.
+        let p = unsafe { libc::gnu_get_libc_version() };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: non-null, NUL-terminated and static (see above).
+        let s = unsafe { std::ffi::CStr::from_ptr(p) };
+        return Some(s.to_string_lossy().into_owned());
+    }
+    #[allow(unreachable_code)]
+    None
+}
+
+/// `MemAvailable` of meminfo text, in bytes.
+pub fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    meminfo.lines().find_map(|l| {
+        let rest = l.strip_prefix("MemAvailable:")?;
+        let kb: u64 = rest.split_whitespace().next()?.parse().ok()?;
+        kb.checked_mul(1024)
+    })
+}
+
+/// Memory the kernel could give this process now without swapping (`MemAvailable`).
+pub fn mem_available() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| parse_mem_available(&t))
 }
 
 /// The running kernel (`uname`).
@@ -50,10 +181,9 @@ pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
 impl Machine {
     /// Describes this machine.
     pub fn detect() -> Machine {
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|t| parse_cpu_model(&t))
-            .unwrap_or_else(|| "unknown".into());
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = parse_cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".into());
+        let cpu_features = copy_hash_features(&parse_cpu_flags(&cpuinfo));
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -66,6 +196,9 @@ impl Machine {
             cores,
             memory_bytes,
             hostname,
+            hash: hash_impl(),
+            copies: copy_impl(&cpu_features),
+            cpu_features,
         }
     }
 }
@@ -121,5 +254,21 @@ mod tests {
             Some(8039692 * 1024)
         );
         assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(
+            parse_mem_available("MemTotal: 9 kB\nMemAvailable:   2048 kB\n"),
+            Some(2 << 20)
+        );
+        let flags = parse_cpu_flags("processor : 0\nflags\t\t: fpu sse2 erms avx2\nflags : x\n");
+        assert_eq!(flags, ["fpu", "sse2", "erms", "avx2"]);
+        let f = copy_hash_features(&flags);
+        assert!(f.contains(&"erms".to_string()) && !f.contains(&"fsrm".to_string()));
+    }
+
+    #[test]
+    fn this_machine_is_described() {
+        let m = Machine::detect();
+        assert!(m.cores >= 1);
+        assert!(m.hash.starts_with("XXH3-64"));
+        assert!(m.copies.contains("memcpy"));
     }
 }

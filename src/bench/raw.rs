@@ -4,8 +4,7 @@
 
 use crate::device::MigState;
 use crate::migration::{MigrationDriver, MigrationError, Result};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Write};
 use std::time::Instant;
 
 /// One raw transfer.
@@ -43,10 +42,8 @@ pub fn save(
                 });
             }
             if let Some(s) = sink.as_mut() {
-                s.write_all(&buf[..n]).map_err(|e| MigrationError::File {
-                    path: "raw capture".into(),
-                    source: e,
-                })?;
+                s.write_all(&buf[..n])
+                    .map_err(|e| file_err("raw sink", e))?;
             }
             bytes += n as u64;
         }
@@ -58,50 +55,61 @@ pub fn save(
             downtime: eof,
         })
     })();
-    r.map_err(|e| crate::migration::engine::recover_after(drv, e))
+    r.map_err(|e| crate::migration::recovery::recover_after(drv, e))
 }
 
-/// Restores raw: RUNNING -> RESUMING, the first `len` bytes of `source` read into `buf` and
-/// written to the device piece by piece, then RUNNING (the device validates and loads).
-/// The device is recovered (reset out of RESUMING) on error.
+/// Restores raw: RUNNING -> RESUMING, `source` read into `buf` until its end and written to
+/// the device piece by piece, then RUNNING (the device validates and loads). The device is
+/// recovered (reset out of RESUMING) on error.
 pub fn restore(
     drv: &mut dyn MigrationDriver,
-    source: &std::fs::File,
-    len: u64,
+    source: &mut dyn Read,
     buf: &mut [u8],
 ) -> Result<RawRun> {
     let r = (|| {
         let t0 = Instant::now();
         drv.set_state(MigState::Resuming)?;
-        let mut off = 0u64;
-        while off < len {
-            let n = buf.len().min((len - off) as usize);
-            source
-                .read_exact_at(&mut buf[..n], off)
-                .map_err(|e| MigrationError::File {
-                    path: "raw capture".into(),
-                    source: e,
-                })?;
-            let mut piece = &buf[..n];
-            while !piece.is_empty() {
-                let w = drv.write(piece)?;
-                if w == 0 || w > piece.len() {
-                    return Err(MigrationError::Protocol {
-                        device: drv.device().name().to_string(),
-                        what: format!("write accepted {w} of {} bytes", piece.len()),
-                    });
-                }
-                piece = &piece[w..];
-            }
-            off += n as u64;
+        let mut bytes = 0u64;
+        loop {
+            let n = match source.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(file_err("raw source", e)),
+            };
+            write_all(drv, &buf[..n])?;
+            bytes += n as u64;
         }
         drv.set_state(MigState::Running)?;
         let s = t0.elapsed().as_secs_f64();
         Ok(RawRun {
-            bytes: len,
+            bytes,
             seconds: s,
             downtime: s,
         })
     })();
-    r.map_err(|e| crate::migration::engine::recover_after(drv, e))
+    r.map_err(|e| crate::migration::recovery::recover_after(drv, e))
+}
+
+/// Writes all of `data` to a device in RESUMING, piece by piece as it accepts them.
+pub fn write_all(drv: &mut dyn MigrationDriver, mut data: &[u8]) -> Result<()> {
+    while !data.is_empty() {
+        let w = drv.write(data)?;
+        if w == 0 || w > data.len() {
+            return Err(MigrationError::Protocol {
+                device: drv.device().name().to_string(),
+                what: format!("write accepted {w} of {} bytes", data.len()),
+            });
+        }
+        data = &data[w..];
+    }
+    Ok(())
+}
+
+/// An I/O failure of `what`, as the migration layer reports file errors.
+pub(crate) fn file_err(what: &str, source: std::io::Error) -> MigrationError {
+    MigrationError::File {
+        path: what.into(),
+        source,
+    }
 }

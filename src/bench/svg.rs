@@ -1,6 +1,8 @@
 //! A small hand-written SVG line chart: throughput against buffer size (log2 x axis), one
-//! line per mode plus dashed reference lines.
+//! line per operation, path and kind, the references dashed; [`BenchReport::to_svg`] draws a
+//! report's buffer sweep (the downtime sweep's chart is [`BenchReport::to_downtime_svg`]).
 
+use super::report::BenchReport;
 use crate::units::format_bytes;
 use std::fmt::Write;
 
@@ -15,13 +17,13 @@ pub struct Series {
     pub dashed: bool,
 }
 
-const W: f64 = 860.0;
-const H: f64 = 500.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 200.0;
-const TOP: f64 = 50.0;
-const BOTTOM: f64 = 60.0;
-const COLORS: [&str; 10] = [
+pub(super) const W: f64 = 960.0;
+pub(super) const H: f64 = 500.0;
+pub(super) const LEFT: f64 = 80.0;
+pub(super) const RIGHT: f64 = 300.0;
+pub(super) const TOP: f64 = 50.0;
+pub(super) const BOTTOM: f64 = 60.0;
+pub(super) const COLORS: [&str; 10] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
     "#bcbd22", "#7f7f7f",
 ];
@@ -44,7 +46,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// A "nice" tick step (1, 2 or 5 times a power of ten) giving about `target` ticks up to `max`.
-fn nice_step(max: f64, target: f64) -> f64 {
+pub(super) fn nice_step(max: f64, target: f64) -> f64 {
     let raw = max / target;
     let mag = 10f64.powf(raw.log10().floor());
     let f = raw / mag;
@@ -204,7 +206,7 @@ pub fn line_chart(title: &str, series: &[Series]) -> String {
     s
 }
 
-fn trim_float(v: f64) -> String {
+pub(super) fn trim_float(v: f64) -> String {
     let t = format!("{v:.2}");
     let t = t.trim_end_matches('0').trim_end_matches('.');
     if t.is_empty() {
@@ -222,6 +224,44 @@ fn short_size(b: u64) -> String {
         }
     }
     format!("{b}")
+}
+
+impl BenchReport {
+    /// The sweep chart: throughput against buffer size, one line per operation, path and
+    /// kind measured at more than one buffer size; the physical references dashed.
+    pub fn to_svg(&self) -> String {
+        let mut series: Vec<Series> = Vec::new();
+        for r in &self.results {
+            let name = format!(
+                "{} {}",
+                super::targets::block_name(&r.op, r.path.as_str()),
+                r.kind.as_str()
+            );
+            match series.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.points.push((r.buffer_bytes, r.throughput_bytes_per_s)),
+                None => series.push(Series {
+                    name,
+                    points: vec![(r.buffer_bytes, r.throughput_bytes_per_s)],
+                    dashed: r.kind == super::config::Kind::Reference,
+                }),
+            }
+        }
+        series.retain(|s| s.points.len() > 1);
+        let title = format!(
+            "vfio-harness bench: {}, {} state",
+            self.settings
+                .devices
+                .first()
+                .map(String::as_str)
+                .unwrap_or("?"),
+            self.results
+                .iter()
+                .find(|r| r.op == "save" && r.kind != super::config::Kind::Reference)
+                .map(|r| format_bytes(r.bytes))
+                .unwrap_or_else(|| format_bytes(self.settings.state_bytes))
+        );
+        line_chart(&title, &series)
+    }
 }
 
 #[cfg(test)]

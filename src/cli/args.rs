@@ -1,6 +1,6 @@
 //! Value parsers shared by the subcommands' arguments: numbers (decimal or `0x` hex),
-//! lengths (also with K/M/G suffixes, or `all`) and `OFFSET:LEN` ranges. Sizes with
-//! suffixes alone are [`vfio_harness::units::ByteSize`].
+//! lengths (also with K/M/G suffixes, or `all`), `OFFSET:LEN` ranges and rates (`2G/s`).
+//! Sizes with suffixes alone are [`vfio_harness::units::ByteSize`].
 
 /// Parses decimal or `0x` hex (`_` separators allowed).
 pub fn parse_u64(s: &str) -> Result<u64, String> {
@@ -33,6 +33,17 @@ pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((parse_len(o)?, parse_len(l)?))
 }
 
+/// Parses a rate in bytes per second: a size with an optional `/s` (`2G/s`, `512M`), above 0.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    match t.parse::<vfio_harness::units::ByteSize>() {
+        Ok(b) if b.bytes() > 0 => Ok(b.bytes()),
+        Ok(_) => Err(format!("{s:?}: a rate must be above 0")),
+        Err(e) => Err(format!("{s:?} is not a rate (2G/s, 512M): {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +58,8 @@ mod tests {
         assert_eq!(parse_range("512M:all"), Ok((512 << 20, 0)));
         assert_eq!(parse_range("0x3000000:32M"), Ok((0x300_0000, 32 << 20)));
         assert!(parse_range("512M").is_err());
+        assert_eq!(parse_rate("2G/s"), Ok(2 << 30));
+        assert_eq!(parse_rate("512M"), Ok(512 << 20));
+        assert!(parse_rate("0/s").is_err() && parse_rate("fast").is_err());
     }
 }

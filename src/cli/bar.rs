@@ -235,7 +235,7 @@ fn hexdump(base: u64, data: &[u8]) {
                 }
             })
             .collect();
-        println!(
+        outln!(
             "{:08x}  {:<48} |{asc}|",
             base + (i * 16) as u64,
             hex.join(" ")
@@ -300,7 +300,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 }
             } else {
                 for o in &outs {
-                    println!(
+                    outln!(
                         "{}[{:#x}] = {:#0w$x}",
                         o.region_name,
                         o.offset,
@@ -340,7 +340,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             if args.json {
                 print_json(&o)?;
             } else {
-                println!(
+                outln!(
                     "{}[{:#x}] <- {:#0w$x}",
                     o.region_name,
                     offset,
@@ -385,7 +385,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 }
             }
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "region": a.region.index,
@@ -402,7 +402,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                     })
                 );
             } else {
-                println!(
+                outln!(
                     "{}: wrote {} of pattern {seed} at {}[{offset:#x}] via {via} in {} ({}), read back via fd: {}",
                     d.name(),
                     format_bytes(len),
@@ -417,7 +417,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 );
             }
             if let Some(p) = mismatch {
-                eprintln!("error: read back differs from pattern {seed} at +{p:#x}");
+                errln!("error: read back differs from pattern {seed} at +{p:#x}");
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -451,7 +451,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             let crc = h.finalize();
             let seconds = t.elapsed().as_secs_f64();
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "region": a.region.index,
@@ -472,7 +472,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                     (Some(s), None) => format!(", matches pattern {s}"),
                     (Some(s), Some(p)) => format!(", DIFFERS from pattern {s} at +{p:#x}"),
                 };
-                println!(
+                outln!(
                     "{}: {}[{offset:#x}..+{len:#x}] crc32 {crc:08x} via {via} in {}{check}",
                     d.name(),
                     a.region.name,

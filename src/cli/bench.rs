@@ -1,26 +1,29 @@
-//! `vfio-harness bench [DEVICE...]`: save/restore/live throughput, downtime, arc latency and
-//! parallel scaling against memcpy and the device's raw data stream. Runs on the built-in
-//! simulator when no device is given. JSON schema: `docs/bench-schema.md`.
+//! `vfio-harness bench [DEVICE...]`: what a user's transfer costs. Save, restore and live
+//! throughput on every path (memory, files, pipes, TCP) against each path's physical
+//! reference, the raw loop, QEMU's loop and the whole-state approach; the overlap proof, the
+//! downtime sweep, parallel scaling and arc latency. Runs on the built-in simulator (state
+//! in memory) when no device is given. JSON schema: `docs/bench-schema.md`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vfio_harness::bench::{self, BenchConfig, Mode};
+use vfio_harness::bench::{self, BenchConfig, DataPath, Mode};
 use vfio_harness::units::ByteSize;
 use vfio_harness::DeviceSpec;
 
+use super::args::parse_rate;
 use super::transfer::{install_interrupt_handler, print_json};
 use super::Global;
 
 /// Arguments of `bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Devices to measure (default: the simulator). Live migration uses the first two
-    /// (SRC DST); parallel uses up to --devices of them.
+    /// Devices to measure (default: the simulator, with its state in memory and half of its
+    /// pages zeros). Live migration uses the first two (SRC DST); parallel the first N.
     pub devices: Vec<DeviceSpec>,
-    /// Simulated state size (default 256M; 8M with --quick).
+    /// Simulated state size (default 1G; 8M with --quick). The targets are defined for 4G.
     #[arg(long)]
     pub state: Option<ByteSize>,
     /// Buffer (chunk) size of one device read or write (default 1M, the engine default).
@@ -29,31 +32,63 @@ pub struct Args {
     /// Measure at every power of two from 4K to 64M (4K..1M with --quick).
     #[arg(long)]
     pub sweep: bool,
-    /// Devices in the parallel mode (default: the number of CPUs, 2..8).
-    #[arg(long = "devices", value_name = "N")]
-    pub parallel_devices: Option<usize>,
-    /// Modes to run, comma-separated: save, restore, live, arcs, parallel.
+    /// Device counts of the parallel mode, comma-separated.
+    #[arg(
+        long = "devices",
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "1,2,4"
+    )]
+    pub parallel_devices: Vec<usize>,
+    /// Modes to run, comma-separated: save, restore, live, arcs, parallel, overlap, downtime.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "save,restore,live,arcs,parallel"
+        default_value = "save,restore,live,arcs,parallel,overlap,downtime"
     )]
     pub mode: Vec<Mode>,
+    /// Paths to measure, comma-separated: memory, file, file-fsync, file-direct, pipe, tcp.
+    #[arg(
+        long = "path",
+        value_delimiter = ',',
+        default_value = "memory,file,file-fsync,file-direct,pipe,tcp"
+    )]
+    pub paths: Vec<DataPath>,
+    /// Directory of the file paths' files (default: $TMPDIR); they are removed afterwards.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Device rate D of the overlap mode (the device's cap).
+    #[arg(long, value_parser = parse_rate, default_value = "2G/s")]
+    pub device_rate: u64,
+    /// Sink rate S of the overlap mode (the sink's cap).
+    #[arg(long, value_parser = parse_rate, default_value = "1G/s")]
+    pub sink_rate: u64,
+    /// Link rates of the downtime sweep, comma-separated (default 1G/s,4G/s; 256M/s with --quick).
+    #[arg(long, value_parser = parse_rate, value_delimiter = ',')]
+    pub sweep_links: Vec<u64>,
+    /// Dirty rates of the downtime sweep as fractions of the link rate, comma-separated
+    /// (default 0,0.25,0.5,0.75,1,1.5; 0,0.5,1 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    pub sweep_dirty: Vec<f64>,
     /// Repetitions of each transfer (the median is reported; default 3, 1 with --quick).
     #[arg(long)]
     pub repeat: Option<usize>,
     /// Repetitions of each state-machine arc (default 50, 5 with --quick).
     #[arg(long)]
     pub arc_repeat: Option<usize>,
-    /// Pre-copy rounds in the live mode.
+    /// Pre-copy rounds of the live mode's in-process migration and of the downtime sweep.
     #[arg(long, default_value_t = 3)]
     pub precopy_rounds: u32,
-    /// Save into this file instead of discarding the stream (measures the file system too).
-    #[arg(long)]
-    pub to_file: Option<PathBuf>,
     /// Write an SVG chart of throughput against buffer size (with --sweep).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Write an SVG chart of the downtime sweep (measured and predicted downtime).
+    #[arg(long)]
+    pub downtime_plot: Option<PathBuf>,
+    /// Run the harness on one thread (no overlap of device reads with framing, hashing and
+    /// writing): what the engine costs per byte, for comparison with the default.
+    #[arg(long)]
+    pub no_overlap: bool,
     /// CI mode: tiny sizes, one repetition.
     #[arg(long)]
     pub quick: bool,
@@ -81,15 +116,24 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cfg.buffer = b.bytes();
         cfg.buffers = vec![b.bytes()];
     }
-    if let Some(n) = args.parallel_devices {
-        if n == 0 {
-            anyhow::bail!("--devices must be at least 1");
-        }
-        cfg.parallel_devices = n;
+    if args.parallel_devices.contains(&0) {
+        anyhow::bail!("--devices: every count must be at least 1");
     }
+    cfg.parallel_devices = args.parallel_devices;
     let mut modes = args.mode;
     modes.dedup();
     cfg.modes = modes;
+    let mut paths = args.paths;
+    paths.dedup();
+    cfg.paths = paths;
+    cfg.dir = args.dir;
+    cfg.overlap_rates = (args.device_rate, args.sink_rate);
+    if !args.sweep_links.is_empty() {
+        cfg.sweep_links = args.sweep_links;
+    }
+    if !args.sweep_dirty.is_empty() {
+        cfg.sweep_dirty = args.sweep_dirty;
+    }
     if let Some(r) = args.repeat {
         cfg.repeat = r.max(1);
     }
@@ -97,9 +141,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cfg.arc_repeat = r.max(1);
     }
     cfg.precopy_rounds = args.precopy_rounds;
-    cfg.to_file = args.to_file;
+    cfg.overlap = !args.no_overlap;
     cfg.open = global.open_options();
-    cfg.cancel = Some(install_interrupt_handler());
+    cfg.cancel = Some(install_interrupt_handler()?.flag());
 
     let bar = if !args.json && std::io::stderr().is_terminal() {
         let b = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
@@ -127,15 +171,22 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         std::fs::write(p, report.to_svg())
             .map_err(|e| anyhow::anyhow!("writing the plot {}: {e}", p.display()))?;
         if !args.sweep && !args.json {
-            eprintln!("note: the plot has one point per mode without --sweep; lines need --sweep");
+            errln!("note: the plot has one point per row without --sweep; lines need --sweep");
         }
+    }
+    if let Some(p) = &args.downtime_plot {
+        std::fs::write(p, report.to_downtime_svg())
+            .map_err(|e| anyhow::anyhow!("writing the downtime plot {}: {e}", p.display()))?;
     }
     if args.json {
         print_json(&report)?;
     } else {
-        print!("{}", report.to_table());
+        out!("{}", report.to_table());
         if let Some(p) = &args.plot {
-            println!("plot: {}", p.display());
+            outln!("plot: {}", p.display());
+        }
+        if let Some(p) = &args.downtime_plot {
+            outln!("downtime plot: {}", p.display());
         }
     }
     Ok(ExitCode::SUCCESS)

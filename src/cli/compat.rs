@@ -45,7 +45,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         v["verdict"] = if ok { "compatible" } else { "incompatible" }.into();
         super::output::print_json(&v)?;
     } else {
-        println!("compat {} -> {}", report.source, report.destination);
+        outln!("compat {} -> {}", report.source, report.destination);
         let w = report
             .rules
             .iter()
@@ -54,7 +54,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             .unwrap_or(4)
             .max(4);
         for r in &report.rules {
-            println!(
+            outln!(
                 "  {:<7} {:<w$}  {}",
                 r.verdict.to_string(),
                 r.rule,
@@ -66,7 +66,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             .iter()
             .filter(|r| r.verdict == Verdict::Unknown)
             .count();
-        println!(
+        outln!(
             "{}{}",
             if ok { "compatible" } else { "INCOMPATIBLE" },
             if unknown > 0 && ok {

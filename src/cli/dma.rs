@@ -172,7 +172,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 fn print_human(out: &Out, asked_hugepages: bool) {
-    println!(
+    outln!(
         "{} ({}): IOVA ranges {}",
         out.device,
         out.backend,
@@ -183,7 +183,7 @@ fn print_human(out: &Out, asked_hugepages: bool) {
             .join(", ")
     );
     if let Some(m) = &out.map {
-        println!(
+        outln!(
             "map   {} at IOVA {:#x}{}: {} ({})",
             format_bytes(m.size),
             m.iova,
@@ -191,18 +191,18 @@ fn print_human(out: &Out, asked_hugepages: bool) {
             format_seconds(m.map_seconds),
             format_rate(m.map_bytes_per_second)
         );
-        println!(
+        outln!(
             "unmap {}: {} ({})",
             format_bytes(m.size),
             format_seconds(m.unmap_seconds),
             format_rate(m.unmap_bytes_per_second)
         );
         if asked_hugepages && !m.hugepages {
-            println!("note: no 2M hugepages available (vm.nr_hugepages); normal pages used");
+            outln!("note: no 2M hugepages available (vm.nr_hugepages); normal pages used");
         }
     }
     if let Some(t) = &out.transfer {
-        println!(
+        outln!(
             "{} ({}): {} at device offset {:#x} in {} chunk(s), {} ({}){}{}",
             t.op,
             t.driver,
@@ -222,7 +222,7 @@ fn print_human(out: &Out, asked_hugepages: bool) {
         );
     }
     if let Some(c) = &out.check {
-        println!(
+        outln!(
             "check ({}): {} in {} chunk(s) RAM {:#x} -> device -> RAM {:#x}: {}; guard {}; MSI in {:.1} us",
             c.driver,
             format_bytes(c.bytes),

@@ -185,44 +185,48 @@ fn cap_str(c: &RegionCap) -> String {
 }
 
 fn print_human(o: &InfoOut) {
-    println!("device   {} ({} back end)", o.name, o.backend);
-    println!("flags    {:#x} [{}]", o.flags, o.flag_names.join(","));
+    outln!("device   {} ({} back end)", o.name, o.backend);
+    outln!("flags    {:#x} [{}]", o.flags, o.flag_names.join(","));
     let id = &o.identity;
-    println!("api      {}", id.device_api);
+    outln!("api      {}", id.device_api);
     if let Some(t) = &id.mdev_type {
-        println!(
+        outln!(
             "mdev     type {t}, parent {}",
             id.parent.as_deref().unwrap_or("?")
         );
     }
     if let Some(p) = &id.pci_id {
-        println!(
+        outln!(
             "pci id   {p} (subsystem {})",
             id.pci_subsystem.as_deref().unwrap_or("?")
         );
     }
     if let Some(d) = &id.driver {
-        println!("driver   {d}");
+        outln!("driver   {d}");
     }
     if let Some(p) = &id.sysfs_path {
-        println!("sysfs    {}", p.display());
+        outln!("sysfs    {}", p.display());
     }
     if let Some(k) = &o.kernel {
         if let Some(g) = k.iommu_group {
-            println!("group    {g}");
+            outln!("group    {g}");
         }
-        println!("kvm      {}", k.kvm.note);
+        outln!("kvm      {}", k.kvm.note);
         if let Some(f) = &k.iommu_fallback {
-            println!("iommu    {f}");
+            outln!("iommu    {f}");
         }
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:>5}  {:<14} {:>12} {:>16}  {:<20} caps",
-        "index", "region", "size", "offset", "flags"
+        "index",
+        "region",
+        "size",
+        "offset",
+        "flags"
     );
     for r in &o.regions {
-        println!(
+        outln!(
             "{:>5}  {:<14} {:>12} {:>#16x}  {:<20} {}",
             r.index,
             r.name,
@@ -236,10 +240,10 @@ fn print_human(o: &InfoOut) {
             r.caps.iter().map(cap_str).collect::<Vec<_>>().join(" ")
         );
     }
-    println!();
-    println!("{:>5}  {:<6} {:>6}  flags", "index", "irq", "count");
+    outln!();
+    outln!("{:>5}  {:<6} {:>6}  flags", "index", "irq", "count");
     for i in &o.irqs {
-        println!(
+        outln!(
             "{:>5}  {:<6} {:>6}  {}",
             i.index,
             i.name,
@@ -247,23 +251,23 @@ fn print_human(o: &InfoOut) {
             i.flag_names.join(",")
         );
     }
-    println!();
+    outln!();
     let m = &o.migration;
     match m.protocol {
-        "v2" => println!(
+        "v2" => outln!(
             "migration v2, flags {} , state {}",
             m.flags.as_ref().map(|f| f.join("|")).unwrap_or_default(),
             m.state.map(|s| s.to_string()).unwrap_or_default()
         ),
-        "v1" => println!(
+        "v1" => outln!(
             "migration v1 (region {})",
             m.region.map(|r| r.to_string()).unwrap_or_default()
         ),
-        _ => println!("migration none"),
+        _ => outln!("migration none"),
     }
     if let Some(c) = &o.pci_config {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "pci      {:04x}:{:04x} rev {:#04x} class {:06x} ({}) subsystem {:04x}:{:04x}",
             c.vendor_id,
             c.device_id,
@@ -273,12 +277,15 @@ fn print_human(o: &InfoOut) {
             c.subsystem_vendor_id,
             c.subsystem_id
         );
-        println!(
+        outln!(
             "         command {:#06x} status {:#06x} header {} interrupt pin {}",
-            c.command, c.status, c.header_type, c.interrupt_pin
+            c.command,
+            c.status,
+            c.header_type,
+            c.interrupt_pin
         );
         for b in &c.bars {
-            println!(
+            outln!(
                 "         BAR{} {}{}{} {:#x}",
                 b.index,
                 b.kind,
@@ -288,7 +295,7 @@ fn print_human(o: &InfoOut) {
             );
         }
         for cap in &c.capabilities {
-            println!(
+            outln!(
                 "         cap {:#05x} {}{} ({:#04x})",
                 cap.offset,
                 if cap.extended { "ext " } else { "" },

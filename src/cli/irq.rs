@@ -1,5 +1,6 @@
 //! `vfio-harness irq`: connect an eventfd to an interrupt, fire it (loopback through
-//! `VFIO_IRQ_SET_ACTION_TRIGGER`) or wait for the device to raise it, measure delivery
+//! `VFIO_IRQ_SET_ACTION_TRIGGER`) or have the device raise it (through its test driver when
+//! one can, e.g. vhgpu's MSI-X raise register; else waiting for it), measure delivery
 //! latency, exercise mask/unmask, and disable the index again.
 
 use std::process::ExitCode;
@@ -21,7 +22,8 @@ pub struct Args {
     /// Vector within the index.
     #[arg(long, default_value_t = 0)]
     pub vector: u32,
-    /// Fire the interrupt from userspace (loopback) instead of waiting for the device.
+    /// Fire the interrupt from userspace (loopback) instead of having the device raise it
+    /// (made to by its test driver when one can, as vhgpu's MSI-X vectors; else waited for).
     #[arg(long)]
     pub trigger: bool,
     /// Number of interrupts to deliver.
@@ -55,14 +57,26 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&out)?;
     } else {
-        println!(
-            "{}: IRQ {} ({}) vector {}: {} of {} interrupt(s) delivered ({})",
-            out.device, out.index, out.name, out.vector, out.delivered, out.requested, out.mode
+        let by = out
+            .raised_by
+            .map(|d| format!(", raised through the {d} driver"))
+            .unwrap_or_default();
+        outln!(
+            "{}: IRQ {} ({}) vector {}: {} of {} interrupt(s) delivered ({}{by})",
+            out.device,
+            out.index,
+            out.name,
+            out.vector,
+            out.delivered,
+            out.requested,
+            out.mode
         );
         if let Some(l) = &out.latency {
-            println!(
+            outln!(
                 "latency  min {:.1} us  avg {:.1} us  max {:.1} us",
-                l.min_us, l.avg_us, l.max_us
+                l.min_us,
+                l.avg_us,
+                l.max_us
             );
         }
         if let Some(m) = &out.mask {
@@ -71,7 +85,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 Some(false) => "no",
                 None => "not checked",
             };
-            println!(
+            outln!(
                 "mask     {} (delivered while masked: {}); unmask {} (delivered after: {})",
                 m.mask,
                 seen(m.delivered_while_masked),
@@ -81,9 +95,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     if !ok {
-        eprintln!(
+        errln!(
             "error: only {} of {} interrupt(s) arrived within {} ms each",
-            out.delivered, out.requested, args.timeout
+            out.delivered,
+            out.requested,
+            args.timeout
         );
     }
     Ok(if ok {

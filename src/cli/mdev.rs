@@ -10,12 +10,15 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use vfio_harness::device::DeviceSpec;
-use vfio_harness::sysfs::mdev::{self, MdevInstance, MdevType};
+use vfio_harness::sysfs::attrs::{self as sysfs_attrs, Assignment};
+use vfio_harness::sysfs::mdev::{self, MdevType};
 use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::format_seconds;
 
 use super::output::print_json;
 use super::Global;
+
+mod attrs;
 
 /// Arguments of `mdev`.
 #[derive(clap::Args, Debug)]
@@ -37,8 +40,11 @@ enum Command {
     List(ListArgs),
     /// Show one instance with its type and attributes.
     Show(ShowArgs),
-    /// Create an instance (prints its UUID).
+    /// Create an instance (prints its UUID), optionally with attributes or from mdevctl
+    /// definitions.
     Create(CreateArgs),
+    /// Write attributes of an existing instance that is not open.
+    SetAttr(SetAttrArgs),
     /// Remove an instance (waits for it to be closed).
     #[command(alias = "rm")]
     Remove(RemoveArgs),
@@ -83,8 +89,11 @@ struct ShowArgs {
     /// The instance's UUID.
     uuid: String,
     /// JSON output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mdevctl_json")]
     json: bool,
+    /// The instance as an mdevctl definition (`/etc/mdevctl.d/<parent>/<uuid>` content).
+    #[arg(long)]
+    mdevctl_json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,14 +103,39 @@ struct CreateArgs {
     #[arg(long)]
     parent: Option<String>,
     /// mdev type (the directory name, e.g. `mtty-2`).
-    #[arg(long = "type")]
-    mdev_type: String,
+    #[arg(long = "type", required_unless_present = "from_mdevctl")]
+    mdev_type: Option<String>,
     /// UUID to create (a random v4 UUID when not given).
     #[arg(long)]
     uuid: Option<String>,
+    /// Write an instance attribute after create, before anything opens the device
+    /// (repeatable, written in order; `vendor/aggregate=2` or a bare `aggregate=2`). A
+    /// refused write removes the instance again.
+    #[arg(
+        long = "attr",
+        value_name = "NAME=VALUE",
+        conflicts_with = "from_mdevctl"
+    )]
+    attrs: Vec<Assignment>,
+    /// Create from mdevctl definitions: a `<parent>/<uuid>` file, a file of `mdevctl list
+    /// --dumpjson` output, or a directory of definitions (`/etc/mdevctl.d`). All or nothing.
+    #[arg(long, value_name = "PATH", conflicts_with = "mdev_type")]
+    from_mdevctl: Option<PathBuf>,
     /// Report how long the `create` write took.
     #[arg(long)]
     timings: bool,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct SetAttrArgs {
+    /// The instance's UUID.
+    uuid: String,
+    /// Attributes to write, in order.
+    #[arg(value_name = "NAME=VALUE", required = true)]
+    attrs: Vec<Assignment>,
     /// JSON output.
     #[arg(long)]
     json: bool,
@@ -145,6 +179,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         Command::List(a) => list(&root, a),
         Command::Show(a) => show(&root, a),
         Command::Create(a) => create(&root, a),
+        Command::SetAttr(a) => attrs::set_attr(&root, a),
         Command::Remove(a) => remove(&root, a),
         Command::Timings(a) => timings(&root, a, global),
     }
@@ -168,7 +203,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<width$}  ", width = w[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(header.to_vec());
     for r in rows {
@@ -198,7 +233,7 @@ fn types(root: &SysfsRoot, a: TypesArgs) -> anyhow::Result<ExitCode> {
     } else if a.mdevctl_json {
         print_json(&mdevctl_types(&types))?;
     } else if types.is_empty() {
-        println!("no mdev types (no parent device is registered with the mdev core)");
+        outln!("no mdev types (no parent device is registered with the mdev core)");
     } else {
         let rows: Vec<Vec<String>> = types
             .iter()
@@ -221,9 +256,9 @@ fn types(root: &SysfsRoot, a: TypesArgs) -> anyhow::Result<ExitCode> {
         );
         if a.verbose {
             for t in &types {
-                println!("\n{}:", t.id());
-                println!("  description: {}", opt(&t.description));
-                println!("  sysfs path: {}", t.sysfs_path.display());
+                outln!("\n{}:", t.id());
+                outln!("  description: {}", opt(&t.description));
+                outln!("  sysfs path: {}", t.sysfs_path.display());
                 print_attrs(&t.attributes, "  ");
             }
         }
@@ -233,14 +268,14 @@ fn types(root: &SysfsRoot, a: TypesArgs) -> anyhow::Result<ExitCode> {
 
 fn print_attrs(attrs: &std::collections::BTreeMap<String, Option<String>>, indent: &str) {
     if attrs.is_empty() {
-        println!("{indent}attributes: none");
+        outln!("{indent}attributes: none");
         return;
     }
-    println!("{indent}attributes:");
+    outln!("{indent}attributes:");
     for (k, v) in attrs {
         match v {
-            Some(v) => println!("{indent}  {k}: {}", v.replace('\n', "; ")),
-            None => println!("{indent}  {k}: (unreadable)"),
+            Some(v) => outln!("{indent}  {k}: {}", v.replace('\n', "; ")),
+            None => outln!("{indent}  {k}: (unreadable)"),
         }
     }
 }
@@ -277,31 +312,6 @@ fn mdevctl_types(types: &[MdevType]) -> Value {
     }
 }
 
-/// `mdevctl list --dumpjson` for active devices: `[{parent: [{uuid: {mdev_type, start,
-/// attrs}}]}]`.
-fn mdevctl_list(instances: &[MdevInstance]) -> Value {
-    let mut parents = Map::new();
-    for i in instances {
-        let entry = parents
-            .entry(i.parent.clone())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(v) = entry {
-            v.push(json!({
-                i.uuid.hyphenated().to_string(): {
-                    "mdev_type": i.mdev_type,
-                    "start": "manual",
-                    "attrs": [],
-                }
-            }));
-        }
-    }
-    if parents.is_empty() {
-        json!([])
-    } else {
-        json!([Value::Object(parents)])
-    }
-}
-
 fn list(root: &SysfsRoot, a: ListArgs) -> anyhow::Result<ExitCode> {
     let mut all = mdev::list_instances(root)?;
     if let Some(p) = &a.parent {
@@ -310,11 +320,11 @@ fn list(root: &SysfsRoot, a: ListArgs) -> anyhow::Result<ExitCode> {
         all.retain(|i| &i.parent == p);
     }
     if a.json {
-        print_json(&all)?;
+        print_json(&attrs::instances_json(&all)?)?;
     } else if a.mdevctl_json {
-        print_json(&mdevctl_list(&all))?;
+        outln!("{}", attrs::mdevctl_list(&all)?);
     } else if all.is_empty() {
-        println!("no mdev instances");
+        outln!("no mdev instances");
     } else {
         let rows: Vec<Vec<String>> = all
             .iter()
@@ -346,45 +356,57 @@ fn show(root: &SysfsRoot, a: ShowArgs) -> anyhow::Result<ExitCode> {
         Some(t) => mdev::find_type(root, &i.parent, t).ok(),
         None => None,
     };
+    if a.mdevctl_json {
+        outln!("{}", attrs::mdevctl_show(&i)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.json {
-        let mut v = serde_json::to_value(&i)?;
+        let mut v = attrs::instance_json(&i)?;
         if let Value::Object(o) = &mut v {
             o.insert("type_info".into(), serde_json::to_value(&ty)?);
         }
         print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("uuid:         {}", i.uuid);
-    println!("parent:       {}", i.parent);
-    println!(
+    outln!("uuid:         {}", i.uuid);
+    outln!("parent:       {}", i.parent);
+    outln!(
         "type:         {}",
         i.mdev_type.as_deref().unwrap_or("? (no mdev_type link)")
     );
     if let Some(t) = &ty {
-        println!("type name:    {}", opt(&t.name));
-        println!("device api:   {}", opt(&t.device_api));
+        outln!("type name:    {}", opt(&t.name));
+        outln!("device api:   {}", opt(&t.device_api));
     }
-    println!(
+    outln!(
         "iommu group:  {}",
         i.iommu_group
             .map(|g| g.to_string())
             .unwrap_or_else(|| "-".into())
     );
-    println!("driver:       {}", opt(&i.driver));
-    println!(
+    outln!("driver:       {}", opt(&i.driver));
+    outln!(
         "vfio cdev:    {}",
         i.vfio_cdev
             .as_ref()
             .map(|c| format!("/dev/vfio/devices/{c}"))
             .unwrap_or_else(|| "-".into())
     );
-    println!("sysfs path:   {}", i.sysfs_path.display());
+    outln!("sysfs path:   {}", i.sysfs_path.display());
     print_attrs(&i.attributes, "");
+    let w = sysfs_attrs::writable(&i);
+    if !w.is_empty() {
+        outln!("writable:     {}", w.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves `--parent` when left out: the one parent that has the type.
-fn resolve_parent(root: &SysfsRoot, parent: Option<String>, ty: &str) -> anyhow::Result<String> {
+pub(super) fn resolve_parent(
+    root: &SysfsRoot,
+    parent: Option<String>,
+    ty: &str,
+) -> anyhow::Result<String> {
     if let Some(p) = parent {
         return Ok(p);
     }
@@ -416,14 +438,18 @@ fn resolve_parent(root: &SysfsRoot, parent: Option<String>, ty: &str) -> anyhow:
 fn create(root: &SysfsRoot, a: CreateArgs) -> anyhow::Result<ExitCode> {
     // The UUID is checked first: a malformed one never leads to a sysfs write.
     let uuid = a.uuid.as_deref().map(mdev::parse_uuid).transpose()?;
-    let parent = resolve_parent(root, a.parent, &a.mdev_type)?;
-    let c = mdev::create_timed(root, &parent, &a.mdev_type, uuid)?;
-    let after = mdev::find_type(root, &parent, &a.mdev_type)
+    let Some(mdev_type) = a.mdev_type.clone() else {
+        return attrs::create_from_mdevctl(root, a, uuid);
+    };
+    let parent = resolve_parent(root, a.parent, &mdev_type)?;
+    let configured = sysfs_attrs::create_configured(root, &parent, &mdev_type, uuid, &a.attrs)?;
+    let c = configured.created;
+    let after = mdev::find_type(root, &parent, &mdev_type)
         .ok()
         .and_then(|t| t.available_instances);
     let inst = mdev::instance(root, &c.uuid).ok();
     if inst.is_none() {
-        eprintln!(
+        errln!(
             "warning: the kernel accepted {} but no node appeared under /sys/bus/mdev/devices",
             c.uuid
         );
@@ -432,20 +458,21 @@ fn create(root: &SysfsRoot, a: CreateArgs) -> anyhow::Result<ExitCode> {
         let mut v = json!({
             "uuid": c.uuid.hyphenated().to_string(),
             "parent": parent,
-            "type": a.mdev_type,
+            "type": mdev_type,
             "sysfs_path": inst.as_ref().map(|i| i.sysfs_path.clone()),
             "iommu_group": inst.as_ref().and_then(|i| i.iommu_group),
             "available_instances_before": c.type_before.available_instances,
             "available_instances_after": after,
+            "attributes": configured.attributes,
         });
         if a.timings {
             v["create_seconds"] = json!(c.elapsed.as_secs_f64());
         }
         print_json(&v)?;
     } else {
-        println!("{}", c.uuid);
+        outln!("{}", c.uuid);
         if a.timings {
-            println!("create: {}", format_seconds(c.elapsed.as_secs_f64()));
+            outln!("create: {}", format_seconds(c.elapsed.as_secs_f64()));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -461,9 +488,9 @@ fn remove(root: &SysfsRoot, a: RemoveArgs) -> anyhow::Result<ExitCode> {
         }
         print_json(&v)?;
     } else {
-        println!("removed {uuid}");
+        outln!("removed {uuid}");
         if a.timings {
-            println!("remove: {}", format_seconds(elapsed.as_secs_f64()));
+            outln!("remove: {}", format_seconds(elapsed.as_secs_f64()));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -483,7 +510,7 @@ fn timings(root: &SysfsRoot, a: TimingsArgs, global: &Global) -> anyhow::Result<
         match vfio_harness::open::time_open_close(&DeviceSpec::Mdev(uuid), &opts) {
             Ok(t) => {
                 if !a.json {
-                    println!(
+                    outln!(
                         "run {n}: first open {}, last close {}",
                         format_seconds(t.first_open.as_secs_f64()),
                         format_seconds(t.last_close.as_secs_f64())
@@ -498,7 +525,7 @@ fn timings(root: &SysfsRoot, a: TimingsArgs, global: &Global) -> anyhow::Result<
             Err(e) => {
                 failed = true;
                 if !a.json {
-                    println!("run {n}: open failed: {e}");
+                    outln!("run {n}: open failed: {e}");
                 }
                 runs.push(json!({
                     "first_open_seconds": null,

@@ -1,5 +1,7 @@
 //! `vfio-harness migrate SRC DST`: live-migrate device state from SRC into DST in this
-//! process, measuring downtime (SRC leaving RUNNING until DST is RUNNING).
+//! process, measuring downtime (SRC leaving RUNNING until DST is RUNNING). With DST an
+//! address (`tls://HOST:PORT`, or `tcp://HOST:PORT` with `--insecure`) the state goes to
+//! `vfio-harness receive` on another host: see `remote.rs` and `docs/transport.md`.
 //!
 //! JSON output (`--json`): the engine's `MigrateReport` — `source`, `destination`,
 //! `protocol`, `bytes`, `precopy_bytes`, `stopcopy_bytes`, `chunks`, `rounds`, `converged`,
@@ -7,20 +9,25 @@
 //! `throughput_bytes_per_s`, `precopy_rounds` (per round: `round`, `pending_before` and
 //! `pending_after` {`initial_bytes`, `dirty_bytes`}, `bytes`, `seconds`); with
 //! `--dirty-writer` also `dirty_writer` (`region`, `offset`, `len`, `rate`, `pages_written`,
-//! `bytes_dirtied`, `passes`, `seconds`, `achieved_rate`).
+//! `bytes_dirtied`, `passes`, `seconds`, `achieved_rate`); for mdev pairs `dynamic_resources`
+//! (per resource: `resource`, `attribute`, `source`, `destination_before`,
+//! `destination_after`, `action` = `equal` / `copied` / `differs` / `unknown`, `note`).
 
 use std::process::ExitCode;
 
-use vfio_harness::migration::compat::{self, Verdict};
-use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
+use vfio_harness::migration::attrs::{self as dyn_attrs, Policy, ResourceCopy};
+use vfio_harness::migration::compat;
+use vfio_harness::migration::engine::{self, Options, PrecopyPolicy, MAX_PRECOPY_ROUNDS};
 use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
 use vfio_harness::migration::MigrationDriver;
 use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
+use super::remote::{self, Destination, TransportArgs};
 use super::transfer::{
-    finish_error, install_interrupt_handler, open_drivers, precopy_summary, print_json, Bar,
+    finish_error, install_interrupt_handler, open_drivers, parse_buffer, precopy_summary,
+    print_json, Bar,
 };
 use super::Global;
 
@@ -29,17 +36,29 @@ use super::Global;
 pub struct Args {
     /// The device whose state is migrated.
     pub src: DeviceSpec,
-    /// The device receiving it.
-    pub dst: DeviceSpec,
-    /// Maximum pre-copy rounds while SRC runs (when it supports PRE_COPY; 0 = none).
-    #[arg(long, default_value_t = 5)]
+    /// The device receiving it, or the address of `vfio-harness receive` on another host
+    /// (`tls://HOST:PORT`; `tcp://HOST:PORT` with --insecure).
+    pub dst: Destination,
+    /// More source devices migrated with SRC to the same address, each in its own stream,
+    /// in parallel (the receiver lists as many devices, in the same order).
+    #[arg(long = "with", value_name = "SRC")]
+    pub with: Vec<DeviceSpec>,
+    /// Transport security and timeouts (for an address).
+    #[command(flatten)]
+    pub transport: TransportArgs,
+    /// Maximum pre-copy rounds while SRC runs (when it supports PRE_COPY; 0 = none; at
+    /// most 100).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PRECOPY_ROUNDS)))]
     pub precopy_rounds: u32,
     /// Stop pre-copying once at most this much is still pending.
     #[arg(long, default_value = "0")]
     pub dirty_threshold: ByteSize,
-    /// Chunk / buffer size (up to 64M).
-    #[arg(long, default_value = "1M")]
+    /// Chunk / buffer size (4K to 64M).
+    #[arg(long, default_value = "1M", value_parser = parse_buffer)]
     pub buffer: ByteSize,
+    /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
+    #[arg(long)]
+    pub progress_lines: bool,
     /// Skip the compatibility checks (the `compat` pre-check and the identity check).
     #[arg(long)]
     pub force: bool,
@@ -49,6 +68,10 @@ pub struct Args {
     /// (`BAR2:32M`, `BAR2:16M:0:256M`).
     #[arg(long, value_name = "REGION:RATE[:OFFSET:LEN]")]
     pub dirty_writer: Option<DirtyWriterSpec>,
+    /// Do not copy the type's `dynamic_resources` attributes to DST before opening it;
+    /// refuse when they differ (with --force: leave them to the device).
+    #[arg(long)]
+    pub no_copy_attrs: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -64,22 +87,13 @@ fn compat_gate(
     global: &Global,
 ) -> anyhow::Result<()> {
     let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
-    let report = compat::check(src.device(), dst.device(), true, &root);
-    if report.compatible {
-        return Ok(());
-    }
-    let failed: Vec<String> = report
-        .rules
-        .iter()
-        .filter(|r| r.verdict == Verdict::Fail)
-        .map(|r| format!("{}: {}", r.rule, r.reason))
-        .collect();
-    anyhow::bail!(
-        "{} -> {} is not compatible ({}); run `vfio-harness compat` for the full report, or --force to migrate anyway",
-        report.source,
-        report.destination,
-        failed.join("; ")
-    )
+    compat::check(src.device(), dst.device(), true, &root)
+        .ensure_compatible()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; run `vfio-harness compat` for the full report, or --force to migrate anyway"
+            )
+        })
 }
 
 #[derive(serde::Serialize)]
@@ -88,29 +102,61 @@ struct Out<'a> {
     report: &'a engine::MigrateReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     dirty_writer: Option<&'a WriterStats>,
+    #[serde(skip_serializing_if = "<[ResourceCopy]>::is_empty")]
+    dynamic_resources: &'a [ResourceCopy],
 }
 
 /// Runs `migrate`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    if args.src == args.dst {
+    let dst = match &args.dst {
+        Destination::Device(d) => d.clone(),
+        Destination::Remote(ep) => {
+            if args.dirty_writer.is_some() {
+                anyhow::bail!("--dirty-writer is not supported across hosts yet");
+            }
+            let mut sources = vec![args.src.clone()];
+            sources.extend(args.with.iter().cloned());
+            let x = remote::Transfer {
+                buffer: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
+                precopy: PrecopyPolicy {
+                    max_rounds: args.precopy_rounds,
+                    dirty_threshold: args.dirty_threshold.bytes(),
+                },
+                json: args.json,
+            };
+            return remote::migrate_to(&sources, ep, &args.transport, &x, global);
+        }
+    };
+    if !args.with.is_empty() {
+        anyhow::bail!("--with is for a migration to an address (tcp:// or tls://)");
+    }
+    if args.src == dst {
         anyhow::bail!("source and destination are the same device ({})", args.src);
     }
-    let cancel = install_interrupt_handler();
-    let mut drivers = open_drivers(&[args.src.clone(), args.dst.clone()], global)?;
+    // Dynamic resources go to DST before anything opens it (vendors fix them at first open).
+    let policy = match (args.no_copy_attrs, args.force) {
+        (false, _) => Policy::Copy,
+        (true, false) => Policy::Refuse,
+        (true, true) => Policy::Ignore,
+    };
+    let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
+    let resources = dyn_attrs::prepare(&root, &args.src, &dst, policy)?;
+    let token = install_interrupt_handler()?;
+    let mut drivers = open_drivers(&[args.src.clone(), dst.clone()], global)?;
     let (Some(mut dst), Some(mut src)) = (drivers.pop(), drivers.pop()) else {
         anyhow::bail!("could not open both devices");
     };
     if !args.force {
         compat_gate(src.as_ref(), dst.as_ref(), global)?;
     }
-    let bar = Bar::new(args.json);
+    let bar = Bar::new(args.json, args.progress_lines);
     let opts = Options {
         buffer_size: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
         precopy: PrecopyPolicy {
             max_rounds: args.precopy_rounds,
             dirty_threshold: args.dirty_threshold.bytes(),
         },
-        cancel: Some(cancel),
+        cancel: Some(token.flag()),
         progress: bar.callback(),
         check_identity: !args.force,
         ..Options::default()
@@ -126,15 +172,16 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     bar.finish();
     let r = match result {
         Ok(r) => r,
-        Err(e) => return finish_error(e),
+        Err(e) => return Err(finish_error(e, &mut [src.as_mut(), dst.as_mut()])),
     };
     if args.json {
         print_json(&Out {
             report: &r,
             dirty_writer: writer.as_ref(),
+            dynamic_resources: &resources,
         })?;
     } else {
-        println!(
+        outln!(
             "migrated {} from {} to {} in {} ({}), downtime {}",
             format_bytes(r.bytes),
             r.source,
@@ -149,7 +196,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             Some(r.precopy_seconds),
             r.converged,
         );
-        println!(
+        outln!(
             "  protocol {}, {}stop-copy {} in {}, commit {}, {} chunk(s)",
             r.protocol,
             precopy,
@@ -159,7 +206,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             r.chunks
         );
         for rs in &r.precopy_rounds {
-            println!(
+            outln!(
                 "  round {}: pending {} (dirty {}), read {} in {}, pending after {} (dirty {})",
                 rs.round,
                 format_bytes(rs.pending_before.total()),
@@ -170,8 +217,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 format_bytes(rs.pending_after.dirty_bytes)
             );
         }
+        if !resources.is_empty() {
+            outln!("  dynamic resources: {}", resources_summary(&resources));
+        }
         if let Some(w) = &writer {
-            println!(
+            outln!(
                 "  dirty writer: {} page writes ({}) over {} at region {} +{:#x} in {} ({}, asked {}), {} pass(es)",
                 w.pages_written,
                 format_bytes(w.bytes_dirtied),
@@ -186,4 +236,34 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `aggregate 1 -> 2 (copied), priority 0 (equal)`.
+fn resources_summary(r: &[ResourceCopy]) -> String {
+    r.iter()
+        .map(|c| {
+            let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "?".into());
+            match c.action {
+                dyn_attrs::Action::Copied => format!(
+                    "{} {} -> {} (copied)",
+                    c.resource,
+                    v(&c.destination_before),
+                    v(&c.destination_after)
+                ),
+                dyn_attrs::Action::Equal => format!("{} {} (equal)", c.resource, v(&c.source)),
+                dyn_attrs::Action::Differs => format!(
+                    "{} source {} destination {} (left, --force)",
+                    c.resource,
+                    v(&c.source),
+                    v(&c.destination_before)
+                ),
+                _ => format!(
+                    "{} (unknown: {})",
+                    c.resource,
+                    c.note.as_deref().unwrap_or("not compared")
+                ),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,16 +1,21 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
+#[macro_use]
+mod output;
 mod args;
 mod bar;
 mod bench;
 mod compat;
 mod conformance;
+mod dirty_log;
 mod dma;
+mod failure;
 mod info;
 mod irq;
 mod mdev;
 mod migrate;
-mod output;
+mod receive;
+mod remote;
 mod reset;
 mod restore;
 mod save;
@@ -67,6 +72,8 @@ enum Command {
     Dma(dma::Args),
     /// Enable, trigger, mask and wait for interrupts.
     Irq(irq::Args),
+    /// DMA dirty logging: start, device DMA, report (vs the pages written), stop.
+    DirtyLog(dirty_log::Args),
     /// Reset a device (VFIO_DEVICE_RESET).
     Reset(reset::Args),
     /// Read or set the migration v2 state, arc by arc.
@@ -77,8 +84,10 @@ enum Command {
     Save(save::Args),
     /// Restore device state from a stream file.
     Restore(restore::Args),
-    /// Migrate state live from one device to another.
+    /// Migrate state live from one device to another, here or across hosts (to an address).
     Migrate(migrate::Args),
+    /// Receive a migration from another host into DEVICE(s), listening on an address.
+    Receive(receive::Args),
     /// Check whether SRC's state can migrate into DST.
     Compat(compat::Args),
     /// Walk the migration uAPI contract arc by arc and report.
@@ -87,39 +96,82 @@ enum Command {
     Bench(bench::Args),
 }
 
-/// Entry point: parse, run, print errors with their causes, map to an exit code.
+/// Entry point: parse, run, report errors (as JSON with `--json`), map to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Decided before parsing, so that a usage error is reported as JSON too.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e, json),
+    };
     let g = cli.global;
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Info(a) => info::run(a, &g),
         Command::Bar(a) => bar::run(a, &g),
         Command::Dma(a) => dma::run(a, &g),
         Command::Irq(a) => irq::run(a, &g),
+        Command::DirtyLog(a) => dirty_log::run(a, &g),
         Command::Reset(a) => reset::run(a, &g),
         Command::State(a) => state::run(a, &g),
         Command::Mdev(a) => mdev::run(a, &g),
         Command::Save(a) => save::run(a, &g),
         Command::Restore(a) => restore::run(a, &g),
         Command::Migrate(a) => migrate::run(a, &g),
+        Command::Receive(a) => receive::run(a, &g),
         Command::Compat(a) => compat::run(a, &g),
         Command::Conformance(a) => conformance::run(a, &g),
         Command::Bench(a) => bench::run(a, &g),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
-        Err(e) => {
-            let mut shown = e.to_string();
-            eprintln!("error: {shown}");
-            // Causes whose text the message above already includes are not repeated.
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !shown.contains(&c) {
-                    eprintln!("  caused by: {c}");
-                    shown = c;
-                }
+        Err(e) => failure::report(e, json),
+    };
+    match output::take_stdout_error() {
+        None => code,
+        // The reader went away (`| head`): end quietly, as a process killed by SIGPIPE would.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
+        Some(e) => {
+            if code == ExitCode::SUCCESS {
+                errln!("error: the command succeeded, but its report could not be written: {e}");
+            } else {
+                errln!("error: cannot write the output: {e}");
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports a command-line parsing error (help and version are printed as asked).
+fn usage_error(e: clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) || !json
+    {
+        // clap prints help to stdout and errors to stderr; a failing stream has nowhere
+        // left to report to.
+        let _ = e.print();
+        return if e.use_stderr() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let message = e.kind().to_string();
+    let detail = e.render().to_string();
+    let out = serde_json::json!({
+        "error": {"kind": "usage", "message": message, "causes": [detail.trim_end()], "hint": null},
+        "devices": [],
+    });
+    if output::print_json(&out).is_err() {
+        errln!("error: {detail}");
+    }
+    match output::take_stdout_error() {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => errln!("error: {detail}"),
+        _ => {}
+    }
+    ExitCode::from(2)
 }

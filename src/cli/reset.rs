@@ -22,12 +22,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     dev.reset()?;
     let s = t.elapsed().as_secs_f64();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"device": dev.name(), "reset": true, "seconds": s})
         );
     } else {
-        println!(
+        outln!(
             "{}: reset in {}",
             dev.name(),
             vfio_harness::units::format_seconds(s)

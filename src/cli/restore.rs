@@ -11,10 +11,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use vfio_harness::migration::engine::{self, Options};
+use vfio_harness::migration::engine::{self, Input, Options};
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
 
+use super::output::escape;
 use super::transfer::{finish_error, install_interrupt_handler, open_driver, print_json, Bar};
 use super::Global;
 
@@ -23,9 +24,13 @@ use super::Global;
 pub struct Args {
     /// The device to load the state into.
     pub device: DeviceSpec,
-    /// Stream file written by `save`.
+    /// Stream written by `save`: a file, `-` (stdin), a FIFO. Read once; a device that
+    /// cannot be reset gets nothing before the whole stream verified.
     #[arg(short = 'i', long = "input")]
     pub input: PathBuf,
+    /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
+    #[arg(long)]
+    pub progress_lines: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -33,43 +38,45 @@ pub struct Args {
 
 /// Runs `restore`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let cancel = install_interrupt_handler();
+    let token = install_interrupt_handler()?;
+    let input = Input::open(&args.input, &token)?;
     let mut drv = open_driver(&args.device, global)?;
-    let bar = Bar::new(args.json);
+    let bar = Bar::new(args.json, args.progress_lines);
     let opts = Options {
-        cancel: Some(cancel),
+        cancel: Some(token.flag()),
         progress: bar.callback(),
         ..Options::default()
     };
-    let result = engine::restore_from_file(drv.as_mut(), &args.input, &opts);
+    let result = engine::restore_from(drv.as_mut(), &input, &opts, &token);
     bar.finish();
     let r = match result {
         Ok(r) => r,
-        Err(e) => return finish_error(e),
+        Err(e) => return Err(finish_error(e, &mut [drv.as_mut()])),
     };
     if args.json {
         print_json(&r)?;
     } else {
-        println!(
+        outln!(
             "restored {} into {} from {} in {} ({})",
             format_bytes(r.bytes),
-            r.device,
-            args.input.display(),
+            escape(&r.device),
+            escape(&args.input.display().to_string()),
             format_seconds(r.seconds),
             format_rate(r.throughput_bytes_per_s)
         );
-        println!(
+        outln!(
             "  saved from {} ({}{}, protocol {}) on kernel {} by vfio-harness {}; commit took {}",
-            r.source.device,
-            r.source.device_api,
+            // Stream metadata is untrusted: no terminal escape sequence gets through.
+            escape(&r.source.device),
+            escape(&r.source.device_api),
             r.source
                 .mdev_type
                 .as_deref()
-                .map(|t| format!(", type {t}"))
+                .map(|t| format!(", type {}", escape(t)))
                 .unwrap_or_default(),
             r.source.protocol,
-            r.source.kernel_release,
-            r.source.harness_version,
+            escape(&r.source.kernel_release),
+            escape(&r.source.harness_version),
             format_seconds(r.commit_seconds)
         );
     }

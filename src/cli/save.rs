@@ -5,15 +5,18 @@
 //! `converged`, `state_size_estimate`, `seconds`, `stop_copy_seconds`,
 //! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing).
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use vfio_harness::migration::engine::{self, Options, PrecopyPolicy};
+use vfio_harness::migration::engine::{self, Options, Output, PrecopyPolicy, MAX_PRECOPY_ROUNDS};
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
+use super::output::escape;
 use super::transfer::{
-    finish_error, install_interrupt_handler, open_driver, precopy_summary, print_json, Bar,
+    finish_error, install_interrupt_handler, open_driver, parse_buffer, precopy_summary,
+    print_json, Bar,
 };
 use super::Global;
 
@@ -22,18 +25,24 @@ use super::Global;
 pub struct Args {
     /// The device to save.
     pub device: DeviceSpec,
-    /// Output file (written atomically: a failed save leaves no file).
+    /// Output: a regular file is written atomically (a failed save leaves no file; an
+    /// existing file keeps its mode and owner, a new one is 0600); `-`, a FIFO or a device
+    /// is written directly. Checked before the device is touched.
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Pre-copy rounds before stopping the device (only when it supports PRE_COPY).
-    #[arg(long, default_value_t = 0)]
+    /// Pre-copy rounds before stopping the device (only when it supports PRE_COPY; at most
+    /// 100).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PRECOPY_ROUNDS)))]
     pub precopy_rounds: u32,
     /// Stop pre-copying once at most this much is still pending.
     #[arg(long, default_value = "0")]
     pub dirty_threshold: ByteSize,
-    /// Chunk / buffer size (up to 64M).
-    #[arg(long, default_value = "1M")]
+    /// Chunk / buffer size (4K to 64M).
+    #[arg(long, default_value = "1M", value_parser = parse_buffer)]
     pub buffer: ByteSize,
+    /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
+    #[arg(long)]
+    pub progress_lines: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -41,38 +50,44 @@ pub struct Args {
 
 /// Runs `save`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let cancel = install_interrupt_handler();
+    let token = install_interrupt_handler()?;
+    // The target is checked (and a temporary file made) before the device is opened.
+    let out = Output::open(&args.output, &token)?;
+    if out.is_same_file(std::io::stdout().as_fd()) {
+        // The stream is on stdout: the report (or error object) goes to stderr.
+        super::output::reports_to_stderr();
+    }
     let mut drv = open_driver(&args.device, global)?;
-    let bar = Bar::new(args.json);
+    let bar = Bar::new(args.json, args.progress_lines);
     let opts = Options {
         buffer_size: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
         precopy: PrecopyPolicy {
             max_rounds: args.precopy_rounds,
             dirty_threshold: args.dirty_threshold.bytes(),
         },
-        cancel: Some(cancel),
+        cancel: Some(token.flag()),
         progress: bar.callback(),
         ..Options::default()
     };
-    let result = engine::save_to_file(drv.as_mut(), &args.output, &opts);
+    let result = engine::save_to(drv.as_mut(), out, &opts, &token);
     bar.finish();
     let r = match result {
         Ok(r) => r,
-        Err(e) => return finish_error(e),
+        Err(e) => return Err(finish_error(e, &mut [drv.as_mut()])),
     };
     if args.json {
         print_json(&r)?;
     } else {
-        println!(
+        outln!(
             "saved {} from {} to {} in {} ({})",
             format_bytes(r.bytes),
             r.device,
-            args.output.display(),
+            escape(&args.output.display().to_string()),
             format_seconds(r.seconds),
             format_rate(r.throughput_bytes_per_s)
         );
         let precopy = precopy_summary(r.rounds, r.precopy_bytes, None, r.converged);
-        println!(
+        outln!(
             "  protocol {}, {}stop-copy {} in {}, {} chunk(s), stream {} (checksum {:016x})",
             r.protocol,
             precopy,

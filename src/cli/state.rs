@@ -3,14 +3,18 @@
 //!
 //! The device fd (and with it the migration session) closes when the command exits; the
 //! kernel drivers return the device to RUNNING on close. If an arc fails, the command puts
-//! the device back to RUNNING (or resets it) before reporting.
+//! the device back to RUNNING by the library's recovery rules
+//! (`vfio_harness::migration::recovery`: a reset out of RESUMING or ERROR, a transition
+//! otherwise) before reporting.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use vfio_harness::device::{Device, MigState};
+use vfio_harness::device::MigState;
+use vfio_harness::migration::recovery;
+use vfio_harness::migration::v2::V2Driver;
 use vfio_harness::units::format_seconds;
 
 use super::Global;
@@ -51,16 +55,6 @@ struct Out {
     final_state: Option<MigState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     recovery: Option<String>,
-}
-
-fn recover(dev: &dyn Device) -> String {
-    match dev.set_mig_state(MigState::Running) {
-        Ok(()) => "returned the device to RUNNING".into(),
-        Err(e) => match dev.reset() {
-            Ok(()) => format!("RUNNING refused ({e}); reset the device"),
-            Err(r) => format!("RUNNING refused ({e}) and reset failed ({r})"),
-        },
-    }
 }
 
 /// Runs `state`.
@@ -110,7 +104,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let recovery = failed.then(|| recover(d));
+    let recovery = failed.then(|| {
+        let mut drv = V2Driver::new(dev.clone(), flags);
+        recovery::recover(&mut drv).to_string()
+    });
     let out = Out {
         device: d.name().to_string(),
         flags: flags.names(),
@@ -120,24 +117,24 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         recovery,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{}: migration v2 flags {flags}", out.device);
-        println!("state {}", out.initial);
+        outln!("{}: migration v2 flags {flags}", out.device);
+        outln!("state {}", out.initial);
         for s in &out.steps {
             match &s.error {
-                None => println!(
+                None => outln!(
                     "  {} -> {}: ok in {} (now {})",
                     s.from,
                     s.to,
                     format_seconds(s.seconds),
                     s.now.map(|n| n.to_string()).unwrap_or_else(|| "?".into())
                 ),
-                Some(e) => println!("  {} -> {}: FAILED: {e}", s.from, s.to),
+                Some(e) => outln!("  {} -> {}: FAILED: {e}", s.from, s.to),
             }
         }
         if let Some(r) = &out.recovery {
-            println!("recovery: {r}");
+            outln!("recovery: {r}");
         }
     }
     Ok(if failed {

@@ -1,52 +1,81 @@
-//! Shared plumbing of the transfer commands (`save`, `restore`, `migrate`): the Ctrl-C
+//! Shared plumbing of the transfer commands (`save`, `restore`, `migrate`): the signal
 //! handler, progress bars, opening migration drivers, and report formatting.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vfio_harness::migration::engine::{Cancel, Phase, Progress, ProgressFn};
-use vfio_harness::migration::{driver_for, MigrationDriver, MigrationError};
+use vfio_harness::migration::engine::{CancelToken, Phase, Progress, ProgressFn, MIN_BUFFER};
+use vfio_harness::migration::stream::MAX_CHUNK_LEN;
+use vfio_harness::migration::{driver_for, MigrationDriver};
+use vfio_harness::units::ByteSize;
+
+use super::failure::{outcomes, Failed};
 use vfio_harness::DeviceSpec;
 
 use super::Global;
 
-/// Exit code of a command stopped by Ctrl-C (128 + SIGINT).
-pub const EXIT_INTERRUPTED: u8 = 130;
-
 /// Transfers smaller than this get no progress bar.
 const BAR_THRESHOLD: u64 = 32 << 20;
 
-static CANCEL: OnceLock<Cancel> = OnceLock::new();
+static TOKEN: OnceLock<Arc<CancelToken>> = OnceLock::new();
+/// The first signal caught (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_sigint(_sig: libc::c_int) {
-    // Only an atomic load (OnceLock::get after initialisation) and an atomic store:
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only atomics (OnceLock::get after initialisation is an atomic load) and write(2):
     // async-signal-safe.
-    if let Some(c) = CANCEL.get() {
-        c.store(true, Ordering::SeqCst);
+    let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    if let Some(t) = TOKEN.get() {
+        t.cancel();
     }
 }
 
-/// Installs the SIGINT/SIGTERM handler (once) and returns the flag it sets. The engine polls
-/// the flag between chunks and returns devices to RUNNING before the command exits. The
-/// handler resets itself, so a second Ctrl-C kills the process the usual way.
-pub fn install_interrupt_handler() -> Cancel {
-    let flag = CANCEL
-        .get_or_init(|| Arc::new(AtomicBool::new(false)))
-        .clone();
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+/// The signal that interrupted the command, if one did.
+pub fn caught_signal() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Installs the SIGINT/SIGTERM/SIGHUP handler (once) and returns the token it cancels.
+///
+/// The handler cancels the token: the engine stops at its next check and every read or
+/// write blocked on a pipe, FIFO or socket wakes at once (see
+/// [`vfio_harness::migration::engine::cancel`]); devices are returned to RUNNING,
+/// temporary files removed, and the command exits 128 + the signal. It is installed
+/// without `SA_RESTART` (an interrupted system call returns instead of waiting on) and
+/// stays installed: a second signal while the devices are being recovered does not kill
+/// the process halfway (SIGKILL still does).
+pub fn install_interrupt_handler() -> anyhow::Result<Arc<CancelToken>> {
+    let token = match TOKEN.get() {
+        Some(t) => t.clone(),
+        None => {
+            let t = CancelToken::new()
+                .map_err(|e| anyhow::anyhow!("cannot create the cancellation pipe: {e}"))?;
+            TOKEN.get_or_init(|| t).clone()
+        }
+    };
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction is a valid starting point; we set the handler, an empty
-        // mask and flags, and pass valid pointers. The handler only touches atomics.
-        unsafe {
+        // mask and no flags, and pass valid pointers. The handler is async-signal-safe.
+        let r = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
             libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = libc::SA_RESTART | libc::SA_RESETHAND;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            sa.sa_flags = 0;
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if r != 0 {
+            anyhow::bail!(
+                "cannot install the handler for signal {sig}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
-    flag
+    Ok(token)
 }
 
 /// Opens the devices named by `specs` (sharing one IOMMU context) and their migration drivers.
@@ -89,24 +118,42 @@ pub fn precopy_summary(rounds: u32, bytes: u64, seconds: Option<f64>, converged:
     )
 }
 
+/// Parses `--buffer`: a size within 4 KiB ..= 64 MiB.
+pub fn parse_buffer(s: &str) -> Result<ByteSize, String> {
+    let b: ByteSize = s.parse().map_err(|e| format!("{e}"))?;
+    let (min, max) = (MIN_BUFFER as u64, u64::from(MAX_CHUNK_LEN));
+    if b.bytes() < min || b.bytes() > max {
+        return Err(format!("{s} is outside 4K..=64M"));
+    }
+    Ok(b)
+}
+
 /// A progress bar on stderr, shown only on a terminal and for transfers above 32 MiB (or of
 /// unknown size once they pass it). `finish` clears it.
 pub struct Bar {
     bar: Arc<Mutex<Option<ProgressBar>>>,
     enabled: bool,
+    lines: bool,
 }
 
 impl Bar {
-    /// A bar labelled `what`; `quiet` (e.g. `--json`) disables it.
-    pub fn new(quiet: bool) -> Bar {
+    /// A bar; `quiet` (e.g. `--json`) disables it. `lines` prints one line per chunk
+    /// instead (`progress PHASE BYTES`, for scripts), whatever `quiet` says.
+    pub fn new(quiet: bool, lines: bool) -> Bar {
         Bar {
             bar: Arc::new(Mutex::new(None)),
-            enabled: !quiet && std::io::stderr().is_terminal(),
+            enabled: !quiet && !lines && std::io::stderr().is_terminal(),
+            lines,
         }
     }
 
     /// The engine's progress callback, or `None` when the bar is disabled.
     pub fn callback(&self) -> Option<ProgressFn> {
+        if self.lines {
+            return Some(Arc::new(|p: &Progress| {
+                errln!("progress {} {}", phase_name(p.phase), p.bytes);
+            }));
+        }
         if !self.enabled {
             return None;
         }
@@ -136,11 +183,7 @@ impl Bar {
                     // Devices may send more than they estimated.
                     b.set_length(e.max(p.bytes));
                 }
-                b.set_message(match p.phase {
-                    Phase::Precopy => "pre-copy",
-                    Phase::StopCopy => "stop-copy",
-                    Phase::Resume => "resume",
-                });
+                b.set_message(phase_name(p.phase));
                 b.set_position(p.bytes);
             }
         }))
@@ -156,15 +199,25 @@ impl Bar {
     }
 }
 
-/// Converts an engine error into the command's outcome: interrupted commands exit 130 after
-/// saying the devices were recovered; other errors propagate.
-pub fn finish_error(e: MigrationError) -> anyhow::Result<std::process::ExitCode> {
-    if matches!(e, MigrationError::Interrupted) {
-        eprintln!("interrupted: devices returned to RUNNING");
-        return Ok(std::process::ExitCode::from(EXIT_INTERRUPTED));
-    }
-    Err(e.into())
+/// A failed transfer: the error with the state each driver's device was left in, for
+/// [`super::failure::report`].
+pub fn finish_error(
+    e: impl Into<anyhow::Error>,
+    drivers: &mut [&mut dyn MigrationDriver],
+) -> anyhow::Error {
+    anyhow::Error::new(Failed {
+        error: e.into(),
+        devices: outcomes(drivers),
+    })
 }
 
 // `print_json` lives in `super::output`; re-exported for the commands that import it from here.
 pub use super::output::print_json;
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Precopy => "pre-copy",
+        Phase::StopCopy => "stop-copy",
+        Phase::Resume => "resume",
+    }
+}

@@ -6,7 +6,11 @@ use std::io;
 pub type Result<T> = std::result::Result<T, DeviceError>;
 
 /// Everything that can go wrong opening or driving a device.
+///
+/// Errors that carry an OS error also carry advice for its common cause, computed from the
+/// variant and the errno ([`DeviceError::hint`]) and shown at the end of the message.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeviceError {
     /// A device spec could not be parsed or does not name an existing device.
     #[error("invalid device {spec:?}: {reason}")]
@@ -18,7 +22,7 @@ pub enum DeviceError {
     },
 
     /// Opening the device (or its group, container, iommufd) failed.
-    #[error("{device}: cannot {what}: {source}{}", hint_suffix(.hint))]
+    #[error("{device}: cannot {what}: {source}{}{}", detail_suffix(.detail), hint_suffix(self.hint()))]
     Open {
         /// Device name.
         device: String,
@@ -27,8 +31,8 @@ pub enum DeviceError {
         /// The OS error.
         #[source]
         source: io::Error,
-        /// A hint for the common cause, or empty.
-        hint: String,
+        /// What the pre-checks found (`no /dev/iommu: the kernel lacks CONFIG_IOMMUFD ...`).
+        detail: Option<String>,
     },
 
     /// The IOMMU group has members still bound to host drivers.
@@ -43,7 +47,7 @@ pub enum DeviceError {
     },
 
     /// A region access failed.
-    #[error("{device}: {op} of {len} byte(s) at {offset:#x} in region {region} failed: {source}{}", hint_suffix(.hint))]
+    #[error("{device}: {op} of {len} byte(s) at {offset:#x} in region {region} failed: {source}{}{}", detail_suffix(.detail), hint_suffix(self.hint()))]
     Region {
         /// Device name.
         device: String,
@@ -58,8 +62,8 @@ pub enum DeviceError {
         /// The OS error.
         #[source]
         source: io::Error,
-        /// A hint, or empty.
-        hint: String,
+        /// What the back end knows beyond the errno (the simulator's reason).
+        detail: Option<String>,
     },
 
     /// No such region / IRQ index, or the region lacks the needed capability.
@@ -108,7 +112,7 @@ pub enum DeviceError {
     },
 
     /// A migration call failed.
-    #[error("{device}: {op}{} failed: {source}{}", state_suffix(.state), hint_suffix(.hint))]
+    #[error("{device}: {op}{} failed: {source}{}{}", state_suffix(.state), detail_suffix(.detail), hint_suffix(self.hint()))]
     Migration {
         /// Device name.
         device: String,
@@ -119,12 +123,13 @@ pub enum DeviceError {
         /// The OS error.
         #[source]
         source: io::Error,
-        /// A hint, or empty.
-        hint: String,
+        /// What the back end knows beyond the errno (the simulator's reason, the state a v1
+        /// device reads after a refused write).
+        detail: Option<String>,
     },
 
     /// A DMA map or unmap failed.
-    #[error("{device}: DMA {op} of {len:#x} byte(s) at IOVA {iova:#x} failed: {source}{}", hint_suffix(.hint))]
+    #[error("{device}: DMA {op} of {len:#x} byte(s) at IOVA {iova:#x} failed: {source}{}", hint_suffix(self.hint()))]
     Dma {
         /// Device name (or the IOMMU context).
         device: String,
@@ -137,8 +142,6 @@ pub enum DeviceError {
         /// The OS error.
         #[source]
         source: io::Error,
-        /// A hint (memlock limit, IOVA outside the allowed ranges...), or empty.
-        hint: String,
     },
 
     /// The device or back end does not offer this.
@@ -180,13 +183,47 @@ impl DeviceError {
             _ => None,
         }
     }
+
+    /// Advice for the common cause of this error, from its variant, operation and errno;
+    /// `None` when there is none, or when the back end explained the failure itself
+    /// (`detail`), which is more precise than advice for a bare errno.
+    pub fn hint(&self) -> Option<&'static str> {
+        let errno = self.errno();
+        let h = match self {
+            DeviceError::Open { detail: None, .. } | DeviceError::Region { detail: None, .. } => {
+                errno_hint(errno)
+            }
+            DeviceError::Migration { detail: None, .. } => match errno {
+                Some(libc::ENOTTY) => "the device has no migration v2 support",
+                n => errno_hint(n),
+            },
+            DeviceError::Dma { op, .. } => match errno {
+                Some(libc::ENOMEM) | Some(libc::EPERM) if *op == "map" => {
+                    "cannot pin the pages: raise the memlock limit (ulimit -l) above the DMA size"
+                }
+                Some(libc::EINVAL) | Some(libc::ERANGE) if *op == "map" => {
+                    "IOVA or size outside the allowed IOVA ranges, or not aligned to the IOMMU page size"
+                }
+                Some(libc::EEXIST) => "the IOVA range overlaps an existing mapping",
+                n => errno_hint(n),
+            },
+            _ => "",
+        };
+        (!h.is_empty()).then_some(h)
+    }
 }
 
-fn hint_suffix(h: &str) -> String {
-    if h.is_empty() {
-        String::new()
-    } else {
-        format!(" (hint: {h})")
+fn hint_suffix(h: Option<&str>) -> String {
+    match h {
+        Some(h) => format!(" (hint: {h})"),
+        None => String::new(),
+    }
+}
+
+fn detail_suffix(d: &Option<String>) -> String {
+    match d {
+        Some(d) => format!(": {d}"),
+        None => String::new(),
     }
 }
 
@@ -226,5 +263,54 @@ pub fn errno_hint(errno: Option<i32>) -> &'static str {
             "the device refused the migration data: incompatible stream format or software version (see `vfio-harness compat`)"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mig(errno: i32, detail: Option<&str>) -> DeviceError {
+        DeviceError::Migration {
+            device: "d".into(),
+            op: "set state",
+            state: None,
+            source: io::Error::from_raw_os_error(errno),
+            detail: detail.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn hints_come_from_the_variant_and_errno() {
+        assert_eq!(
+            mig(libc::ENOTTY, None).hint(),
+            Some("the device has no migration v2 support")
+        );
+        assert_eq!(
+            mig(libc::EPERM, None).hint(),
+            Some(errno_hint(Some(libc::EPERM)))
+        );
+        assert!(mig(libc::EPERM, None)
+            .to_string()
+            .ends_with(&format!("(hint: {})", errno_hint(Some(libc::EPERM)))));
+        // The back end's own explanation replaces the generic advice.
+        let e = mig(libc::EINVAL, Some("fail-at=STOP"));
+        assert_eq!(e.hint(), None);
+        assert!(e.to_string().ends_with(": fail-at=STOP"), "{e}");
+        let dma = |op, errno| DeviceError::Dma {
+            device: "d".into(),
+            op,
+            iova: 0,
+            len: 4096,
+            source: io::Error::from_raw_os_error(errno),
+        };
+        assert!(dma("map", libc::ENOMEM).hint().unwrap().contains("memlock"));
+        assert!(dma("map", libc::EINVAL).hint().unwrap().contains("IOVA"));
+        assert_eq!(
+            dma("unmap", libc::EINVAL).hint(),
+            Some(errno_hint(Some(libc::EINVAL)))
+        );
+        assert_eq!(mig(libc::EOVERFLOW, None).hint(), None);
+        assert_eq!(DeviceError::InvalidArgument("x".into()).hint(), None);
     }
 }

@@ -114,6 +114,7 @@ pub fn arcs(flags: MigFlags) -> Vec<(MigState, MigState)> {
 
 /// Why a transition cannot be walked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FsmError {
     /// The current state does not exist for these flags (or is ERROR: reset the device).
     #[error("the device cannot leave {0} with these migration flags (ERROR needs a reset)")]

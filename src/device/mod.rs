@@ -19,7 +19,9 @@ mod spec;
 pub mod uapi;
 
 pub use error::{errno_hint, DeviceError, Result};
-pub use info::{find_region, DeviceIdentity, DeviceInfo, IrqInfo, RegionCap, RegionInfo, SparseArea};
+pub use info::{
+    find_region, DeviceIdentity, DeviceInfo, IrqInfo, RegionCap, RegionInfo, SparseArea,
+};
 pub use mig::{MigFlags, MigState, PrecopyInfo};
 pub use spec::{DeviceSpec, IommuBackend, OpenOptions};
 pub use uapi::{

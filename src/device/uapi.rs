@@ -10,7 +10,7 @@
 //! (`u16` capability ids, `u64` migration flags), which the kernel's values fit.
 //!
 //! This sits in the bottom floor ([`crate::device`]) so that every back end may use it; the
-//! ioctl numbers and kernel structs themselves stay in [`crate::vfio::ioctl`].
+//! ioctl numbers and kernel structs themselves stay in the kernel back end (`vfio::ioctl`, internal).
 
 use std::mem::{offset_of, size_of};
 
@@ -171,6 +171,13 @@ pub const DEVICE_STATE_V1_RUNNING: u32 = sys::VFIO_DEVICE_STATE_V1_RUNNING;
 pub const DEVICE_STATE_V1_SAVING: u32 = sys::VFIO_DEVICE_STATE_V1_SAVING;
 /// `VFIO_DEVICE_STATE_V1_RESUMING`.
 pub const DEVICE_STATE_V1_RESUMING: u32 = sys::VFIO_DEVICE_STATE_V1_RESUMING;
+/// `VFIO_DEVICE_STATE_MASK` of the v1 header: the defined bits; the others are reserved and
+/// must be preserved by userspace.
+pub const DEVICE_STATE_V1_MASK: u32 =
+    DEVICE_STATE_V1_RUNNING | DEVICE_STATE_V1_SAVING | DEVICE_STATE_V1_RESUMING;
+/// The v1 error indication: `_SAVING | _RESUMING`, an invalid combination a vendor driver
+/// reports when it failed.
+pub const DEVICE_STATE_V1_ERROR: u32 = DEVICE_STATE_V1_SAVING | DEVICE_STATE_V1_RESUMING;
 
 /// Offset of `device_state` (32 bits) in `struct vfio_device_migration_info`, the header of
 /// the v1 migration region.

@@ -30,6 +30,17 @@ pub struct DmaEngine<'a> {
     in_flight: Option<(Transfer, Instant)>,
 }
 
+impl std::fmt::Debug for DmaEngine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DmaEngine")
+            .field("driver", &self.name())
+            .field("device", &self.dev.name())
+            .field("limits", &self.limits())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> DmaEngine<'a> {
     /// Wraps a driver for `dev` (usually from [`super::driver_for`]).
     pub fn new(dev: &'a dyn Device, ops: Box<dyn DmaDriver>) -> DmaEngine<'a> {

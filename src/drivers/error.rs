@@ -4,6 +4,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::device::DeviceError;
+use crate::vfio::dirty::DirtyLogError;
 
 /// Result of driver and exercise calls.
 pub type Result<T> = std::result::Result<T, DriverError>;
@@ -96,4 +97,8 @@ pub enum DriverError {
     /// A device-layer call (region access, interrupt set-up, DMA mapping) failed.
     #[error(transparent)]
     Access(#[from] DeviceError),
+
+    /// A DMA dirty-logging call failed (the kernel's errno in it).
+    #[error(transparent)]
+    DirtyLog(#[from] DirtyLogError),
 }

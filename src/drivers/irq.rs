@@ -2,6 +2,10 @@
 //! (loopback through `VFIO_IRQ_SET_ACTION_TRIGGER`) or wait for the device to raise it,
 //! measure delivery latency, check mask/unmask, and disable the index again.
 //!
+//! In device mode, a device whose test driver ([`super::DmaDriver::can_raise`]) can make it
+//! raise the vector through its own registers (vhgpu's MSI-X raise register) is made to;
+//! otherwise the exercise waits for the device to raise it on its own.
+//!
 //! It needs only the [`Device`] trait and an eventfd, so it runs on every back end (the
 //! simulator included). It lives on this floor rather than in `device/` because the eventfd
 //! waiter ([`IrqEvent`]) belongs to the kernel back end, which `device/` must not import.
@@ -25,13 +29,14 @@ pub struct IrqExercise {
     pub index: u32,
     /// Vector within the index.
     pub vector: u32,
-    /// Fire the interrupt from userspace (loopback) instead of waiting for the device.
+    /// Fire the interrupt from userspace (loopback) instead of having the device raise it.
     pub trigger: bool,
     /// Interrupts to deliver.
     pub count: u32,
     /// How long each interrupt is waited for.
     pub timeout: Duration,
-    /// Check mask/unmask after the deliveries (loopback on a maskable index only).
+    /// Check mask/unmask after the deliveries (on a maskable index, when this process fires
+    /// the interrupts: loopback, or a device its driver makes raise them).
     pub mask_check: bool,
 }
 
@@ -97,8 +102,8 @@ pub struct MaskReport {
     pub delivered_while_masked: Option<bool>,
     /// `ok`, or the error of the unmask call.
     pub unmask: String,
-    /// Whether the trigger made while masked arrived after unmasking (INTx keeps it
-    /// pending; others may drop it); absent when not checked.
+    /// Whether the interrupt fired while masked arrived after unmasking (INTx keeps it
+    /// pending, so does vhgpu's MSI-X; others may drop it); absent when not checked.
     pub delivered_after_unmask: Option<bool>,
 }
 
@@ -115,6 +120,9 @@ pub struct IrqReport {
     pub vector: u32,
     /// Who fired the interrupts.
     pub mode: IrqMode,
+    /// In device mode: the test driver that made the device raise them (absent: the device
+    /// raised them on its own, or loopback).
+    pub raised_by: Option<&'static str>,
     /// Interrupts asked for.
     pub requested: u32,
     /// Interrupts that arrived (the exercise stops at the first that does not).
@@ -160,12 +168,12 @@ pub fn irq_index(dev: &dyn Device, key: &str) -> std::result::Result<u32, Device
 /// result ([`IrqReport::all_delivered`]), not an error.
 ///
 /// ```
-/// use vfio_harness::device::{self, OpenOptions};
+/// use vfio_harness::OpenOptions;
 /// use vfio_harness::drivers::irq::{exercise_irq, IrqExercise};
 ///
 /// // The simulator's interrupts go through the same eventfd path as a kernel device's:
 /// // three INTx loopback interrupts arrive, and the mask check holds one back while masked.
-/// let dev = device::open(&"sim".parse()?, &OpenOptions::default())?;
+/// let dev = vfio_harness::open(&"sim".parse()?, &OpenOptions::default())?;
 /// let x = IrqExercise {
 ///     count: 3,
 ///     ..IrqExercise::loopback(vfio_harness::sim::INTX)
@@ -190,6 +198,36 @@ pub fn exercise_irq(dev: &dyn Device, x: &IrqExercise) -> Result<IrqReport> {
     Ok(out)
 }
 
+/// Who makes the interrupt happen.
+enum Firing {
+    /// `VFIO_IRQ_SET_ACTION_TRIGGER` from this process.
+    Loopback,
+    /// The device, told to by its test driver.
+    Driver(Box<dyn super::DmaDriver>),
+    /// The device on its own: nothing to do but wait.
+    Passive,
+}
+
+impl Firing {
+    fn choose(dev: &dyn Device, x: &IrqExercise) -> Firing {
+        if x.trigger {
+            return Firing::Loopback;
+        }
+        match super::driver_for(dev) {
+            Some(d) if d.can_raise(x.index, x.vector) => Firing::Driver(d),
+            _ => Firing::Passive,
+        }
+    }
+
+    fn fire(&mut self, dev: &dyn Device, index: u32, vector: u32) -> Result<()> {
+        match self {
+            Firing::Loopback => Ok(dev.trigger_irq(index, vector)?),
+            Firing::Driver(d) => d.raise_irq(dev, index, vector),
+            Firing::Passive => Ok(()),
+        }
+    }
+}
+
 fn deliver(dev: &dyn Device, x: &IrqExercise, ev: &IrqEvent) -> Result<IrqReport> {
     let info = dev
         .info()
@@ -205,14 +243,13 @@ fn deliver(dev: &dyn Device, x: &IrqExercise, ev: &IrqEvent) -> Result<IrqReport
         source,
     };
     let wait = |t: Duration| ev.wait(t).map(|g| g.is_some()).map_err(ev_err);
+    let mut firing = Firing::choose(dev, x);
     dev.set_irq_eventfds(x.index, x.vector, &[ev.raw_fd()])?;
     ev.drain().map_err(ev_err)?;
     let mut lat = Vec::new();
     for _ in 0..x.count {
         let t = Instant::now();
-        if x.trigger {
-            dev.trigger_irq(x.index, x.vector)?;
-        }
+        firing.fire(dev, x.index, x.vector)?;
         if !wait(x.timeout)? {
             break;
         }
@@ -228,13 +265,14 @@ fn deliver(dev: &dyn Device, x: &IrqExercise, ev: &IrqEvent) -> Result<IrqReport
         max_us: lat.iter().cloned().fold(0.0, f64::max),
         avg_us: lat.iter().sum::<f64>() / lat.len() as f64,
     });
-    let mask = if x.trigger && x.mask_check && info.flags & IRQ_FLAG_MASKABLE != 0 {
+    let fires = !matches!(firing, Firing::Passive);
+    let mask = if fires && x.mask_check && info.flags & IRQ_FLAG_MASKABLE != 0 {
         let window = MASK_WINDOW.min(x.timeout);
         let m = dev.mask_irq(x.index, x.vector, true);
         let mut while_masked = None;
         let mut after = None;
         if m.is_ok() {
-            dev.trigger_irq(x.index, x.vector)?;
+            firing.fire(dev, x.index, x.vector)?;
             // Observation window for a delivery that should not happen while masked.
             while_masked = Some(wait(window)?);
         }
@@ -261,6 +299,10 @@ fn deliver(dev: &dyn Device, x: &IrqExercise, ev: &IrqEvent) -> Result<IrqReport
             IrqMode::Loopback
         } else {
             IrqMode::Device
+        },
+        raised_by: match &firing {
+            Firing::Driver(d) => Some(d.name()),
+            _ => None,
         },
         requested: x.count,
         delivered: lat.len() as u32,

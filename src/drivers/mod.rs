@@ -5,8 +5,8 @@
 //!
 //! - A DMA-capable test device is a [`DmaDriver`], a small table of operations (probe, init,
 //!   remove, memcpy_start, memcpy_wait, send_msi: the model of the kernel's VFIO selftests
-//!   library) that only programs the device's own registers: [`edu`] (QEMU's edu device)
-//!   and [`vhgpu`] (the bed's test GPU module).
+//!   library) that only programs the device's own registers: `edu` (QEMU's edu device)
+//!   and `vhgpu` (the bed's test GPU module).
 //! - [`DRIVERS`] is the registry and [`driver_for`] looks a device up in it.
 //! - [`DmaEngine`] is the framework around a driver: PCI_COMMAND bus mastering and its
 //!   restore, the MSI eventfd, draining and waiting, limits and call-order checks, done once
@@ -16,15 +16,16 @@
 //!   pattern by DMA, or DMA it out and CRC it) and [`irq::exercise_irq`] (interrupt delivery,
 //!   latency, mask/unmask).
 
+pub mod dirty_log;
 pub mod dma_check;
 pub mod dma_pattern;
-pub mod edu;
+pub(crate) mod edu;
 mod engine;
 mod error;
 pub mod irq;
 mod ops;
 pub mod space;
-pub mod vhgpu;
+pub(crate) mod vhgpu;
 
 #[cfg(test)]
 mod tests;
@@ -64,10 +65,10 @@ pub static DRIVERS: &[DriverEntry] = &[
 /// The driver for `dev`: the first registry entry whose probe matches, or `None`.
 ///
 /// ```
-/// use vfio_harness::device::{self, OpenOptions};
+/// use vfio_harness::OpenOptions;
 /// use vfio_harness::drivers::{self, DmaEngine, DriverError};
 ///
-/// let dev = device::open(&"sim".parse()?, &OpenOptions::default())?;
+/// let dev = vfio_harness::open(&"sim".parse()?, &OpenOptions::default())?;
 /// // The simulator has no DMA engine: no driver claims it, and the framework (and so every
 /// // DMA exercise) says which devices it knows.
 /// assert!(drivers::driver_for(dev.as_ref()).is_none());

@@ -129,4 +129,25 @@ pub trait DmaDriver: Send {
     /// After the framework waited for the interrupt [`DmaDriver::send_msi`] asked for:
     /// reads and acknowledges the interrupt status.
     fn msi_wait(&mut self, dev: &dyn Device) -> Result<Completion>;
+
+    /// Whether [`DmaDriver::raise_irq`] can make the device raise vector `vector` of IRQ
+    /// `index` by itself (the `irq` exercise in device mode). None can by default.
+    fn can_raise(&self, index: u32, vector: u32) -> bool {
+        let _ = (index, vector);
+        false
+    }
+
+    /// Makes the device raise vector `vector` of IRQ `index` once, through its own
+    /// registers (only called when [`DmaDriver::can_raise`] says it can; nothing to wait for
+    /// or acknowledge).
+    fn raise_irq(&mut self, dev: &dyn Device, index: u32, vector: u32) -> Result<()> {
+        let _ = dev;
+        Err(super::DriverError::InvalidArgument {
+            device: dev.name().to_string(),
+            reason: format!(
+                "the {} driver cannot make the device raise IRQ {index} vector {vector}",
+                self.name()
+            ),
+        })
+    }
 }

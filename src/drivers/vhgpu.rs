@@ -7,8 +7,11 @@
 //! IOVA, `0x48/0x4c` VRAM offset, `0x50` length (<= 16 MiB), `0x54` direction (0 IOVA ->
 //! VRAM, 1 VRAM -> IOVA), `0x58` go (synchronous: the transfer is over when the write
 //! returns), `0x5c` status (bit 0 done, bit 1 error), `0x60` errno of the last failure,
-//! `0x64` transfers completed. IRQ bits: 0 DMA done, 1 DMA error, 3 software. DMA needs bus
-//! mastering and a RUNNING or PRE_COPY device.
+//! `0x64` transfers completed, `0x70` MSI-X raise (write vector N: the device raises it, or
+//! holds it pending while it is masked through VFIO), `0x74` MSI-X pending bits, `0x78` MSI-X
+//! messages sent. IRQ bits: 0 DMA done, 1 DMA error, 3 software. DMA needs bus mastering and
+//! a RUNNING or PRE_COPY device. 4 MSI-X vectors; vector 0 also carries the IRQ bits while
+//! MSI-X is the active interrupt mode.
 
 use super::error::Result;
 use super::ops::{Completion, Direction, DmaDriver, DmaLimits, Outcome, Transfer};
@@ -34,6 +37,10 @@ const REG_DMA_DIR: u64 = 0x54;
 const REG_DMA_CTRL: u64 = 0x58;
 const REG_DMA_STATUS: u64 = 0x5c;
 const REG_DMA_ERRNO: u64 = 0x60;
+const REG_MSIX_RAISE: u64 = 0x70;
+/// MSI-X vectors vhgpu offers.
+pub const MSIX_VECTORS: u32 = 4;
+const MSIX_INDEX: u32 = 2;
 const ID_MAGIC: u64 = 0x5648_4731;
 const DIR_TO_VRAM: u64 = 0;
 const DIR_FROM_VRAM: u64 = 1;
@@ -159,5 +166,20 @@ impl DmaDriver for Vhgpu {
             },
             status: format!("irq status {irq:#x}"),
         })
+    }
+
+    fn can_raise(&self, index: u32, vector: u32) -> bool {
+        index == MSIX_INDEX && vector < MSIX_VECTORS
+    }
+
+    fn raise_irq(&mut self, dev: &dyn Device, index: u32, vector: u32) -> Result<()> {
+        if !self.can_raise(index, vector) {
+            return Err(super::DriverError::InvalidArgument {
+                device: dev.name().to_string(),
+                reason: format!("vhgpu raises MSI-X vectors 0..{MSIX_VECTORS} only, not IRQ {index} vector {vector}"),
+            });
+        }
+        dev.write_width(0, REG_MSIX_RAISE, 4, vector as u64)?;
+        Ok(())
     }
 }

@@ -1,12 +1,20 @@
 //! Errors of the migration layer.
 
+use super::compat::Incompatibility;
+use super::stream::{StreamError, MAX_CHUNK_LEN};
 use crate::device::{DeviceError, MigState};
 
 /// Result of migration-layer calls.
 pub type Result<T> = std::result::Result<T, MigrationError>;
 
 /// Everything that can go wrong driving a migration.
+///
+/// Callers branch on the variant: [`MigrationError::Stream`] and
+/// [`MigrationError::StreamFile`] carry a [`StreamError`] naming the rule a stream broke
+/// ([`MigrationError::stream_error`] reaches it in both), [`MigrationError::Incompatible`]
+/// lists every mismatch. [`MigrationError::hint`] gives advice for the common cause.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MigrationError {
     /// A device call failed.
     #[error(transparent)]
@@ -53,13 +61,24 @@ pub enum MigrationError {
         what: String,
     },
 
-    /// A stream file or stream data is malformed, corrupt, truncated or foreign.
+    /// Stream data is malformed, corrupt, truncated or foreign, or cannot be written.
     #[error("stream: {0}")]
-    Stream(String),
+    Stream(#[from] StreamError),
 
-    /// The destination does not accept the source's state (compatibility check).
+    /// A stream file is malformed, corrupt, truncated or foreign.
+    #[error("stream: {path}: {source}")]
+    StreamFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        source: StreamError,
+    },
+
+    /// The destination does not accept the source's state (the stream header's identity
+    /// check, or a failed rule of the compatibility pre-check).
     #[error("incompatible: {0}")]
-    Incompatible(String),
+    Incompatible(Incompatibility),
 
     /// File I/O on a stream file failed.
     #[error("{path}: {source}")]
@@ -71,16 +90,75 @@ pub enum MigrationError {
         source: std::io::Error,
     },
 
+    /// The buffer (chunk) size asked for is outside 4096..=[`MAX_CHUNK_LEN`].
+    #[error("buffer size {size} is outside 4096..={MAX_CHUNK_LEN} bytes")]
+    InvalidBufferSize {
+        /// The size asked for.
+        size: usize,
+    },
+
+    /// A thread of the operation panicked.
+    #[error("the {0} thread panicked")]
+    ThreadPanicked(&'static str),
+
+    /// The other side of a transfer stopped early; the error that stopped it is the one
+    /// reported.
+    #[error("the other side of the transfer stopped")]
+    PeerStopped,
+
     /// The operation was interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
 
     /// An operation failed, and returning the device to RUNNING afterwards failed too.
-    #[error("{error}; returning the device to RUNNING also failed: {recovery} (hint: reset the device, or unbind and rebind its driver)")]
+    #[error("{error}; returning the device to RUNNING also failed: {recovery}{}", hint_suffix(self.hint()))]
     Recovery {
         /// The original failure.
         error: Box<MigrationError>,
         /// Why recovery failed.
         recovery: Box<MigrationError>,
     },
+}
+
+impl MigrationError {
+    /// The stream problem behind this error, for [`MigrationError::Stream`] and
+    /// [`MigrationError::StreamFile`].
+    pub fn stream_error(&self) -> Option<&StreamError> {
+        match self {
+            MigrationError::Stream(e) | MigrationError::StreamFile { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Labels a stream error with the file it came from ([`MigrationError::StreamFile`]);
+    /// other errors are returned as they are.
+    pub fn in_file(self, path: &std::path::Path) -> MigrationError {
+        match self {
+            MigrationError::Stream(source) => MigrationError::StreamFile {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// Advice for the common cause of this error, from its variant (and, for device errors,
+    /// the errno: [`DeviceError::hint`]). Device errors show theirs in their message; the
+    /// message of [`MigrationError::Recovery`] ends with its own.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            MigrationError::Device(e) => e.hint(),
+            MigrationError::Recovery { .. } => {
+                Some("reset the device, or unbind and rebind its driver")
+            }
+            _ => None,
+        }
+    }
+}
+
+fn hint_suffix(h: Option<&str>) -> String {
+    match h {
+        Some(h) => format!(" (hint: {h})"),
+        None => String::new(),
+    }
 }

@@ -10,10 +10,13 @@
 //!   `device_state`, `pending_bytes`, `data_offset`, `data_size` and a data section
 //!   ([`v1::V1Driver`]).
 
+pub mod attrs;
 pub mod compat;
 pub mod conformance;
 pub mod engine;
 mod error;
+pub mod recovery;
+pub mod session;
 pub mod stream;
 pub mod v1;
 pub mod v2;
@@ -100,13 +103,48 @@ pub trait MigrationDriver: Send {
     /// The device's estimate of the STOP_COPY size, when it offers one.
     fn stop_copy_size(&mut self) -> Result<Option<u64>>;
 
-    /// Returns the device to RUNNING whatever state it is in: a plain transition when the
-    /// device allows it, a reset otherwise (ERROR, a refused transition).
-    fn recover(&mut self) -> Result<()>;
+    /// Resets the device (`VFIO_DEVICE_RESET`), which returns it to RUNNING, and forgets
+    /// whatever the driver knew about its migration state and data. Wrappers that run
+    /// something against the device stop it first.
+    fn reset(&mut self) -> Result<()> {
+        Ok(self.device().reset()?)
+    }
+
+    /// Returns the device to RUNNING whatever state it is in, by the rules of
+    /// [`recovery`] (a transition when the device allows it, a reset otherwise).
+    /// [`recovery::recover`] reports what it did.
+    fn recover(&mut self) -> Result<()> {
+        recovery::recover(self).into_result().map(drop)
+    }
 }
 
 /// Picks the driver for a device: v2 when the device reports migration flags, v1 when it
 /// has a migration region (type 3 / subtype 1), otherwise an error saying it cannot migrate.
+///
+/// # Examples
+///
+/// On the simulator (a v1 device is `sim:protocol=v1`):
+///
+/// ```
+/// use vfio_harness::device::MigState;
+/// use vfio_harness::migration::{driver_for, Protocol};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dev = vfio_harness::open(&"sim:state=1M,seed=3".parse()?, &Default::default())?;
+/// let mut drv = driver_for(dev)?;
+/// assert_eq!(drv.protocol(), Protocol::V2);
+/// assert_eq!(drv.state()?, MigState::Running);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// - [`MigrationError::NotMigratable`] when the device offers neither protocol.
+/// - [`MigrationError::Device`] when querying the device's migration support fails (for
+///   example `VFIO_DEVICE_FEATURE` returning an errno other than "not supported").
+/// - [`MigrationError::Protocol`] when a v1 migration region cannot hold the migration
+///   header and a data section, or is not readable and writable.
 pub fn driver_for(device: DeviceHandle) -> Result<Box<dyn MigrationDriver>> {
     if let Some(flags) = device.migration_flags()? {
         return Ok(Box::new(v2::V2Driver::new(device, flags)));

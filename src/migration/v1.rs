@@ -17,39 +17,14 @@ use crate::device::{
     uapi, DeviceError, DeviceHandle, MigFlags, MigState, RegionAccess, RegionInfo, RegionMap,
 };
 
-/// Region type of the v1 migration region (`VFIO_REGION_TYPE_MIGRATION_DEPRECATED`).
-pub const REGION_TYPE_MIGRATION: u32 = uapi::REGION_TYPE_MIGRATION_V1;
-/// Region subtype of the v1 migration region (`VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED`).
-pub const REGION_SUBTYPE_MIGRATION: u32 = uapi::REGION_SUBTYPE_MIGRATION_V1;
-
-/// `VFIO_DEVICE_STATE_V1_RUNNING`.
-pub const STATE_RUNNING: u32 = uapi::DEVICE_STATE_V1_RUNNING;
-/// `VFIO_DEVICE_STATE_V1_SAVING`.
-pub const STATE_SAVING: u32 = uapi::DEVICE_STATE_V1_SAVING;
-/// `VFIO_DEVICE_STATE_V1_RESUMING`.
-pub const STATE_RESUMING: u32 = uapi::DEVICE_STATE_V1_RESUMING;
-/// `VFIO_DEVICE_STATE_V1_MASK`: the defined bits; the others are reserved and preserved.
-pub const STATE_MASK: u32 = STATE_RUNNING | STATE_SAVING | STATE_RESUMING;
-
-/// Offset of `device_state` in `struct vfio_device_migration_info`.
-pub const OFF_DEVICE_STATE: u64 = uapi::MIG_INFO_DEVICE_STATE;
-/// Offset of `pending_bytes`.
-pub const OFF_PENDING_BYTES: u64 = uapi::MIG_INFO_PENDING_BYTES;
-/// Offset of `data_offset`.
-pub const OFF_DATA_OFFSET: u64 = uapi::MIG_INFO_DATA_OFFSET;
-/// Offset of `data_size`.
-pub const OFF_DATA_SIZE: u64 = uapi::MIG_INFO_DATA_SIZE;
-/// Size of `struct vfio_device_migration_info`: data sections start at or after this.
-pub const INFO_SIZE: u64 = uapi::MIG_INFO_SIZE;
-
 /// The v1 `device_state` bits for a state named in the v2 vocabulary.
 pub fn state_bits(s: MigState) -> Option<u32> {
     match s {
         MigState::Stop => Some(0),
-        MigState::Running => Some(STATE_RUNNING),
-        MigState::PreCopy => Some(STATE_SAVING | STATE_RUNNING),
-        MigState::StopCopy => Some(STATE_SAVING),
-        MigState::Resuming => Some(STATE_RESUMING),
+        MigState::Running => Some(uapi::DEVICE_STATE_V1_RUNNING),
+        MigState::PreCopy => Some(uapi::DEVICE_STATE_V1_SAVING | uapi::DEVICE_STATE_V1_RUNNING),
+        MigState::StopCopy => Some(uapi::DEVICE_STATE_V1_SAVING),
+        MigState::Resuming => Some(uapi::DEVICE_STATE_V1_RESUMING),
         MigState::RunningP2p | MigState::PreCopyP2p | MigState::Error => None,
     }
 }
@@ -57,12 +32,12 @@ pub fn state_bits(s: MigState) -> Option<u32> {
 /// Decodes `device_state` (defined bits only): `Some(Error)` for the vendor's error
 /// indication `_SAVING | _RESUMING`, `None` for `_RESUMING` combined with `_RUNNING`.
 pub fn decode_state(bits: u32) -> Option<MigState> {
-    match bits & STATE_MASK {
+    match bits & uapi::DEVICE_STATE_V1_MASK {
         0 => Some(MigState::Stop),
-        STATE_RUNNING => Some(MigState::Running),
+        uapi::DEVICE_STATE_V1_RUNNING => Some(MigState::Running),
         3 => Some(MigState::PreCopy),
-        STATE_SAVING => Some(MigState::StopCopy),
-        STATE_RESUMING => Some(MigState::Resuming),
+        uapi::DEVICE_STATE_V1_SAVING => Some(MigState::StopCopy),
+        uapi::DEVICE_STATE_V1_RESUMING => Some(MigState::Resuming),
         6 => Some(MigState::Error),
         _ => None,
     }
@@ -107,12 +82,26 @@ pub struct V1Driver {
     max_chunk: u64,
 }
 
+impl std::fmt::Debug for V1Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V1Driver")
+            .field("device", &self.device.name())
+            .field("region", &self.region)
+            .field("mapped", &self.mapped)
+            .field("max_chunk", &self.max_chunk)
+            .finish_non_exhaustive()
+    }
+}
+
 impl V1Driver {
     /// The device's v1 migration region, if it has one.
     pub fn probe(device: &DeviceHandle) -> Option<RegionInfo> {
         device
             .info()
-            .region_by_type(REGION_TYPE_MIGRATION, REGION_SUBTYPE_MIGRATION)
+            .region_by_type(
+                uapi::REGION_TYPE_MIGRATION_V1,
+                uapi::REGION_SUBTYPE_MIGRATION_V1,
+            )
             .cloned()
     }
 
@@ -121,7 +110,7 @@ impl V1Driver {
         let region = Self::probe(&device).ok_or_else(|| MigrationError::NotMigratable {
             device: device.name().to_string(),
         })?;
-        if region.size <= INFO_SIZE || !region.readable() || !region.writable() {
+        if region.size <= uapi::MIG_INFO_SIZE || !region.readable() || !region.writable() {
             return Err(MigrationError::Protocol {
                 device: device.name().to_string(),
                 what: format!(
@@ -132,7 +121,7 @@ impl V1Driver {
                 ),
             });
         }
-        let max_chunk = region.size - INFO_SIZE;
+        let max_chunk = region.size - uapi::MIG_INFO_SIZE;
         Ok(V1Driver {
             device,
             region,
@@ -168,7 +157,7 @@ impl V1Driver {
     fn read_bits(&self) -> Result<u32> {
         Ok(self
             .device
-            .read_width(self.region.index, OFF_DEVICE_STATE, 4)? as u32)
+            .read_width(self.region.index, uapi::MIG_INFO_DEVICE_STATE, 4)? as u32)
     }
 
     fn decode(&self, bits: u32) -> Result<MigState> {
@@ -186,7 +175,7 @@ impl V1Driver {
         }
         self.mapped = true;
         for a in self.region.mmap_areas() {
-            if a.offset < INFO_SIZE || a.size == 0 {
+            if a.offset < uapi::MIG_INFO_SIZE || a.size == 0 {
                 continue; // never map the trapped info structure
             }
             match self.device.map_region(self.region.index, a.offset, a.size) {
@@ -250,14 +239,17 @@ impl V1Driver {
 
     /// Checks a `data_offset` / `data_size` pair the vendor returned.
     fn check_window(&self, off: u64, size: u64) -> Result<()> {
-        let ok = off >= INFO_SIZE && off.checked_add(size).is_some_and(|e| e <= self.region.size);
+        let ok = off >= uapi::MIG_INFO_SIZE
+            && off.checked_add(size).is_some_and(|e| e <= self.region.size);
         if ok {
             Ok(())
         } else {
             Err(self.protocol_err(format!(
                 "data_offset {off:#x} + data_size {size:#x} lies outside the data section \
-                 ({INFO_SIZE:#x}..{:#x} of migration region {})",
-                self.region.size, self.region.index
+                 ({:#x}..{:#x} of migration region {})",
+                uapi::MIG_INFO_SIZE,
+                self.region.size,
+                self.region.index
             )))
         }
     }
@@ -311,15 +303,17 @@ impl MigrationDriver for V1Driver {
         };
         let cur = self.read_bits()?;
         // Reserved bits are preserved (read-modify-write), as the v1 uAPI asks.
-        let new = (cur & !STATE_MASK) | bits;
+        let new = (cur & !uapi::DEVICE_STATE_V1_MASK) | bits;
         if cur == new {
             return Ok(());
         }
         self.drop_chunk();
-        if let Err(e) = self
-            .device
-            .write_width(self.region.index, OFF_DEVICE_STATE, 4, new as u64)
-        {
+        if let Err(e) = self.device.write_width(
+            self.region.index,
+            uapi::MIG_INFO_DEVICE_STATE,
+            4,
+            new as u64,
+        ) {
             let now = self
                 .read_bits()
                 .ok()
@@ -331,11 +325,11 @@ impl MigrationDriver for V1Driver {
                 op: "set v1 device_state",
                 state: Some(state),
                 source: std::io::Error::from_raw_os_error(e.errno().unwrap_or(libc::EIO)),
-                hint: format!("{e}; device_state now reads {now}"),
+                detail: Some(format!("{e}; device_state now reads {now}")),
             }));
         }
         let back = self.read_bits()?;
-        if back & STATE_MASK != bits {
+        if back & uapi::DEVICE_STATE_V1_MASK != bits {
             let s = decode_state(back)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "invalid".into());
@@ -382,12 +376,12 @@ impl MigrationDriver for V1Driver {
                 break;
             }
             // Reading pending_bytes also tells the vendor the previous chunk was consumed.
-            let pending = self.read_u64(OFF_PENDING_BYTES)?;
+            let pending = self.read_u64(uapi::MIG_INFO_PENDING_BYTES)?;
             if pending == 0 {
                 break;
             }
-            let off = self.read_u64(OFF_DATA_OFFSET)?;
-            let size = self.read_u64(OFF_DATA_SIZE)?;
+            let off = self.read_u64(uapi::MIG_INFO_DATA_OFFSET)?;
+            let size = self.read_u64(uapi::MIG_INFO_DATA_SIZE)?;
             self.check_window(off, size)?;
             if size == 0 {
                 if state == MigState::StopCopy {
@@ -412,10 +406,11 @@ impl MigrationDriver for V1Driver {
         self.ensure_maps();
         let mut done = 0usize;
         while done < buf.len() {
-            let off = self.read_u64(OFF_DATA_OFFSET)?;
-            if off < INFO_SIZE || off >= self.region.size {
+            let off = self.read_u64(uapi::MIG_INFO_DATA_OFFSET)?;
+            if off < uapi::MIG_INFO_SIZE || off >= self.region.size {
                 return Err(self.protocol_err(format!(
-                    "data_offset {off:#x} is outside the data section ({INFO_SIZE:#x}..{:#x})",
+                    "data_offset {off:#x} is outside the data section ({:#x}..{:#x})",
+                    uapi::MIG_INFO_SIZE,
                     self.region.size
                 )));
             }
@@ -429,7 +424,7 @@ impl MigrationDriver for V1Driver {
             let n = (buf.len() - done).min(usize::try_from(room).unwrap_or(usize::MAX));
             self.copy_in(off, &buf[done..done + n])?;
             self.device
-                .write_width(self.region.index, OFF_DATA_SIZE, 8, n as u64)?;
+                .write_width(self.region.index, uapi::MIG_INFO_DATA_SIZE, 8, n as u64)?;
             done += n;
         }
         Ok(done)
@@ -454,7 +449,7 @@ impl MigrationDriver for V1Driver {
             self.stash_pos = 0;
         }
         let held = (self.stash.len() - self.stash_pos) as u64;
-        let p = self.read_u64(OFF_PENDING_BYTES)?;
+        let p = self.read_u64(uapi::MIG_INFO_PENDING_BYTES)?;
         Ok(Pending {
             initial_bytes: p.saturating_add(held),
             dirty_bytes: 0,
@@ -466,30 +461,8 @@ impl MigrationDriver for V1Driver {
         Ok(None)
     }
 
-    fn recover(&mut self) -> Result<()> {
+    fn reset(&mut self) -> Result<()> {
         self.drop_chunk();
-        if let Ok(bits) = self.read_bits() {
-            match decode_state(bits) {
-                Some(MigState::Running) => return Ok(()),
-                Some(MigState::Error) | None => {}
-                Some(_) => {
-                    if self.set_state(MigState::Running).is_ok() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        self.device.reset()?;
-        let bits = self.read_bits()?;
-        match decode_state(bits) {
-            Some(MigState::Running) => Ok(()),
-            Some(s) => Err(MigrationError::WrongState {
-                device: self.name(),
-                op: "recover by reset".into(),
-                expected: "RUNNING (_RUNNING)".into(),
-                actual: s,
-            }),
-            None => Err(self.protocol_err(format!("device_state reads {bits:#x} after reset"))),
-        }
+        Ok(self.device.reset()?)
     }
 }

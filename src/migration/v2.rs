@@ -11,6 +11,16 @@ pub struct V2Driver {
     current: Option<MigState>,
 }
 
+impl std::fmt::Debug for V2Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V2Driver")
+            .field("device", &self.device.name())
+            .field("flags", &self.flags)
+            .field("current", &self.current)
+            .finish()
+    }
+}
+
 impl V2Driver {
     /// Wraps a device that reported v2 migration `flags`.
     pub fn new(device: DeviceHandle, flags: MigFlags) -> Self {
@@ -106,31 +116,8 @@ impl MigrationDriver for V2Driver {
             Err(e) => Err(e.into()),
         }
     }
-    fn recover(&mut self) -> Result<()> {
+    fn reset(&mut self) -> Result<()> {
         self.current = None;
-        match self.device.mig_state() {
-            Ok(MigState::Running) => return Ok(()),
-            // Leaving RESUMING commits whatever was written: vfio.h says to reset instead.
-            // ERROR can only be left by reset.
-            Ok(MigState::Resuming) | Ok(MigState::Error) | Err(_) => {}
-            Ok(_) => {
-                if self.device.set_mig_state(MigState::Running).is_ok() {
-                    self.current = Some(MigState::Running);
-                    return Ok(());
-                }
-            }
-        }
-        self.device.reset()?;
-        let s = self.device.mig_state()?;
-        if s != MigState::Running {
-            return Err(MigrationError::WrongState {
-                device: self.device.name().to_string(),
-                op: "recover by reset".into(),
-                expected: "RUNNING".into(),
-                actual: s,
-            });
-        }
-        self.current = Some(s);
-        Ok(())
+        Ok(self.device.reset()?)
     }
 }

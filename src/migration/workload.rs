@@ -2,7 +2,7 @@
 //! chase: [`DirtyWriter`] rewrites pages of an mmap-able region (a GPU's VRAM) at a bounded
 //! rate, and [`DirtyingDriver`] wraps the source's [`MigrationDriver`] so the writer runs
 //! while the source is RUNNING or PRE_COPY and is stopped (joined) before the source is asked
-//! to enter any other state (STOP_COPY, STOP, the P2P states) or to recover.
+//! to enter any other state (STOP_COPY, STOP, the P2P states) or reset (as recovery may).
 //!
 //! The writer only mutates device memory through its own mapping, so a second process is not
 //! needed (a VFIO device can be open in one process only). Once stopped it stays stopped: after
@@ -98,6 +98,7 @@ pub struct WriterStats {
 
 /// A thread rewriting one 8-byte word in each page of a span of a mapped region, page after
 /// page, at a bounded rate, until stopped.
+#[derive(Debug)]
 pub struct DirtyWriter {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<WriterStats>>,
@@ -240,10 +241,19 @@ fn write_loop(map: RegionMap, mut st: WriterStats, stop: &AtomicBool) -> WriterS
 
 /// A source driver with a [`DirtyWriter`] attached: every call is passed through; the
 /// writer is stopped before any transition to a state other than RUNNING / PRE_COPY, and
-/// before `recover`.
+/// before a reset (so it only ever runs while the device does).
 pub struct DirtyingDriver<'a> {
     inner: &'a mut dyn MigrationDriver,
     writer: DirtyWriter,
+}
+
+impl std::fmt::Debug for DirtyingDriver<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirtyingDriver")
+            .field("device", &self.inner.device().name())
+            .field("writer", &self.writer)
+            .finish()
+    }
 }
 
 impl<'a> DirtyingDriver<'a> {
@@ -304,9 +314,9 @@ impl MigrationDriver for DirtyingDriver<'_> {
         self.inner.stop_copy_size()
     }
 
-    fn recover(&mut self) -> Result<()> {
+    fn reset(&mut self) -> Result<()> {
         self.writer.stop();
-        self.inner.recover()
+        self.inner.reset()
     }
 }
 

@@ -23,7 +23,7 @@ impl SimDevice {
         offset: u64,
         len: usize,
         errno: i32,
-        hint: &str,
+        detail: &str,
     ) -> DeviceError {
         let rname = self
             .info
@@ -37,7 +37,7 @@ impl SimDevice {
             offset,
             len: len as u64,
             source: io::Error::from_raw_os_error(errno),
-            hint: hint.to_string(),
+            detail: (!detail.is_empty()).then(|| detail.to_string()),
         }
     }
 
@@ -176,10 +176,13 @@ impl Device for SimDevice {
             });
         }
         let mut g = self.lock();
-        g.state = MigState::Running;
-        g.save = None;
-        g.resume = None;
-        g.v1 = V1Chunk::default();
+        // violation reset: the migration state and its streams survive the reset
+        if !self.v2_violates(super::Violation::Reset) {
+            g.state = MigState::Running;
+            g.save = None;
+            self.abort_resume(&mut g);
+            g.v1 = V1Chunk::default();
+        }
         g.bar0 = [0; BAR0_SIZE as usize];
         g.irq_count = 0;
         Ok(())

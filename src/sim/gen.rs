@@ -5,6 +5,12 @@
 //! Nothing is stored: saving generates bytes straight into the caller's buffer and restoring
 //! compares incoming bytes against the same function, so a many-GiB state costs no memory.
 //! Consecutive words differ by an addition, so the loops vectorise and run at store bandwidth.
+//!
+//! A state may have **zero pages** (`zero-pages=FRACTION`: device memory is often mostly
+//! empty): 4 KiB page `p` is all zeros when the low 16 bits of `mix64(p ^ z)` (`z` derived
+//! from the seed) are below `zero`, the fraction in 65536ths; the other pages hold the words
+//! above. So the content of a state is a function of `(seed, zero)`, chosen page by page,
+//! spread over the whole state.
 
 /// Golden-ratio increment between consecutive words.
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -81,19 +87,74 @@ fn verify_words(body: &[u8], v: u64, a: u64) -> bool {
     verify_body(body, v, a)
 }
 
-/// The generator for one seed.
+/// Size of the pages that are zero or not as a whole.
+pub(crate) const ZERO_PAGE: u64 = 4096;
+/// `zero` value of a state whose every page is zero (the fraction's denominator).
+pub(crate) const ZERO_ALL: u32 = 1 << 16;
+
+/// The generator for one seed (and zero-page fraction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Gen {
     a: u64,
     b: u64,
+    /// Fraction of zero pages, in 65536ths (0: none, [`ZERO_ALL`]: all).
+    zero: u32,
+    /// Key of the zero-page choice.
+    z: u64,
 }
 
 impl Gen {
-    /// The generator of seed `seed`.
+    /// The generator of seed `seed`, without zero pages.
     pub(crate) fn new(seed: u64) -> Gen {
+        Gen::with_zero_pages(seed, 0)
+    }
+
+    /// The generator of seed `seed` with `zero` 65536ths of its pages all zeros (clamped to
+    /// [`ZERO_ALL`]).
+    pub(crate) fn with_zero_pages(seed: u64, zero: u32) -> Gen {
         Gen {
             a: mix64(seed ^ 0x5EED_5EED_5EED_5EED),
             b: mix64(seed.wrapping_add(K)),
+            zero: zero.min(ZERO_ALL),
+            z: mix64(seed ^ 0x2E50_2E50_2E50_2E50),
+        }
+    }
+
+    /// The zero-page fraction, in 65536ths.
+    pub(crate) fn zero_pages(&self) -> u32 {
+        self.zero
+    }
+
+    /// Whether 4 KiB page `page` of the state is all zeros.
+    #[inline]
+    pub(crate) fn is_zero_page(&self, page: u64) -> bool {
+        self.zero >= ZERO_ALL
+            || (self.zero > 0 && ((mix64(page ^ self.z) & 0xFFFF) as u32) < self.zero)
+    }
+
+    /// Splits `offset..offset + len` at page boundaries: `f(start, len, zero)` for each piece,
+    /// relative to `offset`. One piece when the state has no zero pages.
+    #[inline]
+    fn pieces(&self, offset: u64, len: usize, mut f: impl FnMut(usize, usize, bool) -> bool) {
+        if self.zero == 0 {
+            f(0, len, false);
+            return;
+        }
+        let mut pos = 0usize;
+        while pos < len {
+            let o = offset + pos as u64;
+            let page = o / ZERO_PAGE;
+            let n = ((ZERO_PAGE - o % ZERO_PAGE) as usize).min(len - pos);
+            // Merge runs of pages of the same kind, so long runs are one call.
+            let zero = self.is_zero_page(page);
+            let mut end = pos + n;
+            while end < len && self.is_zero_page((offset + end as u64) / ZERO_PAGE) == zero {
+                end = (end + ZERO_PAGE as usize).min(len);
+            }
+            if !f(pos, end - pos, zero) {
+                return;
+            }
+            pos = end;
         }
     }
 
@@ -106,6 +167,20 @@ impl Gen {
 
     /// Writes the state bytes `offset..offset + dst.len()` into `dst`.
     pub(crate) fn fill(&self, offset: u64, dst: &mut [u8]) {
+        let len = dst.len();
+        self.pieces(offset, len, |at, n, zero| {
+            let d = &mut dst[at..at + n];
+            if zero {
+                d.fill(0);
+            } else {
+                self.fill_words_at(offset + at as u64, d);
+            }
+            true
+        });
+    }
+
+    /// [`Gen::fill`] ignoring zero pages.
+    fn fill_words_at(&self, offset: u64, dst: &mut [u8]) {
         let mut pos = 0usize;
         let mut word = offset / 8;
         let skew = (offset % 8) as usize;
@@ -131,6 +206,25 @@ impl Gen {
     /// Checks that `src` equals the state bytes `offset..offset + src.len()`. Returns the
     /// state offset of the first differing byte, or `None` when everything matches.
     pub(crate) fn verify(&self, offset: u64, src: &[u8]) -> Option<u64> {
+        let mut ok = true;
+        self.pieces(offset, src.len(), |at, n, zero| {
+            let s = &src[at..at + n];
+            ok = if zero {
+                all_zero(s)
+            } else {
+                self.words_match(offset + at as u64, s)
+            };
+            ok
+        });
+        if ok {
+            None
+        } else {
+            self.first_mismatch(offset, src)
+        }
+    }
+
+    /// Whether `src` holds the words at `offset` (ignoring zero pages).
+    fn words_match(&self, offset: u64, src: &[u8]) -> bool {
         let mut pos = 0usize;
         let mut word = offset / 8;
         let skew = (offset % 8) as usize;
@@ -138,7 +232,7 @@ impl Gen {
             let w = self.word(word).to_le_bytes();
             let n = (8 - skew).min(src.len());
             if src[..n] != w[skew..skew + n] {
-                return self.first_mismatch(offset, src);
+                return false;
             }
             pos = n;
             word += 1;
@@ -146,17 +240,17 @@ impl Gen {
         let full = (src.len() - pos) / 8;
         let v = self.b.wrapping_add(word.wrapping_mul(K));
         if !verify_words(&src[pos..pos + full * 8], v, self.a) {
-            return self.first_mismatch(offset, src);
+            return false;
         }
         pos += full * 8;
         word += full as u64;
         if pos < src.len() {
             let w = self.word(word).to_le_bytes();
             if src[pos..] != w[..src.len() - pos] {
-                return self.first_mismatch(offset, src);
+                return false;
             }
         }
-        None
+        true
     }
 
     /// Slow path: the exact offset of the first wrong byte.
@@ -174,6 +268,18 @@ impl Gen {
         }
         None
     }
+}
+
+/// Whether every byte of `b` is zero (8 bytes at a time, OR-accumulated so it vectorises).
+fn all_zero(b: &[u8]) -> bool {
+    let mut acc = 0u64;
+    let mut words = b.chunks_exact(8);
+    for c in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        acc |= u64::from_le_bytes(w);
+    }
+    acc == 0 && words.remainder().iter().all(|&x| x == 0)
 }
 
 #[cfg(test)]
@@ -211,5 +317,44 @@ mod tests {
         c[9000] ^= 0x40;
         c[4096 * 3 - 1] ^= 1;
         assert_eq!(Gen::new(1).verify(0, &c), Some(4096 * 3 - 1));
+    }
+
+    #[test]
+    fn zero_pages_are_zero_and_verified() {
+        let g = Gen::with_zero_pages(3, ZERO_ALL / 2);
+        let pages = 256u64;
+        let mut st = vec![0u8; (pages * ZERO_PAGE) as usize];
+        g.fill(0, &mut st);
+        let mut zeros = 0;
+        for p in 0..pages {
+            let page = &st[(p * ZERO_PAGE) as usize..((p + 1) * ZERO_PAGE) as usize];
+            let z = g.is_zero_page(p);
+            assert_eq!(page.iter().all(|&b| b == 0), z, "page {p}");
+            zeros += z as u64;
+        }
+        // About half, chosen pseudo-randomly.
+        assert!((96..=160).contains(&zeros), "{zeros} zero pages of {pages}");
+        // Position independence across page boundaries, verification of both kinds.
+        let mut parts = vec![0u8; st.len() - 100];
+        let (x, y) = parts.split_at_mut(5000);
+        g.fill(100, x);
+        g.fill(5100, y);
+        assert_eq!(&parts[..], &st[100..]);
+        assert_eq!(g.verify(100, &st[100..]), None);
+        let zp = (0..pages).find(|&p| g.is_zero_page(p)).unwrap();
+        let mut c = st.clone();
+        c[(zp * ZERO_PAGE + 7) as usize] = 1;
+        assert_eq!(g.verify(0, &c), Some(zp * ZERO_PAGE + 7));
+        // None and all.
+        assert!(!(0..pages).any(|p| Gen::new(3).is_zero_page(p)));
+        let all = Gen::with_zero_pages(3, ZERO_ALL);
+        assert_eq!(all.verify(12345, &[0u8; 9000]), None);
+        assert_eq!(all.zero_pages(), ZERO_ALL);
+        // Zero pages keep the other pages' words: the same bytes as without zero pages.
+        let mut plain = vec![0u8; st.len()];
+        Gen::new(3).fill(0, &mut plain);
+        let nz = (0..pages).find(|&p| !g.is_zero_page(p)).unwrap() as usize;
+        let r = nz * ZERO_PAGE as usize..(nz + 1) * ZERO_PAGE as usize;
+        assert_eq!(st[r.clone()], plain[r]);
     }
 }

@@ -1,7 +1,11 @@
 //! What the simulated device looks like (regions, interrupts, identity) and how it is built
 //! from its parameters.
 
+use super::content;
+use super::gen::Gen;
 use super::mem::AnonMem;
+use super::pace::Pacer;
+use super::params::Backing;
 use super::{
     irq, pci, Clock, Inner, SimDevice, SimParams, SimProtocol, SystemClock, V1Chunk, BAR0,
     BAR0_SIZE, BAR2, CONFIG, DEVICE_ID, MIGRATION_V1, V1_DATA_OFFSET, VENDOR_ID,
@@ -17,9 +21,6 @@ const CONFIG_SIZE: u64 = 256;
 const REGION_NAMES: [&str; 9] = [
     "BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "CONFIG", "VGA",
 ];
-/// `VFIO_DEVICE_FLAGS_PCI`; `VFIO_DEVICE_FLAGS_RESET` is added unless `reset=0`.
-const DEVICE_FLAGS_BASE: u32 = uapi::DEVICE_FLAGS_PCI;
-const DEVICE_FLAG_RESET: u32 = uapi::DEVICE_FLAGS_RESET;
 
 impl SimDevice {
     /// Opens a simulated device on the system clock.
@@ -36,9 +37,19 @@ impl SimDevice {
             SimProtocol::V2 => None,
         };
         let info = Self::describe(&params);
+        let state_mem = match params.backing {
+            Backing::Memory => Some(content::create(
+                &name,
+                params.state,
+                &Gen::with_zero_pages(params.seed, params.zero_pages),
+            )?),
+            Backing::Generated => None,
+        };
+        let pacer = Pacer::new(params.rate, params.latency);
         let inner = Inner {
             state: MigState::Running,
             seed: params.seed,
+            zero: params.zero_pages,
             save: None,
             resume: None,
             fails_left: params.fail_count,
@@ -48,6 +59,8 @@ impl SimDevice {
             config: pci::Config::new(params.bar2),
             irqs: irq::Irqs::new(),
             v1: V1Chunk::default(),
+            set_from: None,
+            stale_save: None,
         };
         Ok(SimDevice {
             params,
@@ -55,6 +68,8 @@ impl SimDevice {
             clock,
             bar2,
             v1_data,
+            state_mem,
+            pacer,
             inner: Mutex::new(inner),
         })
     }
@@ -106,9 +121,9 @@ impl SimDevice {
                 caps,
             });
         }
-        let mut flags = DEVICE_FLAGS_BASE;
+        let mut flags = uapi::DEVICE_FLAGS_PCI;
         if p.reset {
-            flags |= DEVICE_FLAG_RESET;
+            flags |= uapi::DEVICE_FLAGS_RESET;
         }
         DeviceInfo {
             name: p.name.clone(),
@@ -146,5 +161,39 @@ impl SimDevice {
     /// Why the device last refused a restored state, if it did.
     pub fn last_refusal(&self) -> Option<String> {
         self.lock().last_refusal.clone()
+    }
+
+    /// Bytes of state memory this device holds in the process (`backing=memory`: the state
+    /// size; 0 for a generated state). A real device holds them in its own memory, so a
+    /// measurement of the harness's memory leaves them out.
+    pub fn state_memory_bytes(&self) -> u64 {
+        self.state_mem.as_ref().map_or(0, |_| self.params.state)
+    }
+
+    /// Checks that the device holds the state its seed (and zero-page fraction) produce:
+    /// with `backing=memory`, every byte of the state memory is compared (restored bytes are
+    /// only copied in while RESUMING, as a driver does); a generated state was checked byte by
+    /// byte when it was restored, so there is nothing left to compare. When `verify-seed` is
+    /// set, the seed must be that one too. `Err` says where the content first differs.
+    pub fn verify_state(&self) -> std::result::Result<(), String> {
+        let g = self.lock();
+        if let Some(v) = self.params.verify_seed {
+            if g.seed != v {
+                return Err(format!(
+                    "the device holds seed {}'s state, not seed {v}'s",
+                    g.seed
+                ));
+            }
+        }
+        if let Some(m) = &self.state_mem {
+            let gen = Gen::with_zero_pages(g.seed, g.zero);
+            if let Some(bad) = content::check(m, self.params.state, &gen) {
+                return Err(format!(
+                    "state byte {bad:#x} differs from what seed {} produces",
+                    g.seed
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -10,9 +10,13 @@
 //! - migration v2 (`protocol=v2`, default) with the exact kernel state machine, or migration
 //!   v1 (`protocol=v1`) through a migration region (type 3 / subtype 1) at index 9.
 //!
-//! The migration state is never stored: its bytes are a function of `(seed, offset)` (see
-//! `gen.rs`), generated into the reader's buffer and checked on restore, so a 4 GiB state costs
-//! no memory and saves faster than memcpy. The stream carries the device's own framing
+//! By default the migration state is never stored: its bytes are a function of
+//! `(seed, zero pages, offset)` (see `gen.rs`), generated into the reader's buffer and checked
+//! on restore, so a 4 GiB state costs no memory and saves faster than memcpy. With
+//! `backing=memory` the state is held in real memory and copied out and in, as a driver copies
+//! between its device memory and the caller (`content.rs`); `rate=` and `latency=` pace the
+//! data stream like a device with a bandwidth and a per-call cost (`pace.rs`), and
+//! `zero-pages=` makes a fraction of the state's pages zeros. The stream carries the device's own framing
 //! (`stream.rs`), so a foreign, truncated or corrupted stream is refused when RESUMING ends,
 //! as a real driver refuses bad data. See [`SimParams`] for every parameter.
 //!
@@ -22,11 +26,13 @@
 //! region (`v1.rs`).
 
 mod clock;
+mod content;
 mod device;
 mod gen;
 mod irq;
 mod layout;
 mod mem;
+mod pace;
 mod params;
 mod pci;
 mod stream;
@@ -35,10 +41,15 @@ mod tests;
 mod transition;
 mod v1;
 mod v2;
+#[cfg(test)]
+mod violation_tests;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use irq::{ERR, INTX, MSI, MSIX, REQ};
-pub use params::{FailMode, SimParams, SimProtocol, Violation};
+pub(crate) use pace::Pacer;
+pub use params::{
+    zero_pages_fraction, zero_pages_of, Backing, FailMode, SimParams, SimProtocol, Violation,
+};
 pub use pci::{
     BAR0_SIZE, DEVICE_ID, ID_VALUE, REG_DOORBELL, REG_ID, REG_IRQ_COUNT, REG_SCRATCH, REG_SEED_HI,
     REG_SEED_LO, REG_STATE_SIZE_HI, REG_STATE_SIZE_LO, REG_VERSION, VENDOR_ID,
@@ -62,15 +73,6 @@ pub const MIGRATION_V1: u32 = uapi::PCI_NUM_REGIONS;
 /// Offset of the data section inside the v1 migration region.
 pub const V1_DATA_OFFSET: u64 = 4096;
 
-/// v1 `device_state` bit `_RUNNING`.
-pub const V1_RUNNING: u32 = uapi::DEVICE_STATE_V1_RUNNING;
-/// v1 `device_state` bit `_SAVING`.
-pub const V1_SAVING: u32 = uapi::DEVICE_STATE_V1_SAVING;
-/// v1 `device_state` bit `_RESUMING`.
-pub const V1_RESUMING: u32 = uapi::DEVICE_STATE_V1_RESUMING;
-/// v1 error indication (`_SAVING | _RESUMING`).
-pub const V1_ERROR: u32 = V1_SAVING | V1_RESUMING;
-
 /// Opens a simulated device from its `key=value,...` parameters.
 pub fn open(params: &str) -> Result<DeviceHandle> {
     Ok(Arc::new(SimDevice::open(params)?))
@@ -89,6 +91,9 @@ pub fn open_with_clock(params: &str, clock: Arc<dyn Clock>) -> Result<DeviceHand
 struct Inner {
     state: MigState,
     seed: u64,
+    /// Zero-page fraction of the current state (65536ths): the `zero-pages` parameter, or the
+    /// restored stream's.
+    zero: u32,
     save: Option<SaveStream>,
     resume: Option<ResumeStream>,
     fails_left: Option<u64>,
@@ -98,6 +103,10 @@ struct Inner {
     config: pci::Config,
     irqs: irq::Irqs,
     v1: V1Chunk,
+    /// The state before the last successful v2 SET (violation `state-after-arc`).
+    set_from: Option<MigState>,
+    /// The last saving session's stream, kept by violation `new-data-fd`.
+    stale_save: Option<SaveStream>,
 }
 
 /// The simulated device. Open it with [`open`] (or [`crate::open()`] with a `sim:` spec).
@@ -107,7 +116,20 @@ pub struct SimDevice {
     clock: Arc<dyn Clock>,
     bar2: Arc<AnonMem>,
     v1_data: Option<Arc<AnonMem>>,
+    /// The state memory (`backing=memory`).
+    state_mem: Option<Arc<AnonMem>>,
+    /// Bandwidth cap and per-call latency of the data stream.
+    pacer: pace::Pacer,
     inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for SimDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDevice")
+            .field("name", &self.name_str())
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SimDevice {
@@ -123,5 +145,15 @@ impl SimDevice {
 
     fn name_str(&self) -> &str {
         &self.info.name
+    }
+
+    /// Whether violation `v` is on and applies (a v2 one on a v2 device).
+    fn v2_violates(&self, v: Violation) -> bool {
+        self.params.protocol == SimProtocol::V2 && self.params.violate == Some(v)
+    }
+
+    /// Whether violation `v` is on and applies (a v1 one on a v1 device).
+    fn v1_violates(&self, v: Violation) -> bool {
+        self.params.protocol == SimProtocol::V1 && self.params.violate == Some(v)
     }
 }

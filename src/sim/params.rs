@@ -2,6 +2,18 @@
 
 use crate::device::{DeviceError, MigFlags, MigState, Result};
 use crate::units::ByteSize;
+use std::time::Duration;
+
+/// Where the migration state lives (`backing=generated|memory`; see the `content.rs` notes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// Generated on the fly from the seed, never stored: costs no memory, and a save makes no
+    /// memory traffic (the default).
+    Generated,
+    /// Held in real memory of the state's size: reads copy out of it, writes copy into it, as
+    /// a driver's `copy_to_user` / `copy_from_user` do. For measuring data paths.
+    Memory,
+}
 
 /// Which migration protocol the simulated device speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +34,14 @@ pub enum FailMode {
 }
 
 /// Deliberate protocol violations, for testing the harness's defences.
+///
+/// Besides the first three, each variant breaks one clause of the migration uAPI and is
+/// named after the conformance check that must catch it (`violate=state-after-arc`, ...,
+/// the same names as the bed's vhgpu `vendor/violate`). The v2 ones act only with
+/// `protocol=v2`, the `v1-` ones only with `protocol=v1`. `dma-logging` has no simulator
+/// counterpart (the simulator has no DMA).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Violation {
     /// STOP_COPY reads never reach the end of the stream.
     EndlessRead,
@@ -30,6 +49,105 @@ pub enum Violation {
     WrongStopCopySize,
     /// v1: `data_size` reads back larger than the data section.
     OversizedChunk,
+    /// `state-after-arc`: after a SET to STOP from RUNNING, GET reports RUNNING (until the
+    /// next SET).
+    StateAfterArc,
+    /// `new-data-fd`: from the 2nd saving session on, entering a saving state from a
+    /// non-saving one hands back the previous session's stream, not restarted.
+    NewDataFd,
+    /// `stop-copy-eof`: the end of the STOP_COPY stream reads as `ENOMSG`, not 0.
+    StopCopyEof,
+    /// `read-size`: reads shorter than 4096 bytes fail with `EINVAL`.
+    ReadSize,
+    /// `session-ends`: after leaving the saving states the stream keeps returning data.
+    SessionEnds,
+    /// `precopy-info-state`: `VFIO_MIG_GET_PRECOPY_INFO` is answered in STOP_COPY.
+    PrecopyInfoState,
+    /// `precopy-initial`: `initial_bytes` stays at its first reported value.
+    PrecopyInitial,
+    /// `precopy-info-agrees`: once data was read, the pre-copy info says 0/0 while reads
+    /// still return data.
+    PrecopyInfoAgrees,
+    /// `precopy-path`: the stream ends as soon as STOP_COPY is entered from PRE_COPY (the
+    /// stop-copy part is empty; a destination refuses it as truncated).
+    PrecopyPath,
+    /// `write-size`: a write that does not complete the stream fails with `EINVAL`.
+    WriteSize,
+    /// `resume-refuses`: leaving RESUMING accepts a truncated stream.
+    ResumeRefuses,
+    /// `resume-loads`: leaving RESUMING does not load the (valid) state.
+    ResumeLoads,
+    /// `reset`: reset leaves the migration state and its streams as they are.
+    Reset,
+    /// `data-size`: `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE` reports 0.
+    DataSize,
+    /// `v1-state-bits`: writing `_SAVING | _RESUMING` succeeds and changes nothing.
+    V1StateBits,
+    /// `v1-pending`: `pending_bytes` never drops below 1 while saving (endless).
+    V1Pending,
+    /// `v1-data-window`: `data_offset` points past the end of the region.
+    V1DataWindow,
+    /// `v1-resume-loads`: the v1 resume (the `data_size` commits) loads nothing.
+    V1ResumeLoads,
+}
+
+impl Violation {
+    /// Every violation, in the order of their names' list.
+    pub const ALL: &'static [Violation] = &[
+        Violation::EndlessRead,
+        Violation::WrongStopCopySize,
+        Violation::OversizedChunk,
+        Violation::StateAfterArc,
+        Violation::NewDataFd,
+        Violation::StopCopyEof,
+        Violation::ReadSize,
+        Violation::SessionEnds,
+        Violation::PrecopyInfoState,
+        Violation::PrecopyInitial,
+        Violation::PrecopyInfoAgrees,
+        Violation::PrecopyPath,
+        Violation::WriteSize,
+        Violation::ResumeRefuses,
+        Violation::ResumeLoads,
+        Violation::Reset,
+        Violation::DataSize,
+        Violation::V1StateBits,
+        Violation::V1Pending,
+        Violation::V1DataWindow,
+        Violation::V1ResumeLoads,
+    ];
+
+    /// The name in `violate=NAME`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Violation::EndlessRead => "endless-read",
+            Violation::WrongStopCopySize => "wrong-stop-copy-size",
+            Violation::OversizedChunk => "oversized-chunk",
+            Violation::StateAfterArc => "state-after-arc",
+            Violation::NewDataFd => "new-data-fd",
+            Violation::StopCopyEof => "stop-copy-eof",
+            Violation::ReadSize => "read-size",
+            Violation::SessionEnds => "session-ends",
+            Violation::PrecopyInfoState => "precopy-info-state",
+            Violation::PrecopyInitial => "precopy-initial",
+            Violation::PrecopyInfoAgrees => "precopy-info-agrees",
+            Violation::PrecopyPath => "precopy-path",
+            Violation::WriteSize => "write-size",
+            Violation::ResumeRefuses => "resume-refuses",
+            Violation::ResumeLoads => "resume-loads",
+            Violation::Reset => "reset",
+            Violation::DataSize => "data-size",
+            Violation::V1StateBits => "v1-state-bits",
+            Violation::V1Pending => "v1-pending",
+            Violation::V1DataWindow => "v1-data-window",
+            Violation::V1ResumeLoads => "v1-resume-loads",
+        }
+    }
+
+    /// The violation named `name`.
+    pub fn from_name(name: &str) -> Option<Violation> {
+        Violation::ALL.iter().copied().find(|v| v.name() == name)
+    }
 }
 
 /// The simulator's configuration, parsed from the spec parameters.
@@ -58,7 +176,7 @@ pub struct SimParams {
     pub dirty_rate: u64,
     /// v2 capability flags (`flags=STOP_COPY|P2P|PRE_COPY`, default all three).
     pub flags: MigFlags,
-    /// A protocol violation to commit (`violate=endless-read|wrong-stop-copy-size|oversized-chunk`).
+    /// A protocol violation to commit (`violate=NAME`, see [`Violation`]).
     pub violate: Option<Violation>,
     /// v1: whether the data section is mmap-able (`v1-mmap=0|1`, default 1).
     pub v1_mmap: bool,
@@ -70,6 +188,48 @@ pub struct SimParams {
     pub reset: bool,
     /// Report the device as an mdev of this type (`mdev-type=NAME`), for compatibility tests.
     pub mdev_type: Option<String>,
+    /// Where the state lives (`backing=generated|memory`, default generated).
+    pub backing: Backing,
+    /// Bandwidth cap of the v2 data stream, bytes per second (`rate=SIZE/s`, default none).
+    pub rate: Option<u64>,
+    /// Added to every read and write of the v2 data stream (`latency=DURATION`: `50us`,
+    /// `1ms`, `0.5ms`, `2s`; default none).
+    pub latency: Duration,
+    /// Fraction of the state's 4 KiB pages that are all zeros, in 65536ths
+    /// (`zero-pages=FRACTION`: `0.5`, `90%`; default 0). Chosen page by page from the seed.
+    pub zero_pages: u32,
+    /// Milliseconds each migration data read takes (`read-delay=MS`, default 0): a slow
+    /// device, for tests that interrupt a transfer.
+    pub read_delay_ms: u64,
+}
+
+/// `zero_pages` of a fraction in `0.0..=1.0` (65536ths, rounded).
+pub fn zero_pages_of(fraction: f64) -> u32 {
+    (fraction.clamp(0.0, 1.0) * 65536.0).round() as u32
+}
+
+/// The fraction `zero_pages` 65536ths stand for.
+pub fn zero_pages_fraction(zero_pages: u32) -> f64 {
+    f64::from(zero_pages.min(65536)) / 65536.0
+}
+
+/// Parses a duration: a number with `ns`, `us`, `ms` or `s` (a bare number is seconds).
+fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let x: f64 = num.parse().ok()?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        _ => return None,
+    };
+    let secs = x * scale;
+    (secs.is_finite() && (0.0..=3600.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 impl Default for SimParams {
@@ -92,12 +252,18 @@ impl Default for SimParams {
             bar2: 16 << 20,
             reset: true,
             mdev_type: None,
+            backing: Backing::Generated,
+            rate: None,
+            latency: Duration::ZERO,
+            zero_pages: 0,
+            read_delay_ms: 0,
         }
     }
 }
 
 const KEYS: &str = "protocol, state, seed, verify-seed, fail-at, fail-mode, fail-count, chunk, \
-                    dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, name";
+                    dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, name, \
+                    backing, rate, latency, zero-pages, read-delay";
 
 impl SimParams {
     /// Parses `key=value,...` (what follows `sim:`).
@@ -149,9 +315,13 @@ impl SimParams {
                 "seed" => p.seed = num(k, v)?,
                 "verify-seed" => p.verify_seed = Some(num(k, v)?),
                 "fail-at" => {
-                    let s: MigState = v.parse().map_err(|e: String| bad(format!("fail-at: {e}")))?;
+                    let s: MigState = v
+                        .parse()
+                        .map_err(|e: String| bad(format!("fail-at: {e}")))?;
                     if s == MigState::Error {
-                        return Err(bad("fail-at: ERROR cannot be entered by a transition".into()));
+                        return Err(bad(
+                            "fail-at: ERROR cannot be entered by a transition".into()
+                        ));
                     }
                     p.fail_at = Some(s);
                 }
@@ -182,38 +352,77 @@ impl SimParams {
                     p.flags = f;
                 }
                 "violate" => {
-                    p.violate = Some(match v {
-                        "endless-read" => Violation::EndlessRead,
-                        "wrong-stop-copy-size" => Violation::WrongStopCopySize,
-                        "oversized-chunk" => Violation::OversizedChunk,
-                        _ => {
-                            return Err(bad(format!(
-                                "violate: {v:?} is not endless-read, wrong-stop-copy-size or oversized-chunk"
-                            )))
-                        }
-                    })
+                    p.violate = match v {
+                        "" | "none" => None,
+                        _ => Some(Violation::from_name(v).ok_or_else(|| {
+                            let names: Vec<&str> =
+                                Violation::ALL.iter().map(|v| v.name()).collect();
+                            bad(format!("violate: {v:?} is not one of {}", names.join(", ")))
+                        })?),
+                    }
                 }
                 "v1-mmap" => p.v1_mmap = boolean(k, v)?,
                 "v1-data" => {
                     let d = size(k, v)?;
                     if d < 4096 || d % 4096 != 0 || d > 1 << 30 {
-                        return Err(bad("v1-data: must be a multiple of 4 KiB between 4 KiB and 1 GiB".into()));
+                        return Err(bad(
+                            "v1-data: must be a multiple of 4 KiB between 4 KiB and 1 GiB".into(),
+                        ));
                     }
                     p.v1_data = d;
                 }
                 "bar2" => {
                     let b = size(k, v)?;
                     if b < 4096 || !b.is_power_of_two() || b > 1 << 34 {
-                        return Err(bad("bar2: must be a power of two between 4 KiB and 16 GiB".into()));
+                        return Err(bad(
+                            "bar2: must be a power of two between 4 KiB and 16 GiB".into()
+                        ));
                     }
                     p.bar2 = b;
                 }
                 "reset" => p.reset = boolean(k, v)?,
+                "read-delay" => p.read_delay_ms = num(k, v)?,
                 "mdev-type" => {
                     if v.is_empty() {
                         return Err(bad("mdev-type: empty".into()));
                     }
                     p.mdev_type = Some(v.to_string());
+                }
+                "backing" => {
+                    p.backing = match v {
+                        "generated" => Backing::Generated,
+                        "memory" => Backing::Memory,
+                        _ => return Err(bad(format!("backing: {v:?} is not generated or memory"))),
+                    }
+                }
+                "rate" => {
+                    let r = size(k, v.strip_suffix("/s").unwrap_or(v))?;
+                    p.rate = (r > 0).then_some(r);
+                }
+                "latency" => {
+                    p.latency = parse_duration(v).ok_or_else(|| {
+                        bad(format!(
+                            "latency: {v:?} is not a duration up to an hour (50us, 1ms, 0.5s)"
+                        ))
+                    })?;
+                }
+                "zero-pages" => {
+                    let (num, scale) = match v.strip_suffix('%') {
+                        Some(n) => (n, 100.0),
+                        None => (v, 1.0),
+                    };
+                    let f = num
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .map(|x| x / scale)
+                        .filter(|x| (0.0..=1.0).contains(x))
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "zero-pages: {v:?} is not a fraction in 0..1 (0.5, 90%)"
+                            ))
+                        })?;
+                    p.zero_pages = zero_pages_of(f);
                 }
                 "name" => {
                     if v.is_empty() {
@@ -266,7 +475,29 @@ mod tests {
             (p.name.as_str(), p.mdev_type.as_deref()),
             ("src", Some("sim-1"))
         );
+        let m = SimParams::parse("backing=memory,rate=2G/s,latency=50us,zero-pages=0.5").unwrap();
+        assert_eq!(m.backing, Backing::Memory);
+        assert_eq!(m.rate, Some(2 << 30));
+        assert_eq!(m.latency, Duration::from_micros(50));
+        assert_eq!(m.zero_pages, 32768);
+        assert_eq!(zero_pages_fraction(m.zero_pages), 0.5);
+        let m = SimParams::parse("rate=1M,latency=1.5ms,zero-pages=100%").unwrap();
+        assert_eq!((m.rate, m.zero_pages), (Some(1 << 20), 65536));
+        assert_eq!(m.latency, Duration::from_micros(1500));
+        assert_eq!(
+            SimParams::parse("latency=2").unwrap().latency,
+            Duration::from_secs(2)
+        );
+        for v in Violation::ALL {
+            let p = SimParams::parse(&format!("violate={}", v.name())).unwrap();
+            assert_eq!(p.violate, Some(*v));
+        }
+        assert_eq!(SimParams::parse("violate=none").unwrap().violate, None);
         let d = SimParams::parse("").unwrap();
+        assert_eq!(
+            (d.backing, d.rate, d.zero_pages),
+            (Backing::Generated, None, 0)
+        );
         assert_eq!(
             (d.protocol, d.state, d.flags.0),
             (SimProtocol::V2, 64 << 20, 7)
@@ -291,6 +522,12 @@ mod tests {
             ("violate=nothing", "violate"),
             ("colour=blue", "unknown parameter"),
             ("state", "key=value"),
+            ("backing=disk", "backing"),
+            ("rate=fast", "rate"),
+            ("latency=1 fortnight", "latency"),
+            ("latency=2h", "latency"),
+            ("zero-pages=1.5", "zero-pages"),
+            ("zero-pages=-1", "zero-pages"),
         ] {
             match SimParams::parse(spec) {
                 Err(DeviceError::InvalidSpec { reason, .. }) => {

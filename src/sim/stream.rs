@@ -4,7 +4,7 @@
 //! device can refuse foreign, truncated or corrupted data when RESUMING ends:
 //!
 //! ```text
-//! header  : magic "VFHSIM01" | version u32 | 0 u32 | seed u64 | state length u64    (32 B)
+//! header  : magic "VFHSIM01" | version u32 | zero u32 | seed u64 | state length u64 (32 B)
 //! record* : kind u32 (1 initial, 2 dirty) | 0 u32 | offset u64 | length u64       (24 B)
 //!           followed by `length` state bytes at `offset`
 //! trailer : kind u32 (3) | 0 u32 | records u64 | data bytes u64 | check u64         (32 B)
@@ -12,10 +12,18 @@
 //!
 //! Initial records cover the state in order; dirty records re-send ranges dirtied while the
 //! device kept running in PRE_COPY. The trailer is only written at the end of STOP_COPY.
-//! Integers are little-endian.
+//! Integers are little-endian. `zero` is the state's zero-page fraction in 65536ths (0 when
+//! it has none, so such streams are unchanged): with the seed it defines the content, and a
+//! restored state takes both.
+//!
+//! The record data is read from, and restored into, the device's [`Content`]: generated (and,
+//! when restored, checked against the generator) or held in memory (copied out and in).
 
-use super::gen::{mix64, Gen};
+use super::content::Content;
+use super::gen::{mix64, Gen, ZERO_ALL};
+use super::mem::AnonMem;
 use crate::le::{le32, le64};
+use std::sync::Arc;
 
 /// Stream magic.
 pub(crate) const MAGIC: [u8; 8] = *b"VFHSIM01";
@@ -34,10 +42,11 @@ const KIND_INITIAL: u32 = 1;
 const KIND_DIRTY: u32 = 2;
 const KIND_TRAILER: u32 = 3;
 
-fn header_bytes(seed: u64, len: u64) -> [u8; 32] {
+fn header_bytes(seed: u64, len: u64, zero: u32) -> [u8; 32] {
     let mut h = [0u8; 32];
     h[..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&zero.to_le_bytes());
     h[16..24].copy_from_slice(&seed.to_le_bytes());
     h[24..32].copy_from_slice(&len.to_le_bytes());
     h
@@ -111,7 +120,7 @@ pub(crate) enum Produced {
 /// The producer side: the stream a device in PRE_COPY / STOP_COPY emits.
 #[derive(Debug)]
 pub(crate) struct SaveStream {
-    gen: Gen,
+    content: Content,
     seed: u64,
     len: u64,
     header_emitted: u64,
@@ -128,13 +137,27 @@ pub(crate) struct SaveStream {
     /// last accounted for.
     dirty_rate: u64,
     accrued_at_ns: u128,
+    /// Violation `precopy-path`: the stream ends as soon as it is stopped.
+    cut_at_stop: bool,
+    /// Whether a read returned data (violation `precopy-info-agrees`).
+    pub(crate) read_any: bool,
+    /// The first `initial_bytes` reported (violation `precopy-initial`).
+    pub(crate) initial0: Option<u64>,
 }
 
 impl SaveStream {
-    /// A new stream of a `len`-byte state with `seed`. `now_ns` starts the dirty clock.
-    pub(crate) fn new(seed: u64, len: u64, dirty_rate: u64, endless: bool, now_ns: u128) -> Self {
+    /// A new stream of a `len`-byte state with `seed`, whose bytes come from `content`.
+    /// `now_ns` starts the dirty clock.
+    pub(crate) fn new(
+        seed: u64,
+        content: Content,
+        len: u64,
+        dirty_rate: u64,
+        endless: bool,
+        now_ns: u128,
+    ) -> Self {
         SaveStream {
-            gen: Gen::new(seed),
+            content,
             seed,
             len,
             header_emitted: 0,
@@ -149,7 +172,16 @@ impl SaveStream {
             data_bytes: 0,
             dirty_rate,
             accrued_at_ns: now_ns,
+            cut_at_stop: false,
+            read_any: false,
+            initial0: None,
         }
+    }
+
+    /// Violation `precopy-path`: nothing more is produced once stopped (the stop-copy part
+    /// of the stream, and whatever pre-copy data was still unread, is dropped).
+    pub(crate) fn drop_final(&mut self) {
+        self.cut_at_stop = true;
     }
 
     /// Accounts dirtying up to `now_ns` (only while the device runs, i.e. not stopped).
@@ -234,11 +266,14 @@ impl SaveStream {
 
     /// Produces up to `buf.len()` stream bytes into `buf`.
     pub(crate) fn produce(&mut self, buf: &mut [u8], now_ns: u128) -> Produced {
+        if self.stopped && self.cut_at_stop {
+            return Produced::End;
+        }
         self.accrue(now_ns);
         let mut pos = 0usize;
         while pos < buf.len() {
             if self.header_emitted < HEADER_LEN {
-                let h = header_bytes(self.seed, self.len);
+                let h = header_bytes(self.seed, self.len, self.content.gen.zero_pages());
                 let from = self.header_emitted as usize;
                 let n = (h.len() - from).min(buf.len() - pos);
                 buf[pos..pos + n].copy_from_slice(&h[from..from + n]);
@@ -283,7 +318,7 @@ impl SaveStream {
             let done = r.emitted - RECORD_HDR_LEN.min(r.emitted);
             if r.emitted >= RECORD_HDR_LEN && done < r.len {
                 let n = (r.len - done).min((buf.len() - pos) as u64) as usize;
-                self.gen.fill(r.offset + done, &mut buf[pos..pos + n]);
+                self.content.read(r.offset + done, &mut buf[pos..pos + n]);
                 r.emitted += n as u64;
                 pos += n;
             }
@@ -319,7 +354,7 @@ pub(crate) struct ResumeStream {
     small: [u8; 32],
     have: usize,
     seed: Option<u64>,
-    gen: Gen,
+    content: Content,
     covered: u64,
     records: u64,
     data_bytes: u64,
@@ -328,8 +363,14 @@ pub(crate) struct ResumeStream {
 }
 
 impl ResumeStream {
-    /// A parser expecting a state of `expect_len` bytes (the device's configured size).
-    pub(crate) fn new(expect_len: u64, verify_seed: Option<u64>) -> Self {
+    /// A parser expecting a state of `expect_len` bytes (the device's configured size); the
+    /// restored bytes go into `mem` (a memory-backed device) or are checked against the
+    /// stream seed's generator.
+    pub(crate) fn new(
+        expect_len: u64,
+        verify_seed: Option<u64>,
+        mem: Option<Arc<AnonMem>>,
+    ) -> Self {
         ResumeStream {
             expect_len,
             verify_seed,
@@ -337,7 +378,10 @@ impl ResumeStream {
             small: [0; 32],
             have: 0,
             seed: None,
-            gen: Gen::new(0),
+            content: Content {
+                gen: Gen::new(0),
+                mem,
+            },
             covered: 0,
             records: 0,
             data_bytes: 0,
@@ -384,7 +428,7 @@ impl ResumeStream {
                 }
                 Phase::Data { kind, offset, left } => {
                     let n = left.min(data.len() as u64) as usize;
-                    if let Some(bad) = self.gen.verify(offset, &data[..n]) {
+                    if let Some(bad) = self.content.write(offset, &data[..n]) {
                         self.fail(format!(
                             "state byte {bad:#x} differs from what seed {} produces (corrupted data)",
                             self.seed.unwrap_or(0)
@@ -438,6 +482,12 @@ impl ResumeStream {
                 "stream version {version} is not supported (this device speaks {VERSION})"
             ));
         }
+        let zero = le32(&h[12..]);
+        if zero > ZERO_ALL {
+            return self.fail(format!(
+                "zero-page fraction {zero}/65536 is above 1 (corrupted header)"
+            ));
+        }
         let seed = le64(&h[16..]);
         let len = le64(&h[24..]);
         if len != self.expect_len {
@@ -454,7 +504,7 @@ impl ResumeStream {
             }
         }
         self.seed = Some(seed);
-        self.gen = Gen::new(seed);
+        self.content.gen = Gen::with_zero_pages(seed, zero);
         self.phase = Phase::RecordHdr;
     }
 
@@ -525,13 +575,39 @@ impl ResumeStream {
         self.phase = Phase::Done;
     }
 
-    /// Called when RESUMING ends: the restored seed, or why the state is refused.
-    pub(crate) fn finish(&self) -> Result<u64, String> {
+    /// Whether the stream so far is valid but incomplete (cut short before its trailer).
+    pub(crate) fn truncated(&self) -> bool {
+        self.error.is_none() && !matches!(self.phase, Phase::Done)
+    }
+
+    /// Whether the stream is complete and valid.
+    pub(crate) fn complete(&self) -> bool {
+        self.error.is_none() && matches!(self.phase, Phase::Done)
+    }
+
+    /// The seed of the stream's header, once parsed.
+    pub(crate) fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// Refuses the stream (latched: [`Self::finish`] reports `why`).
+    pub(crate) fn refuse(&mut self, why: String) {
+        self.fail(why);
+    }
+
+    /// Whether any restored bytes were copied into the state memory.
+    pub(crate) fn wrote_memory(&self) -> bool {
+        self.content.mem.is_some() && self.data_bytes > 0
+    }
+
+    /// Called when RESUMING ends: the restored content's seed and zero-page fraction, or why
+    /// the state is refused.
+    pub(crate) fn finish(&self) -> Result<(u64, u32), String> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
         match self.phase {
-            Phase::Done => Ok(self.seed.unwrap_or(0)),
+            Phase::Done => Ok((self.seed.unwrap_or(0), self.content.gen.zero_pages())),
             Phase::Header if self.total == 0 => Err("no state was written".into()),
             _ => Err(format!(
                 "the stream is truncated: it stopped after {} byte(s), before its trailer",
@@ -542,116 +618,5 @@ impl ResumeStream {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn drain(s: &mut SaveStream, chunk: usize, now: u128) -> (Vec<u8>, Produced) {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; chunk];
-        loop {
-            match s.produce(&mut buf, now) {
-                Produced::Bytes(n) => out.extend_from_slice(&buf[..n]),
-                other => return (out, other),
-            }
-        }
-    }
-
-    #[test]
-    fn stop_copy_stream_round_trips_at_any_chunking() {
-        let len = RECORD_MAX * 2 + 1234;
-        for chunk in [7usize, 4096, 1 << 20] {
-            let mut s = SaveStream::new(9, len, 0, false, 0);
-            s.stop(0);
-            assert_eq!(s.remaining_to_end(), SaveStream::full_size(len));
-            let (data, end) = drain(&mut s, chunk, 0);
-            assert_eq!(end, Produced::End);
-            assert_eq!(data.len() as u64, SaveStream::full_size(len));
-            let mut r = ResumeStream::new(len, Some(9));
-            for piece in data.chunks(chunk * 3 + 1) {
-                r.consume(piece);
-            }
-            assert_eq!(r.finish(), Ok(9));
-        }
-    }
-
-    #[test]
-    fn refusals() {
-        let len = 10_000;
-        let mut s = SaveStream::new(3, len, 0, false, 0);
-        s.stop(0);
-        let (data, _) = drain(&mut s, 1000, 0);
-        // Wrong verify seed.
-        let mut r = ResumeStream::new(len, Some(4));
-        r.consume(&data);
-        assert!(r.finish().unwrap_err().contains("seed 3"));
-        // Truncated.
-        let mut r = ResumeStream::new(len, None);
-        r.consume(&data[..data.len() - 1]);
-        assert!(r.finish().unwrap_err().contains("truncated"));
-        // Corrupted data byte.
-        let mut bad = data.clone();
-        bad[500] ^= 1;
-        let mut r = ResumeStream::new(len, None);
-        r.consume(&bad);
-        assert!(r.finish().unwrap_err().contains("corrupted"));
-        // Foreign.
-        let mut r = ResumeStream::new(len, None);
-        r.consume(&[0u8; 100]);
-        assert!(r.finish().unwrap_err().contains("foreign"));
-        // Size mismatch.
-        let mut r = ResumeStream::new(len + 8, None);
-        r.consume(&data);
-        assert!(r.finish().is_err());
-        // Extra bytes.
-        let mut r = ResumeStream::new(len, None);
-        r.consume(&data);
-        r.consume(&[0]);
-        assert!(r.finish().unwrap_err().contains("after the end"));
-        // Empty.
-        assert!(ResumeStream::new(len, None).finish().is_err());
-    }
-
-    #[test]
-    fn precopy_accounting_with_dirty_rate() {
-        let len = 1 << 20;
-        // 1 MiB/s dirtying.
-        let mut s = SaveStream::new(5, len, 1 << 20, false, 0);
-        let (i, d) = s.precopy_info();
-        assert_eq!((i, d), (HEADER_LEN + RECORD_HDR_LEN + len, 0));
-        let (pre, end) = drain(&mut s, 65536, 0);
-        assert_eq!(end, Produced::NothingPending);
-        assert_eq!(pre.len() as u64, i);
-        assert_eq!(s.precopy_info(), (0, 0));
-        // A quarter second later a quarter MiB is dirty.
-        s.accrue(250_000_000);
-        assert_eq!(s.precopy_info(), (0, len / 4 + RECORD_HDR_LEN));
-        let mut buf = vec![0u8; 1000];
-        assert_eq!(s.produce(&mut buf, 250_000_000), Produced::Bytes(1000));
-        assert_eq!(s.precopy_info(), (0, len / 4 + RECORD_HDR_LEN - 1000));
-        // Stop: the rest plus the trailer, then the end.
-        s.stop(250_000_000);
-        let left = s.remaining_to_end();
-        let (post, end) = drain(&mut s, 4096, 999_000_000_000);
-        assert_eq!(end, Produced::End);
-        assert_eq!(post.len() as u64, left);
-        let mut r = ResumeStream::new(len, Some(5));
-        r.consume(&pre);
-        r.consume(&buf);
-        r.consume(&post);
-        assert_eq!(r.finish(), Ok(5));
-        // Dirtying is capped at the state size.
-        let mut s = SaveStream::new(5, len, 1 << 30, false, 0);
-        s.accrue(10_000_000_000);
-        assert_eq!(s.precopy_info().1, len + RECORD_HDR_LEN);
-    }
-
-    #[test]
-    fn endless_stream_never_ends() {
-        let mut s = SaveStream::new(1, 4096, 0, true, 0);
-        s.stop(0);
-        let mut buf = vec![0u8; 1 << 16];
-        for _ in 0..100 {
-            assert!(matches!(s.produce(&mut buf, 0), Produced::Bytes(_)));
-        }
-    }
-}
+#[path = "stream_tests.rs"]
+mod tests;

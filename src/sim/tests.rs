@@ -398,3 +398,69 @@ fn bad_specs_are_refused() {
         Err(DeviceError::InvalidSpec { .. })
     ));
 }
+
+#[test]
+fn memory_backing_copies_the_same_stream_and_restores_into_memory() {
+    let spec = "state=300K,seed=7,zero-pages=0.5";
+    let generated = save_all(&dev(spec), 65536);
+    let m = dev(&format!("{spec},backing=memory"));
+    let sim = m.as_any().downcast_ref::<SimDevice>().unwrap();
+    assert_eq!(sim.state_memory_bytes(), 300 << 10);
+    assert_eq!(sim.verify_state(), Ok(()));
+    // Memory holds exactly what the generator produces: the same stream.
+    assert_eq!(save_all(&m, 4096), generated);
+    m.set_mig_state(MigState::Running).unwrap();
+
+    // Restoring copies into memory; the state is checked on demand.
+    let dst = dev("state=300K,seed=1,backing=memory,verify-seed=7");
+    let dsim = dst.as_any().downcast_ref::<SimDevice>().unwrap();
+    assert!(dsim.verify_state().unwrap_err().contains("seed 1"));
+    restore(&dst, &generated).unwrap();
+    assert_eq!(dsim.state_seed(), 7);
+    assert_eq!(dsim.verify_state(), Ok(()));
+    assert_eq!(save_all(&dst, 1 << 20), generated);
+    dst.set_mig_state(MigState::Running).unwrap();
+
+    // Corrupt bytes are copied in unchecked and found by verify_state.
+    let mut corrupt = generated.clone();
+    let at = corrupt.len() - 5000;
+    corrupt[at] ^= 0x10;
+    restore(&dst, &corrupt).unwrap();
+    assert!(dsim.verify_state().unwrap_err().contains("differs"));
+
+    // A refused resume puts the state it had back: a truncated stream of another seed.
+    let other = save_all(&dev("state=300K,seed=9,zero-pages=0.5"), 65536);
+    let keep = dev("state=300K,seed=7,zero-pages=0.5,backing=memory");
+    let ksim = keep.as_any().downcast_ref::<SimDevice>().unwrap();
+    assert!(restore(&keep, &other[..other.len() - 100]).is_err());
+    keep.reset().unwrap();
+    assert_eq!(ksim.verify_state(), Ok(()));
+    assert_eq!(save_all(&keep, 65536), generated);
+    // An aborted one (reset while RESUMING) too.
+    keep.set_mig_state(MigState::Running).unwrap();
+    keep.set_mig_state(MigState::Resuming).unwrap();
+    keep.mig_write(&other[..100_000]).unwrap();
+    keep.reset().unwrap();
+    assert_eq!(ksim.verify_state(), Ok(()));
+    // A generated device has no state memory.
+    let g = dev(spec);
+    let gsim = g.as_any().downcast_ref::<SimDevice>().unwrap();
+    assert_eq!(
+        (gsim.state_memory_bytes(), gsim.verify_state()),
+        (0, Ok(()))
+    );
+}
+
+#[test]
+fn rate_caps_the_data_stream() {
+    // 256 KiB at 8 MiB/s takes at least 31 ms (a lower bound: sleeping never ends early).
+    let d = dev("state=256K,rate=8M/s,latency=1ms");
+    let t = std::time::Instant::now();
+    let s = save_all(&d, 64 << 10);
+    assert_eq!(s.len() as u64, stream::SaveStream::full_size(256 << 10));
+    assert!(
+        t.elapsed() >= Duration::from_millis(31),
+        "{:?}",
+        t.elapsed()
+    );
+}

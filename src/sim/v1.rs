@@ -1,12 +1,9 @@
 //! The v1 migration region (`struct vfio_device_migration_info` and its data section):
 //! `device_state`, `pending_bytes`, `data_offset`, `data_size`.
 
-use crate::device::uapi;
 use super::stream::Produced;
-use super::{
-    SimDevice, Violation, MIGRATION_V1, V1_DATA_OFFSET, V1_ERROR, V1_RESUMING, V1_RUNNING,
-    V1_SAVING,
-};
+use super::{SimDevice, Violation, MIGRATION_V1, V1_DATA_OFFSET};
+use crate::device::uapi;
 use crate::device::{MigState, Result};
 
 /// Offset of the reserved 32-bit word after `device_state` in the v1 region header.
@@ -24,11 +21,13 @@ pub(super) struct V1Chunk {
 fn v1_bits(s: MigState) -> u32 {
     match s {
         MigState::Stop => 0,
-        MigState::Running | MigState::RunningP2p => V1_RUNNING,
-        MigState::PreCopy | MigState::PreCopyP2p => V1_SAVING | V1_RUNNING,
-        MigState::StopCopy => V1_SAVING,
-        MigState::Resuming => V1_RESUMING,
-        MigState::Error => V1_ERROR,
+        MigState::Running | MigState::RunningP2p => uapi::DEVICE_STATE_V1_RUNNING,
+        MigState::PreCopy | MigState::PreCopyP2p => {
+            uapi::DEVICE_STATE_V1_SAVING | uapi::DEVICE_STATE_V1_RUNNING
+        }
+        MigState::StopCopy => uapi::DEVICE_STATE_V1_SAVING,
+        MigState::Resuming => uapi::DEVICE_STATE_V1_RESUMING,
+        MigState::Error => uapi::DEVICE_STATE_V1_ERROR,
     }
 }
 
@@ -36,15 +35,25 @@ fn v1_bits(s: MigState) -> u32 {
 fn v1_state(bits: u32) -> Option<MigState> {
     match bits {
         0 => Some(MigState::Stop),
-        V1_RUNNING => Some(MigState::Running),
+        uapi::DEVICE_STATE_V1_RUNNING => Some(MigState::Running),
         3 => Some(MigState::PreCopy),
-        V1_SAVING => Some(MigState::StopCopy),
-        V1_RESUMING => Some(MigState::Resuming),
+        uapi::DEVICE_STATE_V1_SAVING => Some(MigState::StopCopy),
+        uapi::DEVICE_STATE_V1_RESUMING => Some(MigState::Resuming),
         _ => None,
     }
 }
 
 impl SimDevice {
+    /// What `data_offset` reads: the data section, or (violation `v1-data-window`) the end of
+    /// the region.
+    fn v1_data_offset(&self) -> u64 {
+        if self.v1_violates(Violation::V1DataWindow) {
+            V1_DATA_OFFSET + self.params.v1_data
+        } else {
+            V1_DATA_OFFSET
+        }
+    }
+
     /// A read of the migration region: a header field (whole, at its offset) or the data
     /// section.
     pub(super) fn v1_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -52,6 +61,7 @@ impl SimDevice {
             return Err(self.region_err(MIGRATION_V1, "read", offset, buf.len(), libc::EINVAL, ""));
         };
         if offset >= V1_DATA_OFFSET {
+            self.read_delay();
             data.read((offset - V1_DATA_OFFSET) as usize, buf);
             return Ok(());
         }
@@ -72,17 +82,23 @@ impl SimDevice {
                     let stopped = g.state == MigState::StopCopy;
                     let s = g.save.as_mut().ok_or_else(|| einval("no save stream"))?;
                     s.accrue(now);
-                    if stopped {
+                    let left = if stopped {
                         s.remaining_to_end()
                     } else {
                         let (i, d) = s.precopy_info();
                         i + d
+                    };
+                    // violation v1-pending: never drops below 1 (the stream never ends)
+                    if self.v1_violates(Violation::V1Pending) {
+                        left.max(1)
+                    } else {
+                        left
                     }
                 }
             }
             (uapi::MIG_INFO_DATA_OFFSET, 8) => {
                 if g.state == MigState::Resuming {
-                    V1_DATA_OFFSET
+                    self.v1_data_offset()
                 } else if saving {
                     if !g.v1.fresh {
                         let n = self.limit(data.len().min(self.params.v1_data as usize));
@@ -98,7 +114,7 @@ impl SimDevice {
                         };
                         g.v1 = V1Chunk { len, fresh: true };
                     }
-                    V1_DATA_OFFSET
+                    self.v1_data_offset()
                 } else {
                     return Err(einval(
                         "data_offset is only valid while _SAVING or _RESUMING",
@@ -158,6 +174,9 @@ impl SimDevice {
                         libc::EINVAL,
                         "the device is in error (_SAVING|_RESUMING): reset it",
                     ));
+                }
+                if bits == uapi::DEVICE_STATE_V1_ERROR && self.v1_violates(Violation::V1StateBits) {
+                    return Ok(()); // violation v1-state-bits: accepted, ignored
                 }
                 let Some(to) = v1_state(bits) else {
                     return Err(fail(

@@ -26,6 +26,8 @@ impl SimDevice {
         }
         let mut g = self.lock();
         let flags = self.params.flags;
+        let from = g.state;
+        g.set_from = None;
         while g.state != target {
             let Some(next) = fsm::next_step(flags, g.state, target).ok() else {
                 let hint = if g.state == MigState::Error {
@@ -48,6 +50,7 @@ impl SimDevice {
                 return Err(mig_err(self.name_str(), OP, Some(target), errno, why));
             }
         }
+        g.set_from = Some(from);
         Ok(())
     }
 
@@ -56,7 +59,15 @@ impl SimDevice {
         if self.params.protocol == SimProtocol::V1 {
             return Err(self.no_v2("get state"));
         }
-        Ok(self.lock().state)
+        let g = self.lock();
+        // violation state-after-arc: RUNNING -> STOP is not reflected
+        if g.state == MigState::Stop
+            && g.set_from == Some(MigState::Running)
+            && self.v2_violates(Violation::StateAfterArc)
+        {
+            return Ok(MigState::Running);
+        }
+        Ok(g.state)
     }
 
     /// `mig_read`: the save stream, `ENOMSG` when pre-copy has nothing pending.
@@ -64,6 +75,17 @@ impl SimDevice {
         const OP: &str = "read data";
         if self.params.protocol == SimProtocol::V1 {
             return Err(self.no_v2(OP));
+        }
+        self.read_delay();
+        let start = std::time::Instant::now();
+        if buf.len() < 4096 && self.v2_violates(Violation::ReadSize) {
+            return Err(mig_err(
+                self.name_str(),
+                OP,
+                None,
+                libc::EINVAL,
+                "violate=read-size: reads shorter than 4096 bytes are refused".into(),
+            ));
         }
         let now = self.now_ns();
         let mut g = self.lock();
@@ -79,7 +101,19 @@ impl SimDevice {
             ));
         };
         match s.produce(&mut buf[..n], now) {
-            Produced::Bytes(k) => Ok(k),
+            Produced::Bytes(k) => {
+                s.read_any = true;
+                drop(g);
+                self.pacer.wait(start, k);
+                Ok(k)
+            }
+            Produced::End if self.v2_violates(Violation::StopCopyEof) => Err(mig_err(
+                self.name_str(),
+                OP,
+                Some(state),
+                libc::ENOMSG,
+                "violate=stop-copy-eof: the end of the stop-copy stream".into(),
+            )),
             Produced::End => Ok(0),
             Produced::NothingPending => Err(mig_err(
                 self.name_str(),
@@ -97,6 +131,7 @@ impl SimDevice {
         if self.params.protocol == SimProtocol::V1 {
             return Err(self.no_v2(OP));
         }
+        let start = std::time::Instant::now();
         let mut g = self.lock();
         let state = g.state;
         let n = self.limit(buf.len());
@@ -110,6 +145,13 @@ impl SimDevice {
             ));
         };
         r.consume(&buf[..n]);
+        if !r.complete() && self.v2_violates(Violation::WriteSize) {
+            let why = "violate=write-size: a write that does not complete the stream".to_string();
+            r.refuse(why.clone());
+            return Err(mig_err(self.name_str(), OP, Some(state), libc::EINVAL, why));
+        }
+        drop(g);
+        self.pacer.wait(start, n);
         Ok(n)
     }
 
@@ -131,10 +173,19 @@ impl SimDevice {
         let now = self.now_ns();
         let mut g = self.lock();
         let state = g.state;
+        let any_state = self.v2_violates(Violation::PrecopyInfoState);
         match (state, g.save.as_mut()) {
-            (MigState::PreCopy | MigState::PreCopyP2p, Some(s)) => {
+            (MigState::PreCopy | MigState::PreCopyP2p, Some(s)) | (MigState::StopCopy, Some(s))
+                if any_state || state != MigState::StopCopy =>
+            {
                 s.accrue(now);
-                let (initial_bytes, dirty_bytes) = s.precopy_info();
+                let (mut initial_bytes, mut dirty_bytes) = s.precopy_info();
+                if self.v2_violates(Violation::PrecopyInitial) {
+                    initial_bytes = *s.initial0.get_or_insert(initial_bytes);
+                }
+                if s.read_any && self.v2_violates(Violation::PrecopyInfoAgrees) {
+                    (initial_bytes, dirty_bytes) = (0, 0);
+                }
                 Ok(PrecopyInfo {
                     initial_bytes,
                     dirty_bytes,
@@ -169,6 +220,8 @@ impl SimDevice {
         Ok(
             if self.params.violate == Some(Violation::WrongStopCopySize) {
                 size / 2
+            } else if self.v2_violates(Violation::DataSize) {
+                0
             } else {
                 size
             },

@@ -2,9 +2,16 @@
 //!
 //! Every lookup goes through a [`SysfsRoot`], so unit tests run on fixture trees.
 
+pub mod attrs;
 pub mod device;
 
 pub mod mdev;
+pub mod mdevctl;
+
+/// Fixture sysfs trees for the crate's unit tests (also included by the CLI tests).
+#[cfg(test)]
+#[path = "../../tests/fixtures/sysfs/fixture.rs"]
+pub(crate) mod fixture;
 
 use std::fs;
 use std::io::{self, Read, Write};

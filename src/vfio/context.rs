@@ -10,7 +10,7 @@ use vfio_ioctls::{VfioContainer, VfioIommufd, VfioOps};
 use super::ioctl::{ContainerFd, IommufdFd, IovaRange};
 use super::kvm::KvmVfio;
 use super::{open_err, vfio_io_error};
-use crate::device::{errno_hint, DeviceError, Result};
+use crate::device::{DeviceError, Result};
 
 /// Which IOMMU interface a context uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl IommuKind {
     }
 }
 
-enum Iommu {
+pub(super) enum Iommu {
     Legacy(Arc<VfioContainer>),
     Iommufd(Arc<VfioIommufd>),
 }
@@ -56,6 +56,17 @@ impl VfioContext {
         } else {
             (None, "KVM association disabled (--no-kvm)".to_string())
         };
+        VfioContext::build(kind, kvm, kvm_note, device)
+    }
+
+    /// Creates a container (type1) or an iommufd with one IOAS, handing `kvm`'s pseudo
+    /// device to vfio-ioctls so that it registers every group or cdev opened in it.
+    pub(super) fn build(
+        kind: IommuKind,
+        kvm: Option<KvmVfio>,
+        kvm_note: String,
+        device: &str,
+    ) -> Result<VfioContext> {
         let handle = kvm.as_ref().map(|k| Arc::clone(&k.device));
         let iommu = match kind {
             IommuKind::Legacy => {
@@ -82,12 +93,22 @@ impl VfioContext {
                 Iommu::Iommufd(Arc::new(v))
             }
         };
-        Ok(VfioContext {
+        Ok(VfioContext::from_parts(iommu, kvm, kvm_note))
+    }
+
+    /// A context over an existing container or iommufd.
+    pub(super) fn from_parts(iommu: Iommu, kvm: Option<KvmVfio>, kvm_note: String) -> VfioContext {
+        VfioContext {
             iommu,
             kvm,
             kvm_note,
             fallback: None,
-        })
+        }
+    }
+
+    /// The container or iommufd.
+    pub(super) fn iommu(&self) -> &Iommu {
+        &self.iommu
     }
 
     /// Records why this context is not the interface first chosen (see
@@ -190,26 +211,12 @@ impl VfioContext {
         len: u64,
         e: &vfio_ioctls::VfioError,
     ) -> DeviceError {
-        let source = vfio_io_error(e);
-        let hint = match source.raw_os_error() {
-            Some(libc::ENOMEM) | Some(libc::EPERM) if op == "map" => {
-                "cannot pin the pages: raise the memlock limit (ulimit -l) above the DMA size"
-                    .to_string()
-            }
-            Some(libc::EINVAL) | Some(libc::ERANGE) if op == "map" => {
-                "IOVA or size outside the allowed IOVA ranges, or not aligned to the IOMMU page size"
-                    .to_string()
-            }
-            Some(libc::EEXIST) => "the IOVA range overlaps an existing mapping".to_string(),
-            n => errno_hint(n).to_string(),
-        };
         DeviceError::Dma {
             device: self.kind().as_str().into(),
             op,
             iova,
             len,
-            source,
-            hint,
+            source: vfio_io_error(e),
         }
     }
 }

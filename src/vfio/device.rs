@@ -6,13 +6,13 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use vfio_ioctls::{VfioDevice, VfioError};
 
 use super::context::VfioContext;
 use super::ioctl::{DeviceFd, IrqSet};
+use super::mig_calls::MigCalls;
 use super::pci::{PCI_DEVICE_ID, PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID, PCI_VENDOR_ID};
 use super::region::{decode_region_info, irq_name};
 use super::{open_err, vfio_io_error};
@@ -22,22 +22,28 @@ use crate::device::uapi::{
     IRQ_SET_ACTION_UNMASK, IRQ_SET_DATA_NONE, PCI_CONFIG_INDEX,
 };
 use crate::device::{
-    errno_hint, Device, DeviceError, DeviceIdentity, DeviceInfo, IrqInfo, MigFlags, MigState,
-    PrecopyInfo, RegionInfo, RegionMap, Result,
+    Device, DeviceError, DeviceIdentity, DeviceInfo, IrqInfo, MigFlags, MigState, PrecopyInfo,
+    RegionInfo, RegionMap, Result,
 };
+use crate::mem::{Mapping, Prot};
 use crate::sysfs::{device as sysdev, SysfsRoot};
 
 /// A device opened through the kernel (legacy group or iommufd cdev).
+///
+/// Besides opening one by its spec (the crate's `open`), a VMM hands in the objects it already owns:
+/// its `vfio_ioctls::VfioDevice` ([`KernelDevice::from_vfio_device`]) or a bare device fd
+/// ([`KernelDevice::from_device_fd`]), in a context made from its container or iommufd
+/// ([`VfioContext::from_container`], [`VfioContext::from_iommufd`]).
 ///
 /// Field order matters: our duplicate of the device fd must close before vfio-ioctls'
 /// `VfioDevice` drops, because releasing the group from the container fails while a device
 /// fd of the group is still open.
 pub struct KernelDevice {
     fd: File,
-    dev: VfioDevice,
+    mig: MigCalls,
     ctx: Arc<VfioContext>,
     info: DeviceInfo,
-    node: PathBuf,
+    node: Option<PathBuf>,
     group: Option<u32>,
 }
 
@@ -81,24 +87,28 @@ impl KernelDevice {
                 }
             }
         })?;
-        // SAFETY: F_DUPFD_CLOEXEC on a valid fd owned by `dev` returns a new fd we own.
-        let raw = unsafe { libc::fcntl(dev.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(DeviceError::Io {
-                device: name,
-                what: "duplicate the device fd".into(),
-                source: io::Error::last_os_error(),
-            });
-        }
-        // SAFETY: `raw` is a fresh fd nobody else owns.
-        let fd = unsafe { File::from_raw_fd(raw) };
-        let info = read_info(&fd, &name, node, ctx.kind().as_str())?;
+        let fd = dup_fd(&dev, &name)?;
+        let mig = MigCalls::Vfio(Arc::new(dev));
+        KernelDevice::assemble(fd, mig, ctx, name, Some(node.to_path_buf()), group)
+    }
+
+    /// Reads the device's description from `fd` (its own, or our duplicate of the
+    /// `VfioDevice`'s) and puts the device together.
+    pub(super) fn assemble(
+        fd: File,
+        mig: MigCalls,
+        ctx: Arc<VfioContext>,
+        name: String,
+        node: Option<PathBuf>,
+        group: Option<u32>,
+    ) -> Result<Self> {
+        let info = read_info(&fd, &name, node.as_deref(), ctx.kind().as_str())?;
         Ok(KernelDevice {
             fd,
-            dev,
+            mig,
             ctx,
             info,
-            node: node.to_path_buf(),
+            node,
             group,
         })
     }
@@ -108,9 +118,9 @@ impl KernelDevice {
         &self.ctx
     }
 
-    /// The device's sysfs node.
-    pub fn sysfs_path(&self) -> &Path {
-        &self.node
+    /// The device's sysfs node; `None` for a device adopted without one.
+    pub fn sysfs_path(&self) -> Option<&Path> {
+        self.node.as_deref()
     }
 
     /// The IOMMU group number.
@@ -121,6 +131,17 @@ impl KernelDevice {
     /// The device fd (for callers that need an ioctl this crate does not wrap).
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// The device fd, borrowed (our duplicate of the `VfioDevice`'s: the same open file).
+    pub fn device_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The vfio-ioctls device behind this one (opened here, or the VMM's own), `None` for a
+    /// device adopted from a bare fd.
+    pub fn vfio_device(&self) -> Option<&Arc<VfioDevice>> {
+        self.mig.vfio_device()
     }
 
     fn region(&self, index: u32) -> Result<&RegionInfo> {
@@ -179,24 +200,40 @@ impl KernelDevice {
             })
     }
 
-    fn mig_err(&self, op: &'static str, state: Option<MigState>, e: &VfioError) -> DeviceError {
-        let source = vfio_io_error(e);
-        let hint = match source.raw_os_error() {
-            Some(libc::ENOTTY) => "the device has no migration v2 support".to_string(),
-            n => errno_hint(n).to_string(),
-        };
+    fn mig_err(&self, op: &'static str, state: Option<MigState>, source: io::Error) -> DeviceError {
         DeviceError::Migration {
             device: self.info.name.clone(),
             op,
             state,
             source,
-            hint,
+            detail: None,
         }
     }
 }
 
-/// Reads device flags, every region and IRQ index, and the identity.
-fn read_info(fd: &File, name: &str, node: &Path, backend: &str) -> Result<DeviceInfo> {
+/// A close-on-exec duplicate of `dev`'s fd, ours to close.
+pub(super) fn dup_fd(dev: &impl AsRawFd, name: &str) -> Result<File> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd owned by `dev` returns a new fd we own.
+    let raw = unsafe { libc::fcntl(dev.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(DeviceError::Io {
+            device: name.to_string(),
+            what: "duplicate the device fd".into(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: `raw` is a fresh fd nobody else owns.
+    Ok(unsafe { File::from_raw_fd(raw) })
+}
+
+/// Reads device flags, every region and IRQ index, and the identity (the sysfs parts only
+/// when the node is known).
+pub(super) fn read_info(
+    fd: &File,
+    name: &str,
+    node: Option<&Path>,
+    backend: &str,
+) -> Result<DeviceInfo> {
     let dev = DeviceFd::new(fd.as_fd());
     let ioerr = |what: String, source: io::Error| DeviceError::Io {
         device: name.to_string(),
@@ -238,13 +275,15 @@ fn read_info(fd: &File, name: &str, node: &Path, backend: &str) -> Result<Device
         }
     }
     let mut identity = DeviceIdentity {
-        device_api: sysdev::mdev_device_api(node).unwrap_or_else(|| api_from_flags(di.flags)),
-        mdev_type: sysdev::mdev_type(node),
-        parent: sysdev::mdev_parent(node),
+        device_api: node
+            .and_then(sysdev::mdev_device_api)
+            .unwrap_or_else(|| api_from_flags(di.flags)),
+        mdev_type: node.and_then(sysdev::mdev_type),
+        parent: node.and_then(sysdev::mdev_parent),
         pci_id: None,
         pci_subsystem: None,
-        driver: sysdev::driver(node),
-        sysfs_path: Some(node.to_path_buf()),
+        driver: node.and_then(sysdev::driver),
+        sysfs_path: node.map(Path::to_path_buf),
     };
     if pci {
         if let Some(cfg) = regions.iter().find(|r| r.index == PCI_CONFIG_INDEX) {
@@ -287,24 +326,6 @@ fn api_from_flags(flags: u32) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// An mmap of device memory; unmapped on drop.
-struct Mmap {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-// SAFETY: the mapping is process memory; the pointer is only used to munmap it.
-unsafe impl Send for Mmap {}
-// SAFETY: as above.
-unsafe impl Sync for Mmap {}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned; nothing else unmaps it.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
 fn page_size() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -331,8 +352,8 @@ impl Device for KernelDevice {
                 op: "read",
                 offset,
                 len: buf.len() as u64,
-                hint: errno_hint(source.raw_os_error()).to_string(),
                 source,
+                detail: None,
             })
     }
 
@@ -347,8 +368,8 @@ impl Device for KernelDevice {
                 op: "write",
                 offset,
                 len: buf.len() as u64,
-                hint: errno_hint(source.raw_os_error()).to_string(),
                 source,
+                detail: None,
             })
     }
 
@@ -387,42 +408,25 @@ impl Device for KernelDevice {
         }
         let ulen = usize::try_from(len)
             .map_err(|_| DeviceError::InvalidArgument(format!("mapping of {len:#x} bytes")))?;
-        let mut prot = 0;
-        if r.readable() {
-            prot |= libc::PROT_READ;
-        }
-        if r.writable() {
-            prot |= libc::PROT_WRITE;
-        }
-        // SAFETY: a fresh shared mapping of the device fd at a page-aligned offset the kernel
-        // validates; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                ulen,
-                prot,
-                libc::MAP_SHARED,
-                self.fd.as_raw_fd(),
-                (r.offset + offset) as libc::off_t,
-            )
+        let prot = Prot {
+            read: r.readable(),
+            write: r.writable(),
         };
-        if p == libc::MAP_FAILED {
-            let source = io::Error::last_os_error();
-            return Err(DeviceError::Region {
-                device: self.info.name.clone(),
-                region: Self::region_label(r),
-                op: "mmap",
-                offset,
-                len,
-                hint: errno_hint(source.raw_os_error()).to_string(),
-                source,
-            });
-        }
-        let owner = Mmap { ptr: p, len: ulen };
-        let ptr = NonNull::new(p as *mut u8)
-            .ok_or_else(|| DeviceError::InvalidArgument("mmap returned a null mapping".into()))?;
-        // SAFETY: ptr..ptr+len is the mapping owned (and unmapped on drop) by `owner`.
-        Ok(unsafe { RegionMap::new(ptr, ulen, Box::new(owner)) })
+        let map =
+            Mapping::fd(self.fd.as_fd(), r.offset + offset, ulen, prot).map_err(|source| {
+                DeviceError::Region {
+                    device: self.info.name.clone(),
+                    region: Self::region_label(r),
+                    op: "mmap",
+                    offset,
+                    len,
+                    source,
+                    detail: None,
+                }
+            })?;
+        let ptr = map.as_non_null();
+        // SAFETY: ptr..ptr+ulen is the mapping owned (and unmapped on drop) by `map`.
+        Ok(unsafe { RegionMap::new(ptr, ulen, Box::new(map)) })
     }
 
     fn reset(&self) -> Result<()> {
@@ -492,23 +496,23 @@ impl Device for KernelDevice {
     }
 
     fn migration_flags(&self) -> Result<Option<MigFlags>> {
-        self.dev
-            .query_migration_support()
+        self.mig
+            .flags(&self.fd)
             .map(|o| o.map(MigFlags))
-            .map_err(|e| self.mig_err("query migration support", None, &e))
+            .map_err(|e| self.mig_err("query migration support", None, e))
     }
 
     fn set_mig_state(&self, state: MigState) -> Result<()> {
-        self.dev
-            .set_migration_state(state.raw())
-            .map_err(|e| self.mig_err("set state", Some(state), &e))
+        self.mig
+            .set_state(&self.fd, state.raw())
+            .map_err(|e| self.mig_err("set state", Some(state), e))
     }
 
     fn mig_state(&self) -> Result<MigState> {
         let raw = self
-            .dev
-            .get_migration_state()
-            .map_err(|e| self.mig_err("get state", None, &e))?;
+            .mig
+            .state(&self.fd)
+            .map_err(|e| self.mig_err("get state", None, e))?;
         MigState::from_raw(raw).ok_or_else(|| DeviceError::Migration {
             device: self.info.name.clone(),
             op: "get state",
@@ -517,37 +521,33 @@ impl Device for KernelDevice {
                 io::ErrorKind::InvalidData,
                 format!("the kernel reported unknown state {raw}"),
             ),
-            hint: String::new(),
+            detail: None,
         })
     }
 
     fn mig_read(&self, buf: &mut [u8]) -> Result<usize> {
-        self.dev
-            .read_migration_data(buf)
-            .map_err(|e| self.mig_err("read data", None, &e))
+        self.mig
+            .read(buf)
+            .map_err(|e| self.mig_err("read data", None, e))
     }
 
     fn mig_write(&self, buf: &[u8]) -> Result<usize> {
-        self.dev
-            .write_migration_data(buf)
+        self.mig
+            .write_all(buf)
             .map(|()| buf.len())
-            .map_err(|e| self.mig_err("write data", None, &e))
+            .map_err(|e| self.mig_err("write data", None, e))
     }
 
     fn precopy_info(&self) -> Result<PrecopyInfo> {
-        self.dev
-            .mig_get_precopy_info()
-            .map(|p| PrecopyInfo {
-                initial_bytes: p.initial_bytes,
-                dirty_bytes: p.dirty_bytes,
-            })
-            .map_err(|e| self.mig_err("precopy info", None, &e))
+        self.mig
+            .precopy_info()
+            .map_err(|e| self.mig_err("precopy info", None, e))
     }
 
     fn stop_copy_size(&self) -> Result<u64> {
-        self.dev
-            .get_mig_data_size()
-            .map_err(|e| self.mig_err("stop-copy size", None, &e))
+        self.mig
+            .data_size(&self.fd)
+            .map_err(|e| self.mig_err("stop-copy size", None, e))
     }
 
     fn as_any(&self) -> &dyn Any {

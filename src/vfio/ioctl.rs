@@ -46,8 +46,9 @@ use crate::device::uapi::{
 
 /// The request numbers, `_IO(type, nr)`: VFIO and iommufd carry the argument size in the
 /// struct (`argsz`, `size`), not in the number. Type `';'` is VFIO's (and iommufd's, from
-/// nr 0x80) in the kernel's ioctl-number registry, so no other driver answers these.
-mod nr {
+/// nr 0x80) in the kernel's ioctl-number registry, so no other driver answers these. Every
+/// ioctl the crate issues itself is declared here, once (`tests/layers.rs` checks it).
+pub(crate) mod nr {
     use iommufd_bindings::{IOMMUFD_CMD_IOAS_IOVA_RANGES, IOMMUFD_TYPE};
     use vfio_bindings::bindings::vfio::{VFIO_BASE, VFIO_TYPE};
 
@@ -57,6 +58,8 @@ mod nr {
     vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_SET_IRQS, VFIO_TYPE as u32, VFIO_BASE + 10);
     vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_RESET, VFIO_TYPE as u32, VFIO_BASE + 11);
     vmm_sys_util::ioctl_io_nr!(VFIO_IOMMU_GET_INFO, VFIO_TYPE as u32, VFIO_BASE + 12);
+    vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_FEATURE, VFIO_TYPE as u32, VFIO_BASE + 17);
+    vmm_sys_util::ioctl_io_nr!(VFIO_MIG_GET_PRECOPY_INFO, VFIO_TYPE as u32, VFIO_BASE + 21);
     vmm_sys_util::ioctl_io_nr!(
         IOMMU_IOAS_IOVA_RANGES,
         IOMMUFD_TYPE as u32,
@@ -185,11 +188,13 @@ impl IrqSet {
     }
 
     /// The header as sent.
+    #[cfg(test)]
     pub fn header(&self) -> &vfio_irq_set {
         self.buf.head()
     }
 
     /// The `argsz` bytes sent to the kernel.
+    #[cfg(test)]
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.bytes()
     }

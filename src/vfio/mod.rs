@@ -1,36 +1,62 @@
 //! The kernel back end: VFIO container/group (legacy) and iommufd/cdev, device fds,
-//! regions, DMA, interrupts and the KVM-VFIO association.
+//! regions, DMA, interrupts, DMA dirty logging ([`dirty`]) and the KVM-VFIO association.
 //!
 //! [`open_devices`] opens every device of one call into one shared [`VfioContext`] (one
 //! container, or one iommufd IOAS), optionally registered with a KVM-VFIO pseudo device as a
 //! VMM would. Each device is a [`KernelDevice`] implementing [`crate::device::Device`];
 //! back-end specifics (DMA mapping, IOVA ranges, the KVM note) are reached by downcasting
 //! through [`crate::device::Device::as_any`].
+//!
+//! ## In a VMM
+//!
+//! A VMM already owns its VFIO objects, its VM and its guest memory, and hands them in:
+//! - its container or iommufd as a context: [`VfioContext::from_container`],
+//!   [`VfioContext::from_iommufd`];
+//! - its devices: [`KernelDevice::from_vfio_device`] (a `vfio_ioctls::VfioDevice`) or
+//!   [`KernelDevice::from_device_fd`] (a bare device fd), described by the device itself
+//!   (flags, regions, IRQs queried from its fd);
+//! - its VM: [`KvmVfioDevice::create`] on its `VmFd` (or [`KvmVfioDevice::from_handle`] on
+//!   the KVM-VFIO device it already has), then [`VfioContext::create`] so that the devices
+//!   opened here ([`VfioContext::open_device`]) are registered with that VM, or
+//!   [`KvmVfioDevice::add_device`] for a device opened without;
+//! - its guest memory: [`VfioContext::map_guest_memory`] maps every region of a
+//!   `GuestMemoryMmap` for device DMA (IOVA = guest address, or an [`IovaLayout`]), unmapped
+//!   by [`GuestMemoryDma::unmap`] or on drop.
+//!
+//! `examples/vmm_adopt.rs` does all of it as a VMM would.
 
+mod adopt;
 mod caps;
 mod context;
+mod debug;
 mod device;
+pub mod dirty;
 pub mod dma;
 pub mod dma_timing;
-pub mod ioctl;
+mod guest_dma_error;
+mod guest_memory;
+pub(crate) mod ioctl;
 pub mod irq;
 mod kvm;
+mod mig_calls;
 pub mod pci;
 pub mod pci_config;
 pub mod region;
 
+pub use adopt::AdoptOptions;
 pub use caps::ChainError;
 pub use context::{IommuKind, VfioContext};
 pub use device::KernelDevice;
+pub use guest_dma_error::GuestDmaError;
+pub use guest_memory::{plan_guest_dma, GuestMemoryDma, GuestRegionDma, IovaLayout};
 pub use ioctl::IovaRange;
+pub use kvm::KvmVfioDevice;
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::device::{
-    errno_hint, DeviceError, DeviceHandle, DeviceSpec, IommuBackend, OpenOptions, Result,
-};
+use crate::device::{DeviceError, DeviceHandle, DeviceSpec, IommuBackend, OpenOptions, Result};
 use crate::sysfs::{device as sysdev, SysfsRoot};
 
 /// Opens kernel devices, sharing one IOMMU context among them.
@@ -105,17 +131,13 @@ pub fn choose_backend(want: IommuBackend, nodes: &[std::path::PathBuf]) -> Iommu
     }
 }
 
-fn open_err(device: &str, what: String, source: io::Error, hint: &str) -> DeviceError {
-    let hint = if hint.is_empty() {
-        errno_hint(source.raw_os_error()).to_string()
-    } else {
-        hint.to_string()
-    };
+/// An open failure; `detail` is what a pre-check found (empty: nothing beyond the errno).
+fn open_err(device: &str, what: String, source: io::Error, detail: &str) -> DeviceError {
     DeviceError::Open {
         device: device.to_string(),
         what,
         source,
-        hint,
+        detail: (!detail.is_empty()).then(|| detail.to_string()),
     }
 }
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::device::{
     Device, DeviceError, DeviceIdentity, DeviceInfo, IrqInfo, MigFlags, MigState, PrecopyInfo,
-    RegionInfo, RegionMap, Result, IRQ_FLAG_EVENTFD, IRQ_FLAG_NORESIZE, REGION_FLAG_READ,
-    REGION_FLAG_WRITE,
+    RegionInfo, RegionMap, Result, IRQ_FLAG_EVENTFD, IRQ_FLAG_MASKABLE, IRQ_FLAG_NORESIZE,
+    REGION_FLAG_READ, REGION_FLAG_WRITE,
 };
 use crate::drivers::space::{DmaRegion, DmaSpace};
 use crate::vfio::IovaRange;
@@ -167,6 +167,12 @@ pub struct State {
     pub mem: Vec<u8>,
     /// The MSI eventfd.
     pub msi: Option<RawFd>,
+    /// vhgpu's MSI-X eventfds, masked and pending vectors.
+    pub msix: [Option<RawFd>; 4],
+    /// Masked MSI-X vectors (bit per vector).
+    pub msix_masked: u32,
+    /// MSI-X vectors raised while masked.
+    pub msix_pending: u32,
     /// Drop the next interrupts instead of signalling them.
     pub lose_irqs: bool,
     /// Set when an edu transfer touched the last byte of its buffer (QEMU 7.2 aborts).
@@ -226,12 +232,19 @@ impl FakeDevice {
                         caps: Vec::new(),
                     },
                 ],
-                irqs: vec![IrqInfo {
+                irqs: std::iter::once(IrqInfo {
                     index: 1,
                     name: "MSI".into(),
                     count: 1,
                     flags: IRQ_FLAG_EVENTFD | IRQ_FLAG_NORESIZE,
-                }],
+                })
+                .chain(matches!(kind, Kind::Vhgpu(_)).then(|| IrqInfo {
+                    index: 2,
+                    name: "MSIX".into(),
+                    count: 4,
+                    flags: IRQ_FLAG_EVENTFD | IRQ_FLAG_MASKABLE | IRQ_FLAG_NORESIZE,
+                }))
+                .collect(),
                 identity: DeviceIdentity {
                     device_api: "vfio-pci".into(),
                     pci_id: Some(id.into()),
@@ -245,6 +258,9 @@ impl FakeDevice {
                 regs,
                 mem: vec![0; mem],
                 msi: None,
+                msix: [None; 4],
+                msix_masked: 0,
+                msix_pending: 0,
                 lose_irqs: false,
                 edu_abort: false,
                 transfers: 0,
@@ -305,6 +321,13 @@ impl FakeDevice {
                 }
             },
             Kind::Vhgpu(_) => match off {
+                0x70 if v < 4 => {
+                    if s.msix_masked & 1 << v != 0 {
+                        s.msix_pending |= 1 << v;
+                    } else {
+                        signal_fd(s.msix[v as usize]);
+                    }
+                }
                 0x30 => *s.regs.entry(0x30).or_default() &= !v,
                 0x38 => raise(s, v),
                 0x58 => {
@@ -348,7 +371,11 @@ fn signal(s: &State) {
     if s.lose_irqs {
         return;
     }
-    if let Some(fd) = s.msi {
+    signal_fd(s.msi);
+}
+
+fn signal_fd(fd: Option<RawFd>) {
+    if let Some(fd) = fd {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live local to the eventfd the test's engine owns.
         let r = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
@@ -397,6 +424,16 @@ impl Device for FakeDevice {
     }
 
     fn set_irq_eventfds(&self, index: u32, start: u32, fds: &[RawFd]) -> Result<()> {
+        if index == 2 && matches!(self.kind, Kind::Vhgpu(_)) && start as usize + fds.len() <= 4 {
+            let mut s = self.st();
+            if fds.is_empty() {
+                s.msix = [None; 4];
+            }
+            for (i, fd) in fds.iter().enumerate() {
+                s.msix[start as usize + i] = Some(*fd);
+            }
+            return Ok(());
+        }
         if index != 1 || start != 0 || fds.len() > 1 {
             return Err(DeviceError::Irq {
                 device: "fake".into(),
@@ -414,8 +451,22 @@ impl Device for FakeDevice {
         Ok(())
     }
 
-    fn mask_irq(&self, _: u32, _: u32, _: bool) -> Result<()> {
-        Err(self.unsupported("mask"))
+    fn mask_irq(&self, index: u32, vector: u32, masked: bool) -> Result<()> {
+        if index != 2 || vector >= 4 {
+            return Err(self.unsupported("mask"));
+        }
+        let mut s = self.st();
+        let bit = 1 << vector;
+        if masked {
+            s.msix_masked |= bit;
+        } else {
+            s.msix_masked &= !bit;
+            if s.msix_pending & bit != 0 {
+                s.msix_pending &= !bit;
+                signal_fd(s.msix[vector as usize]);
+            }
+        }
+        Ok(())
     }
 
     fn migration_flags(&self) -> Result<Option<MigFlags>> {

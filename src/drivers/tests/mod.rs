@@ -339,3 +339,74 @@ fn an_explicit_iova_must_leave_room_below_the_dma_limit() {
     }
     assert_eq!(space.mapped(), 0);
 }
+
+#[test]
+fn device_mode_makes_vhgpu_raise_msix_vectors_and_masks_them() {
+    let space = FakeSpace::default();
+    let dev = FakeDevice::new(Kind::Vhgpu(1 << 20), &space, 0);
+    for vector in 0..4 {
+        let x = IrqExercise {
+            index: 2,
+            vector,
+            trigger: false,
+            count: 5,
+            timeout: Duration::from_secs(5),
+            mask_check: true,
+        };
+        let r = exercise_irq(&dev, &x).unwrap();
+        assert!(r.all_delivered() && r.disabled, "vector {vector}: {r:?}");
+        assert_eq!((r.mode, r.raised_by), (IrqMode::Device, Some("vhgpu")));
+        let m = r.mask.unwrap();
+        assert_eq!(
+            m.delivered_while_masked,
+            Some(false),
+            "held back while masked"
+        );
+        assert_eq!(m.delivered_after_unmask, Some(true), "delivered on unmask");
+    }
+    assert_eq!(dev.st().msix, [None; 4], "the index is disabled again");
+    // MSI is not raised by the driver: device mode waits, and nothing comes.
+    let wait = IrqExercise {
+        trigger: false,
+        timeout: Duration::from_millis(5),
+        ..IrqExercise::loopback(1)
+    };
+    let r = exercise_irq(&dev, &wait).unwrap();
+    assert_eq!((r.delivered, r.raised_by), (0, None));
+}
+
+#[test]
+fn dirty_log_pages_and_comparison() {
+    use crate::drivers::dirty_log::{compare, page_ranges, pages_written};
+    use crate::vfio::IovaRange;
+    let base = 0x10_0000;
+    // A piece inside one page, one across two, one ending on a page edge, an overlap.
+    let writes = [
+        (0x10, 0x20),
+        (0x1ff0, 0x20),
+        (0x5000, 0x1000),
+        (0x5800, 0x10),
+    ];
+    let w = pages_written(base, &writes, 4096);
+    assert_eq!(w, vec![base, base + 0x1000, base + 0x2000, base + 0x5000]);
+    assert_eq!(
+        page_ranges(&w, 4096),
+        vec![
+            IovaRange {
+                start: base,
+                last: base + 0x2fff
+            },
+            IovaRange {
+                start: base + 0x5000,
+                last: base + 0x5fff
+            },
+        ]
+    );
+    // In 2 MiB report pages everything is one page.
+    assert_eq!(pages_written(base, &writes, 2 << 20), vec![0]);
+    let dirty = vec![base, base + 0x2000, base + 0x9000];
+    let (missing, extra) = compare(&w, &dirty);
+    assert_eq!(missing, vec![base + 0x1000, base + 0x5000]);
+    assert_eq!(extra, vec![base + 0x9000]);
+    assert!(pages_written(base, &[(0, 0)], 4096).is_empty());
+}

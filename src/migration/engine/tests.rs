@@ -1,13 +1,21 @@
 //! Engine tests over an in-test fake device driven through the real v2 driver.
 
+use super::ring::{pipeline, Caller, Filled, Producer};
 use super::*;
 use crate::device::fsm;
+use crate::device::MigState;
 use crate::device::{
     Device, DeviceError, DeviceHandle, DeviceIdentity, DeviceInfo, MigFlags, PrecopyInfo, RegionMap,
 };
+use crate::migration::compat::Mismatch;
+use crate::migration::stream::{ChunkKind, StreamError};
 use crate::migration::v2::V2Driver;
+use crate::migration::{MigrationError, Result};
 use std::any::Any;
 use std::os::fd::RawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// The fake's migration model: the saved stream is `image`. In PRE_COPY the device exposes
@@ -45,7 +53,7 @@ fn eio(op: &'static str, errno: i32) -> DeviceError {
         op,
         state: None,
         source: std::io::Error::from_raw_os_error(errno),
-        hint: String::new(),
+        detail: None,
     }
 }
 
@@ -293,7 +301,10 @@ fn corrupt_chunk_never_reaches_the_device() {
     data[at] ^= 0x40;
     let (e, dst) = refused(&data, "fake-1");
     assert!(
-        matches!(e, MigrationError::Stream(ref m) if m.contains("corrupt data")),
+        matches!(
+            e,
+            MigrationError::Stream(StreamError::PayloadChecksum { .. })
+        ),
         "{e}"
     );
     let d = dst.lock();
@@ -314,7 +325,7 @@ fn truncated_stream_is_never_committed() {
     ] {
         let (e, _) = refused(&data[..cut], "fake-1");
         assert!(
-            matches!(e, MigrationError::Stream(ref m) if m.contains("truncated")),
+            matches!(e, MigrationError::Stream(StreamError::Truncated { .. })),
             "{e}"
         );
     }
@@ -329,7 +340,7 @@ fn foreign_or_mismatched_stream_touches_nothing() {
     assert_eq!(dst.lock().transitions, 0);
     let (e, dst) = refused(&data, "fake-2");
     assert!(
-        matches!(e, MigrationError::Incompatible(ref m) if m.contains("mdev type")),
+        matches!(e, MigrationError::Incompatible(ref m) if matches!(m.mismatches[..], [Mismatch::MdevType { .. }])),
         "{e}"
     );
     assert_eq!(dst.lock().transitions, 0);
@@ -458,7 +469,7 @@ fn migrate_failure_recovers_both() {
 fn aligned_buffers() {
     let b = AlignedBuf::new(10_000);
     assert_eq!(b.len(), 10_000);
-    assert_eq!(b.as_ptr() as usize % PAGE, 0);
+    assert_eq!(b.as_ptr() as usize % 4096, 0);
     assert!(b.iter().all(|x| *x == 0));
 }
 
@@ -558,7 +569,10 @@ fn one_thread_operations_behave_like_two_thread_ones() {
     let dst = FakeDevice::new("fake-1", 7, vec![]);
     let e = restore(&mut driver(&dst), &data[..], &one(0)).unwrap_err();
     assert!(
-        matches!(e, MigrationError::Stream(ref m) if m.contains("corrupt data")),
+        matches!(
+            e,
+            MigrationError::Stream(StreamError::PayloadChecksum { .. })
+        ),
         "{e}"
     );
     let d = dst.lock();
@@ -609,14 +623,14 @@ fn pipeline_failures_stop_the_other_side() {
             let e = pipeline(4096, overlap, caller, produce_many, |_, _, _| {
                 seen += 1;
                 if seen == 2 {
-                    Err(MigrationError::Stream("consumer failed".into()))
+                    Err(MigrationError::Stream(StreamError::StreamChecksum))
                 } else {
                     Ok(())
                 }
             })
             .unwrap_err();
             assert!(
-                matches!(e, MigrationError::Stream(ref m) if m == "consumer failed"),
+                matches!(e, MigrationError::Stream(StreamError::StreamChecksum)),
                 "{caller:?}: {e}"
             );
             assert_eq!(seen, 2);
@@ -628,7 +642,7 @@ fn pipeline_failures_stop_the_other_side() {
                 caller,
                 |p: &Producer| -> Result<u32> {
                     produce_many(p)?;
-                    Err(MigrationError::Stream("producer failed".into()))
+                    Err(MigrationError::Stream(StreamError::TrailingData))
                 },
                 |_, _, _| {
                     seen += 1;
@@ -637,7 +651,7 @@ fn pipeline_failures_stop_the_other_side() {
             )
             .unwrap_err();
             assert!(
-                matches!(e, MigrationError::Stream(ref m) if m == "producer failed"),
+                matches!(e, MigrationError::Stream(StreamError::TrailingData)),
                 "{caller:?}: {e}"
             );
             assert_eq!(

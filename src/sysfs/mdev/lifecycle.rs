@@ -40,7 +40,7 @@ pub fn create_timed(
     uuid: Option<Uuid>,
 ) -> Result<Created> {
     let ty = find_type(root, parent, mdev_type)?;
-    let uuid = uuid.unwrap_or_else(Uuid::new_v4);
+    let uuid = uuid.unwrap_or_else(crate::entropy::uuid_v4);
     if exists(root, &uuid) {
         let existing = instance(root, &uuid).ok().map(|i| i.type_id());
         return Err(SysfsError::DuplicateUuid { uuid, existing });

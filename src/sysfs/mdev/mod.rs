@@ -126,8 +126,7 @@ fn collect_attrs(dir: &Path, skip: &[&str]) -> io::Result<BTreeMap<String, Optio
 }
 
 #[cfg(test)]
-#[path = "../../../tests/fixtures/sysfs/fixture.rs"]
-mod fixture;
+use super::fixture;
 
 #[cfg(test)]
 mod tests;

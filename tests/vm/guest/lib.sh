@@ -38,6 +38,13 @@ expect_err() {
     echo "$ERR" | grep -qE -- "$_p" || fail "$_w: the error does not say /$_p/"
     echo "ok: $_w refused: /$_p/"
 }
+# region_size NAME: the size of region NAME (BAR0, BAR2, ...) in `info --json` on stdin.
+region_size() {
+    awk -v n="\"$1\"" '$1 == "\"name\":" { f = ($2 == n || $2 == n ",") }
+        f && $1 == "\"size\":" { gsub(/[^0-9]/, "", $2); print $2; exit }'
+}
+# flat: stdin without spaces and newlines (grep JSON objects field by field).
+flat() { tr -d ' \n'; }
 # backends: the IOMMU back ends this kernel offers.
 backends() { if [ "$HAVE_IOMMUFD" = 1 ]; then echo "legacy iommufd"; else echo legacy; fi; }
 # info_across_backends DEVICE TAG: `info --json` through every IOMMU back end the kernel

@@ -38,7 +38,16 @@
 #define VHGPU_REG_DMA_STATUS	0x5c	/* RO  bit0 done, bit1 error */
 #define VHGPU_REG_DMA_ERRNO	0x60	/* RO  positive errno of the last failure */
 #define VHGPU_REG_DMA_COUNT	0x64	/* RO  transfers completed */
-#define VHGPU_REGS_END		0x68
+#define VHGPU_REG_MSIX_RAISE	0x70	/* W: raise MSI-X vector N (held pending while masked) */
+#define VHGPU_REG_MSIX_PENDING	0x74	/* RO  MSI-X vectors pending (bit N), as the PBA */
+#define VHGPU_REG_MSIX_SENT	0x78	/* RO  MSI-X messages signalled on eventfds */
+#define VHGPU_REGS_END		0x7c
+
+/* MSI-X: VHGPU_MSIX_VECTORS vectors, table and PBA in BAR0 (the table is storage
+ * only: delivery is masked and unmasked through VFIO_DEVICE_SET_IRQS). */
+#define VHGPU_MSIX_VECTORS	4
+#define VHGPU_MSIX_TABLE	0x800	/* 16 bytes per vector */
+#define VHGPU_MSIX_PBA		0xc00	/* 8 bytes: pending bits */
 
 #define VHGPU_ID		0x56484731	/* "VHG1" */
 #define VHGPU_DMA_DIR_TO_VRAM	0

@@ -21,15 +21,18 @@ run vfio-harness bar --mmap $B fill BAR2 --len 64M --seed 6 --no-readback
 # (harness / raw loop on the same data fd with the same buffer) for hw-notes/bench.md and
 # fails only when a row is missing or the transfer did not happen.
 ratio() { echo "$rows" | awk -v a="$1" -v b="$2" '$1 == a { x = $2 } $1 == b { y = $2 } END { if (y > 0) printf "%.3f", x / y; else print "none" }'; }
-run_out out vfio-harness bench $A $B --mode save,restore --repeat 5 --json
+run_out out vfio-harness bench $A $B --mode save,restore --path memory,file --repeat 5 --json
 echo "$out" >/tmp/bench-vhgpu.json
-# mode -> throughput of every results row.
+# op/path/kind -> throughput of every results row.
 rows=$(awk '
-    /^      "mode":/ { m = $2; gsub(/[",]/, "", m) }
-    /^      "throughput_bytes_per_s":/ { t = $2; gsub(/,/, "", t); print m, t }
+    /^      "op":/ { o = $2; gsub(/[",]/, "", o) }
+    /^      "path":/ { p = $2; gsub(/[",]/, "", p) }
+    /^      "kind":/ { k = $2; gsub(/[",]/, "", k) }
+    /^      "throughput_bytes_per_s":/ { t = $2; gsub(/,/, "", t); print o "/" p "/" k, t }
 ' /tmp/bench-vhgpu.json)
 echo "$rows"
-for pair in "save raw-save" "restore raw-restore"; do
+for pair in "save/memory/harness save/memory/raw" "save/file/harness save/file/raw" \
+            "restore/file/harness restore/file/raw"; do
     set -- $pair
     r=$(ratio "$1" "$2")
     echo "ratio: $1 / $2 = $r"
@@ -37,7 +40,7 @@ for pair in "save raw-save" "restore raw-restore"; do
 done
 bytes=$(echo "$out" | json_num bytes)
 [ "$bytes" -ge $((60 << 20)) ] || fail "the stream was only $bytes bytes (VRAM not filled?)"
-run_out out vfio-harness bench $A $B --mode live
+run_out out vfio-harness bench $A $B --mode live --path memory
 for d in $A $B; do
     run_out st vfio-harness state "$d"
     echo "$st" | grep -q RUNNING || fail "$d not RUNNING after the benchmark"

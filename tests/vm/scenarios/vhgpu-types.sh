@@ -26,7 +26,7 @@ for t in 64M 256M 1G; do
     grep -q "VRAM" "$d/description" || fail "vhgpu-$t description: $(cat $d/description)"
     expect_eq "vhgpu-$t software_version" "$(cat $d/software_version)" "$ver"
     expect_eq "vhgpu-$t compatible_type" "$(cat $d/compatible_type)" "vhgpu-$t"
-    expect_eq "vhgpu-$t dynamic_resources" "$(cat $d/dynamic_resources)" priority
+    expect_eq "vhgpu-$t dynamic_resources" "$(cat $d/dynamic_resources)" priority,aggregate
     expect_eq "vhgpu-$t migration_version" "$(cat $d/migration_version)" "vhgpu-$t:$ver"
 done
 expect_eq "64M available" "$(avail 64M)" $((pool / 64))

@@ -1,0 +1,391 @@
+//! Where a transfer's data goes ([`SinkTarget`] -> [`Sink`]) or comes from ([`Source`]), one
+//! per [`DataPath`], opened fresh for every transfer, and what finishing it means (`fsync`,
+//! the last block of an `O_DIRECT` file, the far end of a pipe or socket having read
+//! everything). Every kind of loop (reference, raw, QEMU-style, whole-state, the engine)
+//! writes into the same sinks and reads from the same sources, so they differ only in how
+//! they move the bytes.
+
+pub(in crate::bench) mod channel;
+pub(in crate::bench) mod direct;
+
+use super::config::DataPath;
+use crate::sim::Pacer;
+use crate::units::format_bytes;
+use direct::{DirectReader, DirectWriter};
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The writing end of a sink.
+pub(in crate::bench) enum SinkWriter {
+    /// Discards (the `memory` path: nothing leaves the process).
+    Discard,
+    /// A file (page cache; `fsync`'d at the end on `file-fsync`).
+    File(File),
+    /// A file opened with `O_DIRECT`.
+    Direct(Box<DirectWriter>),
+    /// A pipe's write end.
+    Pipe(File),
+    /// A loopback TCP connection.
+    Tcp(TcpStream),
+    /// Discards at a fixed rate (the capped sink of the overlap mode).
+    Paced(Pacer),
+}
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            SinkWriter::Discard => Ok(buf.len()),
+            SinkWriter::File(f) | SinkWriter::Pipe(f) => f.write(buf),
+            SinkWriter::Direct(d) => d.write(buf),
+            SinkWriter::Tcp(t) => t.write(buf),
+            SinkWriter::Paced(p) => {
+                p.wait(Instant::now(), buf.len());
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            SinkWriter::Discard => Ok(bufs.iter().map(|b| b.len()).sum()),
+            SinkWriter::File(f) | SinkWriter::Pipe(f) => f.write_vectored(bufs),
+            SinkWriter::Direct(d) => d.write_vectored(bufs),
+            SinkWriter::Tcp(t) => t.write_vectored(bufs),
+            SinkWriter::Paced(p) => {
+                let n = bufs.iter().map(|b| b.len()).sum();
+                p.wait(Instant::now(), n);
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            SinkWriter::File(f) | SinkWriter::Pipe(f) => f.flush(),
+            SinkWriter::Tcp(t) => t.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What finishing a sink takes.
+pub(in crate::bench) enum SinkEnd {
+    /// Nothing (discard, page-cache file).
+    Nothing,
+    /// `fsync` the file.
+    Fsync,
+    /// Write the last block of the `O_DIRECT` file and truncate it to its length.
+    Direct,
+    /// Close the writing end and wait until the draining thread has read everything.
+    Drain(JoinHandle<io::Result<u64>>),
+}
+
+impl SinkEnd {
+    /// Finishes the sink whose writer was `w`.
+    pub fn finish(self, w: SinkWriter) -> io::Result<()> {
+        match (self, w) {
+            (SinkEnd::Fsync, SinkWriter::File(f)) => f.sync_all(),
+            (SinkEnd::Direct, SinkWriter::Direct(d)) => d.finish().map(drop),
+            (SinkEnd::Drain(h), w) => {
+                drop(w);
+                channel::join(h, "draining").map(drop)
+            }
+            (_, mut w) => w.flush(),
+        }
+    }
+}
+
+/// A sink ready for one transfer.
+pub(in crate::bench) struct Sink {
+    /// Where the bytes go.
+    pub writer: SinkWriter,
+    /// What finishing takes.
+    pub end: SinkEnd,
+}
+
+/// A path's sink, opened afresh for each transfer: a file (created or truncated, in the
+/// directory given, removed when this is dropped), a pipe or a TCP connection with a thread
+/// draining it, or nothing.
+pub(in crate::bench) struct SinkTarget {
+    path: DataPath,
+    file: Option<tempfile::TempPath>,
+    drain_buffer: usize,
+    pipe_size: usize,
+}
+
+impl SinkTarget {
+    /// The sink of `path`, its files in `dir`, the far end reading `drain_buffer` bytes at a
+    /// time. `Err` (`Unsupported`) for `file-direct` when the file system refuses `O_DIRECT`.
+    pub fn new(path: DataPath, dir: &Path, drain_buffer: usize) -> io::Result<SinkTarget> {
+        let file = match path {
+            DataPath::File | DataPath::FileFsync | DataPath::FileDirect => Some(temp_path(dir)?),
+            _ => None,
+        };
+        if let (DataPath::FileDirect, Some(p)) = (path, &file) {
+            if let Err(e) = direct::create(p) {
+                return Err(if e.raw_os_error() == Some(libc::EINVAL) {
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("{} does not support O_DIRECT", dir.display()),
+                    )
+                } else {
+                    e
+                });
+            }
+        }
+        let pipe_size = if path == DataPath::Pipe {
+            channel::pipe()?.2
+        } else {
+            0
+        };
+        Ok(SinkTarget {
+            path,
+            file,
+            drain_buffer,
+            pipe_size,
+        })
+    }
+
+    /// The file the file paths write, when there is one.
+    #[cfg(test)]
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Opens the sink for one transfer (outside the timed part: creating or truncating a
+    /// file, connecting a socket).
+    pub fn open(&self) -> io::Result<Sink> {
+        let file = || {
+            self.file
+                .as_deref()
+                .ok_or_else(|| io::Error::other("no file for a file path"))
+        };
+        Ok(match self.path {
+            DataPath::Memory => Sink {
+                writer: SinkWriter::Discard,
+                end: SinkEnd::Nothing,
+            },
+            DataPath::File | DataPath::FileFsync => Sink {
+                writer: SinkWriter::File(File::create(file()?)?),
+                end: if self.path == DataPath::FileFsync {
+                    SinkEnd::Fsync
+                } else {
+                    SinkEnd::Nothing
+                },
+            },
+            DataPath::FileDirect => Sink {
+                writer: SinkWriter::Direct(Box::new(DirectWriter::new(direct::create(file()?)?)?)),
+                end: SinkEnd::Direct,
+            },
+            DataPath::Pipe => {
+                let (r, w, _) = channel::pipe()?;
+                Sink {
+                    writer: SinkWriter::Pipe(w),
+                    end: SinkEnd::Drain(channel::drain(r, self.drain_buffer)?),
+                }
+            }
+            DataPath::Tcp => {
+                let (c, a) = channel::tcp_pair()?;
+                Sink {
+                    writer: SinkWriter::Tcp(c),
+                    end: SinkEnd::Drain(channel::drain(a, self.drain_buffer)?),
+                }
+            }
+        })
+    }
+
+    /// What the sink is, for the report.
+    pub fn describe(&self) -> String {
+        let f = self
+            .file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        match self.path {
+            DataPath::Memory => "a discarding writer".into(),
+            DataPath::File => format!("a new file {f} (page cache)"),
+            DataPath::FileFsync => format!("a new file {f}, fsync'd"),
+            DataPath::FileDirect => format!("a new file {f}, O_DIRECT"),
+            DataPath::Pipe => format!(
+                "a pipe ({}) read by another thread",
+                format_bytes(self.pipe_size as u64)
+            ),
+            DataPath::Tcp => "a loopback TCP connection read by another thread".into(),
+        }
+    }
+}
+
+/// A sink that discards at `rate` bytes per second (the capped sink `S` of the overlap mode).
+pub(in crate::bench) fn paced(rate: u64) -> Sink {
+    Sink {
+        writer: SinkWriter::Paced(Pacer::new(Some(rate), Duration::ZERO)),
+        end: SinkEnd::Nothing,
+    }
+}
+
+/// A fresh temporary path in `dir` (the file is created empty; removed when dropped).
+pub(in crate::bench) fn temp_path(dir: &Path) -> io::Result<tempfile::TempPath> {
+    Ok(tempfile::Builder::new()
+        .prefix(".vfio-harness-bench-")
+        .tempfile_in(dir)?
+        .into_temp_path())
+}
+
+/// The reading end of a source.
+pub(in crate::bench) enum SourceReader {
+    /// A file through the page cache.
+    File(File),
+    /// A file read with `O_DIRECT`.
+    Direct(Box<DirectReader>),
+    /// A pipe's read end.
+    Pipe(File),
+    /// A loopback TCP connection.
+    Tcp(TcpStream),
+}
+
+impl Read for SourceReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            SourceReader::File(f) | SourceReader::Pipe(f) => f.read(buf),
+            SourceReader::Direct(d) => d.read(buf),
+            SourceReader::Tcp(t) => t.read(buf),
+        }
+    }
+}
+
+/// A source ready for one transfer: the stream in `file`, read through `path`.
+pub(in crate::bench) struct Source {
+    /// Where the bytes come from.
+    pub reader: SourceReader,
+    /// The feeding thread of a pipe or socket.
+    feed: Option<JoinHandle<io::Result<u64>>>,
+}
+
+impl Source {
+    /// Opens the first `len` bytes of `file` through `path` (`file`, `file-direct`, `pipe`,
+    /// `tcp`; a pipe or socket is fed by a thread).
+    pub fn open(path: DataPath, file: &Path, len: u64) -> io::Result<Source> {
+        let (reader, feed) = match path {
+            DataPath::FileDirect => (
+                SourceReader::Direct(Box::new(DirectReader::new(direct::open(file)?)?)),
+                None,
+            ),
+            DataPath::Pipe => {
+                let (r, w, _) = channel::pipe()?;
+                (
+                    SourceReader::Pipe(r),
+                    Some(channel::feed(File::open(file)?, len, w)),
+                )
+            }
+            DataPath::Tcp => {
+                let (c, a) = channel::tcp_pair()?;
+                (
+                    SourceReader::Tcp(c),
+                    Some(channel::feed(File::open(file)?, len, a)),
+                )
+            }
+            _ => (SourceReader::File(File::open(file)?), None),
+        };
+        Ok(Source { reader, feed })
+    }
+
+    /// Waits for the feeding thread (the source was read to its end).
+    pub fn finish(feed: Option<JoinHandle<io::Result<u64>>>) -> io::Result<()> {
+        match feed {
+            Some(h) => channel::join(h, "feeding").map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Splits into the reader and what [`Source::finish`] takes.
+    pub fn into_parts(self) -> (SourceReader, Option<JoinHandle<io::Result<u64>>>) {
+        (self.reader, self.feed)
+    }
+}
+
+/// What a source is, for the report.
+pub(in crate::bench) fn describe_source(path: DataPath, file: &Path) -> String {
+    match path {
+        DataPath::FileDirect => format!("{} read with O_DIRECT", file.display()),
+        DataPath::Pipe => format!(
+            "a pipe fed by another thread (sendfile from {}, page cache)",
+            file.display()
+        ),
+        DataPath::Tcp => format!(
+            "a loopback TCP connection fed by another thread (sendfile from {}, page cache)",
+            file.display()
+        ),
+        _ => format!("{} (page cache)", file.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a` then `b` through `write_vectored`, the rest by `write_all` when it was partial.
+    pub(crate) fn write_all_v(w: &mut dyn Write, a: &[u8], b: &[u8]) {
+        let n = w
+            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            .unwrap();
+        if n < a.len() {
+            w.write_all(&a[n..]).unwrap();
+            w.write_all(b).unwrap();
+        } else {
+            w.write_all(&b[n - a.len()..]).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_sink_takes_bytes_and_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; 200_000];
+        for path in DataPath::ALL {
+            let t = match SinkTarget::new(path, dir.path(), 64 << 10) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => continue,
+                Err(e) => panic!("{path:?}: {e}"),
+            };
+            assert!(!t.describe().is_empty());
+            for _ in 0..2 {
+                let Sink { mut writer, end } = t.open().unwrap();
+                writer.write_all(&data[..1000]).unwrap();
+                write_all_v(&mut writer, &data[..24], &data);
+                end.finish(writer).unwrap();
+                if let Some(f) = t.file() {
+                    assert_eq!(std::fs::metadata(f).unwrap().len(), 201_024, "{path:?}");
+                }
+            }
+            // Sources read the file back whole.
+            if let Some(f) = t.file() {
+                for sp in [
+                    DataPath::File,
+                    DataPath::FileDirect,
+                    DataPath::Pipe,
+                    DataPath::Tcp,
+                ] {
+                    let s = Source::open(sp, f, 201_024);
+                    let s = match s {
+                        Ok(s) => s,
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => continue,
+                        Err(e) => panic!("{sp:?}: {e}"),
+                    };
+                    let (mut r, feed) = s.into_parts();
+                    let mut got = Vec::new();
+                    r.read_to_end(&mut got).unwrap();
+                    Source::finish(feed).unwrap();
+                    assert_eq!(got.len(), 201_024, "{sp:?}");
+                    assert!(!describe_source(sp, f).is_empty());
+                }
+            }
+        }
+        // A paced sink discards.
+        let Sink { mut writer, end } = paced(1 << 30);
+        writer.write_all(&data).unwrap();
+        end.finish(writer).unwrap();
+    }
+}

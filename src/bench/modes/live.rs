@@ -1,0 +1,323 @@
+//! The `live` blocks: the primary device's state moved into the destination device, in the
+//! process (`memory`: the engine's migrate, with pre-copy rounds) and across a loopback TCP
+//! connection (`tcp`: a saving thread and a restoring thread, as two hosts would run them, no
+//! pre-copy), by the path's reference, the raw loop, the QEMU-style and whole-state loops
+//! (main buffer) and the harness. After every transfer the destination is checked to hold
+//! the source's state (untimed).
+
+use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Run, Sample};
+use crate::bench::config::{DataPath, Kind};
+use crate::bench::devices::driver;
+use crate::bench::error::{mig, BenchError};
+use crate::bench::io::{channel, SinkTarget};
+use crate::bench::loops::{self, QEMU_READ, QEMU_STREAM_BUFFER};
+use crate::bench::raw::{self, RawRun};
+use crate::bench::reference::{self, Copy};
+use crate::migration::engine::{self, PrecopyPolicy, RING};
+use crate::migration::{MigrationDriver, MigrationError};
+use crate::units::format_bytes;
+use std::cell::RefCell;
+use std::net::TcpStream;
+use std::time::Instant;
+
+type Drv = Box<dyn MigrationDriver>;
+
+/// Runs a saving side on this thread and a restoring side on another, connected by a
+/// loopback TCP connection; both sides' errors are reported (the first one that is not just
+/// the other side going away). Returns the wall time and the bytes the saving side moved.
+fn across_tcp(
+    src: &mut Drv,
+    dst: &mut Drv,
+    send: impl FnOnce(&mut dyn MigrationDriver, &mut TcpStream) -> Result<u64, MigrationError>,
+    recv: impl FnOnce(&mut dyn MigrationDriver, &mut TcpStream) -> Result<u64, MigrationError> + Send,
+) -> Result<(f64, Sample), BenchError> {
+    let (mut c, mut a) = channel::tcp_pair().map_err(io_of("connecting over the loopback"))?;
+    let t0 = Instant::now();
+    let (sent, received) = std::thread::scope(|s| {
+        let h = s.spawn(move || recv(dst.as_mut(), &mut a));
+        let sent = send(src.as_mut(), &mut c);
+        drop(c);
+        let received = h
+            .join()
+            .unwrap_or(Err(MigrationError::ThreadPanicked("live receive")));
+        (sent, received)
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let bytes = match (sent, received) {
+        (Ok(b), Ok(_)) => b,
+        (Err(e), _) => return Err(mig("live over TCP: saving side")(e)),
+        (Ok(_), Err(e)) => return Err(mig("live over TCP: restoring side")(e)),
+    };
+    Ok((
+        secs,
+        Sample {
+            // No pre-copy: the source stops at the start and the destination runs at the end.
+            downtime: Some(secs),
+            bytes,
+            stream_bytes: None,
+        },
+    ))
+}
+
+/// What a raw run returns as a sample.
+fn sample(r: RawRun) -> (f64, Sample) {
+    (
+        r.seconds,
+        Sample {
+            downtime: Some(r.downtime),
+            bytes: r.bytes,
+            stream_bytes: None,
+        },
+    )
+}
+
+/// The `live` block of `path` at buffer size `b`, when there is a destination device.
+pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Result<(), BenchError> {
+    let cfg = run.cfg;
+    if !matches!(path, DataPath::Memory | DataPath::Tcp) {
+        return Ok(());
+    }
+    let Some((dst_dev, dst_name)) = run.devs.live.clone() else {
+        run.progress.step("live: skipped");
+        return Ok(());
+    };
+    cfg.check_cancel()?;
+    run.progress.step(&format!(
+        "live over {}, {} buffer",
+        path.as_str(),
+        format_bytes(b)
+    ));
+    let main = b == cfg.buffer;
+    let s = RefCell::new(driver(&run.devs.primary)?);
+    let d = RefCell::new(driver(&dst_dev)?);
+    let state = s
+        .borrow_mut()
+        .stop_copy_size()
+        .ok()
+        .flatten()
+        .unwrap_or(cfg.state);
+    let tcp_target = if path == DataPath::Tcp {
+        Some(SinkTarget::new(DataPath::Tcp, &run.dir, b as usize).map_err(io_of("preparing TCP"))?)
+    } else {
+        None
+    };
+    let mut contenders = Vec::new();
+
+    // The physical reference.
+    match &tcp_target {
+        None => {
+            if run.devs.primary_memory() > 0 {
+                let region = reference::region_for(state, b);
+                let min_time = run.min_time();
+                contenders.push(Contender {
+                    kind: Kind::Reference,
+                    buffer: b,
+                    buffers_bytes: 2 * region as u64 + b,
+                    what: Copy::Through.describe(b as usize, region),
+                    job: Box::new(move || {
+                        let r = reference::copy_rate(Copy::Through, b as usize, region, min_time)
+                            .ok_or_else(|| {
+                            BenchError::Config("no memory for the copy-through reference".into())
+                        })?;
+                        Ok((
+                            region as f64 / r,
+                            Sample {
+                                bytes: region as u64,
+                                ..Sample::default()
+                            },
+                        ))
+                    }),
+                });
+            } else {
+                run.note(
+                    "live over memory: no memory reference (the devices' copies are not this \
+                     process's to see: a generated simulator state, or kernel devices); the raw \
+                     loop is the reference"
+                        .into(),
+                );
+            }
+        }
+        Some(t) => {
+            let what = format!("write(2) of one cache-hot buffer into {}", t.describe());
+            contenders.push(Contender {
+                kind: Kind::Reference,
+                buffer: b,
+                buffers_bytes: 2 * b,
+                what,
+                job: Box::new(move || {
+                    let secs = reference::sink_rate(t, state, b as usize)
+                        .map_err(io_of("the TCP reference"))?;
+                    Ok((
+                        secs,
+                        Sample {
+                            bytes: state,
+                            ..Sample::default()
+                        },
+                    ))
+                }),
+            });
+        }
+    }
+
+    let tcp = tcp_target.is_some();
+    let via = if tcp {
+        "over a loopback TCP connection to a restoring thread"
+    } else {
+        "in the process"
+    };
+
+    // The raw loop.
+    let mut buf = alloc(b, "the raw live buffer")?;
+    let mut buf2 = alloc(b, "the raw live receive buffer")?;
+    let (sr, dr) = (&s, &d);
+    contenders.push(Contender {
+        kind: Kind::Raw,
+        buffer: b,
+        buffers_bytes: if tcp { 2 * b } else { b },
+        what: format!("source reads into one buffer, each written {via}"),
+        job: Box::new(move || {
+            let (mut s, mut d) = (sr.borrow_mut(), dr.borrow_mut());
+            if tcp {
+                across_tcp(
+                    &mut s,
+                    &mut d,
+                    |src, c| raw::save(src, &mut buf, Some(c)).map(|r| r.bytes),
+                    |dst, a| raw::restore(dst, a, &mut buf2).map(|r| r.bytes),
+                )
+            } else {
+                loops::raw_live(s.as_mut(), d.as_mut(), &mut buf)
+                    .map(sample)
+                    .map_err(mig("raw live"))
+            }
+        }),
+    });
+
+    if main {
+        let mut rbuf = alloc(QEMU_READ as u64, "the QEMU-style read buffer")?;
+        let mut stage = alloc(QEMU_STREAM_BUFFER as u64, "the QEMU-style stream buffer")?;
+        let mut wbuf = alloc(QEMU_STREAM_BUFFER as u64, "the QEMU-style restore buffer")?;
+        let (sr, dr) = (&s, &d);
+        contenders.push(Contender {
+            kind: Kind::QemuStyle,
+            buffer: QEMU_READ as u64,
+            buffers_bytes: (QEMU_READ + 2 * QEMU_STREAM_BUFFER) as u64,
+            what: format!(
+                "1 MiB source reads through a 32 KiB stream buffer, written 32 KiB at a time {via}"
+            ),
+            job: Box::new(move || {
+                let (mut s, mut d) = (sr.borrow_mut(), dr.borrow_mut());
+                if tcp {
+                    across_tcp(
+                        &mut s,
+                        &mut d,
+                        |src, c| loops::qemu_save(src, &mut rbuf, &mut stage, c).map(|r| r.bytes),
+                        |dst, a| raw::restore(dst, a, &mut wbuf).map(|r| r.bytes),
+                    )
+                } else {
+                    loops::qemu_live(s.as_mut(), d.as_mut(), &mut rbuf, &mut stage)
+                        .map(sample)
+                        .map_err(mig("QEMU-style live"))
+                }
+            }),
+        });
+        let whole = if tcp { 2 * state } else { state };
+        if run.can_hold(whole, &format!("live over {} whole-state", path.as_str())) {
+            let (sr, dr) = (&s, &d);
+            contenders.push(Contender {
+                kind: Kind::WholeState,
+                buffer: state,
+                buffers_bytes: whole,
+                what: format!("the whole state read into memory, then written {via}"),
+                job: Box::new(move || {
+                    let (mut s, mut d) = (sr.borrow_mut(), dr.borrow_mut());
+                    if tcp {
+                        across_tcp(
+                            &mut s,
+                            &mut d,
+                            |src, c| loops::whole_save(src, c).map(|r| r.bytes),
+                            |dst, a| loops::whole_restore(dst, a, state).map(|r| r.bytes),
+                        )
+                    } else {
+                        loops::whole_live(s.as_mut(), d.as_mut())
+                            .map(sample)
+                            .map_err(mig("whole-state live"))
+                    }
+                }),
+            });
+        }
+    }
+
+    // The harness.
+    let mut o = opts(cfg, b);
+    if !tcp {
+        o.precopy = PrecopyPolicy {
+            max_rounds: cfg.precopy_rounds,
+            dirty_threshold: b,
+        };
+    }
+    let (sr, dr) = (&s, &d);
+    let mut rounds = 0;
+    let rounds_ref = &mut rounds;
+    contenders.push(Contender {
+        kind: Kind::Harness,
+        buffer: b,
+        buffers_bytes: if tcp {
+            2 * RING as u64 * b
+        } else {
+            RING as u64 * b
+        },
+        what: if tcp {
+            "the engine's save into a loopback TCP connection, its restore on another thread".into()
+        } else {
+            format!(
+                "the engine's migrate (overlapped, up to {} pre-copy rounds)",
+                cfg.precopy_rounds
+            )
+        },
+        job: Box::new(move || {
+            let (mut s, mut d) = (sr.borrow_mut(), dr.borrow_mut());
+            if tcp {
+                let o2 = o.clone();
+                across_tcp(
+                    &mut s,
+                    &mut d,
+                    |src, c| engine::save(src, c, "tcp", &o).map(|r| r.1.bytes),
+                    move |dst, a| engine::restore(dst, a, &o2).map(|r| r.bytes),
+                )
+            } else {
+                let t0 = Instant::now();
+                let rep =
+                    engine::migrate(s.as_mut(), d.as_mut(), &o).map_err(mig("live migration"))?;
+                *rounds_ref = rep.rounds;
+                Ok((
+                    t0.elapsed().as_secs_f64(),
+                    Sample {
+                        downtime: Some(rep.downtime_seconds),
+                        bytes: rep.bytes,
+                        stream_bytes: None,
+                    },
+                ))
+            }
+        }),
+    });
+
+    let verified = run.devs.verified;
+    let device = format!("{} -> {dst_name}", run.devs.primary_spec);
+    let id = BlockId {
+        op: "live",
+        path,
+        device: &device,
+        protocol: &run.protocol,
+        device_memory: run.devs.memory_bytes(),
+    };
+    let mut rows = run_block(cfg, &id, contenders, verified, || {
+        verify_device(&dst_dev, "live")
+    })?;
+    if !tcp {
+        for r in rows.iter_mut().filter(|r| r.kind == Kind::Harness) {
+            r.precopy_rounds = Some(rounds);
+        }
+    }
+    run.results.extend(rows);
+    Ok(())
+}

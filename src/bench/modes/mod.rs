@@ -1,0 +1,348 @@
+//! The measurements of a run, one file per mode, sharing a [`Run`]: the settings, the open
+//! devices, the progress counter, the rows measured so far and the notes.
+//!
+//! The transfer modes (`save`, `restore`, `live`) measure **blocks**: one operation on one
+//! path at one buffer size, every kind of loop of the block timed in the same run with the
+//! order rotated between repetitions ([`super::timing::timed_group`]): the path's physical
+//! reference, the raw loop, the QEMU-style loop and the whole-state loop (at the main buffer:
+//! their buffer sizes are their own), and the harness. [`run_block`] makes the rows and their
+//! ratios; [`Run::finish`] assembles the report.
+
+pub(super) mod arcs;
+pub(super) mod downtime;
+pub(super) mod live;
+pub(super) mod overlap;
+pub(super) mod parallel;
+pub(super) mod restore;
+pub(super) mod save;
+
+use super::arcs::ArcRow;
+use super::buf;
+use super::config::{BenchConfig, DataPath, Kind};
+use super::devices::{driver, Devices};
+use super::error::{io, BenchError};
+use super::machine::{self, Kernel, Machine};
+use super::progress::Progress;
+use super::report::{
+    assign_ratios, make_row, BenchReport, DowntimeReport, OverlapReport, ParallelReport, ResultRow,
+    RowInput, Settings, SCHEMA_VERSION,
+};
+use super::targets::targets;
+use super::timing::{timed_group, Job, Timed};
+use crate::device::{DeviceHandle, MigState};
+use crate::mem::AnonBuf;
+use crate::migration::engine::{Options, PrecopyPolicy, RING};
+use crate::units::format_bytes;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A run in progress.
+pub(super) struct Run<'a> {
+    /// The settings.
+    pub cfg: &'a BenchConfig,
+    /// The devices, by role.
+    pub devs: Devices,
+    /// Migration protocol of the primary device.
+    pub protocol: String,
+    /// Directory of the file paths.
+    pub dir: PathBuf,
+    /// Rows measured so far, in report order.
+    pub results: Vec<ResultRow>,
+    /// What was skipped, and why.
+    pub notes: Vec<String>,
+    /// The progress counter.
+    pub progress: Progress<'a>,
+}
+
+/// What the modes other than the transfer blocks report.
+#[derive(Default)]
+pub(super) struct Extras {
+    /// Arc latencies and the device they were measured on.
+    pub arcs: Option<(Vec<ArcRow>, String)>,
+    /// Parallel scaling.
+    pub parallel: Option<ParallelReport>,
+    /// The overlap proof.
+    pub overlap: Option<OverlapReport>,
+    /// The downtime sweep.
+    pub downtime: Option<DowntimeReport>,
+}
+
+impl<'a> Run<'a> {
+    /// A run of `cfg` on `devs`, nothing measured yet.
+    pub fn new(
+        cfg: &'a BenchConfig,
+        devs: Devices,
+        protocol: String,
+        progress: Progress<'a>,
+        notes: Vec<String>,
+    ) -> Run<'a> {
+        Run {
+            cfg,
+            devs,
+            protocol,
+            dir: cfg.file_dir(),
+            results: Vec::new(),
+            notes,
+            progress,
+        }
+    }
+
+    /// Notes `text` once.
+    pub fn note(&mut self, text: String) {
+        if !self.notes.contains(&text) {
+            self.notes.push(text);
+        }
+    }
+
+    /// Minimum time of a memory reference measurement.
+    pub fn min_time(&self) -> Duration {
+        if self.cfg.quick {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_millis(250)
+        }
+    }
+
+    /// Whether `bytes` more can be held in memory now (whole-state loops): `MemAvailable`
+    /// must exceed them by 512 MiB. Notes why not, naming `what`.
+    pub fn can_hold(&mut self, bytes: u64, what: &str) -> bool {
+        match machine::mem_available() {
+            Some(avail) if avail < bytes.saturating_add(512 << 20) => {
+                self.note(format!(
+                    "{what}: skipped, it holds {} in memory and only {} is available",
+                    format_bytes(bytes),
+                    format_bytes(avail)
+                ));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The report: the rows measured and the other modes' results, with the targets. The
+    /// primary device is left RUNNING as found.
+    pub fn finish(self, extras: Extras, t_start: Instant) -> BenchReport {
+        let Run {
+            cfg,
+            devs,
+            dir,
+            results,
+            mut notes,
+            ..
+        } = self;
+        // The targets are defined for a GiB-scale state: fixed per-operation costs dominate the
+        // tiny states of --quick, so they are not judged there.
+        let targets = if cfg.quick {
+            Vec::new()
+        } else {
+            targets(&results, extras.overlap.as_ref())
+        };
+        // The primary device must be RUNNING as found.
+        if let Ok(mut d) = driver(&devs.primary) {
+            if !matches!(d.state(), Ok(MigState::Running)) {
+                if let Err(e) = crate::migration::recovery::recover_device(d.as_mut()) {
+                    notes.push(format!(
+                        "{}: not RUNNING after the benchmark: {e}",
+                        d.device().name()
+                    ));
+                }
+            }
+        }
+        let (arc_rows, arcs_device) = match extras.arcs {
+            Some((rows, device)) => (rows, Some(device)),
+            None => (Vec::new(), None),
+        };
+        let sim = devs.primary_sim();
+        BenchReport {
+            schema_version: SCHEMA_VERSION,
+            harness_version: env!("CARGO_PKG_VERSION").to_string(),
+            machine: Machine::detect(),
+            kernel: Kernel::detect(),
+            settings: Settings {
+                devices: if cfg.devices.is_empty() || devs.verified {
+                    vec![devs.primary_spec.clone()]
+                } else {
+                    cfg.devices.iter().map(|d| d.to_string()).collect()
+                },
+                state_bytes: cfg.state,
+                buffers: cfg.buffers.clone(),
+                buffer_bytes: cfg.buffer,
+                modes: cfg.modes.clone(),
+                paths: cfg.paths.clone(),
+                dir: dir.display().to_string(),
+                repeat: cfg.repeat,
+                arc_repeat: cfg.arc_repeat,
+                precopy_rounds: cfg.precopy_rounds,
+                quick: cfg.quick,
+                engine_ring: RING,
+                engine_overlap: cfg.overlap,
+                zero_page_fraction: sim.map(|p| crate::sim::zero_pages_fraction(p.zero_pages)),
+                backing: sim.map(|p| {
+                    match p.backing {
+                        crate::sim::Backing::Memory => "memory",
+                        crate::sim::Backing::Generated => "generated",
+                    }
+                    .to_string()
+                }),
+            },
+            results,
+            arcs: arc_rows,
+            arcs_device,
+            parallel: extras.parallel,
+            overlap: extras.overlap,
+            downtime: extras.downtime,
+            targets,
+            notes,
+            total_seconds: t_start.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// A measurement buffer of `bytes` (see [`buf::page_buf`]).
+fn alloc(bytes: u64, what: &str) -> Result<AnonBuf, BenchError> {
+    usize::try_from(bytes)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))
+        .and_then(buf::page_buf)
+        .map_err(|source| BenchError::Alloc {
+            bytes,
+            what: what.into(),
+            source,
+        })
+}
+
+/// An anonymous temporary file in `$TMPDIR`.
+fn tempfile() -> Result<std::fs::File, BenchError> {
+    tempfile::tempfile().map_err(io("creating a temporary file in $TMPDIR"))
+}
+
+/// The engine's options for a row at buffer size `buffer` (no pre-copy).
+fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
+    Options {
+        buffer_size: buffer as usize,
+        precopy: PrecopyPolicy::default(),
+        cancel: cfg.cancel.clone(),
+        progress: None,
+        check_identity: true,
+        overlap: cfg.overlap,
+    }
+}
+
+/// What one transfer of a block measured besides its time.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Sample {
+    /// Time the device was not running, seconds.
+    pub downtime: Option<f64>,
+    /// Device-state bytes moved (for a reference: bytes copied or written).
+    pub bytes: u64,
+    /// Stream bytes (the harness's framing included).
+    pub stream_bytes: Option<u64>,
+}
+
+/// One loop of a block.
+pub(super) struct Contender<'a> {
+    /// Which loop.
+    pub kind: Kind,
+    /// Size of one of its reads or writes.
+    pub buffer: u64,
+    /// Buffer memory it allocates by design.
+    pub buffers_bytes: u64,
+    /// What it measures (the row's `what`).
+    pub what: String,
+    /// One transfer: its seconds and what it moved.
+    pub job: Job<'a, Sample>,
+}
+
+/// The identity of a block: one operation on one path.
+pub(super) struct BlockId<'s> {
+    /// `save`, `restore`, `live`, ...
+    pub op: &'s str,
+    /// The path.
+    pub path: DataPath,
+    /// The row's device.
+    pub device: &'s str,
+    /// Migration protocol.
+    pub protocol: &'s str,
+    /// Simulated device memory resident meanwhile.
+    pub device_memory: u64,
+}
+
+/// Times every contender of a block `cfg.repeat` times (rotating the order), running `check`
+/// after every sample of a device-moving loop (outside the measurement; `verified` says
+/// whether it checks anything), and returns the rows with their ratios.
+pub(super) fn run_block(
+    cfg: &BenchConfig,
+    id: &BlockId<'_>,
+    mut contenders: Vec<Contender<'_>>,
+    verified: bool,
+    mut check: impl FnMut() -> Result<(), BenchError>,
+) -> Result<Vec<ResultRow>, BenchError> {
+    let kinds: Vec<Kind> = contenders.iter().map(|c| c.kind).collect();
+    let mut jobs: Vec<Job<'_, Sample>> = Vec::with_capacity(contenders.len());
+    let mut meta = Vec::with_capacity(contenders.len());
+    for c in contenders.drain(..) {
+        meta.push((c.kind, c.buffer, c.buffers_bytes, c.what));
+        jobs.push(c.job);
+    }
+    let timed = timed_group(cfg, &mut jobs, |j| {
+        if kinds[j] == Kind::Reference {
+            Ok(())
+        } else {
+            check()
+        }
+    })?;
+    drop(jobs);
+    let mut rows: Vec<ResultRow> = meta
+        .into_iter()
+        .zip(timed)
+        .map(|((kind, buffer, buffers_bytes, what), t)| {
+            let Timed {
+                samples,
+                peak,
+                scope,
+                cpu,
+            } = t;
+            let last = samples.last().map(|s| s.1).unwrap_or_default();
+            let downtime: Vec<f64> = samples.iter().filter_map(|s| s.1.downtime).collect();
+            make_row(RowInput {
+                op: id.op,
+                path: id.path,
+                kind,
+                device: id.device,
+                protocol: id.protocol,
+                what,
+                buffer,
+                buffers_bytes,
+                bytes: last.bytes,
+                stream_bytes: last.stream_bytes,
+                seconds: samples.iter().map(|s| s.0).collect(),
+                downtime: (!downtime.is_empty()).then_some(downtime),
+                peak,
+                scope,
+                device_memory: id.device_memory,
+                cpu: Some(cpu),
+                verified: verified && kind != Kind::Reference,
+            })
+        })
+        .collect();
+    // List in the documented order, whatever order they ran in.
+    rows.sort_by_key(|r| Kind::ALL.iter().position(|k| *k == r.kind));
+    assign_ratios(&mut rows);
+    Ok(rows)
+}
+
+/// Checks that `dev` (a simulated device) holds exactly the state it should
+/// ([`crate::sim::SimDevice::verify_state`]); nothing for kernel devices.
+pub(super) fn verify_device(dev: &DeviceHandle, what: &str) -> Result<(), BenchError> {
+    match dev.as_any().downcast_ref::<crate::sim::SimDevice>() {
+        Some(s) => s.verify_state().map_err(|why| BenchError::Verify {
+            what: what.into(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Wraps an I/O failure of a sink or source.
+pub(super) fn io_of(what: &str) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    io(what.to_string())
+}

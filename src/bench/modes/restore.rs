@@ -1,0 +1,255 @@
+//! The `restore` blocks: a saved state into the device, from every path that holds one — a
+//! file in the page cache, the same file read with `O_DIRECT`, a pipe or a loopback socket
+//! fed by another thread — by the source's own rate (the reference), the raw loop, the
+//! QEMU-style and whole-state loops (main buffer) and the harness. After every transfer the
+//! simulator is checked to hold exactly the state saved (untimed).
+//!
+//! The raw, QEMU-style and whole-state loops restore the device's own stream (a raw capture);
+//! the harness restores the framed stream the engine saved at the same buffer size. Both
+//! files are written once per buffer size, untimed, and `fsync`'d (so `O_DIRECT` reads do not
+//! wait for their write-back).
+
+use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Run, Sample};
+use crate::bench::config::{DataPath, Kind};
+use crate::bench::devices::driver;
+use crate::bench::error::{mig, BenchError};
+use crate::bench::io::{describe_source, temp_path, Source};
+use crate::bench::loops::{self, QEMU_STREAM_BUFFER};
+use crate::bench::raw;
+use crate::bench::reference;
+use crate::migration::engine;
+use crate::units::format_bytes;
+use std::cell::RefCell;
+use std::path::Path;
+use std::time::Instant;
+
+/// The saved states the restore blocks read, at one buffer size.
+pub(in crate::bench) struct Saved {
+    raw: tempfile::TempPath,
+    raw_len: u64,
+    stream: tempfile::TempPath,
+    stream_len: u64,
+    buffer: u64,
+}
+
+/// Whether restore measures `path` (a saved state can come from it). Notes why not.
+pub(in crate::bench) fn measures(run: &mut Run<'_>, path: DataPath) -> bool {
+    match path {
+        DataPath::Memory => {
+            run.note(
+                "restore <- memory: not a separate path (a saved state is read from the page \
+                 cache: the restore <- file rows)"
+                    .into(),
+            );
+            false
+        }
+        DataPath::FileFsync => {
+            run.note(
+                "restore <- file-fsync: the same as restore <- file (fsync is a write's)".into(),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Saves the primary device's raw stream and its framed stream at buffer size `b` into files
+/// in the run's directory (untimed).
+pub(in crate::bench) fn prepare(run: &mut Run<'_>, b: u64) -> Result<Saved, BenchError> {
+    let cfg = run.cfg;
+    cfg.check_cancel()?;
+    run.progress.step(&format!(
+        "saving the states to restore, {} buffer",
+        format_bytes(b)
+    ));
+    let mut d = driver(&run.devs.primary)?;
+    let raw = temp_path(&run.dir).map_err(io_of("creating the raw capture file"))?;
+    let mut f = std::fs::File::create(&raw).map_err(io_of("creating the raw capture file"))?;
+    let mut buf = alloc(b, "the raw capture buffer")?;
+    let r = raw::save(d.as_mut(), &mut buf, Some(&mut f)).map_err(mig("raw capture"))?;
+    f.sync_all().map_err(io_of("syncing the raw capture"))?;
+    let stream = temp_path(&run.dir).map_err(io_of("creating the stream file"))?;
+    let f = std::fs::File::create(&stream).map_err(io_of("creating the stream file"))?;
+    let (f, rep) = engine::save(d.as_mut(), f, "stream to restore", &opts(cfg, b))
+        .map_err(mig("saving the stream to restore"))?;
+    f.sync_all().map_err(io_of("syncing the stream file"))?;
+    Ok(Saved {
+        raw,
+        raw_len: r.bytes,
+        stream,
+        stream_len: rep.stream_bytes,
+        buffer: b,
+    })
+}
+
+/// Runs `f` with a freshly opened source of `file` (`len` bytes) through `path` and waits for
+/// its feeding thread; the seconds are from just after opening to the end.
+fn from(
+    path: DataPath,
+    file: &Path,
+    len: u64,
+    f: impl FnOnce(&mut crate::bench::io::SourceReader) -> Result<Sample, BenchError>,
+) -> Result<(f64, Sample), BenchError> {
+    let (mut reader, feed) = Source::open(path, file, len)
+        .map_err(io_of("opening the source"))?
+        .into_parts();
+    let t0 = Instant::now();
+    let s = f(&mut reader);
+    drop(reader);
+    let s = s?;
+    Source::finish(feed).map_err(io_of("the source's feeding thread"))?;
+    Ok((t0.elapsed().as_secs_f64(), s))
+}
+
+/// The `restore` block of `path` from the states in `saved`.
+pub(in crate::bench) fn block(
+    run: &mut Run<'_>,
+    path: DataPath,
+    saved: &Saved,
+) -> Result<(), BenchError> {
+    let cfg = run.cfg;
+    let b = saved.buffer;
+    cfg.check_cancel()?;
+    run.progress.step(&format!(
+        "restore <- {}, {} buffer",
+        path.as_str(),
+        format_bytes(b)
+    ));
+    if path == DataPath::FileDirect {
+        if let Err(e) = crate::bench::io::direct::open(&saved.raw) {
+            run.note(format!(
+                "restore <- file-direct: skipped: {} does not support O_DIRECT ({e})",
+                run.dir.display()
+            ));
+            return Ok(());
+        }
+    }
+    let main = b == cfg.buffer;
+    let src_what = describe_source(path, &saved.raw);
+    let d = RefCell::new(driver(&run.devs.primary)?);
+    let (raw_file, raw_len): (&Path, u64) = (&saved.raw, saved.raw_len);
+    let mut contenders = Vec::new();
+
+    contenders.push(Contender {
+        kind: Kind::Reference,
+        buffer: b,
+        buffers_bytes: b,
+        what: format!("read(2) into one buffer from {src_what}"),
+        job: Box::new(move || {
+            let src = Source::open(path, raw_file, raw_len).map_err(io_of("opening the source"))?;
+            let (bytes, s) =
+                reference::source_rate(src, b as usize).map_err(io_of("the source reference"))?;
+            Ok((
+                s,
+                Sample {
+                    bytes,
+                    ..Sample::default()
+                },
+            ))
+        }),
+    });
+
+    let mut raw_buf = alloc(b, "the raw restore buffer")?;
+    let dr = &d;
+    contenders.push(Contender {
+        kind: Kind::Raw,
+        buffer: b,
+        buffers_bytes: b,
+        what: format!("reads into one buffer from {src_what}, each written to the device"),
+        job: Box::new(move || {
+            from(path, raw_file, raw_len, |r| {
+                let x = raw::restore(dr.borrow_mut().as_mut(), r, &mut raw_buf)
+                    .map_err(mig("raw restore"))?;
+                Ok(Sample {
+                    downtime: Some(x.downtime),
+                    bytes: x.bytes,
+                    stream_bytes: None,
+                })
+            })
+        }),
+    });
+
+    if main {
+        let mut qbuf = alloc(QEMU_STREAM_BUFFER as u64, "the QEMU-style restore buffer")?;
+        let dr = &d;
+        contenders.push(Contender {
+            kind: Kind::QemuStyle,
+            buffer: QEMU_STREAM_BUFFER as u64,
+            buffers_bytes: QEMU_STREAM_BUFFER as u64,
+            what: format!("32 KiB reads from {src_what}, each written to the device"),
+            job: Box::new(move || {
+                from(path, raw_file, raw_len, |r| {
+                    let x = raw::restore(dr.borrow_mut().as_mut(), r, &mut qbuf)
+                        .map_err(mig("QEMU-style restore"))?;
+                    Ok(Sample {
+                        downtime: Some(x.downtime),
+                        bytes: x.bytes,
+                        stream_bytes: None,
+                    })
+                })
+            }),
+        });
+        if run.can_hold(raw_len, "restore whole-state") {
+            let dr = &d;
+            contenders.push(Contender {
+                kind: Kind::WholeState,
+                buffer: raw_len,
+                buffers_bytes: raw_len,
+                what: format!(
+                    "the whole state read into memory from {src_what}, then written to the device"
+                ),
+                job: Box::new(move || {
+                    from(path, raw_file, raw_len, |r| {
+                        let x = loops::whole_restore(dr.borrow_mut().as_mut(), r, raw_len)
+                            .map_err(mig("whole-state restore"))?;
+                        Ok(Sample {
+                            downtime: Some(x.downtime),
+                            bytes: x.bytes,
+                            stream_bytes: None,
+                        })
+                    })
+                }),
+            });
+        }
+    }
+
+    let o = opts(cfg, b);
+    let (stream_file, stream_len): (&Path, u64) = (&saved.stream, saved.stream_len);
+    let dr = &d;
+    contenders.push(Contender {
+        kind: Kind::Harness,
+        buffer: b,
+        buffers_bytes: crate::migration::engine::RING as u64 * b,
+        what: format!(
+            "the engine's restore (64 KiB buffered reads as restore_from_file, every chunk verified, overlapped) from {}",
+            describe_source(path, stream_file)
+        ),
+        job: Box::new(move || {
+            from(path, stream_file, stream_len, |r| {
+                // Buffered as `engine::restore_from_file` reads its file.
+                let r = std::io::BufReader::with_capacity(64 << 10, r);
+                let rep = engine::restore(dr.borrow_mut().as_mut(), r, &o).map_err(mig("restore"))?;
+                Ok(Sample {
+                    downtime: Some(rep.seconds),
+                    bytes: rep.bytes,
+                    stream_bytes: Some(rep.stream_bytes),
+                })
+            })
+        }),
+    });
+
+    let verified = run.devs.verified;
+    let primary = run.devs.primary.clone();
+    let id = BlockId {
+        op: "restore",
+        path,
+        device: &run.devs.primary_spec,
+        protocol: &run.protocol,
+        device_memory: run.devs.memory_bytes(),
+    };
+    let rows = run_block(cfg, &id, contenders, verified, || {
+        verify_device(&primary, "restore")
+    })?;
+    run.results.extend(rows);
+    Ok(())
+}

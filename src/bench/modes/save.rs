@@ -1,0 +1,215 @@
+//! The `save` blocks: the device's state into a sink, on every path — a discarding writer
+//! (`memory`), a file in the page cache, `fsync`'d, `O_DIRECT`, a pipe, a loopback socket —
+//! by the path's reference, the raw loop, the QEMU-style and whole-state loops (main buffer)
+//! and the harness.
+
+use super::{alloc, io_of, opts, run_block, BlockId, Contender, Run, Sample};
+use crate::bench::config::{DataPath, Kind};
+use crate::bench::devices::driver;
+use crate::bench::error::{mig, BenchError};
+use crate::bench::io::{Sink, SinkTarget, SinkWriter};
+use crate::bench::loops::{self, QEMU_READ, QEMU_STREAM_BUFFER};
+use crate::bench::raw;
+use crate::bench::reference::{self, Copy};
+use crate::migration::engine::{self, RING};
+use crate::units::format_bytes;
+use std::cell::RefCell;
+use std::time::Instant;
+
+/// Runs `f` with a freshly opened sink of `target` and finishes it (`fsync`, the far end's
+/// reading); the seconds are from just after opening to the end of finishing.
+fn through(
+    target: &SinkTarget,
+    f: impl FnOnce(&mut SinkWriter) -> Result<Sample, BenchError>,
+) -> Result<(f64, Sample), BenchError> {
+    let Sink { mut writer, end } = target.open().map_err(io_of("opening the sink"))?;
+    let t0 = Instant::now();
+    let s = f(&mut writer)?;
+    end.finish(writer).map_err(io_of("finishing the sink"))?;
+    Ok((t0.elapsed().as_secs_f64(), s))
+}
+
+/// The `save` block of `path` at buffer size `b`.
+pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Result<(), BenchError> {
+    let cfg = run.cfg;
+    cfg.check_cancel()?;
+    run.progress.step(&format!(
+        "save -> {}, {} buffer",
+        path.as_str(),
+        format_bytes(b)
+    ));
+    let main = b == cfg.buffer;
+    let target = match SinkTarget::new(path, &run.dir, b as usize) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            run.note(format!("save -> {}: skipped: {e}", path.as_str()));
+            return Ok(());
+        }
+        Err(e) => return Err(io_of("preparing the sink")(e)),
+    };
+    let sink_what = target.describe();
+    let d = RefCell::new(driver(&run.devs.primary)?);
+    let state = d
+        .borrow_mut()
+        .stop_copy_size()
+        .ok()
+        .flatten()
+        .unwrap_or(cfg.state);
+    let mut contenders = Vec::new();
+
+    // The physical reference.
+    let memory_backed = run.devs.primary_memory() > 0;
+    if path == DataPath::Memory {
+        if memory_backed {
+            let region = reference::region_for(state, b);
+            let min_time = run.min_time();
+            contenders.push(Contender {
+                kind: Kind::Reference,
+                buffer: b,
+                buffers_bytes: region as u64 + b,
+                what: Copy::Out.describe(b as usize, region),
+                job: Box::new(move || {
+                    let r = reference::copy_rate(Copy::Out, b as usize, region, min_time)
+                        .ok_or_else(|| {
+                            BenchError::Config("no memory for the copy-out reference".into())
+                        })?;
+                    Ok((
+                        region as f64 / r,
+                        Sample {
+                            bytes: region as u64,
+                            ..Sample::default()
+                        },
+                    ))
+                }),
+            });
+        } else {
+            run.note(
+                "save -> memory: no memory reference (the device's reads copy nothing this \
+                 process can see: a generated simulator state, or a kernel device); the raw \
+                 loop is the reference"
+                    .into(),
+            );
+        }
+    } else {
+        let t = &target;
+        contenders.push(Contender {
+            kind: Kind::Reference,
+            buffer: b,
+            buffers_bytes: b,
+            what: format!("write(2) of one cache-hot buffer into {sink_what}"),
+            job: Box::new(move || {
+                let s = reference::sink_rate(t, state, b as usize)
+                    .map_err(io_of("the sink reference"))?;
+                Ok((
+                    s,
+                    Sample {
+                        bytes: state,
+                        ..Sample::default()
+                    },
+                ))
+            }),
+        });
+    }
+
+    // The raw loop.
+    let mut raw_buf = alloc(b, "the raw save buffer")?;
+    let (dr, t) = (&d, &target);
+    contenders.push(Contender {
+        kind: Kind::Raw,
+        buffer: b,
+        buffers_bytes: b,
+        what: format!("device reads into one buffer, each written to {sink_what}"),
+        job: Box::new(move || {
+            through(t, |w| {
+                let r = raw::save(dr.borrow_mut().as_mut(), &mut raw_buf, Some(w))
+                    .map_err(mig("raw save"))?;
+                Ok(Sample {
+                    downtime: Some(r.downtime),
+                    bytes: r.bytes,
+                    stream_bytes: None,
+                })
+            })
+        }),
+    });
+
+    if main {
+        // QEMU's loop.
+        let mut read_buf = alloc(QEMU_READ as u64, "the QEMU-style read buffer")?;
+        let mut stage = alloc(QEMU_STREAM_BUFFER as u64, "the QEMU-style stream buffer")?;
+        let (dr, t) = (&d, &target);
+        contenders.push(Contender {
+            kind: Kind::QemuStyle,
+            buffer: QEMU_READ as u64,
+            buffers_bytes: (QEMU_READ + QEMU_STREAM_BUFFER) as u64,
+            what: format!(
+                "1 MiB device reads copied into a 32 KiB stream buffer, written to {sink_what}"
+            ),
+            job: Box::new(move || {
+                through(t, |w| {
+                    let r =
+                        loops::qemu_save(dr.borrow_mut().as_mut(), &mut read_buf, &mut stage, w)
+                            .map_err(mig("QEMU-style save"))?;
+                    Ok(Sample {
+                        downtime: Some(r.downtime),
+                        bytes: r.bytes,
+                        stream_bytes: None,
+                    })
+                })
+            }),
+        });
+        // The whole state in memory.
+        if run.can_hold(state, "save whole-state") {
+            let (dr, t) = (&d, &target);
+            contenders.push(Contender {
+                kind: Kind::WholeState,
+                buffer: state,
+                buffers_bytes: state,
+                what: format!("the whole state read into memory, then written to {sink_what}"),
+                job: Box::new(move || {
+                    through(t, |w| {
+                        let r = loops::whole_save(dr.borrow_mut().as_mut(), w)
+                            .map_err(mig("whole-state save"))?;
+                        Ok(Sample {
+                            downtime: Some(r.downtime),
+                            bytes: r.bytes,
+                            stream_bytes: None,
+                        })
+                    })
+                }),
+            });
+        }
+    }
+
+    // The harness.
+    let o = opts(cfg, b);
+    let (dr, t, name) = (&d, &target, path.as_str());
+    contenders.push(Contender {
+        kind: Kind::Harness,
+        buffer: b,
+        buffers_bytes: RING as u64 * b,
+        what: format!("the engine's save (framing, XXH3-64, overlapped) into {sink_what}"),
+        job: Box::new(move || {
+            through(t, |w| {
+                let rep = engine::save(dr.borrow_mut().as_mut(), w, name, &o)
+                    .map_err(mig("save"))?
+                    .1;
+                Ok(Sample {
+                    downtime: Some(rep.stop_copy_seconds),
+                    bytes: rep.bytes,
+                    stream_bytes: Some(rep.stream_bytes),
+                })
+            })
+        }),
+    });
+
+    let id = BlockId {
+        op: "save",
+        path,
+        device: &run.devs.primary_spec,
+        protocol: &run.protocol,
+        device_memory: run.devs.memory_bytes(),
+    };
+    let rows = run_block(cfg, &id, contenders, false, || Ok(()))?;
+    run.results.extend(rows);
+    Ok(())
+}

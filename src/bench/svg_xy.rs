@@ -1,0 +1,240 @@
+//! A line chart with linear axes (the downtime sweep: downtime against the dirty rate as a
+//! fraction of the link rate), drawn like [`super::svg::line_chart`]; and
+//! [`BenchReport::to_downtime_svg`], the sweep's chart: per link rate, the measured downtime
+//! (solid) and the predicted one (dashed).
+
+use super::report::BenchReport;
+use super::svg::{escape, nice_step, trim_float, BOTTOM, COLORS, H, LEFT, RIGHT, TOP, W};
+use crate::units::format_rate;
+use std::fmt::Write;
+
+/// One line of an x-y chart.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct XySeries {
+    /// Legend label.
+    pub name: String,
+    /// `(x, y)` points; sorted by x by the writer.
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed.
+    pub dashed: bool,
+    /// Colour index (series of one group share a colour).
+    pub color: usize,
+}
+
+/// Renders the chart: both axes linear from 0. Non-finite points are skipped.
+pub(super) fn xy_chart(title: &str, x_label: &str, y_label: &str, series: &[XySeries]) -> String {
+    let pts: Vec<Vec<(f64, f64)>> = series
+        .iter()
+        .map(|s| {
+            let mut p: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite() && *y >= 0.0 && *x >= 0.0)
+                .collect();
+            p.sort_by(|a, b| a.0.total_cmp(&b.0));
+            p
+        })
+        .collect();
+    let xmax_data = pts.iter().flatten().map(|p| p.0).fold(0.0f64, f64::max);
+    let ymax_data = pts.iter().flatten().map(|p| p.1).fold(0.0f64, f64::max);
+    let axis = |m: f64| {
+        let m = if m > 0.0 { m * 1.05 } else { 1.0 };
+        let step = nice_step(m, 6.0);
+        (step, (m / step).ceil() * step)
+    };
+    let (xstep, xmax) = axis(xmax_data);
+    let (ystep, ymax) = axis(ymax_data);
+    let pw = W - LEFT - RIGHT;
+    let ph = H - TOP - BOTTOM;
+    let xpos = |x: f64| LEFT + x / xmax * pw;
+    let ypos = |y: f64| TOP + ph - y / ymax * ph;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect x="0" y="0" width="{W}" height="{H}" fill="white"/>
+<text x="{:.1}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
+        LEFT + pw / 2.0,
+        escape(title)
+    );
+    let mut k = 0.0;
+    while k <= ymax + ystep * 1e-9 {
+        let y = ypos(k);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/>
+<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT + pw,
+            LEFT - 8.0,
+            y + 4.0,
+            trim_float(k)
+        );
+        k += ystep;
+    }
+    let mut k = 0.0;
+    while k <= xmax + xstep * 1e-9 {
+        let x = xpos(k);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#f0f0f0"/>
+<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            TOP + ph,
+            TOP + ph + 18.0,
+            trim_float(k)
+        );
+        k += xstep;
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{:.1}" stroke="black"/>
+<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/>
+<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>
+<text x="20" y="{:.1}" text-anchor="middle" transform="rotate(-90 20 {:.1})">{}</text>"##,
+        TOP + ph,
+        TOP + ph,
+        LEFT + pw,
+        TOP + ph,
+        LEFT + pw / 2.0,
+        H - 15.0,
+        escape(x_label),
+        TOP + ph / 2.0,
+        TOP + ph / 2.0,
+        escape(y_label)
+    );
+    for (i, (ser, p)) in series.iter().zip(&pts).enumerate() {
+        let color = COLORS[ser.color % COLORS.len()];
+        let dash = if ser.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = writeln!(s, r#"<g class="series" data-name="{}">"#, escape(&ser.name));
+        if p.len() > 1 {
+            let coords: Vec<String> = p
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", xpos(*x), ypos(*y)))
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
+                coords.join(" ")
+            );
+        }
+        for (x, y) in p {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {} at {}</title></circle>"#,
+                xpos(*x),
+                ypos(*y),
+                escape(&ser.name),
+                trim_float(*y),
+                trim_float(*x)
+            );
+        }
+        let ly = TOP + 10.0 + i as f64 * 22.0;
+        let lx = LEFT + pw + 20.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/>
+<text x="{:.1}" y="{:.1}">{}</text>
+</g>"#,
+            lx + 24.0,
+            lx + 30.0,
+            ly + 4.0,
+            escape(&ser.name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+impl BenchReport {
+    /// The downtime sweep's chart: downtime (ms) against the dirty rate over the link rate,
+    /// per link rate the measured downtime (solid) and the predicted one (dashed). A chart
+    /// with no series when the sweep did not run.
+    pub fn to_downtime_svg(&self) -> String {
+        let mut series: Vec<XySeries> = Vec::new();
+        if let Some(d) = &self.downtime {
+            let mut links: Vec<f64> = d.points.iter().map(|p| p.link_bytes_per_s).collect();
+            links.sort_by(f64::total_cmp);
+            links.dedup();
+            for (i, link) in links.iter().enumerate() {
+                let at: Vec<_> = d
+                    .points
+                    .iter()
+                    .filter(|p| p.link_bytes_per_s == *link)
+                    .collect();
+                let l = format_rate(*link);
+                series.push(XySeries {
+                    name: format!("measured, link {l}"),
+                    points: at
+                        .iter()
+                        .map(|p| (p.dirty_over_link, p.measured_s * 1e3))
+                        .collect(),
+                    dashed: false,
+                    color: i,
+                });
+                series.push(XySeries {
+                    name: format!("predicted, link {l}"),
+                    points: at
+                        .iter()
+                        .filter_map(|p| p.predicted_s.map(|s| (p.dirty_over_link, s * 1e3)))
+                        .collect(),
+                    dashed: true,
+                    color: i,
+                });
+            }
+        }
+        let state = self
+            .downtime
+            .as_ref()
+            .map(|d| crate::units::format_bytes(d.state_bytes))
+            .unwrap_or_default();
+        xy_chart(
+            &format!("vfio-harness bench: downtime, {state} state"),
+            "dirty rate / link rate",
+            "downtime (ms)",
+            &series,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xy_chart_is_well_formed() {
+        let s = xy_chart(
+            "d <t>",
+            "x",
+            "y",
+            &[
+                XySeries {
+                    name: "measured".into(),
+                    points: vec![(1.0, 30.0), (0.0, 1.0), (0.5, 8.0)],
+                    dashed: false,
+                    color: 0,
+                },
+                XySeries {
+                    name: "predicted".into(),
+                    points: vec![(0.0, 0.5), (f64::NAN, 1.0), (1.0, 29.0)],
+                    dashed: true,
+                    color: 0,
+                },
+            ],
+        );
+        assert!(s.starts_with("<?xml") && s.trim_end().ends_with("</svg>"));
+        for tag in ["svg", "g", "text", "circle", "title"] {
+            let open =
+                s.matches(&format!("<{tag} ")).count() + s.matches(&format!("<{tag}>")).count();
+            assert_eq!(open, s.matches(&format!("</{tag}>")).count(), "{tag}");
+        }
+        assert_eq!(s.matches("<polyline").count(), 2);
+        assert_eq!(s.matches("<circle").count(), 5);
+        assert!(s.contains("d &lt;t&gt;"));
+        assert!(xy_chart("e", "x", "y", &[]).trim_end().ends_with("</svg>"));
+    }
+}

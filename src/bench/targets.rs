@@ -1,0 +1,71 @@
+//! The project's targets, checked against a run's figures (defined for a 4 GiB memory-backed
+//! state; not judged with `--quick`, whose tiny states measure fixed costs):
+//! - on every path, the harness at least 0.95x the raw loop of that path, and at least the
+//!   QEMU-style loop;
+//! - with the device capped at `D` and the sink at `S`, the harness at least 0.9 x `min(D, S)`;
+//! - the harness's peak RSS at most its buffers + 16 MiB (the simulated device memory taken
+//!   out), at any state size.
+
+use super::config::Kind;
+use super::report::{OverlapReport, ResultRow, Target};
+use super::rss::RssScope;
+use super::stats::round4;
+
+/// How a block is named in the targets and the table: `save -> file`, `restore <- pipe`,
+/// `live over tcp`.
+pub fn block_name(op: &str, path: &str) -> String {
+    match op {
+        "save" => format!("save -> {path}"),
+        "restore" => format!("restore <- {path}"),
+        "live" => format!("live over {path}"),
+        other => format!("{other} ({path})"),
+    }
+}
+
+/// The targets this run has figures for.
+pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) -> Vec<Target> {
+    let mut t = Vec::new();
+    let mut check = |name: String, measured: f64, required: f64, at_least: bool| {
+        t.push(Target {
+            name,
+            measured: round4(measured),
+            required,
+            comparison: if at_least { "at_least" } else { "at_most" }.into(),
+            met: if at_least {
+                measured >= required
+            } else {
+                measured <= required
+            },
+        })
+    };
+    let transfers = || {
+        results
+            .iter()
+            .filter(|r| r.kind == Kind::Harness)
+            .filter(|r| matches!(r.op.as_str(), "save" | "restore" | "live"))
+    };
+    for r in transfers() {
+        let block = block_name(&r.op, r.path.as_str());
+        for (to, required) in [("raw", 0.95), ("qemu-style", 1.0)] {
+            if let Some(x) = r.ratios.iter().find(|x| x.to == to) {
+                check(format!("{block}: harness / {to}"), x.ratio, required, true);
+            }
+        }
+    }
+    if let Some(h) = overlap.and_then(|o| o.harness_over_ideal) {
+        check("overlap: harness / min(D, S)".into(), h, 0.9, true);
+    }
+    let worst = transfers()
+        .filter(|r| r.rss_scope == RssScope::Mode)
+        .filter_map(|r| r.rss_over_buffers_bytes)
+        .max();
+    if let Some(w) = worst {
+        check(
+            "harness peak RSS above its buffers (MiB)".into(),
+            w as f64 / (1 << 20) as f64,
+            16.0,
+            false,
+        );
+    }
+    t
+}

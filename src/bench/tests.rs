@@ -1,0 +1,338 @@
+//! Unit tests of the benchmark's pure parts: simulator specs, modes, sweeps, rows, and the
+//! report's presentations.
+
+use super::devices::sim_seed;
+use super::machine::{Kernel, Machine};
+use super::report::{self, make_row, RowInput};
+use super::rss::RssScope;
+use super::*;
+use crate::migration::engine::RING;
+
+#[test]
+fn sim_params_defaults_and_overrides() {
+    assert_eq!(sim_params("", 1024, &[]), "state=1K,seed=1");
+    assert_eq!(sim_params("", 1000, &[]), "state=1000,seed=1");
+    assert_eq!(
+        sim_params("state=1G,chunk=64K", 1024, &[("verify-seed", "1".into())]),
+        "state=1G,chunk=64K,seed=1,verify-seed=1"
+    );
+    assert_eq!(
+        sim_params("seed=7,verify-seed=3", 5, &[("verify-seed", "7".into())]),
+        "seed=7,verify-seed=7,state=5"
+    );
+    assert_eq!(sim_seed("state=5,seed=0x10"), 16);
+    assert_eq!(sim_seed("state=5"), 1);
+}
+
+#[test]
+fn modes_parse() {
+    assert_eq!("Live".parse::<Mode>().unwrap(), Mode::Live);
+    assert!("fast".parse::<Mode>().is_err());
+}
+
+#[test]
+fn sweep_is_powers_of_two() {
+    let s = sweep_buffers(false);
+    assert_eq!(s.first(), Some(&4096));
+    assert_eq!(s.last(), Some(&(64 << 20)));
+    assert!(s.iter().all(|b| b.is_power_of_two()));
+    assert_eq!(
+        sweep_buffers(true),
+        vec![4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20]
+    );
+}
+
+fn row(op: &str, path: DataPath, kind: Kind, b: u64, secs: f64) -> ResultRow {
+    make_row(RowInput {
+        op,
+        path,
+        kind,
+        device: "sim",
+        protocol: "v2",
+        what: "test".into(),
+        buffer: b,
+        buffers_bytes: RING as u64 * b,
+        bytes: 1 << 30,
+        stream_bytes: None,
+        seconds: vec![secs],
+        downtime: None,
+        peak: Some((1 << 30) + (10 << 20)),
+        scope: RssScope::Mode,
+        device_memory: 1 << 30,
+        cpu: None,
+        verified: false,
+    })
+}
+
+#[test]
+fn rows_compute_throughput_and_memory() {
+    let r = make_row(RowInput {
+        op: "save",
+        path: DataPath::File,
+        kind: Kind::Harness,
+        device: "sim",
+        protocol: "v2",
+        what: "w".into(),
+        buffer: 1 << 20,
+        buffers_bytes: 4 << 20,
+        bytes: 1 << 30,
+        stream_bytes: None,
+        seconds: vec![0.5, 0.25, 1.0],
+        downtime: Some(vec![0.1, 0.3, 0.2]),
+        peak: Some((1 << 30) + (10 << 20)),
+        scope: RssScope::Mode,
+        device_memory: 1 << 30,
+        cpu: Some(0.7),
+        verified: true,
+    });
+    assert_eq!(r.seconds, 0.5);
+    assert_eq!((r.seconds_min, r.seconds_max, r.repeats), (0.25, 1.0, 3));
+    assert_eq!(r.throughput_bytes_per_s, (2u64 << 30) as f64);
+    assert_eq!(r.downtime_s, Some(0.2));
+    // The simulated device memory is taken out before the buffers.
+    assert_eq!(r.data_path_rss_bytes, Some(10 << 20));
+    assert_eq!(r.rss_over_buffers_bytes, Some(6 << 20));
+    assert_eq!(r.cpu_seconds, Some(0.7));
+    assert_eq!((r.ratio, r.ratio_to.as_deref()), (None, None));
+}
+
+#[test]
+fn every_ratio_names_its_reference() {
+    let mut block = vec![
+        row("save", DataPath::Pipe, Kind::Reference, 1 << 20, 0.25),
+        row("save", DataPath::Pipe, Kind::Raw, 1 << 20, 0.5),
+        row("save", DataPath::Pipe, Kind::QemuStyle, 1 << 20, 1.0),
+        row("save", DataPath::Pipe, Kind::Harness, 1 << 20, 0.5),
+    ];
+    report::assign_ratios(&mut block);
+    let h = &block[3];
+    assert_eq!((h.ratio, h.ratio_to.as_deref()), (Some(1.0), Some("raw")));
+    let tos: Vec<(&str, f64)> = h.ratios.iter().map(|r| (r.to.as_str(), r.ratio)).collect();
+    assert_eq!(tos, [("raw", 1.0), ("qemu-style", 2.0), ("reference", 0.5)]);
+    // The other loops against the path's reference; the reference against nothing.
+    assert_eq!(
+        (block[1].ratio, block[1].ratio_to.as_deref()),
+        (Some(0.5), Some("reference"))
+    );
+    assert!(block[0].ratios.is_empty() && block[0].ratio.is_none());
+    // Without a reference (a path that copies nothing), no ratio against one.
+    let mut block = vec![
+        row("save", DataPath::Memory, Kind::Raw, 1 << 20, 0.5),
+        row("save", DataPath::Memory, Kind::Harness, 1 << 20, 0.5),
+    ];
+    report::assign_ratios(&mut block);
+    assert!(block[0].ratio.is_none());
+    assert_eq!(block[1].ratios.len(), 1);
+    // Targets: harness / raw and / qemu-style per path, the RSS margin of the harness rows.
+    let mut block = vec![
+        row("save", DataPath::Pipe, Kind::Raw, 1 << 20, 0.5),
+        row("save", DataPath::Pipe, Kind::QemuStyle, 1 << 20, 0.4),
+        row("save", DataPath::Pipe, Kind::Harness, 1 << 20, 0.5),
+    ];
+    report::assign_ratios(&mut block);
+    let t = targets::targets(&block, None);
+    let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "save -> pipe: harness / raw",
+            "save -> pipe: harness / qemu-style",
+            "harness peak RSS above its buffers (MiB)"
+        ]
+    );
+    assert_eq!(
+        t.iter().map(|t| t.met).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+}
+
+fn report_of(results: Vec<ResultRow>) -> BenchReport {
+    BenchReport {
+        schema_version: SCHEMA_VERSION,
+        harness_version: "0".into(),
+        machine: Machine::default(),
+        kernel: Kernel::default(),
+        settings: Settings {
+            devices: vec!["sim".into()],
+            state_bytes: 100,
+            buffers: vec![4096, 8192],
+            buffer_bytes: 4096,
+            modes: vec![Mode::Save],
+            paths: vec![DataPath::Memory],
+            dir: "/tmp".into(),
+            repeat: 1,
+            arc_repeat: 1,
+            precopy_rounds: 0,
+            quick: true,
+            engine_ring: RING,
+            engine_overlap: true,
+            zero_page_fraction: Some(0.5),
+            backing: Some("memory".into()),
+        },
+        results,
+        arcs: vec![],
+        arcs_device: None,
+        parallel: None,
+        overlap: None,
+        downtime: Some(DowntimeReport {
+            state_bytes: 1 << 20,
+            max_rounds: 3,
+            threshold_bytes: 4096,
+            points: vec![DowntimePoint {
+                link_bytes_per_s: 1e9,
+                dirty_bytes_per_s: 5e8,
+                dirty_over_link: 0.5,
+                rounds: 3,
+                converged: false,
+                remaining_bytes: 1 << 17,
+                drain_bytes_per_s: Some(1e9),
+                predicted_s: Some(1.3e-4),
+                measured_s: 1.5e-4,
+                model_s: Some(1.3e-4),
+                stopcopy_bytes: 1 << 17,
+            }],
+        }),
+        targets: vec![],
+        notes: vec!["a note".into()],
+        total_seconds: 1.0,
+    }
+}
+
+#[test]
+fn svg_table_and_json_of_a_sweep() {
+    let rep = report_of(vec![
+        row("save", DataPath::Memory, Kind::Reference, 4096, 0.1),
+        row("save", DataPath::Memory, Kind::Raw, 4096, 0.2),
+        row("save", DataPath::Memory, Kind::Harness, 4096, 0.2),
+        row("save", DataPath::Memory, Kind::Reference, 8192, 0.1),
+        row("save", DataPath::Memory, Kind::Raw, 8192, 0.2),
+        row("save", DataPath::Memory, Kind::QemuStyle, 1 << 20, 0.3),
+        row("save", DataPath::Memory, Kind::Harness, 8192, 0.2),
+    ]);
+    let svg = rep.to_svg();
+    assert!(
+        svg.contains(r#"data-name="save -&gt; memory harness""#),
+        "{svg}"
+    );
+    assert!(svg.contains(r#"data-name="save -&gt; memory reference""#));
+    // Single-point rows are not lines on a sweep chart.
+    assert!(!svg.contains("qemu-style"));
+    let table = rep.to_table();
+    assert!(table.contains("qemu-style"));
+    assert_eq!(table.matches("save -> memory,").count(), 2, "{table}");
+    assert!(table.contains("note: a note"));
+    assert!(table.contains("downtime sweep"));
+    let d = rep.to_downtime_svg();
+    assert!(d.contains("measured, link") && d.contains("predicted, link"));
+    // JSON keeps the documented field names.
+    let j = serde_json::to_value(&rep).unwrap();
+    assert_eq!(j["schema_version"], 2);
+    let r = &j["results"][2];
+    assert_eq!(
+        (r["op"].as_str(), r["path"].as_str(), r["kind"].as_str()),
+        (Some("save"), Some("memory"), Some("harness"))
+    );
+    for f in [
+        "throughput_bytes_per_s",
+        "peak_rss_bytes",
+        "ratio",
+        "ratio_to",
+        "ratios",
+        "device_memory_bytes",
+        "rss_over_buffers_bytes",
+    ] {
+        assert!(r.get(f).is_some(), "missing {f}");
+    }
+    assert!(j["machine"]["cpu_features"].is_array());
+    assert!(j["downtime"]["points"][0]["predicted_s"].is_number());
+    let back: BenchReport = serde_json::from_value(j).unwrap();
+    assert_eq!(back, rep);
+}
+
+#[test]
+fn paths_and_kinds_parse_and_print() {
+    for p in DataPath::ALL {
+        assert_eq!(p.as_str().parse::<DataPath>().unwrap(), p);
+        assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+    }
+    for k in Kind::ALL {
+        assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+    }
+    assert!("disk".parse::<DataPath>().is_err());
+    assert_eq!("downtime".parse::<Mode>().unwrap(), Mode::Downtime);
+}
+
+#[test]
+fn quick_run_on_the_simulator_has_every_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = BenchConfig::new(true);
+    cfg.state = 256 << 10;
+    cfg.buffers = vec![64 << 10];
+    cfg.buffer = 64 << 10;
+    cfg.dir = Some(dir.path().to_path_buf());
+    cfg.parallel_devices = vec![2];
+    cfg.arc_repeat = 1;
+    cfg.overlap_rates = (1 << 30, 1 << 30);
+    cfg.sweep_links = vec![1 << 30];
+    cfg.sweep_dirty = vec![0.0, 1.0];
+    let rep = run(&cfg, &|_| {}).unwrap();
+    let has = |op: &str, path: &str, kind: Kind| {
+        rep.results
+            .iter()
+            .any(|r| r.op == op && r.path.as_str() == path && r.kind == kind)
+    };
+    let direct = !rep.notes.iter().any(|n| n.contains("O_DIRECT"));
+    for path in ["memory", "file", "file-fsync", "file-direct", "pipe", "tcp"] {
+        if path == "file-direct" && !direct {
+            continue;
+        }
+        for kind in Kind::ALL {
+            assert!(
+                has("save", path, kind),
+                "save {path} {kind:?}\n{}",
+                rep.to_table()
+            );
+            if !matches!(path, "memory" | "file-fsync") {
+                assert!(has("restore", path, kind), "restore {path} {kind:?}");
+            }
+            if matches!(path, "memory" | "tcp") {
+                assert!(has("live", path, kind), "live {path} {kind:?}");
+            }
+        }
+    }
+    // Every device-moving row moved the whole state, and restores and live were checked.
+    let raw = rep
+        .results
+        .iter()
+        .find(|r| r.op == "save" && r.kind == Kind::Raw)
+        .unwrap()
+        .bytes;
+    for r in rep.results.iter().filter(|r| {
+        matches!(r.op.as_str(), "save" | "restore" | "live") && r.kind != Kind::Reference
+    }) {
+        assert_eq!(r.bytes, raw, "{} {} {:?}", r.op, r.path.as_str(), r.kind);
+        assert!(
+            r.ratio_to.is_some(),
+            "{} {} {:?} has no ratio",
+            r.op,
+            r.path.as_str(),
+            r.kind
+        );
+        if r.op != "save" {
+            assert!(r.verified);
+        }
+    }
+    let p = rep.parallel.as_ref().unwrap();
+    assert_eq!(
+        p.points.iter().map(|x| x.devices).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let o = rep.overlap.as_ref().unwrap();
+    assert!(o.harness_bytes_per_s.is_some() && o.raw_bytes_per_s.is_some());
+    assert_eq!(rep.downtime.as_ref().unwrap().points.len(), 2);
+    assert!(!rep.arcs.is_empty());
+    assert_eq!(rep.settings.backing.as_deref(), Some("memory"));
+    assert!(rep.targets.is_empty(), "no targets on --quick");
+    // The files are gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -1,0 +1,107 @@
+//! Timing of repeated transfers: wall time, CPU time and peak RSS per sample, and the
+//! alternation (ABBA) of a reference loop with the harness.
+
+use super::config::BenchConfig;
+use super::error::BenchError;
+use super::rss::{self, RssScope};
+
+/// CPU time (user + system) this process has used so far, seconds.
+pub fn cpu_time() -> f64 {
+    // SAFETY: rusage is plain data; getrusage fills it and returns 0 on success.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// What [`timed`] measured around the samples.
+pub(super) struct Timed<T> {
+    /// `(seconds, value)` of each repetition.
+    pub samples: Vec<(f64, T)>,
+    /// Highest peak RSS over the repetitions.
+    pub peak: Option<u64>,
+    /// Whether `peak` is the row's own.
+    pub scope: RssScope,
+    /// CPU seconds per repetition (all threads).
+    pub cpu: f64,
+}
+
+/// Collects the samples of one row one at a time, so the repetitions of two rows can
+/// alternate ([`timed_pair`]). The peak RSS is reset before each sample and the row keeps
+/// the highest.
+struct Sampler<T> {
+    samples: Vec<(f64, T)>,
+    peak: Option<u64>,
+    scoped: bool,
+    cpu: f64,
+}
+
+impl<T> Sampler<T> {
+    fn new() -> Self {
+        Sampler {
+            samples: Vec::new(),
+            peak: None,
+            scoped: true,
+            cpu: 0.0,
+        }
+    }
+
+    /// Runs and records one sample (`(seconds, value)`).
+    fn sample(
+        &mut self,
+        f: impl FnOnce() -> Result<(f64, T), BenchError>,
+    ) -> Result<(), BenchError> {
+        self.scoped &= rss::reset_peak();
+        let c0 = cpu_time();
+        let v = f()?;
+        self.cpu += cpu_time() - c0;
+        self.peak = self.peak.max(rss::current().peak_rss);
+        self.samples.push(v);
+        Ok(())
+    }
+
+    fn finish(self) -> Timed<T> {
+        let n = self.samples.len().max(1) as f64;
+        Timed {
+            peak: self.peak,
+            scope: if self.scoped {
+                RssScope::Mode
+            } else {
+                RssScope::Process
+            },
+            cpu: self.cpu / n,
+            samples: self.samples,
+        }
+    }
+}
+
+/// A measurement taken with its context: the loops of a block are timed by [`timed_group`].
+pub(super) type Job<'a, T> = Box<dyn FnMut() -> Result<(f64, T), BenchError> + 'a>;
+
+/// Times every job `cfg.repeat` times, rotating the order (forward on even repetitions,
+/// backward on odd ones: ABBA for two), so a change in machine load or a warm cache left by
+/// the previous transfer affects every row alike. Under TCG two runs of the same loop a
+/// minute apart differ by up to 20 %; measured back to back they compare. `after` runs after
+/// every sample, outside the measurement (checking what a restore left, for one).
+pub(super) fn timed_group<T>(
+    cfg: &BenchConfig,
+    jobs: &mut [Job<'_, T>],
+    mut after: impl FnMut(usize) -> Result<(), BenchError>,
+) -> Result<Vec<Timed<T>>, BenchError> {
+    let mut samplers: Vec<Sampler<T>> = jobs.iter().map(|_| Sampler::new()).collect();
+    let n = jobs.len();
+    for i in 0..cfg.repeat.max(1) {
+        for k in 0..n {
+            if cfg.cancelled() {
+                return Err(BenchError::Interrupted);
+            }
+            let j = if i % 2 == 0 { k } else { n - 1 - k };
+            samplers[j].sample(&mut jobs[j])?;
+            after(j)?;
+        }
+    }
+    Ok(samplers.into_iter().map(Sampler::finish).collect())
+}

@@ -1,0 +1,207 @@
+//! How a failed command is reported: one line per cause on stderr (escaped), or with
+//! `--json` one JSON object on stdout, and the exit code.
+//!
+//! The JSON object:
+//! `{"error": {"kind": KIND, "message": TEXT, "causes": [TEXT...], "hint": TEXT|null},
+//!   "devices": [{"device": NAME, "state": STATE|null, "error": TEXT|null}]}`
+//! where KIND is one of `stream-corrupt` (the stream is foreign, corrupt or truncated),
+//! `incompatible` (saved from another kind of device), `device` (a device refused or broke
+//! the protocol, or is in the wrong state), `io` (a file or pipe failed), `interrupted`
+//! (a signal), `usage` (bad arguments), `error` (anything else); `devices` lists the state
+//! each device the command touched was left in.
+//!
+//! Exit codes: 2 for usage errors, 128 + N after signal N (130 SIGINT, 143 SIGTERM, 129
+//! SIGHUP), 1 otherwise.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use serde::Serialize;
+use vfio_harness::device::DeviceError;
+use vfio_harness::migration::{MigrationDriver, MigrationError};
+
+use super::output::{escape, print_json};
+use super::transfer::caught_signal;
+
+/// What became of one device a failed command touched.
+#[derive(Debug, Serialize)]
+pub struct DeviceOutcome {
+    /// The device.
+    pub device: String,
+    /// Its migration state now (`RUNNING`...), when it could be read.
+    pub state: Option<String>,
+    /// Why the state could not be read.
+    pub error: Option<String>,
+}
+
+/// Reads the state each driver's device is in now.
+pub fn outcomes(drivers: &mut [&mut dyn MigrationDriver]) -> Vec<DeviceOutcome> {
+    drivers
+        .iter_mut()
+        .map(|d| {
+            let device = d.device().name().to_string();
+            match d.state() {
+                Ok(s) => DeviceOutcome {
+                    device,
+                    state: Some(s.to_string()),
+                    error: None,
+                },
+                Err(e) => DeviceOutcome {
+                    device,
+                    state: None,
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .collect()
+}
+
+/// A command's error with the devices it touched.
+pub struct Failed {
+    /// The error.
+    pub error: anyhow::Error,
+    /// The devices and their states afterwards.
+    pub devices: Vec<DeviceOutcome>,
+}
+
+impl fmt::Debug for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.error, f)
+    }
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for Failed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+/// The error kind of `e` (see the module docs).
+pub fn kind(e: &anyhow::Error) -> &'static str {
+    if caught_signal().is_some() {
+        return "interrupted";
+    }
+    for cause in e.chain() {
+        if let Some(m) = cause.downcast_ref::<MigrationError>() {
+            return match m {
+                MigrationError::Stream(_) | MigrationError::StreamFile { .. } => "stream-corrupt",
+                MigrationError::Incompatible { .. } => "incompatible",
+                MigrationError::Interrupted => "interrupted",
+                MigrationError::File { .. } => "io",
+                MigrationError::InvalidBufferSize { .. } => "usage",
+                _ => "device",
+            };
+        }
+        if cause.downcast_ref::<DeviceError>().is_some() {
+            return "device";
+        }
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return "io";
+        }
+    }
+    "error"
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    kind: &'static str,
+    message: String,
+    causes: Vec<String>,
+    hint: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    error: ErrorBody,
+    devices: &'a [DeviceOutcome],
+}
+
+/// The exit code for an error of `kind`.
+pub fn exit_code(kind: &str) -> ExitCode {
+    match (kind, caught_signal()) {
+        (_, Some(sig)) => ExitCode::from(128u8.saturating_add(sig as u8)),
+        ("interrupted", None) => ExitCode::from(130),
+        ("usage", None) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Reports `e` (see the module docs) and returns the exit code.
+pub fn report(e: anyhow::Error, json: bool) -> ExitCode {
+    let (error, devices) = match e.downcast::<Failed>() {
+        Ok(f) => (f.error, f.devices),
+        Err(e) => (e, Vec::new()),
+    };
+    let k = kind(&error);
+    let hint = error
+        .chain()
+        .find_map(|c| c.downcast_ref::<MigrationError>())
+        .and_then(MigrationError::hint);
+    let message = if k == "interrupted" {
+        "interrupted".to_string()
+    } else {
+        error.to_string()
+    };
+    // Causes whose text the message above already includes are not repeated.
+    let mut causes = Vec::new();
+    let mut shown = error.to_string();
+    for cause in error.chain().skip(1) {
+        let c = cause.to_string();
+        if !shown.contains(&c) {
+            causes.push(c.clone());
+            shown = c;
+        }
+    }
+    if k == "interrupted" {
+        causes.clear();
+    }
+    if json {
+        let out = ErrorOut {
+            error: ErrorBody {
+                kind: k,
+                message,
+                causes,
+                hint,
+            },
+            devices: &devices,
+        };
+        if print_json(&out).is_err() {
+            errln!("error: could not encode the error report");
+        }
+    } else if k == "interrupted" {
+        let all_running = devices
+            .iter()
+            .all(|d| d.state.as_deref() == Some("RUNNING"));
+        if all_running {
+            errln!("interrupted: devices returned to RUNNING");
+        } else {
+            errln!("interrupted");
+        }
+    } else {
+        errln!("error: {}", escape(&message));
+        for c in &causes {
+            errln!("  caused by: {}", escape(c));
+        }
+    }
+    if k != "interrupted" || !json {
+        for d in devices
+            .iter()
+            .filter(|d| d.state.as_deref() != Some("RUNNING"))
+        {
+            if !json {
+                errln!(
+                    "  device {} left in {}",
+                    escape(&d.device),
+                    d.state.as_deref().unwrap_or("an unknown state")
+                );
+            }
+        }
+    }
+    exit_code(k)
+}

@@ -1,0 +1,217 @@
+//! Cross-host migration in the CLI: the transport options shared by `migrate SRC ADDR` and
+//! `receive`, the source side of `migrate` to an address, and the exit codes of link faults.
+//!
+//! JSON output of `migrate SRC tcp://|tls://ADDR:PORT --json`: the fields of the in-process
+//! `migrate` report (`source`, `destination`, `bytes`, `downtime_seconds`, ...; with several
+//! devices the names are comma separated, counts summed, times the longest), plus `peer`,
+//! `transport` (`tls` or `tcp`) and `devices` (per device: `save` (the save report),
+//! `destination`, `commit_seconds`, `downtime_seconds`). Downtime runs from the source
+//! leaving RUNNING until the destination's acknowledgement arrived.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use vfio_harness::migration::engine::{Options, PrecopyPolicy};
+use vfio_harness::transport::{
+    self, Endpoint, RemoteReport, Scheme, Security, TlsFiles, TransportError,
+};
+use vfio_harness::units::{format_bytes, format_rate, format_seconds};
+use vfio_harness::DeviceSpec;
+
+use super::transfer::{install_interrupt_handler, open_drivers, precopy_summary, print_json, Bar};
+use super::Global;
+
+/// Exit code of a migration whose link broke or stalled before the commit: every device on
+/// both sides is RUNNING, sources with their state, destinations reset (EX_TEMPFAIL).
+pub const EXIT_LINK: u8 = 75;
+/// Exit code of a migration whose commit was sent but not acknowledged: the source runs its
+/// state; the destination may run it too.
+pub const EXIT_UNACKNOWLEDGED: u8 = 76;
+/// Exit code of a migration the peer refused (incompatible device, a stream it could not
+/// restore, a refused commit): every device RUNNING.
+pub const EXIT_REFUSED: u8 = 77;
+
+/// Transport options of `migrate SRC ADDR` and `receive`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TransportArgs {
+    /// CA certificate (PEM) the peer's certificate must be signed by (TLS).
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// This side's certificate (PEM) (TLS).
+    #[arg(long, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// This side's private key (PEM) (TLS).
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// Plain TCP: no authentication, no encryption. Needed for tcp:// addresses.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Give up on a peer that sends or accepts nothing (not even a keepalive) for this long,
+    /// seconds; also bounds connecting and the TLS handshake.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub timeout: f64,
+}
+
+impl TransportArgs {
+    /// How links are secured: `--insecure`, or TLS with the three files.
+    pub fn security(&self) -> anyhow::Result<Security> {
+        if self.insecure {
+            return Ok(Security::Insecure);
+        }
+        match (&self.ca, &self.cert, &self.key) {
+            (Some(ca), Some(cert), Some(key)) => Ok(Security::Tls(TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            _ => anyhow::bail!(
+                "TLS needs --ca, --cert and --key (see docs/transport.md); plain TCP needs --insecure"
+            ),
+        }
+    }
+
+    /// `--timeout` as a duration.
+    pub fn timeout(&self) -> anyhow::Result<Duration> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0 && self.timeout < 1e6) {
+            anyhow::bail!("--timeout must be a positive number of seconds");
+        }
+        Ok(Duration::from_secs_f64(self.timeout))
+    }
+}
+
+/// The outcome of a transport error: link faults and refusals get their own exit codes
+/// (after the error is printed), everything else propagates.
+pub fn finish_transport_error(e: TransportError) -> anyhow::Result<ExitCode> {
+    let code = match &e {
+        TransportError::Migration(vfio_harness::migration::MigrationError::Interrupted) => {
+            errln!("interrupted: devices returned to RUNNING");
+            return Ok(super::failure::exit_code("interrupted"));
+        }
+        TransportError::NotAcknowledged(_) => EXIT_UNACKNOWLEDGED,
+        e if e.is_link_fault() => EXIT_LINK,
+        TransportError::Refused(_) => EXIT_REFUSED,
+        _ => return Err(e.into()),
+    };
+    errln!("error: {e}");
+    match code {
+        EXIT_UNACKNOWLEDGED => {
+            errln!("  the source runs its state; the destination may have committed it (check it)")
+        }
+        EXIT_LINK => {
+            errln!("  the sources run their state; the destination resets its devices to RUNNING")
+        }
+        _ => errln!("  every device is RUNNING"),
+    }
+    Ok(ExitCode::from(code))
+}
+
+#[derive(serde::Serialize)]
+struct Out<'a> {
+    #[serde(flatten)]
+    report: &'a RemoteReport,
+    peer: String,
+    transport: &'static str,
+}
+
+/// The options `migrate` passes to the engine (shared with the in-process path's values).
+pub struct Transfer {
+    /// Chunk size.
+    pub buffer: usize,
+    /// Pre-copy policy.
+    pub precopy: PrecopyPolicy,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// `migrate SRC [--with SRC2...] tcp://|tls://HOST:PORT`: the source side.
+pub fn migrate_to(
+    sources: &[DeviceSpec],
+    endpoint: &Endpoint,
+    t: &TransportArgs,
+    x: &Transfer,
+    global: &Global,
+) -> anyhow::Result<ExitCode> {
+    let security = t.security()?;
+    let timeout = t.timeout()?;
+    let cancel = install_interrupt_handler()?.flag();
+    let mut drivers = open_drivers(sources, global)?;
+    let bar = Bar::new(x.json, false);
+    let opts = Options {
+        buffer_size: x.buffer,
+        precopy: x.precopy,
+        cancel: Some(cancel),
+        progress: bar.callback(),
+        ..Options::default()
+    };
+    let result = transport::connect(endpoint, &security, timeout)
+        .and_then(|link| transport::migrate_to(&mut drivers, &link, &opts));
+    bar.finish();
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => return finish_transport_error(e),
+    };
+    let s = &r.summary;
+    if x.json {
+        print_json(&Out {
+            report: &r,
+            peer: endpoint.to_string(),
+            transport: match endpoint.scheme {
+                Scheme::Tcp => "tcp",
+                _ => "tls",
+            },
+        })?;
+    } else {
+        outln!(
+            "migrated {} from {} to {} at {} in {} ({}), downtime {}",
+            format_bytes(s.bytes),
+            s.source,
+            s.destination,
+            endpoint,
+            format_seconds(s.seconds),
+            format_rate(s.throughput_bytes_per_s),
+            format_seconds(s.downtime_seconds)
+        );
+        outln!(
+            "  protocol {}, {}stop-copy {} in {}, commit {} (acknowledged), {} chunk(s), {} device(s)",
+            s.protocol,
+            precopy_summary(s.rounds, s.precopy_bytes, Some(s.precopy_seconds), s.converged),
+            format_bytes(s.stopcopy_bytes),
+            format_seconds(s.stop_copy_seconds),
+            format_seconds(s.commit_seconds),
+            s.chunks,
+            r.devices.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate`'s destination: a device here, or a peer's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A device opened by this process (in-process migration).
+    Device(DeviceSpec),
+    /// `tcp://HOST:PORT` or `tls://HOST:PORT`, where `vfio-harness receive` listens.
+    Remote(Endpoint),
+}
+
+impl std::str::FromStr for Destination {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Destination> {
+        if s.contains("://") {
+            Ok(Destination::Remote(s.parse()?))
+        } else {
+            Ok(Destination::Device(s.parse()?))
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Device(d) => d.fmt(f),
+            Destination::Remote(e) => e.fmt(f),
+        }
+    }
+}

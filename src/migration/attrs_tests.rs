@@ -1,0 +1,166 @@
+//! Tests of `migration::attrs` on fixture trees: two instances of a type listing
+//! `dynamic_resources`.
+
+use super::*;
+
+use std::fs;
+
+use crate::sysfs::fixture::{self, Fixture};
+
+const GPU: &str = "devices/pci0000:00/0000:00:02.0";
+const SRC: &str = "aaaaaaaa-0000-0000-0000-00000000000a";
+const DST: &str = "aaaaaaaa-0000-0000-0000-00000000000b";
+
+/// The samples plus two `i915-GVTg_V5_4` instances (the type lists `dynamic_resources` =
+/// `aggregator`) with `vendor/aggregator` = `src_agg` / `dst_agg`.
+fn pair(src_agg: &str, dst_agg: Option<&str>) -> Fixture {
+    let f = Fixture::samples();
+    for (u, g) in [(SRC, 7), (DST, 8)] {
+        f.add_instance(GPU, "i915-GVTg_V5_4", u, g, "i915");
+    }
+    f.write(
+        &format!("{GPU}/{SRC}/vendor/aggregator"),
+        &format!("{src_agg}\n"),
+    );
+    if let Some(d) = dst_agg {
+        f.write(&format!("{GPU}/{DST}/vendor/aggregator"), &format!("{d}\n"));
+    }
+    f
+}
+
+fn u(s: &str) -> Uuid {
+    Uuid::parse_str(s).unwrap()
+}
+
+fn root(f: &Fixture) -> SysfsRoot {
+    SysfsRoot::new(f.root())
+}
+
+#[test]
+fn resources_keep_their_order() {
+    assert_eq!(
+        parse_resources("priority,aggregate"),
+        ["priority", "aggregate"]
+    );
+    assert_eq!(parse_resources(" b a\nb,,c "), ["b", "a", "c"]);
+    assert!(parse_resources("").is_empty());
+}
+
+#[test]
+fn a_differing_resource_is_copied_and_read_back() {
+    let f = pair("4", Some("1"));
+    let p = plan(&root(&f), &u(SRC), &u(DST)).unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].resource, "aggregator");
+    assert_eq!(p[0].attribute.as_deref(), Some("vendor/aggregator"));
+    assert_eq!(p[0].action, Action::Differs);
+    let done = apply(&root(&f), &u(DST), p, Policy::Copy).unwrap();
+    assert_eq!(done[0].action, Action::Copied);
+    assert_eq!(done[0].source.as_deref(), Some("4"));
+    assert_eq!(done[0].destination_before.as_deref(), Some("1"));
+    assert_eq!(done[0].destination_after.as_deref(), Some("4"));
+    assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/aggregator")), "4\n");
+    // The JSON the migrate report carries.
+    let v = serde_json::to_value(&done[0]).unwrap();
+    assert_eq!(v["action"], "copied");
+    assert!(v.get("note").is_none());
+}
+
+#[test]
+fn refusing_names_the_attribute_and_writes_nothing() {
+    let f = pair("4", Some("1"));
+    let p = plan(&root(&f), &u(SRC), &u(DST)).unwrap();
+    let e = apply(&root(&f), &u(DST), p.clone(), Policy::Refuse).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("dynamic resource aggregator differs: source \"4\", destination {DST} has \"1\" (vendor/aggregator); copy it before migrating")
+    );
+    assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/aggregator")), "1\n");
+    // Ignoring leaves it for the device to judge.
+    let left = apply(&root(&f), &u(DST), p, Policy::Ignore).unwrap();
+    assert_eq!(left[0].action, Action::Differs);
+    assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/aggregator")), "1\n");
+}
+
+#[test]
+fn equal_and_unknown_resources_are_not_written() {
+    let f = pair("2", Some("2"));
+    let p = plan(&root(&f), &u(SRC), &u(DST)).unwrap();
+    assert_eq!(p[0].action, Action::Equal);
+    let done = apply(&root(&f), &u(DST), p, Policy::Refuse).unwrap();
+    assert_eq!(done[0].action, Action::Equal);
+
+    let f = pair("2", None);
+    let p = plan(&root(&f), &u(SRC), &u(DST)).unwrap();
+    assert_eq!(p[0].action, Action::Unknown);
+    assert_eq!(
+        p[0].note.as_deref(),
+        Some("the destination has no such attribute")
+    );
+    let done = apply(&root(&f), &u(DST), p, Policy::Copy).unwrap();
+    assert_eq!(done[0].action, Action::Unknown);
+    assert!(!f.path(&format!("{GPU}/{DST}/vendor/aggregator")).exists());
+}
+
+#[test]
+fn a_refused_copy_names_the_resource() {
+    let f = pair("4", Some("1"));
+    let p = plan(&root(&f), &u(SRC), &u(DST)).unwrap();
+    // The attribute vanished between plan and copy (as when the destination is re-created).
+    fs::remove_file(f.path(&format!("{GPU}/{DST}/vendor/aggregator"))).unwrap();
+    let e = apply(&root(&f), &u(DST), p, Policy::Copy).unwrap_err();
+    match &e {
+        CopyError::Refused {
+            resource, copied, ..
+        } => {
+            assert_eq!(resource, "aggregator");
+            assert!(copied.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        e.to_string()
+            .starts_with(&format!("copying dynamic resource aggregator to {DST} failed: mediated device {DST} has no attribute")),
+        "{e}"
+    );
+}
+
+#[test]
+fn types_without_dynamic_resources_and_non_mdev_pairs_plan_nothing() {
+    let f = Fixture::samples();
+    let m = u(fixture::MTTY_UUID);
+    assert!(plan(&root(&f), &m, &m).unwrap().is_empty());
+    let sim = DeviceSpec::Sim(String::new());
+    assert!(
+        prepare(&root(&f), &sim, &DeviceSpec::Mdev(m), Policy::Refuse)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(mdev_uuid(&DeviceSpec::Mdev(m)), Some(m));
+    assert_eq!(
+        mdev_uuid(&DeviceSpec::Sysfs(
+            format!("/sys/bus/mdev/devices/{}", fixture::MTTY_UUID).into()
+        )),
+        Some(m)
+    );
+    assert_eq!(mdev_uuid(&DeviceSpec::Pci("0000:00:03.0".into())), None);
+    // A missing instance is an error, not an empty plan.
+    assert!(matches!(
+        plan(&root(&f), &m, &Uuid::new_v4()),
+        Err(CopyError::Sysfs(SysfsError::NoSuchInstance { .. }))
+    ));
+}
+
+#[test]
+fn prepare_copies_between_mdev_specs() {
+    let f = pair("8", Some("1"));
+    let done = prepare(
+        &root(&f),
+        &DeviceSpec::Mdev(u(SRC)),
+        &DeviceSpec::Mdev(u(DST)),
+        Policy::Copy,
+    )
+    .unwrap();
+    assert_eq!(done[0].action, Action::Copied);
+    assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/aggregator")), "8\n");
+}

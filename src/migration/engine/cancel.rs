@@ -1,0 +1,292 @@
+//! Cancellation that also interrupts blocking I/O: [`CancelToken`] and the I/O wrapper
+//! [`Cancellable`].
+//!
+//! How a blocked operation is woken: the token owns a pipe (both ends non-blocking,
+//! close-on-exec). [`CancelToken::cancel`] sets the flag the engine polls between chunks
+//! ([`CancelToken::flag`], what [`Options::cancel`](super::Options::cancel) holds) and writes
+//! one byte into the pipe, which is never drained, so its read end stays readable for good.
+//! Every blocking wait on a stream fd ([`Cancellable`]'s reads and writes on pipes, FIFOs,
+//! sockets and character devices; [`CancelToken::open_blocking`] for a FIFO's open) polls
+//! the data fd *and* that read end, so a cancel wakes it at once, whichever thread is
+//! blocked and whether or not a signal reached that thread. A signal handler may call
+//! [`CancelToken::cancel`]: it only stores an atomic and calls `write(2)`, both
+//! async-signal-safe.
+//!
+//! Regular files never block in the sense `poll(2)` knows (they always poll ready), so
+//! they are read and written without polling, and the flag is checked between calls.
+//! Device data fds (`read`/`write` of a migration driver) are not wrapped: the engine checks
+//! the flag between device calls, which return in bounded time on every device we drive.
+
+use super::Cancel;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+/// A cancellation request that wakes blocked I/O (see the module docs).
+#[derive(Debug)]
+pub struct CancelToken {
+    flag: Cancel,
+    wake_r: OwnedFd,
+    wake_w: OwnedFd,
+}
+
+/// The error [`Cancellable`] returns when the token was cancelled while it waited. Its
+/// kind is [`io::ErrorKind::Other`] (not `Interrupted`, which `std` retries).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Cancelled;
+
+/// Whether `e` is (or wraps) a [`Cancelled`] from [`Cancellable`].
+pub fn is_cancelled(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<Cancelled>())
+}
+
+fn cancelled() -> io::Error {
+    io::Error::other(Cancelled)
+}
+
+impl CancelToken {
+    /// A token, not cancelled, with its wake-up pipe.
+    pub fn new() -> io::Result<Arc<CancelToken>> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
+        let (wake_r, wake_w) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Arc::new(CancelToken {
+            flag: Arc::new(AtomicBool::new(false)),
+            wake_r,
+            wake_w,
+        }))
+    }
+
+    /// The flag set by [`cancel`](Self::cancel), for [`Options::cancel`](super::Options::cancel).
+    pub fn flag(&self) -> Cancel {
+        self.flag.clone()
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Cancels: sets the flag and wakes every waiter. Async-signal-safe.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        wake(self.wake_w.as_raw_fd());
+    }
+
+    /// The pipe's write end, for a signal handler that cannot reach the token itself: writing
+    /// one byte to it and storing `true` into [`flag`](Self::flag) is [`cancel`](Self::cancel).
+    /// Valid as long as the token lives.
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake_w.as_raw_fd()
+    }
+
+    /// Waits until `fd` is ready for `events` (`libc::POLLIN` / `libc::POLLOUT`; hang-ups and
+    /// errors count as ready, the following read or write reports them) or the token is
+    /// cancelled ([`Cancelled`]).
+    pub fn wait(&self, fd: RawFd, events: libc::c_short) -> io::Result<()> {
+        loop {
+            if self.is_cancelled() {
+                return Err(cancelled());
+            }
+            let mut p = [
+                libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.wake_r.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `p` is a valid array of two pollfds for the duration of the call.
+            let r = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if p[1].revents != 0 || self.is_cancelled() {
+                return Err(cancelled());
+            }
+            if p[0].revents != 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Opens `path` with `opts` on a helper thread and waits for it or for a cancel
+    /// ([`Cancelled`]): opening a FIFO blocks until its other end is opened, and `open(2)` is
+    /// restarted by `std` after a signal. On cancel the helper is left to finish on its own
+    /// (it drops whatever it opens).
+    pub fn open_blocking(&self, path: &Path, opts: std::fs::OpenOptions) -> io::Result<File> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let (done_r, done_w) = {
+            let mut fds = [0 as libc::c_int; 2];
+            // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+        };
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("open".into())
+            .spawn(move || {
+                let r = opts.open(&path);
+                // The waiter may be gone (cancelled); then the file is simply dropped.
+                let _ = tx.send(r);
+                wake(done_w.as_raw_fd());
+            })?;
+        self.wait(done_r.as_raw_fd(), libc::POLLIN)?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the opening thread ended without an answer"))?
+    }
+}
+
+/// Writes one byte into a non-blocking pipe; a full pipe is already readable.
+fn wake(fd: RawFd) {
+    let b = 1u8;
+    // SAFETY: writes one byte from a valid local into an fd we own; async-signal-safe.
+    let _ = unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+}
+
+/// A file, pipe, FIFO, socket or character device whose reads and writes wait through a
+/// [`CancelToken`]: a cancel ends a blocked read or write with [`Cancelled`]. Regular files
+/// are not polled (see the module docs). A pipe, FIFO or socket is switched to
+/// `O_NONBLOCK` while wrapped (and switched back on drop): its open file description may be
+/// shared with other processes (an inherited stdout), which see the flag meanwhile.
+#[derive(Debug)]
+pub struct Cancellable<F: AsFd> {
+    inner: F,
+    token: Arc<CancelToken>,
+    poll: bool,
+    /// The file status flags to put back on drop, when `new` made the fd non-blocking.
+    restore_flags: Option<libc::c_int>,
+}
+
+impl<F: AsFd> Cancellable<F> {
+    /// Wraps `inner`.
+    pub fn new(inner: F, token: Arc<CancelToken>) -> Self {
+        let fd = inner.as_fd().as_raw_fd();
+        let poll = !is_regular(fd);
+        // A pipe or socket is made non-blocking while wrapped: `poll(2)` reporting room
+        // does not stop a large write(2) from blocking until all of it fits, nor a read on a
+        // socket from blocking. Character devices (a terminal) are left alone.
+        let mut restore_flags = None;
+        if poll && is_pipe_or_socket(fd) {
+            // SAFETY: F_GETFL/F_SETFL on a descriptor `inner` keeps open.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            if flags >= 0
+                && flags & libc::O_NONBLOCK == 0
+                // SAFETY: as above.
+                && unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == 0
+            {
+                restore_flags = Some(flags);
+            }
+        }
+        Cancellable {
+            inner,
+            token,
+            poll,
+            restore_flags,
+        }
+    }
+
+    /// The wrapped file.
+    pub fn get_ref(&self) -> &F {
+        &self.inner
+    }
+}
+
+impl<F: AsFd> Drop for Cancellable<F> {
+    fn drop(&mut self) {
+        if let Some(flags) = self.restore_flags {
+            // SAFETY: F_SETFL on a descriptor `inner` still keeps open. Nothing to report
+            // to if the descriptor was closed meanwhile.
+            unsafe { libc::fcntl(self.inner.as_fd().as_raw_fd(), libc::F_SETFL, flags) };
+        }
+    }
+}
+
+fn is_pipe_or_socket(fd: RawFd) -> bool {
+    // SAFETY: a zeroed stat is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat.
+    let r = unsafe { libc::fstat(fd, &mut st) };
+    let t = st.st_mode & libc::S_IFMT;
+    r == 0 && (t == libc::S_IFIFO || t == libc::S_IFSOCK)
+}
+
+/// Runs `op` until it does not report `WouldBlock`, waiting for `events` between tries.
+fn retry<T>(
+    token: &CancelToken,
+    fd: RawFd,
+    events: libc::c_short,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    loop {
+        if token.is_cancelled() {
+            return Err(cancelled());
+        }
+        token.wait(fd, events)?;
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Whether `fd` is a regular file (which `poll(2)` always reports ready).
+pub(crate) fn is_regular(fd: RawFd) -> bool {
+    // SAFETY: a zeroed stat is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat; an invalid fd only makes fstat fail.
+    let r = unsafe { libc::fstat(fd, &mut st) };
+    r == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+}
+
+impl<F: Read + AsFd> Read for Cancellable<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.token.is_cancelled() {
+            return Err(cancelled());
+        }
+        if !self.poll {
+            return self.inner.read(buf);
+        }
+        let fd = self.inner.as_fd().as_raw_fd();
+        let inner = &mut self.inner;
+        retry(&self.token, fd, libc::POLLIN, || inner.read(buf))
+    }
+}
+
+impl<F: Write + AsFd> Write for Cancellable<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.token.is_cancelled() {
+            return Err(cancelled());
+        }
+        if !self.poll {
+            return self.inner.write(buf);
+        }
+        let fd = self.inner.as_fd().as_raw_fd();
+        let inner = &mut self.inner;
+        retry(&self.token, fd, libc::POLLOUT, || inner.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

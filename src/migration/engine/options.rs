@@ -1,0 +1,172 @@
+//! What an operation is asked to do: buffer size, pre-copy policy, cancellation, progress.
+
+use crate::migration::stream::{ChunkKind, MAX_CHUNK_LEN};
+use crate::migration::{MigrationError, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Default chunk (buffer) size: 1 MiB, what QEMU reads the data fd with.
+pub const DEFAULT_BUFFER: usize = 1 << 20;
+
+/// Smallest chunk (buffer) size accepted: below it the stream's framing (24 bytes per chunk)
+/// outweighs the data.
+pub const MIN_BUFFER: usize = 4096;
+
+/// Most pre-copy rounds an operation runs, whatever [`PrecopyPolicy::max_rounds`] says: each
+/// round re-reads what a running device dirtied, so the stream grows with every round.
+pub const MAX_PRECOPY_ROUNDS: u32 = 100;
+
+/// A cancellation flag shared with a signal handler or another thread.
+pub type Cancel = Arc<AtomicBool>;
+
+/// Progress callback: called after every chunk, from the thread that writes the stream side
+/// (a stream file, or the destination device). With [`Options::overlap`] (the default) that
+/// is a helper thread for [`save`](super::save()) and [`migrate`](super::migrate()) and the
+/// calling thread for [`restore`](super::restore()); without it, always the calling thread.
+/// Hence `Send + Sync`. A callback that panics stops the operation: its devices are returned
+/// to RUNNING and the panic continues on the calling thread.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Which phase a transfer is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Reading while the source still runs (PRE_COPY).
+    Precopy,
+    /// Reading the stopped source (STOP_COPY).
+    StopCopy,
+    /// Feeding a stream into the target (RESUMING).
+    Resume,
+}
+
+impl From<ChunkKind> for Phase {
+    /// The phase of the source that produced a chunk.
+    fn from(kind: ChunkKind) -> Phase {
+        match kind {
+            ChunkKind::Precopy => Phase::Precopy,
+            ChunkKind::Stopcopy => Phase::StopCopy,
+        }
+    }
+}
+
+/// What the progress callback receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Current phase.
+    pub phase: Phase,
+    /// Device-state bytes moved so far.
+    pub bytes: u64,
+    /// Expected total, when known (device estimate, stream header).
+    pub expected: Option<u64>,
+}
+
+/// When to stop pre-copying and stop the source. The default runs no pre-copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrecopyPolicy {
+    /// Maximum pre-copy rounds; 0 disables pre-copy (capped at [`MAX_PRECOPY_ROUNDS`]).
+    pub max_rounds: u32,
+    /// Converged when the bytes still pending after a round (initial + dirty) are at or below
+    /// this.
+    pub dirty_threshold: u64,
+}
+
+/// Options common to every operation.
+#[derive(Clone)]
+pub struct Options {
+    /// Chunk / buffer size in bytes ([`MIN_BUFFER`] ..= 64 MiB).
+    pub buffer_size: usize,
+    /// Pre-copy policy (save and migrate; ignored when the source lacks PRE_COPY).
+    pub precopy: PrecopyPolicy,
+    /// Checked between chunks; when set the operation stops with
+    /// [`MigrationError::Interrupted`] and devices are recovered.
+    pub cancel: Option<Cancel>,
+    /// Progress callback.
+    pub progress: Option<ProgressFn>,
+    /// Check the destination's identity (device_api, mdev type, PCI IDs, protocol) against
+    /// the source's before migrating (`restore` always checks the stream header).
+    pub check_identity: bool,
+    /// Run the device side and the stream side of an operation on two threads, so reading
+    /// overlaps writing (the default). Off, each operation runs on the calling thread alone,
+    /// with one buffer: for moving many devices at once on few cores, where a second thread
+    /// per device only competes with the other devices for the same cores (and costs more
+    /// CPU per byte: the data crosses from one core's cache to another's).
+    pub overlap: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            buffer_size: DEFAULT_BUFFER,
+            precopy: PrecopyPolicy::default(),
+            cancel: None,
+            progress: None,
+            check_identity: true,
+            overlap: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("buffer_size", &self.buffer_size)
+            .field("precopy", &self.precopy)
+            .field("cancel", &self.cancel.is_some())
+            .field("progress", &self.progress.is_some())
+            .field("check_identity", &self.check_identity)
+            .field("overlap", &self.overlap)
+            .finish()
+    }
+}
+
+impl Options {
+    pub(super) fn chunk_len(&self) -> Result<usize> {
+        if self.buffer_size < MIN_BUFFER || self.buffer_size > MAX_CHUNK_LEN as usize {
+            return Err(MigrationError::InvalidBufferSize {
+                size: self.buffer_size,
+            });
+        }
+        Ok(self.buffer_size)
+    }
+
+    /// The error to report for `e`: [`MigrationError::Interrupted`] when the operation was
+    /// cancelled (a blocked read or write ended by the cancel fails with an I/O error that
+    /// is only its consequence).
+    pub(super) fn cause(&self, e: MigrationError) -> MigrationError {
+        if self.cancelled() {
+            MigrationError::Interrupted
+        } else {
+            e
+        }
+    }
+
+    /// Pre-copy rounds actually run: the policy's, at most [`MAX_PRECOPY_ROUNDS`].
+    pub(super) fn max_rounds(&self) -> u32 {
+        self.precopy.max_rounds.min(MAX_PRECOPY_ROUNDS)
+    }
+
+    pub(super) fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn check_cancel(&self) -> Result<()> {
+        if self.cancelled() {
+            Err(MigrationError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn report(&self, phase: Phase, bytes: u64, expected: Option<u64>) {
+        if let Some(p) = &self.progress {
+            p(&Progress {
+                phase,
+                bytes,
+                expected,
+            });
+        }
+    }
+}

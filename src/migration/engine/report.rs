@@ -1,0 +1,150 @@
+//! What an operation reports: the results of save, restore and migrate.
+
+use crate::migration::stream::StreamHeader;
+use crate::migration::{Pending, Protocol};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// One pre-copy round: what was pending when it started, what it read, what was pending after.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundStats {
+    /// Round number, from 1.
+    pub round: u32,
+    /// Pending when the round started (initial + dirty).
+    pub pending_before: Pending,
+    /// Bytes read in the round.
+    pub bytes: u64,
+    /// Pending when the round ended: what the source dirtied (or had left) meanwhile.
+    pub pending_after: Pending,
+    /// Round duration, seconds.
+    pub seconds: f64,
+}
+
+/// Result of [`save`](super::save()).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SaveReport {
+    /// Source device.
+    pub device: String,
+    /// Output file, when saving to a file. (in JSON: the path, non-UTF-8 bytes replaced).
+    #[serde(serialize_with = "lossy_path")]
+    pub file: Option<PathBuf>,
+    /// Migration protocol.
+    pub protocol: Protocol,
+    /// Device-state bytes saved.
+    pub bytes: u64,
+    /// Of which read during pre-copy.
+    pub precopy_bytes: u64,
+    /// Of which read during STOP_COPY.
+    pub stopcopy_bytes: u64,
+    /// Stream bytes written (framing included).
+    pub stream_bytes: u64,
+    /// Chunks written.
+    pub chunks: u64,
+    /// Pre-copy rounds run.
+    pub rounds: u32,
+    /// Per pre-copy round: pending before and after, bytes read, duration.
+    #[serde(default)]
+    pub precopy_rounds: Vec<RoundStats>,
+    /// Whether pre-copy converged under the threshold (false when it ran out of rounds or
+    /// did not run).
+    pub converged: bool,
+    /// The device's STOP_COPY size estimate, when it gave one.
+    pub state_size_estimate: Option<u64>,
+    /// Whole operation, seconds.
+    pub seconds: f64,
+    /// Time the device spent stopped (from leaving RUNNING/PRE_COPY until STOP_COPY's end
+    /// of stream), seconds.
+    pub stop_copy_seconds: f64,
+    /// `bytes / seconds`.
+    pub throughput_bytes_per_s: f64,
+    /// The whole-stream checksum (XXH3-64) written in the trailer.
+    pub stream_checksum: u64,
+}
+
+/// Result of [`restore`](super::restore()).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// Target device.
+    pub device: String,
+    /// Input file, when restoring from a file. (in JSON: the path, non-UTF-8 bytes replaced).
+    #[serde(serialize_with = "lossy_path")]
+    pub file: Option<PathBuf>,
+    /// Migration protocol.
+    pub protocol: Protocol,
+    /// The stream's header (who saved it).
+    pub source: StreamHeader,
+    /// Device-state bytes restored.
+    pub bytes: u64,
+    /// Stream bytes read.
+    pub stream_bytes: u64,
+    /// Chunks read.
+    pub chunks: u64,
+    /// Whole operation, seconds.
+    pub seconds: f64,
+    /// Time leaving RESUMING took (the device validating and loading the state), seconds.
+    pub commit_seconds: f64,
+    /// `bytes / seconds`.
+    pub throughput_bytes_per_s: f64,
+}
+
+/// Result of [`migrate`](super::migrate()).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MigrateReport {
+    /// Source device.
+    pub source: String,
+    /// Destination device.
+    pub destination: String,
+    /// Migration protocol.
+    pub protocol: Protocol,
+    /// Device-state bytes moved.
+    pub bytes: u64,
+    /// Of which moved during pre-copy.
+    pub precopy_bytes: u64,
+    /// Of which moved during STOP_COPY.
+    pub stopcopy_bytes: u64,
+    /// Chunks moved.
+    pub chunks: u64,
+    /// Pre-copy rounds run.
+    pub rounds: u32,
+    /// Per pre-copy round: pending before and after, bytes read, duration.
+    #[serde(default)]
+    pub precopy_rounds: Vec<RoundStats>,
+    /// Whether pre-copy converged under the threshold.
+    pub converged: bool,
+    /// Whole operation, seconds.
+    pub seconds: f64,
+    /// Pre-copy phase, seconds.
+    pub precopy_seconds: f64,
+    /// From the source leaving RUNNING to the end of its STOP_COPY stream, seconds.
+    pub stop_copy_seconds: f64,
+    /// The destination leaving RESUMING (validating and loading), seconds.
+    pub commit_seconds: f64,
+    /// From the source leaving RUNNING until the destination is RUNNING, seconds.
+    pub downtime_seconds: f64,
+    /// `bytes / seconds`.
+    pub throughput_bytes_per_s: f64,
+}
+
+/// Seconds since `since`.
+pub(super) fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
+
+/// `bytes / seconds`, 0 when no time passed.
+pub(super) fn rate(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// Serializes a path that may not be UTF-8 (JSON strings must be): invalid bytes become
+/// U+FFFD.
+fn lossy_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}

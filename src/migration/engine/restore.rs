@@ -1,0 +1,320 @@
+//! Restoring: a stream into a device, every chunk verified before the device sees it.
+
+use super::cancel::{CancelToken, Cancellable};
+use super::report::{rate, secs};
+use super::ring::{guarded, pipeline, Caller, Filled};
+use super::source::write_device;
+use super::target::Input;
+use super::{AlignedBuf, Options, Phase, RestoreReport};
+use crate::device::MigState;
+use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
+use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
+use crate::migration::{MigrationDriver, MigrationError, Result};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Restores a stream into the device: the header is checked against the device (before it
+/// is touched), the device enters RESUMING, each chunk is verified before it is written, and
+/// RESUMING is left (committing the state) only after the trailer verified. On any error the
+/// device is reset back to RUNNING and the error says what was wrong.
+///
+/// [`restore_from_file`] reads a file, and verifies it whole first on a device that cannot be
+/// reset.
+///
+/// # Examples
+///
+/// Save one simulated device and restore into another that checks it received seed 3's
+/// state; a corrupted copy is refused with the chunk it was found in, and the device left
+/// RUNNING:
+///
+/// ```
+/// use vfio_harness::device::MigState;
+/// use vfio_harness::migration::stream::StreamError;
+/// use vfio_harness::migration::{driver_for, engine, MigrationError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     let dev = vfio_harness::open(&spec.parse()?, &Default::default())?;
+///     Ok(driver_for(dev)?)
+/// };
+/// let opts = engine::Options::default();
+/// let mut src = open("sim:state=1M,seed=3")?;
+/// let (mut saved, saving) = engine::save(src.as_mut(), Vec::new(), "memory", &opts)?;
+///
+/// let mut dst = open("sim:state=1M,verify-seed=3")?;
+/// let report = engine::restore(dst.as_mut(), &saved[..], &opts)?;
+/// assert_eq!(report.bytes, saving.bytes);
+///
+/// let middle = saved.len() / 2;
+/// saved[middle] ^= 1;
+/// match engine::restore(dst.as_mut(), &saved[..], &opts) {
+///     Err(MigrationError::Stream(StreamError::PayloadChecksum { index, .. })) => assert_eq!(index, 0),
+///     other => panic!("corruption not detected: {other:?}"),
+/// }
+/// assert_eq!(dst.state()?, MigState::Running);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The device is back in RUNNING when any of these is returned (reset out of RESUMING), or
+/// the error is [`MigrationError::Recovery`], which also says why it could not be returned
+/// there.
+/// - [`MigrationError::Stream`]: the stream is foreign, corrupt or truncated (a
+///   [`StreamError`](crate::migration::stream::StreamError) naming the rule, the chunk and
+///   the byte range); nothing unverified reached the device and nothing was committed.
+/// - [`MigrationError::Incompatible`]: the stream was saved from a device of another
+///   identity or protocol (checked before the device is touched).
+/// - [`MigrationError::WrongState`]: the device was left in RESUMING by an earlier session
+///   and cannot be reset (it is left untouched).
+/// - [`MigrationError::Device`], [`MigrationError::Protocol`]: the device refused a
+///   transition or a write, or refused the state when leaving RESUMING.
+/// - [`MigrationError::Interrupted`]: `opts.cancel` was set.
+pub fn restore<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    source: R,
+    opts: &Options,
+) -> Result<RestoreReport> {
+    let t0 = Instant::now();
+    opts.check_cancel()?;
+    let reader = StreamReader::new(source).map_err(|e| opts.cause(e))?;
+    restore_stream(drv, reader, opts, t0)
+}
+
+/// [`restore`] from a reader whose header was already read (e.g. one set to
+/// [`StreamReader::stop_at_trailer`]).
+fn restore_stream<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    reader: StreamReader<R>,
+    opts: &Options,
+    t0: Instant,
+) -> Result<RestoreReport> {
+    // Nothing below touches the device until the header is validated and matches it.
+    reader.header().check_target(drv.device(), drv.protocol())?;
+    recover_at_start(drv)?;
+    guarded(&mut [&mut *drv], |d| {
+        let drv = &mut *d[0];
+        match restore_inner(drv, reader, opts, t0) {
+            Ok(r) => Ok(r),
+            Err(e) => Err(recover_after(drv, opts.cause(e))),
+        }
+    })
+}
+
+fn restore_inner<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    mut reader: StreamReader<R>,
+    opts: &Options,
+    t0: Instant,
+) -> Result<RestoreReport> {
+    let header = reader.header().clone();
+    let chunk = header.max_chunk as usize;
+    let expected = header.state_size_estimate;
+    drv.set_state(MigState::Resuming)?;
+    let mut done = 0u64;
+    // Every payload is verified before it reaches the device, on whichever thread has time:
+    // when the writing side is waiting for data (nothing queued), the reader is the
+    // bottleneck and leaves the checksum to the writer; otherwise the reader checks it while
+    // the writer is busy. The whole-stream checksum is verified by the reader at the trailer,
+    // before RESUMING is left.
+    let queued = AtomicUsize::new(0);
+    let totals: StreamTotals = pipeline(
+        chunk,
+        opts.overlap,
+        Caller::Consumes,
+        |p| {
+            loop {
+                opts.check_cancel()?;
+                let mut buf = p.take()?;
+                match reader.next_chunk_unverified(&mut buf)? {
+                    Some((kind, len, check)) => {
+                        let check = if queued.load(Ordering::Acquire) == 0 {
+                            Some(check)
+                        } else {
+                            check.verify(&buf[..len])?;
+                            None
+                        };
+                        queued.fetch_add(1, Ordering::AcqRel);
+                        p.send(Filled {
+                            kind,
+                            buf,
+                            len,
+                            check,
+                        })?
+                    }
+                    None => break,
+                }
+            }
+            Ok(reader.totals())
+        },
+        |_, data, check| {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            opts.check_cancel()?;
+            if let Some(check) = check {
+                check.verify(data)?;
+            }
+            write_device(drv, data)?;
+            done += data.len() as u64;
+            opts.report(Phase::Resume, done, expected);
+            Ok(())
+        },
+    )?;
+    opts.check_cancel()?;
+    let tc = Instant::now();
+    drv.set_state(MigState::Running)?;
+    let commit_seconds = secs(tc);
+    let seconds = secs(t0);
+    Ok(RestoreReport {
+        device: drv.device().name().to_string(),
+        file: None,
+        protocol: drv.protocol(),
+        source: header,
+        bytes: totals.payload_bytes,
+        stream_bytes: totals.stream_bytes,
+        chunks: totals.chunks,
+        seconds,
+        commit_seconds,
+        throughput_bytes_per_s: rate(totals.payload_bytes, seconds),
+    })
+}
+
+/// Reads a whole stream and verifies every checksum and the trailer, touching no device.
+/// Returns the header and totals.
+pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, StreamTotals)> {
+    let mut reader = StreamReader::new(source)?;
+    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize);
+    while reader.next_chunk(&mut buf)?.is_some() {
+        opts.check_cancel()?;
+    }
+    Ok((reader.header().clone(), reader.totals()))
+}
+
+/// [`restore`] from a file (`-` is stdin; see [`Input`]).
+///
+/// # Errors
+///
+/// Those of [`Input::open`] and [`restore_from`].
+pub fn restore_from_file(
+    drv: &mut dyn MigrationDriver,
+    path: &Path,
+    opts: &Options,
+) -> Result<RestoreReport> {
+    let token = CancelToken::new().map_err(|e| MigrationError::File {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let input = Input::open(path, &token)?;
+    restore_from(drv, &input, opts, &token)
+}
+
+/// [`restore`] from an opened [`Input`], reading it once: every pass over the stream uses
+/// the one open file, so a file swapped in at the path meanwhile is never seen.
+///
+/// - A device that can be reset is fed as the stream is verified (each chunk before it is
+///   written, the trailer before RESUMING is left), and reset on a refusal.
+/// - A device that cannot be reset (RESUMING cannot be aborted) gets nothing before the
+///   whole stream verified: a seekable input is verified, rewound and restored; a pipe is
+///   copied into an anonymous temporary file while it is verified, and restored from there.
+///
+/// A pipe or socket is read up to the verified trailer and no further. Blocking reads end
+/// as soon as `token` is cancelled; pass the token whose [`flag`](CancelToken::flag) is
+/// `opts.cancel`.
+///
+/// # Errors
+///
+/// Those of [`restore`], labelled with the input's path, and [`MigrationError::File`] when
+/// the input cannot be rewound or spooled.
+pub fn restore_from(
+    drv: &mut dyn MigrationDriver,
+    input: &Input,
+    opts: &Options,
+    token: &Arc<CancelToken>,
+) -> Result<RestoreReport> {
+    let path = input.path();
+    let t0 = Instant::now();
+    let file_err = |e| MigrationError::File {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let spool;
+    let mut source = input.file();
+    let mut seekable = input.is_seekable();
+    if !can_reset(drv) {
+        // Without a reset, RESUMING cannot be aborted: verify the whole stream before the
+        // device sees any of it.
+        if seekable {
+            verify(buffered(source, token), opts).map_err(|e| opts.cause(e).in_file(path))?;
+        } else {
+            spool = anonymous_file().map_err(file_err)?;
+            let tee = Tee {
+                from: buffered(source, token),
+                to: &spool,
+            };
+            verify_stream(
+                StreamReader::new(tee).map(StreamReader::stop_at_trailer),
+                opts,
+            )
+            .map_err(|e| opts.cause(e).in_file(path))?;
+            source = &spool;
+            seekable = true;
+        }
+        source.seek(SeekFrom::Start(0)).map_err(file_err)?;
+    }
+    opts.check_cancel()?;
+    let reader =
+        StreamReader::new(buffered(source, token)).map_err(|e| opts.cause(e).in_file(path))?;
+    let reader = if seekable {
+        reader
+    } else {
+        reader.stop_at_trailer()
+    };
+    let mut report = restore_stream(drv, reader, opts, t0).map_err(|e| e.in_file(path))?;
+    report.file = Some(path.to_path_buf());
+    Ok(report)
+}
+
+fn buffered<'a>(
+    f: &'a File,
+    token: &Arc<CancelToken>,
+) -> std::io::BufReader<Cancellable<&'a File>> {
+    std::io::BufReader::with_capacity(64 * 1024, Cancellable::new(f, token.clone()))
+}
+
+fn verify_stream<R: Read>(reader: Result<StreamReader<R>>, opts: &Options) -> Result<()> {
+    let mut reader = reader?;
+    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize);
+    while reader.next_chunk(&mut buf)?.is_some() {
+        opts.check_cancel()?;
+    }
+    Ok(())
+}
+
+/// An unnamed temporary file (`O_TMPFILE` in the temporary directory), gone when closed.
+fn anonymous_file() -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(std::env::temp_dir())
+}
+
+/// Copies what is read into a file.
+struct Tee<'a, R> {
+    from: R,
+    to: &'a File,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.to.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,211 @@
+//! The ring: buffers passed between the side that reads (a device or a stream file) and the
+//! side that writes (a stream file or a device), on two threads or inline on one.
+
+use super::AlignedBuf;
+use crate::migration::recovery::recover;
+use crate::migration::stream::{ChunkKind, PayloadCheck};
+use crate::migration::{MigrationDriver, MigrationError, Result};
+use std::cell::{Cell, RefCell};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+
+/// Buffers in flight per operation.
+pub const RING: usize = 4;
+
+/// A full buffer travelling from the producer to the consumer.
+pub(super) struct Filled {
+    pub(super) kind: ChunkKind,
+    pub(super) buf: AlignedBuf,
+    pub(super) len: usize,
+    /// For a chunk read from a stream: its payload check, done by the consumer.
+    pub(super) check: Option<PayloadCheck>,
+}
+
+/// The consuming side of a pipeline: called with each chunk, its kind and its pending
+/// payload check.
+type Consume<'a> = dyn FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()> + 'a;
+
+/// The producer's side of the ring.
+/// Buffers are made as needed, up to [`RING`]: a state that fits one buffer never maps the
+/// others.
+pub(super) struct Producer<'a> {
+    chunk: usize,
+    to: Handoff<'a>,
+}
+
+/// Where the producer's chunks go.
+enum Handoff<'a> {
+    /// To the consumer's thread, through the ring.
+    Ring {
+        free: Receiver<AlignedBuf>,
+        full: SyncSender<Filled>,
+        /// Buffers made so far (at most [`RING`]).
+        made: Cell<usize>,
+    },
+    /// Straight into the consumer, on this thread; one buffer, reused.
+    Inline {
+        spare: RefCell<Option<AlignedBuf>>,
+        consume: RefCell<&'a mut Consume<'a>>,
+    },
+}
+
+impl Producer<'_> {
+    /// A free buffer, or an error when the consumer has stopped (its error is reported).
+    pub(super) fn take(&self) -> Result<AlignedBuf> {
+        match &self.to {
+            Handoff::Ring { free, made, .. } => {
+                if let Ok(b) = free.try_recv() {
+                    return Ok(b);
+                }
+                if made.get() < RING {
+                    made.set(made.get() + 1);
+                    return Ok(AlignedBuf::new(self.chunk));
+                }
+                free.recv().map_err(|_| consumer_gone())
+            }
+            Handoff::Inline { spare, .. } => Ok(spare
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| AlignedBuf::new(self.chunk))),
+        }
+    }
+
+    pub(super) fn send(&self, f: Filled) -> Result<()> {
+        match &self.to {
+            Handoff::Ring { full, .. } => full.send(f).map_err(|_| consumer_gone()),
+            Handoff::Inline { spare, consume } => {
+                (consume.borrow_mut())(f.kind, &f.buf[..f.len], f.check.as_ref())?;
+                *spare.borrow_mut() = Some(f.buf);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn consumer_gone() -> MigrationError {
+    MigrationError::PeerStopped
+}
+
+/// Which side of a [`pipeline`] runs on the calling thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Caller {
+    /// The caller produces (reads the device: save, migrate); a second thread consumes.
+    Produces,
+    /// The caller consumes (writes the device: restore); a second thread produces.
+    Consumes,
+}
+
+/// Runs `produce` and `consume` on two threads, passing [`RING`] buffers of `chunk` bytes
+/// between them. The device side runs on the calling thread (`caller`): the thread that
+/// opened the device and that the embedding program placed and configured keeps making the
+/// device calls, and the stream side runs on a helper. (Under the bed's emulated CPUs, device
+/// reads from a fresh helper thread were measured ~10 % slower than from the caller,
+/// hw-notes/bench.md.) The first error wins: a side that only failed because the other went
+/// away reports the other's error.
+///
+/// Without `overlap`, both run on this thread: each chunk is consumed as soon as it is
+/// produced, in one reused buffer.
+///
+/// A panic on either side, on either thread, stops both sides and continues on the calling
+/// thread ([`guarded`] recovers the devices before letting it go on).
+pub(super) fn pipeline<P, C, T>(
+    chunk: usize,
+    overlap: bool,
+    caller: Caller,
+    produce: P,
+    mut consume: C,
+) -> Result<T>
+where
+    P: FnOnce(&Producer) -> Result<T> + Send,
+    T: Send,
+    C: FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()> + Send,
+{
+    if !overlap {
+        let p = Producer {
+            chunk,
+            to: Handoff::Inline {
+                spare: RefCell::new(None),
+                consume: RefCell::new(&mut consume),
+            },
+        };
+        return produce(&p);
+    }
+    let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(RING);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(RING);
+    let producer = move || {
+        let p = Producer {
+            chunk,
+            to: Handoff::Ring {
+                free: free_rx,
+                full: full_tx,
+                made: Cell::new(0),
+            },
+        };
+        // Returning drops the ring's sending end, which ends the consumer's loop.
+        produce(&p)
+    };
+    // Calling this consumes it: its ends of the ring close as soon as it returns, which is
+    // what stops a producer blocked on a full ring after the consumer failed.
+    let consumer = move || -> Result<()> {
+        let (full_rx, free_tx, mut consume) = (full_rx, free_tx, consume);
+        for f in full_rx.iter() {
+            // On error, returning drops both of the consumer's channel ends, which stops the
+            // producer.
+            consume(f.kind, &f.buf[..f.len], f.check.as_ref())?;
+            // The producer may already be done; a closed return path is fine.
+            let _ = free_tx.send(f.buf);
+        }
+        Ok(())
+    };
+    // A panic on the helper thread (a sink, a source or a progress callback) is carried
+    // back and resumed on the calling thread once both sides stopped, so that the operation's
+    // caller recovers the devices and the panic goes on, as it would on one thread.
+    let (produced, consumed) = std::thread::scope(|s| match caller {
+        Caller::Produces => {
+            let h = s.spawn(consumer);
+            let produced = producer();
+            (Ok(produced), h.join())
+        }
+        Caller::Consumes => {
+            let h = s.spawn(producer);
+            let consumed = consumer();
+            (h.join(), Ok(consumed))
+        }
+    });
+    let (produced, consumed) = match (produced, consumed) {
+        (Ok(p), Ok(c)) => (p, c),
+        (Err(payload), _) | (_, Err(payload)) => std::panic::resume_unwind(payload),
+    };
+    match (produced, consumed) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+        // The producer failing because the consumer stopped is a consequence, not the cause.
+        (Err(pe), Err(ce)) => {
+            if matches!(pe, MigrationError::PeerStopped) {
+                Err(ce)
+            } else {
+                Err(pe)
+            }
+        }
+    }
+}
+
+/// Runs `op` against the devices in `drvs`; when `op` panics (on the calling thread, or on a
+/// helper thread whose panic [`pipeline`] resumed here), every device is returned to RUNNING
+/// (`crate::migration::recovery`) and the panic goes on.
+pub(super) fn guarded<T>(
+    drvs: &mut [&mut dyn MigrationDriver],
+    op: impl FnOnce(&mut [&mut dyn MigrationDriver]) -> T,
+) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut *drvs))) {
+        Ok(v) => v,
+        Err(payload) => {
+            for d in drvs.iter_mut() {
+                // The panic is what the caller gets; the device is recovered whatever the
+                // outcome, which the unwinding caller has no way to receive.
+                let _recovery = recover(&mut **d);
+            }
+            std::panic::resume_unwind(payload)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Saving: a device's state into a stream (a writer, or a file written atomically).
+
+use super::cancel::{CancelToken, Cancellable};
+use super::report::{rate, secs};
+use super::ring::{guarded, pipeline, Caller};
+use super::source::read_source;
+use super::target::Output;
+use super::{Options, SaveReport};
+use crate::device::MigState;
+use crate::migration::recovery::recover_after;
+use crate::migration::stream::{StreamHeader, StreamWriter};
+use crate::migration::{MigrationDriver, MigrationError, Result};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Saves the device's state into `sink` as a stream (see [`crate::migration::stream`]): optional
+/// pre-copy rounds (when the device has PRE_COPY), then STOP_COPY to end of stream. The
+/// device is RUNNING again afterwards, on success and on error. `name` labels I/O errors.
+///
+/// Returns the sink (holding the whole stream, trailer included) and a report.
+/// [`save_to_file`] writes a file atomically.
+///
+/// # Examples
+///
+/// ```
+/// use vfio_harness::migration::{driver_for, engine, stream};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dev = vfio_harness::open(&"sim:state=1M,seed=3".parse()?, &Default::default())?;
+/// let mut drv = driver_for(dev)?;
+/// let (bytes, report) = engine::save(drv.as_mut(), Vec::new(), "memory", &Default::default())?;
+/// assert!(report.bytes >= 1 << 20); // the 1 MiB state and the simulator's framing
+/// assert_eq!(report.stream_bytes, bytes.len() as u64);
+/// assert_eq!(&bytes[..8], &stream::MAGIC);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The device is back in RUNNING when any of these is returned, or the error is
+/// [`MigrationError::Recovery`], which also says why it could not be returned there.
+/// - [`MigrationError::InvalidBufferSize`]: `opts.buffer_size` is below 4 KiB or above 64 MiB.
+/// - [`MigrationError::Device`], [`MigrationError::Protocol`]: the device refused a
+///   transition or a read, or broke the protocol (a STOP_COPY stream that never ends).
+/// - [`MigrationError::File`]: writing `sink` failed (labelled with `name`).
+/// - [`MigrationError::Interrupted`]: `opts.cancel` was set.
+pub fn save<W: Write + Send>(
+    drv: &mut dyn MigrationDriver,
+    sink: W,
+    name: &str,
+    opts: &Options,
+) -> Result<(W, SaveReport)> {
+    let chunk = opts.chunk_len()?;
+    guarded(&mut [&mut *drv], |d| {
+        let drv = &mut *d[0];
+        match save_inner(drv, sink, name, opts, chunk) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(recover_after(drv, opts.cause(e))),
+        }
+    })
+}
+
+fn save_inner<W: Write + Send>(
+    drv: &mut dyn MigrationDriver,
+    sink: W,
+    name: &str,
+    opts: &Options,
+    chunk: usize,
+) -> Result<(W, SaveReport)> {
+    let t0 = Instant::now();
+    opts.check_cancel()?;
+    let estimate = drv.stop_copy_size().ok().flatten();
+    let header = StreamHeader::for_device(
+        drv.device(),
+        drv.protocol(),
+        drv.flags(),
+        estimate,
+        chunk as u32,
+    );
+    let device = drv.device().name().to_string();
+    let protocol = drv.protocol();
+    let mut writer = StreamWriter::new(sink, name, &header)?;
+    let mut done = 0u64;
+    let stats = pipeline(
+        chunk,
+        opts.overlap,
+        Caller::Produces,
+        |p| read_source(drv, opts, estimate, p),
+        |kind, data, _| {
+            opts.check_cancel()?;
+            writer.write_chunk(kind, data)?;
+            done += data.len() as u64;
+            opts.report(kind.into(), done, estimate);
+            Ok(())
+        },
+    )?;
+    let (sink, totals) = writer.finish()?;
+    drv.set_state(MigState::Running)?;
+    let seconds = secs(t0);
+    let stop_copy_seconds = match (stats.stopped_at, stats.eof_at) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let bytes = totals.payload_bytes;
+    Ok((
+        sink,
+        SaveReport {
+            device,
+            file: None,
+            protocol,
+            bytes,
+            precopy_bytes: stats.precopy_bytes,
+            stopcopy_bytes: stats.stopcopy_bytes,
+            stream_bytes: totals.stream_bytes,
+            chunks: totals.chunks,
+            rounds: stats.rounds,
+            precopy_rounds: stats.round_stats.clone(),
+            converged: stats.converged,
+            state_size_estimate: estimate,
+            seconds,
+            stop_copy_seconds,
+            throughput_bytes_per_s: rate(bytes, seconds),
+            stream_checksum: totals.checksum,
+        },
+    ))
+}
+
+/// [`save`] into `path`, atomically when it is a regular file (see [`Output`]): a failed
+/// or interrupted save leaves no temporary file and does not touch an existing `path`.
+/// The path is checked before the device is touched.
+///
+/// # Errors
+///
+/// Those of [`Output::open`], [`save`] and [`Output::commit`].
+pub fn save_to_file(
+    drv: &mut dyn MigrationDriver,
+    path: &Path,
+    opts: &Options,
+) -> Result<SaveReport> {
+    let token = CancelToken::new().map_err(|e| MigrationError::File {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let out = Output::open(path, &token)?;
+    save_to(drv, out, opts, &token)
+}
+
+/// [`save`] into an opened [`Output`], committed when the stream is complete. Blocking
+/// writes (a pipe whose reader stalls) end as soon as `token` is cancelled; pass the token
+/// whose [`flag`](CancelToken::flag) is `opts.cancel` so the engine sees it too.
+///
+/// # Errors
+///
+/// Those of [`save`] and [`Output::commit`].
+pub fn save_to(
+    drv: &mut dyn MigrationDriver,
+    out: Output,
+    opts: &Options,
+    token: &Arc<CancelToken>,
+) -> Result<SaveReport> {
+    let name = out.path().display().to_string();
+    let sink = Cancellable::new(out.file(), token.clone());
+    let (_, mut report) = save(drv, sink, &name, opts)?;
+    // The device is RUNNING again; what is left cannot affect it.
+    if opts.cancelled() || token.is_cancelled() {
+        return Err(MigrationError::Interrupted);
+    }
+    let path = out.path().to_path_buf();
+    out.commit()?;
+    report.file = Some(path);
+    Ok(report)
+}

@@ -1,0 +1,90 @@
+use super::*;
+use crate::migration::{driver_for, engine};
+
+fn token() -> Arc<CancelToken> {
+    CancelToken::new().unwrap()
+}
+
+#[test]
+fn temporary_names_are_recognised_with_their_pid() {
+    assert_eq!(
+        temp_owner(OsStr::new(".vfh-42-0123456789abcdef.tmp")),
+        Some(42)
+    );
+    assert_eq!(
+        temp_owner(OsStr::new(".a.bin.tmp-7-0123456789abcdef0123456789abcdef")),
+        Some(7)
+    );
+    assert_eq!(temp_owner(OsStr::new(".vfh-42-xyz.tmp")), None);
+    assert_eq!(temp_owner(OsStr::new("state.bin")), None);
+    assert!(temp_name().len() < 45, "short enough for any target name");
+}
+
+#[test]
+fn outputs_refuse_directories_and_long_names_before_anything_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    let t = token();
+    assert!(Output::open(d.path(), &t).is_err());
+    assert!(Output::open(&d.path().join("x".repeat(256)), &t).is_err());
+    let out = Output::open(&d.path().join("x".repeat(255)), &t).unwrap();
+    assert!(out.is_atomic());
+    drop(out);
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}
+
+#[test]
+fn an_uncommitted_output_leaves_the_target_untouched() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.bin");
+    fs::write(&p, b"old").unwrap();
+    let out = Output::open(&p, &token()).unwrap();
+    out.file().write_all(b"new").unwrap();
+    drop(out);
+    assert_eq!(fs::read(&p).unwrap(), b"old");
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+}
+
+use std::io::Write as _;
+
+/// The file restored is the one opened, even when another is renamed over its path
+/// before the restore reads it (a device without reset: verified, rewound, restored).
+#[test]
+fn restore_reads_the_file_it_opened_not_the_path_again() {
+    let d = tempfile::tempdir().unwrap();
+    let open = |spec: &str| {
+        driver_for(crate::open(&spec.parse().unwrap(), &Default::default()).unwrap()).unwrap()
+    };
+    let opts = engine::Options::default();
+    let good = d.path().join("s.bin");
+    let other = d.path().join("other.bin");
+    engine::save_to_file(open("sim:state=1M,seed=1").as_mut(), &good, &opts).unwrap();
+    engine::save_to_file(open("sim:state=1M,seed=2").as_mut(), &other, &opts).unwrap();
+    let t = token();
+    let input = Input::open(&good, &t).unwrap();
+    fs::rename(&other, &good).unwrap();
+    let mut dst = open("sim:state=1M,verify-seed=1,reset=0");
+    engine::restore_from(dst.as_mut(), &input, &opts, &t).unwrap();
+}
+
+#[test]
+fn a_cancelled_token_ends_a_blocked_pipe_read() {
+    let mut fds = [0; 2];
+    // SAFETY: a valid array for pipe to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds were just created and are owned here.
+    let (r, _w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let t = token();
+    let t2 = t.clone();
+    let h = std::thread::spawn(move || {
+        let mut c = super::super::cancel::Cancellable::new(&r, t2);
+        let mut b = [0u8; 1];
+        std::io::Read::read(&mut c, &mut b)
+    });
+    t.cancel();
+    let e = h.join().unwrap().unwrap_err();
+    assert!(super::super::cancel::is_cancelled(&e));
+}

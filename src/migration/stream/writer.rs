@@ -1,0 +1,140 @@
+//! Writing a stream: header, framed chunks, trailer.
+
+use super::format::{
+    checksum, chunk_header, ChunkKind, StreamHeader, StreamTotals, CHUNK_HEADER_LEN,
+    FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, TAG_TRAILER, TRAILER_LEN,
+};
+use super::{MigrationError, Result, StreamError};
+use std::hash::Hasher as _;
+use std::io::{self, IoSlice, Write};
+use twox_hash::XxHash3_64 as Xxh3;
+
+/// Writes a stream: header at creation, one framed chunk per call, the trailer at
+/// [`StreamWriter::finish`]. Errors of the underlying writer are returned as
+/// [`MigrationError::File`] with the `name` given at creation.
+pub struct StreamWriter<W: Write> {
+    inner: W,
+    name: String,
+    max_chunk: u32,
+    /// Over every byte but the payloads.
+    hasher: Xxh3,
+    totals: StreamTotals,
+}
+
+impl<W: Write> std::fmt::Debug for StreamWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWriter")
+            .field("name", &self.name)
+            .field("max_chunk", &self.max_chunk)
+            .field("totals", &self.totals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> StreamWriter<W> {
+    /// Writes the header. `name` labels I/O errors (the file path, `stdout`...).
+    pub fn new(mut inner: W, name: &str, header: &StreamHeader) -> Result<Self> {
+        if header.max_chunk == 0 || header.max_chunk > MAX_CHUNK_LEN {
+            return Err(StreamError::ChunkSize {
+                size: header.max_chunk.into(),
+            }
+            .into());
+        }
+        let json = serde_json::to_vec(header).map_err(StreamError::HeaderEncode)?;
+        if json.len() > MAX_HEADER_JSON as usize {
+            return Err(StreamError::HeaderTooLarge { len: json.len() }.into());
+        }
+        let mut head = Vec::with_capacity(16 + json.len() + 8);
+        head.extend_from_slice(&MAGIC);
+        head.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        head.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        head.extend_from_slice(&json);
+        let sum = checksum(&head);
+        head.extend_from_slice(&sum.to_le_bytes());
+        let io = |e| MigrationError::File {
+            path: name.to_string(),
+            source: e,
+        };
+        inner.write_all(&head).map_err(io)?;
+        let mut hasher = Xxh3::new();
+        hasher.write(&head);
+        Ok(StreamWriter {
+            inner,
+            name: name.to_string(),
+            max_chunk: header.max_chunk,
+            hasher,
+            totals: StreamTotals {
+                stream_bytes: head.len() as u64,
+                ..Default::default()
+            },
+        })
+    }
+
+    fn io(&self, e: io::Error) -> MigrationError {
+        MigrationError::File {
+            path: self.name.clone(),
+            source: e,
+        }
+    }
+
+    /// Appends one chunk (empty payloads are skipped; payloads above the header's
+    /// `max_chunk` are refused).
+    pub fn write_chunk(&mut self, kind: ChunkKind, payload: &[u8]) -> Result<()> {
+        if payload.is_empty() {
+            return Ok(());
+        }
+        if payload.len() > self.max_chunk as usize {
+            return Err(StreamError::ChunkTooLarge {
+                len: payload.len(),
+                max: self.max_chunk,
+            }
+            .into());
+        }
+        let h = chunk_header(kind.tag(), payload.len() as u32, checksum(payload));
+        write_all_vectored(&mut self.inner, &h, payload).map_err(|e| self.io(e))?;
+        self.hasher.write(&h);
+        self.totals.chunks += 1;
+        self.totals.payload_bytes += payload.len() as u64;
+        self.totals.stream_bytes += (CHUNK_HEADER_LEN + payload.len()) as u64;
+        Ok(())
+    }
+
+    /// What has been written so far.
+    pub fn totals(&self) -> StreamTotals {
+        self.totals
+    }
+
+    /// Writes the trailer and flushes; returns the writer and the totals.
+    pub fn finish(mut self) -> Result<(W, StreamTotals)> {
+        let mut t = [0u8; TRAILER_LEN];
+        t[0..4].copy_from_slice(&TAG_TRAILER);
+        t[4..12].copy_from_slice(&self.totals.chunks.to_le_bytes());
+        t[12..20].copy_from_slice(&self.totals.payload_bytes.to_le_bytes());
+        self.hasher.write(&t[0..20]);
+        let sum = self.hasher.finish();
+        t[20..28].copy_from_slice(&sum.to_le_bytes());
+        self.inner.write_all(&t).map_err(|e| self.io(e))?;
+        self.inner.flush().map_err(|e| self.io(e))?;
+        self.totals.stream_bytes += TRAILER_LEN as u64;
+        self.totals.checksum = sum;
+        Ok((self.inner, self.totals))
+    }
+}
+
+/// `write_all` of two slices with `writev`, falling back to sequential writes.
+fn write_all_vectored<W: Write>(w: &mut W, a: &[u8], b: &[u8]) -> io::Result<()> {
+    let (mut a, mut b) = (a, b);
+    while !a.is_empty() {
+        match w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) if n <= a.len() => a = &a[n..],
+            Ok(n) => {
+                b = &b[n - a.len()..];
+                a = &[];
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    w.write_all(b)
+}

@@ -1,0 +1,432 @@
+//! A framed, shared link over any byte stream: frames are written whole under a lock (so
+//! several threads — one per device, the keepalive — may send), a single reader collects
+//! them, every wait is bounded by the link's timeout, and a keepalive thread sends a
+//! KEEPALIVE frame whenever nothing else was sent for a while.
+//!
+//! The stream must have a short read and write timeout (the socket helpers set [`POLL`]):
+//! the reader gives the lock back between attempts, and the total wait for the peer is
+//! counted here, against [`Link::timeout`].
+
+use super::error::{Result, Stage, TransportError};
+use super::frame::{header, Frame, FrameKind, FRAME_HEADER_LEN, MAX_FRAME};
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Read/write timeout of the socket itself: how long one attempt holds the link's lock.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// A byte stream a link runs over: a TCP socket, a TLS session, an in-memory pipe.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+struct RxState {
+    hdr: [u8; FRAME_HEADER_LEN],
+    hdr_got: usize,
+    payload: Vec<u8>,
+    got: usize,
+}
+
+/// A stream shared by a reading and a writing half (a TLS session cannot be split): each
+/// call locks it, and a waiting writer goes first, so a frame is never held up for more than
+/// one read attempt of the reader.
+struct Shared {
+    stream: Mutex<Box<dyn Stream>>,
+    writers: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Half(Arc<Shared>);
+
+impl Read for Half {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let t0 = Instant::now();
+        while self.0.writers.load(Ordering::Acquire) > 0 && t0.elapsed() < POLL {
+            std::thread::yield_now();
+        }
+        Link::lock(&self.0.stream).read(buf)
+    }
+}
+
+impl Write for Half {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.writers.fetch_add(1, Ordering::AcqRel);
+        let mut s = Link::lock(&self.0.stream);
+        self.0.writers.fetch_sub(1, Ordering::AcqRel);
+        s.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.writers.fetch_add(1, Ordering::AcqRel);
+        let mut s = Link::lock(&self.0.stream);
+        self.0.writers.fetch_sub(1, Ordering::AcqRel);
+        s.flush()
+    }
+}
+
+struct Inner {
+    rd: Mutex<Box<dyn Read + Send>>,
+    wr: Mutex<Box<dyn Write + Send>>,
+    rx: Mutex<RxState>,
+    timeout: Duration,
+    last_tx: Mutex<Instant>,
+    stage: AtomicU8,
+    /// The first fault seen; later operations fail with a copy of its kind.
+    fault: Mutex<Option<(Stage, io::ErrorKind, String)>>,
+    stop: AtomicBool,
+    /// Payload buffers given back by consumers, reused for the next frames (no allocation,
+    /// no fresh pages per frame).
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Payload buffers kept for reuse.
+const FREE_BUFFERS: usize = 16;
+
+/// A framed link shared by the threads of one migration (cheap to clone).
+#[derive(Clone)]
+pub struct Link {
+    inner: Arc<Inner>,
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn stage_from(b: u8) -> Stage {
+    match b {
+        0 => Stage::Handshake,
+        1 => Stage::Transfer,
+        _ => Stage::Commit,
+    }
+}
+
+impl Link {
+    /// A link over `stream`, whose own read/write timeouts must be short (see [`POLL`]);
+    /// `timeout` bounds every wait for the peer. Reading and writing share the stream (see
+    /// [`Link::from_halves`] for a stream that splits, like a TCP socket).
+    pub fn new(stream: Box<dyn Stream>, timeout: Duration) -> Link {
+        let h = Half(Arc::new(Shared {
+            stream: Mutex::new(stream),
+            writers: AtomicUsize::new(0),
+        }));
+        Link::from_halves(Box::new(h.clone()), Box::new(h), timeout)
+    }
+
+    /// A link over a stream already split into a reading and a writing half (a TCP socket
+    /// and its `try_clone`), with short timeouts of their own (see [`POLL`]).
+    pub fn from_halves(
+        rd: Box<dyn Read + Send>,
+        wr: Box<dyn Write + Send>,
+        timeout: Duration,
+    ) -> Link {
+        Link {
+            inner: Arc::new(Inner {
+                rd: Mutex::new(rd),
+                wr: Mutex::new(wr),
+                rx: Mutex::new(RxState {
+                    hdr: [0; FRAME_HEADER_LEN],
+                    hdr_got: 0,
+                    payload: Vec::new(),
+                    got: 0,
+                }),
+                timeout,
+                last_tx: Mutex::new(Instant::now()),
+                stage: AtomicU8::new(0),
+                fault: Mutex::new(None),
+                stop: AtomicBool::new(false),
+                free: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The bound on every wait for the peer.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Records which stage the migration is in (named by link errors).
+    pub fn set_stage(&self, stage: Stage) {
+        self.inner.stage.store(stage as u8, Ordering::Relaxed);
+    }
+
+    fn stage(&self) -> Stage {
+        stage_from(self.inner.stage.load(Ordering::Relaxed))
+    }
+
+    fn lock<'a, T>(m: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        // A panicking holder cannot leave a frame half-accounted in a way that matters more
+        // than the panic itself, which the caller reports.
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The first link fault seen, if any, as an error.
+    pub fn fault(&self) -> Option<TransportError> {
+        Self::lock(&self.inner.fault)
+            .as_ref()
+            .map(|(stage, kind, msg)| self.error(*stage, io::Error::new(*kind, msg.clone())))
+    }
+
+    fn error(&self, stage: Stage, e: io::Error) -> TransportError {
+        if e.kind() == io::ErrorKind::TimedOut {
+            TransportError::Stalled {
+                stage,
+                timeout: self.inner.timeout,
+            }
+        } else {
+            TransportError::LinkBroken { stage, source: e }
+        }
+    }
+
+    fn failed(&self, e: io::Error) -> TransportError {
+        let stage = self.stage();
+        let mut f = Self::lock(&self.inner.fault);
+        if f.is_none() {
+            *f = Some((stage, e.kind(), e.to_string()));
+        }
+        drop(f);
+        self.error(stage, e)
+    }
+
+    fn stalled() -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, "the peer stalled")
+    }
+
+    /// Sends one frame made of `parts` (at most [`MAX_FRAME`] bytes together).
+    pub(crate) fn send(&self, kind: FrameKind, device: u8, parts: &[&[u8]]) -> Result<()> {
+        if let Some(f) = self.fault() {
+            return Err(f);
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        debug_assert!(len <= MAX_FRAME);
+        let h = header(kind, device, len);
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        slices.push(&h);
+        slices.extend(parts.iter().copied().filter(|p| !p.is_empty()));
+        let mut io = Self::lock(&self.inner.wr);
+        let r = write_all_bounded(&mut **io, &mut slices, self.inner.timeout);
+        *Self::lock(&self.inner.last_tx) = Instant::now();
+        drop(io);
+        r.map_err(|e| self.failed(e))
+    }
+
+    /// Sends a frame whose payload is `value` as JSON.
+    pub(crate) fn send_json<T: serde::Serialize>(&self, kind: FrameKind, value: &T) -> Result<()> {
+        let json = serde_json::to_vec(value)
+            .map_err(|e| TransportError::Protocol(format!("encoding a frame: {e}")))?;
+        if json.len() > MAX_FRAME {
+            return Err(TransportError::Protocol("control frame too large".into()));
+        }
+        self.send(kind, 0, &[&json])
+    }
+
+    /// Receives the next frame that is not a keepalive, waiting at most the link's timeout
+    /// since the last byte received. Only one thread may receive.
+    pub(crate) fn recv(&self) -> Result<Frame> {
+        loop {
+            let f = self.recv_any()?;
+            if f.kind != FrameKind::Keepalive {
+                return Ok(f);
+            }
+        }
+    }
+
+    fn recv_any(&self) -> Result<Frame> {
+        if let Some(f) = self.fault() {
+            return Err(f);
+        }
+        let mut rx = Self::lock(&self.inner.rx);
+        let mut last = Instant::now();
+        loop {
+            let r = {
+                let mut io = Self::lock(&self.inner.rd);
+                let rx = &mut *rx;
+                if rx.hdr_got < FRAME_HEADER_LEN {
+                    io.read(&mut rx.hdr[rx.hdr_got..])
+                } else {
+                    io.read(&mut rx.payload[rx.got..])
+                }
+            };
+            match r {
+                Ok(0) => {
+                    return Err(self.failed(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the link",
+                    )))
+                }
+                Ok(n) => {
+                    last = Instant::now();
+                    if rx.hdr_got < FRAME_HEADER_LEN {
+                        rx.hdr_got += n;
+                        if rx.hdr_got == FRAME_HEADER_LEN {
+                            let len =
+                                u32::from_le_bytes([rx.hdr[4], rx.hdr[5], rx.hdr[6], rx.hdr[7]])
+                                    as usize;
+                            if len > MAX_FRAME || FrameKind::from_u8(rx.hdr[0]).is_none() {
+                                return Err(
+                                    self.protocol(format!("bad frame header {:02x?}", rx.hdr))
+                                );
+                            }
+                            let mut p = Self::lock(&self.inner.free).pop().unwrap_or_default();
+                            p.clear();
+                            p.resize(len, 0);
+                            rx.payload = p;
+                            rx.got = 0;
+                        }
+                    } else {
+                        rx.got += n;
+                    }
+                }
+                Err(e) if is_timeout(&e) => {
+                    if self.inner.stop.load(Ordering::Relaxed) && rx.hdr_got == 0 {
+                        return Err(self.failed(io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "the link was shut down",
+                        )));
+                    }
+                    if last.elapsed() >= self.inner.timeout {
+                        return Err(self.failed(Self::stalled()));
+                    }
+                }
+                Err(e) => return Err(self.failed(e)),
+            }
+            if rx.hdr_got == FRAME_HEADER_LEN && rx.got == rx.payload.len() {
+                rx.hdr_got = 0;
+                let kind = FrameKind::from_u8(rx.hdr[0]).unwrap_or(FrameKind::Keepalive);
+                return Ok(Frame {
+                    kind,
+                    device: rx.hdr[1],
+                    payload: std::mem::take(&mut rx.payload),
+                });
+            }
+        }
+    }
+
+    fn protocol(&self, what: String) -> TransportError {
+        let _ = self.failed(io::Error::new(io::ErrorKind::InvalidData, what.clone()));
+        TransportError::Protocol(what)
+    }
+
+    /// Gives a received payload back for reuse by later frames.
+    pub(crate) fn recycle(&self, buf: Vec<u8>) {
+        let mut free = Self::lock(&self.inner.free);
+        if free.len() < FREE_BUFFERS && buf.capacity() <= MAX_FRAME {
+            free.push(buf);
+        }
+    }
+
+    /// Starts the keepalive thread: a KEEPALIVE frame whenever nothing was sent for a quarter
+    /// of the timeout (at most every 2 s). It stops when the returned guard is dropped.
+    pub fn keepalive(&self) -> Keepalive {
+        let link = self.clone();
+        let every =
+            (self.inner.timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(2));
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("keepalive".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(every.min(POLL));
+                    let idle = Self::lock(&link.inner.last_tx).elapsed();
+                    if idle >= every && link.send(FrameKind::Keepalive, 0, &[]).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok();
+        Keepalive { stop, handle }
+    }
+
+    /// Flushes and closes the sending direction (best effort: the peer sees end of stream).
+    pub fn close(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        let mut io = Self::lock(&self.inner.wr);
+        let _ = io.flush();
+    }
+}
+
+/// Stops the keepalive thread when dropped.
+pub struct Keepalive {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for Keepalive {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Writes every slice, retrying short writes and socket timeouts until `timeout` passes with
+/// no progress; then flushes the same way.
+fn write_all_bounded(
+    io: &mut dyn Write,
+    slices: &mut [&[u8]],
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut last = Instant::now();
+    let mut first = 0;
+    while first < slices.len() {
+        if slices[first].is_empty() {
+            first += 1;
+            continue;
+        }
+        let io_slices: Vec<IoSlice<'_>> = slices[first..].iter().map(|s| IoSlice::new(s)).collect();
+        match io.write_vectored(&io_slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(mut n) => {
+                last = Instant::now();
+                while n > 0 {
+                    let l = slices[first].len();
+                    if n >= l {
+                        n -= l;
+                        slices[first] = &[];
+                        first += 1;
+                    } else {
+                        slices[first] = &slices[first][n..];
+                        n = 0;
+                    }
+                }
+            }
+            Err(e) if is_timeout(&e) => {
+                if last.elapsed() >= timeout {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stalled"));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    loop {
+        match io.flush() {
+            Ok(()) => return Ok(()),
+            Err(e) if is_timeout(&e) => {
+                if last.elapsed() >= timeout {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stalled"));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Keepalive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keepalive")
+            .field("running", &self.handle.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,50 @@
+//! Cross-host live migration: a small wire protocol over any byte stream (TCP, or TLS with
+//! mutual certificate authentication), carrying each device's state stream
+//! ([`crate::migration::stream`], unchanged) from [`migrate_to`] on the source to
+//! [`receive`] on the destination.
+//!
+//! ```text
+//! source                                   destination
+//!   -- TLS handshake (both certificates verified against the CA) --
+//!   HELLO {version, devices: [stream header]} ->
+//!                                           (devices opened, identity checked)
+//!                                  <- ACCEPT {devices} | REFUSE {kind, message}
+//!   DATA(dev, stream bytes)* END(dev)  ->   (one restore thread per device, RESUMING)
+//!   (in parallel for every device)
+//!                                  <- READY (every stream verified to its trailer)
+//!   COMMIT ->                               (every device leaves RESUMING into RUNNING)
+//!                                  <- ACK {per device} | REFUSE {kind, message}
+//!   KEEPALIVE frames either way whenever a side has sent nothing for a while
+//! ```
+//!
+//! Frames are an 8-byte header ([`FRAME_HEADER_LEN`]) and a payload of at most [`MAX_FRAME`]
+//! bytes; every wait for the peer is bounded by
+//! the link's timeout. A link that drops or stalls before COMMIT leaves every source RUNNING
+//! with its state and every destination reset to RUNNING; after COMMIT the destination runs
+//! the state and the source, without an ACK, reports [`TransportError::NotAcknowledged`].
+//!
+//! The guide (addresses, certificates with openssl, exit codes) is `docs/transport.md`.
+
+mod error;
+mod frame;
+mod link;
+mod net;
+mod receive;
+mod report;
+mod send;
+#[cfg(feature = "tls")]
+mod tls;
+
+pub use error::{Result, Stage, TransportError};
+pub use frame::{
+    Accept, Ack, AckDevice, Hello, Refusal, RefusalKind, FRAME_HEADER_LEN, MAX_FRAME, WIRE_MAGIC,
+    WIRE_VERSION,
+};
+pub use link::{Keepalive, Link, Stream, POLL};
+pub use net::{connect, Endpoint, Listener, Scheme, Security, TlsFiles};
+pub use receive::{receive, receive_into, Opener, QUEUE};
+pub use report::{DeviceLeg, ReceiveReport, RemoteReport};
+pub use send::migrate_to;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,350 @@
+//! Addresses (`tcp://HOST:PORT`, `tls://HOST:PORT`), connecting and listening: a socket
+//! becomes a [`Link`], through a TLS handshake with mutual authentication unless the
+//! transport is explicitly insecure.
+
+use super::error::{Result, TransportError};
+use super::link::{Link, POLL};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+#[cfg(feature = "tls")]
+use std::time::Instant;
+
+#[cfg(feature = "tls")]
+pub use super::tls::TlsFiles;
+
+/// Without the `tls` feature: the type exists so that callers compile, and every TLS
+/// endpoint is refused with [`TransportError::NoTls`].
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate(s).
+    pub ca: std::path::PathBuf,
+    /// This side's certificate chain.
+    pub cert: std::path::PathBuf,
+    /// This side's private key.
+    pub key: std::path::PathBuf,
+}
+
+/// Which transport an address names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// Plain TCP (`tcp://`): only with an explicit `--insecure`.
+    Tcp,
+    /// TLS with mutual certificate authentication (`tls://`).
+    Tls,
+}
+
+/// A peer's address: `tcp://HOST:PORT` or `tls://HOST:PORT` (an address without a scheme is
+/// TLS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The transport.
+    pub scheme: Scheme,
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = TransportError;
+
+    fn from_str(s: &str) -> Result<Endpoint> {
+        let bad = |why: &str| TransportError::Address {
+            addr: s.to_string(),
+            why: why.to_string(),
+        };
+        let (scheme, rest) = if let Some(r) = s.strip_prefix("tcp://") {
+            (Scheme::Tcp, r)
+        } else if let Some(r) = s.strip_prefix("tls://") {
+            (Scheme::Tls, r)
+        } else if s.contains("://") {
+            return Err(bad("the scheme must be tcp:// or tls://"));
+        } else {
+            (Scheme::Tls, s)
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected HOST:PORT"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        let port = port.parse::<u16>().map_err(|_| bad("bad port"))?;
+        Ok(Endpoint {
+            scheme,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.scheme {
+            Scheme::Tcp => "tcp",
+            Scheme::Tls => "tls",
+        };
+        if self.host.contains(':') {
+            write!(f, "{s}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{s}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How a link is secured.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Security {
+    /// Plain TCP: no authentication, no encryption (`--insecure`).
+    Insecure,
+    /// TLS with mutual certificate authentication.
+    Tls(TlsFiles),
+}
+
+fn tune(sock: &TcpStream, what: &str) -> Result<()> {
+    let io = |source| TransportError::Connect {
+        what: what.to_string(),
+        source,
+    };
+    sock.set_nodelay(true).map_err(io)?;
+    sock.set_read_timeout(Some(POLL)).map_err(io)?;
+    sock.set_write_timeout(Some(POLL)).map_err(io)?;
+    Ok(())
+}
+
+/// A plain TCP link: the socket and its clone are the two halves (no lock between them).
+fn tcp_link(sock: TcpStream, what: &str, timeout: Duration) -> Result<Link> {
+    let rd = sock.try_clone().map_err(|source| TransportError::Connect {
+        what: what.to_string(),
+        source,
+    })?;
+    Ok(Link::from_halves(Box::new(rd), Box::new(sock), timeout))
+}
+
+/// Connects to `ep` and, for TLS, completes the handshake (verifying the listener's
+/// certificate, presenting ours). `timeout` bounds the connect, the handshake and every
+/// later wait on the link.
+pub fn connect(ep: &Endpoint, security: &Security, timeout: Duration) -> Result<Link> {
+    let what = format!("connect {}:{}", ep.host, ep.port);
+    let addrs: Vec<SocketAddr> = (ep.host.as_str(), ep.port)
+        .to_socket_addrs()
+        .map_err(|source| TransportError::Connect {
+            what: what.clone(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    let mut sock = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                sock = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let sock = sock.ok_or_else(|| TransportError::Connect {
+        what: what.clone(),
+        source: last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()),
+    })?;
+    tune(&sock, &what)?;
+    match (ep.scheme, security) {
+        (Scheme::Tcp, Security::Insecure) => tcp_link(sock, &what, timeout),
+        (Scheme::Tls, Security::Tls(files)) => client_tls(sock, ep, files, timeout),
+        (Scheme::Tls, Security::Insecure) => Err(TransportError::Address {
+            addr: ep.to_string(),
+            why: "a tls:// address needs --ca/--cert/--key (or use tcp:// with --insecure)".into(),
+        }),
+        (Scheme::Tcp, Security::Tls(_)) => Err(TransportError::Address {
+            addr: ep.to_string(),
+            why: "plain TCP is allowed only with --insecure (or use tls://)".into(),
+        }),
+    }
+}
+
+#[cfg(feature = "tls")]
+fn client_tls(sock: TcpStream, ep: &Endpoint, files: &TlsFiles, timeout: Duration) -> Result<Link> {
+    let cfg = super::tls::client_config(files)?;
+    let name = super::tls::server_name(&ep.host)?;
+    let conn = rustls::ClientConnection::new(cfg, name)
+        .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+    let peer = format!("{}:{}", ep.host, ep.port);
+    let mut stream = handshake(rustls::StreamOwned::new(conn, sock), &peer, timeout)?;
+    // With TLS 1.3 the client finishes its handshake before the listener has checked the
+    // client's certificate: listen briefly for the listener's verdict (an alert if it
+    // refused us; session tickets or silence if it accepted), so that a refusal is reported
+    // as one rather than as a broken link later.
+    let t0 = Instant::now();
+    while t0.elapsed() < 4 * POLL {
+        match stream.conn.complete_io(&mut stream.sock) {
+            Ok((0, _)) => break,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => break,
+            Err(source) => return Err(TransportError::Handshake { peer, source }),
+        }
+    }
+    Ok(Link::new(Box::new(stream), timeout))
+}
+
+#[cfg(not(feature = "tls"))]
+fn client_tls(_: TcpStream, _: &Endpoint, _: &TlsFiles, _: Duration) -> Result<Link> {
+    Err(TransportError::NoTls)
+}
+
+#[cfg(feature = "tls")]
+fn handshake<C, S>(
+    mut s: rustls::StreamOwned<C, TcpStream>,
+    peer: &str,
+    timeout: Duration,
+) -> Result<rustls::StreamOwned<C, TcpStream>>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    let t0 = Instant::now();
+    while s.conn.is_handshaking() {
+        match s.conn.complete_io(&mut s.sock) {
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {
+                if t0.elapsed() >= timeout {
+                    return Err(TransportError::Handshake {
+                        peer: peer.to_string(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no handshake within {timeout:?}"),
+                        ),
+                    });
+                }
+            }
+            Err(source) => {
+                return Err(TransportError::Handshake {
+                    peer: peer.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(feature = "tls")]
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// A listening socket for `receive`.
+pub struct Listener {
+    sock: TcpListener,
+    security: Security,
+    #[cfg(feature = "tls")]
+    server: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+impl Listener {
+    /// Listens on `addr` (`HOST:PORT`; port 0 picks a free one). With TLS the configuration
+    /// (CA, certificate, key) is loaded here, so a bad file is reported before anyone
+    /// connects.
+    pub fn bind(addr: &str, security: Security) -> Result<Listener> {
+        let sock = TcpListener::bind(addr).map_err(|source| TransportError::Connect {
+            what: format!("listen on {addr}"),
+            source,
+        })?;
+        #[cfg(feature = "tls")]
+        let server = match &security {
+            Security::Tls(files) => Some(super::tls::server_config(files)?),
+            Security::Insecure => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if let Security::Tls(_) = security {
+            return Err(TransportError::NoTls);
+        }
+        Ok(Listener {
+            sock,
+            security,
+            #[cfg(feature = "tls")]
+            server,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.sock
+            .local_addr()
+            .map_err(|source| TransportError::Connect {
+                what: "local address".into(),
+                source,
+            })
+    }
+
+    /// Accepts one peer and, with TLS, authenticates it (its certificate must chain to the
+    /// CA): an unauthenticated peer is refused with [`TransportError::Handshake`] here, before
+    /// anything else happens.
+    pub fn accept(&self, timeout: Duration) -> Result<(Link, SocketAddr)> {
+        self.accept_unless(timeout, None)
+    }
+
+    /// [`Listener::accept`], giving up with [`MigrationError::Interrupted`] once `cancel` is
+    /// set (polled every [`POLL`] while no peer connects).
+    ///
+    /// [`MigrationError::Interrupted`]: crate::migration::MigrationError::Interrupted
+    pub fn accept_unless(
+        &self,
+        timeout: Duration,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<(Link, SocketAddr)> {
+        let io = |source| TransportError::Connect {
+            what: "accept".into(),
+            source,
+        };
+        self.sock.set_nonblocking(cancel.is_some()).map_err(io)?;
+        let (sock, peer) = loop {
+            match self.sock.accept() {
+                Ok(v) => break v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                        return Err(crate::migration::MigrationError::Interrupted.into());
+                    }
+                    std::thread::sleep(POLL);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
+            }
+        };
+        sock.set_nonblocking(false).map_err(io)?;
+        tune(&sock, &format!("accept {peer}"))?;
+        match &self.security {
+            Security::Insecure => Ok((tcp_link(sock, &format!("accept {peer}"), timeout)?, peer)),
+            #[cfg(feature = "tls")]
+            Security::Tls(_) => {
+                let cfg = self.server.clone().ok_or(TransportError::NoTls)?;
+                let conn = rustls::ServerConnection::new(cfg)
+                    .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+                let stream = handshake(
+                    rustls::StreamOwned::new(conn, sock),
+                    &peer.to_string(),
+                    timeout,
+                )?;
+                Ok((Link::new(Box::new(stream), timeout), peer))
+            }
+            #[cfg(not(feature = "tls"))]
+            Security::Tls(_) => Err(TransportError::NoTls),
+        }
+    }
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.sock.local_addr().ok())
+            .field("security", &self.security)
+            .finish()
+    }
+}

@@ -1,0 +1,335 @@
+//! The destination side: HELLO checked (wire version, device count, every device's identity)
+//! before a device is opened for RESUMING, each stream restored by [`engine::restore`] on its
+//! own thread from a channel the link feeds, READY once every stream verified to its
+//! trailer, the commit only when the source asks for it, then ACK (or a typed refusal).
+//!
+//! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
+//! stream fail, and the engine resets its device back to RUNNING.
+
+use super::error::{Result, Stage, TransportError};
+use super::frame::{
+    Accept, Ack, AckDevice, FrameKind, Hello, Refusal, RefusalKind, WIRE_MAGIC, WIRE_VERSION,
+};
+use super::link::Link;
+use super::report::ReceiveReport;
+use super::send::expect_json;
+use crate::migration::engine::{self, Options, RestoreReport};
+use crate::migration::{MigrationDriver, MigrationError};
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Frames queued per device between the link and its restore thread (each at most
+/// [`MAX_FRAME`](super::MAX_FRAME)): with the engine's ring, what bounds the destination's
+/// memory.
+pub const QUEUE: usize = 4;
+
+enum Msg {
+    Data(Vec<u8>),
+    End,
+    Commit,
+}
+
+/// The `Read` a restore thread pulls its stream from.
+struct ChanReader {
+    rx: Receiver<Msg>,
+    cur: Vec<u8>,
+    pos: usize,
+    ended: bool,
+    committed: bool,
+    ready: Arc<AtomicUsize>,
+    devices: usize,
+    link: Link,
+}
+
+fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the migration was aborted (the link failed or the source gave up) before the commit",
+    )
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.committed {
+                return Ok(0);
+            }
+            if self.pos < self.cur.len() {
+                let n = out.len().min(self.cur.len() - self.pos);
+                out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            match self.rx.recv() {
+                Ok(Msg::Data(d)) if !self.ended => {
+                    let used = std::mem::replace(&mut self.cur, d);
+                    self.link.recycle(used);
+                    self.pos = 0;
+                }
+                Ok(Msg::End) if !self.ended => {
+                    // The engine asks for more only after it verified the trailer: this
+                    // stream is complete and verified.
+                    self.ended = true;
+                    if self.ready.fetch_add(1, Ordering::AcqRel) + 1 == self.devices {
+                        // A failure here shows up on the link's reading side.
+                        let _ = self.link.send(FrameKind::Ready, 0, &[]);
+                    }
+                }
+                Ok(Msg::Commit) => self.committed = true,
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "stream data after the end of the stream",
+                    ))
+                }
+                Err(_) => return Err(aborted()),
+            }
+        }
+    }
+}
+
+fn refuse(link: &Link, kind: RefusalKind, e: &dyn std::fmt::Display) {
+    let _ = link.send_json(
+        FrameKind::Refuse,
+        &Refusal {
+            kind,
+            message: e.to_string(),
+        },
+    );
+}
+
+/// The opener `receive` calls once the peer is authenticated and its HELLO read: returns the
+/// destination devices, in device-index order. Nothing opens a destination device before it.
+pub type Opener<'a> =
+    dyn FnMut(&Hello) -> std::result::Result<Vec<Box<dyn MigrationDriver>>, MigrationError> + 'a;
+
+/// Receives a migration from the source at the other end of `link` (which runs
+/// [`migrate_to`](super::migrate_to)): the devices are opened by `open` only after the
+/// HELLO, each one's identity is checked against the source's before it is touched, each
+/// stream is restored with `opts` (cancellation, progress from the device threads), and the
+/// state is committed when the source asks for it. Every device is RUNNING afterwards: with
+/// the source's state after the acknowledgement, reset otherwise (a failure after the
+/// commit leaves the state committed).
+///
+/// # Errors
+///
+/// - [`TransportError::Refused`]: the source gave up (its device failed, it was interrupted).
+/// - [`TransportError::LinkBroken`], [`TransportError::Stalled`]: the link dropped or stalled;
+///   before the commit every device was reset to RUNNING.
+/// - [`TransportError::Migration`]: opening, checking or restoring a device failed (the
+///   source was told with a typed refusal).
+/// - [`TransportError::Protocol`]: the source broke the wire protocol or speaks another
+///   version.
+pub fn receive(link: &Link, open: &mut Opener<'_>, opts: &Options) -> Result<ReceiveReport> {
+    receive_into(link, open, &mut Vec::new(), opts)
+}
+
+/// [`receive`], leaving the devices `open` returned in `devices` afterwards (to inspect or
+/// reuse them; empty when `open` was not called).
+pub fn receive_into(
+    link: &Link,
+    open: &mut Opener<'_>,
+    devices: &mut Vec<Box<dyn MigrationDriver>>,
+    opts: &Options,
+) -> Result<ReceiveReport> {
+    let t0 = Instant::now();
+    link.set_stage(Stage::Handshake);
+    let f = link.recv()?;
+    if f.kind != FrameKind::Hello {
+        return Err(TransportError::Protocol(format!(
+            "expected HELLO, got {:?}",
+            f.kind
+        )));
+    }
+    let hello: Hello = expect_json(&f.payload, "HELLO")?;
+    if hello.magic != WIRE_MAGIC || hello.version != WIRE_VERSION {
+        let e = TransportError::Protocol(format!(
+            "the peer speaks {:?} version {}, this side {WIRE_MAGIC:?} version {WIRE_VERSION}",
+            hello.magic, hello.version
+        ));
+        refuse(link, RefusalKind::Version, &e);
+        return Err(e);
+    }
+    *devices = match open(&hello) {
+        Ok(d) => d,
+        Err(e) => {
+            refuse(link, RefusalKind::Open, &e);
+            return Err(e.into());
+        }
+    };
+    let n = devices.len();
+    if n != hello.devices.len() {
+        let e = TransportError::Protocol(format!(
+            "the source sends {} device states, this side has {n} devices",
+            hello.devices.len()
+        ));
+        refuse(link, RefusalKind::DeviceCount, &e);
+        return Err(e);
+    }
+    for (h, d) in hello.devices.iter().zip(devices.iter()) {
+        if let Err(e) = h.check_target(d.device(), d.protocol()) {
+            refuse(link, RefusalKind::Incompatible, &e);
+            return Err(e.into());
+        }
+    }
+    link.send_json(
+        FrameKind::Accept,
+        &Accept {
+            version: WIRE_VERSION,
+            devices: devices
+                .iter()
+                .map(|d| d.device().name().to_string())
+                .collect(),
+        },
+    )?;
+    let _keepalive = link.keepalive();
+    link.set_stage(Stage::Transfer);
+    let ready = Arc::new(AtomicUsize::new(0));
+    let (link_result, results) = std::thread::scope(|s| {
+        let mut senders: Vec<SyncSender<Msg>> = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for drv in devices.iter_mut() {
+            let (tx, rx) = sync_channel(QUEUE);
+            senders.push(tx);
+            let reader = ChanReader {
+                rx,
+                cur: Vec::new(),
+                pos: 0,
+                ended: false,
+                committed: false,
+                ready: ready.clone(),
+                devices: n,
+                link: link.clone(),
+            };
+            let link = link.clone();
+            handles.push(s.spawn(move || {
+                let r = engine::restore(drv.as_mut(), reader, opts);
+                if let Err(e) = &r {
+                    if link.fault().is_none() && !is_abort(e) {
+                        // Tell the source now: it may be waiting for READY.
+                        refuse(&link, RefusalKind::Restore, e);
+                    }
+                }
+                r
+            }));
+        }
+        let link_result = pump(link, &senders, opts);
+        drop(senders);
+        let results: Vec<std::result::Result<RestoreReport, MigrationError>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(MigrationError::ThreadPanicked("restore")))
+            })
+            .collect();
+        (link_result, results)
+    });
+    let mut reports = Vec::with_capacity(n);
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(rep) => reports.push(rep),
+            Err(e) => {
+                if first_err.is_none() || first_err.as_ref().is_some_and(is_abort) {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    link_result?;
+    if let Some(e) = first_err {
+        refuse(link, RefusalKind::Restore, &e);
+        link.close();
+        return Err(e.into());
+    }
+    let ack = Ack {
+        devices: reports
+            .iter()
+            .map(|r| AckDevice {
+                device: r.device.clone(),
+                bytes: r.bytes,
+                chunks: r.chunks,
+                commit_seconds: r.commit_seconds,
+            })
+            .collect(),
+    };
+    link.send_json(FrameKind::Ack, &ack)?;
+    link.close();
+    Ok(ReceiveReport {
+        peer: None,
+        peer_harness_version: hello.harness_version,
+        devices: reports,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// An error of a stream cut short by [`aborted`] (the cause is elsewhere).
+fn is_abort(e: &MigrationError) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::ConnectionAborted {
+                return true;
+            }
+        }
+        src = s.source();
+    }
+    matches!(e, MigrationError::PeerStopped)
+}
+
+/// Moves frames from the link to the devices' channels until COMMIT (Ok) or a failure.
+fn pump(link: &Link, senders: &[SyncSender<Msg>], opts: &Options) -> Result<()> {
+    loop {
+        if opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            refuse(
+                link,
+                RefusalKind::Interrupted,
+                &"interrupted on the destination",
+            );
+            return Err(MigrationError::Interrupted.into());
+        }
+        let f = link.recv()?;
+        let dev = |f: &super::frame::Frame| {
+            senders.get(f.device as usize).ok_or_else(|| {
+                TransportError::Protocol(format!(
+                    "frame for device {} of {}",
+                    f.device,
+                    senders.len()
+                ))
+            })
+        };
+        match f.kind {
+            FrameKind::Data => {
+                if dev(&f)?.send(Msg::Data(f.payload)).is_err() {
+                    // That device's restore failed; it told the source why.
+                    return Ok(());
+                }
+            }
+            FrameKind::End => {
+                let _ = dev(&f)?.send(Msg::End);
+            }
+            FrameKind::Commit => {
+                link.set_stage(Stage::Commit);
+                for s in senders {
+                    let _ = s.send(Msg::Commit);
+                }
+                return Ok(());
+            }
+            FrameKind::Refuse => {
+                return Err(TransportError::Refused(expect_json(&f.payload, "REFUSE")?));
+            }
+            k => {
+                return Err(TransportError::Protocol(format!(
+                    "unexpected {k:?} during the transfer"
+                )))
+            }
+        }
+    }
+}

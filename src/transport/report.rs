@@ -1,0 +1,111 @@
+//! What a migration across a link reports: per device, and summed in the shape of the
+//! in-process [`MigrateReport`](crate::migration::engine::MigrateReport).
+
+use super::frame::AckDevice;
+use crate::migration::engine::{MigrateReport, RestoreReport, SaveReport};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One device's leg of a migration across a link.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceLeg {
+    /// What saving the source reported (bytes, rounds, stop-copy time...).
+    pub save: SaveReport,
+    /// The destination device, as its acknowledgement named it.
+    pub destination: String,
+    /// Destination time leaving RESUMING into RUNNING, seconds.
+    pub commit_seconds: f64,
+    /// From this source leaving RUNNING until the destination's acknowledgement arrived,
+    /// seconds (see [`RemoteReport::summary`]).
+    pub downtime_seconds: f64,
+}
+
+impl DeviceLeg {
+    pub(crate) fn new(
+        save: SaveReport,
+        ack: AckDevice,
+        stopped: Option<Instant>,
+        acked_at: Instant,
+    ) -> DeviceLeg {
+        let downtime_seconds = stopped
+            .map(|s| acked_at.saturating_duration_since(s).as_secs_f64())
+            .unwrap_or(0.0);
+        DeviceLeg {
+            save,
+            destination: ack.device,
+            commit_seconds: ack.commit_seconds,
+            downtime_seconds,
+        }
+    }
+}
+
+/// The report of [`migrate_to`](super::migrate_to): the summary has the fields of the
+/// in-process `migrate` report (`source` and `destination` list every device, comma
+/// separated; byte and chunk counts are sums; times are the longest), `devices` has each
+/// device's leg.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoteReport {
+    /// The summary, as in-process migrate reports it. Downtime is measured from the first
+    /// source leaving RUNNING (its first STOP_COPY chunk, or its save's end less its
+    /// stop-copy time, whichever is earlier) until the destination's acknowledgement that
+    /// every device runs the state arrived back.
+    #[serde(flatten)]
+    pub summary: MigrateReport,
+    /// Per device.
+    pub devices: Vec<DeviceLeg>,
+}
+
+impl RemoteReport {
+    pub(crate) fn new(legs: Vec<DeviceLeg>, t0: Instant, acked_at: Instant) -> RemoteReport {
+        let seconds = acked_at.duration_since(t0).as_secs_f64();
+        let join =
+            |f: &dyn Fn(&DeviceLeg) -> String| legs.iter().map(f).collect::<Vec<_>>().join(",");
+        let sum = |f: &dyn Fn(&DeviceLeg) -> u64| legs.iter().map(f).sum::<u64>();
+        let max = |f: &dyn Fn(&DeviceLeg) -> f64| legs.iter().map(f).fold(0.0, f64::max);
+        let bytes = sum(&|l| l.save.bytes);
+        let first = &legs[0].save;
+        let summary = MigrateReport {
+            source: join(&|l| l.save.device.clone()),
+            destination: join(&|l| l.destination.clone()),
+            protocol: first.protocol,
+            bytes,
+            precopy_bytes: sum(&|l| l.save.precopy_bytes),
+            stopcopy_bytes: sum(&|l| l.save.stopcopy_bytes),
+            chunks: sum(&|l| l.save.chunks),
+            rounds: legs.iter().map(|l| l.save.rounds).max().unwrap_or(0),
+            precopy_rounds: if legs.len() == 1 {
+                first.precopy_rounds.clone()
+            } else {
+                Vec::new()
+            },
+            converged: legs.iter().all(|l| l.save.converged),
+            seconds,
+            precopy_seconds: max(&|l| l.save.precopy_rounds.iter().map(|r| r.seconds).sum()),
+            stop_copy_seconds: max(&|l| l.save.stop_copy_seconds),
+            commit_seconds: max(&|l| l.commit_seconds),
+            downtime_seconds: max(&|l| l.downtime_seconds),
+            throughput_bytes_per_s: if seconds > 0.0 {
+                bytes as f64 / seconds
+            } else {
+                0.0
+            },
+        };
+        RemoteReport {
+            summary,
+            devices: legs,
+        }
+    }
+}
+
+/// What [`receive`](super::receive()) reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReceiveReport {
+    /// The source's address, as the listener saw it.
+    pub peer: Option<String>,
+    /// The source's harness version (from its HELLO).
+    pub peer_harness_version: String,
+    /// One restore report per device, in device-index order.
+    pub devices: Vec<RestoreReport>,
+    /// From HELLO until the acknowledgement was sent, seconds.
+    pub seconds: f64,
+}

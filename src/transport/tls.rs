@@ -1,0 +1,97 @@
+//! TLS with mutual certificate authentication (rustls, `ring` provider): the listener
+//! requires a client certificate signed by the CA and the client verifies the listener's
+//! certificate against the same CA. Certificates and keys are PEM files (see
+//! `docs/transport.md` for the openssl commands that make them).
+
+use super::error::{Result, TransportError};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a side's TLS material is: the CA that signs the peers, this side's certificate
+/// (chain) and private key, all PEM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate(s) the peer's certificate must chain to.
+    pub ca: PathBuf,
+    /// This side's certificate chain.
+    pub cert: PathBuf,
+    /// This side's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+fn cfg_err(path: &Path, e: impl std::fmt::Display) -> TransportError {
+    TransportError::TlsConfig(format!("{}: {e}", path.display()))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| cfg_err(ca, e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| cfg_err(ca, e))?;
+    if certs.is_empty() {
+        return Err(cfg_err(ca, "no certificate in the file"));
+    }
+    for c in certs {
+        roots.add(c).map_err(|e| cfg_err(ca, e))?;
+    }
+    Ok(roots)
+}
+
+fn identity(files: &TlsFiles) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| cfg_err(&files.cert, e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| cfg_err(&files.cert, e))?;
+    if certs.is_empty() {
+        return Err(cfg_err(&files.cert, "no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| cfg_err(&files.key, e))?;
+    Ok((certs, key))
+}
+
+/// The listener's configuration: its own certificate, and client certificates required and
+/// verified against the CA.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
+    let roots = Arc::new(roots(&files.ca)?);
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TransportError::TlsConfig(format!("client verifier: {e}")))?;
+    let (certs, key) = identity(files)?;
+    let cfg = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::TlsConfig(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| cfg_err(&files.cert, e))?;
+    Ok(Arc::new(cfg))
+}
+
+/// The connecting side's configuration: the listener verified against the CA, this side's
+/// certificate presented.
+pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>> {
+    let roots = roots(&files.ca)?;
+    let (certs, key) = identity(files)?;
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::TlsConfig(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| cfg_err(&files.cert, e))?;
+    Ok(Arc::new(cfg))
+}
+
+/// The name the listener's certificate must carry: the host part of the address (an IP
+/// address or a DNS name).
+pub fn server_name(host: &str) -> Result<ServerName<'static>> {
+    ServerName::try_from(host.to_string())
+        .map_err(|e| TransportError::TlsConfig(format!("server name {host:?}: {e}")))
+}

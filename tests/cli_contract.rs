@@ -1,0 +1,550 @@
+//! The command-line and state-file contract under bad input, signals and odd targets: the
+//! binary run against `sim:` devices. One test (or a few) per item of the contract issue;
+//! signal tests wait for a marker (`--progress-lines` on stderr, or the stream's first bytes
+//! on a pipe), never for a fixed time.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn vh() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vfio-harness"))
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vfh-contract-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    vh().args(args).output().unwrap()
+}
+
+fn no_panic(o: &Output) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_ne!(o.status.code(), Some(101), "exit 101: {err}");
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
+
+fn save(spec: &str, out: &Path) {
+    let o = run(&["save", spec, "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Hidden files in `d` (temporary files).
+fn hidden(d: &Path) -> Vec<String> {
+    fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+/// Waits for `child`, at most `limit` (the contract: a second after a signal).
+fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running {limit:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads `r` line by line until one contains `marker`; the rest is collected on a thread.
+fn wait_marker(r: impl Read + Send + 'static, marker: &str) -> std::thread::JoinHandle<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    let h = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut sent = false;
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if !sent && line.contains(&marker) {
+                let _ = tx.send(());
+                sent = true;
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("marker never came");
+    h
+}
+
+// 1. Odd output targets.
+#[test]
+fn save_writes_devices_fifos_and_stdout_directly_and_follows_symlinks() {
+    let d = dir("targets");
+    let o = run(&["save", "sim:state=1M", "-o", "/dev/full"]);
+    no_panic(&o);
+    assert!(!o.status.success());
+    assert!(fs::metadata("/dev/full")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    let fifo = d.join("fifo");
+    mkfifo(&fifo);
+    let f2 = fifo.clone();
+    let reader = std::thread::spawn(move || fs::read(&f2).unwrap().len());
+    save("sim:state=1M", &fifo);
+    assert!(reader.join().unwrap() > 1 << 20);
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    let o = run(&["save", "sim:state=1M", "-o", "-", "--json"]);
+    assert!(o.status.success());
+    assert_eq!(&o.stdout[..8], b"VFIOSTRM");
+    assert_eq!(json(&o.stderr)["file"], "-");
+
+    let real = d.join("real");
+    fs::write(&real, b"old").unwrap();
+    std::os::unix::fs::symlink("real", d.join("link")).unwrap();
+    save("sim:state=1M", &d.join("link"));
+    assert!(fs::symlink_metadata(d.join("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::metadata(&real).unwrap().len() > 1 << 20);
+}
+
+// 2. Restore reads its input once: stdin, a FIFO, a pipe held open after the stream.
+#[test]
+fn restore_reads_stdin_fifos_and_stops_at_the_trailer() {
+    let d = dir("restore-once");
+    let file = d.join("s.bin");
+    save("sim:state=2M,seed=5", &file);
+    let bytes = fs::read(&file).unwrap();
+    for reset in ["1", "0"] {
+        let spec = format!("sim:state=2M,verify-seed=5,reset={reset}");
+        let mut c = vh()
+            .args(["restore", &spec, "-i", "-", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The writer keeps the pipe open after the stream: restore must not wait for EOF.
+        let mut stdin = c.stdin.take().unwrap();
+        stdin.write_all(&bytes).unwrap();
+        let status = wait_within(&mut c, Duration::from_secs(30));
+        drop(stdin);
+        assert!(status.success(), "reset={reset}");
+    }
+    let fifo = d.join("fifo");
+    mkfifo(&fifo);
+    let f2 = fifo.clone();
+    let b2 = bytes.clone();
+    let w = std::thread::spawn(move || fs::write(&f2, &b2).unwrap());
+    let o = run(&[
+        "restore",
+        "sim:state=2M,verify-seed=5,reset=0",
+        "-i",
+        fifo.to_str().unwrap(),
+    ]);
+    w.join().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+// 3. Output errors never panic.
+#[test]
+fn output_errors_do_not_panic() {
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = vh()
+        .args(["info", "sim", "--json"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(1));
+
+    let d = dir("outerr");
+    let file = d.join("s.bin");
+    save("sim:state=1M,seed=1", &file);
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = vh()
+        .args([
+            "restore",
+            "sim:state=1M",
+            "-i",
+            file.to_str().unwrap(),
+            "--json",
+        ])
+        .stdout(full)
+        .output()
+        .unwrap();
+    no_panic(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("succeeded"));
+
+    // A reader that went away: the command ends quietly.
+    let mut c = vh()
+        .args(["info", "sim"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(c.stdout.take());
+    let o = c.wait_with_output().unwrap();
+    no_panic(&o);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+// 4. Signals while I/O blocks: a save into a pipe nobody reads.
+#[test]
+fn sigterm_stops_a_save_blocked_on_a_pipe() {
+    let mut c = vh()
+        .args(["save", "sim:state=64M", "-o", "-", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = c.stdout.take().unwrap();
+    let mut magic = [0u8; 8];
+    out.read_exact(&mut magic).unwrap();
+    assert_eq!(&magic, b"VFIOSTRM");
+    // The pipe (64 KiB) fills long before 64 MiB: wait until a thread of the save is
+    // blocked on it (its wait channel in /proc: in write(2), or in poll(2) waiting for
+    // room), then signal.
+    let tasks = format!("/proc/{}/task", c.id());
+    let t0 = Instant::now();
+    while !fs::read_dir(&tasks).unwrap().any(|t| {
+        fs::read_to_string(t.unwrap().path().join("wchan"))
+            .is_ok_and(|w| w.contains("pipe_write") || w.contains("poll"))
+    }) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "never blocked on the pipe"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&c, libc::SIGTERM);
+    let status = wait_within(&mut c, Duration::from_secs(1));
+    assert_eq!(status.code(), Some(143));
+    let mut err = Vec::new();
+    c.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    let v = json(&err);
+    assert_eq!(v["error"]["kind"], "interrupted");
+    assert_eq!(v["devices"][0]["state"], "RUNNING");
+}
+
+// 4. A restore waiting on stdin that stalls mid-stream; the device is in RESUMING.
+#[test]
+fn sigint_stops_a_restore_blocked_on_stdin() {
+    let d = dir("sigint-restore");
+    let file = d.join("s.bin");
+    save("sim:state=8M,seed=2", &file);
+    let bytes = fs::read(&file).unwrap();
+    let mut c = vh()
+        .args([
+            "restore",
+            "sim:state=8M,verify-seed=2",
+            "-i",
+            "-",
+            "--json",
+            "--progress-lines",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(&bytes[..3 << 20]).unwrap();
+    let _err = wait_marker(c.stderr.take().unwrap(), "progress resume");
+    signal(&c, libc::SIGINT);
+    let status = wait_within(&mut c, Duration::from_secs(1));
+    drop(stdin);
+    assert_eq!(status.code(), Some(130));
+    let mut out = Vec::new();
+    c.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "interrupted");
+    assert_eq!(v["devices"][0]["state"], "RUNNING");
+}
+
+// 4 and 7. SIGHUP on a slow device mid-save: exit 129, no file, no temporary file.
+#[test]
+fn sighup_stops_a_slow_save_and_leaves_no_file() {
+    let d = dir("sighup");
+    let target = d.join("out.bin");
+    let mut c = vh()
+        .args(["save", "sim:state=64M,chunk=64K,read-delay=20", "-o"])
+        .arg(&target)
+        .args(["--json", "--progress-lines"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _err = wait_marker(c.stderr.take().unwrap(), "progress stop-copy");
+    signal(&c, libc::SIGHUP);
+    let status = wait_within(&mut c, Duration::from_secs(1));
+    assert_eq!(status.code(), Some(129));
+    let mut out = Vec::new();
+    c.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert_eq!(json(&out)["devices"][0]["state"], "RUNNING");
+    assert!(!target.exists());
+    assert!(hidden(&d).is_empty(), "{:?}", hidden(&d));
+}
+
+// 4. A FIFO nobody opens: the open itself is interrupted.
+#[test]
+fn signals_interrupt_a_fifo_open() {
+    let d = dir("fifo-open");
+    let fifo = d.join("fifo");
+    mkfifo(&fifo);
+    for (cmd, flag, sig, code) in [
+        ("restore", "-i", libc::SIGTERM, 143),
+        ("save", "-o", libc::SIGINT, 130),
+    ] {
+        let mut c = vh()
+            .args([cmd, "sim:state=1M", flag])
+            .arg(&fifo)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The open blocks until the FIFO's other end opens. It runs on a helper thread
+        // (started after the handler is installed), so a second task in /proc is the marker
+        // that the process is waiting in it.
+        let wchan = format!("/proc/{}/task", c.id());
+        let t0 = Instant::now();
+        while !fs::read_dir(&wchan)
+            .map(|r| r.count() >= 2)
+            .unwrap_or(false)
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "never reached the open"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        signal(&c, sig);
+        let status = wait_within(&mut c, Duration::from_secs(1));
+        assert_eq!(status.code(), Some(code), "{cmd}");
+    }
+}
+
+// 5. A v1 stream that never ends is bounded.
+#[test]
+fn an_endless_v1_stream_is_refused() {
+    let d = dir("endless");
+    let target = d.join("e.bin");
+    let o = vh()
+        .args([
+            "save",
+            "sim:protocol=v1,state=1M,violate=endless-read",
+            "--json",
+            "-o",
+        ])
+        .arg(&target)
+        .output()
+        .unwrap();
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o.stdout);
+    assert_eq!(v["error"]["kind"], "device");
+    assert_eq!(v["devices"][0]["state"], "RUNNING");
+    assert!(!target.exists());
+    assert!(hidden(&d).is_empty());
+}
+
+// 6. Modes: kept on overwrite, 0600 when new.
+#[test]
+fn state_files_keep_their_mode_and_new_ones_are_private() {
+    let d = dir("modes");
+    let new = d.join("new.bin");
+    save("sim:state=1M", &new);
+    assert_eq!(
+        fs::metadata(&new).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    for mode in [0o600, 0o640] {
+        let p = d.join(format!("m{mode:o}"));
+        fs::write(&p, b"x").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        save("sim:state=1M", &p);
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, mode);
+    }
+}
+
+// 7. Temporary files of killed runs: none with O_TMPFILE, stale named ones cleaned.
+#[test]
+fn sigkill_leaves_nothing_and_stale_temporaries_are_removed() {
+    let d = dir("sigkill");
+    let target = d.join("out.bin");
+    let mut c = vh()
+        .args([
+            "save",
+            "sim:state=64M,chunk=64K,read-delay=20",
+            "--progress-lines",
+            "-o",
+        ])
+        .arg(&target)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _err = wait_marker(c.stderr.take().unwrap(), "progress stop-copy");
+    c.kill().unwrap();
+    let _ = c.wait();
+    assert!(hidden(&d).is_empty(), "{:?}", hidden(&d));
+
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    let stale = [
+        format!(".vfh-{pid}-0123456789abcdef.tmp"),
+        format!(".out.bin.tmp-{pid}-0123456789abcdef0123456789abcdef"),
+    ];
+    for s in &stale {
+        fs::write(d.join(s), b"junk").unwrap();
+    }
+    save("sim:state=1M", &target);
+    assert!(hidden(&d).is_empty(), "{:?}", hidden(&d));
+}
+
+// 8. Untrusted metadata is escaped on the way to the terminal.
+#[test]
+fn metadata_escape_sequences_are_escaped() {
+    let d = dir("escape");
+    let file = d.join("s.bin");
+    save("sim:state=1M,seed=1,name=evil\x1b[2J\x07", &file);
+    let o = run(&["restore", "sim:state=1M", "-i", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!o.stdout.contains(&0x1b) && !o.stdout.contains(&0x07));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("evil\\u{1b}[2J"));
+}
+
+// 9. --json failures are one object with a kind and the devices' states.
+#[test]
+fn json_failures_say_what_kind() {
+    let d = dir("kinds");
+    let file = d.join("s.bin");
+    save("sim:state=1M,seed=1", &file);
+    let bytes = fs::read(&file).unwrap();
+    fs::write(d.join("cut.bin"), &bytes[..bytes.len() / 2]).unwrap();
+    let cases = [
+        ("sim:state=1M", "cut.bin", "stream-corrupt"),
+        ("sim:state=1M,protocol=v1", "s.bin", "incompatible"),
+        ("sim:state=1M,fail-at=RESUMING", "s.bin", "device"),
+        ("sim:state=1M", "missing.bin", "io"),
+    ];
+    for (spec, f, kind) in cases {
+        let o = run(&["restore", spec, "-i", d.join(f).to_str().unwrap(), "--json"]);
+        no_panic(&o);
+        assert!(!o.status.success());
+        let v = json(&o.stdout);
+        assert_eq!(v["error"]["kind"], kind, "{spec} {f}");
+        assert!(v["error"]["message"].is_string());
+        if kind != "io" {
+            assert_eq!(v["devices"][0]["state"], "RUNNING", "{spec}");
+        }
+    }
+    let o = run(&["save", "sim", "--json", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(json(&o.stdout)["error"]["kind"], "usage");
+}
+
+// 10. Odd names: non-UTF-8 with --json, long names, a directory (refused before the save).
+#[test]
+fn odd_output_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = dir("names");
+    let odd = d.join(std::ffi::OsStr::from_bytes(b"state-\xff.bin"));
+    let o = vh()
+        .args(["save", "sim:state=1M", "--json", "-o"])
+        .arg(&odd)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(json(&o.stdout)["file"]
+        .as_str()
+        .unwrap()
+        .contains('\u{fffd}'));
+
+    let long = d.join("a".repeat(250));
+    save("sim:state=1M", &long);
+    assert!(long.exists());
+
+    for bad in [d.join("b".repeat(256)), d.clone()] {
+        let o = vh()
+            .args(["save", "sim:state=1M,fail-at=STOP_COPY", "--json", "-o"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let v = json(&o.stdout);
+        assert_eq!(v["error"]["kind"], "io");
+        // Refused before the device was opened: no device listed, and fail-at never fired.
+        assert_eq!(v["devices"].as_array().unwrap().len(), 0);
+    }
+}
+
+// 11. Bounds: pre-copy rounds, buffer size, pre-copy bytes.
+#[test]
+fn runaway_settings_are_bounded() {
+    let d = dir("bounds");
+    let o = run(&[
+        "save",
+        "sim:state=1M",
+        "--precopy-rounds",
+        "4294967295",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["save", "sim:state=1M", "--buffer", "1", "-o", "/dev/null"]);
+    assert_eq!(o.status.code(), Some(2));
+    let f = d.join("dirty.bin");
+    let o = vh()
+        .args([
+            "save",
+            "sim:state=1M,dirty-rate=4G",
+            "--precopy-rounds",
+            "100",
+            "-o",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Pre-copy and stop-copy each bounded by the declared state's limit (64 MiB + 1 MiB).
+    assert!(fs::metadata(&f).unwrap().len() < 2 * (66 << 20));
+}

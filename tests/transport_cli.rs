@@ -1,0 +1,216 @@
+//! `receive` and `migrate SRC tcp://|tls://ADDR` end to end through the binary, on the
+//! loopback (127.0.0.1), with simulated devices: TLS with certificates made at run time,
+//! several devices, an unauthenticated peer, a refusal and a cut link with their exit codes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vfio-harness");
+
+struct Receiver {
+    child: Child,
+    addr: String,
+}
+
+/// Starts `receive ARGS --listen 127.0.0.1:0` and reads the address it listens on.
+fn receive(args: &[&str]) -> Receiver {
+    let mut child = Command::new(BIN)
+        .arg("receive")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn receive");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("read stderr");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        eprint!("{rest}");
+    });
+    Receiver { child, addr }
+}
+
+fn finish(r: Receiver) -> (Option<i32>, String) {
+    let o = r.child.wait_with_output().expect("receive ends");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+fn migrate(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("migrate")
+        .args(args)
+        .output()
+        .expect("run migrate")
+}
+
+fn pki(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "test CA");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    std::fs::write(dir.join("ca.pem"), p.self_signed(&key).unwrap().pem()).unwrap();
+    let issuer = Issuer::new(p, key);
+    for (name, san, eku) in [
+        ("dest", "127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth),
+        ("source", "source", ExtendedKeyUsagePurpose::ClientAuth),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![san.to_string()]).unwrap();
+        p.extended_key_usages = vec![eku];
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    // A peer with a self-signed certificate: not signed by the CA.
+    let key = KeyPair::generate().unwrap();
+    let p = CertificateParams::new(vec!["rogue".to_string()]).unwrap();
+    std::fs::write(dir.join("rogue.pem"), p.self_signed(&key).unwrap().pem()).unwrap();
+    std::fs::write(dir.join("rogue.key"), key.serialize_pem()).unwrap();
+}
+
+fn tls_args(dir: &Path, who: &str) -> Vec<String> {
+    let f = |n: String| dir.join(n).display().to_string();
+    vec![
+        "--ca".into(),
+        f("ca.pem".into()),
+        "--cert".into(),
+        f(format!("{who}.pem")),
+        "--key".into(),
+        f(format!("{who}.key")),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn two_devices_over_tls_and_an_unauthenticated_peer_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    pki(dir.path());
+    let dest_tls = tls_args(dir.path(), "dest");
+    let mut args = vec!["sim:state=2M,verify-seed=3", "sim:state=1M,verify-seed=5"];
+    args.extend(strs(&dest_tls));
+    let r = receive(&args);
+    let url = format!("tls://{}", r.addr);
+
+    // A peer whose certificate the CA did not sign: refused at the handshake, exit 1.
+    let rogue = tls_args(dir.path(), "rogue");
+    let mut a = vec!["sim:state=2M,seed=3", &url, "--with", "sim:state=1M,seed=5"];
+    a.extend(strs(&rogue));
+    let o = migrate(&a);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("TLS handshake"));
+
+    // The listener is still there for an authenticated source.
+    let src_tls = tls_args(dir.path(), "source");
+    let mut a = vec![
+        "sim:state=2M,seed=3",
+        &url,
+        "--with",
+        "sim:state=1M,seed=5",
+        "--json",
+    ];
+    a.extend(strs(&src_tls));
+    let o = migrate(&a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(j["transport"], "tls");
+    assert_eq!(j["devices"].as_array().unwrap().len(), 2);
+    assert!(j["bytes"].as_u64().unwrap() >= 3 << 20);
+    assert!(j["downtime_seconds"].as_f64().unwrap() > 0.0);
+    let (code, out) = finish(r);
+    assert_eq!(code, Some(0));
+    let j: serde_json::Value = serde_json::from_str(&out).expect("receive JSON");
+    assert_eq!(j["devices"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn plain_tcp_needs_insecure_and_a_refusal_exits_77() {
+    let o = migrate(&["sim:state=1M,seed=3", "tcp://127.0.0.1:9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--insecure"));
+
+    let r = receive(&["sim:state=1M,verify-seed=4", "--insecure"]);
+    let url = format!("tcp://{}", r.addr);
+    let o = migrate(&["sim:state=1M,seed=3", &url, "--insecure"]);
+    assert_eq!(
+        o.status.code(),
+        Some(77),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (code, _) = finish(r);
+    assert_eq!(code, Some(1));
+}
+
+/// Forwards one connection, closing both sides after `limit` bytes from the source.
+fn cutting_proxy(target: String, limit: usize) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut s = TcpStream::connect(target).unwrap();
+        let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut s2, &mut c2);
+        });
+        let mut buf = vec![0u8; 4096];
+        let mut n = 0;
+        while n < limit {
+            let k = match c.read(&mut buf[..(limit - n).min(4096)]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => k,
+            };
+            if s.write_all(&buf[..k]).is_err() {
+                break;
+            }
+            n += k;
+        }
+        let _ = c.shutdown(Shutdown::Both);
+        let _ = s.shutdown(Shutdown::Both);
+    });
+    addr
+}
+
+#[test]
+fn a_cut_link_exits_75_on_both_sides() {
+    let r = receive(&["sim:state=4M,verify-seed=3", "--insecure", "--timeout", "5"]);
+    let proxy = cutting_proxy(r.addr.clone(), 1 << 20);
+    let url = format!("tcp://{proxy}");
+    let o = migrate(&["sim:state=4M,seed=3", &url, "--insecure", "--timeout", "5"]);
+    assert_eq!(
+        o.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (code, _) = finish(r);
+    assert_eq!(code, Some(75));
+    std::thread::sleep(Duration::from_millis(10));
+}
