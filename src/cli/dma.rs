@@ -4,7 +4,8 @@
 //! there) or read device memory out and checksum it.
 //!
 //! JSON (`--json`): `device`, `backend`, `iova_granule`, `iova_ranges`, `map` (the timing,
-//! absent with `--fill`/`--crc`), `check` (with `--check`), `transfer` (with `--fill` or
+//! absent with `--fill`/`--crc`), `check` (with `--check`; `check.unmapped` with
+//! `--check-unmapped`), `transfer` (with `--fill` or
 //! `--crc`: `op`, `driver`, `offset`, `len`, `seed`, `chunk`, `chunks`, `seconds`,
 //! `bytes_per_second`, `crc32` (of the device range as read back), `matched`,
 //! `first_mismatch`).
@@ -14,11 +15,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use vfio_harness::drivers::dma_check::{dma_check, CheckReport};
+use vfio_harness::drivers::dma_check::{dma_check_with, CheckOptions, CheckReport};
 use vfio_harness::drivers::dma_pattern::{dma_pattern, PatternJob, PatternReport};
 use vfio_harness::drivers::space::{kernel_context, DmaSpace};
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
-use vfio_harness::vfio::dma_timing::{time_map_unmap, MapTiming};
+use vfio_harness::vfio::dma_timing::{time_map_unmap, time_map_unmap_at, MapTiming};
 use vfio_harness::vfio::IovaRange;
 
 use super::args::{parse_range, parse_u64};
@@ -33,12 +34,22 @@ pub struct Args {
     /// Bytes to map (K/M/G suffixes).
     #[arg(long, default_value = "64M")]
     pub size: ByteSize,
-    /// Back the buffer with 2 MiB hugetlb pages when available.
+    /// Back the buffers (the timed one and --check's) with 2 MiB hugetlb pages when
+    /// available (vm.nr_hugepages); the report says whether they were.
     #[arg(long)]
     pub hugepages: bool,
+    /// Place the timed buffer (and --check's source buffer, the destination after it) at
+    /// this IOVA instead of the lowest free one. Not checked against the IOVA ranges: the
+    /// kernel decides, and its refusal is reported with the errno.
+    #[arg(long, value_parser = parse_u64)]
+    pub iova: Option<u64>,
     /// Have the device DMA a pattern into itself and back, and compare (edu).
     #[arg(long)]
     pub check: bool,
+    /// With --check: afterwards remove both mappings (keeping the memory) and have the
+    /// device DMA to and from their IOVAs again; the IOMMU must stop both.
+    #[arg(long, requires = "check")]
+    pub check_unmapped: bool,
     /// Bytes pushed through the device by --check.
     #[arg(long, default_value = "8K")]
     pub check_bytes: ByteSize,
@@ -111,7 +122,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     }
     let job = pattern_job(&args)?;
     let map = if job.is_none() || args.check {
-        Some(time_map_unmap(ctx, &ranges, granule, size, args.hugepages)?)
+        Some(match args.iova {
+            Some(iova) => time_map_unmap_at(ctx, iova, size, args.hugepages)?,
+            None => time_map_unmap(ctx, &ranges, granule, size, args.hugepages)?,
+        })
     } else {
         None
     };
@@ -119,12 +133,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         if args.check_bytes.bytes() == 0 {
             bail!("--check-bytes must be at least 1");
         }
-        Some(dma_check(
-            dev.as_ref(),
-            ctx,
-            args.check_bytes.bytes(),
-            args.check_offset,
-        )?)
+        let mut o = CheckOptions::new(args.check_bytes.bytes(), args.check_offset);
+        o.iova = args.iova;
+        o.hugepages = args.hugepages;
+        o.unmapped = args.check_unmapped;
+        Some(dma_check_with(dev.as_ref(), ctx, &o)?)
     } else {
         None
     };
@@ -223,5 +236,32 @@ fn print_human(out: &Out, asked_hugepages: bool) {
             if c.guard_intact { "intact" } else { "OVERWRITTEN" },
             c.msi_latency_us
         );
+        if c.hugepages {
+            println!("check buffers: 2M hugepages");
+        }
+        if let Some(u) = &c.unmapped {
+            let said = |e: &Option<String>| {
+                e.as_ref()
+                    .map(|e| format!(" (device: {e})"))
+                    .unwrap_or_default()
+            };
+            println!(
+                "after unmap: device -> IOVA {:#x}: {}{}; IOVA {:#x} -> device: {}{}",
+                u.write_iova,
+                if u.write_blocked {
+                    "blocked"
+                } else {
+                    "REACHED THE HOST MEMORY"
+                },
+                said(&u.write_error),
+                u.read_iova,
+                if u.read_blocked {
+                    "blocked"
+                } else {
+                    "THE DEVICE READ THE PATTERN"
+                },
+                said(&u.read_error),
+            );
+        }
     }
 }

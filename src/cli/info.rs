@@ -73,6 +73,7 @@ struct KvmOut {
 struct KernelOut {
     iommu_group: Option<u32>,
     kvm: KvmOut,
+    iommu_fallback: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -129,6 +130,7 @@ fn build(dev: &dyn Device) -> anyhow::Result<InfoOut> {
                 registered: k.context().kvm_registered(),
                 note: k.context().kvm_note().to_string(),
             },
+            iommu_fallback: k.context().iommu_fallback().map(str::to_string),
         });
     Ok(InfoOut {
         name: info.name.clone(),
@@ -210,6 +212,9 @@ fn print_human(o: &InfoOut) {
             outln!("group    {g}");
         }
         outln!("kvm      {}", k.kvm.note);
+        if let Some(f) = &k.iommu_fallback {
+            outln!("iommu    {f}");
+        }
     }
     outln!();
     outln!(

@@ -16,6 +16,20 @@ pub trait DmaSpace {
     /// Allocates `len` bytes (rounded up to the page size), fills them with `fill` (so
     /// every page is populated before it is pinned) and maps them at `iova`.
     fn map_buffer(&self, iova: u64, len: u64, fill: u8) -> Result<Box<dyn DmaRegion + '_>>;
+
+    /// Like [`DmaSpace::map_buffer`]; with `hugepages`, backed by 2 MiB hugetlb pages when
+    /// the system has them free (else normal pages: [`DmaRegion::hugepages`] says which).
+    /// Spaces without hugetlb memory ignore `hugepages` (the default).
+    fn map_buffer_pages(
+        &self,
+        iova: u64,
+        len: u64,
+        fill: u8,
+        hugepages: bool,
+    ) -> Result<Box<dyn DmaRegion + '_>> {
+        let _ = hugepages;
+        self.map_buffer(iova, len, fill)
+    }
 }
 
 /// A host buffer mapped for device DMA. Unmapped by [`DmaRegion::unmap`] or, best effort,
@@ -33,8 +47,23 @@ pub trait DmaRegion {
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
     /// Copies `data` into the buffer at `offset`.
     fn write(&self, offset: u64, data: &[u8]) -> Result<()>;
-    /// Unmaps the buffer, reporting a failure.
+    /// Unmaps the buffer, reporting a failure (nothing to do after
+    /// [`DmaRegion::unmap_keep`]).
     fn unmap(self: Box<Self>) -> Result<()>;
+    /// Whether 2 MiB hugetlb pages back the buffer.
+    fn hugepages(&self) -> bool {
+        false
+    }
+    /// Removes the IOMMU mapping but keeps the host memory, still readable and writable
+    /// through [`DmaRegion::read`] / [`DmaRegion::write`]: the device can no longer reach
+    /// it. A second call does nothing. Spaces that cannot keep the memory say so (the
+    /// default).
+    fn unmap_keep(&mut self) -> Result<()> {
+        Err(crate::device::DeviceError::Unsupported {
+            device: "DMA space".into(),
+            what: "unmapping a buffer while keeping its memory".into(),
+        })
+    }
 }
 
 impl DmaSpace for VfioContext {
@@ -43,7 +72,17 @@ impl DmaSpace for VfioContext {
     }
 
     fn map_buffer(&self, iova: u64, len: u64, fill: u8) -> Result<Box<dyn DmaRegion + '_>> {
-        let buf = DmaBuffer::alloc(iova, len, false)?;
+        self.map_buffer_pages(iova, len, fill, false)
+    }
+
+    fn map_buffer_pages(
+        &self,
+        iova: u64,
+        len: u64,
+        fill: u8,
+        hugepages: bool,
+    ) -> Result<Box<dyn DmaRegion + '_>> {
+        let buf = DmaBuffer::alloc(iova, len, hugepages)?;
         buf.fill(fill)?;
         let (m, _) = DmaMapping::map(self, buf)?;
         Ok(Box::new(m))
@@ -69,6 +108,14 @@ impl DmaRegion for DmaMapping<'_> {
 
     fn unmap(self: Box<Self>) -> Result<()> {
         DmaMapping::unmap(*self).map(|_| ())
+    }
+
+    fn hugepages(&self) -> bool {
+        self.buffer().hugepages()
+    }
+
+    fn unmap_keep(&mut self) -> Result<()> {
+        DmaMapping::unmap_keep(self).map(|_| ())
     }
 }
 

@@ -87,6 +87,19 @@ pub fn resolve(root: &SysfsRoot, spec: &DeviceSpec) -> Result<PathBuf> {
                 .and_then(|n| n.to_str())
                 .filter(|n| n.starts_with("vfio") && n[4..].chars().all(|c| c.is_ascii_digit()))
                 .ok_or_else(|| invalid("a cdev is named /dev/vfio/devices/vfioN".into()))?;
+            // On the real system the node must exist: sysfs lists every VFIO device under
+            // class/vfio-dev even on kernels without device cdevs (no node in /dev).
+            if root.path() == Path::new("/sys") && !p.exists() {
+                return Err(invalid(format!(
+                    "{} does not exist{}",
+                    p.display(),
+                    if root.join(format!("class/vfio-dev/{name}")).exists() {
+                        ": the kernel lists the device in sysfs but has no cdev node for it (CONFIG_VFIO_DEVICE_CDEV off, or /dev is not devtmpfs); name it by its UUID, PCI address or sysfs path"
+                    } else {
+                        ""
+                    }
+                )));
+            }
             let link = root.join(format!("class/vfio-dev/{name}/device"));
             fs::canonicalize(&link).map_err(|e| {
                 invalid(format!(

@@ -41,6 +41,7 @@ pub struct VfioContext {
     iommu: Iommu,
     kvm: Option<KvmVfio>,
     kvm_note: String,
+    fallback: Option<String>,
 }
 
 impl VfioContext {
@@ -101,12 +102,26 @@ impl VfioContext {
             iommu,
             kvm,
             kvm_note,
+            fallback: None,
         }
     }
 
     /// The container or iommufd.
     pub(super) fn iommu(&self) -> &Iommu {
         &self.iommu
+    }
+
+    /// Records why this context is not the interface first chosen (see
+    /// [`VfioContext::iommu_fallback`]).
+    pub(crate) fn with_fallback(mut self, why: Option<String>) -> VfioContext {
+        self.fallback = why;
+        self
+    }
+
+    /// When `--iommu auto` chose iommufd but it refused to open and the devices were opened
+    /// through the legacy container instead: the iommufd error. `None` otherwise.
+    pub fn iommu_fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The interface in use.
@@ -138,6 +153,8 @@ impl VfioContext {
     /// The IOVA ranges DMA may use (`VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE` /
     /// `IOMMU_IOAS_IOVA_RANGES`) and the minimum mapping granule (smallest IOMMU page size,
     /// or the IOAS alignment). Query after the devices are attached: they narrow the ranges.
+    /// A type1 container of mdevs only reports no range at all, which means no restriction:
+    /// the whole 64-bit space is returned then.
     pub fn iova_ranges(&self) -> Result<(u64, Vec<IovaRange>)> {
         let r = match &self.iommu {
             Iommu::Legacy(c) => ContainerFd::of(c).type1_info().map(|(pg, r)| {
@@ -146,7 +163,7 @@ impl VfioContext {
                 } else {
                     1 << pg.trailing_zeros()
                 };
-                (granule, r)
+                (granule, unrestricted_if_none(r))
             }),
             Iommu::Iommufd(i) => IommufdFd::of(i.iommufd()).ioas_iova_ranges(i.ioas().id()),
         };
@@ -201,5 +218,41 @@ impl VfioContext {
             len,
             source: vfio_io_error(e),
         }
+    }
+}
+
+/// type1 reports no IOVA range capability at all when the container holds only mdevs
+/// (their emulated IOMMU has an empty range list, and the kernel then accepts any IOVA:
+/// `vfio_iommu_iova_dma_valid`); no capability means no restriction, the whole 64-bit space
+/// (as QEMU reads it too).
+fn unrestricted_if_none(ranges: Vec<IovaRange>) -> Vec<IovaRange> {
+    if ranges.is_empty() {
+        vec![IovaRange {
+            start: 0,
+            last: u64::MAX,
+        }]
+    } else {
+        ranges
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_iova_range_capability_means_the_whole_space() {
+        assert_eq!(
+            unrestricted_if_none(Vec::new()),
+            [IovaRange {
+                start: 0,
+                last: u64::MAX
+            }]
+        );
+        let r = vec![IovaRange {
+            start: 0,
+            last: 0xfedf_ffff,
+        }];
+        assert_eq!(unrestricted_if_none(r.clone()), r);
     }
 }

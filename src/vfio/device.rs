@@ -52,23 +52,39 @@ impl KernelDevice {
     pub(crate) fn open(node: &Path, ctx: Arc<VfioContext>, root: &SysfsRoot) -> Result<Self> {
         let name = sysdev::device_name(node);
         let group = sysdev::iommu_group(node);
+        let blockers = || -> Vec<String> {
+            group
+                .map(|g| {
+                    sysdev::group_members(root, g)
+                        .into_iter()
+                        .filter(|m| m.blocks_viability())
+                        .map(|m| m.to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let not_viable = |blockers| DeviceError::GroupNotViable {
+            device: name.clone(),
+            group: group.unwrap_or(u32::MAX),
+            blockers,
+        };
         let dev = VfioDevice::new(node, ctx.ops(), true).map_err(|e| match e {
-            VfioError::GroupViable => DeviceError::GroupNotViable {
-                device: name.clone(),
-                group: group.unwrap_or(u32::MAX),
-                blockers: group
-                    .map(|g| {
-                        sysdev::group_members(root, g)
-                            .into_iter()
-                            .filter(|m| m.blocks_viability())
-                            .map(|m| m.to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            },
+            VfioError::GroupViable => not_viable(blockers()),
             e => {
                 let src = vfio_io_error(&e);
-                open_err(&name, format!("open the device ({e})"), src, "")
+                // iommufd has no viability flag: binding the cdev fails (EPERM in 6.12:
+                // iommu_device_claim_dma_owner) while a group member is bound to a host
+                // driver, which owns the group's DMA.
+                let b = if matches!(src.raw_os_error(), Some(libc::EPERM | libc::EBUSY)) {
+                    blockers()
+                } else {
+                    Vec::new()
+                };
+                if b.is_empty() {
+                    open_err(&name, format!("open the device ({e})"), src, "")
+                } else {
+                    not_viable(b)
+                }
             }
         })?;
         let fd = dup_fd(&dev, &name)?;

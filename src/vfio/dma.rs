@@ -203,12 +203,29 @@ impl<'a> DmaMapping<'a> {
         &self.buf
     }
 
-    /// Unmaps; returns how long the unmap call took.
+    /// Unmaps; returns how long the unmap call took (zero when
+    /// [`DmaMapping::unmap_keep`] unmapped it already).
     pub fn unmap(mut self) -> Result<Duration> {
+        self.unmap_keep()
+    }
+
+    /// Removes the IOMMU mapping but keeps the buffer: it stays readable and writable
+    /// through [`DmaMapping::buffer`], and the device can no longer reach it (a DMA to its
+    /// IOVA now faults in the IOMMU). Returns how long the unmap call took; a second call
+    /// does nothing. The memory is freed when the mapping is dropped.
+    pub fn unmap_keep(&mut self) -> Result<Duration> {
+        if !self.mapped {
+            return Ok(Duration::ZERO);
+        }
         let t = Instant::now();
         self.ctx.dma_unmap(self.buf.iova, self.buf.len)?;
         self.mapped = false;
         Ok(t.elapsed())
+    }
+
+    /// Whether the IOMMU mapping is in place.
+    pub fn is_mapped(&self) -> bool {
+        self.mapped
     }
 }
 

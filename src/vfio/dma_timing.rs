@@ -56,6 +56,19 @@ pub fn time_map_unmap(
     .ok_or_else(|| {
         DeviceError::InvalidArgument(format!("no IOVA range can hold {}", format_bytes(size)))
     })?;
+    time_map_unmap_at(ctx, iova, size, hugepages)
+}
+
+/// Like [`time_map_unmap`], at the IOVA the caller chose. The IOVA is not checked against
+/// the allowed ranges here: the kernel is the authority, and a map it refuses (an IOVA in a
+/// reserved range such as the MSI window, beyond the IOMMU's address width, or misaligned)
+/// is returned as its [`DeviceError::Dma`] with the errno.
+pub fn time_map_unmap_at(
+    ctx: &VfioContext,
+    iova: u64,
+    size: u64,
+    hugepages: bool,
+) -> Result<MapTiming> {
     let buf = DmaBuffer::alloc(iova, size, hugepages)?;
     buf.fill(0)?; // populate before timing the pinning
     let len = buf.len();

@@ -60,6 +60,12 @@ use crate::device::{DeviceError, DeviceHandle, DeviceSpec, IommuBackend, OpenOpt
 use crate::sysfs::{device as sysdev, SysfsRoot};
 
 /// Opens kernel devices, sharing one IOMMU context among them.
+///
+/// With [`IommuBackend::Auto`], when iommufd was chosen but refuses to open (its context or
+/// a device's cdev bind/attach fails), the devices are opened through the legacy container
+/// instead and [`VfioContext::iommu_fallback`] records why. A legacy attempt that fails too
+/// returns the iommufd error, unless the legacy one is the more precise
+/// [`DeviceError::GroupNotViable`].
 pub fn open_devices(specs: &[&DeviceSpec], opts: &OpenOptions) -> Result<Vec<DeviceHandle>> {
     let root = SysfsRoot::from_option(opts.sysfs_root.as_deref());
     let mut nodes = Vec::with_capacity(specs.len());
@@ -69,15 +75,39 @@ pub fn open_devices(specs: &[&DeviceSpec], opts: &OpenOptions) -> Result<Vec<Dev
     if nodes.is_empty() {
         return Ok(Vec::new());
     }
-    let first = sysdev::device_name(&nodes[0]);
     let kind = choose_backend(opts.iommu, &nodes);
-    for n in &nodes {
+    match open_with(kind, &nodes, opts, &root, None) {
+        Err(e @ DeviceError::Open { .. })
+            if opts.iommu == IommuBackend::Auto && kind == IommuKind::Iommufd =>
+        {
+            let note = format!("iommufd failed ({e}); opened through the legacy container");
+            match open_with(IommuKind::Legacy, &nodes, opts, &root, Some(note)) {
+                Ok(devs) => Ok(devs),
+                Err(l @ DeviceError::GroupNotViable { .. }) => Err(l),
+                Err(_) => Err(e),
+            }
+        }
+        r => r,
+    }
+}
+
+/// Opens `nodes` through `kind` into one new context (`fallback`: why this is not the
+/// interface first chosen).
+fn open_with(
+    kind: IommuKind,
+    nodes: &[std::path::PathBuf],
+    opts: &OpenOptions,
+    root: &SysfsRoot,
+    fallback: Option<String>,
+) -> Result<Vec<DeviceHandle>> {
+    let first = sysdev::device_name(&nodes[0]);
+    for n in nodes {
         precheck(n, kind)?;
     }
-    let ctx = Arc::new(VfioContext::new(kind, opts.kvm, &first)?);
+    let ctx = Arc::new(VfioContext::new(kind, opts.kvm, &first)?.with_fallback(fallback));
     let mut out: Vec<DeviceHandle> = Vec::with_capacity(nodes.len());
-    for n in &nodes {
-        let d = KernelDevice::open(n, Arc::clone(&ctx), &root)?;
+    for n in nodes {
+        let d = KernelDevice::open(n, Arc::clone(&ctx), root)?;
         out.push(Arc::new(d));
     }
     Ok(out)

@@ -23,6 +23,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct FakeSpace {
     bufs: Arc<Mutex<BTreeMap<u64, Vec<u8>>>>,
+    /// A broken IOMMU: `unmap_keep` leaves the mapping in place.
+    pub leaky: bool,
 }
 
 impl FakeSpace {
@@ -83,6 +85,7 @@ impl DmaSpace for FakeSpace {
             space: self,
             iova,
             len,
+            kept: Mutex::new(None),
         }))
     }
 }
@@ -91,6 +94,18 @@ struct FakeRegion<'a> {
     space: &'a FakeSpace,
     iova: u64,
     len: u64,
+    /// The memory after `unmap_keep` (out of the device's reach).
+    kept: Mutex<Option<Vec<u8>>>,
+}
+
+impl FakeRegion<'_> {
+    fn with<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let mut k = lock(&self.kept);
+        match k.as_mut() {
+            Some(b) => f(b),
+            None => f(lock(&self.space.bufs).get_mut(&self.iova).expect("mapped")),
+        }
+    }
 }
 
 impl DmaRegion for FakeRegion<'_> {
@@ -103,21 +118,26 @@ impl DmaRegion for FakeRegion<'_> {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let g = lock(&self.space.bufs);
-        let b = &g[&self.iova];
-        buf.copy_from_slice(&b[offset as usize..offset as usize + buf.len()]);
+        self.with(|b| buf.copy_from_slice(&b[offset as usize..offset as usize + buf.len()]));
         Ok(())
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
-        let mut g = lock(&self.space.bufs);
-        let b = g.get_mut(&self.iova).expect("mapped");
-        b[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        self.with(|b| b[offset as usize..offset as usize + data.len()].copy_from_slice(data));
         Ok(())
     }
 
     fn unmap(self: Box<Self>) -> Result<()> {
         lock(&self.space.bufs).remove(&self.iova);
+        Ok(())
+    }
+
+    fn unmap_keep(&mut self) -> Result<()> {
+        // A leaky IOMMU keeps the mapping: the device still reaches the memory.
+        let mut k = lock(&self.kept);
+        if k.is_none() && !self.space.leaky {
+            *k = lock(&self.space.bufs).remove(&self.iova);
+        }
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fake::{FakeDevice, FakeSpace, Kind};
 
-use super::dma_check::{check_byte, dma_check};
+use super::dma_check::{check_byte, dma_check, dma_check_with, CheckOptions};
 use super::dma_pattern::{dma_pattern, PatternJob, PatternOp};
 use super::irq::{exercise_irq, irq_index, IrqExercise, IrqMode};
 use super::{driver_for, known_devices, DmaEngine, DriverError};
@@ -211,6 +211,7 @@ fn reports_keep_their_json_shape() {
         "dst_iova",
         "first_mismatch",
         "guard_intact",
+        "hugepages",
         "matched",
         "msi_latency_us",
         "src_iova",
@@ -274,6 +275,69 @@ fn interrupts_loop_back_on_the_simulator() {
     };
     assert!(exercise_irq(d, &bad).is_err());
     assert!(exercise_irq(d, &msi).is_ok());
+}
+
+#[test]
+fn after_unmapping_the_iommu_stops_the_device_both_ways() {
+    let space = FakeSpace::default();
+    let dev = FakeDevice::new(Kind::Edu, &space, CMD_IO);
+    let mut o = CheckOptions::new(6 << 10, 0);
+    o.unmapped = true;
+    o.iova = Some(0x20_0000);
+    let r = dma_check_with(&dev, &space, &o).unwrap();
+    assert!(r.passed(), "{r:?}");
+    assert_eq!((r.src_iova, r.dst_iova), (0x20_0000, 0x20_3000));
+    let u = r.unmapped.clone().expect("probed");
+    assert_eq!(
+        (u.bytes, u.write_iova, u.read_iova),
+        (2048, 0x20_3000, 0x20_0000)
+    );
+    assert!(u.write_blocked && u.read_blocked && u.blocked());
+    // edu says nothing: the IOMMU drops its accesses.
+    assert_eq!((u.write_error, u.read_error), (None, None));
+    assert!(!r.hugepages, "the fake space has no hugetlb pages");
+    assert_eq!(space.mapped(), 0, "buffers unmapped");
+    assert_eq!(dev.command(), CMD_IO, "PCI_COMMAND restored");
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(j["unmapped"]["write_blocked"], true);
+    assert!(
+        serde_json::to_value(dma_check(&dev, &space, 100, 0).unwrap())
+            .unwrap()
+            .get("unmapped")
+            .is_none()
+    );
+
+    // vhgpu reports the refused DMA itself: counted as blocked, with its error kept.
+    let gpu = FakeDevice::new(Kind::Vhgpu(1 << 20), &space, 0);
+    let r = dma_check_with(&gpu, &space, &o).unwrap();
+    let u = r.unmapped.expect("probed");
+    assert!(u.blocked(), "{u:?}");
+    assert!(u.write_error.is_some() && u.read_error.is_some(), "{u:?}");
+
+    // An IOMMU that keeps the mappings: the device reaches both buffers and the check fails.
+    let mut leaky = FakeSpace::default();
+    leaky.leaky = true;
+    let dev = FakeDevice::new(Kind::Edu, &leaky, CMD_IO);
+    let r = dma_check_with(&dev, &leaky, &o).unwrap();
+    let u = r.unmapped.clone().expect("probed");
+    assert!(!u.write_blocked && !u.read_blocked, "{u:?}");
+    assert!(r.matched && !r.passed());
+    assert_eq!(leaky.mapped(), 0);
+}
+
+#[test]
+fn an_explicit_iova_must_leave_room_below_the_dma_limit() {
+    let space = FakeSpace::default();
+    let dev = FakeDevice::new(Kind::Edu, &space, CMD_IO);
+    let mut o = CheckOptions::new(100, 0);
+    o.iova = Some((1 << 28) - 0x1000);
+    match dma_check_with(&dev, &space, &o) {
+        Err(DriverError::InvalidArgument { reason, .. }) => {
+            assert!(reason.contains("DMA limit 0x10000000"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(space.mapped(), 0);
 }
 
 #[test]

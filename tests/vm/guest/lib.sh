@@ -1,6 +1,8 @@
 # Helpers for scenarios (busybox sh). Source with: . /etc/vfioh/lib.sh
 # Devices created at boot (see setup-devices): MTTY_A MTTY_B MTTY_C (mtty-2), MTTY_D (mtty-1),
-# MDPY, MBOCHS (mdev UUIDs), EDU (PCI address bound to vfio-pci), HAVE_IOMMUFD (0/1).
+# MDPY, MBOCHS (mdev UUIDs), EDU (PCI address bound to vfio-pci, alone in its group), EDU2,
+# BRIDGE, SERIAL (a second edu, a PCIe-to-PCI bridge and a 16550 sharing one group),
+# HAVE_IOMMUFD (0/1), HAVE_KVM (0/1).
 . /run/devices.env
 
 # fail MSG: the scenario fails with MSG as its reason.
@@ -12,7 +14,7 @@ need() { for v in "$@"; do eval "[ -n \"\${$v}\" ]" || skip "device $v was not c
 # run CMD...: echo and run; fail if it fails.
 run() { echo "+ $*"; "$@" || fail "command failed (exit $?): $*"; }
 # run_out VAR CMD...: like run, but stores stdout in VAR (and echoes it).
-run_out() { _v=$1; shift; echo "+ $*"; _o=$("$@") || fail "command failed: $*"; echo "$_o"; eval "$_v=\$_o"; }
+run_out() { _v=$1; shift; echo "+ $*"; _o=$("$@") || { _rc=$?; echo "$_o"; fail "command failed (exit $_rc): $*"; }; echo "$_o"; eval "$_v=\$_o"; }
 # must_fail CMD...: the command must exit non-zero.
 must_fail() { echo "+ (expect failure) $*"; if "$@"; then fail "expected failure: $*"; fi; return 0; }
 # expect_eq WHAT GOT WANT
@@ -21,6 +23,21 @@ expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; echo "ok: $1 = 
 json_num() { grep -o "\"$1\": *[0-9]*" | head -n 1 | sed 's/.*: *//'; }
 # json_str KEY: first string value of "KEY": in stdin.
 json_str() { grep -o "\"$1\": *\"[^\"]*\"" | head -n 1 | sed 's/.*: *"//; s/"$//'; }
+# json_bool KEY: first boolean value of "KEY": in stdin.
+json_bool() { grep -o "\"$1\": *[a-z]*" | head -n 1 | sed 's/.*: *//'; }
+# json_obj KEY: the object "KEY": {...} of stdin, on one line without blanks, up to its first
+# closing brace (enough for flat objects, or to take the fields before a nested one).
+json_obj() { tr -d ' \n' | grep -o "\"$1\":{[^}]*}" | head -n 1; }
+# expect_err WHAT PATTERN CMD...: CMD must fail and its output (stdout+stderr) contain PATTERN
+# (a grep -E expression); the output is kept in $ERR.
+expect_err() {
+    _w=$1; _p=$2; shift 2
+    echo "+ (expect failure) $*"
+    if ERR=$("$@" 2>&1); then echo "$ERR"; fail "$_w: expected failure: $*"; fi
+    echo "$ERR"
+    echo "$ERR" | grep -qE -- "$_p" || fail "$_w: the error does not say /$_p/"
+    echo "ok: $_w refused: /$_p/"
+}
 # region_size NAME: the size of region NAME (BAR0, BAR2, ...) in `info --json` on stdin.
 region_size() {
     awk -v n="\"$1\"" '$1 == "\"name\":" { f = ($2 == n || $2 == n ",") }

@@ -77,6 +77,8 @@ vm_debian_kernel() {
         VM_EXTRA_MODULES+=("$out")
     }
     local m
-    for m in vfio vfio_iommu_type1 vfio_pci mdev; do _vm_deb_add "$m" || return 1; done
+    # kvm_amd: QEMU's TCG `-cpu max` is an AMD CPU with SVM, so the guest gets /dev/kvm and
+    # VFIO groups are registered with a real KVM-VFIO device (kernel-kvm scenario).
+    for m in vfio vfio_iommu_type1 vfio_pci mdev kvm_amd; do _vm_deb_add "$m" || return 1; done
     for m in mtty mdpy mbochs; do VM_EXTRA_MODULES+=("$samples/$m.ko"); done
 }

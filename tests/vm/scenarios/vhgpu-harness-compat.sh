@@ -31,9 +31,17 @@ run sh -c "echo $orig >$SV"
 expect_eq "A's software_version" "$(cat /sys/bus/mdev/devices/$A/vendor/software_version)" 1.2.0
 expect_eq "M's software_version" "$(cat /sys/bus/mdev/devices/$M/vendor/software_version)" 2.0.0
 
+# verdict SRC DST: the JSON verdict and the software_version rule's verdict (exit ignored).
+verdict() {
+    _o=$(vfio-harness compat "$1" "$2" --json); echo "$_o" >&2
+    echo "$(echo "$_o" | grep -o '"verdict": *"[^"]*"' | tail -n 1 | sed 's/.*: *"//; s/"$//') $(echo "$_o" | tr -d ' \n' | grep -o '"reason":"[^"]*","rule":"software_version","verdict":"[a-z]*"' | sed 's/.*"verdict":"//; s/"$//')"
+}
 run vfio-harness compat $A $A2
+expect_eq "compat 1.2.0 -> 1.2.0" "$(verdict $A $A2)" "compatible pass"
 run vfio-harness compat $A $N
+expect_eq "compat 1.2.0 -> 1.3.0" "$(verdict $A $N)" "compatible pass"
 must_fail vfio-harness compat $N $A
+expect_eq "compat 1.3.0 -> 1.2.0" "$(verdict $N $A)" "incompatible fail"
 echo "+ (expect refusal) vfio-harness compat $A $M --json"
 if out=$(vfio-harness compat $A $M --json); then echo "$out"; fail "compat accepted major 1 -> 2"; fi
 echo "$out"
@@ -57,8 +65,12 @@ for u in $A $M; do
     run_out s vfio-harness state $u --json
     expect_eq "$u state after the device refused" "$(echo "$s" | json_str initial)" RUNNING
 done
-run vfio-harness migrate $A $A2
-run vfio-harness bar $A2 crc BAR2 --len 4M --seed 41
+run_out out vfio-harness migrate $A $A2 --json
+[ "$(echo "$out" | json_num bytes)" -ge $((4 << 20)) ] || fail "migrated fewer bytes than the 4 MiB written"
+run_out out vfio-harness bar $A2 crc BAR2 --len 4M --seed 41 --json
+expect_eq "A2 holds A's pattern after migrating" "$(echo "$out" | json_bool matched)" true
 
-run vfio-harness conformance $K
+run_out out vfio-harness conformance $K --json
+expect_eq "conformance failures on vhgpu" "$(echo "$out" | json_num failed)" 0
+[ "$(echo "$out" | grep -c '"verdict": "PASS"')" -ge 10 ] || fail "fewer than 10 conformance checks passed"
 echo PASS
