@@ -7,8 +7,11 @@
 . /etc/vfioh/lib.sh
 need MTTY_A MTTY_B
 
-echo "+ vfio-harness bench $MTTY_A $MTTY_B --quick --json --devices 2"
-out=$(vfio-harness bench "$MTTY_A" "$MTTY_B" --quick --json --devices 2 2>/tmp/bench-mtty.err) \
+# The bed's kernel has no networking (no CONFIG_NET: socket(2) is ENOSYS), so the TCP paths
+# are left out here; they are measured on the loopback of the host (cargo test, bench).
+P=memory,file,file-fsync,file-direct,pipe
+echo "+ vfio-harness bench $MTTY_A $MTTY_B --quick --json --devices 2 --path $P"
+out=$(vfio-harness bench "$MTTY_A" "$MTTY_B" --quick --json --devices 2 --path $P 2>/tmp/bench-mtty.err) \
     || { cat /tmp/bench-mtty.err; echo "$out" | tail -n 20; fail "bench failed (its stderr above)"; }
 echo "$out" >/tmp/bench-mtty.json
 
@@ -22,20 +25,20 @@ rows=$(awk '
 ' /tmp/bench-mtty.json)
 echo "$rows"
 for m in save/memory/raw save/memory/harness save/memory/qemu-style save/memory/whole-state \
-         save/file/reference save/pipe/harness save/tcp/harness \
+         save/file/reference save/pipe/harness \
          restore/file/raw restore/file/harness restore/file/qemu-style restore/pipe/harness \
-         live/memory/raw live/memory/harness live/tcp/harness \
+         live/memory/raw live/memory/harness \
          parallel-save/memory/harness; do
     echo "$rows" | grep -q "^$m " || fail "no $m row"
 done
 raw=$(echo "$rows" | awk '$1 == "save/memory/raw" { print $2; exit }')
 saved=$(echo "$rows" | awk '$1 == "save/memory/harness" { print $2; exit }')
 restored=$(echo "$rows" | awk '$1 == "restore/file/harness" { print $2; exit }')
-migrated=$(echo "$rows" | awk '$1 == "live/tcp/harness" { print $2; exit }')
+migrated=$(echo "$rows" | awk '$1 == "live/memory/harness" { print $2; exit }')
 [ "${raw:-0}" -gt 0 ] || fail "raw save moved no bytes"
 expect_eq "save bytes = raw save bytes" "$saved" "$raw"
 expect_eq "restore bytes = raw save bytes" "$restored" "$raw"
-expect_eq "live over TCP bytes = raw save bytes" "$migrated" "$raw"
+expect_eq "live bytes = raw save bytes" "$migrated" "$raw"
 
 # Every single arc was measured and none failed.
 arcs=$(grep -c '"from":' /tmp/bench-mtty.json)
