@@ -40,14 +40,25 @@ run sh -c "echo $U >$P/vhgpu-64M/create"
 run_out out vfio-harness conformance $U
 echo "$out" | grep -q "^FAIL" && fail "stock vhgpu v2 failed a check"
 echo "$out" | grep -q "^perturbation: vhgpu" || fail "the vhgpu perturbation was not used"
-echo "$out" | grep -q "^PASS  dma-logging  " || fail "dma-logging did not pass on stock vhgpu"
+# The stock Debian kernel is built without CONFIG_IOMMUFD_DRIVER: the VFIO core's
+# iova_bitmap is a stub and REPORT answers EOPNOTSUPP whatever the device does, so there the
+# check must SKIP (and say why) and the dma-logging violation cannot be shown.
+. /run/flavour.env
+LOGGING=dma-logging
+if [ "$FLAVOUR" = debian ]; then
+    echo "$out" | grep -q "^SKIP  dma-logging  .*CONFIG_IOMMUFD_DRIVER" \
+        || fail "dma-logging did not skip for the kernel's stub on the debian flavour"
+    LOGGING=
+else
+    echo "$out" | grep -q "^PASS  dma-logging  " || fail "dma-logging did not pass on stock vhgpu"
+fi
 _has_violate=no
 [ -e /sys/bus/mdev/devices/$U/vendor/violate ] && _has_violate=yes
 run sh -c "echo 1 >/sys/bus/mdev/devices/$U/remove"
 
 [ $_has_violate = yes ] && for v in state-after-arc new-data-fd stop-copy-eof read-size session-ends precopy-info-state \
     precopy-initial precopy-info-agrees precopy-path write-size resume-refuses resume-loads \
-    reset data-size dma-logging; do
+    reset data-size $LOGGING; do
     check_violation $v
 done
 

@@ -8,6 +8,8 @@
 . /etc/vfioh/lib.sh
 P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
 [ -d "$P" ] || skip "vhgpu module not loaded"
+. /run/flavour.env
+[ "$FLAVOUR" = debian ] && skip "the stock Debian kernel is built without CONFIG_IOMMUFD_DRIVER: its VFIO core answers DMA_LOGGING_REPORT with EOPNOTSUPP (iova_bitmap stub)"
 U=6f1e0c3a-7a1d-4c55-9d2e-00000000f201
 trap '[ -e /sys/bus/mdev/devices/$U ] && echo 1 >/sys/bus/mdev/devices/$U/remove' EXIT
 run sh -c "echo $U >$P/vhgpu-64M/create"

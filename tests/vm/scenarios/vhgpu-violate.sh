@@ -17,9 +17,14 @@ trap cleanup EXIT
 run sh -c "echo $D >$P/vhgpu-64M/create"
 run sh -c "echo $S >$P/vhgpu-64M/create"
 expect_eq "violate at create" "$(cat $V)" none
+# The stock Debian kernel's VFIO core cannot report logged pages (no CONFIG_IOMMUFD_DRIVER:
+# REPORT is EOPNOTSUPP), so the dma-logging clause is only shown on the bed's kernel.
+. /run/flavour.env
+LOGGING=dma-logging
+[ "$FLAVOUR" = debian ] && LOGGING=
 for n in state-after-arc new-data-fd stop-copy-eof read-size session-ends precopy-info-state \
          precopy-initial precopy-info-agrees precopy-path write-size resume-refuses \
-         resume-loads reset data-size dma-logging; do
+         resume-loads reset data-size $LOGGING; do
     run vhgpu-clauses $n held $D $S
     run sh -c "echo $n >$V"
     expect_eq "violate" "$(cat $V)" $n
