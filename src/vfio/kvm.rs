@@ -1,10 +1,10 @@
 //! The KVM-VFIO pseudo device: groups and cdevs are registered with it as a VMM does, for
 //! vendor drivers that insist on a KVM (some vGPU drivers refuse to open without one).
 //!
-//! What is proven here: creating the pseudo device on a real VM and the kernel's answers to
-//! registering files that are not VFIO files (this machine has `/dev/kvm` but no VFIO).
-//! Registering a real VFIO group or cdev has not been shown: the bed's guest runs under TCG
-//! without KVM (see `hw-notes/devices.md`).
+//! Proven in the bed (TCG's `-cpu max` offers SVM, so the guest has `/dev/kvm` beside VFIO):
+//! groups and cdevs of mtty and edu registered with a real VM's KVM-VFIO device, and DMA and
+//! migration working with them registered (`kernel-kvm`). Not shown: a vendor driver that
+//! uses the KVM pointer, or a device assigned to a guest that runs (`hw-notes/devices.md`).
 //!
 //! [`KvmVfioDevice`] is the pseudo device of a VM the caller owns (a VMM's `VmFd`), or the
 //! one a VMM already created; the private `KvmVfio` is the throwaway VM that
