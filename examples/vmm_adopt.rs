@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example vmm_adopt -- DEVICE [--iommu legacy|iommufd] [--no-kvm]
 //!                                         [--explicit-kvm] [--raw-fd] [--mem-mib N]
+//!                                         [--migrate]
 //! ```
 //!
 //! DEVICE is a sysfs device node (`/sys/bus/pci/devices/0000:00:03.0`,
@@ -19,7 +20,16 @@
 //! 4. builds its guest memory (`GuestMemoryMmap`: N MiB at 0 and 2 MiB at 4 GiB) and maps it
 //!    for device DMA through the library: at IOVA = guest address, then again (refused: the
 //!    IOVAs are taken, the error names the region and errno), then shifted by 16 GiB;
-//!    unmaps explicitly.
+//!    unmaps explicitly;
+//! 5. with `--migrate` (a device with migration v2), saves the adopted device's state through
+//!    the library's engine, overwrites a marker, restores the state and checks the marker is
+//!    back (mtty's scratch register BAR0+7, or 4 KiB at the start of BAR2 when there is a
+//!    readable and writable one, as vhgpu's VRAM).
+//!
+//! Besides its own report it prints the device as the kernel described it to the library,
+//! in `tests/vm/probe/vfio-probe`'s format on lines starting `raw ` (`raw flags N`,
+//! `raw region INDEX SIZE FLAGS [TYPE/SUBTYPE]`, `raw irq INDEX COUNT FLAGS`,
+//! `raw mig FLAGS|none`), so a test can compare it with the raw ioctls.
 //!
 //! Prints `vmm_adopt: OK` at the end; exits 2 without a device, 1 on any failure.
 
@@ -30,14 +40,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use vfio_harness::device::Device;
+use vfio_harness::device::{Device, DeviceHandle};
+use vfio_harness::migration::{driver_for, engine};
 use vfio_harness::vfio::{
     AdoptOptions, GuestDmaError, IovaLayout, KernelDevice, KvmVfioDevice, VfioContext,
 };
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioIommufd};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-const USAGE: &str = "usage: vmm_adopt DEVICE [--iommu legacy|iommufd] [--no-kvm] [--explicit-kvm] [--raw-fd] [--mem-mib N]
+const USAGE: &str = "usage: vmm_adopt DEVICE [--iommu legacy|iommufd] [--no-kvm] [--explicit-kvm] [--raw-fd] [--mem-mib N] [--migrate]
   DEVICE: sysfs node, PCI address, mdev UUID, or /dev/vfio/devices/vfioN";
 
 struct Args {
@@ -47,6 +58,7 @@ struct Args {
     explicit_kvm: bool,
     raw_fd: bool,
     mem_mib: u64,
+    migrate: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -58,6 +70,7 @@ fn parse() -> Result<Args, String> {
         explicit_kvm: false,
         raw_fd: false,
         mem_mib: 16,
+        migrate: false,
     };
     while let Some(s) = it.next() {
         match s.as_str() {
@@ -69,6 +82,7 @@ fn parse() -> Result<Args, String> {
             "--no-kvm" => a.kvm = false,
             "--explicit-kvm" => a.explicit_kvm = true,
             "--raw-fd" => a.raw_fd = true,
+            "--migrate" => a.migrate = true,
             "--mem-mib" => {
                 a.mem_mib = it
                     .next()
@@ -207,10 +221,61 @@ fn print_device(kd: &KernelDevice) -> anyhow::Result<()> {
             i.index, i.name, i.count, i.flags
         );
     }
-    match kd.migration_flags()? {
+    let mig = kd.migration_flags()?;
+    match mig {
         Some(f) => println!("  migration v2: {f}, state {}", kd.mig_state()?),
         None => println!("  migration v2: none"),
     }
+    // The same, in vfio-probe's format.
+    println!("raw flags {}", info.flags);
+    for r in &info.regions {
+        let ts = r
+            .type_subtype()
+            .map(|(t, s)| format!(" {t}/{s}"))
+            .unwrap_or_default();
+        println!("raw region {} {} {}{ts}", r.index, r.size, r.flags);
+    }
+    for i in &info.irqs {
+        println!("raw irq {} {} {}", i.index, i.count, i.flags);
+    }
+    match mig {
+        Some(f) => println!("raw mig {}", f.0),
+        None => println!("raw mig none"),
+    }
+    Ok(())
+}
+
+/// Saves the adopted device's state through the engine, overwrites a marker, restores the
+/// state and checks the marker came back with it.
+fn migrate_through(kd: &Arc<KernelDevice>) -> anyhow::Result<()> {
+    let dev: DeviceHandle = Arc::clone(kd) as DeviceHandle;
+    let bar2 = dev.info().regions.iter().find(|r| r.index == 2);
+    let (region, offset, len) = match bar2 {
+        Some(r) if r.size >= 4096 && r.readable() && r.writable() => (2u32, 0u64, 4096usize),
+        _ => (0, 7, 1),
+    };
+    let marker: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(29) ^ 0xa6)
+        .collect();
+    dev.write_region(region, offset, &marker)?;
+    let mut drv = driver_for(Arc::clone(&dev))?;
+    let opts = engine::Options::default();
+    let (saved, report) = engine::save(drv.as_mut(), Vec::new(), "memory", &opts)?;
+    let other: Vec<u8> = marker.iter().map(|b| !b).collect();
+    dev.write_region(region, offset, &other)?;
+    let restored = engine::restore(drv.as_mut(), &saved[..], &opts)?;
+    let mut got = vec![0u8; len];
+    dev.read_region(region, offset, &mut got)?;
+    if got != marker {
+        bail!("after the restore region {region} at {offset:#x} does not hold the saved marker");
+    }
+    println!(
+        "migration: saved {} bytes ({} stream bytes), restored {} bytes; the marker in region {region} at {offset:#x} came back; state {}",
+        report.bytes,
+        saved.len(),
+        restored.bytes,
+        drv.state()?
+    );
     Ok(())
 }
 
@@ -313,7 +378,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(n) = &node {
         opts = opts.sysfs_path(n);
     }
-    let kd = KernelDevice::from_vfio_device(Arc::clone(&dev), Arc::clone(&ctx), &opts)?;
+    let kd = Arc::new(KernelDevice::from_vfio_device(
+        Arc::clone(&dev),
+        Arc::clone(&ctx),
+        &opts,
+    )?);
     match (&kvm_vfio, args.explicit_kvm) {
         (Some(k), true) => {
             k.add_device(&kd)?;
@@ -336,6 +405,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     ])
     .context("build the guest memory")?;
     map_guest_memory(&ctx, &mem)?;
+
+    // 5. A migration through the adopted device.
+    if args.migrate {
+        migrate_through(&kd)?;
+    }
 
     if let (Some(k), true) = (&kvm_vfio, args.explicit_kvm) {
         k.remove_device(&kd)?;

@@ -19,9 +19,14 @@
 //! of BAR2 when the device has one, as vhgpu's VRAM; else mtty's scratch register, BAR0
 //! offset 7).
 //!
-//! What the library takes from the VMM today: `OpenOptions::kvm` asks it to register the
-//! devices with a KVM-VFIO device of its own. (Taking the VMM's own `VmFd`, container and
-//! guest memory for DMA is the next step of the library's API.)
+//! What the library takes from the VMM:
+//! - its VM: the KVM-VFIO device created on the VMM's own `VmFd`
+//!   (`KvmVfioDevice::create`), handed in as `OpenOptions::kvm_device`, so that the devices
+//!   are registered with the VMM's VM (not with a private one) before they are opened;
+//! - its guest memory: every region of its `GuestMemoryMmap` mapped for the devices' DMA at
+//!   IOVA = guest address (`VfioContext::map_guest_memory`), while the vCPU keeps writing
+//!   it, and unmapped once the handoff is done. The simulator has no IOMMU: nothing is
+//!   mapped there.
 
 use std::error::Error;
 use std::path::Path;
@@ -32,6 +37,7 @@ use std::thread::JoinHandle;
 use vfio_harness::device::{Device, DeviceSpec, MigState, OpenOptions};
 use vfio_harness::migration::driver_for;
 use vfio_harness::migration::session::{DestinationSession, EndState, SourceSession};
+use vfio_harness::vfio::{GuestMemoryDma, KernelDevice, KvmVfioDevice};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -59,6 +65,10 @@ pub struct Outcome {
     pub verified_by: &'static str,
     /// Whether the VMM had a KVM VM.
     pub kvm: bool,
+    /// Kernel devices: what the library says about their KVM registration (the VMM's VM).
+    pub kvm_note: Option<String>,
+    /// Kernel devices: the guest memory mapped for DMA, as (guest address, IOVA, length).
+    pub dma: Vec<(u64, u64, u64)>,
 }
 
 /// The VMM's "vCPU": writes a counter into guest memory until it is paused.
@@ -154,13 +164,32 @@ pub fn run(src: &str, dst: &str) -> Res<Outcome> {
     ])?);
     let vm = create_vm(&mem)?;
     let kvm = vm.is_some();
+    // The VMM's KVM-VFIO device, on its own VM: the library registers the devices with it.
+    let kvm_vfio = vm.as_ref().map(KvmVfioDevice::create).transpose()?;
     let specs: Vec<DeviceSpec> = vec![src.parse()?, dst.parse()?];
     let opts = OpenOptions {
-        kvm,
+        kvm_device: kvm_vfio.as_ref().map(KvmVfioDevice::handle),
         ..OpenOptions::default()
     };
     let devices = vfio_harness::open_all(&specs, &opts)?;
     let sim = matches!(specs[0], DeviceSpec::Sim(_));
+    // Kernel devices share one IOMMU context (one open_all): the guest memory is mapped
+    // into it once, for both, at IOVA = guest address.
+    let kernel = devices[0].as_any().downcast_ref::<KernelDevice>();
+    let kvm_note = kernel.map(|k| k.context().kvm_note().to_string());
+    if let (Some(k), Some(_)) = (kernel, &kvm_vfio) {
+        if !k.context().kvm_registered() {
+            return Err("the devices are not registered with the VMM's VM".into());
+        }
+    }
+    let dma: Option<GuestMemoryDma> = kernel
+        .map(|k| k.context().map_guest_memory(&mem))
+        .transpose()?;
+    let dma_regions: Vec<(u64, u64, u64)> = dma
+        .iter()
+        .flat_map(|d| d.regions())
+        .map(|r| (r.guest_addr, r.iova, r.len))
+        .collect();
     let spot = (!sim).then(|| marker_spot(devices[0].as_ref()));
     if let Some((region, offset, len)) = spot {
         devices[0].write_region(region, offset, &marker(len))?;
@@ -224,7 +253,13 @@ pub fn run(src: &str, dst: &str) -> Res<Outcome> {
             }
         }
     };
-    // The VM goes before the memory registered in it.
+    // The DMA mappings go first, then the devices, then the VMM's KVM-VFIO device and the
+    // VM (before the memory registered in it).
+    if let Some(d) = dma {
+        d.unmap()?;
+    }
+    drop((src_drv, dst_drv, devices));
+    drop(kvm_vfio);
     drop(vm);
     Ok(Outcome {
         rounds,
@@ -235,6 +270,8 @@ pub fn run(src: &str, dst: &str) -> Res<Outcome> {
         destination_state,
         verified_by,
         kvm,
+        kvm_note,
+        dma: dma_regions,
     })
 }
 
@@ -257,6 +294,17 @@ fn main() -> Res<()> {
         o.verified_by,
         if o.kvm { "yes" } else { "no (/dev/kvm absent)" },
     );
+    if let Some(note) = &o.kvm_note {
+        println!("KVM: {note}");
+    }
+    if !o.dma.is_empty() {
+        let spans: Vec<String> = o
+            .dma
+            .iter()
+            .map(|(g, iova, len)| format!("guest {g:#x} -> IOVA {iova:#x} len {len:#x}"))
+            .collect();
+        println!("DMA: guest memory mapped: {}", spans.join(", "));
+    }
     println!("PASS vmm_handoff");
     Ok(())
 }
@@ -269,6 +317,9 @@ mod tests {
         assert_eq!(o.source_state, vfio_harness::device::MigState::Stop);
         assert_eq!(o.destination_state, vfio_harness::device::MigState::Running);
         assert!(o.stopcopy_bytes > 0);
+        // The simulator has no IOMMU and no VFIO files: nothing is mapped or registered.
+        assert!(o.dma.is_empty() && o.kvm_note.is_none());
+        assert_eq!(o.kvm, std::path::Path::new("/dev/kvm").exists());
     }
 
     #[test]

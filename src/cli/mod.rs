@@ -44,6 +44,7 @@ impl Global {
         vfio_harness::OpenOptions {
             iommu: self.iommu,
             kvm: !self.no_kvm,
+            kvm_device: None,
             sysfs_root: None,
         }
     }

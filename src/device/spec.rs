@@ -146,13 +146,47 @@ impl fmt::Display for IommuBackend {
 }
 
 /// Options for opening kernel devices.
+///
+/// # Examples
+///
+/// A VMM registers the devices it opens through the library with its own VM: it hands in
+/// the KVM-VFIO device of its `VmFd` (`kvm_device`), and [`crate::open()`] registers every
+/// group or cdev with that device instead of creating a private VM. The simulator has no
+/// VFIO files and ignores it, so this runs wherever `/dev/kvm` does:
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # if !std::path::Path::new("/dev/kvm").exists() { return Ok(()); }
+/// use vfio_harness::vfio::KvmVfioDevice;
+/// use vfio_harness::{Device, OpenOptions};
+///
+/// let vm = kvm_ioctls::Kvm::new()?.create_vm()?; // the VMM's VM
+/// let kvm_vfio = KvmVfioDevice::create(&vm)?;
+/// let opts = OpenOptions {
+///     kvm_device: Some(kvm_vfio.handle()),
+///     ..OpenOptions::default()
+/// };
+/// let dev = vfio_harness::open(&"sim:state=64K".parse()?, &opts)?;
+/// assert_eq!(dev.info().backend, "sim");
+/// // A kernel device opened with `opts` is registered with `vm`: its context's
+/// // `kvm_registered()` is true and `kvm_note()` names the caller's KVM-VFIO device.
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct OpenOptions {
     /// IOMMU interface.
     pub iommu: IommuBackend,
-    /// Register the group / cdev with a KVM-VFIO pseudo device when `/dev/kvm` exists
-    /// (some vendor drivers refuse to open without a KVM).
+    /// Register the group / cdev with a KVM-VFIO pseudo device of a private, empty VM
+    /// created for the purpose, when `/dev/kvm` exists (some vendor drivers refuse to open
+    /// without a KVM). Ignored when `kvm_device` is given.
     pub kvm: bool,
+    /// The caller's KVM-VFIO device (a VMM's: `KVM_DEV_TYPE_VFIO` created on its own
+    /// `VmFd`, as `vfio_ioctls` takes it; see `vfio::KvmVfioDevice::create` /
+    /// `vfio::KvmVfioDevice::handle`). Every group or cdev opened is registered with it, so
+    /// with the VMM's VM, before the device is opened. Opening fails when the handle is not
+    /// a KVM-VFIO device. The VM is the caller's to keep alive.
+    pub kvm_device: Option<std::sync::Arc<vfio_ioctls::VfioDeviceFd>>,
     /// Root of sysfs (for tests on fixture trees); `/sys` when `None`.
     pub sysfs_root: Option<PathBuf>,
 }

@@ -207,7 +207,7 @@ impl VfioContext {
         let (kvm, note) = match kvm {
             Some(k) => (
                 Some(KvmVfio::of(k)),
-                "registered with the caller's KVM-VFIO device".to_string(),
+                super::context::CALLERS_KVM_NOTE.to_string(),
             ),
             None => (None, "no KVM-VFIO device given".to_string()),
         };

@@ -8,7 +8,10 @@ use iommufd_ioctls::IommuFd;
 use vfio_ioctls::{VfioContainer, VfioIommufd, VfioOps};
 
 use super::ioctl::{ContainerFd, IommufdFd, IovaRange};
-use super::kvm::KvmVfio;
+use super::kvm::{KvmVfio, KvmVfioDevice};
+
+/// [`VfioContext::kvm_note`] of a context registered with the caller's KVM-VFIO device.
+pub(super) const CALLERS_KVM_NOTE: &str = "registered with the caller's KVM-VFIO device";
 use super::{open_err, vfio_io_error};
 use crate::device::{DeviceError, Result};
 
@@ -57,6 +60,17 @@ impl VfioContext {
             (None, "KVM association disabled (--no-kvm)".to_string())
         };
         VfioContext::build(kind, kvm, kvm_note, device)
+    }
+
+    /// Creates the context registered with the caller's KVM-VFIO device (the VMM's VM,
+    /// [`crate::device::OpenOptions::kvm_device`]).
+    pub(crate) fn with_kvm_device(
+        kind: IommuKind,
+        kvm: &KvmVfioDevice,
+        device: &str,
+    ) -> Result<VfioContext> {
+        let note = CALLERS_KVM_NOTE.to_string();
+        VfioContext::build(kind, Some(KvmVfio::of(kvm)), note, device)
     }
 
     /// Creates a container (type1) or an iommufd with one IOAS, handing `kvm`'s pseudo

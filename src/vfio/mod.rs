@@ -19,6 +19,8 @@
 //!   the KVM-VFIO device it already has), then [`VfioContext::create`] so that the devices
 //!   opened here ([`VfioContext::open_device`]) are registered with that VM, or
 //!   [`KvmVfioDevice::add_device`] for a device opened without;
+//!   or, through the composition root, [`crate::device::OpenOptions::kvm_device`] (its
+//!   [`KvmVfioDevice::handle`]): [`crate::open()`] then registers what it opens with that VM;
 //! - its guest memory: [`VfioContext::map_guest_memory`] maps every region of a
 //!   `GuestMemoryMmap` for device DMA (IOVA = guest address, or an [`IovaLayout`]), unmapped
 //!   by [`GuestMemoryDma::unmap`] or on drop.
@@ -104,7 +106,14 @@ fn open_with(
     for n in nodes {
         precheck(n, kind)?;
     }
-    let ctx = Arc::new(VfioContext::new(kind, opts.kvm, &first)?.with_fallback(fallback));
+    let ctx = match &opts.kvm_device {
+        Some(handle) => {
+            let kvm = KvmVfioDevice::from_handle(Arc::clone(handle))?;
+            VfioContext::with_kvm_device(kind, &kvm, &first)?
+        }
+        None => VfioContext::new(kind, opts.kvm, &first)?,
+    };
+    let ctx = Arc::new(ctx.with_fallback(fallback));
     let mut out: Vec<DeviceHandle> = Vec::with_capacity(nodes.len());
     for n in nodes {
         let d = KernelDevice::open(n, Arc::clone(&ctx), root)?;
