@@ -2,10 +2,10 @@
 
 use super::report::{rate, secs};
 use super::ring::{guarded, pipeline, Caller};
-use super::source::{read_source, write_device};
+use super::source::{read_source, source_session};
 use super::{MigrateReport, Options};
-use crate::device::MigState;
 use crate::migration::recovery::{recover_after, recover_at_start};
+use crate::migration::session::{DestinationSession, EndState};
 use crate::migration::stream::StreamHeader;
 use crate::migration::{MigrationDriver, Result};
 use std::time::Instant;
@@ -95,55 +95,49 @@ fn migrate_inner(
     chunk: usize,
 ) -> Result<MigrateReport> {
     let t0 = Instant::now();
-    let expected = src.stop_copy_size().ok().flatten();
-    let source = src.device().name().to_string();
-    let destination = dst.device().name().to_string();
-    let protocol = src.protocol();
+    let mut source = source_session(src, opts, chunk)?;
+    let expected = source.estimate();
     recover_at_start(dst)?;
-    dst.set_state(MigState::Resuming)?;
+    let mut target = DestinationSession::unguarded(dst)?;
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
         opts.overlap,
         Caller::Produces,
-        |p| read_source(src, opts, expected, p),
+        |p| read_source(&mut source, opts, p),
         |kind, data, _| {
             opts.check_cancel()?;
-            write_device(dst, data)?;
+            target.write(data)?;
             done += data.len() as u64;
             opts.report(kind.into(), done, expected);
             Ok(())
         },
     )?;
     let tc = Instant::now();
-    dst.set_state(MigState::Running)?;
+    let written = target.finish(EndState::Running)?;
     let running_at = Instant::now();
     let commit_seconds = running_at.duration_since(tc).as_secs_f64();
-    src.set_state(MigState::Running)?;
+    let stopped_at = source.stopped_at();
+    let read = source.finish(EndState::Running)?;
     let seconds = secs(t0);
-    let downtime_seconds = stats
-        .stopped_at
+    let downtime_seconds = stopped_at
         .map(|s| running_at.duration_since(s).as_secs_f64())
         .unwrap_or(0.0);
-    let stop_copy_seconds = match (stats.stopped_at, stats.eof_at) {
-        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
-        _ => 0.0,
-    };
-    let bytes = stats.precopy_bytes + stats.stopcopy_bytes;
+    let bytes = read.bytes();
     Ok(MigrateReport {
-        source,
-        destination,
-        protocol,
+        source: read.device,
+        destination: written.device,
+        protocol: read.protocol,
         bytes,
-        precopy_bytes: stats.precopy_bytes,
-        stopcopy_bytes: stats.stopcopy_bytes,
-        chunks: stats.chunks,
+        precopy_bytes: read.precopy_bytes,
+        stopcopy_bytes: read.stopcopy_bytes,
+        chunks: read.chunks,
         rounds: stats.rounds,
-        precopy_rounds: stats.round_stats.clone(),
+        precopy_rounds: read.rounds,
         converged: stats.converged,
         seconds,
         precopy_seconds: stats.precopy_seconds,
-        stop_copy_seconds,
+        stop_copy_seconds: read.stop_copy_seconds,
         commit_seconds,
         downtime_seconds,
         throughput_bytes_per_s: rate(bytes, seconds),

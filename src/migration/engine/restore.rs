@@ -3,11 +3,10 @@
 use super::cancel::{CancelToken, Cancellable};
 use super::report::{rate, secs};
 use super::ring::{guarded, pipeline, Caller, Filled};
-use super::source::write_device;
 use super::target::Input;
 use super::{AlignedBuf, Options, Phase, RestoreReport};
-use crate::device::MigState;
 use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
+use crate::migration::session::{DestinationSession, EndState};
 use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
@@ -115,7 +114,7 @@ fn restore_inner<R: Read + Send>(
     let header = reader.header().clone();
     let chunk = header.max_chunk as usize;
     let expected = header.state_size_estimate;
-    drv.set_state(MigState::Resuming)?;
+    let mut target = DestinationSession::unguarded(drv)?;
     let mut done = 0u64;
     // Every payload is verified before it reaches the device, on whichever thread has time:
     // when the writing side is waiting for data (nothing queued), the reader is the
@@ -158,7 +157,7 @@ fn restore_inner<R: Read + Send>(
             if let Some(check) = check {
                 check.verify(data)?;
             }
-            write_device(drv, data)?;
+            target.write(data)?;
             done += data.len() as u64;
             opts.report(Phase::Resume, done, expected);
             Ok(())
@@ -166,13 +165,13 @@ fn restore_inner<R: Read + Send>(
     )?;
     opts.check_cancel()?;
     let tc = Instant::now();
-    drv.set_state(MigState::Running)?;
+    let written = target.finish(EndState::Running)?;
     let commit_seconds = secs(tc);
     let seconds = secs(t0);
     Ok(RestoreReport {
-        device: drv.device().name().to_string(),
+        device: written.device,
         file: None,
-        protocol: drv.protocol(),
+        protocol: written.protocol,
         source: header,
         bytes: totals.payload_bytes,
         stream_bytes: totals.stream_bytes,

@@ -3,12 +3,12 @@
 use super::cancel::{CancelToken, Cancellable};
 use super::report::{rate, secs};
 use super::ring::{guarded, pipeline, Caller};
-use super::source::read_source;
+use super::source::{read_source, source_session};
 use super::target::Output;
 use super::{Options, SaveReport};
-use crate::device::MigState;
 use crate::migration::recovery::recover_after;
-use crate::migration::stream::{StreamHeader, StreamWriter};
+use crate::migration::session::EndState;
+use crate::migration::stream::StreamWriter;
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::io::Write;
 use std::path::Path;
@@ -72,23 +72,15 @@ fn save_inner<W: Write + Send>(
 ) -> Result<(W, SaveReport)> {
     let t0 = Instant::now();
     opts.check_cancel()?;
-    let estimate = drv.stop_copy_size().ok().flatten();
-    let header = StreamHeader::for_device(
-        drv.device(),
-        drv.protocol(),
-        drv.flags(),
-        estimate,
-        chunk as u32,
-    );
-    let device = drv.device().name().to_string();
-    let protocol = drv.protocol();
-    let mut writer = StreamWriter::new(sink, name, &header)?;
+    let mut source = source_session(drv, opts, chunk)?;
+    let estimate = source.estimate();
+    let mut writer = StreamWriter::new(sink, name, &source.stream_header())?;
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
         opts.overlap,
         Caller::Produces,
-        |p| read_source(drv, opts, estimate, p),
+        |p| read_source(&mut source, opts, p),
         |kind, data, _| {
             opts.check_cancel()?;
             writer.write_chunk(kind, data)?;
@@ -98,30 +90,26 @@ fn save_inner<W: Write + Send>(
         },
     )?;
     let (sink, totals) = writer.finish()?;
-    drv.set_state(MigState::Running)?;
+    let read = source.finish(EndState::Running)?;
     let seconds = secs(t0);
-    let stop_copy_seconds = match (stats.stopped_at, stats.eof_at) {
-        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
-        _ => 0.0,
-    };
     let bytes = totals.payload_bytes;
     Ok((
         sink,
         SaveReport {
-            device,
+            device: read.device,
             file: None,
-            protocol,
+            protocol: read.protocol,
             bytes,
-            precopy_bytes: stats.precopy_bytes,
-            stopcopy_bytes: stats.stopcopy_bytes,
+            precopy_bytes: read.precopy_bytes,
+            stopcopy_bytes: read.stopcopy_bytes,
             stream_bytes: totals.stream_bytes,
             chunks: totals.chunks,
             rounds: stats.rounds,
-            precopy_rounds: stats.round_stats.clone(),
+            precopy_rounds: read.rounds,
             converged: stats.converged,
             state_size_estimate: estimate,
             seconds,
-            stop_copy_seconds,
+            stop_copy_seconds: read.stop_copy_seconds,
             throughput_bytes_per_s: rate(bytes, seconds),
             stream_checksum: totals.checksum,
         },

@@ -92,6 +92,16 @@ impl<'d> DestinationSession<'d> {
     ///   read.
     pub fn new(drv: &'d mut dyn MigrationDriver) -> Result<Self> {
         recover_at_start(drv)?;
+        let mut s = DestinationSession::unguarded(drv)?;
+        s.armed = true;
+        Ok(s)
+    }
+
+    /// Puts the device in RESUMING from where it is, without [`recover_at_start`], in a
+    /// session that leaves recovering the device to the caller (never on drop, nor when
+    /// `finish` fails): for the one-call engine, which recovers its devices itself so that
+    /// its error reports the recovery's outcome.
+    pub(crate) fn unguarded(drv: &'d mut dyn MigrationDriver) -> Result<Self> {
         drv.set_state(MigState::Resuming)?;
         let report = DestinationReport {
             device: drv.device().name().to_string(),
@@ -105,7 +115,7 @@ impl<'d> DestinationSession<'d> {
             drv,
             report,
             loaded: false,
-            armed: true,
+            armed: false,
         })
     }
 
@@ -180,7 +190,9 @@ impl<'d> DestinationSession<'d> {
     pub fn finish(mut self, end: EndState) -> Result<DestinationReport> {
         let t0 = Instant::now();
         if let Err(e) = self.drv.set_state(end.state()) {
-            self.armed = false;
+            if !std::mem::replace(&mut self.armed, false) {
+                return Err(e);
+            }
             return Err(recovery::recover_after(self.drv, e));
         }
         if !self.loaded {
