@@ -1,8 +1,8 @@
 //! Live migration between two devices in this process.
 
 use super::report::{rate, secs};
-use super::ring::{guarded, pipeline, Caller};
-use super::source::{read_source, source_session};
+use super::ring::guarded;
+use super::source::{source_session, transfer};
 use super::{MigrateReport, Options};
 use crate::migration::recovery::{recover_after, recover_at_start};
 use crate::migration::session::{DestinationSession, EndState};
@@ -96,23 +96,9 @@ fn migrate_inner(
 ) -> Result<MigrateReport> {
     let t0 = Instant::now();
     let mut source = source_session(src, opts, chunk)?;
-    let expected = source.estimate();
     recover_at_start(dst)?;
     let mut target = DestinationSession::unguarded(dst)?;
-    let mut done = 0u64;
-    let stats = pipeline(
-        chunk,
-        opts.overlap,
-        Caller::Produces,
-        |p| read_source(&mut source, opts, p),
-        |kind, data, _| {
-            opts.check_cancel()?;
-            target.write(data)?;
-            done += data.len() as u64;
-            opts.report(kind.into(), done, expected);
-            Ok(())
-        },
-    )?;
+    let stats = transfer(&mut source, opts, chunk, |_, data| target.write(data))?;
     let tc = Instant::now();
     let written = target.finish(EndState::Running)?;
     let running_at = Instant::now();

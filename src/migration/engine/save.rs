@@ -2,8 +2,8 @@
 
 use super::cancel::{CancelToken, Cancellable};
 use super::report::{rate, secs};
-use super::ring::{guarded, pipeline, Caller};
-use super::source::{read_source, source_session};
+use super::ring::guarded;
+use super::source::{source_session, transfer};
 use super::target::Output;
 use super::{Options, SaveReport};
 use crate::migration::recovery::recover_after;
@@ -75,20 +75,9 @@ fn save_inner<W: Write + Send>(
     let mut source = source_session(drv, opts, chunk)?;
     let estimate = source.estimate();
     let mut writer = StreamWriter::new(sink, name, &source.stream_header())?;
-    let mut done = 0u64;
-    let stats = pipeline(
-        chunk,
-        opts.overlap,
-        Caller::Produces,
-        |p| read_source(&mut source, opts, p),
-        |kind, data, _| {
-            opts.check_cancel()?;
-            writer.write_chunk(kind, data)?;
-            done += data.len() as u64;
-            opts.report(kind.into(), done, estimate);
-            Ok(())
-        },
-    )?;
+    let stats = transfer(&mut source, opts, chunk, |kind, data| {
+        writer.write_chunk(kind, data)
+    })?;
     let (sink, totals) = writer.finish()?;
     let read = source.finish(EndState::Running)?;
     let seconds = secs(t0);

@@ -3,7 +3,7 @@
 //! the engine's pre-copy policy deciding when to stop.
 
 use super::report::secs;
-use super::ring::{Filled, Producer};
+use super::ring::{pipeline, Caller, Filled, Producer};
 use super::{AlignedBuf, Options};
 use crate::device::MigFlags;
 use crate::migration::session::SourceSession;
@@ -35,14 +35,39 @@ pub(super) fn source_session<'d>(
     })
 }
 
+/// Save's and migrate's transfer: `source` read on the calling thread ([`read_source`]),
+/// and on the ring's other side, for every chunk: the cancel check, `put` (into a stream, or
+/// a destination device), and progress against the source's estimate.
+pub(super) fn transfer<F>(
+    source: &mut SourceSession<'_>,
+    opts: &Options,
+    chunk: usize,
+    mut put: F,
+) -> Result<SourceStats>
+where
+    F: FnMut(ChunkKind, &[u8]) -> Result<()> + Send,
+{
+    let expected = source.estimate();
+    let mut done = 0u64;
+    pipeline(
+        chunk,
+        opts.overlap,
+        Caller::Produces,
+        |p| read_source(source, opts, p),
+        move |kind, data, _| {
+            opts.check_cancel()?;
+            put(kind, data)?;
+            done += data.len() as u64;
+            opts.report(kind.into(), done, expected);
+            Ok(())
+        },
+    )
+}
+
 /// The source side of save and migrate: pre-copy rounds (when the device has PRE_COPY and
 /// the policy asks) until converged, out of rounds or at the pre-copy bound, then STOP_COPY
 /// to end of stream, every chunk sent through `p`. The session is left drained.
-pub(super) fn read_source(
-    s: &mut SourceSession<'_>,
-    opts: &Options,
-    p: &Producer,
-) -> Result<SourceStats> {
+fn read_source(s: &mut SourceSession<'_>, opts: &Options, p: &Producer) -> Result<SourceStats> {
     let mut st = SourceStats::default();
     let policy = opts.precopy;
     let max_rounds = opts.max_rounds();

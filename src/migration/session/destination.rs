@@ -2,7 +2,7 @@
 
 use super::EndState;
 use crate::device::{DeviceHandle, MigFlags, MigState};
-use crate::migration::recovery::{self, recover_at_start, Recovery};
+use crate::migration::recovery::{recover_at_start, Recovery};
 use crate::migration::{MigrationDriver, MigrationError, Protocol, Result};
 use std::time::Instant;
 
@@ -189,16 +189,10 @@ impl<'d> DestinationSession<'d> {
     /// [`MigrationError::Recovery`] when that failed too.
     pub fn finish(mut self, end: EndState) -> Result<DestinationReport> {
         let t0 = Instant::now();
-        if let Err(e) = self.drv.set_state(end.state()) {
-            if !std::mem::replace(&mut self.armed, false) {
-                return Err(e);
-            }
-            return Err(recovery::recover_after(self.drv, e));
-        }
+        super::set_end_state(&mut *self.drv, end, &mut self.armed)?;
         if !self.loaded {
             self.report.commit_seconds = t0.elapsed().as_secs_f64();
         }
-        self.armed = false;
         self.report.end = end.state();
         Ok(self.report.clone())
     }
@@ -209,8 +203,7 @@ impl<'d> DestinationSession<'d> {
     ///
     /// Why the device could not be returned to RUNNING.
     pub fn abort(mut self) -> Result<Recovery> {
-        self.armed = false;
-        recovery::recover(&mut *self.drv).into_result()
+        super::recover_now(&mut *self.drv, &mut self.armed).into_result()
     }
 
     fn wrong(&self, op: &str) -> MigrationError {
@@ -227,7 +220,7 @@ impl Drop for DestinationSession<'_> {
     fn drop(&mut self) {
         if self.armed {
             // `abort` is the way to see the outcome; the recovery has run either way.
-            let _report = recovery::recover(&mut *self.drv);
+            let _report = super::recover_now(&mut *self.drv, &mut self.armed);
         }
     }
 }

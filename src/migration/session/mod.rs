@@ -75,6 +75,7 @@
 
 mod destination;
 mod group;
+mod reading;
 mod source;
 
 pub use destination::{DestinationReport, DestinationSession};
@@ -82,8 +83,9 @@ pub use group::{DestinationGroup, SourceGroup};
 pub use source::{SourceReport, SourceSession};
 
 use crate::device::MigState;
+use crate::migration::recovery::{self, Recovery};
 use crate::migration::stream::{ChunkKind, StreamWriter};
-use crate::migration::Result;
+use crate::migration::{MigrationDriver, Result};
 use std::io::Write;
 
 /// The state a session leaves its device in when it finishes.
@@ -94,7 +96,7 @@ pub enum EndState {
     Running,
     /// STOP: the device is left stopped (a handoff: the guest now runs on the destination;
     /// or a destination whose VMM starts it later with
-    /// [`MigrationDriver::set_state`](crate::migration::MigrationDriver::set_state)).
+    /// [`MigrationDriver::set_state`]).
     Stop,
 }
 
@@ -106,6 +108,25 @@ impl EndState {
             EndState::Stop => MigState::Stop,
         }
     }
+}
+
+/// Sets a finishing session's end state. The session is disarmed either way; when the
+/// device refuses and the session was armed, the device is returned to RUNNING (the error is
+/// [`MigrationError::Recovery`](crate::migration::MigrationError::Recovery) when that fails
+/// too); an unguarded session (the engine's) leaves that to its caller.
+fn set_end_state(drv: &mut dyn MigrationDriver, end: EndState, armed: &mut bool) -> Result<()> {
+    let guard = std::mem::replace(armed, false);
+    match drv.set_state(end.state()) {
+        Ok(()) => Ok(()),
+        Err(e) if guard => Err(recovery::recover_after(drv, e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives a session's device up: disarms the session and returns the device to RUNNING.
+fn recover_now(drv: &mut dyn MigrationDriver, armed: &mut bool) -> Recovery {
+    *armed = false;
+    recovery::recover(drv)
 }
 
 /// Where a source session's state goes, chunk by chunk.
