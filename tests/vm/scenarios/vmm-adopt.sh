@@ -41,7 +41,12 @@ group=$(basename "$(readlink "$node/iommu_group")")
 # mtty in the VMM's legacy container, registered through the container's KVM-VFIO handle.
 run_out out vmm_adopt "$MTTY_A" --iommu legacy --raw-fd --migrate
 same_as_raw mtty-legacy "$out" legacy "$group" "$MTTY_A"
-grep -q '^mig 7$' /tmp/adopt-mtty-legacy || fail "mtty: migration flags are not STOP_COPY|P2P|PRE_COPY (7)"
+# And the values themselves (mtty-2): BAR0 and BAR1 8-byte read/write port ranges, config
+# space 255 bytes, INTx and one MSI, migration STOP_COPY|P2P|PRE_COPY (7).
+for l in "flags 2" "region 0 8 3" "region 1 8 3" "region 7 255 3" "irq 0 1 7" "irq 1 1 9" "mig 7"; do
+    grep -qx "$l" /tmp/adopt-mtty-legacy || fail "mtty: the adopted device does not report '$l'"
+done
+echo "ok: mtty: BAR0/BAR1 8 bytes, config 255 bytes, INTx + 1 MSI, migration flags 7"
 check_dma mtty "$out" 0x1000000 "region 0, errno Some(17)"
 has "$out" "bare fd: same flags" "mtty bare fd describes the same device"
 has "$out" "the marker in region 0 at 0x7 came back; state RUNNING" "mtty state restored through the adopted device"
@@ -54,7 +59,7 @@ if [ "$HAVE_IOMMUFD" = 1 ] && [ -d "$node/vfio-dev" ]; then
     cdev=/dev/vfio/devices/$(ls "$node/vfio-dev")
     run_out out vmm_adopt "$cdev" --explicit-kvm --mem-mib 32
     same_as_raw mtty-iommufd "$out" iommufd "$cdev"
-    check_dma mtty-iommufd "$out" 0x2000000 "region 0, errno Some("
+    check_dma mtty-iommufd "$out" 0x2000000 "region 0, errno Some(17)"
     if [ "$HAVE_KVM" = 1 ]; then
         has "$out" "KVM: device registered with the VMM's VM through the library" "mtty cdev registered by the library"
         has "$out" "KVM: device unregistered" "mtty cdev unregistered"
@@ -73,6 +78,11 @@ if [ -d "$P" ] && [ "$(cat /sys/module/vhgpu/parameters/migration_v2)" = Y ]; th
     run_out out vmm_adopt "$V" --iommu legacy --migrate
     same_as_raw vhgpu "$out" legacy "$vgroup" "$V"
     check_dma vhgpu "$out" 0x1000000 "region 0, errno Some(17)"
+    # vhgpu-64M: a 4 KiB register BAR0, 64 MiB of mmap-able VRAM in BAR2, 4 MSI-X vectors.
+    for l in "flags 3" "region 0 4096 3" "region 2 67108864 7" "region 7 256 3" "irq 2 4 11" "mig 7"; do
+        grep -qx "$l" /tmp/adopt-vhgpu || fail "vhgpu: the adopted device does not report '$l'"
+    done
+    echo "ok: vhgpu: BAR0 4 KiB, BAR2 64 MiB mmap, 4 MSI-X vectors, migration flags 7"
     has "$out" "the marker in region 2 at 0x0 came back; state RUNNING" "vhgpu VRAM restored through the adopted device"
 else
     fail "vhgpu with migration v2 is not loaded"
