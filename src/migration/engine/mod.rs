@@ -4,6 +4,12 @@
 //! devices through the P2P states together) see [`crate::migration::session`].
 //!
 //! Design:
+//! - **Built on the sessions.** The device's side of every operation is a
+//!   [`crate::migration::session`]: a [`SourceSession`](crate::migration::session::SourceSession)
+//!   reads the source (pre-copy rounds and STOP_COPY, in the pull form that fills the ring's
+//!   buffers), a [`DestinationSession`](crate::migration::session::DestinationSession) takes
+//!   the state in RESUMING; the engine adds the pre-copy policy (when to stop), the ring, the
+//!   stream and the recovery of its devices on every error and panic.
 //! - **Bounded memory.** A small ring of page-aligned buffers ([`RING`] of them, each one
 //!   chunk) is allocated once per operation and reused; nothing is allocated per chunk, so the
 //!   footprint is the same for a 4 KiB and a 4 GiB state.
@@ -25,8 +31,9 @@
 //! - **Targets.** [`Output`] writes regular files atomically and streams to FIFOs, devices
 //!   and pipes directly; [`Input`] is opened once for every pass ([`target`]).
 //!
-//! One file per part: [`options`](Options) and reports, the buffers (zeroed page-aligned mappings, pooled) and the
-//! ring between the two sides, reading a device (the source side of save and migrate),
+//! One file per part: [`options`](Options) and reports, the buffers (page-aligned, from one
+//! [`crate::mem::BufPool`], zeroed when reused) and the ring between the two sides, reading a
+//! device (the source side of save and migrate, through its session),
 //! and the three operations: [`save`], [`restore`], [`migrate`].
 
 mod buf;

@@ -34,6 +34,13 @@
 //! device, retry, or [`abort`](SourceSession::abort) to get the recovery report.
 //! Sessions run on the calling thread and never spawn one; sinks are called on it too.
 //!
+//! A caller that moves the data on another thread reads into buffers of its own instead of
+//! a sink: [`begin_round`](SourceSession::begin_round) /
+//! [`read_round`](SourceSession::read_round) / [`end_round`](SourceSession::end_round) for a
+//! pre-copy round and [`read_stopped`](SourceSession::read_stopped) for the stopped state
+//! (the one-call engine does this, overlapping the device's reads with the stream's
+//! writes); [`with_cancel`](SourceSession::with_cancel) makes every read check a flag.
+//!
 //! # Examples
 //!
 //! A handoff between simulated devices: pre-copy until little is pending, pause the guest,
