@@ -97,9 +97,12 @@ expect_eq "error kind on /dev/full" "$(json_str kind </tmp/e.json)" io
 expect_eq "A after /dev/full" "$(state_of "$MTTY_A")" RUNNING
 no_temp /tmp
 
-# 6. Truncated and incompatible inputs, as JSON, leave C RUNNING.
+# 6. A truncated input, as JSON, leaves C RUNNING and untouched; the good file then restores.
+run $H bar "$MTTY_C" write BAR0 7 0x11 -w 1
 head -c 200 /tmp/c.vfs >/tmp/t.vfs
 must_fail $H restore "$MTTY_C" -i /tmp/t.vfs --json >/tmp/e.json
 expect_eq "error kind, truncated" "$(json_str kind </tmp/e.json)" stream-corrupt
 expect_eq "C state in the error report" "$(json_str state </tmp/e.json)" RUNNING
+expect_eq "C's scratch after the refused restore" "$(scratch "$MTTY_C")" $((0x11))
 run $H restore "$MTTY_C" -i /tmp/c.vfs
+expect_eq "C's scratch after the good restore" "$(scratch "$MTTY_C")" $((0x6b))
