@@ -38,6 +38,15 @@ expect_err() {
     echo "$ERR" | grep -qE -- "$_p" || fail "$_w: the error does not say /$_p/"
     echo "ok: $_w refused: /$_p/"
 }
+# pattern_ok WHAT LEN CMD...: CMD (`bar DEV crc ... --seed N --json` or `dma DEV --crc
+# OFF:LEN --seed N --json`) must succeed and report all LEN bytes compared with the pattern
+# and matching it (not only its exit status).
+pattern_ok() {
+    _pw=$1; _pl=$2; shift 2
+    run_out _po "$@"
+    expect_eq "$_pw: bytes compared with the pattern" "$(echo "$_po" | json_num len)" "$_pl"
+    expect_eq "$_pw: matches the pattern" "$(echo "$_po" | json_bool matched)" true
+}
 # region_size NAME: the size of region NAME (BAR0, BAR2, ...) in `info --json` on stdin.
 region_size() {
     awk -v n="\"$1\"" '$1 == "\"name\":" { f = ($2 == n || $2 == n ",") }

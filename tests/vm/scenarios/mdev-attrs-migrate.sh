@@ -40,8 +40,10 @@ expect_eq "destination VRAM after" "$(vattr $D vram_size)" $((128 << 20))
 expect_eq "64M available after the copy (one more unit taken)" "$(avail 64M)" $((a64 - 1))
 run_out i vfio-harness info $D --json
 expect_eq "destination BAR2 through VFIO" "$(echo "$i" | region_size BAR2)" $((128 << 20))
-run vfio-harness bar $D crc BAR2 --offset 0x6000000 --len 16M --seed 21
-run vfio-harness bar $D crc BAR2 --offset 0 --len 1M --seed 22
+pattern_ok "destination's second unit" $((16 << 20)) \
+    vfio-harness bar $D crc BAR2 --offset 0x6000000 --len 16M --seed 21 --json
+pattern_ok "destination's first MiB" $((1 << 20)) \
+    vfio-harness bar $D crc BAR2 --offset 0 --len 1M --seed 22 --json
 # The text report says it too.
 run vfio-harness mdev set-attr $D priority=4
 run_out t vfio-harness migrate $S $D

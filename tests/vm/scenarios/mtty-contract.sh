@@ -8,6 +8,7 @@ need MTTY_A MTTY_C
 H=vfio-harness
 
 state_of() { $H state "$1" --json | json_str initial; }
+scratch() { $H bar "$1" read BAR0 7 -w 1 --json | json_num value; }
 no_temp() { ls -a "$1" | grep -q '^\.vfh-\|\.tmp-' && fail "temporary file left in $1"; return 0; }
 
 # blocked PID: waits (up to 30 s) until a thread of PID sleeps in poll(2) (x86-64 syscall 7,
@@ -30,15 +31,21 @@ ends_within() {
     return 0
 }
 
-# 1. save | restore through a pipe; the FIFO and stdin paths read once.
+# 1. save | restore through a pipe; the FIFO and stdin paths read once. A's scratch register
+# (part of mtty's migration state) carries a marker; C's is cleared before each restore.
+run $H bar "$MTTY_A" write BAR0 7 0x6b -w 1
 run $H save "$MTTY_A" -o /tmp/c.vfs
 expect_eq "new state file mode" "$(stat -c %a /tmp/c.vfs)" 600
+run $H bar "$MTTY_C" write BAR0 7 0 -w 1
 echo "+ save $MTTY_A -o - | restore $MTTY_C -i -"
 $H save "$MTTY_A" -o - | $H restore "$MTTY_C" -i - || fail "save | restore"
 expect_eq "C after a piped restore" "$(state_of "$MTTY_C")" RUNNING
+expect_eq "C's scratch after a piped restore" "$(scratch "$MTTY_C")" $((0x6b))
+run $H bar "$MTTY_C" write BAR0 7 0 -w 1
 rm -f /tmp/in; mkfifo /tmp/in
 cat /tmp/c.vfs >/tmp/in &
 run $H restore "$MTTY_C" -i /tmp/in
+expect_eq "C's scratch after a restore from a FIFO" "$(scratch "$MTTY_C")" $((0x6b))
 
 # 2. A restore waiting on a stalled pipe: SIGTERM.
 (head -c 100 /tmp/c.vfs; sleep 30) >/tmp/in &
@@ -90,9 +97,12 @@ expect_eq "error kind on /dev/full" "$(json_str kind </tmp/e.json)" io
 expect_eq "A after /dev/full" "$(state_of "$MTTY_A")" RUNNING
 no_temp /tmp
 
-# 6. Truncated and incompatible inputs, as JSON, leave C RUNNING.
+# 6. A truncated input, as JSON, leaves C RUNNING and untouched; the good file then restores.
+run $H bar "$MTTY_C" write BAR0 7 0x11 -w 1
 head -c 200 /tmp/c.vfs >/tmp/t.vfs
 must_fail $H restore "$MTTY_C" -i /tmp/t.vfs --json >/tmp/e.json
 expect_eq "error kind, truncated" "$(json_str kind </tmp/e.json)" stream-corrupt
 expect_eq "C state in the error report" "$(json_str state </tmp/e.json)" RUNNING
+expect_eq "C's scratch after the refused restore" "$(scratch "$MTTY_C")" $((0x11))
 run $H restore "$MTTY_C" -i /tmp/c.vfs
+expect_eq "C's scratch after the good restore" "$(scratch "$MTTY_C")" $((0x6b))

@@ -26,7 +26,7 @@ echo "DMA fill 16 MiB: unlimited $((free >> 20)) MiB/s, limited to $LIMIT MiB/s:
 [ "$lim" -le $((LIMIT << 20)) ] || fail "limited DMA ran at $lim B/s, above $LIMIT MiB/s"
 [ "$lim" -gt 0 ] || fail "no rate measured"
 # The limited engine still moves the right bytes.
-run vfio-harness dma $L --crc 0:16M --seed 5
+pattern_ok "limited DMA fill" $((16 << 20)) vfio-harness dma $L --crc 0:16M --seed 5 --json
 
 # Lower the limit on the closed instance: the next transfer obeys the new one.
 run vfio-harness mdev set-attr $L dma_rate_limit_mbps=2

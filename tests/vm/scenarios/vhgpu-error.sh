@@ -48,8 +48,9 @@ echo "$err" | grep -q "os error 5" || fail "save did not report the injected EIO
 run_out out vfio-harness state $U --json
 expect_eq "state after the failed save" "$(echo "$out" | json_str initial)" RUNNING
 expect_eq "fail_next_transition consumed by save" "$(cat $K)" 0
-run vfio-harness bar $U crc BAR2 --len 1M --seed 9
-run vfio-harness save $U -o /tmp/vhgpu-error.bin
+pattern_ok "VRAM after the failed save" $((1 << 20)) vfio-harness bar $U crc BAR2 --len 1M --seed 9 --json
+run_out out vfio-harness save $U -o /tmp/vhgpu-error.bin --json
+[ "$(echo "$out" | json_num bytes)" -ge $((1 << 20)) ] || fail "the save after the failure moved fewer bytes than the 1 MiB written"
 # Human-readable, for the log.
 run sh -c "echo 1 >$K"
 vfio-harness state $U PRE_COPY

@@ -17,7 +17,11 @@ trap cleanup EXIT
 run sh -c "echo $S >$P/vhgpu-1G/create"
 run sh -c "echo $D >$P/vhgpu-1G/create"
 
-run vfio-harness dma $S --size 16M --check --check-bytes 32M --check-offset 0x3000000
+run_out out vfio-harness dma $S --size 16M --check --check-bytes 32M --check-offset 0x3000000 --json
+c=$(echo "$out" | json_obj check)
+expect_eq "check.bytes" "$(echo "$c" | json_num bytes)" $((32 << 20))
+expect_eq "check.matched" "$(echo "$c" | json_bool matched)" true
+expect_eq "check.guard_intact" "$(echo "$c" | json_bool guard_intact)" true
 t0=$(date +%s)
 run vfio-harness bar --mmap $S fill BAR2 --offset 0 --len 512M --seed 11 --no-readback
 t1=$(date +%s)
@@ -32,8 +36,10 @@ t4=$(date +%s)
 echo "time: source crc $((t3 - t2)) s, migrate $((t4 - t3)) s"
 bytes=$(echo "$m" | json_num bytes)
 [ "$bytes" -ge 1073741824 ] || fail "migrated only $bytes bytes of 1 GiB of VRAM"
-run vfio-harness bar $D crc BAR2 --offset 0 --len 512M --seed 11
-run vfio-harness dma $D --crc 512M:512M --seed 12
+pattern_ok "destination, mmap half (fd)" $((512 << 20)) \
+    vfio-harness bar $D crc BAR2 --offset 0 --len 512M --seed 11 --json
+pattern_ok "destination, DMA half (DMA)" $((512 << 20)) \
+    vfio-harness dma $D --crc 512M:512M --seed 12 --json
 # The source runs again and is unchanged.
 run_out c vfio-harness bar $S crc BAR2 --json
 expect_eq "source VRAM crc32 after migrating" "$(echo "$c" | json_str crc32)" "$src_crc"

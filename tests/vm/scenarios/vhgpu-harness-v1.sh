@@ -12,10 +12,13 @@ vhgpu_v1_only $C $S $D
 
 run sh -c "echo $C >$P/vhgpu-64M/create"
 run_out info vfio-harness info $C --json
-echo "$info" | grep -q '"protocol": "v1"' || echo "$info" | grep -qi 'migration-v1\|"v1"' \
-    || fail "info does not show the v1 migration region"
+m=$(echo "$info" | json_obj migration)
+expect_eq "migration protocol" "$(echo "$m" | json_str protocol)" v1
+[ -n "$(echo "$m" | json_num region)" ] || fail "no v1 migration region index in info: $m"
 run vfio-harness bar --mmap $C fill BAR2 --len 8M --seed 3
-run vfio-harness conformance $C
+run_out out vfio-harness conformance $C --json
+expect_eq "v1 conformance failures" "$(echo "$out" | json_num failed)" 0
+expect_eq "v1 conformance protocol" "$(echo "$out" | json_str protocol)" v1
 run sh -c "echo 1 >/sys/bus/mdev/devices/$C/remove"
 
 run sh -c "echo $S >$P/vhgpu-1G/create"
@@ -30,6 +33,8 @@ echo "time: fill 1 GiB $((t1 - t0)) s, migrate (v1) $((t2 - t1)) s"
 expect_eq "protocol" "$(echo "$m" | json_str protocol)" v1
 bytes=$(echo "$m" | json_num bytes)
 [ "$bytes" -ge 1073741824 ] || fail "migrated only $bytes bytes of 1 GiB of VRAM"
-run vfio-harness bar $D crc BAR2 --offset 0 --len 512M --seed 21
-run vfio-harness dma $D --crc 512M:512M --seed 22
+pattern_ok "destination, mmap half (fd)" $((512 << 20)) \
+    vfio-harness bar $D crc BAR2 --offset 0 --len 512M --seed 21 --json
+pattern_ok "destination, DMA half (DMA)" $((512 << 20)) \
+    vfio-harness dma $D --crc 512M:512M --seed 22 --json
 echo PASS

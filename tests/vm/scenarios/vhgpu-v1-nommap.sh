@@ -30,8 +30,9 @@ bytes=$(echo "$m" | json_num bytes)
 [ "$bytes" -ge 67108864 ] || fail "migrated only $bytes bytes of 64 MiB of VRAM"
 run_out c vfio-harness bar $D crc BAR2 --json
 expect_eq "destination VRAM crc32 = source's" "$(echo "$c" | json_str crc32)" "$src_crc"
-run vfio-harness bar $D crc BAR2 --offset 0 --len 32M --seed 41
-run vfio-harness dma $D --crc 32M:32M --seed 42
+pattern_ok "destination, mmap half" $((32 << 20)) \
+    vfio-harness bar $D crc BAR2 --offset 0 --len 32M --seed 41 --json
+pattern_ok "destination, DMA half" $((32 << 20)) vfio-harness dma $D --crc 32M:32M --seed 42 --json
 run_out c vfio-harness bar $S crc BAR2 --json
 expect_eq "source VRAM crc32 unchanged" "$(echo "$c" | json_str crc32)" "$src_crc"
 echo "time: migrate $(echo "$m" | grep -o '"seconds": *[0-9.]*' | head -n 1)"
