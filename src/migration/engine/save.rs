@@ -82,7 +82,7 @@ fn save_inner<W: Write + Send>(
     );
     let device = drv.device().name().to_string();
     let protocol = drv.protocol();
-    let mut writer = StreamWriter::new(sink, name, &header)?;
+    let mut writer = StreamWriter::with_compression(sink, name, &header, opts.compression)?;
     let mut done = 0u64;
     let stats = pipeline(
         chunk,
