@@ -9,6 +9,7 @@
 //! ratios; [`Run::finish`] assembles the report.
 
 pub(super) mod arcs;
+pub(super) mod compress;
 pub(super) mod downtime;
 pub(super) mod live;
 pub(super) mod overlap;
