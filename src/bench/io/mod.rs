@@ -7,6 +7,7 @@
 
 pub(in crate::bench) mod channel;
 pub(in crate::bench) mod direct;
+pub(in crate::bench) mod link;
 
 use super::config::DataPath;
 use crate::sim::Pacer;
@@ -33,6 +34,8 @@ pub(in crate::bench) enum SinkWriter {
     Tcp(TcpStream),
     /// Discards at a fixed rate (the capped sink of the overlap mode).
     Paced(Pacer),
+    /// A capped link behind a send buffer (the compress mode).
+    Link(link::Link),
 }
 
 impl Write for SinkWriter {
@@ -44,6 +47,10 @@ impl Write for SinkWriter {
             SinkWriter::Tcp(t) => t.write(buf),
             SinkWriter::Paced(p) => {
                 p.wait(Instant::now(), buf.len());
+                Ok(buf.len())
+            }
+            SinkWriter::Link(l) => {
+                l.write(buf.len());
                 Ok(buf.len())
             }
         }
@@ -58,6 +65,11 @@ impl Write for SinkWriter {
             SinkWriter::Paced(p) => {
                 let n = bufs.iter().map(|b| b.len()).sum();
                 p.wait(Instant::now(), n);
+                Ok(n)
+            }
+            SinkWriter::Link(l) => {
+                let n = bufs.iter().map(|b| b.len()).sum();
+                l.write(n);
                 Ok(n)
             }
         }
@@ -90,6 +102,10 @@ impl SinkEnd {
         match (self, w) {
             (SinkEnd::Fsync, SinkWriter::File(f)) => f.sync_all(),
             (SinkEnd::Direct, SinkWriter::Direct(d)) => d.finish().map(drop),
+            (_, SinkWriter::Link(l)) => {
+                l.drain();
+                Ok(())
+            }
             (SinkEnd::Drain(h), w) => {
                 drop(w);
                 channel::join(h, "draining").map(drop)
@@ -273,6 +289,15 @@ pub(in crate::bench) fn available_paths(
             _ => true,
         })
         .collect()
+}
+
+/// A link carrying `rate` bytes per second behind a send buffer ([`link`]); finishing waits
+/// until everything crossed.
+pub(in crate::bench) fn capped_link(rate: u64) -> Sink {
+    Sink {
+        writer: SinkWriter::Link(link::Link::new(rate)),
+        end: SinkEnd::Nothing,
+    }
 }
 
 /// A fresh temporary path in `dir` (the file is created empty; removed when dropped).

@@ -1,6 +1,7 @@
 //! The `compress` mode: what the stream's chunk encodings buy over a capped link. A
-//! memory-backed simulated device saves into a sink that discards at the link rate `L`
-//! (`compress_link`, 1 GiB/s by default), once without compression and once with `auto`:
+//! memory-backed simulated device saves into a link of rate `L` (`compress_link`, 1 GiB/s by
+//! default) behind a socket-like send buffer ([`crate::bench::io::link`]), once without
+//! compression and once with `auto`:
 //! - **sparse** state (half of its pages zeros): the effective rate (device bytes per second)
 //!   against the link rate: eliding the zeros puts half the bytes on the wire, so the device
 //!   moves at up to twice the link rate (target: at least 1.8 x `L`);
@@ -16,7 +17,7 @@ use super::{opts, run_block, BlockId, Contender, Run, Sample};
 use crate::bench::config::{DataPath, Kind, SIDE_STATE};
 use crate::bench::devices::{driver, sim_memory, sim_params, size_param};
 use crate::bench::error::{mig, BenchError};
-use crate::bench::io::{paced, Sink};
+use crate::bench::io::{capped_link, link::SEND_BUFFER, Sink};
 use crate::bench::report::RatioTo;
 use crate::bench::stats::{ratio, round4};
 use crate::migration::engine::{self, RING};
@@ -66,10 +67,11 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<(), BenchError> {
         block(run, &spec, content, link, mem)?;
     }
     run.note(format!(
-        "compress: {} state saved into a link discarding at {}: the effective rate is device \
-         bytes per second, the stream bytes are what crossed the link",
+        "compress: {} state saved into a link of {} behind a {} send buffer: the effective \
+         rate is device bytes per second, the stream bytes are what crossed the link",
         format_bytes(state),
-        format_rate(link as f64)
+        format_rate(link as f64),
+        format_bytes(SEND_BUFFER)
     ));
     Ok(())
 }
@@ -98,11 +100,12 @@ fn block(
             buffer: b,
             buffers_bytes: RING as u64 * b,
             what: format!(
-                "the engine's save, compression {mode}, {content} state, into a link discarding at {}",
-                format_rate(link as f64)
+                "the engine's save, compression {mode}, {content} state, into a link of {} behind a {} send buffer",
+                format_rate(link as f64),
+                format_bytes(SEND_BUFFER)
             ),
             job: Box::new(move || {
-                let Sink { mut writer, end } = paced(link);
+                let Sink { mut writer, end } = capped_link(link);
                 let t0 = Instant::now();
                 let rep = engine::save(dr.borrow_mut().as_mut(), &mut writer, "capped link", &o)
                     .map_err(mig("compress: save"))?
@@ -136,6 +139,14 @@ fn block(
     {
         r.compression = Some(mode);
         r.content = Some(content.to_string());
+        if let Some(wire) = r.stream_bytes {
+            r.what = format!(
+                "{}: {} on the wire for {} of state",
+                r.what,
+                format_bytes(wire),
+                format_bytes(r.bytes)
+            );
+        }
     }
     let none = rows.first().map(|r| r.throughput_bytes_per_s);
     for r in rows.iter_mut() {
