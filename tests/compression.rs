@@ -105,8 +105,8 @@ fn fixture_path(name: &str) -> std::path::PathBuf {
 /// restored by every later build.
 #[test]
 fn a_format_2_stream_saved_with_auto_restores() {
-    let bytes = std::fs::read(fixture_path("sim-v2-64k-seed5-zero50-format2-auto.vfhs"))
-        .expect("fixture");
+    let bytes =
+        std::fs::read(fixture_path("sim-v2-64k-seed5-zero50-format2-auto.vfhs")).expect("fixture");
     assert_eq!(bytes[8], 2, "format version");
     let mut dst = driver("sim:state=64K,verify-seed=5,zero-pages=0.5");
     let r = engine::restore(dst.as_mut(), &bytes[..], &Default::default()).expect("restores");
@@ -181,8 +181,8 @@ fn write_lz4_fixture() {
         created_unix: 0,
     };
     let file = std::fs::File::create(fixture_path(LZ4_FIXTURE)).expect("create");
-    let mut w = StreamWriter::with_compression(file, "fixture", &header, Compression::Lz4)
-        .expect("writer");
+    let mut w =
+        StreamWriter::with_compression(file, "fixture", &header, Compression::Lz4).expect("writer");
     for c in lz4_fixture_chunks() {
         w.write_chunk(ChunkKind::Stopcopy, &c).expect("chunk");
     }

@@ -351,7 +351,10 @@ fn quick_run_on_the_simulator_has_every_block() {
             })
             .unwrap();
         assert!(sparse_auto.stream_bytes.unwrap() < sparse_auto.bytes * 6 / 10);
-        assert!(sparse_auto.ratios.iter().any(|x| x.to == "compression none"));
+        assert!(sparse_auto
+            .ratios
+            .iter()
+            .any(|x| x.to == "compression none"));
     }
     assert!(!rep.arcs.is_empty());
     assert_eq!(rep.settings.backing.as_deref(), Some("memory"));

@@ -427,11 +427,18 @@ mod tests {
             assert_eq!(got.len(), DataPath::ALL.len() - 1);
             assert!(!got.contains(&DataPath::Tcp));
             assert_eq!(notes.len(), 1);
-            assert!(notes[0].starts_with("tcp: skipped, not available"), "{}", notes[0]);
+            assert!(
+                notes[0].starts_with("tcp: skipped, not available"),
+                "{}",
+                notes[0]
+            );
         }
         let mut notes = Vec::new();
         let emfile = |_| Err(io::Error::from_raw_os_error(libc::EMFILE));
-        assert_eq!(available_paths(&[DataPath::Tcp], emfile, &mut notes), [DataPath::Tcp]);
+        assert_eq!(
+            available_paths(&[DataPath::Tcp], emfile, &mut notes),
+            [DataPath::Tcp]
+        );
         assert!(notes.is_empty());
         // This machine's own probe: the loopback is there or is reported as absent.
         match probe(DataPath::Tcp) {

@@ -38,7 +38,8 @@ pub(in crate::bench) const RANDOM: &str = "random";
 pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<(), BenchError> {
     let cfg = run.cfg;
     cfg.check_cancel()?;
-    run.progress.step("compress: capped link, sparse and random state");
+    run.progress
+        .step("compress: capped link, sparse and random state");
     let Some(base) = run.devs.sim_base.clone() else {
         run.note("compress: needs the simulator (a kernel device's content is its own)".into());
         return Ok(());
@@ -133,10 +134,7 @@ fn block(
     };
     let mut rows = run_block(cfg, &id, contenders, false, || Ok(()))?;
     // Run in the order given (none, then auto): label them and set their ratios.
-    for (r, mode) in rows
-        .iter_mut()
-        .zip([Compression::None, Compression::Auto])
-    {
+    for (r, mode) in rows.iter_mut().zip([Compression::None, Compression::Auto]) {
         r.compression = Some(mode);
         r.content = Some(content.to_string());
         if let Some(wire) = r.stream_bytes {

@@ -233,7 +233,11 @@ impl Encoder {
             }
             self.gather.extend_from_slice(&data[from..]);
         }
-        let (head, body_len) = if elide { (blen, residue) } else { (0, data.len()) };
+        let (head, body_len) = if elide {
+            (blen, residue)
+        } else {
+            (0, data.len())
+        };
         let want = body_len > 0 && self.try_lz4();
         let packed = if want {
             self.attempts += 1;
@@ -349,7 +353,9 @@ pub(super) fn lz4_decode(block: &[u8], out: &mut [u8]) -> Result<(), DecodeError
         match lz4_flex::block::decompress_into(block, out) {
             Ok(n) if n == out.len() => Ok(()),
             Ok(_) => Err("LZ4 block decodes to fewer bytes than the chunk declares"),
-            Err(_) => Err("LZ4 block is malformed or decodes to more bytes than the chunk declares"),
+            Err(_) => {
+                Err("LZ4 block is malformed or decodes to more bytes than the chunk declares")
+            }
         }
     }
     #[cfg(not(feature = "lz4"))]

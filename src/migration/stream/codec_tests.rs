@@ -213,7 +213,11 @@ fn long_zero_runs_are_found_at_any_offset() {
         data[run.clone()].fill(0);
         let mut runs = Vec::new();
         let zeros = zero_runs(&data, &mut runs);
-        assert_eq!(runs, vec![(run.start as u32, run.len() as u32)], "shift {shift}");
+        assert_eq!(
+            runs,
+            vec![(run.start as u32, run.len() as u32)],
+            "shift {shift}"
+        );
         assert_eq!(zeros, run.len());
     }
     // A misaligned empty 4 KiB page in random-looking data.
@@ -267,7 +271,12 @@ fn auto_backs_off_on_incompressible_data() {
     }
     assert!((7..=14).contains(&tried), "{tried} attempts in 400 chunks");
     // Compressible again: the next attempt hits, and from then on every chunk is compressed.
-    let text: Vec<u8> = b"device state ".iter().copied().cycle().take(16 << 10).collect();
+    let text: Vec<u8> = b"device state "
+        .iter()
+        .copied()
+        .cycle()
+        .take(16 << 10)
+        .collect();
     let mut compressed = 0;
     for _ in 0..(AUTO_MAX_SKIP + 10) {
         if e.encode(&text).0 == ENC_LZ4 {
@@ -286,7 +295,12 @@ fn auto_backs_off_on_incompressible_data() {
 /// `Lz4` compresses what shrinks and leaves raw what does not; `Zero` never compresses.
 #[test]
 fn each_mode_encodes_as_documented() {
-    let text: Vec<u8> = b"device state ".iter().copied().cycle().take(16 << 10).collect();
+    let text: Vec<u8> = b"device state "
+        .iter()
+        .copied()
+        .cycle()
+        .take(16 << 10)
+        .collect();
     let random = random_bytes(16 << 10, 3);
     let zeros = vec![0u8; 16 << 10];
     let mut z = Encoder::new(Compression::Zero).unwrap().unwrap();
@@ -374,7 +388,10 @@ fn forged_encodings_are_refused_by_name() {
     };
     assert!(matches!(
         forge(4, &[1; 8], 8),
-        StreamError::UnknownEncoding { index: 0, encoding: 4 }
+        StreamError::UnknownEncoding {
+            index: 0,
+            encoding: 4
+        }
     ));
     assert!(matches!(
         forge(0, &[1; 8], 9),
@@ -382,7 +399,11 @@ fn forged_encodings_are_refused_by_name() {
     ));
     assert!(matches!(
         forge(0, &[1; 8], 65),
-        StreamError::ChunkBeyondDeclaredSize { len: 65, max: 64, .. }
+        StreamError::ChunkBeyondDeclaredSize {
+            len: 65,
+            max: 64,
+            ..
+        }
     ));
     // A run past the end of the chunk.
     let mut t = 1u32.to_le_bytes().to_vec();
@@ -394,6 +415,9 @@ fn forged_encodings_are_refused_by_name() {
     // An LZ4 block that does not decode to the declared length.
     if cfg!(feature = "lz4") {
         let e = forge(ENC_LZ4, &[0xF0, 1, 2, 3], 40);
-        assert!(matches!(e, StreamError::BadEncoding { index: 0, .. }), "{e}");
+        assert!(
+            matches!(e, StreamError::BadEncoding { index: 0, .. }),
+            "{e}"
+        );
     }
 }

@@ -245,7 +245,12 @@ impl<R: Read> StreamReader<R> {
         let (encoding, wire, len, sum) = if self.version == 1 {
             (0, le32(&h[4..8]), le32(&h[4..8]), le64(&h[8..16]))
         } else {
-            (le32(&h[4..8]), le32(&h[8..12]), le32(&h[12..16]), le64(&h[16..24]))
+            (
+                le32(&h[4..8]),
+                le32(&h[8..12]),
+                le32(&h[12..16]),
+                le64(&h[16..24]),
+            )
         };
         let max = self.header.max_chunk;
         for l in [wire, len] {
