@@ -116,6 +116,7 @@ fn a_format_2_stream_saved_with_auto_restores() {
 }
 
 /// The content of the LZ4 fixture: text (compressible), zeros, random bytes.
+#[cfg(feature = "lz4")]
 fn lz4_fixture_chunks() -> Vec<Vec<u8>> {
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let random: Vec<u8> = (0..12_000)
@@ -156,6 +157,21 @@ fn a_format_2_stream_with_lz4_chunks_reads_back() {
     }
     assert_eq!(got, lz4_fixture_chunks());
     assert!(r.totals().stream_bytes < r.totals().payload_bytes);
+}
+
+/// A build without the `lz4` feature refuses the LZ4 chunks by name (and reads up to them).
+#[cfg(not(feature = "lz4"))]
+#[test]
+fn without_lz4_a_compressed_chunk_is_refused_by_name() {
+    use vfio_harness::migration::stream::StreamError;
+    use vfio_harness::migration::MigrationError;
+    let bytes = std::fs::read(fixture_path(LZ4_FIXTURE)).expect("fixture");
+    let mut r = StreamReader::new(&bytes[..]).expect("header");
+    let mut buf = vec![0u8; r.header().max_chunk as usize];
+    match r.next_chunk(&mut buf) {
+        Err(MigrationError::Stream(StreamError::Lz4Unavailable { index: 0 })) => {}
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Writes the LZ4 fixture (run once by hand: `cargo test --test compression -- --ignored`).
