@@ -323,7 +323,8 @@ impl<R: Read> StreamReader<R> {
     /// Reads an encoded chunk's `wire` bytes, verifies them against `sum`, and decodes them
     /// into `out` (the chunk's device length). The run table and an LZ4 block go to the
     /// scratch buffer (at most `wire` bytes); a residue that is not compressed is read straight
-    /// into `out` and spread in place.
+    /// to its places in `out` (the runs between zeroed; with a wrong checksum `out` holds
+    /// what was read, and the caller gets the error, as for a raw chunk).
     fn read_encoded(
         &mut self,
         n: u64,
@@ -363,9 +364,21 @@ impl<R: Read> StreamReader<R> {
             if body != residue {
                 return Err(bad(n, "wire length disagrees with the run table"));
             }
-            read_exact_or(&mut self.inner, &mut out[..residue], within)?;
-            hasher.write(&out[..residue]);
+            // Each stretch of data straight to its place: nothing moves afterwards, only
+            // the runs are zeroed.
+            let mut from = 0;
+            let runs = self.scratch[table.clone()]
+                .chunks_exact(8)
+                .map(|r| (le32(&r[0..4]) as usize, le32(&r[4..8]) as usize))
+                .chain(std::iter::once((out.len(), 0)));
+            for (at, len) in runs {
+                read_exact_or(&mut self.inner, &mut out[from..at], within)?;
+                hasher.write(&out[from..at]);
+                out[at..at + len].fill(0);
+                from = at + len;
+            }
             verify_sum(hasher.finish(), sum, n, offset, out.len())?;
+            return Ok(());
         } else {
             if body == 0 || residue == 0 {
                 return Err(bad(n, "an LZ4 chunk with nothing to decode"));
