@@ -7,7 +7,7 @@
 //! - **transfer blocks**: each operation (`save`, `restore`, `live`: device to device) on each
 //!   path (`memory`, `file`, `file-fsync`, `file-direct`, `pipe`, `tcp`), every kind of loop
 //!   timed in the same run with the order rotated between repetitions: the path's
-//!   **physical reference** ([`reference`]: memory bandwidth for the copies the path makes,
+//!   **physical reference** ([`reference`](mod@reference): memory bandwidth for the copies the path makes,
 //!   or the sink's or source's own rate), the **raw** loop (one buffer, [`raw`]), the
 //!   **QEMU-style** loop and the **whole-state** loop (the approach of rust-vmm
 //!   `vfio-ioctls` and cloud-hypervisor, with its peak memory; [`loops`]), and the

@@ -1,6 +1,6 @@
 //! The physical references of the paths: what the copies a path really makes cost without a
 //! device ([`copy_rate`]: memory bandwidth), and what a sink or source moves on its own
-//! ([`sink_rate`], [`source_rate`]: the page cache, a disk, a pipe, a socket).
+//! (`sink_rate`, `source_rate`: the page cache, a disk, a pipe, a socket).
 //!
 //! Which copies a path makes (with a memory-backed device, whose reads and writes copy like a
 //! driver's `copy_to_user` / `copy_from_user`):
