@@ -1,8 +1,11 @@
-//! Stream codec throughput: framing + CRC-32 of 1 MiB chunks, encode and decode.
+//! Stream codec throughput: framing + XXH3-64 of 1 MiB chunks, encode and decode, raw and
+//! with the version 2 chunk encodings (zero runs, auto LZ4).
 //! `cargo bench --bench stream_codec` (CI: `cargo bench -- --test`).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use vfio_harness::migration::stream::{ChunkKind, StreamHeader, StreamReader, StreamWriter};
+use vfio_harness::migration::stream::{
+    ChunkKind, Compression, StreamHeader, StreamReader, StreamWriter,
+};
 use vfio_harness::migration::Protocol;
 
 const CHUNK: usize = 1 << 20;
@@ -64,6 +67,44 @@ fn encode(c: &mut Criterion) {
             assert_eq!(n, CHUNK * CHUNKS);
         })
     });
+    // Chunk encodings (format version 2): random content, and half of the 4 KiB pages empty,
+    // 56 bytes off a page boundary as in the simulator's stream.
+    let mut sparse = data.clone();
+    for (i, page) in sparse[56..].chunks_mut(4096).enumerate() {
+        if i % 2 == 0 {
+            page.fill(0);
+        }
+    }
+    for (content, input) in [("random", &data), ("half zero", &sparse)] {
+        for mode in [Compression::Zero, Compression::Auto] {
+            if !mode.available() {
+                continue;
+            }
+            g.bench_function(format!("encode {mode}, {content}, 16 x 1 MiB"), |b| {
+                b.iter(|| {
+                    let mut w = StreamWriter::with_compression(std::io::sink(), "sink", &h, mode)
+                        .expect("header");
+                    for _ in 0..CHUNKS {
+                        w.write_chunk(ChunkKind::Stopcopy, black_box(input))
+                            .expect("chunk");
+                    }
+                    black_box(w.finish().expect("trailer").1)
+                })
+            });
+            let mut w =
+                StreamWriter::with_compression(Vec::new(), "vec", &h, mode).expect("header");
+            for _ in 0..CHUNKS {
+                w.write_chunk(ChunkKind::Stopcopy, input).expect("chunk");
+            }
+            let (stream, _) = w.finish().expect("trailer");
+            g.bench_function(format!("decode {mode}, {content}, 16 x 1 MiB"), |b| {
+                b.iter(|| {
+                    let mut r = StreamReader::new(black_box(&stream[..])).expect("header");
+                    while r.next_chunk(&mut buf).expect("chunk").is_some() {}
+                })
+            });
+        }
+    }
     g.throughput(Throughput::Bytes(CHUNK as u64));
     // The format's checksum, and CRC-32 (the format's earlier choice) for comparison.
     g.bench_function("xxh3-64 1 MiB", |b| {

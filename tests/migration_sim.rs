@@ -123,3 +123,42 @@ fn migrate_live_both_protocols() {
         ]);
     }
 }
+
+/// `save --compress`: a sparse state takes fewer bytes on disk than it holds, restores with
+/// no option, and the report names the mode; `migrate` between two devices here refuses it
+/// (there is no stream to compress).
+#[test]
+fn save_compressed_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("z.vfs");
+    let fs = f.to_str().unwrap();
+    let src = "sim:state=2M,seed=7,zero-pages=0.5";
+    let r = ok(&["save", src, "-o", fs, "--compress", "zero", "--json"]);
+    assert_eq!(r["compression"], "zero");
+    let (bytes, wire) = (
+        r["bytes"].as_u64().unwrap(),
+        r["stream_bytes"].as_u64().unwrap(),
+    );
+    assert!(wire < bytes * 6 / 10, "{wire} of {bytes}");
+    assert_eq!(std::fs::metadata(&f).unwrap().len(), wire);
+    let r = ok(&[
+        "restore",
+        "sim:state=2M,verify-seed=7,zero-pages=0.5",
+        "-i",
+        fs,
+        "--json",
+    ]);
+    assert_eq!(r["bytes"].as_u64(), Some(bytes));
+    assert!(refused(&["save", src, "-o", fs, "--compress", "zip"]).contains("zip"));
+    let e = refused(&[
+        "migrate",
+        src,
+        "sim:state=2M,verify-seed=7",
+        "--compress",
+        "auto",
+    ]);
+    assert!(
+        e.contains("--compress is for a migration to an address"),
+        "{e}"
+    );
+}

@@ -31,6 +31,8 @@ pub const SWEEP_STATE: u64 = 256 << 20;
 pub const DEFAULT_DEVICE_RATE: u64 = 2 << 30;
 /// Default sink rate `S` of the overlap mode (bytes per second).
 pub const DEFAULT_SINK_RATE: u64 = 1 << 30;
+/// Default link rate of the compress mode (bytes per second).
+pub const DEFAULT_COMPRESS_LINK: u64 = 1 << 30;
 /// Defaults of what `bench` adds to a `sim:` spec the user did not set: a realistic device
 /// (state in memory, half of its pages zeros: device memory is often mostly empty).
 pub const SIM_DEFAULTS: [(&str, &str); 2] = [("backing", "memory"), ("zero-pages", "0.5")];
@@ -55,11 +57,14 @@ pub enum Mode {
     Overlap,
     /// Dirty rate against link rate: measured downtime next to the predicted one.
     Downtime,
+    /// A capped link, sparse and random state, with and without compression: the effective
+    /// rate against the link rate.
+    Compress,
 }
 
 impl Mode {
     /// Every mode, in run order.
-    pub const ALL: [Mode; 7] = [
+    pub const ALL: [Mode; 8] = [
         Mode::Save,
         Mode::Restore,
         Mode::Live,
@@ -67,6 +72,7 @@ impl Mode {
         Mode::Parallel,
         Mode::Overlap,
         Mode::Downtime,
+        Mode::Compress,
     ];
 
     /// Its command-line name.
@@ -79,6 +85,7 @@ impl Mode {
             Mode::Parallel => "parallel",
             Mode::Overlap => "overlap",
             Mode::Downtime => "downtime",
+            Mode::Compress => "compress",
         }
     }
 }
@@ -230,6 +237,8 @@ pub struct BenchConfig {
     pub parallel_devices: Vec<usize>,
     /// Device rate `D` and sink rate `S` of the overlap mode, bytes per second.
     pub overlap_rates: (u64, u64),
+    /// Link rate of the compress mode, bytes per second.
+    pub compress_link: u64,
     /// Link rates of the downtime sweep, bytes per second.
     pub sweep_links: Vec<u64>,
     /// Dirty rates of the downtime sweep, as fractions of the link rate.
@@ -266,6 +275,7 @@ impl BenchConfig {
             dir: None,
             parallel_devices: vec![1, 2, 4],
             overlap_rates: (DEFAULT_DEVICE_RATE, DEFAULT_SINK_RATE),
+            compress_link: DEFAULT_COMPRESS_LINK,
             sweep_links: if quick {
                 vec![256 << 20]
             } else {
@@ -324,7 +334,7 @@ impl BenchConfig {
             ));
         }
         let (d, s) = self.overlap_rates;
-        if d == 0 || s == 0 || self.sweep_links.contains(&0) {
+        if d == 0 || s == 0 || self.compress_link == 0 || self.sweep_links.contains(&0) {
             return Err(BenchError::Config("rates must be above 0 bytes/s".into()));
         }
         if self

@@ -18,6 +18,8 @@
 //! - the **downtime sweep**: dirty rate against link rate, measured downtime next to the
 //!   prediction of [`downtime::predicted_downtime`];
 //! - **several devices at once** (1, 2, 4): aggregate rate and scaling, with the thread budget;
+//! - **compression over a capped link**: sparse and random state saved with and without
+//!   `auto` compression, the effective rate against the link rate;
 //! - the **latency of every single arc** of the v2 state machine ([`arcs`]).
 //!
 //! Every row carries its peak resident memory (reset per row when the kernel allows it, see
@@ -51,9 +53,9 @@ mod targets;
 mod timing;
 
 pub use config::{
-    sweep_buffers, BenchConfig, DataPath, Kind, Mode, DEFAULT_BUFFER, DEFAULT_DEVICE_RATE,
-    DEFAULT_SINK_RATE, DEFAULT_STATE, QEMU_RESTORE_BUFFER, QEMU_SAVE_BUFFER, QUICK_STATE,
-    SIDE_STATE, SIM_ARC_STATE, SIM_DEFAULTS, SWEEP_STATE,
+    sweep_buffers, BenchConfig, DataPath, Kind, Mode, DEFAULT_BUFFER, DEFAULT_COMPRESS_LINK,
+    DEFAULT_DEVICE_RATE, DEFAULT_SINK_RATE, DEFAULT_STATE, QEMU_RESTORE_BUFFER, QEMU_SAVE_BUFFER,
+    QUICK_STATE, SIDE_STATE, SIM_ARC_STATE, SIM_DEFAULTS, SWEEP_STATE,
 };
 pub use devices::sim_params;
 pub use error::BenchError;
@@ -76,6 +78,10 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
     let t_start = Instant::now();
     cfg.validate()?;
     let mut notes = Vec::new();
+    // A path this machine lacks (TCP on a kernel without networking) is left out with a note.
+    let mut cfg = cfg.clone();
+    cfg.paths = io::available_paths(&cfg.paths, io::probe, &mut notes);
+    let cfg = &cfg;
     let devs = devices::open(cfg, &mut notes)?;
     let protocol = devices::driver(&devs.primary)?.protocol().to_string();
     let progress = Progress::new(cfg, &devs, progress)?;
@@ -126,6 +132,9 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
     }
     if cfg.has(Mode::Downtime) {
         extras.downtime = modes::downtime::measure(&mut run)?;
+    }
+    if cfg.has(Mode::Compress) {
+        modes::compress::measure(&mut run)?;
     }
     Ok(run.finish(extras, t_start))
 }

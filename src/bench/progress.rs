@@ -56,6 +56,9 @@ impl<'a> Progress<'a> {
         if cfg.has(Mode::Overlap) {
             total += 1;
         }
+        if cfg.has(Mode::Compress) {
+            total += 1;
+        }
         if cfg.has(Mode::Downtime) && devs.sim_base.is_some() {
             total += cfg.sweep_links.len() * cfg.sweep_dirty.len();
         }

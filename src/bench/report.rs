@@ -90,6 +90,13 @@ pub struct ResultRow {
     pub scaling: Option<f64>,
     /// Pre-copy rounds run (live).
     pub precopy_rounds: Option<u32>,
+    /// How the stream's chunks were encoded (`compress-save` rows; the other harness rows
+    /// use the engine's default, `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::migration::stream::Compression>,
+    /// What the device's state held (`compress-save` rows: `50 % zero pages`, `random`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// Parallel scaling at one device count.
@@ -352,6 +359,8 @@ pub(super) fn make_row(r: RowInput<'_>) -> ResultRow {
         devices: None,
         scaling: None,
         precopy_rounds: None,
+        compression: None,
+        content: None,
     }
 }
 

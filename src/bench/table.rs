@@ -66,7 +66,8 @@ impl BenchReport {
                 && rows[j].op == first.op
                 && rows[j].path == first.path
                 && rows[j].devices == first.devices
-                && idx(&rows[j]) > idx(&rows[j - 1])
+                && (idx(&rows[j]) > idx(&rows[j - 1])
+                    || (rows[j].compression.is_some() && rows[j].content == rows[j - 1].content))
             {
                 j += 1;
             }
@@ -78,12 +79,17 @@ impl BenchReport {
                 .buffer_bytes;
             let _ = writeln!(
                 s,
-                "\n{}, {} buffer{}",
+                "\n{}, {} buffer{}{}",
                 block_name(&first.op, first.path.as_str()),
                 format_bytes(buffer),
                 first
                     .devices
                     .map(|n| format!(", {n} device(s)"))
+                    .unwrap_or_default(),
+                first
+                    .content
+                    .as_deref()
+                    .map(|c| format!(", {c} state"))
                     .unwrap_or_default()
             );
             let _ = writeln!(
@@ -95,7 +101,10 @@ impl BenchReport {
                 let _ = writeln!(
                     s,
                     "  {:<12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>11}  {}{}",
-                    r.kind.as_str(),
+                    match r.compression {
+                        Some(c) => format!("{} {c}", r.kind.as_str()),
+                        None => r.kind.as_str().to_string(),
+                    },
                     format_rate(r.throughput_bytes_per_s),
                     format_bytes(r.bytes),
                     format_seconds(r.seconds),

@@ -330,6 +330,32 @@ fn quick_run_on_the_simulator_has_every_block() {
     let o = rep.overlap.as_ref().unwrap();
     assert!(o.harness_bytes_per_s.is_some() && o.raw_bytes_per_s.is_some());
     assert_eq!(rep.downtime.as_ref().unwrap().points.len(), 2);
+    // Compression over the capped link: none and auto for sparse and random state; auto
+    // puts less of the sparse state on the wire, and names its references.
+    let compress: Vec<_> = rep
+        .results
+        .iter()
+        .filter(|r| r.op == "compress-save")
+        .collect();
+    if crate::migration::stream::Compression::Auto.available() {
+        assert_eq!(compress.len(), 4, "{}", rep.to_table());
+        for r in &compress {
+            assert_eq!(r.ratio_to.as_deref(), Some("link rate"));
+            assert!(r.compression.is_some() && r.content.is_some());
+        }
+        let sparse_auto = compress
+            .iter()
+            .find(|r| {
+                r.compression == Some(crate::migration::stream::Compression::Auto)
+                    && r.content.as_deref() == Some("50 % zero pages")
+            })
+            .unwrap();
+        assert!(sparse_auto.stream_bytes.unwrap() < sparse_auto.bytes * 6 / 10);
+        assert!(sparse_auto
+            .ratios
+            .iter()
+            .any(|x| x.to == "compression none"));
+    }
     assert!(!rep.arcs.is_empty());
     assert_eq!(rep.settings.backing.as_deref(), Some("memory"));
     assert!(rep.targets.is_empty(), "no targets on --quick");

@@ -40,11 +40,12 @@ pub struct Args {
         default_value = "1,2,4"
     )]
     pub parallel_devices: Vec<usize>,
-    /// Modes to run, comma-separated: save, restore, live, arcs, parallel, overlap, downtime.
+    /// Modes to run, comma-separated: save, restore, live, arcs, parallel, overlap, downtime,
+    /// compress.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "save,restore,live,arcs,parallel,overlap,downtime"
+        default_value = "save,restore,live,arcs,parallel,overlap,downtime,compress"
     )]
     pub mode: Vec<Mode>,
     /// Paths to measure, comma-separated: memory, file, file-fsync, file-direct, pipe, tcp.
@@ -63,6 +64,9 @@ pub struct Args {
     /// Sink rate S of the overlap mode (the sink's cap).
     #[arg(long, value_parser = parse_rate, default_value = "1G/s")]
     pub sink_rate: u64,
+    /// Link rate of the compress mode (the capped link the state is saved into).
+    #[arg(long, value_parser = parse_rate, default_value = "1G/s")]
+    pub compress_link: u64,
     /// Link rates of the downtime sweep, comma-separated (default 1G/s,4G/s; 256M/s with --quick).
     #[arg(long, value_parser = parse_rate, value_delimiter = ',')]
     pub sweep_links: Vec<u64>,
@@ -128,6 +132,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     cfg.paths = paths;
     cfg.dir = args.dir;
     cfg.overlap_rates = (args.device_rate, args.sink_rate);
+    cfg.compress_link = args.compress_link;
     if !args.sweep_links.is_empty() {
         cfg.sweep_links = args.sweep_links;
     }

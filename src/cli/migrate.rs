@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use vfio_harness::migration::attrs::{self as dyn_attrs, Policy, ResourceCopy};
 use vfio_harness::migration::compat;
 use vfio_harness::migration::engine::{self, Options, PrecopyPolicy, MAX_PRECOPY_ROUNDS};
+use vfio_harness::migration::stream::Compression;
 use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
 use vfio_harness::migration::MigrationDriver;
 use vfio_harness::sysfs::SysfsRoot;
@@ -56,6 +57,11 @@ pub struct Args {
     /// Chunk / buffer size (4K to 64M).
     #[arg(long, default_value = "1M", value_parser = parse_buffer)]
     pub buffer: ByteSize,
+    /// How the state stream's chunks are encoded on the way to an address: `none`, `zero`
+    /// (zero runs elided), `lz4`, `auto` (LZ4 only where it pays); see `save --compress`.
+    /// The receiver needs no option. (A migration between two devices here has no stream.)
+    #[arg(long, default_value = "none", value_name = "none|zero|lz4|auto")]
+    pub compress: Compression,
     /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
     #[arg(long)]
     pub progress_lines: bool,
@@ -122,6 +128,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                     max_rounds: args.precopy_rounds,
                     dirty_threshold: args.dirty_threshold.bytes(),
                 },
+                compression: args.compress,
                 json: args.json,
             };
             return remote::migrate_to(&sources, ep, &args.transport, &x, global);
@@ -129,6 +136,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     };
     if !args.with.is_empty() {
         anyhow::bail!("--with is for a migration to an address (tcp:// or tls://)");
+    }
+    if args.compress != Compression::None {
+        anyhow::bail!(
+            "--compress is for a migration to an address (tcp:// or tls://): between two devices here there is no stream to compress"
+        );
     }
     if args.src == dst {
         anyhow::bail!("source and destination are the same device ({})", args.src);

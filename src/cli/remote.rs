@@ -120,6 +120,8 @@ pub struct Transfer {
     pub buffer: usize,
     /// Pre-copy policy.
     pub precopy: PrecopyPolicy,
+    /// How the state streams are encoded (`--compress`).
+    pub compression: vfio_harness::migration::stream::Compression,
     /// `--json`.
     pub json: bool,
 }
@@ -142,6 +144,7 @@ pub fn migrate_to(
         precopy: x.precopy,
         cancel: Some(cancel),
         progress: bar.callback(),
+        compression: x.compression,
         ..Options::default()
     };
     let result = transport::connect(endpoint, &security, timeout)
@@ -182,6 +185,14 @@ pub fn migrate_to(
             s.chunks,
             r.devices.len()
         );
+        if x.compression != vfio_harness::migration::stream::Compression::None {
+            let device: u64 = r.devices.iter().map(|d| d.save.bytes).sum();
+            let wire: u64 = r.devices.iter().map(|d| d.save.stream_bytes).sum();
+            outln!(
+                "  {}",
+                super::save::wire_summary(x.compression, device, wire)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -79,6 +79,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             escape(&r.source.harness_version),
             format_seconds(r.commit_seconds)
         );
+        outln!(
+            "  {} of device state from {} of stream ({} chunk(s))",
+            format_bytes(r.bytes),
+            format_bytes(r.stream_bytes),
+            r.chunks
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

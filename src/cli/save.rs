@@ -3,13 +3,16 @@
 //! JSON output (`--json`): the engine's `SaveReport` — `device`, `file`, `protocol`,
 //! `bytes`, `precopy_bytes`, `stopcopy_bytes`, `stream_bytes`, `chunks`, `rounds`,
 //! `converged`, `state_size_estimate`, `seconds`, `stop_copy_seconds`,
-//! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing).
+//! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing), and
+//! `compression` (`none`, `zero`, `lz4`, `auto`). `bytes` is the device state, `stream_bytes`
+//! what was written (on the wire).
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use vfio_harness::migration::engine::{self, Options, Output, PrecopyPolicy, MAX_PRECOPY_ROUNDS};
+use vfio_harness::migration::stream::Compression;
 use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
@@ -40,6 +43,12 @@ pub struct Args {
     /// Chunk / buffer size (4K to 64M).
     #[arg(long, default_value = "1M", value_parser = parse_buffer)]
     pub buffer: ByteSize,
+    /// How chunks are encoded: `none` (format version 1, what older builds read), `zero`
+    /// (zero runs elided), `lz4` (zero runs elided, the rest LZ4-compressed when it shrinks),
+    /// `auto` (as lz4, but only where it pays: incompressible data is left alone). `restore`
+    /// needs no option.
+    #[arg(long, default_value = "none", value_name = "none|zero|lz4|auto")]
+    pub compress: Compression,
     /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
     #[arg(long)]
     pub progress_lines: bool,
@@ -67,6 +76,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         },
         cancel: Some(token.flag()),
         progress: bar.callback(),
+        compression: args.compress,
         ..Options::default()
     };
     let result = engine::save_to(drv.as_mut(), out, &opts, &token);
@@ -76,7 +86,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(finish_error(e, &mut [drv.as_mut()])),
     };
     if args.json {
-        print_json(&r)?;
+        print_json(&Out {
+            report: &r,
+            compression: args.compress,
+        })?;
     } else {
         outln!(
             "saved {} from {} to {} in {} ({})",
@@ -97,6 +110,30 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             format_bytes(r.stream_bytes),
             r.stream_checksum
         );
+        if args.compress != Compression::None {
+            outln!("  {}", wire_summary(args.compress, r.bytes, r.stream_bytes));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(serde::Serialize)]
+struct Out<'a> {
+    #[serde(flatten)]
+    report: &'a engine::SaveReport,
+    compression: Compression,
+}
+
+/// `compression auto: 1.0 GiB of device state, 512.1 MiB on the wire (0.50x)`.
+pub fn wire_summary(c: Compression, device: u64, wire: u64) -> String {
+    let ratio = if device > 0 {
+        wire as f64 / device as f64
+    } else {
+        1.0
+    };
+    format!(
+        "compression {c}: {} of device state, {} on the wire ({ratio:.2}x)",
+        format_bytes(device),
+        format_bytes(wire)
+    )
 }

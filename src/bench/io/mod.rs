@@ -7,6 +7,7 @@
 
 pub(in crate::bench) mod channel;
 pub(in crate::bench) mod direct;
+pub(in crate::bench) mod link;
 
 use super::config::DataPath;
 use crate::sim::Pacer;
@@ -33,6 +34,8 @@ pub(in crate::bench) enum SinkWriter {
     Tcp(TcpStream),
     /// Discards at a fixed rate (the capped sink of the overlap mode).
     Paced(Pacer),
+    /// A capped link behind a send buffer (the compress mode).
+    Link(link::Link),
 }
 
 impl Write for SinkWriter {
@@ -44,6 +47,10 @@ impl Write for SinkWriter {
             SinkWriter::Tcp(t) => t.write(buf),
             SinkWriter::Paced(p) => {
                 p.wait(Instant::now(), buf.len());
+                Ok(buf.len())
+            }
+            SinkWriter::Link(l) => {
+                l.write(buf.len());
                 Ok(buf.len())
             }
         }
@@ -58,6 +65,11 @@ impl Write for SinkWriter {
             SinkWriter::Paced(p) => {
                 let n = bufs.iter().map(|b| b.len()).sum();
                 p.wait(Instant::now(), n);
+                Ok(n)
+            }
+            SinkWriter::Link(l) => {
+                let n = bufs.iter().map(|b| b.len()).sum();
+                l.write(n);
                 Ok(n)
             }
         }
@@ -90,6 +102,10 @@ impl SinkEnd {
         match (self, w) {
             (SinkEnd::Fsync, SinkWriter::File(f)) => f.sync_all(),
             (SinkEnd::Direct, SinkWriter::Direct(d)) => d.finish().map(drop),
+            (_, SinkWriter::Link(l)) => {
+                l.drain();
+                Ok(())
+            }
             (SinkEnd::Drain(h), w) => {
                 drop(w);
                 channel::join(h, "draining").map(drop)
@@ -227,6 +243,63 @@ pub(in crate::bench) fn paced(rate: u64) -> Sink {
     }
 }
 
+/// Whether `e` says this machine cannot open what a path needs at all: a kernel without
+/// networking (`socket(2)` fails with ENOSYS), without IPv4 or TCP (EAFNOSUPPORT,
+/// EPROTONOSUPPORT), or without a loopback interface up (EADDRNOTAVAIL, ENETUNREACH).
+pub(in crate::bench) fn is_unavailable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENOSYS
+                | libc::EAFNOSUPPORT
+                | libc::EPROTONOSUPPORT
+                | libc::EADDRNOTAVAIL
+                | libc::ENETUNREACH
+        )
+    )
+}
+
+/// Tries what `path` needs besides files and pipes: a loopback TCP connection for `tcp`.
+pub(in crate::bench) fn probe(path: DataPath) -> io::Result<()> {
+    match path {
+        DataPath::Tcp => channel::tcp_pair().map(drop),
+        _ => Ok(()),
+    }
+}
+
+/// The paths of `paths` this machine has: one whose `probe` fails as
+/// [unavailable](is_unavailable) is left out, with a note saying why; any other failure is
+/// left to the measurement (which reports it).
+pub(in crate::bench) fn available_paths(
+    paths: &[DataPath],
+    probe: impl Fn(DataPath) -> io::Result<()>,
+    notes: &mut Vec<String>,
+) -> Vec<DataPath> {
+    paths
+        .iter()
+        .copied()
+        .filter(|&p| match probe(p) {
+            Err(e) if is_unavailable(&e) => {
+                notes.push(format!(
+                    "{}: skipped, not available on this machine: {e}",
+                    p.as_str()
+                ));
+                false
+            }
+            _ => true,
+        })
+        .collect()
+}
+
+/// A link carrying `rate` bytes per second behind a send buffer ([`link`]); finishing waits
+/// until everything crossed.
+pub(in crate::bench) fn capped_link(rate: u64) -> Sink {
+    Sink {
+        writer: SinkWriter::Link(link::Link::new(rate)),
+        end: SinkEnd::Nothing,
+    }
+}
+
 /// A fresh temporary path in `dir` (the file is created empty; removed when dropped).
 pub(in crate::bench) fn temp_path(dir: &Path) -> io::Result<tempfile::TempPath> {
     Ok(tempfile::Builder::new()
@@ -337,6 +410,40 @@ mod tests {
             w.write_all(b).unwrap();
         } else {
             w.write_all(&b[n - a.len()..]).unwrap();
+        }
+    }
+
+    /// A kernel without networking (socket(2) is ENOSYS) or without IPv4: the tcp path is
+    /// left out with a note, the others stay; another failure is not taken for absence.
+    #[test]
+    fn an_unavailable_path_is_skipped_with_a_note() {
+        for errno in [libc::ENOSYS, libc::EAFNOSUPPORT] {
+            let mut notes = Vec::new();
+            let probe = |p: DataPath| match p {
+                DataPath::Tcp => Err(io::Error::from_raw_os_error(errno)),
+                _ => Ok(()),
+            };
+            let got = available_paths(&DataPath::ALL, probe, &mut notes);
+            assert_eq!(got.len(), DataPath::ALL.len() - 1);
+            assert!(!got.contains(&DataPath::Tcp));
+            assert_eq!(notes.len(), 1);
+            assert!(
+                notes[0].starts_with("tcp: skipped, not available"),
+                "{}",
+                notes[0]
+            );
+        }
+        let mut notes = Vec::new();
+        let emfile = |_| Err(io::Error::from_raw_os_error(libc::EMFILE));
+        assert_eq!(
+            available_paths(&[DataPath::Tcp], emfile, &mut notes),
+            [DataPath::Tcp]
+        );
+        assert!(notes.is_empty());
+        // This machine's own probe: the loopback is there or is reported as absent.
+        match probe(DataPath::Tcp) {
+            Ok(()) => {}
+            Err(e) => assert!(is_unavailable(&e), "{e}"),
         }
     }
 

@@ -9,6 +9,7 @@
 //! ratios; [`Run::finish`] assembles the report.
 
 pub(super) mod arcs;
+pub(super) mod compress;
 pub(super) mod downtime;
 pub(super) mod live;
 pub(super) mod overlap;
@@ -224,6 +225,7 @@ fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
         progress: None,
         check_identity: true,
         overlap: cfg.overlap,
+        compression: crate::migration::stream::Compression::None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! What an operation is asked to do: buffer size, pre-copy policy, cancellation, progress.
 
-use crate::migration::stream::{ChunkKind, MAX_CHUNK_LEN};
+use crate::migration::stream::{ChunkKind, Compression, MAX_CHUNK_LEN};
 use crate::migration::{MigrationError, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,6 +92,13 @@ pub struct Options {
     /// per device only competes with the other devices for the same cores (and costs more
     /// CPU per byte: the data crosses from one core's cache to another's).
     pub overlap: bool,
+    /// How [`save`](super::save()) encodes the stream's chunks (so also a migration to
+    /// another host, which carries the same stream): [`Compression::None`] by default, raw
+    /// chunks in format version 1 at no extra cost; `Zero` elides zero pages, `Lz4` and
+    /// `Auto` also compress (see [`Compression`]). Restoring needs no setting: each chunk
+    /// says how it is encoded. An in-process [`migrate`](super::migrate()) has no stream
+    /// and ignores it.
+    pub compression: Compression,
 }
 
 impl Default for Options {
@@ -103,6 +110,7 @@ impl Default for Options {
             progress: None,
             check_identity: true,
             overlap: true,
+            compression: Compression::None,
         }
     }
 }
@@ -116,6 +124,7 @@ impl std::fmt::Debug for Options {
             .field("progress", &self.progress.is_some())
             .field("check_identity", &self.check_identity)
             .field("overlap", &self.overlap)
+            .field("compression", &self.compression)
             .finish()
     }
 }

@@ -74,7 +74,8 @@ fn save_inner<W: Write + Send>(
     opts.check_cancel()?;
     let mut source = source_session(drv, opts, chunk)?;
     let estimate = source.estimate();
-    let mut writer = StreamWriter::new(sink, name, &source.stream_header())?;
+    let mut writer =
+        StreamWriter::with_compression(sink, name, &source.stream_header(), opts.compression)?;
     let stats = transfer(&mut source, opts, chunk, |kind, data| {
         writer.write_chunk(kind, data)
     })?;

@@ -1,6 +1,7 @@
 //! Why a stream is refused: one variant per rule of `docs/stream-format.md`.
 
-use super::format::{FORMAT_VERSION, MAX_CHUNK_LEN, MAX_HEADER_JSON};
+use super::codec::Compression;
+use super::format::{FORMAT_VERSION, MAX_CHUNK_LEN, MAX_HEADER_JSON, OLDEST_FORMAT_VERSION};
 use std::fmt;
 use std::io;
 use std::ops::Range;
@@ -76,7 +77,7 @@ pub enum StreamError {
 
     /// The format version is not one this harness reads.
     #[error(
-        "unsupported stream format version {found} (this harness reads version {FORMAT_VERSION})"
+        "unsupported stream format version {found} (this harness reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
     )]
     UnsupportedVersion {
         /// The version in the stream.
@@ -130,6 +131,39 @@ pub enum StreamError {
         len: u32,
         /// The stream's chunk size (`max_chunk`).
         max: u32,
+    },
+
+    /// A version 2 chunk's encoding word has bits this harness does not know.
+    #[error("chunk {index}: unknown encoding {encoding:#x}")]
+    UnknownEncoding {
+        /// The chunk, from 0.
+        index: u64,
+        /// The encoding word found.
+        encoding: u32,
+    },
+
+    /// A version 2 chunk's lengths or encoded bytes are inconsistent (found after its
+    /// checksum verified: the stream was written wrong, or forged).
+    #[error("corrupt chunk {index}: {what}")]
+    BadEncoding {
+        /// The chunk, from 0.
+        index: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+
+    /// An LZ4-compressed chunk, and this harness was built without the `lz4` feature.
+    #[error("chunk {index} is LZ4-compressed and this build has no LZ4 (feature `lz4`)")]
+    Lz4Unavailable {
+        /// The chunk, from 0.
+        index: u64,
+    },
+
+    /// A writer was asked for a compression this build lacks.
+    #[error("compression {mode} is not available in this build (feature `lz4`)")]
+    CompressionUnavailable {
+        /// The mode asked for.
+        mode: Compression,
     },
 
     /// The caller's buffer is smaller than a chunk.
@@ -236,6 +270,8 @@ impl StreamError {
                 | StreamError::UnknownChunkKind { .. }
                 | StreamError::ChunkBeyondDeclaredSize { .. }
                 | StreamError::PayloadChecksum { .. }
+                | StreamError::UnknownEncoding { .. }
+                | StreamError::BadEncoding { .. }
                 | StreamError::StreamChecksum
                 | StreamError::TotalsMismatch { .. }
         )

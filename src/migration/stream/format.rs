@@ -9,14 +9,20 @@ use twox_hash::XxHash3_64 as Xxh3;
 
 /// The first 8 bytes of every stream.
 pub const MAGIC: [u8; 8] = *b"VFIOSTRM";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this code writes and reads: 2, chunks with an encoding (zero
+/// pages elided, LZ4), written when a [`Compression`](super::Compression) other than `None`
+/// is asked for. Without one, version 1 is written, exactly as earlier builds wrote it.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this code reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Largest JSON header accepted.
 pub const MAX_HEADER_JSON: u32 = 64 * 1024;
 /// Largest chunk payload accepted (and written).
 pub const MAX_CHUNK_LEN: u32 = 64 * 1024 * 1024;
-/// Size of a chunk header.
+/// Size of a chunk header in format version 1.
 pub const CHUNK_HEADER_LEN: usize = 24;
+/// Size of a chunk header in format version 2 (encoding word and device length added).
+pub const CHUNK_HEADER_LEN_V2: usize = 32;
 /// Size of the trailer.
 pub const TRAILER_LEN: usize = 28;
 
@@ -194,9 +200,9 @@ pub fn kernel_release() -> String {
 pub struct StreamTotals {
     /// Number of data chunks.
     pub chunks: u64,
-    /// Payload bytes (device state) in all chunks.
+    /// Payload bytes (device state, as decoded) in all chunks.
     pub payload_bytes: u64,
-    /// Stream bytes, framing included.
+    /// Stream bytes, framing included: the bytes on the wire.
     pub stream_bytes: u64,
     /// The whole-stream checksum (XXH3-64).
     pub checksum: u64,
@@ -210,6 +216,26 @@ pub(super) fn chunk_header(tag: [u8; 4], len: u32, payload_sum: u64) -> [u8; CHU
     h[8..16].copy_from_slice(&payload_sum.to_le_bytes());
     let hs = checksum(&h[0..16]);
     h[16..24].copy_from_slice(&hs.to_le_bytes());
+    h
+}
+
+/// A version 2 chunk header: tag, encoding word, wire length, device length, the wire
+/// bytes' checksum, and the checksum of those 24 bytes.
+pub(super) fn chunk_header_v2(
+    tag: [u8; 4],
+    encoding: u32,
+    wire_len: u32,
+    device_len: u32,
+    payload_sum: u64,
+) -> [u8; CHUNK_HEADER_LEN_V2] {
+    let mut h = [0u8; CHUNK_HEADER_LEN_V2];
+    h[0..4].copy_from_slice(&tag);
+    h[4..8].copy_from_slice(&encoding.to_le_bytes());
+    h[8..12].copy_from_slice(&wire_len.to_le_bytes());
+    h[12..16].copy_from_slice(&device_len.to_le_bytes());
+    h[16..24].copy_from_slice(&payload_sum.to_le_bytes());
+    let hs = checksum(&h[0..24]);
+    h[24..32].copy_from_slice(&hs.to_le_bytes());
     h
 }
 

@@ -1,8 +1,10 @@
 //! Reading a stream: every rule of the format checked, memory bounded by the caller's buffer.
 
+use super::codec::{self, DecodeError, ENC_KNOWN, ENC_LZ4, ENC_ZERO};
 use super::format::{
-    checksum, ChunkKind, StreamHeader, StreamTotals, CHUNK_HEADER_LEN, FORMAT_VERSION, MAGIC,
-    MAX_CHUNK_LEN, MAX_HEADER_JSON, TAG_PRECOPY, TAG_STOPCOPY, TAG_TRAILER, TRAILER_LEN,
+    checksum, ChunkKind, StreamHeader, StreamTotals, CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2,
+    FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, OLDEST_FORMAT_VERSION, TAG_PRECOPY,
+    TAG_STOPCOPY, TAG_TRAILER, TRAILER_LEN,
 };
 use super::{Result, StreamError, Within};
 use crate::le::{le32, le64};
@@ -14,6 +16,11 @@ use twox_hash::XxHash3_64 as Xxh3;
 pub struct StreamReader<R: Read> {
     inner: R,
     header: StreamHeader,
+    /// The stream's format version (1 or 2).
+    version: u32,
+    /// Version 2: the wire bytes of an LZ4 chunk, verified before they are decoded (made on
+    /// the first such chunk, at most `max_chunk` bytes).
+    scratch: Vec<u8>,
     /// Over every byte but the payloads, as read.
     hasher: Xxh3,
     totals: StreamTotals,
@@ -31,13 +38,19 @@ pub struct StreamReader<R: Read> {
 pub struct PayloadCheck {
     index: u64,
     offset: u64,
-    expected: u64,
+    /// `None` when the reader already verified the chunk (an encoded chunk's wire bytes are
+    /// verified before they are decoded).
+    expected: Option<u64>,
 }
 
 impl PayloadCheck {
-    /// Verifies the payload against the checksum its chunk header carries.
+    /// Verifies the payload against the checksum its chunk header carries (nothing to do
+    /// for an encoded chunk: the reader verified its wire bytes before decoding them).
     pub fn verify(&self, payload: &[u8]) -> Result<()> {
-        if checksum(payload) != self.expected {
+        let Some(expected) = self.expected else {
+            return Ok(());
+        };
+        if checksum(payload) != expected {
             return Err(StreamError::PayloadChecksum {
                 index: self.index,
                 range: self.offset..self.offset + payload.len() as u64,
@@ -115,7 +128,7 @@ impl<R: Read> StreamReader<R> {
         }
         read_exact_or(&mut inner, &mut fixed[8..16], Within::Header)?;
         let version = le32(&fixed[8..12]);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(StreamError::UnsupportedVersion { found: version }.into());
         }
         let jlen = le32(&fixed[12..16]);
@@ -142,6 +155,8 @@ impl<R: Read> StreamReader<R> {
         Ok(StreamReader {
             inner,
             header,
+            version,
+            scratch: Vec::new(),
             hasher,
             totals: StreamTotals {
                 stream_bytes: 16 + jlen as u64 + 8,
@@ -159,6 +174,11 @@ impl<R: Read> StreamReader<R> {
     pub fn stop_at_trailer(mut self) -> Self {
         self.check_end = false;
         self
+    }
+
+    /// The stream's format version: 1 (raw chunks) or 2 (encoded chunks).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The validated header.
@@ -197,17 +217,23 @@ impl<R: Read> StreamReader<R> {
             return Ok(None);
         }
         let n = self.totals.chunks;
-        let mut h = [0u8; CHUNK_HEADER_LEN];
+        let mut h = [0u8; CHUNK_HEADER_LEN_V2];
         read_exact_or(&mut self.inner, &mut h[..4], Within::ChunkHeaderOrTrailer)?;
         if h[0..4] == TAG_TRAILER {
             return self.trailer().map(|()| None);
         }
+        let hlen = if self.version == 1 {
+            CHUNK_HEADER_LEN
+        } else {
+            CHUNK_HEADER_LEN_V2
+        };
+        let h = &mut h[..hlen];
         read_exact_or(
             &mut self.inner,
             &mut h[4..],
             Within::ChunkHeader { index: n },
         )?;
-        if checksum(&h[0..16]) != le64(&h[16..24]) {
+        if checksum(&h[..hlen - 8]) != le64(&h[hlen - 8..]) {
             return Err(StreamError::ChunkHeaderChecksum { index: n }.into());
         }
         let kind = match [h[0], h[1], h[2], h[3]] {
@@ -215,14 +241,33 @@ impl<R: Read> StreamReader<R> {
             TAG_STOPCOPY => ChunkKind::Stopcopy,
             tag => return Err(StreamError::UnknownChunkKind { index: n, tag }.into()),
         };
-        let len = le32(&h[4..8]);
-        if len == 0 || len > self.header.max_chunk {
-            return Err(StreamError::ChunkBeyondDeclaredSize {
-                index: n,
-                len,
-                max: self.header.max_chunk,
+        // (encoding, wire length, device length, the wire bytes' checksum)
+        let (encoding, wire, len, sum) = if self.version == 1 {
+            (0, le32(&h[4..8]), le32(&h[4..8]), le64(&h[8..16]))
+        } else {
+            (
+                le32(&h[4..8]),
+                le32(&h[8..12]),
+                le32(&h[12..16]),
+                le64(&h[16..24]),
+            )
+        };
+        let max = self.header.max_chunk;
+        for l in [wire, len] {
+            if l == 0 || l > max {
+                return Err(StreamError::ChunkBeyondDeclaredSize {
+                    index: n,
+                    len: l,
+                    max,
+                }
+                .into());
             }
-            .into());
+        }
+        if encoding & !ENC_KNOWN != 0 {
+            return Err(StreamError::UnknownEncoding { index: n, encoding }.into());
+        }
+        if encoding == 0 && wire != len {
+            return Err(bad(n, "a raw chunk whose wire and device lengths differ"));
         }
         let (slot, phase) = match kind {
             ChunkKind::Precopy => (0, "PRE_COPY"),
@@ -242,7 +287,7 @@ impl<R: Read> StreamReader<R> {
                 .into());
             }
         }
-        let len = len as usize;
+        let (wire, len) = (wire as usize, len as usize);
         if buf.len() < len {
             return Err(StreamError::BufferTooSmall {
                 index: n,
@@ -251,21 +296,107 @@ impl<R: Read> StreamReader<R> {
             }
             .into());
         }
-        read_exact_or(
-            &mut self.inner,
-            &mut buf[..len],
-            Within::Payload { index: n },
-        )?;
-        self.hasher.write(&h);
+        let offset = self.totals.payload_bytes;
+        let expected = if encoding == 0 {
+            read_exact_or(
+                &mut self.inner,
+                &mut buf[..len],
+                Within::Payload { index: n },
+            )?;
+            Some(sum)
+        } else {
+            self.read_encoded(n, offset, encoding, wire, sum, &mut buf[..len])?;
+            None
+        };
+        self.hasher.write(h);
         let check = PayloadCheck {
             index: n,
-            offset: self.totals.payload_bytes,
-            expected: le64(&h[8..16]),
+            offset,
+            expected,
         };
         self.totals.chunks += 1;
         self.totals.payload_bytes += len as u64;
-        self.totals.stream_bytes += (CHUNK_HEADER_LEN + len) as u64;
+        self.totals.stream_bytes += (hlen + wire) as u64;
         Ok(Some((kind, len, check)))
+    }
+
+    /// Reads an encoded chunk's `wire` bytes, verifies them against `sum`, and decodes them
+    /// into `out` (the chunk's device length). The run table and an LZ4 block go to the
+    /// scratch buffer (at most `wire` bytes); a residue that is not compressed is read straight
+    /// to its places in `out` (the runs between zeroed; with a wrong checksum `out` holds
+    /// what was read, and the caller gets the error, as for a raw chunk).
+    fn read_encoded(
+        &mut self,
+        n: u64,
+        offset: u64,
+        encoding: u32,
+        wire: usize,
+        sum: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let within = Within::Payload { index: n };
+        let mut table = 0..0;
+        let mut residue = out.len();
+        if encoding & ENC_ZERO != 0 {
+            let mut count = [0u8; 4];
+            if wire < count.len() {
+                return Err(bad(n, "wire bytes shorter than the run count"));
+            }
+            read_exact_or(&mut self.inner, &mut count, within)?;
+            let runs = u64::from(le32(&count));
+            let tlen = 4 + 8 * runs;
+            if runs == 0 || tlen > wire as u64 {
+                return Err(bad(n, "a run table that is empty or longer than the chunk"));
+            }
+            let tlen = tlen as usize;
+            grow(&mut self.scratch, tlen);
+            self.scratch[..4].copy_from_slice(&count);
+            read_exact_or(&mut self.inner, &mut self.scratch[4..tlen], within)?;
+            table = 4..tlen;
+            residue = codec::parse_runs(&self.scratch[table.clone()], out.len())
+                .map_err(|e| bad(n, e))?;
+        }
+        let head = if table.is_empty() { 0 } else { table.end };
+        let body = wire - head;
+        let mut hasher = Xxh3::new();
+        hasher.write(&self.scratch[..head]);
+        if encoding & ENC_LZ4 == 0 {
+            if body != residue {
+                return Err(bad(n, "wire length disagrees with the run table"));
+            }
+            // Each stretch of data straight to its place: nothing moves afterwards, only
+            // the runs are zeroed.
+            let mut from = 0;
+            let runs = self.scratch[table.clone()]
+                .chunks_exact(8)
+                .map(|r| (le32(&r[0..4]) as usize, le32(&r[4..8]) as usize))
+                .chain(std::iter::once((out.len(), 0)));
+            for (at, len) in runs {
+                read_exact_or(&mut self.inner, &mut out[from..at], within)?;
+                hasher.write(&out[from..at]);
+                out[at..at + len].fill(0);
+                from = at + len;
+            }
+            verify_sum(hasher.finish(), sum, n, offset, out.len())?;
+            return Ok(());
+        } else {
+            if body == 0 || residue == 0 {
+                return Err(bad(n, "an LZ4 chunk with nothing to decode"));
+            }
+            if !cfg!(feature = "lz4") {
+                return Err(StreamError::Lz4Unavailable { index: n }.into());
+            }
+            grow(&mut self.scratch, wire);
+            read_exact_or(&mut self.inner, &mut self.scratch[head..wire], within)?;
+            hasher.write(&self.scratch[head..wire]);
+            verify_sum(hasher.finish(), sum, n, offset, out.len())?;
+            codec::lz4_decode(&self.scratch[head..wire], &mut out[..residue])
+                .map_err(|e| bad(n, e))?;
+        }
+        if !table.is_empty() {
+            codec::expand_in_place(&self.scratch[table], out);
+        }
+        Ok(())
     }
 
     fn trailer(&mut self) -> Result<()> {
@@ -307,4 +438,28 @@ impl<R: Read> StreamReader<R> {
         self.done = true;
         Ok(())
     }
+}
+
+/// A malformed encoded chunk.
+fn bad(index: u64, what: DecodeError) -> crate::migration::MigrationError {
+    StreamError::BadEncoding { index, what }.into()
+}
+
+/// Grows `v` to at least `len` bytes (never beyond what one chunk's wire bytes need).
+fn grow(v: &mut Vec<u8>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0);
+    }
+}
+
+/// An encoded chunk's wire checksum against its header's.
+fn verify_sum(got: u64, expected: u64, index: u64, offset: u64, len: usize) -> Result<()> {
+    if got != expected {
+        return Err(StreamError::PayloadChecksum {
+            index,
+            range: offset..offset + len as u64,
+        }
+        .into());
+    }
+    Ok(())
 }

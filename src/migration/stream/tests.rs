@@ -135,9 +135,9 @@ fn clear_errors() {
     let msg = |d: &[u8]| read_all(d).unwrap_err().to_string();
     assert!(msg(b"").contains("empty"));
     assert!(msg(b"ELF\x7fxxxxxxxxxxxxxxx").contains("bad magic"));
-    let mut v2 = good.clone();
-    v2[8] = 2;
-    assert!(msg(&v2).contains("version 2"));
+    let mut v3 = good.clone();
+    v3[8] = 3;
+    assert!(msg(&v3).contains("version 3"));
     assert!(msg(&good[..good.len() - 1]).contains("truncated"));
     let mut extra = good.clone();
     extra.push(0);
@@ -200,11 +200,11 @@ fn refusals_are_typed() {
             needed: 8
         }
     ));
-    let mut v2 = good.clone();
-    v2[8] = 2;
+    let mut v3 = good.clone();
+    v3[8] = 3;
     assert!(matches!(
-        err(&v2),
-        StreamError::UnsupportedVersion { found: 2 }
+        err(&v3),
+        StreamError::UnsupportedVersion { found: 3 }
     ));
     let mut h = good.clone();
     h[20] ^= 1;

@@ -1,8 +1,10 @@
 //! Writing a stream: header, framed chunks, trailer.
 
+use super::codec::{Compression, Encoder};
 use super::format::{
-    checksum, chunk_header, ChunkKind, StreamHeader, StreamTotals, CHUNK_HEADER_LEN,
-    FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, TAG_TRAILER, TRAILER_LEN,
+    checksum, chunk_header, chunk_header_v2, ChunkKind, StreamHeader, StreamTotals,
+    CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, TAG_TRAILER,
+    TRAILER_LEN,
 };
 use super::{MigrationError, Result, StreamError};
 use std::hash::Hasher as _;
@@ -12,10 +14,16 @@ use twox_hash::XxHash3_64 as Xxh3;
 /// Writes a stream: header at creation, one framed chunk per call, the trailer at
 /// [`StreamWriter::finish`]. Errors of the underlying writer are returned as
 /// [`MigrationError::File`] with the `name` given at creation.
+///
+/// [`StreamWriter::new`] writes format version 1 (every chunk raw);
+/// [`StreamWriter::with_compression`] writes version 2 with the chunk encodings of a
+/// [`Compression`] (zero pages elided, LZ4), or version 1 for [`Compression::None`].
 pub struct StreamWriter<W: Write> {
     inner: W,
     name: String,
     max_chunk: u32,
+    /// The chunk encoder (version 2), or `None` (version 1, raw chunks).
+    encoder: Option<Encoder>,
     /// Over every byte but the payloads.
     hasher: Xxh3,
     totals: StreamTotals,
@@ -26,14 +34,34 @@ impl<W: Write> std::fmt::Debug for StreamWriter<W> {
         f.debug_struct("StreamWriter")
             .field("name", &self.name)
             .field("max_chunk", &self.max_chunk)
+            .field("encoded", &self.encoder.is_some())
             .field("totals", &self.totals)
             .finish_non_exhaustive()
     }
 }
 
 impl<W: Write> StreamWriter<W> {
-    /// Writes the header. `name` labels I/O errors (the file path, `stdout`...).
-    pub fn new(mut inner: W, name: &str, header: &StreamHeader) -> Result<Self> {
+    /// Writes the header of a version 1 stream (raw chunks). `name` labels I/O errors (the
+    /// file path, `stdout`...).
+    pub fn new(inner: W, name: &str, header: &StreamHeader) -> Result<Self> {
+        Self::with_compression(inner, name, header, Compression::None)
+    }
+
+    /// Writes the header of a stream whose chunks are encoded by `compression`: version 2,
+    /// or version 1 for [`Compression::None`]. The encoder's scratch buffers (at most two of
+    /// the header's `max_chunk`, plus LZ4's bound) are made on the first chunk.
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamWriter::new`], and [`StreamError::CompressionUnavailable`] for LZ4 in a
+    /// build without the `lz4` feature.
+    pub fn with_compression(
+        mut inner: W,
+        name: &str,
+        header: &StreamHeader,
+        compression: Compression,
+    ) -> Result<Self> {
+        let encoder = Encoder::new(compression)?;
         if header.max_chunk == 0 || header.max_chunk > MAX_CHUNK_LEN {
             return Err(StreamError::ChunkSize {
                 size: header.max_chunk.into(),
@@ -46,7 +74,7 @@ impl<W: Write> StreamWriter<W> {
         }
         let mut head = Vec::with_capacity(16 + json.len() + 8);
         head.extend_from_slice(&MAGIC);
-        head.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        head.extend_from_slice(&compression.format_version().to_le_bytes());
         head.extend_from_slice(&(json.len() as u32).to_le_bytes());
         head.extend_from_slice(&json);
         let sum = checksum(&head);
@@ -62,6 +90,7 @@ impl<W: Write> StreamWriter<W> {
             inner,
             name: name.to_string(),
             max_chunk: header.max_chunk,
+            encoder,
             hasher,
             totals: StreamTotals {
                 stream_bytes: head.len() as u64,
@@ -78,7 +107,7 @@ impl<W: Write> StreamWriter<W> {
     }
 
     /// Appends one chunk (empty payloads are skipped; payloads above the header's
-    /// `max_chunk` are refused).
+    /// `max_chunk` are refused), encoded as the writer's [`Compression`] says.
     pub fn write_chunk(&mut self, kind: ChunkKind, payload: &[u8]) -> Result<()> {
         if payload.is_empty() {
             return Ok(());
@@ -90,12 +119,31 @@ impl<W: Write> StreamWriter<W> {
             }
             .into());
         }
-        let h = chunk_header(kind.tag(), payload.len() as u32, checksum(payload));
-        write_all_vectored(&mut self.inner, &h, payload).map_err(|e| self.io(e))?;
+        let Some(encoder) = self.encoder.as_mut() else {
+            let h = chunk_header(kind.tag(), payload.len() as u32, checksum(payload));
+            write_all_vectored(&mut self.inner, &h, payload).map_err(|e| self.io(e))?;
+            self.hasher.write(&h);
+            self.totals.chunks += 1;
+            self.totals.payload_bytes += payload.len() as u64;
+            self.totals.stream_bytes += (CHUNK_HEADER_LEN + payload.len()) as u64;
+            return Ok(());
+        };
+        let (encoding, wire) = encoder.encode(payload);
+        let h = chunk_header_v2(
+            kind.tag(),
+            encoding,
+            wire.len() as u32,
+            payload.len() as u32,
+            checksum(wire),
+        );
+        let wire_len = wire.len();
+        if let Err(e) = write_all_vectored(&mut self.inner, &h, wire) {
+            return Err(self.io(e));
+        }
         self.hasher.write(&h);
         self.totals.chunks += 1;
         self.totals.payload_bytes += payload.len() as u64;
-        self.totals.stream_bytes += (CHUNK_HEADER_LEN + payload.len()) as u64;
+        self.totals.stream_bytes += (CHUNK_HEADER_LEN_V2 + wire_len) as u64;
         Ok(())
     }
 
