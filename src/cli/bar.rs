@@ -82,6 +82,10 @@ pub enum Op {
         /// Skip the read-back (large fills checked later with `crc`).
         #[arg(long)]
         no_readback: bool,
+        /// Write zeros instead of the pattern (touched, all-zero memory, as a mostly empty
+        /// GPU's VRAM); the read-back checks for zeros.
+        #[arg(long, conflicts_with = "seed")]
+        zeros: bool,
     },
     /// Print the CRC-32 (IEEE, as crc32fast / zlib) of LEN bytes at OFFSET, read through
     /// positioned reads on the device fd (or the mapping with --mmap), so two devices'
@@ -355,6 +359,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             len,
             seed,
             no_readback,
+            zeros,
         } => {
             let len = whole_len(d, &region, offset, len)?;
             let a = Access::new(d, &region, args.mmap, offset, len)?;
@@ -364,7 +369,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             while done < len {
                 let n = (len - done).min(buf.len() as u64) as usize;
                 let chunk = &mut buf[..n];
-                vfio_harness::pattern::fill(seed, offset + done, chunk);
+                if !zeros {
+                    vfio_harness::pattern::fill(seed, offset + done, chunk);
+                }
                 match &a.map {
                     Some((base, m)) => m.write((offset + done - base) as usize, chunk)?,
                     None => d.write_region(a.region.index, offset + done, chunk)?,
@@ -378,9 +385,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 while done < len && mismatch.is_none() {
                     let n = (len - done).min(buf.len() as u64) as usize;
                     d.read_region(a.region.index, offset + done, &mut buf[..n])?;
-                    mismatch =
+                    mismatch = if zeros {
+                        buf[..n].iter().position(|&b| b != 0)
+                    } else {
                         vfio_harness::pattern::first_mismatch(seed, offset + done, &buf[..n])
-                            .map(|p| done + p as u64);
+                    }
+                    .map(|p| done + p as u64);
                     done += n as u64;
                 }
             }
@@ -392,7 +402,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                         "region_name": a.region.name,
                         "offset": offset,
                         "len": len,
-                        "seed": seed,
+                        "seed": if zeros { None } else { Some(seed) },
+                        "zeros": zeros,
                         "via": via,
                         "readback": if no_readback { "none" } else { "fd" },
                         "matched": mismatch.is_none(),
@@ -403,9 +414,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 outln!(
-                    "{}: wrote {} of pattern {seed} at {}[{offset:#x}] via {via} in {} ({}), read back via fd: {}",
+                    "{}: wrote {} of {} at {}[{offset:#x}] via {via} in {} ({}), read back via fd: {}",
                     d.name(),
                     format_bytes(len),
+                    if zeros { "zeros".to_string() } else { format!("pattern {seed}") },
                     a.region.name,
                     format_seconds(write_seconds),
                     format_rate(len as f64 / write_seconds.max(1e-9)),
@@ -417,7 +429,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 );
             }
             if let Some(p) = mismatch {
-                errln!("error: read back differs from pattern {seed} at +{p:#x}");
+                if zeros {
+                    errln!("error: read back is not zero at +{p:#x}");
+                } else {
+                    errln!("error: read back differs from pattern {seed} at +{p:#x}");
+                }
                 return Ok(ExitCode::FAILURE);
             }
         }
