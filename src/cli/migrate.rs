@@ -111,9 +111,6 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let dst = match &args.dst {
         Destination::Device(d) => d.clone(),
         Destination::Remote(ep) => {
-            if args.dirty_writer.is_some() {
-                anyhow::bail!("--dirty-writer is not supported across hosts yet");
-            }
             let mut sources = vec![args.src.clone()];
             sources.extend(args.with.iter().cloned());
             let x = remote::Transfer {
@@ -123,6 +120,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                     dirty_threshold: args.dirty_threshold.bytes(),
                 },
                 json: args.json,
+                dirty_writer: args.dirty_writer.clone(),
             };
             return remote::migrate_to(&sources, ep, &args.transport, &x, global);
         }

@@ -25,6 +25,7 @@
 //!
 //! The guide (addresses, certificates with openssl, exit codes) is `docs/transport.md`.
 
+mod cursor;
 mod error;
 mod frame;
 mod link;

@@ -591,3 +591,31 @@ fn tls_link_cut_mid_transfer_leaves_both_running() {
     let _ = p.handle.join();
     assert_source_intact(&mut src[0], "2M");
 }
+
+/// A completed pre-copy chunk leaves the source's sink at once, while the device still runs,
+/// instead of waiting in the gather buffer for later chunks (the trailer, at the end of
+/// stop-copy): the peer sees it before anything else is written.
+#[test]
+fn precopy_chunk_is_sent_when_complete() {
+    use crate::migration::stream::{ChunkKind, StreamHeader, StreamWriter};
+    let (listener, addr) = insecure_listener();
+    let src = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(5)).expect("connect");
+    let (dst, _) = listener.accept(Duration::from_secs(5)).expect("accept");
+    let drv = sim("sim:state=4K,seed=3");
+    let header =
+        StreamHeader::for_device(drv.device(), drv.protocol(), drv.flags(), None, 4096);
+    let sink = super::send::FrameSink {
+        link: src.clone(),
+        device: 0,
+        buf: Vec::new(),
+        cursor: Default::default(),
+    };
+    let mut w = StreamWriter::new(sink, "test", &header).expect("writer");
+    w.write_chunk(ChunkKind::Precopy, &[7u8; 100]).expect("chunk");
+    // Nothing else is written: the chunk must already be on the link.
+    let f = dst.recv().expect("the pre-copy chunk was sent as soon as it was complete");
+    assert_eq!(f.kind, super::frame::FrameKind::Data);
+    assert!(f.payload.len() > 124, "stream header + chunk header + payload");
+    assert_eq!(&f.payload[f.payload.len() - 124..f.payload.len() - 120], b"PREC");
+    assert!(f.payload.ends_with(&[7u8; 100]));
+}
