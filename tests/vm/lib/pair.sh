@@ -17,7 +17,7 @@ _vm_listening_ports() {
 
 # _vm_pair_cmd ROLE SELF_IP PEER_IP NETDEV: prints the guest's QEMU arguments, NUL separated.
 _vm_pair_cmd() {
-    local role=$1 self=$2 peer=$3 netdev=$4 mac i=0 skip=
+    local role=$1 self=$2 peer=$3 netdev=$4 mac skip=
     mac=52:54:00:f0:00:0$([ "$role" = source ] && echo 1 || echo 2)
     for a in "${qemu[@]}"; do
         if [ -n "$skip" ]; then
@@ -32,7 +32,6 @@ _vm_pair_cmd() {
             -append) skip=append ;;
         esac
         printf '%s\0' "$a"
-        i=$((i + 1))
     done
     printf '%s\0' -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$mac" \
         -serial stdio -monitor none
@@ -84,16 +83,19 @@ vm_pair_run() {
         fi
     done
     vm_log "pair: source guest listens on 127.0.0.1:$port (log $slog)"
-    _vm_pair_boot dest "socket,id=n0,connect=127.0.0.1:$port" "$dlog"
+    _vm_pair_boot destination "socket,id=n0,connect=127.0.0.1:$port" "$dlog"
     dpid=$VM_PAIR_PID
     vm_log "pair: destination guest connected (log $dlog); timeout ${timeout_s}s"
     # Progress: result lines of both guests, as they come.
-    local follow
-    ( tail -n +1 -F "$slog" "$dlog" 2>/dev/null \
-        | grep -a --line-buffered -E '^==>|VFIOH (BOOT|INFO|PASS|FAIL|SKIP|LOG)|Kernel panic' >&2 ) &
-    follow=$!
-    wait "$spid" "$dpid"
-    kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
+    local f1 f2 pat='VFIOH (BOOT|PASS|FAIL|SKIP|LOG)|Kernel panic'
+    [ "${VM_VERBOSE:-0}" = 1 ] && pat=.
+    tail -n +1 -F --pid="$spid" "$slog" 2>/dev/null | grep -a --line-buffered -E "$pat" | sed -u 's/^/[source] /' >&2 &
+    f1=$!
+    tail -n +1 -F --pid="$dpid" "$dlog" 2>/dev/null | grep -a --line-buffered -E "$pat" | sed -u 's/^/[destination] /' >&2 &
+    f2=$!
+    wait "$spid" "$dpid" || true
+    # The followers end with their guest (tail --pid), after its last lines.
+    wait "$f1" "$f2" 2>/dev/null || true
     vm_log "pair run: $(( $(date +%s) - boot_start ))s, bed total: $(( $(date +%s) - bed_start ))s"
     local ok=0 src dst
     echo "== pair bed: source guest ($flavour flavour) =="

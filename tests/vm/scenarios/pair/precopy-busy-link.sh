@@ -16,7 +16,7 @@ U=6f1e0c3a-7a1d-4c55-9d2e-00000000f101
 cleanup() { [ -e /sys/bus/mdev/devices/$U ] && echo 1 >/sys/bus/mdev/devices/$U/remove; }
 trap cleanup EXIT
 run sh -c "echo $U >$P/vhgpu-256M/create"
-ROUNDS=4
+ROUNDS=3
 if [ "$ROLE" = source ]; then
     run vfio-harness bar --mmap $U fill BAR2 --len 256M --seed 41 --no-readback
     ship busy -- $U --timeout 60 --precopy-rounds $ROUNDS --dirty-threshold 1M \
