@@ -10,12 +10,20 @@
 CTL=7000
 MIG=4444
 PAIR_WAIT=${PAIR_WAIT:-240}
+# fail MSG: as in lib.sh, and the peer, if it waits in `hear`, learns it at once (best effort).
+fail() {
+    echo "FAIL: $*"
+    fault_proxy send --to "$PEER_IP:$CTL" --msg "abort: the $ROLE failed: $*" --timeout 3 >/dev/null 2>&1
+    exit 1
+}
 # tell WORDS...: sends one line to the peer.
 tell() { echo "> tell: $*"; fault_proxy send --to "$PEER_IP:$CTL" --msg "$*" --timeout "$PAIR_WAIT" || fail "the peer did not take '$*'"; }
 # hear VAR: the peer's next line, into VAR.
 hear() {
     _h=$(fault_proxy recv --listen "0.0.0.0:$CTL" --timeout "$PAIR_WAIT") || fail "the peer said nothing within ${PAIR_WAIT}s"
-    echo "< heard: $_h"; eval "$1=\$_h"
+    echo "< heard: $_h"
+    case "$_h" in "abort: "*) echo "FAIL: ${_h#abort: }"; exit 1 ;; esac
+    eval "$1=\$_h"
 }
 # word N LINE: the Nth word of LINE.
 word() { echo "$2" | awk -v n="$1" '{print $n}'; }

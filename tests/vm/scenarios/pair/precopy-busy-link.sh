@@ -27,7 +27,7 @@ if [ "$ROLE" = source ]; then
     expect_eq "pre-copy rounds (the limit)" "$(echo "$m" | json_num rounds)" $ROUNDS
     r=2
     while [ $r -le $ROUNDS ]; do
-        d=$(echo "$m" | tr -d ' \n' | grep -o "\"round\":$r,\"pending_before\":{\"initial_bytes\":[0-9]*,\"dirty_bytes\":[0-9]*" | sed 's/.*://')
+        d=$(echo "$m" | tr -d ' \n' | grep -o "\"round\":$r,\"pending_before\":{\"initial_bytes\":[0-9]*,\"dirty_bytes\":[0-9]*" | sed 's/.*://' | head -n 1)
         [ -n "$d" ] && [ "$d" -gt 0 ] || fail "round $r started with no dirty bytes (got '$d')"
         echo "ok: round $r started with $d dirty bytes"
         r=$((r + 1))
