@@ -321,9 +321,14 @@ pub fn receive_into(
             }
         }
     }
-    link_result?;
+    // A restore that failed and told the source is the cause: the link failing afterwards
+    // (the source gives up on the REFUSE and closes it) is its consequence.
+    let told_source = told.load(Ordering::Acquire);
+    if !told_source {
+        link_result?;
+    }
     if let Some(e) = first_err {
-        if !told.load(Ordering::Acquire) {
+        if !told_source {
             refuse(link, RefusalKind::Restore, &e);
         }
         link.close();
