@@ -13,7 +13,8 @@
 //! its one connection by forwarding to `--to` and exits with COMMAND's exit code. "up" is the
 //! connecting side's bytes (the migration source), "down" the other way. With a fault, the
 //! first N bytes of that direction are forwarded and then: `cut` shuts both connections down,
-//! `stall` forwards nothing more either way (until both peers closed, or `--hold` seconds),
+//! `stall` forwards nothing more either way (until both peers closed, or `--hold` seconds
+//! after the stall, default 120),
 //! `flip` inverts byte N and goes on. It parses the wire protocol's frames (and the state
 //! stream inside DATA frames) as they pass and prints one line per frame and per stream chunk
 //! (`frame DIR OFFSET KIND len=N`, `chunk DIR OFFSET devD TAG len=N`), the fault with the
@@ -469,10 +470,14 @@ fn proxy(args: &[String]) -> Res<u8> {
     let (t2, l2) = (tripped.clone(), log.clone());
     let s_down = side(false);
     let downt = std::thread::spawn(move || pump(b, a, s_down, t2, all2, l2));
-    // A stalled link: the peers time out and close; --hold bounds a peer that never does.
-    let started = Instant::now();
+    // A stalled link: the peers time out and close; --hold (from the stall) bounds a peer
+    // that never does.
+    let mut stalled_at: Option<Instant> = None;
     while !(upt.is_finished() && downt.is_finished()) {
-        if started.elapsed() > hold {
+        if stalled_at.is_none() && tripped.load(Ordering::SeqCst) {
+            stalled_at = Some(Instant::now());
+        }
+        if stalled_at.is_some_and(|t| t.elapsed() > hold) {
             eprintln!("proxy: still open after {hold:?}, giving up");
             let _ = child.kill();
             break;
