@@ -24,7 +24,7 @@ if [ "$ROLE" = source ]; then
     cat /tmp/mig-big.out
     bytes=$(json_num bytes </tmp/mig-big.out)
     [ "$bytes" -ge 1073741824 ] || fail "migrated only $bytes bytes of 1 GiB of VRAM"
-    secs=$(grep -o '"seconds": *[0-9.]*' /tmp/mig-big.out | head -n 1 | sed 's/.*: *//')
+    secs=$(grep '^  "seconds":' /tmp/mig-big.out | head -n 1 | sed 's/.*: *//; s/,$//')
     down=$(grep -o '"downtime_seconds": *[0-9.]*' /tmp/mig-big.out | head -n 1 | sed 's/.*: *//')
     echo "link: $bytes bytes in $secs s ($(awk -v b="$bytes" -v s="$secs" 'BEGIN{printf "%.1f", b / s / 1048576}') MiB/s), downtime $down s, wall $((t2 - t1)) s"
     grep '^total' /tmp/mig-big.err
