@@ -43,8 +43,12 @@ fn main() -> ExitCode {
         Some("send") => opts(&args[1..]).and_then(|(o, _)| {
             send(&o.get("to")?, &o.get("msg")?, o.secs("timeout", 60.0)?).map(|()| 0)
         }),
-        Some("recv") => opts(&args[1..]).and_then(|(o, _)| recv(&o.get("listen")?, o.secs("timeout", 60.0)?)),
-        _ => Err("usage: fault_proxy proxy|notify|send|recv ... (see examples/fault_proxy.rs)".into()),
+        Some("recv") => {
+            opts(&args[1..]).and_then(|(o, _)| recv(&o.get("listen")?, o.secs("timeout", 60.0)?))
+        }
+        _ => Err(
+            "usage: fault_proxy proxy|notify|send|recv ... (see examples/fault_proxy.rs)".into(),
+        ),
     };
     match r {
         Ok(code) => ExitCode::from(code),
@@ -62,7 +66,9 @@ impl Opts {
         self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
     fn get(&self, k: &str) -> Res<String> {
-        self.find(k).map(str::to_string).ok_or_else(|| format!("--{k} is required"))
+        self.find(k)
+            .map(str::to_string)
+            .ok_or_else(|| format!("--{k} is required"))
     }
     fn secs(&self, k: &str, default: f64) -> Res<Duration> {
         let v = match self.find(k) {
@@ -81,8 +87,12 @@ fn opts(args: &[String]) -> Res<(Opts, Vec<String>)> {
         if args[i] == "--" {
             return Ok((Opts(o), args[i + 1..].to_vec()));
         }
-        let k = args[i].strip_prefix("--").ok_or_else(|| format!("unexpected {}", args[i]))?;
-        let v = args.get(i + 1).ok_or_else(|| format!("--{k} needs a value"))?;
+        let k = args[i]
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected {}", args[i]))?;
+        let v = args
+            .get(i + 1)
+            .ok_or_else(|| format!("--{k} needs a value"))?;
         o.push((k.to_string(), v.clone()));
         i += 2;
     }
@@ -146,9 +156,12 @@ fn accept_by(l: &TcpListener, timeout: Duration) -> Res<TcpStream> {
 fn recv(listen: &str, timeout: Duration) -> Res<u8> {
     let l = TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
     let s = accept_by(&l, timeout)?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).map_err(|e| format!("recv: {e}"))?;
+    BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| format!("recv: {e}"))?;
     print!("{line}");
     Ok(0)
 }
@@ -194,10 +207,10 @@ struct Parser {
 #[derive(Default, Clone)]
 struct StreamPos {
     buf: Vec<u8>,
-    need: usize,   // bytes wanted in buf before deciding
-    skip: u64,     // payload bytes to skip
-    state: u8,     // 0 header, 1 chunk header, 2 done
-    what: String,  // the element being read
+    need: usize,  // bytes wanted in buf before deciding
+    skip: u64,    // payload bytes to skip
+    state: u8,    // 0 header, 1 chunk header, 2 done
+    what: String, // the element being read
 }
 
 fn kind_name(k: u8) -> &'static str {
@@ -217,7 +230,14 @@ fn kind_name(k: u8) -> &'static str {
 
 impl Parser {
     fn new(dir: &'static str, commit: Arc<AtomicU8>) -> Parser {
-        Parser { dir, off: 0, hdr: Vec::new(), frame: None, streams: Vec::new(), commit }
+        Parser {
+            dir,
+            off: 0,
+            hdr: Vec::new(),
+            frame: None,
+            streams: Vec::new(),
+            commit,
+        }
     }
 
     /// Where the next byte (`next`, not forwarded) falls, and whether the source has sent its
@@ -230,7 +250,11 @@ impl Parser {
                 (None, None) => next == 7,
             };
         let c = self.commit.load(Ordering::SeqCst);
-        let sent = if c > 0 || hit_commit { "sent" } else { "not sent" };
+        let sent = if c > 0 || hit_commit {
+            "sent"
+        } else {
+            "not sent"
+        };
         let fwd = if c == 2 { "forwarded" } else { "not forwarded" };
         format!("{}; commit {sent}, {fwd}", self.position(next))
     }
@@ -249,7 +273,12 @@ impl Parser {
             }
             None => {
                 let k = self.hdr.first().copied().unwrap_or(next);
-                format!("in {} frame header @{} (+{})", kind_name(k), self.off - self.hdr.len() as u64, self.hdr.len())
+                format!(
+                    "in {} frame header @{} (+{})",
+                    kind_name(k),
+                    self.off - self.hdr.len() as u64,
+                    self.hdr.len()
+                )
             }
         }
     }
@@ -268,11 +297,20 @@ impl Parser {
                     i += take;
                     self.off += take as u64;
                     if self.hdr.len() == 8 {
-                        let len = u64::from(u32::from_le_bytes([self.hdr[4], self.hdr[5], self.hdr[6], self.hdr[7]]));
+                        let len = u64::from(u32::from_le_bytes([
+                            self.hdr[4],
+                            self.hdr[5],
+                            self.hdr[6],
+                            self.hdr[7],
+                        ]));
                         let start = self.off - 8;
                         let (k, d) = (self.hdr[0], self.hdr[1]);
                         if k != 9 {
-                            eprintln!("frame {} {start} {} dev{d} len={len}", self.dir, kind_name(k));
+                            eprintln!(
+                                "frame {} {start} {} dev{d} len={len}",
+                                self.dir,
+                                kind_name(k)
+                            );
                         }
                         self.hdr.clear();
                         self.frame = (len > 0).then_some((start, k, d, len));
@@ -295,7 +333,14 @@ impl Parser {
     fn stream(&mut self, dev: u8, data: &[u8]) {
         let d = usize::from(dev);
         if self.streams.len() <= d {
-            self.streams.resize(d + 1, StreamPos { need: 16, what: "header".into(), ..Default::default() });
+            self.streams.resize(
+                d + 1,
+                StreamPos {
+                    need: 16,
+                    what: "header".into(),
+                    ..Default::default()
+                },
+            );
         }
         let base = self.off;
         let p = &mut self.streams[d];
@@ -352,7 +397,14 @@ struct Side {
 }
 
 /// Forwards `from` to `to`, applying this direction's fault. Returns the bytes forwarded.
-fn pump(mut from: TcpStream, mut to: TcpStream, mut side: Side, tripped: Arc<AtomicBool>, all: [TcpStream; 2], log: Arc<Mutex<()>>) -> u64 {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    mut side: Side,
+    tripped: Arc<AtomicBool>,
+    all: [TcpStream; 2],
+    log: Arc<Mutex<()>>,
+) -> u64 {
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent = 0u64;
     loop {
@@ -376,7 +428,11 @@ fn pump(mut from: TcpStream, mut to: TcpStream, mut side: Side, tripped: Arc<Ato
                 };
                 {
                     let _g = log.lock();
-                    eprintln!("fault {name} {} at {at}: {}", side.parser.dir, side.parser.describe(next));
+                    eprintln!(
+                        "fault {name} {} at {at}: {}",
+                        side.parser.dir,
+                        side.parser.describe(next)
+                    );
                 }
                 side.fault = None;
                 if f == Fault::Flip {

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use vfio_harness::device::{DeviceHandle, MigFlags, MigState};
 use vfio_harness::migration::engine::{Options, PrecopyPolicy};
 use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
-use vfio_harness::device::{DeviceHandle, MigFlags, MigState};
 use vfio_harness::migration::{MigrationDriver, Pending, Protocol, Result as MigResult};
 use vfio_harness::transport::{
     self, Endpoint, RemoteReport, Scheme, Security, TlsFiles, TransportError,
@@ -198,11 +198,17 @@ pub fn migrate_to(
             None,
         ),
         Some(spec) => {
-            let (first, rest) = drivers.split_first_mut().ok_or_else(|| anyhow::anyhow!("no source device"))?;
+            let (first, rest) = drivers
+                .split_first_mut()
+                .ok_or_else(|| anyhow::anyhow!("no source device"))?;
             let mut dirtying = DirtyingDriver::new(first.as_mut(), spec)?;
             let r = {
-                let mut all: Vec<Box<dyn MigrationDriver + '_>> = vec![Box::new(Lent(&mut dirtying))];
-                all.extend(rest.iter_mut().map(|d| Box::new(Lent(d.as_mut())) as Box<dyn MigrationDriver + '_>));
+                let mut all: Vec<Box<dyn MigrationDriver + '_>> =
+                    vec![Box::new(Lent(&mut dirtying))];
+                all.extend(
+                    rest.iter_mut()
+                        .map(|d| Box::new(Lent(d.as_mut())) as Box<dyn MigrationDriver + '_>),
+                );
                 transport::connect(endpoint, &security, timeout)
                     .and_then(|link| transport::migrate_to(&mut all, &link, &opts))
             };

@@ -40,14 +40,25 @@ impl StreamCursor {
                 }
                 continue;
             }
-            let need = if self.in_chunks { CHUNK_HEADER_LEN } else { HEAD_FIXED };
+            let need = if self.in_chunks {
+                CHUNK_HEADER_LEN
+            } else {
+                HEAD_FIXED
+            };
             let t = (need - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..t]);
             data = &data[t..];
             if self.buf.len() < need {
                 continue;
             }
-            let word = |at: usize| u32::from_le_bytes([self.buf[at], self.buf[at + 1], self.buf[at + 2], self.buf[at + 3]]);
+            let word = |at: usize| {
+                u32::from_le_bytes([
+                    self.buf[at],
+                    self.buf[at + 1],
+                    self.buf[at + 2],
+                    self.buf[at + 3],
+                ])
+            };
             if !self.in_chunks {
                 self.skip = u64::from(word(12)) + HEAD_SUM;
                 self.in_chunks = true;

@@ -14,11 +14,11 @@ use super::frame::{
 use super::link::Link;
 use super::report::ReceiveReport;
 use super::send::expect_json;
+use crate::device::{DeviceHandle, MigFlags, MigState};
 use crate::migration::engine::{self, Options, RestoreReport};
 use crate::migration::{MigrationDriver, MigrationError};
-use std::io::{self, Read};
-use crate::device::{DeviceHandle, MigFlags, MigState};
 use crate::migration::{Pending, Protocol};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -290,7 +290,8 @@ pub fn receive_into(
                 };
                 let r = engine::restore(&mut gate, reader, opts);
                 if let Err(e) = &r {
-                    if link.fault().is_none() && !is_abort(e) && !told.swap(true, Ordering::AcqRel) {
+                    if link.fault().is_none() && !is_abort(e) && !told.swap(true, Ordering::AcqRel)
+                    {
                         // Tell the source now: it may be waiting for READY.
                         refuse(&link, RefusalKind::Restore, e);
                     }

@@ -6,11 +6,11 @@
 //! once its stream ends (the engine's rule); the migration succeeds only when the destination
 //! acknowledges that it left RESUMING into RUNNING.
 
+use super::cursor::StreamCursor;
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
     Accept, Ack, FrameKind, Hello, Refusal, RefusalKind, MAX_FRAME, WIRE_MAGIC, WIRE_VERSION,
 };
-use super::cursor::StreamCursor;
 use super::link::Link;
 use super::report::{DeviceLeg, RemoteReport};
 use crate::migration::engine::{self, Options, Phase, SaveReport};

@@ -602,8 +602,7 @@ fn precopy_chunk_is_sent_when_complete() {
     let src = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(5)).expect("connect");
     let (dst, _) = listener.accept(Duration::from_secs(5)).expect("accept");
     let drv = sim("sim:state=4K,seed=3");
-    let header =
-        StreamHeader::for_device(drv.device(), drv.protocol(), drv.flags(), None, 4096);
+    let header = StreamHeader::for_device(drv.device(), drv.protocol(), drv.flags(), None, 4096);
     let sink = super::send::FrameSink {
         link: src.clone(),
         device: 0,
@@ -611,12 +610,21 @@ fn precopy_chunk_is_sent_when_complete() {
         cursor: Default::default(),
     };
     let mut w = StreamWriter::new(sink, "test", &header).expect("writer");
-    w.write_chunk(ChunkKind::Precopy, &[7u8; 100]).expect("chunk");
+    w.write_chunk(ChunkKind::Precopy, &[7u8; 100])
+        .expect("chunk");
     // Nothing else is written: the chunk must already be on the link.
-    let f = dst.recv().expect("the pre-copy chunk was sent as soon as it was complete");
+    let f = dst
+        .recv()
+        .expect("the pre-copy chunk was sent as soon as it was complete");
     assert_eq!(f.kind, super::frame::FrameKind::Data);
-    assert!(f.payload.len() > 124, "stream header + chunk header + payload");
-    assert_eq!(&f.payload[f.payload.len() - 124..f.payload.len() - 120], b"PREC");
+    assert!(
+        f.payload.len() > 124,
+        "stream header + chunk header + payload"
+    );
+    assert_eq!(
+        &f.payload[f.payload.len() - 124..f.payload.len() - 120],
+        b"PREC"
+    );
     assert!(f.payload.ends_with(&[7u8; 100]));
 }
 
@@ -624,8 +632,8 @@ fn precopy_chunk_is_sent_when_complete() {
 /// once, and the destination does not send a second REFUSE when it gives up.
 #[test]
 fn a_corrupt_stream_is_refused_once() {
-    use crate::migration::stream::{ChunkKind, StreamHeader, StreamWriter};
     use super::frame::FrameKind;
+    use crate::migration::stream::{ChunkKind, StreamHeader, StreamWriter};
     let timeout = Duration::from_secs(5);
     let (l, addr) = insecure_listener();
     let dest = destination(l, vec!["sim:state=4K,verify-seed=3".into()], timeout);
@@ -633,7 +641,8 @@ fn a_corrupt_stream_is_refused_once() {
     let drv = sim("sim:state=4K,seed=3");
     let header = StreamHeader::for_device(drv.device(), drv.protocol(), drv.flags(), None, 4096);
     let mut w = StreamWriter::new(Vec::new(), "test", &header).expect("writer");
-    w.write_chunk(ChunkKind::Stopcopy, &[5u8; 4096]).expect("chunk");
+    w.write_chunk(ChunkKind::Stopcopy, &[5u8; 4096])
+        .expect("chunk");
     let (mut stream, _) = w.finish().expect("finish");
     let at = stream.len() - 28 - 100; // in the payload, before the trailer
     stream[at] ^= 0xff;
