@@ -34,7 +34,7 @@ _vm_pair_cmd() {
         printf '%s\0' "$a"
     done
     printf '%s\0' -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$mac" \
-        -serial stdio -monitor none
+        -serial stdio -monitor none -pidfile "$OUT/qemu-$role.pid"
 }
 
 # Boots guest ROLE with NETDEV in the background; its console goes to LOG. Sets VM_PAIR_PID.
@@ -57,7 +57,7 @@ _vm_pair_boot() {
 vm_pair_run() {
     local slog="$OUT/console-pair-source.log" dlog="$OUT/console-pair-dest.log"
     local port= tries=0 spid dpid
-    rm -f "$slog" "$slog.rc" "$dlog" "$dlog.rc"
+    rm -f "$slog" "$slog.rc" "$dlog" "$dlog.rc" "$OUT"/qemu-*.pid
     local boot_start
     boot_start=$(date +%s)
     # A free port: not listening now, and the source's QEMU must bind it (another bed may
@@ -67,6 +67,7 @@ vm_pair_run() {
         [ $tries -le 10 ] || vm_die "could not bind a port for the pair's link"
         local cand=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
         _vm_listening_ports | grep -qx "$cand" && continue
+        rm -f "$slog" "$slog.rc" "$OUT/qemu-source.pid"
         _vm_pair_boot source "socket,id=n0,listen=127.0.0.1:$cand" "$slog"
         spid=$VM_PAIR_PID
         # QEMU binds before it starts the guest: wait (bounded) until the port listens or
@@ -79,7 +80,9 @@ vm_pair_run() {
         done
         if [ -z "$port" ]; then
             vm_log "port $cand: $(tr -d '\r' <"$slog" | head -n 3)"
-            wait "$spid" 2>/dev/null
+            # Still running but not listening: stop it before drawing again.
+            [ -f "$slog.rc" ] || kill "$(cat "$OUT/qemu-source.pid" 2>/dev/null)" 2>/dev/null || true
+            wait "$spid" 2>/dev/null || true
         fi
     done
     vm_log "pair: source guest listens on 127.0.0.1:$port (log $slog)"
