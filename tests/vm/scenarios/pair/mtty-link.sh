@@ -22,7 +22,7 @@ if [ "$ROLE" = source ]; then
     echo "wrote on the source: $want"
     # A payload byte of the first state chunk, flipped by the proxy.
     c=$(grep -m1 '^chunk up [0-9]* dev0 \(PREC\|STOP\)' /tmp/mig-link.err) || fail "no state chunk in the trace"
-    at=$(( $(word 3 "$c") + 24 + $(word 5 "$c" | sed 's/len=//') / 2 ))
+    at=$(( $(word 3 "$c") + 24 + $(word 6 "$c" | sed 's/len=//') / 2 ))
     uart_load "$MTTY_A" 165 97 98 99
     ship flip --fault flip --dir up --at "$at" -- "$MTTY_A" --timeout 20
     expect_eq "migrate exit with a flipped byte (refused)" "$RC" 77
