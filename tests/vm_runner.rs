@@ -144,3 +144,36 @@ fn unknown_scenario_is_refused_before_booting() {
     assert_eq!(o.code, Some(2), "{}", o.stdout);
     assert!(!o.stdout.contains("should-not-run"));
 }
+
+#[test]
+fn pair_mode_needs_the_debian_flavour() {
+    // The bed kernel has no networking: --pair is refused before anything boots.
+    let o = run_bed("echo should-not-run; exit 0", &["--pair"]);
+    assert_eq!(o.code, Some(2), "{}", o.stdout);
+    assert!(!o.stdout.contains("should-not-run"));
+}
+
+#[test]
+fn pair_scenarios_are_apart_from_single_guest_ones() {
+    let pair = run_bed("exit 0", &["--pair", "--flavour", "debian", "--list"]);
+    assert_eq!(pair.code, Some(0));
+    assert!(
+        pair.stdout.lines().any(|l| l == "fault-campaign"),
+        "{}",
+        pair.stdout
+    );
+    assert!(
+        !pair.stdout.lines().any(|l| l == "mtty-migrate"),
+        "{}",
+        pair.stdout
+    );
+    let single = run_bed("exit 0", &["--list"]);
+    assert!(single.stdout.lines().any(|l| l == "mtty-migrate"));
+    assert!(!single.stdout.lines().any(|l| l.contains("fault-campaign")));
+    // A single-guest scenario is not a pair scenario.
+    let o = run_bed(
+        "echo should-not-run; exit 0",
+        &["--pair", "--flavour", "debian", "mtty-migrate"],
+    );
+    assert_eq!(o.code, Some(2), "{}", o.stdout);
+}

@@ -117,9 +117,6 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let dst = match &args.dst {
         Destination::Device(d) => d.clone(),
         Destination::Remote(ep) => {
-            if args.dirty_writer.is_some() {
-                anyhow::bail!("--dirty-writer is not supported across hosts yet");
-            }
             let mut sources = vec![args.src.clone()];
             sources.extend(args.with.iter().cloned());
             let x = remote::Transfer {
@@ -130,6 +127,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 },
                 compression: args.compress,
                 json: args.json,
+                dirty_writer: args.dirty_writer.clone(),
             };
             return remote::migrate_to(&sources, ep, &args.transport, &x, global);
         }

@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use vfio_harness::device::{DeviceHandle, MigFlags, MigState};
 use vfio_harness::migration::engine::{Options, PrecopyPolicy};
+use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
+use vfio_harness::migration::{MigrationDriver, Pending, Protocol, Result as MigResult};
 use vfio_harness::transport::{
     self, Endpoint, RemoteReport, Scheme, Security, TlsFiles, TransportError,
 };
@@ -112,6 +115,8 @@ struct Out<'a> {
     report: &'a RemoteReport,
     peer: String,
     transport: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dirty_writer: Option<&'a WriterStats>,
 }
 
 /// The options `migrate` passes to the engine (shared with the in-process path's values).
@@ -124,6 +129,48 @@ pub struct Transfer {
     pub compression: vfio_harness::migration::stream::Compression,
     /// `--json`.
     pub json: bool,
+    /// `--dirty-writer`: a writer on the first source while it runs and pre-copies.
+    pub dirty_writer: Option<DirtyWriterSpec>,
+}
+
+/// A driver lent to the transport (which takes boxed drivers) for the length of one
+/// migration: every call goes to the borrowed driver.
+struct Lent<'a>(&'a mut (dyn MigrationDriver + 'a));
+
+impl MigrationDriver for Lent<'_> {
+    fn protocol(&self) -> Protocol {
+        self.0.protocol()
+    }
+    fn device(&self) -> &DeviceHandle {
+        self.0.device()
+    }
+    fn flags(&self) -> MigFlags {
+        self.0.flags()
+    }
+    fn set_state(&mut self, state: MigState) -> MigResult<()> {
+        self.0.set_state(state)
+    }
+    fn state(&mut self) -> MigResult<MigState> {
+        self.0.state()
+    }
+    fn read(&mut self, buf: &mut [u8]) -> MigResult<usize> {
+        self.0.read(buf)
+    }
+    fn write(&mut self, buf: &[u8]) -> MigResult<usize> {
+        self.0.write(buf)
+    }
+    fn pending(&mut self) -> MigResult<Pending> {
+        self.0.pending()
+    }
+    fn stop_copy_size(&mut self) -> MigResult<Option<u64>> {
+        self.0.stop_copy_size()
+    }
+    fn reset(&mut self) -> MigResult<()> {
+        self.0.reset()
+    }
+    fn recover(&mut self) -> MigResult<()> {
+        self.0.recover()
+    }
 }
 
 /// `migrate SRC [--with SRC2...] tcp://|tls://HOST:PORT`: the source side.
@@ -147,8 +194,30 @@ pub fn migrate_to(
         compression: x.compression,
         ..Options::default()
     };
-    let result = transport::connect(endpoint, &security, timeout)
-        .and_then(|link| transport::migrate_to(&mut drivers, &link, &opts));
+    let (result, writer) = match &x.dirty_writer {
+        None => (
+            transport::connect(endpoint, &security, timeout)
+                .and_then(|link| transport::migrate_to(&mut drivers, &link, &opts)),
+            None,
+        ),
+        Some(spec) => {
+            let (first, rest) = drivers
+                .split_first_mut()
+                .ok_or_else(|| anyhow::anyhow!("no source device"))?;
+            let mut dirtying = DirtyingDriver::new(first.as_mut(), spec)?;
+            let r = {
+                let mut all: Vec<Box<dyn MigrationDriver + '_>> =
+                    vec![Box::new(Lent(&mut dirtying))];
+                all.extend(
+                    rest.iter_mut()
+                        .map(|d| Box::new(Lent(d.as_mut())) as Box<dyn MigrationDriver + '_>),
+                );
+                transport::connect(endpoint, &security, timeout)
+                    .and_then(|link| transport::migrate_to(&mut all, &link, &opts))
+            };
+            (r, Some(dirtying.stop_writer()))
+        }
+    };
     bar.finish();
     let r = match result {
         Ok(r) => r,
@@ -163,6 +232,7 @@ pub fn migrate_to(
                 Scheme::Tcp => "tcp",
                 _ => "tls",
             },
+            dirty_writer: writer.as_ref(),
         })?;
     } else {
         outln!(

@@ -11,7 +11,7 @@
 //!                                  <- ACCEPT {devices} | REFUSE {kind, message}
 //!   DATA(dev, stream bytes)* END(dev)  ->   (one restore thread per device, RESUMING)
 //!   (in parallel for every device)
-//!                                  <- READY (every stream verified to its trailer)
+//!                                  <- READY (every stream verified and written)
 //!   COMMIT ->                               (every device leaves RESUMING into RUNNING)
 //!                                  <- ACK {per device} | REFUSE {kind, message}
 //!   KEEPALIVE frames either way whenever a side has sent nothing for a while
@@ -25,6 +25,7 @@
 //!
 //! The guide (addresses, certificates with openssl, exit codes) is `docs/transport.md`.
 
+mod cursor;
 mod error;
 mod frame;
 mod link;

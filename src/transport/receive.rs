@@ -1,7 +1,8 @@
 //! The destination side: HELLO checked (wire version, device count, every device's identity)
 //! before a device is opened for RESUMING, each stream restored by [`engine::restore`] on its
-//! own thread from a channel the link feeds, READY once every stream verified to its
-//! trailer, the commit only when the source asks for it, then ACK (or a typed refusal).
+//! own thread from a channel the link feeds, READY once every stream was verified to its
+//! trailer and written into its device (the engine is about to leave RESUMING), the commit
+//! only when the source asks for it, then ACK (or a typed refusal).
 //!
 //! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
 //! stream fail, and the engine resets its device back to RUNNING.
@@ -13,12 +14,14 @@ use super::frame::{
 use super::link::Link;
 use super::report::ReceiveReport;
 use super::send::expect_json;
+use crate::device::{DeviceHandle, MigFlags, MigState};
 use crate::migration::engine::{self, Options, RestoreReport};
 use crate::migration::{MigrationDriver, MigrationError};
+use crate::migration::{Pending, Protocol};
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Frames queued per device between the link and its restore thread (each at most
@@ -32,15 +35,13 @@ enum Msg {
     Commit,
 }
 
-/// The `Read` a restore thread pulls its stream from.
+/// The `Read` a restore thread pulls its stream from: the device's DATA frames, and EOF at
+/// its END.
 struct ChanReader {
-    rx: Receiver<Msg>,
+    rx: Arc<Mutex<Receiver<Msg>>>,
     cur: Vec<u8>,
     pos: usize,
     ended: bool,
-    committed: bool,
-    ready: Arc<AtomicUsize>,
-    devices: usize,
     link: Link,
 }
 
@@ -54,40 +55,111 @@ fn aborted() -> io::Error {
 impl Read for ChanReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.committed {
-                return Ok(0);
-            }
             if self.pos < self.cur.len() {
                 let n = out.len().min(self.cur.len() - self.pos);
                 out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
                 self.pos += n;
                 return Ok(n);
             }
-            match self.rx.recv() {
-                Ok(Msg::Data(d)) if !self.ended => {
+            if self.ended {
+                return Ok(0);
+            }
+            let msg = self.rx.lock().map_err(|_| aborted())?.recv();
+            match msg {
+                Ok(Msg::Data(d)) => {
                     let used = std::mem::replace(&mut self.cur, d);
                     self.link.recycle(used);
                     self.pos = 0;
                 }
-                Ok(Msg::End) if !self.ended => {
-                    // The engine asks for more only after it verified the trailer: this
-                    // stream is complete and verified.
-                    self.ended = true;
-                    if self.ready.fetch_add(1, Ordering::AcqRel) + 1 == self.devices {
-                        // A failure here shows up on the link's reading side.
-                        let _ = self.link.send(FrameKind::Ready, 0, &[]);
-                    }
-                }
-                Ok(Msg::Commit) => self.committed = true,
-                Ok(_) => {
+                Ok(Msg::End) => self.ended = true,
+                Ok(Msg::Commit) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        "stream data after the end of the stream",
+                        "COMMIT before the end of the stream",
                     ))
                 }
                 Err(_) => return Err(aborted()),
             }
         }
+    }
+}
+
+/// The destination driver as the engine sees it: when the engine leaves RESUMING (every
+/// chunk of the stream verified and written to the device), the gate counts the device as
+/// ready, sends READY once every device is, and lets the transition through only when the
+/// source's COMMIT arrived. A link that fails first fails the transition, and the engine
+/// resets the device. Recovery (which always tries a reset first from RESUMING) disarms it:
+/// a failed stream is never announced as READY.
+struct Gate<'a> {
+    inner: &'a mut (dyn MigrationDriver + 'a),
+    armed: bool,
+    rx: Arc<Mutex<Receiver<Msg>>>,
+    ready: Arc<AtomicUsize>,
+    devices: usize,
+    link: Link,
+}
+
+impl Gate<'_> {
+    fn wait_commit(&mut self) -> std::result::Result<(), MigrationError> {
+        if self.ready.fetch_add(1, Ordering::AcqRel) + 1 == self.devices {
+            // A failure here shows up on the link's reading side.
+            let _ = self.link.send(FrameKind::Ready, 0, &[]);
+        }
+        let link_gone = |source: io::Error| MigrationError::File {
+            path: "link to the source".into(),
+            source,
+        };
+        let msg = self.rx.lock().map_err(|_| link_gone(aborted()))?.recv();
+        match msg {
+            Ok(Msg::Commit) => Ok(()),
+            Ok(_) => Err(link_gone(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stream data after the end of the stream",
+            ))),
+            Err(_) => Err(link_gone(aborted())),
+        }
+    }
+}
+
+impl MigrationDriver for Gate<'_> {
+    fn protocol(&self) -> Protocol {
+        self.inner.protocol()
+    }
+    fn device(&self) -> &DeviceHandle {
+        self.inner.device()
+    }
+    fn flags(&self) -> MigFlags {
+        self.inner.flags()
+    }
+    fn set_state(&mut self, state: MigState) -> crate::migration::Result<()> {
+        if self.armed && state == MigState::Running && self.inner.state()? == MigState::Resuming {
+            self.armed = false;
+            self.wait_commit()?;
+        }
+        self.inner.set_state(state)
+    }
+    fn state(&mut self) -> crate::migration::Result<MigState> {
+        self.inner.state()
+    }
+    fn read(&mut self, buf: &mut [u8]) -> crate::migration::Result<usize> {
+        self.inner.read(buf)
+    }
+    fn write(&mut self, buf: &[u8]) -> crate::migration::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn pending(&mut self) -> crate::migration::Result<Pending> {
+        self.inner.pending()
+    }
+    fn stop_copy_size(&mut self) -> crate::migration::Result<Option<u64>> {
+        self.inner.stop_copy_size()
+    }
+    fn reset(&mut self) -> crate::migration::Result<()> {
+        self.armed = false;
+        self.inner.reset()
+    }
+    fn recover(&mut self) -> crate::migration::Result<()> {
+        self.armed = false;
+        self.inner.recover()
     }
 }
 
@@ -188,27 +260,38 @@ pub fn receive_into(
     let _keepalive = link.keepalive();
     link.set_stage(Stage::Transfer);
     let ready = Arc::new(AtomicUsize::new(0));
+    // Set once a restore thread told the source why it failed (one REFUSE per migration).
+    let told = Arc::new(AtomicBool::new(false));
     let (link_result, results) = std::thread::scope(|s| {
         let mut senders: Vec<SyncSender<Msg>> = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for drv in devices.iter_mut() {
             let (tx, rx) = sync_channel(QUEUE);
             senders.push(tx);
+            let rx = Arc::new(Mutex::new(rx));
             let reader = ChanReader {
-                rx,
+                rx: rx.clone(),
                 cur: Vec::new(),
                 pos: 0,
                 ended: false,
-                committed: false,
-                ready: ready.clone(),
-                devices: n,
                 link: link.clone(),
             };
             let link = link.clone();
+            let ready = ready.clone();
+            let told = told.clone();
             handles.push(s.spawn(move || {
-                let r = engine::restore(drv.as_mut(), reader, opts);
+                let mut gate = Gate {
+                    inner: drv.as_mut(),
+                    armed: true,
+                    rx,
+                    ready,
+                    devices: n,
+                    link: link.clone(),
+                };
+                let r = engine::restore(&mut gate, reader, opts);
                 if let Err(e) = &r {
-                    if link.fault().is_none() && !is_abort(e) {
+                    if link.fault().is_none() && !is_abort(e) && !told.swap(true, Ordering::AcqRel)
+                    {
                         // Tell the source now: it may be waiting for READY.
                         refuse(&link, RefusalKind::Restore, e);
                     }
@@ -239,9 +322,16 @@ pub fn receive_into(
             }
         }
     }
-    link_result?;
+    // A restore that failed and told the source is the cause: the link failing afterwards
+    // (the source gives up on the REFUSE and closes it) is its consequence.
+    let told_source = told.load(Ordering::Acquire);
+    if !told_source {
+        link_result?;
+    }
     if let Some(e) = first_err {
-        refuse(link, RefusalKind::Restore, &e);
+        if !told_source {
+            refuse(link, RefusalKind::Restore, &e);
+        }
         link.close();
         return Err(e.into());
     }

@@ -6,6 +6,7 @@
 //! once its stream ends (the engine's rule); the migration succeeds only when the destination
 //! acknowledges that it left RESUMING into RUNNING.
 
+use super::cursor::StreamCursor;
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
     Accept, Ack, FrameKind, Hello, Refusal, RefusalKind, MAX_FRAME, WIRE_MAGIC, WIRE_VERSION,
@@ -23,11 +24,14 @@ use std::time::Instant;
 /// Small writes are gathered up to this size before they go out as one DATA frame.
 const GATHER: usize = 256 * 1024;
 
-/// A `Write` that sends what it is given as DATA frames of one device.
-struct FrameSink {
-    link: Link,
-    device: u8,
-    buf: Vec<u8>,
+/// A `Write` that sends what it is given as DATA frames of one device. Small writes are
+/// gathered, but a completed pre-copy chunk goes out at once (the device is still running
+/// then; holding it back would move it into the downtime).
+pub(super) struct FrameSink {
+    pub(super) link: Link,
+    pub(super) device: u8,
+    pub(super) buf: Vec<u8>,
+    pub(super) cursor: StreamCursor,
 }
 
 impl FrameSink {
@@ -50,6 +54,9 @@ impl Write for FrameSink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.buf.len() + data.len() <= GATHER {
             self.buf.extend_from_slice(data);
+            if self.cursor.advance(data) {
+                self.send_buf()?;
+            }
             return Ok(data.len());
         }
         // A large write goes out directly, led by what was gathered before it (the gathered
@@ -59,6 +66,7 @@ impl Write for FrameSink {
             .send(FrameKind::Data, self.device, &[&self.buf, &data[..first]])
             .map_err(Self::io)?;
         self.buf.clear();
+        self.cursor.advance(&data[..first]);
         Ok(first)
     }
 
@@ -101,7 +109,7 @@ pub(crate) fn expect_json<T: serde::de::DeserializeOwned>(payload: &[u8], what: 
 /// - [`TransportError::Migration`]: a source device failed (or `opts.cancel` was set).
 /// - [`TransportError::Protocol`]: the peer broke the wire protocol.
 pub fn migrate_to(
-    sources: &mut [Box<dyn MigrationDriver>],
+    sources: &mut [Box<dyn MigrationDriver + '_>],
     link: &Link,
     opts: &Options,
 ) -> Result<RemoteReport> {
@@ -189,6 +197,7 @@ pub fn migrate_to(
                         link: link.clone(),
                         device: i as u8,
                         buf: Vec::with_capacity(GATHER),
+                        cursor: StreamCursor::default(),
                     };
                     let name = format!("link to the destination (device {i})");
                     let r = engine::save(drv.as_mut(), sink, &name, &o).and_then(|(_, rep)| {

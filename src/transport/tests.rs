@@ -591,3 +591,91 @@ fn tls_link_cut_mid_transfer_leaves_both_running() {
     let _ = p.handle.join();
     assert_source_intact(&mut src[0], "2M");
 }
+
+/// A completed pre-copy chunk leaves the source's sink at once, while the device still runs,
+/// instead of waiting in the gather buffer for later chunks (the trailer, at the end of
+/// stop-copy): the peer sees it before anything else is written.
+#[test]
+fn precopy_chunk_is_sent_when_complete() {
+    use crate::migration::stream::{ChunkKind, StreamHeader, StreamWriter};
+    let (listener, addr) = insecure_listener();
+    let src = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(5)).expect("connect");
+    let (dst, _) = listener.accept(Duration::from_secs(5)).expect("accept");
+    let drv = sim("sim:state=4K,seed=3");
+    let header = StreamHeader::for_device(drv.device(), drv.protocol(), drv.flags(), None, 4096);
+    let sink = super::send::FrameSink {
+        link: src.clone(),
+        device: 0,
+        buf: Vec::new(),
+        cursor: Default::default(),
+    };
+    let mut w = StreamWriter::new(sink, "test", &header).expect("writer");
+    w.write_chunk(ChunkKind::Precopy, &[7u8; 100])
+        .expect("chunk");
+    // Nothing else is written: the chunk must already be on the link.
+    let f = dst
+        .recv()
+        .expect("the pre-copy chunk was sent as soon as it was complete");
+    assert_eq!(f.kind, super::frame::FrameKind::Data);
+    assert!(
+        f.payload.len() > 124,
+        "stream header + chunk header + payload"
+    );
+    assert_eq!(
+        &f.payload[f.payload.len() - 124..f.payload.len() - 120],
+        b"PREC"
+    );
+    assert!(f.payload.ends_with(&[7u8; 100]));
+}
+
+/// A stream with a corrupt payload is refused once: the restore thread tells the source at
+/// once, and the destination does not send a second REFUSE when it gives up.
+#[test]
+fn a_corrupt_stream_is_refused_once() {
+    use super::frame::FrameKind;
+    use crate::migration::stream::{ChunkKind, StreamHeader, StreamWriter};
+    let timeout = Duration::from_secs(5);
+    let (l, addr) = insecure_listener();
+    let dest = destination(l, vec!["sim:state=4K,verify-seed=3".into()], timeout);
+    let link = connect(&tcp(addr), &Security::Insecure, timeout).expect("connect");
+    let drv = sim("sim:state=4K,seed=3");
+    let header = StreamHeader::for_device(drv.device(), drv.protocol(), drv.flags(), None, 4096);
+    let mut w = StreamWriter::new(Vec::new(), "test", &header).expect("writer");
+    w.write_chunk(ChunkKind::Stopcopy, &[5u8; 4096])
+        .expect("chunk");
+    let (mut stream, _) = w.finish().expect("finish");
+    let at = stream.len() - 28 - 100; // in the payload, before the trailer
+    stream[at] ^= 0xff;
+    link.send_json(
+        FrameKind::Hello,
+        &Hello {
+            magic: WIRE_MAGIC.into(),
+            version: WIRE_VERSION,
+            harness_version: "test".into(),
+            devices: vec![header],
+        },
+    )
+    .expect("hello");
+    assert_eq!(link.recv().expect("accept").kind, FrameKind::Accept);
+    link.send(FrameKind::Data, 0, &[&stream]).expect("data");
+    link.send(FrameKind::End, 0, &[]).expect("end");
+    let mut refusals = 0;
+    loop {
+        match link.recv() {
+            Ok(f) if f.kind == FrameKind::Refuse => refusals += 1,
+            Ok(f) if f.kind == FrameKind::Keepalive => {}
+            Ok(f) => panic!("unexpected {:?}", f.kind),
+            Err(_) => break, // the destination closed the link
+        }
+        if refusals == 1 {
+            link.close(); // as a source does once refused
+        }
+    }
+    let (r, states) = dest.handle.join().expect("dest");
+    // The destination reports the corrupt stream, not the link the source closed after it.
+    let e = r.expect_err("a corrupt stream is refused");
+    assert!(matches!(e, TransportError::Migration(_)), "{e}");
+    assert!(e.to_string().contains("checksum"), "{e}");
+    assert_eq!(states, vec![MigState::Running]);
+    assert_eq!(refusals, 1, "one REFUSE for one failure");
+}

@@ -79,6 +79,9 @@ vm_debian_kernel() {
     local m
     # kvm_amd: QEMU's TCG `-cpu max` is an AMD CPU with SVM, so the guest gets /dev/kvm and
     # VFIO groups are registered with a real KVM-VFIO device (kernel-kvm scenario).
-    for m in vfio vfio_iommu_type1 vfio_pci mdev kvm_amd; do _vm_deb_add "$m" || return 1; done
+    # VM_DEBIAN_MORE_MODULES: more distribution modules, e.g. virtio_net for the pair bed.
+    for m in vfio vfio_iommu_type1 vfio_pci mdev kvm_amd ${VM_DEBIAN_MORE_MODULES:-}; do
+        _vm_deb_add "$m" || return 1
+    done
     for m in mtty mdpy mbochs; do VM_EXTRA_MODULES+=("$samples/$m.ko"); done
 }
