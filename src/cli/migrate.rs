@@ -114,6 +114,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             if args.dirty_writer.is_some() {
                 anyhow::bail!("--dirty-writer is not supported across hosts yet");
             }
+            if args.no_copy_attrs {
+                anyhow::bail!(
+                    "across hosts the destination copies the dynamic resources: pass --no-copy-attrs to `receive`"
+                );
+            }
             let mut sources = vec![args.src.clone()];
             sources.extend(args.with.iter().cloned());
             let x = remote::Transfer {
@@ -239,7 +244,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 /// `aggregate 1 -> 2 (copied), priority 0 (equal)`.
-fn resources_summary(r: &[ResourceCopy]) -> String {
+pub(super) fn resources_summary(r: &[ResourceCopy]) -> String {
     r.iter()
         .map(|c| {
             let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "?".into());

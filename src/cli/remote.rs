@@ -12,9 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use vfio_harness::migration::attrs as dyn_attrs;
 use vfio_harness::migration::engine::{Options, PrecopyPolicy};
+use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::transport::{
-    self, Endpoint, RemoteReport, Scheme, Security, TlsFiles, TransportError,
+    self, Endpoint, RemoteReport, Scheme, Security, SendOptions, TlsFiles, TransportError,
 };
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
@@ -134,6 +136,18 @@ pub fn migrate_to(
 ) -> anyhow::Result<ExitCode> {
     let security = t.security()?;
     let timeout = t.timeout()?;
+    // Each source mdev's dynamic resources go in the HELLO; `receive` copies them to its
+    // destination before opening it.
+    let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
+    let dynamic_resources = sources
+        .iter()
+        .map(|spec| {
+            dyn_attrs::mdev_uuid(spec)
+                .map(|u| dyn_attrs::source_values(&root, &u))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let send = SendOptions { dynamic_resources };
     let cancel = install_interrupt_handler()?.flag();
     let mut drivers = open_drivers(sources, global)?;
     let bar = Bar::new(x.json, false);
@@ -145,7 +159,7 @@ pub fn migrate_to(
         ..Options::default()
     };
     let result = transport::connect(endpoint, &security, timeout)
-        .and_then(|link| transport::migrate_to(&mut drivers, &link, &opts));
+        .and_then(|link| transport::migrate_to_with(&mut drivers, &link, &opts, &send));
     bar.finish();
     let r = match result {
         Ok(r) => r,

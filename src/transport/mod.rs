@@ -31,20 +31,24 @@ mod link;
 mod net;
 mod receive;
 mod report;
+mod resources;
 mod send;
 #[cfg(feature = "tls")]
 mod tls;
 
 pub use error::{Result, Stage, TransportError};
 pub use frame::{
-    Accept, Ack, AckDevice, Hello, Refusal, RefusalKind, FRAME_HEADER_LEN, MAX_FRAME, WIRE_MAGIC,
-    WIRE_VERSION,
+    Accept, Ack, AckDevice, Hello, Refusal, RefusalKind, FRAME_HEADER_LEN, MAX_FRAME,
+    MIN_WIRE_VERSION, WIRE_MAGIC, WIRE_VERSION,
 };
 pub use link::{Keepalive, Link, Stream, POLL};
 pub use net::{connect, Endpoint, Listener, Scheme, Security, TlsFiles};
 pub use receive::{receive, receive_into, Opener, QUEUE};
 pub use report::{DeviceLeg, ReceiveReport, RemoteReport};
-pub use send::migrate_to;
+pub use resources::copy_resources;
+pub use send::{migrate_to, migrate_to_with, SendOptions};
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

@@ -8,12 +8,14 @@
 
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
-    Accept, Ack, AckDevice, FrameKind, Hello, Refusal, RefusalKind, WIRE_MAGIC, WIRE_VERSION,
+    Accept, Ack, AckDevice, FrameKind, Hello, Refusal, RefusalKind, MIN_WIRE_VERSION, WIRE_MAGIC,
+    WIRE_VERSION,
 };
 use super::link::Link;
 use super::report::ReceiveReport;
 use super::send::expect_json;
-use crate::migration::engine::{self, Options, RestoreReport};
+use crate::migration::attrs::CopyError;
+use crate::migration::engine::{self, Options, P2pBarrier, RestoreReport};
 use crate::migration::{MigrationDriver, MigrationError};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,10 +103,15 @@ fn refuse(link: &Link, kind: RefusalKind, e: &dyn std::fmt::Display) {
     );
 }
 
-/// The opener `receive` calls once the peer is authenticated and its HELLO read: returns the
-/// destination devices, in device-index order. Nothing opens a destination device before it.
+/// The opener `receive` calls once the peer is authenticated and its HELLO read: prepares
+/// the destination devices (e.g. copies the source's
+/// [`dynamic_resources`](Hello::dynamic_resources) to a destination mdev) and returns them
+/// opened, in device-index order. Nothing opens a destination device before it. Its error
+/// is sent to the source as a refusal: `incompatible` for a dynamic resource that differs
+/// and may not be copied ([`CopyError::Differs`]) or an incompatible device, `open`
+/// otherwise.
 pub type Opener<'a> =
-    dyn FnMut(&Hello) -> std::result::Result<Vec<Box<dyn MigrationDriver>>, MigrationError> + 'a;
+    dyn FnMut(&Hello) -> std::result::Result<Vec<Box<dyn MigrationDriver>>, TransportError> + 'a;
 
 /// Receives a migration from the source at the other end of `link` (which runs
 /// [`migrate_to`](super::migrate_to)): the devices are opened by `open` only after the
@@ -145,9 +152,9 @@ pub fn receive_into(
         )));
     }
     let hello: Hello = expect_json(&f.payload, "HELLO")?;
-    if hello.magic != WIRE_MAGIC || hello.version != WIRE_VERSION {
+    if hello.magic != WIRE_MAGIC || !(MIN_WIRE_VERSION..=WIRE_VERSION).contains(&hello.version) {
         let e = TransportError::Protocol(format!(
-            "the peer speaks {:?} version {}, this side {WIRE_MAGIC:?} version {WIRE_VERSION}",
+            "the peer speaks {:?} version {}, this side {WIRE_MAGIC:?} versions {MIN_WIRE_VERSION} to {WIRE_VERSION}",
             hello.magic, hello.version
         ));
         refuse(link, RefusalKind::Version, &e);
@@ -156,8 +163,15 @@ pub fn receive_into(
     *devices = match open(&hello) {
         Ok(d) => d,
         Err(e) => {
-            refuse(link, RefusalKind::Open, &e);
-            return Err(e.into());
+            let kind = match &e {
+                TransportError::Resources(CopyError::Differs { .. })
+                | TransportError::Migration(MigrationError::Incompatible(_)) => {
+                    RefusalKind::Incompatible
+                }
+                _ => RefusalKind::Open,
+            };
+            refuse(link, kind, &e);
+            return Err(e);
         }
     };
     let n = devices.len();
@@ -188,6 +202,16 @@ pub fn receive_into(
     let _keepalive = link.keepalive();
     link.set_stage(Stage::Transfer);
     let ready = Arc::new(AtomicUsize::new(0));
+    // Several devices commit as a group: every one loads its state (RUNNING_P2P) before any
+    // runs.
+    let barrier = (n > 1).then(|| match &opts.cancel {
+        Some(c) => P2pBarrier::with_cancel(n, c.clone()),
+        None => P2pBarrier::new(n),
+    });
+    let opts = &Options {
+        p2p: barrier.as_ref().map(|b| b.hook()),
+        ..opts.clone()
+    };
     let (link_result, results) = std::thread::scope(|s| {
         let mut senders: Vec<SyncSender<Msg>> = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
@@ -205,9 +229,13 @@ pub fn receive_into(
                 link: link.clone(),
             };
             let link = link.clone();
+            let barrier = barrier.clone();
             handles.push(s.spawn(move || {
                 let r = engine::restore(drv.as_mut(), reader, opts);
                 if let Err(e) = &r {
+                    if let Some(b) = &barrier {
+                        b.abort();
+                    }
                     if link.fault().is_none() && !is_abort(e) {
                         // Tell the source now: it may be waiting for READY.
                         refuse(&link, RefusalKind::Restore, e);

@@ -51,12 +51,21 @@ pub struct RemoteReport {
     /// every device runs the state arrived back.
     #[serde(flatten)]
     pub summary: MigrateReport,
+    /// Whether the devices moved as a group through the P2P states (several devices: none
+    /// stopped before all were in RUNNING_P2P / PRE_COPY_P2P; downtime then runs from the
+    /// moment they all left RUNNING for it).
+    pub p2p: bool,
     /// Per device.
     pub devices: Vec<DeviceLeg>,
 }
 
 impl RemoteReport {
-    pub(crate) fn new(legs: Vec<DeviceLeg>, t0: Instant, acked_at: Instant) -> RemoteReport {
+    pub(crate) fn new(
+        legs: Vec<DeviceLeg>,
+        t0: Instant,
+        acked_at: Instant,
+        p2p: bool,
+    ) -> RemoteReport {
         let seconds = acked_at.duration_since(t0).as_secs_f64();
         let join =
             |f: &dyn Fn(&DeviceLeg) -> String| legs.iter().map(f).collect::<Vec<_>>().join(",");
@@ -92,6 +101,7 @@ impl RemoteReport {
         };
         RemoteReport {
             summary,
+            p2p,
             devices: legs,
         }
     }

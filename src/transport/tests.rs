@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-fn sim(spec: &str) -> Box<dyn MigrationDriver> {
+pub(super) fn sim(spec: &str) -> Box<dyn MigrationDriver> {
     let dev = crate::open(&spec.parse().expect("spec"), &Default::default()).expect("open sim");
     driver_for(dev).expect("driver")
 }
 
-fn opts() -> Options {
+pub(super) fn opts() -> Options {
     Options {
         buffer_size: 64 * 1024,
         precopy: PrecopyPolicy {
@@ -29,20 +29,20 @@ fn opts() -> Options {
 }
 
 /// The source's state is intact: it migrates in process into a device that checks seed 3.
-fn assert_source_intact(src: &mut Box<dyn MigrationDriver>, size: &str) {
+pub(super) fn assert_source_intact(src: &mut Box<dyn MigrationDriver>, size: &str) {
     assert_eq!(src.state().expect("state"), MigState::Running);
     let mut check = sim(&format!("sim:state={size},verify-seed=3"));
     engine::migrate(src.as_mut(), check.as_mut(), &Options::default())
         .expect("the source's state is intact");
 }
 
-struct Dest {
-    handle: JoinHandle<(Result<ReceiveReport>, Vec<MigState>)>,
-    opened: Arc<AtomicUsize>,
+pub(super) struct Dest {
+    pub(super) handle: JoinHandle<(Result<ReceiveReport>, Vec<MigState>)>,
+    pub(super) opened: Arc<AtomicUsize>,
 }
 
 /// A destination thread: accepts one peer on `listener`, receives into `specs`.
-fn destination(listener: Listener, specs: Vec<String>, timeout: Duration) -> Dest {
+pub(super) fn destination(listener: Listener, specs: Vec<String>, timeout: Duration) -> Dest {
     let opened = Arc::new(AtomicUsize::new(0));
     let o = opened.clone();
     let handle = std::thread::spawn(move || {
@@ -65,13 +65,13 @@ fn destination(listener: Listener, specs: Vec<String>, timeout: Duration) -> Des
     Dest { handle, opened }
 }
 
-fn insecure_listener() -> (Listener, SocketAddr) {
+pub(super) fn insecure_listener() -> (Listener, SocketAddr) {
     let l = Listener::bind("127.0.0.1:0", Security::Insecure).expect("bind");
     let a = l.local_addr().expect("addr");
     (l, a)
 }
 
-fn tcp(addr: SocketAddr) -> Endpoint {
+pub(super) fn tcp(addr: SocketAddr) -> Endpoint {
     format!("tcp://{addr}").parse().expect("endpoint")
 }
 

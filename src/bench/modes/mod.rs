@@ -224,6 +224,7 @@ fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
         progress: None,
         check_identity: true,
         overlap: cfg.overlap,
+        ..Options::default()
     }
 }
 

@@ -40,6 +40,7 @@ mod buf;
 pub mod cancel;
 mod migrate;
 mod options;
+mod p2p;
 mod report;
 mod restore;
 mod ring;
@@ -53,6 +54,7 @@ pub use options::{
     Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER,
     MAX_PRECOPY_ROUNDS, MIN_BUFFER,
 };
+pub use p2p::{P2pBarrier, P2pHook, P2pPoint, P2pStep};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
 pub use cancel::{CancelToken, Cancellable};

@@ -92,6 +92,12 @@ pub struct Options {
     /// per device only competes with the other devices for the same cores (and costs more
     /// CPU per byte: the data crosses from one core's cache to another's).
     pub overlap: bool,
+    /// Moves the device together with others through the P2P states: called at the
+    /// [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook) makes the
+    /// operations of a group wait for each other there). A source with P2P states then
+    /// enters RUNNING_P2P / PRE_COPY_P2P before it stops; a destination loads the state into
+    /// RUNNING_P2P (STOP without P2P states) before it runs. `None` (the default): neither.
+    pub p2p: Option<super::P2pHook>,
 }
 
 impl Default for Options {
@@ -103,6 +109,7 @@ impl Default for Options {
             progress: None,
             check_identity: true,
             overlap: true,
+            p2p: None,
         }
     }
 }
@@ -116,6 +123,7 @@ impl std::fmt::Debug for Options {
             .field("progress", &self.progress.is_some())
             .field("check_identity", &self.check_identity)
             .field("overlap", &self.overlap)
+            .field("p2p", &self.p2p.is_some())
             .finish()
     }
 }
