@@ -40,7 +40,8 @@ pub struct Args {
     /// (`tls://HOST:PORT`; `tcp://HOST:PORT` with --insecure).
     pub dst: Destination,
     /// More source devices migrated with SRC to the same address, each in its own stream,
-    /// in parallel (the receiver lists as many devices, in the same order).
+    /// in parallel (the receiver lists as many devices, in the same order), P2P-quiesced
+    /// together: every device needs the P2P states.
     #[arg(long = "with", value_name = "SRC")]
     pub with: Vec<DeviceSpec>,
     /// Transport security and timeouts (for an address).
@@ -69,7 +70,8 @@ pub struct Args {
     #[arg(long, value_name = "REGION:RATE[:OFFSET:LEN]")]
     pub dirty_writer: Option<DirtyWriterSpec>,
     /// Do not copy the type's `dynamic_resources` attributes to DST before opening it;
-    /// refuse when they differ (with --force: leave them to the device).
+    /// refuse when they differ (with --force: leave them to the device). In process only:
+    /// across hosts, pass it to `receive`.
     #[arg(long)]
     pub no_copy_attrs: bool,
     /// Print the report as JSON.

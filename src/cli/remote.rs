@@ -4,9 +4,11 @@
 //! JSON output of `migrate SRC tcp://|tls://ADDR:PORT --json`: the fields of the in-process
 //! `migrate` report (`source`, `destination`, `bytes`, `downtime_seconds`, ...; with several
 //! devices the names are comma separated, counts summed, times the longest), plus `peer`,
-//! `transport` (`tls` or `tcp`) and `devices` (per device: `save` (the save report),
-//! `destination`, `commit_seconds`, `downtime_seconds`). Downtime runs from the source
-//! leaving RUNNING until the destination's acknowledgement arrived.
+//! `transport` (`tls` or `tcp`), `p2p` (several devices moved together through the P2P
+//! states) and `devices` (per device: `save` (the save report), `destination`,
+//! `commit_seconds`, `downtime_seconds`). Downtime runs from the source leaving RUNNING (a
+//! group: for its P2P states) until the destination's acknowledgement arrived. Each source
+//! mdev's dynamic resources go to `receive` in the HELLO (see `docs/transport.md`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,7 +4,9 @@
 //! count, a priority) that management must copy from the source instance to the destination
 //! instance before migrating; vendors take them at create and fix them at first open, so the
 //! copy happens before the destination is opened. [`plan`] reads both sides, [`apply`]
-//! copies (or refuses, by [`Policy`]), [`prepare`] does both for two device specs.
+//! copies (or refuses, by [`Policy`]), [`prepare`] does both for two device specs. Across
+//! hosts the source reads its side with [`source_values`] and the destination plans
+//! against them with [`plan_from`] (`crate::transport::copy_resources`).
 //!
 //! Resources are matched to instance attributes as `sysfs::attrs` resolves names: an exact
 //! path, or the one attribute of that name in any group (`aggregate` -> `vendor/aggregate`).

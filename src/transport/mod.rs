@@ -6,13 +6,17 @@
 //! ```text
 //! source                                   destination
 //!   -- TLS handshake (both certificates verified against the CA) --
-//!   HELLO {version, devices: [stream header]} ->
-//!                                           (devices opened, identity checked)
+//!   HELLO {version, devices: [stream header], dynamic_resources} ->
+//!                                           (mdev resources copied, devices opened,
+//!                                            identity checked)
 //!                                  <- ACCEPT {devices} | REFUSE {kind, message}
 //!   DATA(dev, stream bytes)* END(dev)  ->   (one restore thread per device, RESUMING)
-//!   (in parallel for every device)
+//!   (in parallel for every device; several
+//!    devices: none stops before all are in
+//!    RUNNING_P2P / PRE_COPY_P2P)
 //!                                  <- READY (every stream verified to its trailer)
-//!   COMMIT ->                               (every device leaves RESUMING into RUNNING)
+//!   COMMIT ->                               (every device leaves RESUMING into RUNNING;
+//!                                            several: all into RUNNING_P2P first)
 //!                                  <- ACK {per device} | REFUSE {kind, message}
 //!   KEEPALIVE frames either way whenever a side has sent nothing for a while
 //! ```

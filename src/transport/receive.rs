@@ -1,7 +1,9 @@
 //! The destination side: HELLO checked (wire version, device count, every device's identity)
 //! before a device is opened for RESUMING, each stream restored by [`engine::restore`] on its
 //! own thread from a channel the link feeds, READY once every stream verified to its
-//! trailer, the commit only when the source asks for it, then ACK (or a typed refusal).
+//! trailer, the commit only when the source asks for it (several devices: every one loads
+//! its state into RUNNING_P2P before any runs, through a [`P2pBarrier`]), then ACK (or a
+//! typed refusal).
 //!
 //! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
 //! stream fail, and the engine resets its device back to RUNNING.
@@ -117,9 +119,11 @@ pub type Opener<'a> =
 /// [`migrate_to`](super::migrate_to)): the devices are opened by `open` only after the
 /// HELLO, each one's identity is checked against the source's before it is touched, each
 /// stream is restored with `opts` (cancellation, progress from the device threads), and the
-/// state is committed when the source asks for it. Every device is RUNNING afterwards: with
-/// the source's state after the acknowledgement, reset otherwise (a failure after the
-/// commit leaves the state committed).
+/// state is committed when the source asks for it: with several devices, every one loads
+/// its state into RUNNING_P2P (STOP without P2P states) before any runs (`opts.p2p` is
+/// replaced by that group's hook), and when one refuses its state the others are reset.
+/// Every device is RUNNING afterwards: with the source's state after the acknowledgement,
+/// reset otherwise (a device that already ran the state when another failed keeps it).
 ///
 /// # Errors
 ///

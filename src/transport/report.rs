@@ -46,9 +46,10 @@ impl DeviceLeg {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemoteReport {
     /// The summary, as in-process migrate reports it. Downtime is measured from the first
-    /// source leaving RUNNING (its first STOP_COPY chunk, or its save's end less its
-    /// stop-copy time, whichever is earlier) until the destination's acknowledgement that
-    /// every device runs the state arrived back.
+    /// source leaving RUNNING until the destination's acknowledgement that every device runs
+    /// the state arrived back. A device leaves RUNNING when a group is released into its P2P
+    /// states (every device finished pre-copy), or else at its first STOP_COPY chunk, or its
+    /// save's end less its stop-copy time, whichever is earliest.
     #[serde(flatten)]
     pub summary: MigrateReport,
     /// Whether the devices moved as a group through the P2P states (several devices: none

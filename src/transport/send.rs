@@ -2,9 +2,12 @@
 //! stream per device, framed as DATA on the shared link), then READY / COMMIT / ACK.
 //!
 //! Each device is saved by [`engine::save`] into a sink that frames its bytes: the same
-//! pre-copy policy, checksums and stream format as a save to a file. A device is RUNNING again
-//! once its stream ends (the engine's rule); the migration succeeds only when the destination
-//! acknowledges that it left RESUMING into RUNNING.
+//! pre-copy policy, checksums and stream format as a save to a file. Several devices pass
+//! the engine's P2P points together ([`P2pBarrier`]): none stops before all are in
+//! RUNNING_P2P / PRE_COPY_P2P. A device is RUNNING again once its stream ends (the engine's
+//! rule); the migration succeeds only when the destination acknowledges that it left
+//! RESUMING into RUNNING. A write that fails because the destination refused and closed the
+//! link is reported with the destination's refusal, read from what it sent before closing.
 
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
@@ -111,7 +114,7 @@ pub struct SendOptions {
 /// whatever its flags.
 ///
 /// `opts` is the engine's: buffer size, pre-copy policy, cancellation, progress (called from
-/// the device threads); its `p2p` hook is replaced by the group's.
+/// the device threads); its `p2p` hook is replaced by the group's (none for one device).
 ///
 /// # Errors
 ///
@@ -333,7 +336,8 @@ pub fn migrate_to_with(
 }
 
 /// One save result per source: the report (or error), when the device left RUNNING (the
-/// group's release from its Ready barrier, or its first STOP_COPY chunk), when it ended.
+/// group's release from its [`P2pStep::Ready`] barrier, or its first STOP_COPY chunk), when
+/// its save ended.
 type Saved = (
     std::result::Result<SaveReport, MigrationError>,
     Option<Instant>,

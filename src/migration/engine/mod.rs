@@ -1,7 +1,9 @@
 //! The save / restore / live-migrate engine: the data path between a device's migration
 //! stream and a file or another device, one call per operation. For a migration driven step
 //! by step (a VMM pausing its vCPUs before the device stops, a source left STOP, several
-//! devices through the P2P states together) see [`crate::migration::session`].
+//! devices through the P2P states together) see [`crate::migration::session`]; for several
+//! one-call operations on parallel threads that must pass the P2P states together, the
+//! [`Options::p2p`] hook and its [`P2pBarrier`].
 //!
 //! Design:
 //! - **Built on the sessions.** The device's side of every operation is a

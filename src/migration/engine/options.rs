@@ -92,11 +92,14 @@ pub struct Options {
     /// per device only competes with the other devices for the same cores (and costs more
     /// CPU per byte: the data crosses from one core's cache to another's).
     pub overlap: bool,
-    /// Moves the device together with others through the P2P states: called at the
-    /// [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook) makes the
-    /// operations of a group wait for each other there). A source with P2P states then
-    /// enters RUNNING_P2P / PRE_COPY_P2P before it stops; a destination loads the state into
-    /// RUNNING_P2P (STOP without P2P states) before it runs. `None` (the default): neither.
+    /// Moves the device together with others through the P2P states: called on the
+    /// device's thread at the [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook)
+    /// makes the operations of a group wait for each other there). [`save`](super::save())
+    /// and [`migrate`](super::migrate()) call it for their source, which then enters
+    /// RUNNING_P2P / PRE_COPY_P2P before it stops; [`restore`](super::restore()) for its
+    /// destination, which loads the state into RUNNING_P2P (STOP without P2P states) before
+    /// it runs. An error from it ends the operation (see [`P2pHook`](super::P2pHook)).
+    /// `None` (the default): neither.
     pub p2p: Option<super::P2pHook>,
 }
 
