@@ -362,6 +362,23 @@ fn a_group_with_a_device_without_p2p_is_refused_before_anything_is_touched() {
 #[test]
 fn a_destination_refusing_mid_stream_is_a_refusal_not_a_broken_link() {
     let (l, addr) = insecure_listener();
+    refusing_mid_stream(l, |_| link_to(addr));
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn over_tls_a_destination_refusing_mid_stream_is_a_refusal_too() {
+    let pki = super::tests::Pki::new();
+    let (l, addr) = super::tests::tls_listener(&pki);
+    let ep: Endpoint = format!("tls://{addr}").parse().unwrap();
+    refusing_mid_stream(l, |_| {
+        connect(&ep, &pki.files("ca", "client"), Duration::from_secs(10)).expect("connect")
+    });
+}
+
+/// A destination refusing writes after 512 KiB of an 8 MiB stream the source sends in
+/// stop-copy: the source reports the refusal, every device ends RUNNING.
+fn refusing_mid_stream(l: Listener, link: impl FnOnce(()) -> Link) {
     let dest = receiver(l, |_| {
         let d = Recorded {
             inner: sim("sim:state=8M,verify-seed=3"),
@@ -379,7 +396,7 @@ fn a_destination_refusing_mid_stream_is_a_refusal_not_a_broken_link() {
         ..opts()
     };
     let mut src = vec![sim("sim:state=8M,seed=3")];
-    match migrate_to(&mut src, &link_to(addr), &o) {
+    match migrate_to(&mut src, &link(()), &o) {
         Err(TransportError::Refused(r)) => {
             assert_eq!(r.kind, RefusalKind::Restore);
             assert!(r.message.contains("refuses this write"), "{}", r.message);

@@ -184,14 +184,14 @@ fn a_destination_that_refuses_the_stream_is_reported() {
 // ---- TLS ----
 
 #[cfg(feature = "tls")]
-struct Pki {
-    dir: tempfile::TempDir,
+pub(super) struct Pki {
+    pub(super) dir: tempfile::TempDir,
 }
 
 #[cfg(feature = "tls")]
 impl Pki {
     /// A CA, a server certificate for 127.0.0.1 and a client certificate, made now.
-    fn new() -> Pki {
+    pub(super) fn new() -> Pki {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
             KeyPair, KeyUsagePurpose,
@@ -235,7 +235,7 @@ impl Pki {
         Pki { dir }
     }
 
-    fn files(&self, ca: &str, who: &str) -> Security {
+    pub(super) fn files(&self, ca: &str, who: &str) -> Security {
         let p = |n: String| self.dir.path().join(n);
         Security::Tls(TlsFiles {
             ca: p(format!("{ca}.pem")),
@@ -246,7 +246,7 @@ impl Pki {
 }
 
 #[cfg(feature = "tls")]
-fn tls_listener(pki: &Pki) -> (Listener, SocketAddr) {
+pub(super) fn tls_listener(pki: &Pki) -> (Listener, SocketAddr) {
     let l = Listener::bind("127.0.0.1:0", pki.files("ca", "server")).expect("bind");
     let a = l.local_addr().expect("addr");
     (l, a)
