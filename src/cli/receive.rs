@@ -9,7 +9,8 @@
 //! JSON output (`--json`): `peer` (address), `peer_harness_version`, `devices` (per device,
 //! the restore report: `device`, `protocol`, `source` (the stream header), `bytes`,
 //! `stream_bytes`, `chunks`, `seconds`, `commit_seconds`, `throughput_bytes_per_s`),
-//! `seconds`; when the source sent mdev dynamic resources, `dynamic_resources` (per device,
+//! `seconds`; when the source sent mdev dynamic resources to compare with a destination
+//! mdev's, `dynamic_resources` (per device,
 //! the list `migrate` reports in process: `resource`, `attribute`, `source`,
 //! `destination_before`, `destination_after`, `action`, `note`), copied to the destination
 //! mdevs before they are opened (`--no-copy-attrs`: refused when they differ).
