@@ -252,13 +252,15 @@ pub fn migrate_to_with(
         }
     }
     if let Some(e) = first_err {
-        if let Some(fault) = link.fault() {
-            // The destination may have refused before it closed the link: its reason is
-            // the one to report.
-            if let Some(r) = pending_refusal(link) {
-                return Err(TransportError::Refused(r));
-            }
-            if !matches!(e, MigrationError::Recovery { .. }) {
+        // A device that could not be returned to RUNNING is reported as such, whatever
+        // the link did.
+        if !matches!(e, MigrationError::Recovery { .. }) {
+            if let Some(fault) = link.fault() {
+                // The destination may have refused before it closed the link: its reason
+                // is the one to report.
+                if let Some(r) = pending_refusal(link) {
+                    return Err(TransportError::Refused(r));
+                }
                 return Err(fault);
             }
         }
