@@ -67,6 +67,8 @@ pub use save::{save, save_to, save_to_file};
 pub use target::{Input, Output};
 
 #[cfg(test)]
+mod p2p_tests;
+#[cfg(test)]
 mod panic_tests;
 #[cfg(test)]
 mod tests;
