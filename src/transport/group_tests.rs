@@ -207,6 +207,21 @@ fn a_group_is_p2p_quiesced_before_any_device_stops_on_both_sides() {
         let (r, states) = dest.join().expect("dest thread");
         r.expect("receive");
         assert!(report.p2p);
+        // Downtime runs from the group's leaving RUNNING, before any device stopped.
+        for leg in &report.devices {
+            assert!(
+                leg.downtime_seconds >= leg.save.stop_copy_seconds && leg.downtime_seconds > 0.0,
+                "{leg:?}"
+            );
+        }
+        assert!(
+            report.summary.downtime_seconds
+                >= report
+                    .devices
+                    .iter()
+                    .map(|l| l.downtime_seconds)
+                    .fold(0.0, f64::max)
+        );
         assert_eq!(states, vec![MigState::Running; 3]);
         let log = src_log.lock().unwrap().clone();
         let held = if precopy {
