@@ -214,3 +214,27 @@ fn a_cut_link_exits_75_on_both_sides() {
     assert_eq!(code, Some(75));
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn a_group_with_a_device_without_p2p_states_is_refused_with_exit_1() {
+    let mut r = receive(&[
+        "sim:state=64K",
+        "sim:state=64K",
+        "--insecure",
+        "--timeout",
+        "5",
+    ]);
+    let url = format!("tcp://{}", r.addr);
+    let o = migrate(&[
+        "sim:state=64K,seed=3",
+        &url,
+        "--with",
+        "sim:state=64K,seed=3,flags=STOP_COPY|PRE_COPY",
+        "--insecure",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("only when all have the P2P states"), "{err}");
+    let _ = r.child.kill();
+    let _ = r.child.wait();
+}

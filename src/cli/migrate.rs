@@ -41,7 +41,8 @@ pub struct Args {
     /// (`tls://HOST:PORT`; `tcp://HOST:PORT` with --insecure).
     pub dst: Destination,
     /// More source devices migrated with SRC to the same address, each in its own stream,
-    /// in parallel (the receiver lists as many devices, in the same order).
+    /// in parallel (the receiver lists as many devices, in the same order), P2P-quiesced
+    /// together: every device needs the P2P states.
     #[arg(long = "with", value_name = "SRC")]
     pub with: Vec<DeviceSpec>,
     /// Transport security and timeouts (for an address).
@@ -75,7 +76,8 @@ pub struct Args {
     #[arg(long, value_name = "REGION:RATE[:OFFSET:LEN]")]
     pub dirty_writer: Option<DirtyWriterSpec>,
     /// Do not copy the type's `dynamic_resources` attributes to DST before opening it;
-    /// refuse when they differ (with --force: leave them to the device).
+    /// refuse when they differ (with --force: leave them to the device). In process only:
+    /// across hosts, pass it to `receive`.
     #[arg(long)]
     pub no_copy_attrs: bool,
     /// Print the report as JSON.
@@ -117,6 +119,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let dst = match &args.dst {
         Destination::Device(d) => d.clone(),
         Destination::Remote(ep) => {
+            if args.no_copy_attrs {
+                anyhow::bail!(
+                    "across hosts the destination copies the dynamic resources: pass --no-copy-attrs to `receive`"
+                );
+            }
             let mut sources = vec![args.src.clone()];
             sources.extend(args.with.iter().cloned());
             let x = remote::Transfer {
@@ -249,7 +256,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 /// `aggregate 1 -> 2 (copied), priority 0 (equal)`.
-fn resources_summary(r: &[ResourceCopy]) -> String {
+pub(super) fn resources_summary(r: &[ResourceCopy]) -> String {
     r.iter()
         .map(|c| {
             let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "?".into());

@@ -9,12 +9,18 @@
 //! JSON output (`--json`): `peer` (address), `peer_harness_version`, `devices` (per device,
 //! the restore report: `device`, `protocol`, `source` (the stream header), `bytes`,
 //! `stream_bytes`, `chunks`, `seconds`, `commit_seconds`, `throughput_bytes_per_s`),
-//! `seconds`.
+//! `seconds`; when the source sent mdev dynamic resources to compare with a destination
+//! mdev's, `dynamic_resources` (per device,
+//! the list `migrate` reports in process: `resource`, `attribute`, `source`,
+//! `destination_before`, `destination_after`, `action`, `note`), copied to the destination
+//! mdevs before they are opened (`--no-copy-attrs`: refused when they differ).
 
 use std::process::ExitCode;
 
+use vfio_harness::migration::attrs::{Policy, ResourceCopy};
 use vfio_harness::migration::engine::Options;
 use vfio_harness::migration::{driver_for, MigrationDriver, MigrationError};
+use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::transport::{self, Hello, Listener, TransportError};
 use vfio_harness::units::{format_bytes, format_seconds};
 use vfio_harness::DeviceSpec;
@@ -35,9 +41,26 @@ pub struct Args {
     /// Transport security and timeouts.
     #[command(flatten)]
     pub transport: TransportArgs,
+    /// Do not copy the source's `dynamic_resources` attributes (sent by the source for an
+    /// mdev) to a destination mdev before opening it; refuse when they differ (with --force:
+    /// leave them to the device).
+    #[arg(long)]
+    pub no_copy_attrs: bool,
+    /// With --no-copy-attrs: migrate even when dynamic resources differ.
+    #[arg(long)]
+    pub force: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Out<'a> {
+    #[serde(flatten)]
+    report: &'a transport::ReceiveReport,
+    /// Per device (in device-index order), what was done with each dynamic resource.
+    #[serde(skip_serializing_if = "<[Vec<ResourceCopy>]>::is_empty")]
+    dynamic_resources: &'a [Vec<ResourceCopy>],
 }
 
 /// Runs `receive`.
@@ -65,9 +88,22 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     };
     let open_opts = global.open_options();
     let specs = args.devices.clone();
-    let mut open = |_: &Hello| -> Result<Vec<Box<dyn MigrationDriver>>, MigrationError> {
-        let handles = vfio_harness::open_all(&specs, &open_opts)?;
-        handles.into_iter().map(driver_for).collect()
+    // Dynamic resources go to the destination before anything opens it (vendors fix them at
+    // first open), as for an in-process migrate.
+    let policy = match (args.no_copy_attrs, args.force) {
+        (false, _) => Policy::Copy,
+        (true, false) => Policy::Refuse,
+        (true, true) => Policy::Ignore,
+    };
+    let root = SysfsRoot::from_option(open_opts.sysfs_root.as_deref());
+    let mut resources = Vec::new();
+    let mut open = |hello: &Hello| -> Result<Vec<Box<dyn MigrationDriver>>, TransportError> {
+        resources = transport::copy_resources(&root, &specs, hello, policy)?;
+        let handles = vfio_harness::open_all(&specs, &open_opts).map_err(MigrationError::from)?;
+        Ok(handles
+            .into_iter()
+            .map(driver_for)
+            .collect::<Result<_, MigrationError>>()?)
     };
     let result = transport::receive(&link, &mut open, &opts);
     bar.finish();
@@ -76,8 +112,16 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         Err(e) => return finish_transport_error(e),
     };
     r.peer = Some(peer.to_string());
+    let resources = resources;
     if args.json {
-        print_json(&r)?;
+        print_json(&Out {
+            report: &r,
+            dynamic_resources: if resources.iter().all(Vec::is_empty) {
+                &[]
+            } else {
+                &resources
+            },
+        })?;
     } else {
         for d in &r.devices {
             outln!(
@@ -88,6 +132,15 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 format_seconds(d.seconds),
                 format_seconds(d.commit_seconds)
             );
+        }
+        for (d, res) in r.devices.iter().zip(&resources) {
+            if !res.is_empty() {
+                outln!(
+                    "  dynamic resources of {}: {}",
+                    d.device,
+                    super::migrate::resources_summary(res)
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

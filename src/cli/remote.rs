@@ -4,20 +4,24 @@
 //! JSON output of `migrate SRC tcp://|tls://ADDR:PORT --json`: the fields of the in-process
 //! `migrate` report (`source`, `destination`, `bytes`, `downtime_seconds`, ...; with several
 //! devices the names are comma separated, counts summed, times the longest), plus `peer`,
-//! `transport` (`tls` or `tcp`) and `devices` (per device: `save` (the save report),
-//! `destination`, `commit_seconds`, `downtime_seconds`). Downtime runs from the source
-//! leaving RUNNING until the destination's acknowledgement arrived.
+//! `transport` (`tls` or `tcp`), `p2p` (several devices moved together through the P2P
+//! states) and `devices` (per device: `save` (the save report), `destination`,
+//! `commit_seconds`, `downtime_seconds`). Downtime runs from the source leaving RUNNING (a
+//! group: for its P2P states) until the destination's acknowledgement arrived. Each source
+//! mdev's dynamic resources go to `receive` in the HELLO (see `docs/transport.md`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use vfio_harness::device::{DeviceHandle, MigFlags, MigState};
+use vfio_harness::migration::attrs as dyn_attrs;
 use vfio_harness::migration::engine::{Options, PrecopyPolicy};
 use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
 use vfio_harness::migration::{MigrationDriver, Pending, Protocol, Result as MigResult};
+use vfio_harness::sysfs::SysfsRoot;
 use vfio_harness::transport::{
-    self, Endpoint, RemoteReport, Scheme, Security, TlsFiles, TransportError,
+    self, Endpoint, RemoteReport, Scheme, Security, SendOptions, TlsFiles, TransportError,
 };
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
@@ -183,6 +187,18 @@ pub fn migrate_to(
 ) -> anyhow::Result<ExitCode> {
     let security = t.security()?;
     let timeout = t.timeout()?;
+    // Each source mdev's dynamic resources go in the HELLO; `receive` copies them to its
+    // destination before opening it.
+    let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
+    let dynamic_resources = sources
+        .iter()
+        .map(|spec| {
+            dyn_attrs::mdev_uuid(spec)
+                .map(|u| dyn_attrs::source_values(&root, &u))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let send = SendOptions { dynamic_resources };
     let cancel = install_interrupt_handler()?.flag();
     let mut drivers = open_drivers(sources, global)?;
     let bar = Bar::new(x.json, false);
@@ -197,7 +213,7 @@ pub fn migrate_to(
     let (result, writer) = match &x.dirty_writer {
         None => (
             transport::connect(endpoint, &security, timeout)
-                .and_then(|link| transport::migrate_to(&mut drivers, &link, &opts)),
+                .and_then(|link| transport::migrate_to_with(&mut drivers, &link, &opts, &send)),
             None,
         ),
         Some(spec) => {
@@ -213,7 +229,7 @@ pub fn migrate_to(
                         .map(|d| Box::new(Lent(d.as_mut())) as Box<dyn MigrationDriver + '_>),
                 );
                 transport::connect(endpoint, &security, timeout)
-                    .and_then(|link| transport::migrate_to(&mut all, &link, &opts))
+                    .and_then(|link| transport::migrate_to_with(&mut all, &link, &opts, &send))
             };
             (r, Some(dirtying.stop_writer()))
         }

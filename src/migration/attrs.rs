@@ -4,13 +4,15 @@
 //! count, a priority) that management must copy from the source instance to the destination
 //! instance before migrating; vendors take them at create and fix them at first open, so the
 //! copy happens before the destination is opened. [`plan`] reads both sides, [`apply`]
-//! copies (or refuses, by [`Policy`]), [`prepare`] does both for two device specs.
+//! copies (or refuses, by [`Policy`]), [`prepare`] does both for two device specs. Across
+//! hosts the source reads its side with [`source_values`] and the destination plans
+//! against them with [`plan_from`] (`crate::transport::copy_resources`).
 //!
 //! Resources are matched to instance attributes as `sysfs::attrs` resolves names: an exact
 //! path, or the one attribute of that name in any group (`aggregate` -> `vendor/aggregate`).
 //! A resource missing or unreadable on either side is reported as unknown and never copied.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::device::DeviceSpec;
@@ -30,7 +32,7 @@ pub enum Policy {
 }
 
 /// What happened to one resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Both sides already had the same value.
@@ -44,7 +46,7 @@ pub enum Action {
 }
 
 /// One dynamic resource of a migration pair.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceCopy {
     /// The name listed in `dynamic_resources`.
     pub resource: String,
@@ -59,7 +61,7 @@ pub struct ResourceCopy {
     /// What happened.
     pub action: Action,
     /// Why a resource is unknown.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
@@ -145,6 +147,92 @@ fn side(inst: &MdevInstance, res: &str) -> (Option<String>, Option<String>) {
     }
 }
 
+/// One dynamic resource of a source instance, as a source on another host sends it
+/// ([`source_values`], [`plan_from`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceValue {
+    /// The name listed in the source type's `dynamic_resources`.
+    pub resource: String,
+    /// The source instance's value (trimmed); `None` when it has no such attribute or it
+    /// cannot be read.
+    pub value: Option<String>,
+}
+
+/// The dynamic resources of the source instance `src`: every name its type lists, with the
+/// instance's value. Empty when the type lists none. Writes nothing.
+pub fn source_values(root: &SysfsRoot, src: &Uuid) -> Result<Vec<ResourceValue>, CopyError> {
+    let a = mdev::instance(root, src)?;
+    Ok(type_resources(root, &a)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|resource| {
+            let value = side(&a, &resource).1;
+            ResourceValue { resource, value }
+        })
+        .collect())
+}
+
+/// [`plan`] against a source read on another host ([`source_values`]): the resources the
+/// source listed (when it listed none, the destination type's, whose source values are then
+/// unknown). Writes nothing.
+pub fn plan_from(
+    root: &SysfsRoot,
+    source: &[ResourceValue],
+    dst: &Uuid,
+) -> Result<Vec<ResourceCopy>, CopyError> {
+    let b = mdev::instance(root, dst)?;
+    let list: Vec<(String, Option<String>)> = if source.is_empty() {
+        type_resources(root, &b)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r, None))
+            .collect()
+    } else {
+        source
+            .iter()
+            .map(|r| (r.resource.clone(), r.value.clone()))
+            .collect()
+    };
+    Ok(list
+        .into_iter()
+        .map(|(res, sv)| {
+            let (attribute, dv) = side(&b, &res);
+            row(res, sv, attribute, dv)
+        })
+        .collect())
+}
+
+/// One resource's comparison.
+fn row(
+    resource: String,
+    sv: Option<String>,
+    attribute: Option<String>,
+    dv: Option<String>,
+) -> ResourceCopy {
+    let (action, note) = match (&sv, &dv, &attribute) {
+        (Some(x), Some(y), _) if x == y => (Action::Equal, None),
+        (Some(_), Some(_), _) => (Action::Differs, None),
+        (None, _, _) => (Action::Unknown, Some("not readable on the source".into())),
+        (_, _, None) => (
+            Action::Unknown,
+            Some("the destination has no such attribute".into()),
+        ),
+        (_, None, _) => (
+            Action::Unknown,
+            Some("not readable on the destination".into()),
+        ),
+    };
+    ResourceCopy {
+        resource,
+        attribute,
+        source: sv,
+        destination_before: dv,
+        destination_after: None,
+        action,
+        note,
+    }
+}
+
 /// Compares the dynamic resources of two instances (listed by the source's type, else the
 /// destination's). Writes nothing.
 pub fn plan(root: &SysfsRoot, src: &Uuid, dst: &Uuid) -> Result<Vec<ResourceCopy>, CopyError> {
@@ -158,28 +246,7 @@ pub fn plan(root: &SysfsRoot, src: &Uuid, dst: &Uuid) -> Result<Vec<ResourceCopy
         .map(|res| {
             let (_, sv) = side(&a, &res);
             let (attribute, dv) = side(&b, &res);
-            let (action, note) = match (&sv, &dv, &attribute) {
-                (Some(x), Some(y), _) if x == y => (Action::Equal, None),
-                (Some(_), Some(_), _) => (Action::Differs, None),
-                (None, _, _) => (Action::Unknown, Some("not readable on the source".into())),
-                (_, _, None) => (
-                    Action::Unknown,
-                    Some("the destination has no such attribute".into()),
-                ),
-                (_, None, _) => (
-                    Action::Unknown,
-                    Some("not readable on the destination".into()),
-                ),
-            };
-            ResourceCopy {
-                resource: res,
-                attribute,
-                source: sv,
-                destination_before: dv,
-                destination_after: None,
-                action,
-                note,
-            }
+            row(res, sv, attribute, dv)
         })
         .collect())
 }

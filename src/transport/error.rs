@@ -97,6 +97,18 @@ pub enum TransportError {
     /// run the state; the source runs its own.
     #[error("no acknowledgement of the commit: {0}")]
     NotAcknowledged(Box<TransportError>),
+    /// Several devices were to move together but some lack the P2P states: like QEMU,
+    /// which migrates several VFIO devices only when all of them have P2P, the migration is
+    /// refused before any device is touched.
+    #[error("several devices move together only when all have the P2P states (VFIO_MIGRATION_P2P); without them: {}", .devices.join(", "))]
+    NoP2p {
+        /// The devices without P2P states.
+        devices: Vec<String>,
+    },
+    /// Copying the source's dynamic resources to a destination mdev failed or was refused
+    /// (`receive`, before the device is opened).
+    #[error(transparent)]
+    Resources(#[from] crate::migration::attrs::CopyError),
     /// TLS was asked for but this build has no `tls` feature.
     #[error("this build has no TLS support (feature `tls`); use --insecure for plain TCP")]
     NoTls,

@@ -19,8 +19,13 @@ use serde::{Deserialize, Serialize};
 pub const FRAME_HEADER_LEN: usize = 8;
 /// Largest payload of one frame (1 MiB): bounds what the receiving side buffers per frame.
 pub const MAX_FRAME: usize = 1 << 20;
-/// The wire protocol's version, carried in HELLO and ACCEPT.
-pub const WIRE_VERSION: u32 = 1;
+/// The newest wire protocol version, carried in HELLO and ACCEPT. Version 2 adds
+/// [`Hello::dynamic_resources`]; a source sends version 1 when it has none to send, so it
+/// still migrates to a version-1 destination, and a destination accepts
+/// [`MIN_WIRE_VERSION`] ..= [`WIRE_VERSION`].
+pub const WIRE_VERSION: u32 = 2;
+/// The oldest wire protocol version a destination accepts.
+pub const MIN_WIRE_VERSION: u32 = 1;
 /// Identifies the protocol in HELLO.
 pub const WIRE_MAGIC: &str = "vfio-harness-migration";
 
@@ -93,6 +98,12 @@ pub struct Hello {
     /// One stream header per device, in device-index order: the identity the destination
     /// checks before it touches a device.
     pub devices: Vec<crate::migration::stream::StreamHeader>,
+    /// Version 2: per device (in device-index order), the source mdev's dynamic resources
+    /// (its type's `dynamic_resources` names and the instance's values) for the destination
+    /// to copy before it opens its device; `None` for a device that is not a mediated
+    /// device. Empty (and absent from the JSON) when the source sends none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dynamic_resources: Vec<Option<Vec<crate::migration::attrs::ResourceValue>>>,
 }
 
 /// The destination's answer to [`Hello`].

@@ -239,6 +239,26 @@ impl Link {
         if let Some(f) = self.fault() {
             return Err(f);
         }
+        self.read_frame(self.inner.timeout)
+    }
+
+    /// After a fault: the next frame of `kind` the peer sent before the link failed, still
+    /// readable from the stream (a peer that refused and closed leaves its REFUSE behind),
+    /// looking for at most `within`. Only one thread may receive.
+    pub(crate) fn recv_after_fault(&self, kind: FrameKind, within: Duration) -> Option<Frame> {
+        let t0 = Instant::now();
+        loop {
+            let left = within.checked_sub(t0.elapsed())?;
+            match self.read_frame(left.min(self.inner.timeout)) {
+                Ok(f) if f.kind == kind => return Some(f),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads one frame, failing when nothing arrives for `timeout`.
+    fn read_frame(&self, timeout: Duration) -> Result<Frame> {
         let mut rx = Self::lock(&self.inner.rx);
         let mut last = Instant::now();
         loop {
@@ -288,7 +308,7 @@ impl Link {
                             "the link was shut down",
                         )));
                     }
-                    if last.elapsed() >= self.inner.timeout {
+                    if last.elapsed() >= timeout {
                         return Err(self.failed(Self::stalled()));
                     }
                 }

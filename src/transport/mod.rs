@@ -6,13 +6,17 @@
 //! ```text
 //! source                                   destination
 //!   -- TLS handshake (both certificates verified against the CA) --
-//!   HELLO {version, devices: [stream header]} ->
-//!                                           (devices opened, identity checked)
+//!   HELLO {version, devices: [stream header], dynamic_resources} ->
+//!                                           (mdev resources copied, devices opened,
+//!                                            identity checked)
 //!                                  <- ACCEPT {devices} | REFUSE {kind, message}
 //!   DATA(dev, stream bytes)* END(dev)  ->   (one restore thread per device, RESUMING)
-//!   (in parallel for every device)
+//!   (in parallel for every device; several
+//!    devices: none stops before all are in
+//!    RUNNING_P2P / PRE_COPY_P2P)
 //!                                  <- READY (every stream verified and written)
-//!   COMMIT ->                               (every device leaves RESUMING into RUNNING)
+//!   COMMIT ->                               (every device leaves RESUMING into RUNNING;
+//!                                            several: all into RUNNING_P2P first)
 //!                                  <- ACK {per device} | REFUSE {kind, message}
 //!   KEEPALIVE frames either way whenever a side has sent nothing for a while
 //! ```
@@ -32,20 +36,24 @@ mod link;
 mod net;
 mod receive;
 mod report;
+mod resources;
 mod send;
 #[cfg(feature = "tls")]
 mod tls;
 
 pub use error::{Result, Stage, TransportError};
 pub use frame::{
-    Accept, Ack, AckDevice, Hello, Refusal, RefusalKind, FRAME_HEADER_LEN, MAX_FRAME, WIRE_MAGIC,
-    WIRE_VERSION,
+    Accept, Ack, AckDevice, Hello, Refusal, RefusalKind, FRAME_HEADER_LEN, MAX_FRAME,
+    MIN_WIRE_VERSION, WIRE_MAGIC, WIRE_VERSION,
 };
 pub use link::{Keepalive, Link, Stream, POLL};
 pub use net::{connect, Endpoint, Listener, Scheme, Security, TlsFiles};
 pub use receive::{receive, receive_into, Opener, QUEUE};
 pub use report::{DeviceLeg, ReceiveReport, RemoteReport};
-pub use send::migrate_to;
+pub use resources::copy_resources;
+pub use send::{migrate_to, migrate_to_with, SendOptions};
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

@@ -188,7 +188,7 @@ fn client_tls(sock: TcpStream, ep: &Endpoint, files: &TlsFiles, timeout: Duratio
             Err(source) => return Err(TransportError::Handshake { peer, source }),
         }
     }
-    Ok(Link::new(Box::new(stream), timeout))
+    Ok(Link::new(Box::new(super::tls::TlsStream(stream)), timeout))
 }
 
 #[cfg(not(feature = "tls"))]
@@ -332,7 +332,10 @@ impl Listener {
                     &peer.to_string(),
                     timeout,
                 )?;
-                Ok((Link::new(Box::new(stream), timeout), peer))
+                Ok((
+                    Link::new(Box::new(super::tls::TlsStream(stream)), timeout),
+                    peer,
+                ))
             }
             #[cfg(not(feature = "tls"))]
             Security::Tls(_) => Err(TransportError::NoTls),

@@ -2,20 +2,23 @@
 //! before a device is opened for RESUMING, each stream restored by [`engine::restore`] on its
 //! own thread from a channel the link feeds, READY once every stream was verified to its
 //! trailer and written into its device (the engine is about to leave RESUMING), the commit
-//! only when the source asks for it, then ACK (or a typed refusal).
+//! only when the source asks for it (several devices: every one loads its state into
+//! RUNNING_P2P before any runs, through a [`P2pBarrier`]), then ACK (or a typed refusal).
 //!
 //! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
 //! stream fail, and the engine resets its device back to RUNNING.
 
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
-    Accept, Ack, AckDevice, FrameKind, Hello, Refusal, RefusalKind, WIRE_MAGIC, WIRE_VERSION,
+    Accept, Ack, AckDevice, FrameKind, Hello, Refusal, RefusalKind, MIN_WIRE_VERSION, WIRE_MAGIC,
+    WIRE_VERSION,
 };
 use super::link::Link;
 use super::report::ReceiveReport;
 use super::send::expect_json;
 use crate::device::{DeviceHandle, MigFlags, MigState};
-use crate::migration::engine::{self, Options, RestoreReport};
+use crate::migration::attrs::CopyError;
+use crate::migration::engine::{self, Options, P2pBarrier, RestoreReport};
 use crate::migration::{MigrationDriver, MigrationError};
 use crate::migration::{Pending, Protocol};
 use std::io::{self, Read};
@@ -132,7 +135,15 @@ impl MigrationDriver for Gate<'_> {
         self.inner.flags()
     }
     fn set_state(&mut self, state: MigState) -> crate::migration::Result<()> {
-        if self.armed && state == MigState::Running && self.inner.state()? == MigState::Resuming {
+        // The device leaves RESUMING (into RUNNING, or into RUNNING_P2P / STOP when it loads
+        // its state as one of a group) only once the source sent COMMIT.
+        if self.armed
+            && matches!(
+                state,
+                MigState::Running | MigState::RunningP2p | MigState::Stop
+            )
+            && self.inner.state()? == MigState::Resuming
+        {
             self.armed = false;
             self.wait_commit()?;
         }
@@ -173,18 +184,25 @@ fn refuse(link: &Link, kind: RefusalKind, e: &dyn std::fmt::Display) {
     );
 }
 
-/// The opener `receive` calls once the peer is authenticated and its HELLO read: returns the
-/// destination devices, in device-index order. Nothing opens a destination device before it.
+/// The opener `receive` calls once the peer is authenticated and its HELLO read: prepares
+/// the destination devices (e.g. copies the source's
+/// [`dynamic_resources`](Hello::dynamic_resources) to a destination mdev) and returns them
+/// opened, in device-index order. Nothing opens a destination device before it. Its error
+/// is sent to the source as a refusal: `incompatible` for a dynamic resource that differs
+/// and may not be copied ([`CopyError::Differs`]) or an incompatible device, `open`
+/// otherwise.
 pub type Opener<'a> =
-    dyn FnMut(&Hello) -> std::result::Result<Vec<Box<dyn MigrationDriver>>, MigrationError> + 'a;
+    dyn FnMut(&Hello) -> std::result::Result<Vec<Box<dyn MigrationDriver>>, TransportError> + 'a;
 
 /// Receives a migration from the source at the other end of `link` (which runs
 /// [`migrate_to`](super::migrate_to)): the devices are opened by `open` only after the
 /// HELLO, each one's identity is checked against the source's before it is touched, each
 /// stream is restored with `opts` (cancellation, progress from the device threads), and the
-/// state is committed when the source asks for it. Every device is RUNNING afterwards: with
-/// the source's state after the acknowledgement, reset otherwise (a failure after the
-/// commit leaves the state committed).
+/// state is committed when the source asks for it: with several devices, every one loads
+/// its state into RUNNING_P2P (STOP without P2P states) before any runs (`opts.p2p` is
+/// replaced by that group's hook), and when one refuses its state the others are reset.
+/// Every device is RUNNING afterwards: with the source's state after the acknowledgement,
+/// reset otherwise (a device that already ran the state when another failed keeps it).
 ///
 /// # Errors
 ///
@@ -217,9 +235,9 @@ pub fn receive_into(
         )));
     }
     let hello: Hello = expect_json(&f.payload, "HELLO")?;
-    if hello.magic != WIRE_MAGIC || hello.version != WIRE_VERSION {
+    if hello.magic != WIRE_MAGIC || !(MIN_WIRE_VERSION..=WIRE_VERSION).contains(&hello.version) {
         let e = TransportError::Protocol(format!(
-            "the peer speaks {:?} version {}, this side {WIRE_MAGIC:?} version {WIRE_VERSION}",
+            "the peer speaks {:?} version {}, this side {WIRE_MAGIC:?} versions {MIN_WIRE_VERSION} to {WIRE_VERSION}",
             hello.magic, hello.version
         ));
         refuse(link, RefusalKind::Version, &e);
@@ -228,8 +246,15 @@ pub fn receive_into(
     *devices = match open(&hello) {
         Ok(d) => d,
         Err(e) => {
-            refuse(link, RefusalKind::Open, &e);
-            return Err(e.into());
+            let kind = match &e {
+                TransportError::Resources(CopyError::Differs { .. })
+                | TransportError::Migration(MigrationError::Incompatible(_)) => {
+                    RefusalKind::Incompatible
+                }
+                _ => RefusalKind::Open,
+            };
+            refuse(link, kind, &e);
+            return Err(e);
         }
     };
     let n = devices.len();
@@ -262,6 +287,16 @@ pub fn receive_into(
     let ready = Arc::new(AtomicUsize::new(0));
     // Set once a restore thread told the source why it failed (one REFUSE per migration).
     let told = Arc::new(AtomicBool::new(false));
+    // Several devices commit as a group: every one loads its state (RUNNING_P2P) before any
+    // runs.
+    let barrier = (n > 1).then(|| match &opts.cancel {
+        Some(c) => P2pBarrier::with_cancel(n, c.clone()),
+        None => P2pBarrier::new(n),
+    });
+    let opts = &Options {
+        p2p: barrier.as_ref().map(|b| b.hook()),
+        ..opts.clone()
+    };
     let (link_result, results) = std::thread::scope(|s| {
         let mut senders: Vec<SyncSender<Msg>> = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
@@ -279,6 +314,7 @@ pub fn receive_into(
             let link = link.clone();
             let ready = ready.clone();
             let told = told.clone();
+            let barrier = barrier.clone();
             handles.push(s.spawn(move || {
                 let mut gate = Gate {
                     inner: drv.as_mut(),
@@ -290,6 +326,9 @@ pub fn receive_into(
                 };
                 let r = engine::restore(&mut gate, reader, opts);
                 if let Err(e) = &r {
+                    if let Some(b) = &barrier {
+                        b.abort();
+                    }
                     if link.fault().is_none() && !is_abort(e) && !told.swap(true, Ordering::AcqRel)
                     {
                         // Tell the source now: it may be waiting for READY.

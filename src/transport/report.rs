@@ -46,17 +46,27 @@ impl DeviceLeg {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemoteReport {
     /// The summary, as in-process migrate reports it. Downtime is measured from the first
-    /// source leaving RUNNING (its first STOP_COPY chunk, or its save's end less its
-    /// stop-copy time, whichever is earlier) until the destination's acknowledgement that
-    /// every device runs the state arrived back.
+    /// source leaving RUNNING until the destination's acknowledgement that every device runs
+    /// the state arrived back. A device leaves RUNNING when a group is released into its P2P
+    /// states (every device finished pre-copy), or else at its first STOP_COPY chunk, or its
+    /// save's end less its stop-copy time, whichever is earliest.
     #[serde(flatten)]
     pub summary: MigrateReport,
+    /// Whether the devices moved as a group through the P2P states (several devices: none
+    /// stopped before all were in RUNNING_P2P / PRE_COPY_P2P; downtime then runs from the
+    /// moment they all left RUNNING for it).
+    pub p2p: bool,
     /// Per device.
     pub devices: Vec<DeviceLeg>,
 }
 
 impl RemoteReport {
-    pub(crate) fn new(legs: Vec<DeviceLeg>, t0: Instant, acked_at: Instant) -> RemoteReport {
+    pub(crate) fn new(
+        legs: Vec<DeviceLeg>,
+        t0: Instant,
+        acked_at: Instant,
+        p2p: bool,
+    ) -> RemoteReport {
         let seconds = acked_at.duration_since(t0).as_secs_f64();
         let join =
             |f: &dyn Fn(&DeviceLeg) -> String| legs.iter().map(f).collect::<Vec<_>>().join(",");
@@ -92,6 +102,7 @@ impl RemoteReport {
         };
         RemoteReport {
             summary,
+            p2p,
             devices: legs,
         }
     }

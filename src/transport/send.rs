@@ -2,18 +2,26 @@
 //! stream per device, framed as DATA on the shared link), then READY / COMMIT / ACK.
 //!
 //! Each device is saved by [`engine::save`] into a sink that frames its bytes: the same
-//! pre-copy policy, checksums and stream format as a save to a file. A device is RUNNING again
-//! once its stream ends (the engine's rule); the migration succeeds only when the destination
-//! acknowledges that it left RESUMING into RUNNING.
+//! pre-copy policy, checksums and stream format as a save to a file. Several devices pass
+//! the engine's P2P points together ([`P2pBarrier`]): none stops before all are in
+//! RUNNING_P2P / PRE_COPY_P2P. A device is RUNNING again once its stream ends (the engine's
+//! rule); the migration succeeds only when the destination acknowledges that it left
+//! RESUMING into RUNNING. A write that fails because the destination refused and closed the
+//! link is reported with the destination's refusal, read from what it sent before closing.
 
 use super::cursor::StreamCursor;
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
-    Accept, Ack, FrameKind, Hello, Refusal, RefusalKind, MAX_FRAME, WIRE_MAGIC, WIRE_VERSION,
+    Accept, Ack, FrameKind, Hello, Refusal, RefusalKind, MAX_FRAME, MIN_WIRE_VERSION, WIRE_MAGIC,
+    WIRE_VERSION,
 };
 use super::link::Link;
 use super::report::{DeviceLeg, RemoteReport};
-use crate::migration::engine::{self, Options, Phase, SaveReport};
+use crate::device::MigFlags;
+use crate::migration::attrs::ResourceValue;
+use crate::migration::engine::{
+    self, Options, P2pBarrier, P2pHook, P2pPoint, P2pStep, Phase, SaveReport,
+};
 use crate::migration::stream::{StreamHeader, MAX_CHUNK_LEN};
 use crate::migration::{MigrationDriver, MigrationError};
 use std::io::{self, Write};
@@ -91,27 +99,61 @@ pub(crate) fn expect_json<T: serde::de::DeserializeOwned>(payload: &[u8], what: 
         .map_err(|e| TransportError::Protocol(format!("bad {what} frame: {e}")))
 }
 
+/// What a migration sends besides the devices' states ([`migrate_to_with`]).
+#[derive(Clone, Debug, Default)]
+pub struct SendOptions {
+    /// Per source device, in order: its mdev's dynamic resources
+    /// ([`attrs::source_values`](crate::migration::attrs::source_values)) for the destination
+    /// to copy before it opens its device, `None` for a device that is not mediated. Empty:
+    /// none sent (then HELLO is wire version 1, which older destinations accept).
+    pub dynamic_resources: Vec<Option<Vec<ResourceValue>>>,
+}
+
 /// Migrates the state of `sources` to the peer at the other end of `link`, which runs
 /// [`receive`](super::receive()) with as many devices. Every source is RUNNING afterwards, on
 /// success and on every error; on a link fault before the commit the destination resets its
-/// devices to RUNNING.
+/// devices to RUNNING. [`migrate_to_with`] also sends the sources' dynamic resources.
+///
+/// Several devices move together through the P2P states: each is saved on its own thread
+/// into its own stream, but none stops (STOP_COPY) before every one finished pre-copy and
+/// reached RUNNING_P2P or PRE_COPY_P2P ([`Options::p2p`], [`P2pBarrier`]); the destination
+/// loads every device into RUNNING_P2P before any runs. As QEMU does, several devices move
+/// only when all have the P2P states ([`TransportError::NoP2p`] otherwise); one device moves
+/// whatever its flags.
 ///
 /// `opts` is the engine's: buffer size, pre-copy policy, cancellation, progress (called from
-/// the device threads).
+/// the device threads); its `p2p` hook is replaced by the group's (none for one device).
 ///
 /// # Errors
 ///
 /// - [`TransportError::Refused`]: the destination refused (incompatible device, a stream it
-///   could not restore, a commit its device refused), with its reason.
+///   could not restore, even while the source was still sending, a commit its device
+///   refused), with its reason.
 /// - [`TransportError::LinkBroken`], [`TransportError::Stalled`]: the link dropped or stalled
 ///   before the commit; the destination resets.
 /// - [`TransportError::NotAcknowledged`]: the commit was sent and no acknowledgement came.
+/// - [`TransportError::NoP2p`]: several sources, some without P2P states (nothing touched).
 /// - [`TransportError::Migration`]: a source device failed (or `opts.cancel` was set).
 /// - [`TransportError::Protocol`]: the peer broke the wire protocol.
 pub fn migrate_to(
     sources: &mut [Box<dyn MigrationDriver + '_>],
     link: &Link,
     opts: &Options,
+) -> Result<RemoteReport> {
+    migrate_to_with(sources, link, opts, &SendOptions::default())
+}
+
+/// [`migrate_to`], sending what `send` holds in the HELLO.
+///
+/// # Errors
+///
+/// Those of [`migrate_to`]; [`TransportError::Protocol`] when `send` lists another number of
+/// devices than `sources`.
+pub fn migrate_to_with(
+    sources: &mut [Box<dyn MigrationDriver + '_>],
+    link: &Link,
+    opts: &Options,
+    send: &SendOptions,
 ) -> Result<RemoteReport> {
     let t0 = Instant::now();
     let n = sources.len();
@@ -120,9 +162,26 @@ pub fn migrate_to(
             "{n} devices: one migration moves 1 to 255"
         )));
     }
+    if !send.dynamic_resources.is_empty() && send.dynamic_resources.len() != n {
+        return Err(TransportError::Protocol(format!(
+            "dynamic resources for {} devices, {n} sources",
+            send.dynamic_resources.len()
+        )));
+    }
     let chunk = opts.buffer_size;
     if chunk == 0 || chunk > MAX_CHUNK_LEN as usize {
         return Err(MigrationError::InvalidBufferSize { size: chunk }.into());
+    }
+    let group = n > 1;
+    if group {
+        let without: Vec<String> = sources
+            .iter()
+            .filter(|d| !d.flags().has(MigFlags::P2P))
+            .map(|d| d.device().name().to_string())
+            .collect();
+        if !without.is_empty() {
+            return Err(TransportError::NoP2p { devices: without });
+        }
     }
     link.set_stage(Stage::Handshake);
     let headers: Vec<StreamHeader> = sources
@@ -132,13 +191,23 @@ pub fn migrate_to(
             StreamHeader::for_device(d.device(), d.protocol(), d.flags(), est, chunk as u32)
         })
         .collect();
+    let resources = send.dynamic_resources.iter().any(Option::is_some);
     link.send_json(
         FrameKind::Hello,
         &Hello {
             magic: WIRE_MAGIC.into(),
-            version: WIRE_VERSION,
+            version: if resources {
+                WIRE_VERSION
+            } else {
+                MIN_WIRE_VERSION
+            },
             harness_version: env!("CARGO_PKG_VERSION").into(),
             devices: headers,
+            dynamic_resources: if resources {
+                send.dynamic_resources.clone()
+            } else {
+                Vec::new()
+            },
         },
     )?;
     let f = link.recv()?;
@@ -166,70 +235,8 @@ pub fn migrate_to(
         .cancel
         .clone()
         .unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
-    let results: Vec<(
-        std::result::Result<SaveReport, MigrationError>,
-        Option<Instant>,
-        Instant,
-    )> = std::thread::scope(|s| {
-        let handles: Vec<_> = sources
-            .iter_mut()
-            .enumerate()
-            .map(|(i, drv)| {
-                let stopped = Arc::new(OnceLock::new());
-                let st = stopped.clone();
-                let user = opts.progress.clone();
-                let o = Options {
-                    cancel: Some(cancel.clone()),
-                    progress: Some(Arc::new(move |p: &engine::Progress| {
-                        if p.phase == Phase::StopCopy {
-                            let _ = st.set(Instant::now());
-                        }
-                        if let Some(u) = &user {
-                            u(p);
-                        }
-                    })),
-                    ..opts.clone()
-                };
-                let link = link.clone();
-                let cancel = cancel.clone();
-                s.spawn(move || {
-                    let sink = FrameSink {
-                        link: link.clone(),
-                        device: i as u8,
-                        buf: Vec::with_capacity(GATHER),
-                        cursor: StreamCursor::default(),
-                    };
-                    let name = format!("link to the destination (device {i})");
-                    let r = engine::save(drv.as_mut(), sink, &name, &o).and_then(|(_, rep)| {
-                        link.send(FrameKind::End, i as u8, &[]).map_err(|e| {
-                            MigrationError::File {
-                                path: name.clone(),
-                                source: io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()),
-                            }
-                        })?;
-                        Ok(rep)
-                    });
-                    if r.is_err() {
-                        // The other devices stop too; each is returned to RUNNING.
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                    (r, stopped.get().copied(), Instant::now())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    (
-                        Err(MigrationError::ThreadPanicked("save")),
-                        None,
-                        Instant::now(),
-                    )
-                })
-            })
-            .collect()
-    });
+    let barrier = group.then(|| P2pBarrier::with_cancel(n, cancel.clone()));
+    let results = transfer(sources, link, opts, &cancel, barrier.as_ref());
     let user_cancelled = opts
         .cancel
         .as_ref()
@@ -240,24 +247,34 @@ pub fn migrate_to(
         match r {
             Ok(rep) => saves.push((rep, stopped, ended)),
             Err(e) => {
-                let better = match &first_err {
-                    None => true,
-                    Some(MigrationError::Interrupted) => !matches!(e, MigrationError::Interrupted),
-                    Some(_) => false,
+                let consequence = |e: &MigrationError| {
+                    matches!(e, MigrationError::Interrupted | MigrationError::PeerStopped)
                 };
-                if better {
+                if first_err
+                    .as_ref()
+                    .is_none_or(|f| consequence(f) && !consequence(&e))
+                {
                     first_err = Some(e);
                 }
             }
         }
     }
     if let Some(e) = first_err {
-        if let Some(fault) = link.fault() {
-            if !matches!(e, MigrationError::Recovery { .. }) {
+        // A device that could not be returned to RUNNING is reported as such, whatever
+        // the link did.
+        if !matches!(e, MigrationError::Recovery { .. }) {
+            if let Some(fault) = link.fault() {
+                // The destination may have refused before it closed the link: its reason
+                // is the one to report.
+                if let Some(r) = pending_refusal(link) {
+                    return Err(TransportError::Refused(r));
+                }
                 return Err(fault);
             }
         }
-        let e = if matches!(e, MigrationError::Interrupted) && !user_cancelled {
+        let e = if matches!(e, MigrationError::Interrupted | MigrationError::PeerStopped)
+            && !user_cancelled
+        {
             MigrationError::PeerStopped
         } else {
             e
@@ -325,5 +342,110 @@ pub fn migrate_to(
             DeviceLeg::new(save, ack, stopped, acked_at)
         })
         .collect();
-    Ok(RemoteReport::new(legs, t0, acked_at))
+    Ok(RemoteReport::new(legs, t0, acked_at, group))
+}
+
+/// One save result per source: the report (or error), when the device left RUNNING (the
+/// group's release from its [`P2pStep::Ready`] barrier, or its first STOP_COPY chunk), when
+/// its save ended.
+type Saved = (
+    std::result::Result<SaveReport, MigrationError>,
+    Option<Instant>,
+    Instant,
+);
+
+/// Saves every source on its own thread into its DATA frames, through `barrier` when the
+/// sources move as a group. A failing source cancels the others and aborts the barrier.
+fn transfer(
+    sources: &mut [Box<dyn MigrationDriver + '_>],
+    link: &Link,
+    opts: &Options,
+    cancel: &Arc<AtomicBool>,
+    barrier: Option<&Arc<P2pBarrier>>,
+) -> Vec<Saved> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = sources
+            .iter_mut()
+            .enumerate()
+            .map(|(i, drv)| {
+                let stopped = Arc::new(OnceLock::new());
+                let st = stopped.clone();
+                let user = opts.progress.clone();
+                let p2p: Option<P2pHook> = barrier.map(|b| {
+                    let b = b.clone();
+                    let st = stopped.clone();
+                    Arc::new(move |p: &P2pPoint<'_>| {
+                        b.wait()?;
+                        if p.step == P2pStep::Ready {
+                            // Every device of the group leaves RUNNING from here.
+                            let _ = st.set(Instant::now());
+                        }
+                        Ok(())
+                    }) as P2pHook
+                });
+                let o = Options {
+                    cancel: Some(cancel.clone()),
+                    progress: Some(Arc::new(move |p: &engine::Progress| {
+                        if p.phase == Phase::StopCopy {
+                            let _ = st.set(Instant::now());
+                        }
+                        if let Some(u) = &user {
+                            u(p);
+                        }
+                    })),
+                    p2p,
+                    ..opts.clone()
+                };
+                let link = link.clone();
+                let cancel = cancel.clone();
+                let barrier = barrier.cloned();
+                s.spawn(move || {
+                    let sink = FrameSink {
+                        link: link.clone(),
+                        device: i as u8,
+                        buf: Vec::with_capacity(GATHER),
+                        cursor: StreamCursor::default(),
+                    };
+                    let name = format!("link to the destination (device {i})");
+                    let r = engine::save(drv.as_mut(), sink, &name, &o).and_then(|(_, rep)| {
+                        link.send(FrameKind::End, i as u8, &[]).map_err(|e| {
+                            MigrationError::File {
+                                path: name.clone(),
+                                source: io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()),
+                            }
+                        })?;
+                        Ok(rep)
+                    });
+                    if r.is_err() {
+                        // The other devices stop too (none of them stopped before this
+                        // one reached its P2P state); each is returned to RUNNING.
+                        cancel.store(true, Ordering::Relaxed);
+                        if let Some(b) = &barrier {
+                            b.abort();
+                        }
+                    }
+                    (r, stopped.get().copied(), Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    (
+                        Err(MigrationError::ThreadPanicked("save")),
+                        None,
+                        Instant::now(),
+                    )
+                })
+            })
+            .collect()
+    })
+}
+
+/// A REFUSE the destination sent before the link failed, still readable (at most a second
+/// spent looking).
+fn pending_refusal(link: &Link) -> Option<Refusal> {
+    let f = link.recv_after_fault(FrameKind::Refuse, std::time::Duration::from_secs(1))?;
+    expect_json(&f.payload, "REFUSE").ok()
 }

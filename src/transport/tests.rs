@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-fn sim(spec: &str) -> Box<dyn MigrationDriver> {
+pub(super) fn sim(spec: &str) -> Box<dyn MigrationDriver> {
     let dev = crate::open(&spec.parse().expect("spec"), &Default::default()).expect("open sim");
     driver_for(dev).expect("driver")
 }
 
-fn opts() -> Options {
+pub(super) fn opts() -> Options {
     Options {
         buffer_size: 64 * 1024,
         precopy: PrecopyPolicy {
@@ -29,20 +29,20 @@ fn opts() -> Options {
 }
 
 /// The source's state is intact: it migrates in process into a device that checks seed 3.
-fn assert_source_intact(src: &mut Box<dyn MigrationDriver>, size: &str) {
+pub(super) fn assert_source_intact(src: &mut Box<dyn MigrationDriver>, size: &str) {
     assert_eq!(src.state().expect("state"), MigState::Running);
     let mut check = sim(&format!("sim:state={size},verify-seed=3"));
     engine::migrate(src.as_mut(), check.as_mut(), &Options::default())
         .expect("the source's state is intact");
 }
 
-struct Dest {
-    handle: JoinHandle<(Result<ReceiveReport>, Vec<MigState>)>,
-    opened: Arc<AtomicUsize>,
+pub(super) struct Dest {
+    pub(super) handle: JoinHandle<(Result<ReceiveReport>, Vec<MigState>)>,
+    pub(super) opened: Arc<AtomicUsize>,
 }
 
 /// A destination thread: accepts one peer on `listener`, receives into `specs`.
-fn destination(listener: Listener, specs: Vec<String>, timeout: Duration) -> Dest {
+pub(super) fn destination(listener: Listener, specs: Vec<String>, timeout: Duration) -> Dest {
     let opened = Arc::new(AtomicUsize::new(0));
     let o = opened.clone();
     let handle = std::thread::spawn(move || {
@@ -65,13 +65,13 @@ fn destination(listener: Listener, specs: Vec<String>, timeout: Duration) -> Des
     Dest { handle, opened }
 }
 
-fn insecure_listener() -> (Listener, SocketAddr) {
+pub(super) fn insecure_listener() -> (Listener, SocketAddr) {
     let l = Listener::bind("127.0.0.1:0", Security::Insecure).expect("bind");
     let a = l.local_addr().expect("addr");
     (l, a)
 }
 
-fn tcp(addr: SocketAddr) -> Endpoint {
+pub(super) fn tcp(addr: SocketAddr) -> Endpoint {
     format!("tcp://{addr}").parse().expect("endpoint")
 }
 
@@ -184,14 +184,14 @@ fn a_destination_that_refuses_the_stream_is_reported() {
 // ---- TLS ----
 
 #[cfg(feature = "tls")]
-struct Pki {
-    dir: tempfile::TempDir,
+pub(super) struct Pki {
+    pub(super) dir: tempfile::TempDir,
 }
 
 #[cfg(feature = "tls")]
 impl Pki {
     /// A CA, a server certificate for 127.0.0.1 and a client certificate, made now.
-    fn new() -> Pki {
+    pub(super) fn new() -> Pki {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
             KeyPair, KeyUsagePurpose,
@@ -235,7 +235,7 @@ impl Pki {
         Pki { dir }
     }
 
-    fn files(&self, ca: &str, who: &str) -> Security {
+    pub(super) fn files(&self, ca: &str, who: &str) -> Security {
         let p = |n: String| self.dir.path().join(n);
         Security::Tls(TlsFiles {
             ca: p(format!("{ca}.pem")),
@@ -246,7 +246,7 @@ impl Pki {
 }
 
 #[cfg(feature = "tls")]
-fn tls_listener(pki: &Pki) -> (Listener, SocketAddr) {
+pub(super) fn tls_listener(pki: &Pki) -> (Listener, SocketAddr) {
     let l = Listener::bind("127.0.0.1:0", pki.files("ca", "server")).expect("bind");
     let a = l.local_addr().expect("addr");
     (l, a)
@@ -653,6 +653,7 @@ fn a_corrupt_stream_is_refused_once() {
             version: WIRE_VERSION,
             harness_version: "test".into(),
             devices: vec![header],
+            dynamic_resources: Vec::new(),
         },
     )
     .expect("hello");

@@ -95,3 +95,61 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(host.to_string())
         .map_err(|e| TransportError::TlsConfig(format!("server name {host:?}: {e}")))
 }
+
+/// A TLS session as a link's stream: rustls's `StreamOwned`, except that reading never
+/// first tries to send what a failed write left queued. (`StreamOwned::read` flushes
+/// pending writes before it reads, so once the peer has closed, a source whose last write
+/// failed could not read the refusal the peer sent before closing; see `send.rs`.)
+pub(super) struct TlsStream<C, S>(pub(super) rustls::StreamOwned<C, std::net::TcpStream>)
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData;
+
+impl<C, S> std::io::Read for TlsStream<C, S>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let s = &mut self.0;
+        loop {
+            match s.conn.reader().read(buf) {
+                // Plaintext, or the peer's close_notify (Ok(0)), or its end without one.
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            // No plaintext buffered: read records from the socket (a read timeout ends the
+            // attempt; the link counts the wait).
+            if s.conn.read_tls(&mut s.sock)? == 0 {
+                // End of the socket: what was decrypted has been returned above; the
+                // reader reports the end (UnexpectedEof without close_notify).
+                s.conn
+                    .process_new_packets()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                return s.conn.reader().read(buf);
+            }
+            s.conn
+                .process_new_packets()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        }
+    }
+}
+
+impl<C, S> std::io::Write for TlsStream<C, S>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}

@@ -226,6 +226,7 @@ fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
         check_identity: true,
         overlap: cfg.overlap,
         compression: crate::migration::stream::Compression::None,
+        ..Options::default()
     }
 }
 

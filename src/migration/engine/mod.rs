@@ -1,7 +1,9 @@
 //! The save / restore / live-migrate engine: the data path between a device's migration
 //! stream and a file or another device, one call per operation. For a migration driven step
 //! by step (a VMM pausing its vCPUs before the device stops, a source left STOP, several
-//! devices through the P2P states together) see [`crate::migration::session`].
+//! devices through the P2P states together) see [`crate::migration::session`]; for several
+//! one-call operations on parallel threads that must pass the P2P states together, the
+//! [`Options::p2p`] hook and its [`P2pBarrier`].
 //!
 //! Design:
 //! - **Built on the sessions.** The device's side of every operation is a
@@ -40,6 +42,7 @@ mod buf;
 pub mod cancel;
 mod migrate;
 mod options;
+mod p2p;
 mod report;
 mod restore;
 mod ring;
@@ -53,6 +56,7 @@ pub use options::{
     Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER,
     MAX_PRECOPY_ROUNDS, MIN_BUFFER,
 };
+pub use p2p::{P2pBarrier, P2pHook, P2pPoint, P2pStep};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
 pub use cancel::{CancelToken, Cancellable};
@@ -62,6 +66,8 @@ pub use ring::RING;
 pub use save::{save, save_to, save_to_file};
 pub use target::{Input, Output};
 
+#[cfg(test)]
+mod p2p_tests;
 #[cfg(test)]
 mod panic_tests;
 #[cfg(test)]

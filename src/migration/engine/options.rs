@@ -99,6 +99,15 @@ pub struct Options {
     /// says how it is encoded. An in-process [`migrate`](super::migrate()) has no stream
     /// and ignores it.
     pub compression: Compression,
+    /// Moves the device together with others through the P2P states: called on the
+    /// device's thread at the [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook)
+    /// makes the operations of a group wait for each other there). [`save`](super::save())
+    /// and [`migrate`](super::migrate()) call it for their source, which then enters
+    /// RUNNING_P2P / PRE_COPY_P2P before it stops; [`restore`](super::restore()) for its
+    /// destination, which loads the state into RUNNING_P2P (STOP without P2P states) before
+    /// it runs. An error from it ends the operation (see [`P2pHook`](super::P2pHook)).
+    /// `None` (the default): neither.
+    pub p2p: Option<super::P2pHook>,
 }
 
 impl Default for Options {
@@ -111,6 +120,7 @@ impl Default for Options {
             check_identity: true,
             overlap: true,
             compression: Compression::None,
+            p2p: None,
         }
     }
 }
@@ -125,6 +135,7 @@ impl std::fmt::Debug for Options {
             .field("check_identity", &self.check_identity)
             .field("overlap", &self.overlap)
             .field("compression", &self.compression)
+            .field("p2p", &self.p2p.is_some())
             .finish()
     }
 }

@@ -4,7 +4,7 @@ use super::cancel::{CancelToken, Cancellable};
 use super::report::{rate, secs};
 use super::ring::{guarded, pipeline, Caller, Filled};
 use super::target::Input;
-use super::{AlignedBuf, Options, Phase, RestoreReport};
+use super::{AlignedBuf, Options, P2pPoint, P2pStep, Phase, RestoreReport};
 use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
 use crate::migration::session::{DestinationSession, EndState};
 use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
@@ -165,6 +165,25 @@ fn restore_inner<R: Read + Send>(
     )?;
     opts.check_cancel()?;
     let tc = Instant::now();
+    if let Some(hook) = &opts.p2p {
+        let state = target.load_held()?;
+        let device = target.driver().device().name().to_string();
+        let point = P2pPoint {
+            step: P2pStep::Loaded,
+            device: &device,
+            state,
+        };
+        if let Err(e) = hook(&point) {
+            // The group does not run: the loaded state is discarded.
+            return Err(match target.driver().reset() {
+                Ok(()) => e,
+                Err(re) => MigrationError::Recovery {
+                    error: Box::new(e),
+                    recovery: Box::new(re),
+                },
+            });
+        }
+    }
     let written = target.finish(EndState::Running)?;
     let commit_seconds = secs(tc);
     let seconds = secs(t0);

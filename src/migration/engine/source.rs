@@ -4,7 +4,7 @@
 
 use super::report::secs;
 use super::ring::{pipeline, Caller, Filled, Producer};
-use super::{AlignedBuf, Options};
+use super::{AlignedBuf, Options, P2pHook, P2pPoint, P2pStep};
 use crate::device::MigFlags;
 use crate::migration::session::SourceSession;
 use crate::migration::stream::ChunkKind;
@@ -105,6 +105,9 @@ fn read_source(s: &mut SourceSession<'_>, opts: &Options, p: &Producer) -> Resul
         st.precopy_seconds = secs(t0);
     }
     opts.check_cancel()?;
+    if let Some(hook) = &opts.p2p {
+        quiesce(s, hook)?;
+    }
     s.stop_copy()?;
     loop {
         let mut buf = take(&mut spare, p)?;
@@ -120,6 +123,22 @@ fn read_source(s: &mut SourceSession<'_>, opts: &Options, p: &Producer) -> Resul
         })?;
     }
     Ok(st)
+}
+
+/// A group's P2P points before the source stops ([`Options::p2p`]): ready, then (with P2P
+/// states) RUNNING_P2P / PRE_COPY_P2P, then quiesced.
+fn quiesce(s: &mut SourceSession<'_>, hook: &P2pHook) -> Result<()> {
+    let device = s.driver().device().name().to_string();
+    let point = |step, state| P2pPoint {
+        step,
+        device: &device,
+        state,
+    };
+    hook(&point(P2pStep::Ready, s.stage()))?;
+    if s.driver().flags().has(MigFlags::P2P) {
+        s.quiesce()?;
+    }
+    hook(&point(P2pStep::Quiesced, s.stage()))
 }
 
 fn take(spare: &mut Option<AlignedBuf>, p: &Producer) -> Result<AlignedBuf> {

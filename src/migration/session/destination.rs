@@ -173,6 +173,27 @@ impl<'d> DestinationSession<'d> {
         Ok(())
     }
 
+    /// Leaves RESUMING for a state where the device holds the loaded state without running
+    /// it fully: RUNNING_P2P, or STOP when the device has no P2P states (the engine's
+    /// [`P2pStep::Loaded`](crate::migration::engine::P2pStep::Loaded)). Returns that state.
+    ///
+    /// # Errors
+    ///
+    /// [`MigrationError::Device`]: the device refused the state or the transition.
+    pub(crate) fn load_held(&mut self) -> Result<MigState> {
+        if self.has_p2p() {
+            self.load_p2p()?;
+            return Ok(MigState::RunningP2p);
+        }
+        if !self.loaded {
+            let t0 = Instant::now();
+            self.drv.set_state(MigState::Stop)?;
+            self.report.commit_seconds = t0.elapsed().as_secs_f64();
+            self.loaded = true;
+        }
+        Ok(MigState::Stop)
+    }
+
     /// Whether the device has the P2P states.
     pub(super) fn has_p2p(&self) -> bool {
         self.drv.flags().has(MigFlags::P2P)

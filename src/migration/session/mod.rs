@@ -20,7 +20,8 @@
 //! - [`SourceGroup`] and [`DestinationGroup`]: several devices moved together, the way vfio.h
 //!   asks for devices that may do peer-to-peer DMA: every device reaches RUNNING_P2P (or
 //!   PRE_COPY_P2P) before any of them stops, and on the destination every device reaches
-//!   RUNNING_P2P before any of them runs.
+//!   RUNNING_P2P before any of them runs. (One-call engine operations on parallel threads
+//!   do the same with [`engine::P2pBarrier`](super::engine::P2pBarrier).)
 //!
 //! Chunks go to a [`ChunkSink`]: a [`DestinationSession`] (device to device), a
 //! [`StreamWriter`] (the checksummed stream format, into a file or a connection), or a
