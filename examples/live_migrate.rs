@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Stop pre-copying once at most 4 MiB is still dirty, or after 8 rounds.
             max_rounds: 8,
             dirty_threshold: 4 << 20,
+            ..Default::default()
         },
         ..Options::default()
     };

@@ -5,6 +5,8 @@
 //!
 //! JSON output (`--json`): the engine's `MigrateReport` — `source`, `destination`,
 //! `protocol`, `bytes`, `precopy_bytes`, `stopcopy_bytes`, `chunks`, `rounds`, `converged`,
+//! `precopy_end` (`not-run`, `converged`, `within-downtime`, `not-converging`, `round-limit`,
+//! `capped`), `predicted_downtime_seconds` (next to the measured `downtime_seconds`),
 //! `seconds`, `precopy_seconds`, `stop_copy_seconds`, `commit_seconds`, `downtime_seconds`,
 //! `throughput_bytes_per_s`, `precopy_rounds` (per round: `round`, `pending_before` and
 //! `pending_after` {`initial_bytes`, `dirty_bytes`}, `bytes`, `seconds`); with
@@ -28,7 +30,7 @@ use vfio_harness::DeviceSpec;
 use super::remote::{self, Destination, TransportArgs};
 use super::transfer::{
     finish_error, install_interrupt_handler, open_drivers, parse_buffer, precopy_summary,
-    print_json, Bar,
+    predicted_suffix, print_json, Bar, SwitchoverArgs,
 };
 use super::Global;
 
@@ -55,6 +57,9 @@ pub struct Args {
     /// Stop pre-copying once at most this much is still pending.
     #[arg(long, default_value = "0")]
     pub dirty_threshold: ByteSize,
+    /// The downtime limit and switchover.
+    #[command(flatten)]
+    pub switchover: SwitchoverArgs,
     /// Chunk / buffer size (4K to 64M).
     #[arg(long, default_value = "1M", value_parser = parse_buffer)]
     pub buffer: ByteSize,
@@ -128,10 +133,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             sources.extend(args.with.iter().cloned());
             let x = remote::Transfer {
                 buffer: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
-                precopy: PrecopyPolicy {
+                precopy: args.switchover.apply(PrecopyPolicy {
                     max_rounds: args.precopy_rounds,
                     dirty_threshold: args.dirty_threshold.bytes(),
-                },
+                    ..Default::default()
+                }),
                 compression: args.compress,
                 json: args.json,
                 dirty_writer: args.dirty_writer.clone(),
@@ -169,10 +175,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let bar = Bar::new(args.json, args.progress_lines);
     let opts = Options {
         buffer_size: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
-        precopy: PrecopyPolicy {
+        precopy: args.switchover.apply(PrecopyPolicy {
             max_rounds: args.precopy_rounds,
             dirty_threshold: args.dirty_threshold.bytes(),
-        },
+            ..Default::default()
+        }),
         cancel: Some(token.flag()),
         progress: bar.callback(),
         check_identity: !args.force,
@@ -199,19 +206,20 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         })?;
     } else {
         outln!(
-            "migrated {} from {} to {} in {} ({}), downtime {}",
+            "migrated {} from {} to {} in {} ({}), downtime {}{}",
             format_bytes(r.bytes),
             r.source,
             r.destination,
             format_seconds(r.seconds),
             format_rate(r.throughput_bytes_per_s),
-            format_seconds(r.downtime_seconds)
+            format_seconds(r.downtime_seconds),
+            predicted_suffix(r.predicted_downtime_seconds)
         );
         let precopy = precopy_summary(
             r.rounds,
             r.precopy_bytes,
             Some(r.precopy_seconds),
-            r.converged,
+            r.precopy_end,
         );
         outln!(
             "  protocol {}, {}stop-copy {} in {}, commit {}, {} chunk(s)",

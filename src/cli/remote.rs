@@ -252,19 +252,20 @@ pub fn migrate_to(
         })?;
     } else {
         outln!(
-            "migrated {} from {} to {} at {} in {} ({}), downtime {}",
+            "migrated {} from {} to {} at {} in {} ({}), downtime {}{}",
             format_bytes(s.bytes),
             s.source,
             s.destination,
             endpoint,
             format_seconds(s.seconds),
             format_rate(s.throughput_bytes_per_s),
-            format_seconds(s.downtime_seconds)
+            format_seconds(s.downtime_seconds),
+            super::transfer::predicted_suffix(s.predicted_downtime_seconds)
         );
         outln!(
             "  protocol {}, {}stop-copy {} in {}, commit {} (acknowledged), {} chunk(s), {} device(s)",
             s.protocol,
-            precopy_summary(s.rounds, s.precopy_bytes, Some(s.precopy_seconds), s.converged),
+            precopy_summary(s.rounds, s.precopy_bytes, Some(s.precopy_seconds), s.precopy_end),
             format_bytes(s.stopcopy_bytes),
             format_seconds(s.stop_copy_seconds),
             format_seconds(s.commit_seconds),

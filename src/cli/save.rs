@@ -2,7 +2,8 @@
 //!
 //! JSON output (`--json`): the engine's `SaveReport` — `device`, `file`, `protocol`,
 //! `bytes`, `precopy_bytes`, `stopcopy_bytes`, `stream_bytes`, `chunks`, `rounds`,
-//! `converged`, `state_size_estimate`, `seconds`, `stop_copy_seconds`,
+//! `converged`, `precopy_end`, `predicted_downtime_seconds` (next to the measured
+//! `stop_copy_seconds`), `state_size_estimate`, `seconds`, `stop_copy_seconds`,
 //! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing), and
 //! `compression` (`none`, `zero`, `lz4`, `auto`). `bytes` is the device state, `stream_bytes`
 //! what was written (on the wire).
@@ -19,7 +20,7 @@ use vfio_harness::DeviceSpec;
 use super::output::escape;
 use super::transfer::{
     finish_error, install_interrupt_handler, open_driver, parse_buffer, precopy_summary,
-    print_json, Bar,
+    predicted_suffix, print_json, Bar, SwitchoverArgs,
 };
 use super::Global;
 
@@ -40,6 +41,9 @@ pub struct Args {
     /// Stop pre-copying once at most this much is still pending.
     #[arg(long, default_value = "0")]
     pub dirty_threshold: ByteSize,
+    /// The downtime limit and switchover.
+    #[command(flatten)]
+    pub switchover: SwitchoverArgs,
     /// Chunk / buffer size (4K to 64M).
     #[arg(long, default_value = "1M", value_parser = parse_buffer)]
     pub buffer: ByteSize,
@@ -70,10 +74,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let bar = Bar::new(args.json, args.progress_lines);
     let opts = Options {
         buffer_size: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
-        precopy: PrecopyPolicy {
+        precopy: args.switchover.apply(PrecopyPolicy {
             max_rounds: args.precopy_rounds,
             dirty_threshold: args.dirty_threshold.bytes(),
-        },
+            ..Default::default()
+        }),
         cancel: Some(token.flag()),
         progress: bar.callback(),
         compression: args.compress,
@@ -99,13 +104,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             format_seconds(r.seconds),
             format_rate(r.throughput_bytes_per_s)
         );
-        let precopy = precopy_summary(r.rounds, r.precopy_bytes, None, r.converged);
+        let precopy = precopy_summary(r.rounds, r.precopy_bytes, None, r.precopy_end);
         outln!(
-            "  protocol {}, {}stop-copy {} in {}, {} chunk(s), stream {} (checksum {:016x})",
+            "  protocol {}, {}stop-copy {} in {}{}, {} chunk(s), stream {} (checksum {:016x})",
             r.protocol,
             precopy,
             format_bytes(r.stopcopy_bytes),
             format_seconds(r.stop_copy_seconds),
+            predicted_suffix(r.predicted_downtime_seconds),
             r.chunks,
             format_bytes(r.stream_bytes),
             r.stream_checksum

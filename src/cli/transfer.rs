@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vfio_harness::migration::engine::{CancelToken, Phase, Progress, ProgressFn, MIN_BUFFER};
+use std::time::Duration;
+use vfio_harness::migration::engine::{
+    CancelToken, Phase, PrecopyEnd, PrecopyPolicy, Progress, ProgressFn, MIN_BUFFER,
+};
 use vfio_harness::migration::stream::MAX_CHUNK_LEN;
 use vfio_harness::migration::{driver_for, MigrationDriver};
 use vfio_harness::units::ByteSize;
@@ -100,7 +103,7 @@ pub fn open_driver(spec: &DeviceSpec, global: &Global) -> anyhow::Result<Box<dyn
 
 /// `pre-copy N round(s) SIZE [in TIME] (converged|round limit), ` for human summaries, or
 /// nothing when no pre-copy round ran.
-pub fn precopy_summary(rounds: u32, bytes: u64, seconds: Option<f64>, converged: bool) -> String {
+pub fn precopy_summary(rounds: u32, bytes: u64, seconds: Option<f64>, end: PrecopyEnd) -> String {
     if rounds == 0 {
         return String::new();
     }
@@ -110,12 +113,77 @@ pub fn precopy_summary(rounds: u32, bytes: u64, seconds: Option<f64>, converged:
         seconds
             .map(|s| format!(" in {}", vfio_harness::units::format_seconds(s)))
             .unwrap_or_default(),
-        if converged {
-            "converged"
-        } else {
-            "round limit"
-        }
+        precopy_end_text(end)
     )
+}
+
+/// Why pre-copy ended, in words.
+pub fn precopy_end_text(end: PrecopyEnd) -> &'static str {
+    match end {
+        PrecopyEnd::Converged => "converged",
+        PrecopyEnd::WithinDowntime => "predicted downtime within the limit",
+        PrecopyEnd::NotConverging => "not converging: the device dirties as fast as it drains",
+        PrecopyEnd::RoundLimit => "round limit",
+        PrecopyEnd::Capped => "pre-copy size bound",
+        _ => end.as_str(),
+    }
+}
+
+/// ` (predicted 120 ms)`, or nothing without a prediction.
+pub fn predicted_suffix(predicted: Option<f64>) -> String {
+    predicted
+        .map(|p| format!(" (predicted {})", vfio_harness::units::format_seconds(p)))
+        .unwrap_or_default()
+}
+
+/// The switchover options of `save` and `migrate`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct SwitchoverArgs {
+    /// The longest the source may stay stopped (`300ms`, `2s`; a bare number is seconds).
+    /// Pre-copy ends once the predicted downtime (bytes left over the drain rate measured
+    /// in pre-copy) fits; if it still does not fit when pre-copy ends (rounds exhausted, not
+    /// converging), the device is not stopped: exit 1 with the source RUNNING. Needs
+    /// pre-copy rounds to measure the drain rate.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub max_downtime: Option<Duration>,
+    /// Stop the device even when the predicted downtime exceeds --max-downtime.
+    #[arg(long, requires = "max_downtime")]
+    pub force_switchover: bool,
+}
+
+impl SwitchoverArgs {
+    /// `policy` with these options.
+    pub fn apply(self, policy: PrecopyPolicy) -> PrecopyPolicy {
+        PrecopyPolicy {
+            max_downtime: self.max_downtime,
+            force_switchover: self.force_switchover,
+            ..policy
+        }
+    }
+}
+
+/// Parses a duration: a number with `us`, `ms` or `s` (a bare number is seconds), at most
+/// one hour.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let x: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 300ms, 2s)"))?;
+    let scale = match unit.trim() {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        u => return Err(format!("unknown unit {u:?} in {s:?} (us, ms or s)")),
+    };
+    let secs = x * scale;
+    if !(secs.is_finite() && (0.0..=3600.0).contains(&secs)) {
+        return Err(format!("{s:?} is outside 0 s ..= 1 hour"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Parses `--buffer`: a size within 4 KiB ..= 64 MiB.

@@ -110,6 +110,23 @@ pub enum MigrationError {
     #[error("interrupted")]
     Interrupted,
 
+    /// The device was not stopped: once pre-copy ended, the predicted downtime exceeded the
+    /// policy's limit (or, no pre-copy round having measured a drain rate, could not be
+    /// predicted). The source is left RUNNING with its state.
+    #[error("{device}: not stopping the device: {}{}", downtime_text(*predicted_seconds, *limit_seconds, *remaining_bytes, *rounds), hint_suffix(self.hint()))]
+    DowntimeLimit {
+        /// The source device.
+        device: String,
+        /// The predicted downtime, seconds (`None`: no drain rate was measured).
+        predicted_seconds: Option<f64>,
+        /// The limit, seconds.
+        limit_seconds: f64,
+        /// Bytes still to move once stopped (the device's estimate).
+        remaining_bytes: u64,
+        /// Pre-copy rounds run.
+        rounds: u32,
+    },
+
     /// An operation failed, and returning the device to RUNNING afterwards failed too.
     #[error("{error}; returning the device to RUNNING also failed: {recovery}{}", hint_suffix(self.hint()))]
     Recovery {
@@ -151,8 +168,22 @@ impl MigrationError {
             MigrationError::Recovery { .. } => {
                 Some("reset the device, or unbind and rebind its driver")
             }
+            MigrationError::DowntimeLimit { .. } => Some(
+                "allow more pre-copy rounds, raise the downtime limit, or force the switchover",
+            ),
             _ => None,
         }
+    }
+}
+
+fn downtime_text(predicted: Option<f64>, limit: f64, remaining: u64, rounds: u32) -> String {
+    match predicted {
+        Some(p) => format!(
+            "predicted downtime {p:.3} s ({remaining} bytes left after {rounds} pre-copy round(s)) exceeds the limit of {limit:.3} s"
+        ),
+        None => format!(
+            "no pre-copy round measured a drain rate, so the downtime of moving {remaining} bytes cannot be held to {limit:.3} s"
+        ),
     }
 }
 

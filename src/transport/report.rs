@@ -89,6 +89,11 @@ impl RemoteReport {
                 Vec::new()
             },
             converged: legs.iter().all(|l| l.save.converged),
+            precopy_end: first.precopy_end,
+            predicted_downtime_seconds: legs
+                .iter()
+                .filter_map(|l| l.save.predicted_downtime_seconds)
+                .reduce(f64::max),
             seconds,
             precopy_seconds: max(&|l| l.save.precopy_rounds.iter().map(|r| r.seconds).sum()),
             stop_copy_seconds: max(&|l| l.save.stop_copy_seconds),

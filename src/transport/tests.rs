@@ -23,6 +23,7 @@ pub(super) fn opts() -> Options {
         precopy: PrecopyPolicy {
             max_rounds: 2,
             dirty_threshold: 0,
+            ..Default::default()
         },
         ..Options::default()
     }

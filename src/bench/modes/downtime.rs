@@ -78,6 +78,7 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<Option<DowntimeRepo
             o.precopy = PrecopyPolicy {
                 max_rounds: rounds,
                 dirty_threshold: threshold,
+                ..Default::default()
             };
             let rep = engine::migrate(s.as_mut(), d.as_mut(), &o).map_err(mig("downtime sweep"))?;
             super::verify_device(&dst, "downtime sweep")?;

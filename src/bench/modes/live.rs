@@ -253,6 +253,7 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
         o.precopy = PrecopyPolicy {
             max_rounds: cfg.precopy_rounds,
             dirty_threshold: b,
+            ..Default::default()
         };
     }
     let (sr, dr) = (&s, &d);

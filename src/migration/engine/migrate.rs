@@ -31,7 +31,7 @@ use std::time::Instant;
 /// let mut src = open("sim:state=1M,seed=3,dirty-rate=64M")?;
 /// let mut dst = open("sim:state=1M,verify-seed=3")?;
 /// let opts = engine::Options {
-///     precopy: engine::PrecopyPolicy { max_rounds: 2, dirty_threshold: 0 },
+///     precopy: engine::PrecopyPolicy { max_rounds: 2, dirty_threshold: 0, ..Default::default() },
 ///     ..Default::default()
 /// };
 /// let report = engine::migrate(src.as_mut(), dst.as_mut(), &opts)?;
@@ -121,6 +121,8 @@ fn migrate_inner(
         rounds: stats.rounds,
         precopy_rounds: read.rounds,
         converged: stats.converged,
+        precopy_end: stats.precopy_end,
+        predicted_downtime_seconds: stats.predicted_downtime,
         seconds,
         precopy_seconds: stats.precopy_seconds,
         stop_copy_seconds: read.stop_copy_seconds,

@@ -43,6 +43,7 @@ pub mod cancel;
 mod migrate;
 mod options;
 mod p2p;
+mod precopy;
 mod report;
 mod restore;
 mod ring;
@@ -57,6 +58,7 @@ pub use options::{
     MAX_PRECOPY_ROUNDS, MIN_BUFFER,
 };
 pub use p2p::{P2pBarrier, P2pHook, P2pPoint, P2pStep};
+pub use precopy::PrecopyEnd;
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
 pub use cancel::{CancelToken, Cancellable};
@@ -70,5 +72,7 @@ pub use target::{Input, Output};
 mod p2p_tests;
 #[cfg(test)]
 mod panic_tests;
+#[cfg(test)]
+mod switchover_tests;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use crate::migration::{MigrationError, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Default chunk (buffer) size: 1 MiB, what QEMU reads the data fd with.
 pub const DEFAULT_BUFFER: usize = 1 << 20;
@@ -69,6 +70,18 @@ pub struct PrecopyPolicy {
     /// Converged when the bytes still pending after a round (initial + dirty) are at or below
     /// this.
     pub dirty_threshold: u64,
+    /// The longest the device may stay stopped. Pre-copy then also ends as soon as the
+    /// predicted downtime (the bytes left to move once stopped over the drain rate measured
+    /// in pre-copy) fits; when pre-copy ended otherwise and the prediction does not fit, the
+    /// device is not stopped: the operation fails with
+    /// [`MigrationError::DowntimeLimit`](crate::migration::MigrationError::DowntimeLimit)
+    /// and the source stays RUNNING. `None` (the default): no limit.
+    #[serde(default)]
+    pub max_downtime: Option<Duration>,
+    /// Stop the device even when the predicted downtime exceeds `max_downtime` (the report
+    /// still shows the prediction next to the measured downtime).
+    #[serde(default)]
+    pub force_switchover: bool,
 }
 
 /// Options common to every operation.

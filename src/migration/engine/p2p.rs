@@ -71,7 +71,7 @@ pub type P2pHook = Arc<dyn Fn(&P2pPoint<'_>) -> Result<()> + Send + Sync>;
 /// let mut b = open("sim:state=256K,seed=2")?;
 /// let barrier = P2pBarrier::new(2);
 /// let opts = Options {
-///     precopy: PrecopyPolicy { max_rounds: 1, dirty_threshold: 0 },
+///     precopy: PrecopyPolicy { max_rounds: 1, dirty_threshold: 0, ..Default::default() },
 ///     p2p: Some(barrier.hook()),
 ///     ..Options::default()
 /// };

@@ -62,6 +62,7 @@ fn a_save_calls_the_hook_ready_then_quiesced_and_a_failing_hook_leaves_it_runnin
         precopy: PrecopyPolicy {
             max_rounds: 1,
             dirty_threshold: 0,
+            ..Default::default()
         },
         p2p: Some(Arc::new(move |p: &P2pPoint<'_>| {
             s2.lock().unwrap().push((p.step, p.state));

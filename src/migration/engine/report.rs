@@ -1,5 +1,6 @@
 //! What an operation reports: the results of save, restore and migrate.
 
+use super::PrecopyEnd;
 use crate::migration::stream::StreamHeader;
 use crate::migration::{Pending, Protocol};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,14 @@ pub struct SaveReport {
     /// Whether pre-copy converged under the threshold (false when it ran out of rounds or
     /// did not run).
     pub converged: bool,
+    /// Why pre-copy ended ([`PrecopyEnd`]).
+    #[serde(default)]
+    pub precopy_end: PrecopyEnd,
+    /// The downtime predicted just before the device stopped (bytes left over the drain
+    /// rate measured in pre-copy), seconds; `None` when no pre-copy round measured a rate.
+    /// Compare with `stop_copy_seconds`, the measured one.
+    #[serde(default)]
+    pub predicted_downtime_seconds: Option<f64>,
     /// The device's STOP_COPY size estimate, when it gave one.
     pub state_size_estimate: Option<u64>,
     /// Whole operation, seconds.
@@ -112,6 +121,14 @@ pub struct MigrateReport {
     pub precopy_rounds: Vec<RoundStats>,
     /// Whether pre-copy converged under the threshold.
     pub converged: bool,
+    /// Why pre-copy ended ([`PrecopyEnd`]; of the first device, for several).
+    #[serde(default)]
+    pub precopy_end: PrecopyEnd,
+    /// The downtime predicted just before the source stopped, seconds (the largest, for
+    /// several devices); `None` when no pre-copy round measured a rate. Compare with
+    /// `downtime_seconds`, the measured one.
+    #[serde(default)]
+    pub predicted_downtime_seconds: Option<f64>,
     /// Whole operation, seconds.
     pub seconds: f64,
     /// Pre-copy phase, seconds.

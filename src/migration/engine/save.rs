@@ -97,6 +97,8 @@ fn save_inner<W: Write + Send>(
             rounds: stats.rounds,
             precopy_rounds: read.rounds,
             converged: stats.converged,
+            precopy_end: stats.precopy_end,
+            predicted_downtime_seconds: stats.predicted_downtime,
             state_size_estimate: estimate,
             seconds,
             stop_copy_seconds: read.stop_copy_seconds,

@@ -2,6 +2,7 @@
 //! [`SourceSession`] (its pre-copy rounds and STOP_COPY read into the ring's buffers), with
 //! the engine's pre-copy policy deciding when to stop.
 
+use super::precopy::{PrecopyEnd, Switchover};
 use super::report::secs;
 use super::ring::{pipeline, Caller, Filled, Producer};
 use super::{AlignedBuf, Options, P2pHook, P2pPoint, P2pStep};
@@ -18,6 +19,11 @@ pub(super) struct SourceStats {
     pub(super) rounds: u32,
     pub(super) converged: bool,
     pub(super) precopy_seconds: f64,
+    /// Why pre-copy ended.
+    pub(super) precopy_end: PrecopyEnd,
+    /// The downtime predicted just before the device stopped, seconds (when a pre-copy
+    /// round measured a drain rate).
+    pub(super) predicted_downtime: Option<f64>,
 }
 
 /// The session of an engine operation on `drv`'s device: reading in `chunk`-byte pieces,
@@ -65,12 +71,13 @@ where
 }
 
 /// The source side of save and migrate: pre-copy rounds (when the device has PRE_COPY and
-/// the policy asks) until converged, out of rounds or at the pre-copy bound, then STOP_COPY
-/// to end of stream, every chunk sent through `p`. The session is left drained.
+/// the policy asks) until the [switchover decision](super::precopy) ends them, the
+/// downtime check, then STOP_COPY to end of stream, every chunk sent through `p`. The
+/// session is left drained.
 fn read_source(s: &mut SourceSession<'_>, opts: &Options, p: &Producer) -> Result<SourceStats> {
     let mut st = SourceStats::default();
-    let policy = opts.precopy;
     let max_rounds = opts.max_rounds();
+    let mut switch = Switchover::new(opts.precopy, max_rounds);
     // A buffer the session did not fill goes to the next read, not back to the ring.
     let mut spare: Option<AlignedBuf> = None;
     if max_rounds > 0 && s.driver().flags().has(MigFlags::PRE_COPY) {
@@ -94,15 +101,24 @@ fn read_source(s: &mut SourceSession<'_>, opts: &Options, p: &Producer) -> Resul
             }
             let round = s.end_round()?;
             st.rounds += 1;
-            if round.pending_after.total() <= policy.dirty_threshold {
-                st.converged = true;
-                break;
-            }
-            if st.rounds >= max_rounds || s.precopy_capped() {
+            let left = remaining(s, round.pending_after.total());
+            if let Some(end) = switch.after_round(&round, st.rounds, left, s.precopy_capped()) {
+                st.precopy_end = end;
+                st.converged = end == PrecopyEnd::Converged;
                 break;
             }
         }
         st.precopy_seconds = secs(t0);
+    }
+    // The downtime prediction and check, on what is left now: the device is not stopped
+    // when the check fails.
+    if st.rounds > 0 || opts.precopy.max_downtime.is_some() {
+        let left = match s.driver().pending() {
+            Ok(p) if st.rounds > 0 => remaining(s, p.total()),
+            _ => remaining(s, s.estimate().unwrap_or(0)),
+        };
+        let device = s.driver().device().name().to_string();
+        st.predicted_downtime = switch.check(&device, st.rounds, left)?;
     }
     opts.check_cancel()?;
     if let Some(hook) = &opts.p2p {
@@ -139,6 +155,15 @@ fn quiesce(s: &mut SourceSession<'_>, hook: &P2pHook) -> Result<()> {
         s.quiesce()?;
     }
     hook(&point(P2pStep::Quiesced, s.stage()))
+}
+
+/// The bytes still to move once the device stops: its fresh STOP_COPY size estimate (what
+/// QEMU uses), or `pending` when it gives none.
+fn remaining(s: &mut SourceSession<'_>, pending: u64) -> u64 {
+    match s.driver().stop_copy_size() {
+        Ok(Some(n)) => n,
+        _ => pending,
+    }
 }
 
 fn take(spare: &mut Option<AlignedBuf>, p: &Producer) -> Result<AlignedBuf> {

@@ -233,6 +233,7 @@ fn opts(rounds: u32) -> Options {
         precopy: PrecopyPolicy {
             max_rounds: rounds,
             dirty_threshold: 0,
+            ..Default::default()
         },
         ..Default::default()
     }
