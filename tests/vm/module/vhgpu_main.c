@@ -26,7 +26,10 @@
  *    where they must be copied before migrating (vhgpu_sysfs.c);
  *  - for the harness's own tests: seeded violations of the migration uAPI,
  *    one per conformance check ("violate"), and fault injection into the
- *    ERROR state ("fail_next_transition") (vhgpu_violate.c).
+ *    ERROR state ("fail_next_transition") (vhgpu_violate.c), and, with
+ *    require_kvm=1, a refusal to open a device not registered with a KVM VM
+ *    (as vGPU drivers that need the KVM refuse), which makes the harness's
+ *    KVM-VFIO registration observable.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -62,6 +65,11 @@ bool vhgpu_v1_mmap = true;
 module_param_named(v1_mmap, vhgpu_v1_mmap, bool, 0444);
 MODULE_PARM_DESC(v1_mmap,
 		 "The v1 data section is mmap-able (sparse-mmap capability, default on); off: pread/pwrite only");
+
+static bool vhgpu_require_kvm;
+module_param_named(require_kvm, vhgpu_require_kvm, bool, 0644);
+MODULE_PARM_DESC(require_kvm,
+		 "Refuse to open (EPERM) unless the device is registered with a KVM VM through KVM-VFIO, as vGPU drivers that need the KVM do (default off)");
 
 bool vhgpu_cross_type;
 module_param_named(cross_type, vhgpu_cross_type, bool, 0444);
@@ -199,6 +207,9 @@ static int vhgpu_open_device(struct vfio_device *vdev)
 {
 	struct vhgpu_dev *dev = container_of(vdev, struct vhgpu_dev, vdev);
 
+	/* The VFIO core passes the KVM of the group or cdev registered with KVM-VFIO. */
+	if (READ_ONCE(vhgpu_require_kvm) && !vdev->kvm)
+		return -EPERM;
 	mutex_lock(&dev->lock);
 	dev->open = true;
 	dev->opened = true;

@@ -8,6 +8,11 @@
 # edu's DMA and mtty's migration work with the devices registered. (A VM held by init
 # for the whole run keeps the kernel's preempt-notifier static key from being patched at
 # every command: see tests/vm/probe/kvm-vfio-probe.c.)
+# The harness's own registration is not visible from userspace (info's kvm.registered is the
+# harness's word), so a vhgpu instance with the module's require_kvm=1 checks it: vhgpu then
+# refuses to open (EPERM) unless the VFIO core hands it the KVM of a registered group or
+# cdev, as vGPU drivers that need the KVM do. It opens through every back end; with
+# --no-kvm it is refused.
 . /etc/vfioh/lib.sh
 need MTTY_A MTTY_B EDU
 [ "$HAVE_KVM" = 1 ] || skip "no /dev/kvm in this guest (kvm_amd did not load)"
@@ -34,6 +39,22 @@ for pair in "$MTTY_A mdev" "$EDU pci"; do
         expect_eq "$1 via $b --no-kvm: kvm.registered" "$(echo "$out" | json_obj kvm | json_bool registered)" false
     done
 done
+P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
+RK=/sys/module/vhgpu/parameters/require_kvm
+[ -d "$P" ] || fail "vhgpu module not loaded"
+[ -e "$RK" ] || fail "vhgpu has no require_kvm parameter"
+V=6f1e0c3a-7a1d-4c55-9d2e-00000000f701
+trap 'echo N >$RK; [ -e /sys/bus/mdev/devices/$V ] && echo 1 >/sys/bus/mdev/devices/$V/remove' EXIT
+run sh -c "echo $V >$P/vhgpu-64M/create"
+run sh -c "echo Y >$RK"
+for b in $(backends); do
+    run_out out vfio-harness --iommu $b info "$V" --json
+    expect_eq "vhgpu (require_kvm) via $b: opened, kvm.registered" "$(echo "$out" | json_obj kvm | json_bool registered)" true
+    expect_err "vhgpu (require_kvm) via $b --no-kvm" "Operation not permitted \(os error 1\)" \
+        vfio-harness --iommu $b --no-kvm info "$V"
+done
+run sh -c "echo N >$RK"
+run vfio-harness --no-kvm info "$V"
 for b in $(backends); do
     run_out out vfio-harness --iommu $b dma "$EDU" --size 1M --check --check-bytes 4K --json
     expect_eq "edu DMA with KVM ($b)" "$(echo "$out" | json_obj check | json_bool matched)" true

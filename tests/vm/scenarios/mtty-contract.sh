@@ -74,6 +74,10 @@ kill -HUP "$pid"
 ends_within "$pid"
 wait
 expect_eq "restore exit after SIGHUP" "$(cat /tmp/rc)" 129
+# 129 is also what the shell reports for a process SIGHUP's default action killed: the
+# harness's own report is what shows that its handler ran (and recovered the device).
+cat /tmp/err
+grep -q "^interrupted" /tmp/err || fail "no 'interrupted' report after SIGHUP: the harness did not handle the signal (killed by its default action?)"
 expect_eq "C after SIGHUP" "$(state_of "$MTTY_C")" RUNNING
 
 # 4. A save into a FIFO nobody reads: SIGINT while the open waits; A untouched.
