@@ -31,7 +31,7 @@ if [ "$ROLE" = source ]; then
             if (d == "up" && k == "COMMIT") { p("cut up " o); p("cut up " o + 4); p("cut up " o + 7) }
             if (d == "down" && k == "ACCEPT") { p("cut down 0"); p("cut down 4"); p("cut down " o + 8 + int(L / 2)) }
             if (d == "down" && k == "READY") { p("cut down " o); p("cut down " o + 4); p("stall down " o) }
-            if (d == "down" && k == "ACK") { p("cut down " o); p("cut down " o + 4); p("cut down " o + 8 + int(L / 2)); p("cut down " o + 8 + L - 1) }
+            if (d == "down" && k == "ACK") { p("cut down " o); p("cut down " o + 4); p("cut down " o + 8 + int(L / 2)); p("cut down " o + 8 + L - 16) }
         }
         $1 == "chunk" && $2 == "up" { o = $3; t = $5; split($6, a, "="); L = a[2]
             if (t == "PREC" && !prec) { prec = 1; p("cut up " o + 4); p("cut up " o + 24 + int(L / 2)); p("cut up " o + 24 + L - 1) }
