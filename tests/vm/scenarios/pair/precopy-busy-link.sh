@@ -60,7 +60,7 @@ if [ "$ROLE" = source ]; then
     hear res
     [ "$(word 2 "$res")" != 0 ] || fail "the destination's receive succeeded although the source gave up"
     expect_eq "destination state after the refusal" "$(word 3 "$res")" RUNNING
-    echo "ok: source VRAM crc32 after the refusal $lcrc (the writer ran until the refusal)"
+    echo "source VRAM crc32 after the refusal: $lcrc"
 else
     serve busy $U --timeout 60 --json
     st=$(state_of $U)
