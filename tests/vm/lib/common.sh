@@ -9,8 +9,10 @@ vm_ensure_packages() {
     local need=() p
     command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
     [ -f /usr/src/linux-source-6.12.tar.xz ] || need+=(linux-source-6.12)
-    [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx cttyhack \
-        && file -L /bin/busybox 2>/dev/null | grep -q static || need+=(busybox-static)
+    # grep reads all its input (no -q): under pipefail, a grep that quits early would kill
+    # the writer with SIGPIPE and fail the pipeline although the line was there.
+    [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x cttyhack >/dev/null \
+        && file -L /bin/busybox 2>/dev/null | grep static >/dev/null || need+=(busybox-static)
     for p in cpio flex bison bc make gcc file; do command -v "$p" >/dev/null || need+=("$p"); done
     [ -f /usr/include/libelf.h ] || need+=(libelf-dev)
     [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
