@@ -12,7 +12,6 @@ use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -116,12 +115,11 @@ fn restore_inner<R: Read + Send>(
     let expected = header.state_size_estimate;
     let mut target = DestinationSession::unguarded(drv)?;
     let mut done = 0u64;
-    // Every payload is verified before it reaches the device, on whichever thread has time:
-    // when the writing side is waiting for data (nothing queued), the reader is the
-    // bottleneck and leaves the checksum to the writer; otherwise the reader checks it while
-    // the writer is busy. The whole-stream checksum is verified by the reader at the trailer,
-    // before RESUMING is left.
-    let queued = AtomicUsize::new(0);
+    // Every payload is verified before it reaches the device, on whichever thread has time
+    // (`Producer::consumer_busy`): when the writing side is waiting for data, the reader is
+    // the bottleneck and leaves the checksum to the writer; otherwise the reader checks it
+    // while the writer is busy. The whole-stream checksum is verified by the reader at the
+    // trailer, before RESUMING is left.
     let totals: StreamTotals = pipeline(
         chunk,
         opts.overlap,
@@ -132,18 +130,18 @@ fn restore_inner<R: Read + Send>(
                 let mut buf = p.take()?;
                 match reader.next_chunk_unverified(&mut buf)? {
                     Some((kind, len, check)) => {
-                        let check = if queued.load(Ordering::Acquire) == 0 {
-                            Some(check)
-                        } else {
+                        let check = if p.consumer_busy() {
                             check.verify(&buf[..len])?;
                             None
+                        } else {
+                            Some(check)
                         };
-                        queued.fetch_add(1, Ordering::AcqRel);
                         p.send(Filled {
                             kind,
                             buf,
                             len,
                             check,
+                            sum: None,
                         })?
                     }
                     None => break,
@@ -151,14 +149,13 @@ fn restore_inner<R: Read + Send>(
             }
             Ok(reader.totals())
         },
-        |_, data, check| {
-            queued.fetch_sub(1, Ordering::AcqRel);
+        |c| {
             opts.check_cancel()?;
-            if let Some(check) = check {
-                check.verify(data)?;
+            if let Some(check) = c.check {
+                check.verify(c.data)?;
             }
-            target.write(data)?;
-            done += data.len() as u64;
+            target.write(c.data)?;
+            done += c.data.len() as u64;
             opts.report(Phase::Resume, done, expected);
             Ok(())
         },

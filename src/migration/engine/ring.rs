@@ -6,6 +6,7 @@ use crate::migration::recovery::recover;
 use crate::migration::stream::{ChunkKind, PayloadCheck};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 /// Buffers in flight per operation.
@@ -18,11 +19,37 @@ pub(super) struct Filled {
     pub(super) len: usize,
     /// For a chunk read from a stream: its payload check, done by the consumer.
     pub(super) check: Option<PayloadCheck>,
+    /// For a chunk read from a device: its checksum ([`checksum`]), computed by the
+    /// producer right after the read, while the bytes are in its core's cache.
+    ///
+    /// [`checksum`]: crate::migration::stream::checksum
+    pub(super) sum: Option<u64>,
 }
 
-/// The consuming side of a pipeline: called with each chunk, its kind and its pending
-/// payload check.
-type Consume<'a> = dyn FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()> + 'a;
+/// The consuming side of a pipeline: called with each chunk, its kind, its pending
+/// payload check and its checksum when the producer computed it.
+type Consume<'a> = dyn FnMut(&Chunk<'_>) -> Result<()> + 'a;
+
+/// One chunk as the consumer sees it.
+pub(super) struct Chunk<'a> {
+    pub(super) kind: ChunkKind,
+    pub(super) data: &'a [u8],
+    /// For a chunk read from a stream: its payload check, still to do.
+    pub(super) check: Option<&'a PayloadCheck>,
+    /// For a chunk read from a device: its checksum, when the producer computed it.
+    pub(super) sum: Option<u64>,
+}
+
+impl Filled {
+    fn chunk(&self) -> Chunk<'_> {
+        Chunk {
+            kind: self.kind,
+            data: &self.buf[..self.len],
+            check: self.check.as_ref(),
+            sum: self.sum,
+        }
+    }
+}
 
 /// The producer's side of the ring.
 /// Buffers are made as needed, up to [`RING`]: a state that fits one buffer never maps the
@@ -40,6 +67,8 @@ enum Handoff<'a> {
         full: SyncSender<Filled>,
         /// Buffers made so far (at most [`RING`]).
         made: Cell<usize>,
+        /// Chunks sent and not yet consumed.
+        queued: &'a AtomicUsize,
     },
     /// Straight into the consumer, on this thread; one buffer, reused.
     Inline {
@@ -49,6 +78,18 @@ enum Handoff<'a> {
 }
 
 impl Producer<'_> {
+    /// Whether the consumer is behind: a chunk sent earlier is still waiting for it or being
+    /// consumed. Work that either side may do on a chunk (its checksum) is then better done
+    /// by the producer, before sending it; when the consumer is waiting for data, the
+    /// producer is the bottleneck and leaves that work to the consumer. Always `false` on one
+    /// thread (both sides are the same thread).
+    pub(super) fn consumer_busy(&self) -> bool {
+        match &self.to {
+            Handoff::Ring { queued, .. } => queued.load(Ordering::Acquire) > 0,
+            Handoff::Inline { .. } => false,
+        }
+    }
+
     /// A free buffer, or an error when the consumer has stopped (its error is reported).
     pub(super) fn take(&self) -> Result<AlignedBuf> {
         match &self.to {
@@ -71,9 +112,12 @@ impl Producer<'_> {
 
     pub(super) fn send(&self, f: Filled) -> Result<()> {
         match &self.to {
-            Handoff::Ring { full, .. } => full.send(f).map_err(|_| consumer_gone()),
+            Handoff::Ring { full, queued, .. } => {
+                queued.fetch_add(1, Ordering::AcqRel);
+                full.send(f).map_err(|_| consumer_gone())
+            }
             Handoff::Inline { spare, consume } => {
-                (consume.borrow_mut())(f.kind, &f.buf[..f.len], f.check.as_ref())?;
+                (consume.borrow_mut())(&f.chunk())?;
                 *spare.borrow_mut() = Some(f.buf);
                 Ok(())
             }
@@ -117,7 +161,7 @@ pub(super) fn pipeline<P, C, T>(
 where
     P: FnOnce(&Producer) -> Result<T> + Send,
     T: Send,
-    C: FnMut(ChunkKind, &[u8], Option<&PayloadCheck>) -> Result<()> + Send,
+    C: FnMut(&Chunk<'_>) -> Result<()> + Send,
 {
     if !overlap {
         let p = Producer {
@@ -131,6 +175,8 @@ where
     }
     let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(RING);
     let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(RING);
+    let queued = AtomicUsize::new(0);
+    let queued = &queued;
     let producer = move || {
         let p = Producer {
             chunk,
@@ -138,6 +184,7 @@ where
                 free: free_rx,
                 full: full_tx,
                 made: Cell::new(0),
+                queued,
             },
         };
         // Returning drops the ring's sending end, which ends the consumer's loop.
@@ -150,7 +197,9 @@ where
         for f in full_rx.iter() {
             // On error, returning drops both of the consumer's channel ends, which stops the
             // producer.
-            consume(f.kind, &f.buf[..f.len], f.check.as_ref())?;
+            let consumed = consume(&f.chunk());
+            queued.fetch_sub(1, Ordering::AcqRel);
+            consumed?;
             // The producer may already be done; a closed return path is fine.
             let _ = free_tx.send(f.buf);
         }

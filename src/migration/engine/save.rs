@@ -8,7 +8,7 @@ use super::target::Output;
 use super::{Options, SaveReport};
 use crate::migration::recovery::recover_after;
 use crate::migration::session::EndState;
-use crate::migration::stream::StreamWriter;
+use crate::migration::stream::{Compression, StreamWriter};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::io::Write;
 use std::path::Path;
@@ -76,9 +76,18 @@ fn save_inner<W: Write + Send>(
     let estimate = source.estimate();
     let mut writer =
         StreamWriter::with_compression(sink, name, &source.stream_header(), opts.compression)?;
-    let stats = transfer(&mut source, opts, chunk, |kind, data| {
-        writer.write_chunk(kind, data)
-    })?;
+    // The checksum is computed where the bytes were read when the chunks go out raw.
+    let hash = opts.compression == Compression::None;
+    let stats = transfer(
+        &mut source,
+        opts,
+        chunk,
+        hash,
+        |kind, data, sum| match sum {
+            Some(sum) => writer.write_chunk_summed(kind, data, sum),
+            None => writer.write_chunk(kind, data),
+        },
+    )?;
     let (sink, totals) = writer.finish()?;
     let read = source.finish(EndState::Running)?;
     let seconds = secs(t0);

@@ -8,7 +8,7 @@ use super::ring::{pipeline, Caller, Filled, Producer};
 use super::{AlignedBuf, Options, P2pHook, P2pPoint, P2pStep};
 use crate::device::MigFlags;
 use crate::migration::session::SourceSession;
-use crate::migration::stream::ChunkKind;
+use crate::migration::stream::{checksum, ChunkKind};
 use crate::migration::Result;
 use std::time::Instant;
 
@@ -44,14 +44,22 @@ pub(super) fn source_session<'d>(
 /// Save's and migrate's transfer: `source` read on the calling thread ([`read_source`]),
 /// and on the ring's other side, for every chunk: the cancel check, `put` (into a stream, or
 /// a destination device), and progress against the source's estimate.
+///
+/// With `hash`, while the writing side is behind ([`Producer::consumer_busy`]: a blocking
+/// sink, a socket, a pipe), the reading thread computes each chunk's [`checksum`] right after
+/// the device read, while the bytes are in its core's cache, and `put` gets it: the writing
+/// thread, the bottleneck, then only writes. When the writing side keeps up, the reading
+/// thread is the bottleneck and `put` gets `None` (the writer hashes). hw-notes/bench.md
+/// has the figures.
 pub(super) fn transfer<F>(
     source: &mut SourceSession<'_>,
     opts: &Options,
     chunk: usize,
+    hash: bool,
     mut put: F,
 ) -> Result<SourceStats>
 where
-    F: FnMut(ChunkKind, &[u8]) -> Result<()> + Send,
+    F: FnMut(ChunkKind, &[u8], Option<u64>) -> Result<()> + Send,
 {
     let expected = source.estimate();
     let mut done = 0u64;
@@ -59,12 +67,12 @@ where
         chunk,
         opts.overlap,
         Caller::Produces,
-        |p| read_source(source, opts, p),
-        move |kind, data, _| {
+        |p| read_source(source, opts, p, hash),
+        move |c| {
             opts.check_cancel()?;
-            put(kind, data)?;
-            done += data.len() as u64;
-            opts.report(kind.into(), done, expected);
+            put(c.kind, c.data, c.sum)?;
+            done += c.data.len() as u64;
+            opts.report(c.kind.into(), done, expected);
             Ok(())
         },
     )
@@ -74,7 +82,19 @@ where
 /// the policy asks) until the [switchover decision](super::precopy) ends them, the
 /// downtime check, then STOP_COPY to end of stream, every chunk sent through `p`. The
 /// session is left drained.
-fn read_source(s: &mut SourceSession<'_>, opts: &Options, p: &Producer) -> Result<SourceStats> {
+fn read_source(
+    s: &mut SourceSession<'_>,
+    opts: &Options,
+    p: &Producer,
+    hash: bool,
+) -> Result<SourceStats> {
+    let filled = |kind, buf: AlignedBuf, len: usize| Filled {
+        kind,
+        sum: (hash && p.consumer_busy()).then(|| checksum(&buf[..len])),
+        buf,
+        len,
+        check: None,
+    };
     let mut st = SourceStats::default();
     let max_rounds = opts.max_rounds();
     let mut switch = Switchover::new(opts.precopy, max_rounds);
@@ -92,12 +112,7 @@ fn read_source(s: &mut SourceSession<'_>, opts: &Options, p: &Producer) -> Resul
                     spare = Some(buf);
                     break;
                 }
-                p.send(Filled {
-                    kind: ChunkKind::Precopy,
-                    buf,
-                    len: n,
-                    check: None,
-                })?;
+                p.send(filled(ChunkKind::Precopy, buf, n))?;
             }
             let round = s.end_round()?;
             st.rounds += 1;
@@ -131,12 +146,7 @@ fn read_source(s: &mut SourceSession<'_>, opts: &Options, p: &Producer) -> Resul
         if n == 0 {
             break;
         }
-        p.send(Filled {
-            kind: ChunkKind::Stopcopy,
-            buf,
-            len: n,
-            check: None,
-        })?;
+        p.send(filled(ChunkKind::Stopcopy, buf, n))?;
     }
     Ok(st)
 }

@@ -613,6 +613,7 @@ fn pipeline_failures_stop_the_other_side() {
                 buf,
                 len: 16,
                 check: None,
+                sum: None,
             })?;
             sent += 1;
         }
@@ -621,7 +622,7 @@ fn pipeline_failures_stop_the_other_side() {
     for caller in [Caller::Produces, Caller::Consumes] {
         for overlap in [true, false] {
             let mut seen = 0;
-            let e = pipeline(4096, overlap, caller, produce_many, |_, _, _| {
+            let e = pipeline(4096, overlap, caller, produce_many, |_| {
                 seen += 1;
                 if seen == 2 {
                     Err(MigrationError::Stream(StreamError::StreamChecksum))
@@ -645,7 +646,7 @@ fn pipeline_failures_stop_the_other_side() {
                     produce_many(p)?;
                     Err(MigrationError::Stream(StreamError::TrailingData))
                 },
-                |_, _, _| {
+                |_| {
                     seen += 1;
                     Ok(())
                 },
@@ -662,8 +663,8 @@ fn pipeline_failures_stop_the_other_side() {
             );
 
             let mut seen = 0;
-            let n = pipeline(4096, overlap, caller, produce_many, |_, d, _| {
-                assert_eq!(d.len(), 16);
+            let n = pipeline(4096, overlap, caller, produce_many, |c| {
+                assert_eq!(c.data.len(), 16);
                 seen += 1;
                 Ok(())
             })
@@ -671,4 +672,60 @@ fn pipeline_failures_stop_the_other_side() {
             assert_eq!((n, seen), (100 * RING as u32, 100 * RING));
         }
     }
+}
+
+/// `consumer_busy` is what decides which thread hashes or verifies a chunk: false before
+/// anything is sent, true while the consumer holds a chunk, never true on one thread.
+#[test]
+fn consumer_busy_follows_the_consumer() {
+    use std::sync::mpsc;
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let seen = pipeline(
+        4096,
+        true,
+        Caller::Produces,
+        move |p: &Producer| -> Result<Vec<bool>> {
+            let mut seen = vec![p.consumer_busy()];
+            let buf = p.take()?;
+            p.send(Filled {
+                kind: ChunkKind::Stopcopy,
+                buf,
+                len: 16,
+                check: None,
+                sum: None,
+            })?;
+            started_rx.recv().expect("the consumer started");
+            seen.push(p.consumer_busy());
+            go_tx.send(()).expect("the consumer waits");
+            Ok(seen)
+        },
+        move |_| {
+            started_tx.send(()).expect("the producer waits");
+            go_rx.recv().expect("the producer lets the consumer go");
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, [false, true]);
+
+    let seen = pipeline(
+        4096,
+        false,
+        Caller::Produces,
+        |p: &Producer| -> Result<bool> {
+            let buf = p.take()?;
+            p.send(Filled {
+                kind: ChunkKind::Stopcopy,
+                buf,
+                len: 16,
+                check: None,
+                sum: None,
+            })?;
+            Ok(p.consumer_busy())
+        },
+        |_| Ok(()),
+    )
+    .unwrap();
+    assert!(!seen, "one thread: the consumer is never behind");
 }

@@ -109,6 +109,24 @@ impl<W: Write> StreamWriter<W> {
     /// Appends one chunk (empty payloads are skipped; payloads above the header's
     /// `max_chunk` are refused), encoded as the writer's [`Compression`] says.
     pub fn write_chunk(&mut self, kind: ChunkKind, payload: &[u8]) -> Result<()> {
+        self.write(kind, payload, None)
+    }
+
+    /// [`write_chunk`](Self::write_chunk) of a payload whose [`checksum`] the caller computed
+    /// (on the thread that read it, while it was in that core's cache): a version 1 stream
+    /// uses `sum` instead of hashing the payload again. `sum` must be `checksum(payload)`;
+    /// the engine is the only caller.
+    pub(crate) fn write_chunk_summed(
+        &mut self,
+        kind: ChunkKind,
+        payload: &[u8],
+        sum: u64,
+    ) -> Result<()> {
+        debug_assert_eq!(sum, checksum(payload), "a wrong precomputed checksum");
+        self.write(kind, payload, Some(sum))
+    }
+
+    fn write(&mut self, kind: ChunkKind, payload: &[u8], sum: Option<u64>) -> Result<()> {
         if payload.is_empty() {
             return Ok(());
         }
@@ -120,7 +138,8 @@ impl<W: Write> StreamWriter<W> {
             .into());
         }
         let Some(encoder) = self.encoder.as_mut() else {
-            let h = chunk_header(kind.tag(), payload.len() as u32, checksum(payload));
+            let sum = sum.unwrap_or_else(|| checksum(payload));
+            let h = chunk_header(kind.tag(), payload.len() as u32, sum);
             write_all_vectored(&mut self.inner, &h, payload).map_err(|e| self.io(e))?;
             self.hasher.write(&h);
             self.totals.chunks += 1;
