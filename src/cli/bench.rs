@@ -14,7 +14,8 @@ use vfio_harness::units::ByteSize;
 use vfio_harness::DeviceSpec;
 
 use super::args::parse_rate;
-use super::transfer::{install_interrupt_handler, print_json};
+use super::signals::install_interrupt_handler;
+use super::transfer::print_json;
 use super::Global;
 
 /// Arguments of `bench`.

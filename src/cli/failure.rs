@@ -21,7 +21,7 @@ use vfio_harness::device::DeviceError;
 use vfio_harness::migration::{MigrationDriver, MigrationError};
 
 use super::output::{escape, print_json};
-use super::transfer::caught_signal;
+use super::signals::caught_signal;
 
 /// What became of one device a failed command touched.
 #[derive(Debug, Serialize)]

@@ -28,9 +28,10 @@ use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
 use vfio_harness::DeviceSpec;
 
 use super::remote::{self, Destination, TransportArgs};
+use super::signals::install_interrupt_handler;
 use super::transfer::{
-    finish_error, install_interrupt_handler, open_drivers, parse_buffer, precopy_summary,
-    predicted_suffix, print_json, Bar, SwitchoverArgs,
+    finish_error, open_drivers, parse_buffer, precopy_summary, predicted_suffix, print_json, Bar,
+    SwitchoverArgs,
 };
 use super::Global;
 

@@ -19,6 +19,7 @@ mod remote;
 mod reset;
 mod restore;
 mod save;
+mod signals;
 mod state;
 mod transfer;
 

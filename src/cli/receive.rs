@@ -26,7 +26,8 @@ use vfio_harness::units::{format_bytes, format_seconds};
 use vfio_harness::DeviceSpec;
 
 use super::remote::{finish_transport_error, TransportArgs};
-use super::transfer::{install_interrupt_handler, print_json, Bar};
+use super::signals::install_interrupt_handler;
+use super::transfer::{print_json, Bar};
 use super::Global;
 
 /// Arguments of `receive`.

@@ -26,7 +26,8 @@ use vfio_harness::transport::{
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
 
-use super::transfer::{install_interrupt_handler, open_drivers, precopy_summary, print_json, Bar};
+use super::signals::install_interrupt_handler;
+use super::transfer::{open_drivers, precopy_summary, print_json, Bar};
 use super::Global;
 
 /// Exit code of a migration whose link broke or stalled before the commit: every device on

@@ -16,7 +16,8 @@ use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
 
 use super::output::escape;
-use super::transfer::{finish_error, install_interrupt_handler, open_driver, print_json, Bar};
+use super::signals::install_interrupt_handler;
+use super::transfer::{finish_error, open_driver, print_json, Bar};
 use super::Global;
 
 /// Arguments of `restore`.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use vfio_ioctls::{VfioDevice, VfioError};
 
 use super::context::VfioContext;
+use super::kvm::KvmVfioDevice;
 use super::ioctl::{DeviceFd, IrqSet};
 use super::mig_calls::MigCalls;
 use super::pci::{PCI_DEVICE_ID, PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID, PCI_VENDOR_ID};
@@ -552,5 +553,39 @@ impl Device for KernelDevice {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// Registering a [`KernelDevice`] with a VM's KVM-VFIO device (here rather than in
+/// `kvm.rs`, which knows nothing of devices).
+impl KvmVfioDevice {
+    /// Registers a [`KernelDevice`]'s device fd ([`KvmVfioDevice::add_file`]): for a device
+    /// whose container or iommufd was created without a KVM handle. A legacy device must be
+    /// removed again ([`KvmVfioDevice::remove_device`]) before it is dropped.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dev: vfio_harness::vfio::KernelDevice = unimplemented!();
+    /// let vm = kvm_ioctls::Kvm::new()?.create_vm()?;
+    /// let kvm_vfio = vfio_harness::vfio::KvmVfioDevice::create(&vm)?;
+    /// kvm_vfio.add_device(&dev)?;
+    /// // ... run the guest ...
+    /// kvm_vfio.remove_device(&dev)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn add_device(&self, dev: &KernelDevice) -> Result<()> {
+        self.add_file(dev.device_fd())
+    }
+
+    /// Removes a device registered with [`KvmVfioDevice::add_device`].
+    ///
+    /// # Example
+    ///
+    /// See [`KvmVfioDevice::add_device`].
+    pub fn remove_device(&self, dev: &KernelDevice) -> Result<()> {
+        self.remove_file(dev.device_fd())
     }
 }

@@ -23,7 +23,6 @@ use kvm_bindings::{
 use kvm_ioctls::{DeviceFd as KvmDeviceFd, Kvm, VmFd};
 use vfio_ioctls::VfioDeviceFd;
 
-use super::device::KernelDevice;
 use super::vfio_io_error;
 use crate::device::{errno_hint, DeviceError, Result};
 
@@ -276,36 +275,6 @@ impl KvmVfioDevice {
     /// ```
     pub fn remove_file(&self, file: BorrowedFd<'_>) -> Result<()> {
         self.file_op(KVM_DEV_VFIO_FILE_DEL, file)
-    }
-
-    /// Registers a [`KernelDevice`]'s device fd ([`KvmVfioDevice::add_file`]): for a device
-    /// whose container or iommufd was created without a KVM handle. A legacy device must be
-    /// removed again ([`KvmVfioDevice::remove_device`]) before it is dropped.
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let dev: vfio_harness::vfio::KernelDevice = unimplemented!();
-    /// let vm = kvm_ioctls::Kvm::new()?.create_vm()?;
-    /// let kvm_vfio = vfio_harness::vfio::KvmVfioDevice::create(&vm)?;
-    /// kvm_vfio.add_device(&dev)?;
-    /// // ... run the guest ...
-    /// kvm_vfio.remove_device(&dev)?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn add_device(&self, dev: &KernelDevice) -> Result<()> {
-        self.add_file(dev.device_fd())
-    }
-
-    /// Removes a device registered with [`KvmVfioDevice::add_device`].
-    ///
-    /// # Example
-    ///
-    /// See [`KvmVfioDevice::add_device`].
-    pub fn remove_device(&self, dev: &KernelDevice) -> Result<()> {
-        self.remove_file(dev.device_fd())
     }
 
     fn file_op(&self, op: u32, file: BorrowedFd<'_>) -> Result<()> {
