@@ -28,6 +28,72 @@ pub(super) const COLORS: [&str; 10] = [
     "#bcbd22", "#7f7f7f",
 ];
 
+/// A point of a series, in the chart's pixels, with its hover label.
+pub(super) struct Mark {
+    pub(super) x: f64,
+    pub(super) y: f64,
+    /// `VALUE at POSITION`, after the series' name.
+    pub(super) label: String,
+}
+
+/// How a series is stroked.
+#[derive(Clone, Copy)]
+pub(super) struct Style {
+    pub(super) color: &'static str,
+    pub(super) dashed: bool,
+}
+
+/// Draws one series as an SVG group: its line (when it has two points or more), a circle per
+/// point titled `NAME: LABEL`, and its legend entry, the `legend.1`th at x = `legend.0`.
+pub(super) fn draw_series(
+    s: &mut String,
+    name: &str,
+    style: Style,
+    marks: &[Mark],
+    legend: (f64, usize),
+) {
+    let color = style.color;
+    let dash = if style.dashed {
+        r#" stroke-dasharray="6 4""#
+    } else {
+        ""
+    };
+    let _ = writeln!(s, r#"<g class="series" data-name="{}">"#, escape(name));
+    if marks.len() > 1 {
+        let coords: Vec<String> = marks
+            .iter()
+            .map(|m| format!("{:.1},{:.1}", m.x, m.y))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
+            coords.join(" ")
+        );
+    }
+    for m in marks {
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {}</title></circle>"#,
+            m.x,
+            m.y,
+            escape(name),
+            escape(&m.label)
+        );
+    }
+    let (lx, i) = legend;
+    let ly = TOP + 10.0 + i as f64 * 22.0;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/>
+<text x="{:.1}" y="{:.1}">{}</text>
+</g>"#,
+        lx + 24.0,
+        lx + 30.0,
+        ly + 4.0,
+        escape(name)
+    );
+}
+
 /// Escapes text for XML content and attributes.
 pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -157,50 +223,20 @@ pub fn line_chart(title: &str, series: &[Series]) -> String {
         TOP + ph / 2.0,
         TOP + ph / 2.0
     );
-    // Series.
     for (i, (ser, p)) in series.iter().zip(&pts).enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let dash = if ser.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
+        let marks: Vec<Mark> = p
+            .iter()
+            .map(|(b, r)| Mark {
+                x: xpos(*b),
+                y: ypos(*r),
+                label: format!("{} at {}", crate::units::format_rate(*r), format_bytes(*b)),
+            })
+            .collect();
+        let style = Style {
+            color: COLORS[i % COLORS.len()],
+            dashed: ser.dashed,
         };
-        let _ = writeln!(s, r#"<g class="series" data-name="{}">"#, escape(&ser.name));
-        if p.len() > 1 {
-            let coords: Vec<String> = p
-                .iter()
-                .map(|(b, r)| format!("{:.1},{:.1}", xpos(*b), ypos(*r)))
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
-                coords.join(" ")
-            );
-        }
-        for (b, r) in p {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {} at {}</title></circle>"#,
-                xpos(*b),
-                ypos(*r),
-                escape(&ser.name),
-                escape(&crate::units::format_rate(*r)),
-                escape(&format_bytes(*b))
-            );
-        }
-        // Legend entry.
-        let ly = TOP + 10.0 + i as f64 * 22.0;
-        let lx = LEFT + pw + 20.0;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/>
-<text x="{:.1}" y="{:.1}">{}</text>
-</g>"#,
-            lx + 24.0,
-            lx + 30.0,
-            ly + 4.0,
-            escape(&ser.name)
-        );
+        draw_series(&mut s, &ser.name, style, &marks, (LEFT + pw + 20.0, i));
     }
     s.push_str("</svg>\n");
     s

@@ -4,7 +4,9 @@
 //! (solid) and the predicted one (dashed).
 
 use super::report::BenchReport;
-use super::svg::{escape, nice_step, trim_float, BOTTOM, COLORS, H, LEFT, RIGHT, TOP, W};
+use super::svg::{
+    draw_series, escape, nice_step, trim_float, Mark, Style, BOTTOM, COLORS, H, LEFT, RIGHT, TOP, W,
+};
 use crate::units::format_rate;
 use std::fmt::Write;
 
@@ -104,47 +106,19 @@ pub(super) fn xy_chart(title: &str, x_label: &str, y_label: &str, series: &[XySe
         escape(y_label)
     );
     for (i, (ser, p)) in series.iter().zip(&pts).enumerate() {
-        let color = COLORS[ser.color % COLORS.len()];
-        let dash = if ser.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
+        let marks: Vec<Mark> = p
+            .iter()
+            .map(|(x, y)| Mark {
+                x: xpos(*x),
+                y: ypos(*y),
+                label: format!("{} at {}", trim_float(*y), trim_float(*x)),
+            })
+            .collect();
+        let style = Style {
+            color: COLORS[ser.color % COLORS.len()],
+            dashed: ser.dashed,
         };
-        let _ = writeln!(s, r#"<g class="series" data-name="{}">"#, escape(&ser.name));
-        if p.len() > 1 {
-            let coords: Vec<String> = p
-                .iter()
-                .map(|(x, y)| format!("{:.1},{:.1}", xpos(*x), ypos(*y)))
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
-                coords.join(" ")
-            );
-        }
-        for (x, y) in p {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {} at {}</title></circle>"#,
-                xpos(*x),
-                ypos(*y),
-                escape(&ser.name),
-                trim_float(*y),
-                trim_float(*x)
-            );
-        }
-        let ly = TOP + 10.0 + i as f64 * 22.0;
-        let lx = LEFT + pw + 20.0;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/>
-<text x="{:.1}" y="{:.1}">{}</text>
-</g>"#,
-            lx + 24.0,
-            lx + 30.0,
-            ly + 4.0,
-            escape(&ser.name)
-        );
+        draw_series(&mut s, &ser.name, style, &marks, (LEFT + pw + 20.0, i));
     }
     s.push_str("</svg>\n");
     s

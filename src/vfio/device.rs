@@ -11,8 +11,8 @@ use std::sync::Arc;
 use vfio_ioctls::{VfioDevice, VfioError};
 
 use super::context::VfioContext;
-use super::kvm::KvmVfioDevice;
 use super::ioctl::{DeviceFd, IrqSet};
+use super::kvm::KvmVfioDevice;
 use super::mig_calls::MigCalls;
 use super::pci::{PCI_DEVICE_ID, PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID, PCI_VENDOR_ID};
 use super::region::{decode_region_info, irq_name};
@@ -82,7 +82,15 @@ impl KernelDevice {
                     Vec::new()
                 };
                 if b.is_empty() {
-                    open_err(&name, format!("open the device ({e})"), src, "")
+                    let detail = if src.raw_os_error() == Some(libc::EPERM) && running_as_root() {
+                        // The generic EPERM advice (run as root) would mislead here.
+                        "the kernel refused the device's DMA ownership although this process runs as root: \
+                         the IOMMU group is in use elsewhere (another process holds it through /dev/vfio/N \
+                         or iommufd), or a group member is bound to a host driver"
+                    } else {
+                        ""
+                    };
+                    open_err(&name, format!("open the device ({e})"), src, detail)
                 } else {
                     not_viable(b)
                 }
@@ -554,6 +562,12 @@ impl Device for KernelDevice {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// Whether the process runs with an effective user ID of 0.
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Registering a [`KernelDevice`] with a VM's KVM-VFIO device (here rather than in

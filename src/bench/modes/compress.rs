@@ -13,18 +13,17 @@
 //! `harness`, `compression` `none` / `auto`; every row's first ratio is to the link rate, the
 //! `auto` rows' second to the `none` row of the same content.
 
-use super::{opts, run_block, BlockId, Contender, Run, Sample};
+use super::{opts, run_block, save_into_fresh_sink, BlockId, Contender, Run};
 use crate::bench::config::{DataPath, Kind, SIDE_STATE};
 use crate::bench::devices::{driver, sim_memory, sim_params, size_param};
-use crate::bench::error::{mig, BenchError};
-use crate::bench::io::{capped_link, link::SEND_BUFFER, Sink};
+use crate::bench::error::BenchError;
+use crate::bench::io::{capped_link, link::SEND_BUFFER};
 use crate::bench::report::RatioTo;
 use crate::bench::stats::{ratio, round4};
 use crate::migration::engine::{self, RING};
 use crate::migration::stream::Compression;
 use crate::units::{format_bytes, format_rate};
 use std::cell::RefCell;
-use std::time::Instant;
 
 /// The `op` of the rows.
 pub(in crate::bench) const OP: &str = "compress-save";
@@ -105,22 +104,8 @@ fn block(
                 format_rate(link as f64),
                 format_bytes(SEND_BUFFER)
             ),
-            job: Box::new(move || {
-                let Sink { mut writer, end } = capped_link(link);
-                let t0 = Instant::now();
-                let rep = engine::save(dr.borrow_mut().as_mut(), &mut writer, "capped link", &o)
-                    .map_err(mig("compress: save"))?
-                    .1;
-                end.finish(writer)
-                    .map_err(crate::bench::error::io("compress: the capped link"))?;
-                Ok((
-                    t0.elapsed().as_secs_f64(),
-                    Sample {
-                        downtime: Some(rep.stop_copy_seconds),
-                        bytes: rep.bytes,
-                        stream_bytes: Some(rep.stream_bytes),
-                    },
-                ))
+            job: save_into_fresh_sink(dr, o, "compress", "capped link", move || {
+                capped_link(link)
             }),
         });
     }

@@ -21,7 +21,8 @@ use super::arcs::ArcRow;
 use super::buf;
 use super::config::{BenchConfig, DataPath, Kind};
 use super::devices::{driver, Devices};
-use super::error::{io, BenchError};
+use super::error::{io, mig, BenchError};
+use super::io::Sink;
 use super::machine::{self, Kernel, Machine};
 use super::progress::Progress;
 use super::report::{
@@ -32,8 +33,10 @@ use super::targets::targets;
 use super::timing::{timed_group, Job, Timed};
 use crate::device::{DeviceHandle, MigState};
 use crate::mem::AnonBuf;
-use crate::migration::engine::{Options, PrecopyPolicy, RING};
+use crate::migration::engine::{self, Options, PrecopyPolicy, SaveReport, RING};
+use crate::migration::MigrationDriver;
 use crate::units::format_bytes;
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -239,6 +242,39 @@ pub(super) struct Sample {
     pub bytes: u64,
     /// Stream bytes (the harness's framing included).
     pub stream_bytes: Option<u64>,
+}
+
+impl Sample {
+    /// What a harness save moved.
+    pub(super) fn of_save(rep: &SaveReport) -> Sample {
+        Sample {
+            downtime: Some(rep.stop_copy_seconds),
+            bytes: rep.bytes,
+            stream_bytes: Some(rep.stream_bytes),
+        }
+    }
+}
+
+/// The harness's job on a sink opened afresh for every transfer by `open`: the engine's save
+/// of `dr` into it, timed from the open until the sink's far end is done. `mode` and `sink`
+/// (`capped link`) name them in errors.
+pub(super) fn save_into_fresh_sink<'a>(
+    dr: &'a RefCell<Box<dyn MigrationDriver>>,
+    o: Options,
+    mode: &'static str,
+    sink: &'static str,
+    open: impl Fn() -> Sink + 'a,
+) -> Job<'a, Sample> {
+    Box::new(move || {
+        let Sink { mut writer, end } = open();
+        let t0 = Instant::now();
+        let rep = engine::save(dr.borrow_mut().as_mut(), &mut writer, sink, &o)
+            .map_err(mig(format!("{mode}: save")))?
+            .1;
+        end.finish(writer)
+            .map_err(io(format!("{mode}: the {sink}")))?;
+        Ok((t0.elapsed().as_secs_f64(), Sample::of_save(&rep)))
+    })
 }
 
 /// One loop of a block.

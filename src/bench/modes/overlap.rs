@@ -4,7 +4,7 @@
 //! overlaps the two reaches `min(D, S)`. The raw loop and the harness are timed in the same
 //! run (rotating).
 
-use super::{alloc, opts, run_block, BlockId, Contender, Run, Sample};
+use super::{alloc, opts, run_block, save_into_fresh_sink, BlockId, Contender, Run, Sample};
 use crate::bench::config::{DataPath, Kind, SIDE_STATE};
 use crate::bench::devices::{driver, sim_memory, sim_params, size_param};
 use crate::bench::error::{mig, BenchError};
@@ -12,7 +12,7 @@ use crate::bench::io::{paced, Sink};
 use crate::bench::raw;
 use crate::bench::report::{OverlapReport, RatioTo};
 use crate::bench::stats::{ratio, round4};
-use crate::migration::engine::{self, RING};
+use crate::migration::engine::RING;
 use crate::units::{format_bytes, format_rate};
 use std::cell::RefCell;
 use std::time::Instant;
@@ -83,23 +83,7 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<Option<OverlapRepor
             buffer: b,
             buffers_bytes: RING as u64 * b,
             what: format!("the engine's save, overlapped ({sink_what})"),
-            job: Box::new(move || {
-                let Sink { mut writer, end } = paced(s_rate);
-                let t0 = Instant::now();
-                let rep = engine::save(dr.borrow_mut().as_mut(), &mut writer, "paced sink", &o)
-                    .map_err(mig("overlap: save"))?
-                    .1;
-                end.finish(writer)
-                    .map_err(crate::bench::error::io("overlap: the paced sink"))?;
-                Ok((
-                    t0.elapsed().as_secs_f64(),
-                    Sample {
-                        downtime: Some(rep.stop_copy_seconds),
-                        bytes: rep.bytes,
-                        stream_bytes: Some(rep.stream_bytes),
-                    },
-                ))
-            }),
+            job: save_into_fresh_sink(dr, o, "overlap", "paced sink", move || paced(s_rate)),
         },
     ];
     let device = format!("sim:{spec}");

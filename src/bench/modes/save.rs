@@ -193,11 +193,7 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
                 let rep = engine::save(dr.borrow_mut().as_mut(), w, name, &o)
                     .map_err(mig("save"))?
                     .1;
-                Ok(Sample {
-                    downtime: Some(rep.stop_copy_seconds),
-                    bytes: rep.bytes,
-                    stream_bytes: Some(rep.stream_bytes),
-                })
+                Ok(Sample::of_save(&rep))
             })
         }),
     });

@@ -599,6 +599,17 @@ fn one_thread_operations_behave_like_two_thread_ones() {
     assert!(dst.lock().loaded.is_none());
 }
 
+/// A 16-byte STOP_COPY chunk in a buffer of the ring.
+fn small_chunk(p: &Producer) -> Result<Filled> {
+    Ok(Filled {
+        kind: ChunkKind::Stopcopy,
+        buf: p.take()?,
+        len: 16,
+        check: None,
+        sum: None,
+    })
+}
+
 /// Whichever side runs on the caller's thread, a failing consumer stops a producer that has
 /// far more to send than the ring holds (it must not stay blocked on the full ring), and a
 /// failing producer ends the consumer; the failing side's error is the one reported.
@@ -607,14 +618,7 @@ fn pipeline_failures_stop_the_other_side() {
     let produce_many = |p: &Producer| -> Result<u32> {
         let mut sent = 0;
         for _ in 0..100 * RING {
-            let buf = p.take()?;
-            p.send(Filled {
-                kind: ChunkKind::Stopcopy,
-                buf,
-                len: 16,
-                check: None,
-                sum: None,
-            })?;
+            p.send(small_chunk(p)?)?;
             sent += 1;
         }
         Ok(sent)
@@ -687,14 +691,7 @@ fn consumer_busy_follows_the_consumer() {
         Caller::Produces,
         move |p: &Producer| -> Result<Vec<bool>> {
             let mut seen = vec![p.consumer_busy()];
-            let buf = p.take()?;
-            p.send(Filled {
-                kind: ChunkKind::Stopcopy,
-                buf,
-                len: 16,
-                check: None,
-                sum: None,
-            })?;
+            p.send(small_chunk(p)?)?;
             started_rx.recv().expect("the consumer started");
             seen.push(p.consumer_busy());
             go_tx.send(()).expect("the consumer waits");
@@ -714,14 +711,7 @@ fn consumer_busy_follows_the_consumer() {
         false,
         Caller::Produces,
         |p: &Producer| -> Result<bool> {
-            let buf = p.take()?;
-            p.send(Filled {
-                kind: ChunkKind::Stopcopy,
-                buf,
-                len: 16,
-                check: None,
-                sum: None,
-            })?;
+            p.send(small_chunk(p)?)?;
             Ok(p.consumer_busy())
         },
         |_| Ok(()),
