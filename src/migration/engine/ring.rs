@@ -7,7 +7,8 @@ use crate::migration::stream::{ChunkKind, PayloadCheck};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::time::{Duration, Instant};
 
 /// Buffers in flight per operation.
 pub const RING: usize = 4;
@@ -101,7 +102,7 @@ impl Producer<'_> {
                     made.set(made.get() + 1);
                     return Ok(AlignedBuf::new(self.chunk));
                 }
-                free.recv().map_err(|_| consumer_gone())
+                recv_spinning(free).map_err(|_| consumer_gone())
             }
             Handoff::Inline { spare, .. } => Ok(spare
                 .borrow_mut()
@@ -121,6 +122,26 @@ impl Producer<'_> {
                 *spare.borrow_mut() = Some(f.buf);
                 Ok(())
             }
+        }
+    }
+}
+
+/// How long a side waiting for the other polls before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// `rx.recv()`, polling for up to [`SPIN`] before sleeping. A chunk takes the other side about
+/// 100 us per MiB at memory speed, and a sleeping thread costs a futex wake-up on every
+/// hand-off, which in a VM (an IPI to the other vCPU) was measured to cost more than the
+/// checksum the second thread is there to take over (hw-notes/bench.md); a thread that is
+/// still polling is handed the chunk without one. A side that waits longer sleeps as before.
+fn recv_spinning<T>(rx: &Receiver<T>) -> std::result::Result<T, mpsc::RecvError> {
+    let t0 = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Disconnected) => return Err(mpsc::RecvError),
+            Err(TryRecvError::Empty) if t0.elapsed() < SPIN => std::hint::spin_loop(),
+            Err(TryRecvError::Empty) => return rx.recv(),
         }
     }
 }
@@ -194,7 +215,7 @@ where
     // what stops a producer blocked on a full ring after the consumer failed.
     let consumer = move || -> Result<()> {
         let (full_rx, free_tx, mut consume) = (full_rx, free_tx, consume);
-        for f in full_rx.iter() {
+        while let Ok(f) = recv_spinning(&full_rx) {
             // On error, returning drops both of the consumer's channel ends, which stops the
             // producer.
             let consumed = consume(&f.chunk());
