@@ -70,6 +70,8 @@ enum Handoff<'a> {
         made: Cell<usize>,
         /// Chunks sent and not yet consumed.
         queued: &'a AtomicUsize,
+        /// The producer's waits for free buffers.
+        waiter: Waiter,
     },
     /// Straight into the consumer, on this thread; one buffer, reused.
     Inline {
@@ -94,7 +96,9 @@ impl Producer<'_> {
     /// A free buffer, or an error when the consumer has stopped (its error is reported).
     pub(super) fn take(&self) -> Result<AlignedBuf> {
         match &self.to {
-            Handoff::Ring { free, made, .. } => {
+            Handoff::Ring {
+                free, made, waiter, ..
+            } => {
                 if let Ok(b) = free.try_recv() {
                     return Ok(b);
                 }
@@ -102,7 +106,7 @@ impl Producer<'_> {
                     made.set(made.get() + 1);
                     return Ok(AlignedBuf::new(self.chunk));
                 }
-                recv_spinning(free).map_err(|_| consumer_gone())
+                waiter.recv(free).map_err(|_| consumer_gone())
             }
             Handoff::Inline { spare, .. } => Ok(spare
                 .borrow_mut()
@@ -129,20 +133,58 @@ impl Producer<'_> {
 /// How long a side waiting for the other polls before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// `rx.recv()`, polling for up to [`SPIN`] before sleeping. A chunk takes the other side about
-/// 100 us per MiB at memory speed, and a sleeping thread costs a futex wake-up on every
-/// hand-off, which in a VM (an IPI to the other vCPU) was measured to cost more than the
-/// checksum the second thread is there to take over (hw-notes/bench.md); a thread that is
-/// still polling is handed the chunk without one. A side that waits longer sleeps as before.
-fn recv_spinning<T>(rx: &Receiver<T>) -> std::result::Result<T, mpsc::RecvError> {
-    let t0 = Instant::now();
-    loop {
+/// One side's waits for the other: `recv`, polling first while waits have been short.
+///
+/// A chunk takes the other side about 100 us per MiB at memory speed, and a sleeping thread
+/// costs a futex wake-up on every hand-off, which in a VM (an IPI to the other vCPU) was
+/// measured to cost more than the checksum the second thread is there to take over
+/// (hw-notes/bench.md); a thread that is still polling is handed the chunk without one. But
+/// a side that waits on a slow peer (a pipe, a socket, a disk) would poll in vain on every
+/// chunk and take the CPU that the peer, or the kernel copying for it, needs: so the waiter
+/// keeps a running average of how long its waits took, polled or slept, and polls only while
+/// that average is within [`SPIN`]. It measures every wait, so it starts polling again when
+/// the other side speeds up.
+#[derive(Debug, Default)]
+pub(super) struct Waiter {
+    /// Exponentially weighted average of recent waits (weight 1/4 for the newest), in ns.
+    average_ns: Cell<u64>,
+}
+
+impl Waiter {
+    /// Whether the next wait polls before it sleeps.
+    pub(super) fn polls(&self) -> bool {
+        self.average_ns.get() <= SPIN.as_nanos() as u64
+    }
+
+    /// Counts one wait of `took` into the average.
+    pub(super) fn record(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let avg = self.average_ns.get();
+        self.average_ns.set(avg - avg / 4 + took / 4);
+    }
+
+    /// `rx.recv()`, polling for up to [`SPIN`] first when [`Waiter::polls`].
+    pub(super) fn recv<T>(&self, rx: &Receiver<T>) -> std::result::Result<T, mpsc::RecvError> {
         match rx.try_recv() {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                self.record(Duration::ZERO);
+                return Ok(v);
+            }
             Err(TryRecvError::Disconnected) => return Err(mpsc::RecvError),
-            Err(TryRecvError::Empty) if t0.elapsed() < SPIN => std::hint::spin_loop(),
-            Err(TryRecvError::Empty) => return rx.recv(),
+            Err(TryRecvError::Empty) => {}
         }
+        let t0 = Instant::now();
+        let polls = self.polls();
+        let got = loop {
+            match rx.try_recv() {
+                Ok(v) => break Ok(v),
+                Err(TryRecvError::Disconnected) => break Err(mpsc::RecvError),
+                Err(TryRecvError::Empty) if polls && t0.elapsed() < SPIN => std::hint::spin_loop(),
+                Err(TryRecvError::Empty) => break rx.recv(),
+            }
+        };
+        self.record(t0.elapsed());
+        got
     }
 }
 
@@ -206,6 +248,7 @@ where
                 full: full_tx,
                 made: Cell::new(0),
                 queued,
+                waiter: Waiter::default(),
             },
         };
         // Returning drops the ring's sending end, which ends the consumer's loop.
@@ -215,7 +258,8 @@ where
     // what stops a producer blocked on a full ring after the consumer failed.
     let consumer = move || -> Result<()> {
         let (full_rx, free_tx, mut consume) = (full_rx, free_tx, consume);
-        while let Ok(f) = recv_spinning(&full_rx) {
+        let waiter = Waiter::default();
+        while let Ok(f) = waiter.recv(&full_rx) {
             // On error, returning drops both of the consumer's channel ends, which stops the
             // producer.
             let consumed = consume(&f.chunk());

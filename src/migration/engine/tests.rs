@@ -1,6 +1,6 @@
 //! Engine tests over an in-test fake device driven through the real v2 driver.
 
-use super::ring::{pipeline, Caller, Filled, Producer};
+use super::ring::{pipeline, Caller, Filled, Producer, Waiter};
 use super::*;
 use crate::device::fsm;
 use crate::device::MigState;
@@ -718,4 +718,29 @@ fn consumer_busy_follows_the_consumer() {
     )
     .unwrap();
     assert!(!seen, "one thread: the consumer is never behind");
+}
+
+#[test]
+fn waiter_polls_only_while_waits_are_short() {
+    use std::time::Duration;
+    let w = Waiter::default();
+    assert!(w.polls(), "a fresh waiter polls");
+    // One wait on a slow peer (a pipe, a socket) is enough to stop polling.
+    w.record(Duration::from_millis(1));
+    assert!(!w.polls(), "after a 1 ms wait the waiter sleeps at once");
+    // The other side speeds up: a few short waits bring polling back.
+    let mut short = 0;
+    while !w.polls() {
+        w.record(Duration::from_micros(1));
+        short += 1;
+        assert!(short < 20, "short waits never brought polling back");
+    }
+    assert!(short > 1, "one short wait should not outweigh a long one");
+    // A ready value is taken without waiting, and counts as a wait of zero.
+    let (tx, rx) = std::sync::mpsc::channel();
+    tx.send(7).unwrap();
+    w.record(Duration::from_millis(1));
+    assert_eq!(w.recv(&rx).unwrap(), 7);
+    drop(tx);
+    assert!(w.recv(&rx).is_err(), "a closed channel ends the wait");
 }
