@@ -133,58 +133,82 @@ impl Producer<'_> {
 /// How long a side waiting for the other polls before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// One side's waits for the other: `recv`, polling first while waits have been short.
+/// Longest run of waits that sleep without polling after polls went unanswered.
+const MAX_BACKOFF: u32 = 64;
+
+/// One side's waits for the other: `recv`, polling first unless recent polls went unanswered.
 ///
 /// A chunk takes the other side about 100 us per MiB at memory speed, and a sleeping thread
 /// costs a futex wake-up on every hand-off, which in a VM (an IPI to the other vCPU) was
 /// measured to cost more than the checksum the second thread is there to take over
 /// (hw-notes/bench.md); a thread that is still polling is handed the chunk without one. But
 /// a side that waits on a slow peer (a pipe, a socket, a disk) would poll in vain on every
-/// chunk and take the CPU that the peer, or the kernel copying for it, needs: so the waiter
-/// keeps a running average of how long its waits took, polled or slept, and polls only while
-/// that average is within [`SPIN`]. It measures every wait, so it starts polling again when
-/// the other side speeds up.
-#[derive(Debug, Default)]
+/// chunk and take the CPU that the peer, or the kernel copying for it, needs. So a poll that
+/// goes unanswered for [`SPIN`] makes the next waits sleep at once, twice as many after each
+/// unanswered poll in a row (at most [`MAX_BACKOFF`]), and then polls again; a poll answered
+/// in time resets that. Against a slow peer this polls in vain at most once per
+/// [`MAX_BACKOFF`] waits; a peer that speeds up is polled for again within as many waits.
+/// (Judging by how long sleeping waits took would not do: a sleeping wait includes the
+/// wake-up it is trying to avoid, and could keep a side asleep against a fast peer.)
+#[derive(Debug)]
 pub(super) struct Waiter {
-    /// Exponentially weighted average of recent waits (weight 1/4 for the newest), in ns.
-    average_ns: Cell<u64>,
+    /// Waits left that sleep without polling.
+    skip: Cell<u32>,
+    /// How many waits the next unanswered poll makes sleep.
+    backoff: Cell<u32>,
+}
+
+impl Default for Waiter {
+    fn default() -> Self {
+        Waiter {
+            skip: Cell::new(0),
+            backoff: Cell::new(1),
+        }
+    }
 }
 
 impl Waiter {
     /// Whether the next wait polls before it sleeps.
     pub(super) fn polls(&self) -> bool {
-        self.average_ns.get() <= SPIN.as_nanos() as u64
+        self.skip.get() == 0
     }
 
-    /// Counts one wait of `took` into the average.
-    pub(super) fn record(&self, took: Duration) {
-        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let avg = self.average_ns.get();
-        self.average_ns.set(avg - avg / 4 + took / 4);
+    /// Counts one wait: whether it polled, and if so whether the poll was answered in time.
+    pub(super) fn record(&self, polled: bool, answered: bool) {
+        if !polled {
+            self.skip.set(self.skip.get().saturating_sub(1));
+        } else if answered {
+            self.backoff.set(1);
+        } else {
+            self.skip.set(self.backoff.get());
+            self.backoff.set((self.backoff.get() * 2).min(MAX_BACKOFF));
+        }
     }
 
     /// `rx.recv()`, polling for up to [`SPIN`] first when [`Waiter::polls`].
     pub(super) fn recv<T>(&self, rx: &Receiver<T>) -> std::result::Result<T, mpsc::RecvError> {
         match rx.try_recv() {
-            Ok(v) => {
-                self.record(Duration::ZERO);
-                return Ok(v);
-            }
+            Ok(v) => return Ok(v),
             Err(TryRecvError::Disconnected) => return Err(mpsc::RecvError),
             Err(TryRecvError::Empty) => {}
         }
-        let t0 = Instant::now();
         let polls = self.polls();
-        let got = loop {
-            match rx.try_recv() {
-                Ok(v) => break Ok(v),
-                Err(TryRecvError::Disconnected) => break Err(mpsc::RecvError),
-                Err(TryRecvError::Empty) if polls && t0.elapsed() < SPIN => std::hint::spin_loop(),
-                Err(TryRecvError::Empty) => break rx.recv(),
+        if polls {
+            let t0 = Instant::now();
+            while t0.elapsed() < SPIN {
+                std::hint::spin_loop();
+                match rx.try_recv() {
+                    Ok(v) => {
+                        self.record(true, true);
+                        return Ok(v);
+                    }
+                    Err(TryRecvError::Disconnected) => return Err(mpsc::RecvError),
+                    Err(TryRecvError::Empty) => {}
+                }
             }
-        };
-        self.record(t0.elapsed());
-        got
+        }
+        self.record(polls, false);
+        rx.recv()
     }
 }
 

@@ -721,25 +721,45 @@ fn consumer_busy_follows_the_consumer() {
 }
 
 #[test]
-fn waiter_polls_only_while_waits_are_short() {
-    use std::time::Duration;
+fn waiter_backs_off_after_unanswered_polls_and_comes_back() {
     let w = Waiter::default();
     assert!(w.polls(), "a fresh waiter polls");
-    // One wait on a slow peer (a pipe, a socket) is enough to stop polling.
-    w.record(Duration::from_millis(1));
-    assert!(!w.polls(), "after a 1 ms wait the waiter sleeps at once");
-    // The other side speeds up: a few short waits bring polling back.
-    let mut short = 0;
-    while !w.polls() {
-        w.record(Duration::from_micros(1));
-        short += 1;
-        assert!(short < 20, "short waits never brought polling back");
+    // Polls answered in time keep it polling.
+    for _ in 0..10 {
+        w.record(true, true);
+        assert!(w.polls());
     }
-    assert!(short > 1, "one short wait should not outweigh a long one");
-    // A ready value is taken without waiting, and counts as a wait of zero.
+    // An unanswered poll (a slow peer) makes the next wait sleep at once, then polls again.
+    w.record(true, false);
+    assert!(
+        !w.polls(),
+        "after an unanswered poll the next wait sleeps at once"
+    );
+    w.record(false, false);
+    assert!(
+        w.polls(),
+        "one sleeping wait after the first unanswered poll"
+    );
+    // Unanswered polls in a row double the sleeping waits, up to a bound.
+    let mut runs = Vec::new();
+    for _ in 0..9 {
+        w.record(true, false);
+        let mut slept = 0;
+        while !w.polls() {
+            w.record(false, false);
+            slept += 1;
+        }
+        runs.push(slept);
+    }
+    assert_eq!(runs, [2, 4, 8, 16, 32, 64, 64, 64, 64]);
+    // One answered poll (the peer sped up) brings the next unanswered poll back to one.
+    w.record(true, true);
+    w.record(true, false);
+    w.record(false, false);
+    assert!(w.polls(), "an answered poll resets the backoff");
+    // A ready value is taken without waiting; a closed channel ends the wait.
     let (tx, rx) = std::sync::mpsc::channel();
     tx.send(7).unwrap();
-    w.record(Duration::from_millis(1));
     assert_eq!(w.recv(&rx).unwrap(), 7);
     drop(tx);
     assert!(w.recv(&rx).is_err(), "a closed channel ends the wait");
