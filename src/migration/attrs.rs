@@ -6,7 +6,8 @@
 //! copy happens before the destination is opened. [`plan`] reads both sides, [`apply`]
 //! copies (or refuses, by [`Policy`]), [`prepare`] does both for two device specs. Across
 //! hosts the source reads its side with [`source_values`] and the destination plans
-//! against them with [`plan_from`] (`crate::transport::copy_resources`).
+//! against them with [`plan_from`] (the transport's `copy_resources` does that on the
+//! destination, with what the source sent).
 //!
 //! Resources are matched to instance attributes as `sysfs::attrs` resolves names: an exact
 //! path, or the one attribute of that name in any group (`aggregate` -> `vendor/aggregate`).
