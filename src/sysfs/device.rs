@@ -188,6 +188,17 @@ pub fn cdev_name(node: &Path) -> Option<String> {
     names.into_iter().next()
 }
 
+/// Whether the device's VFIO class entry `vfio-dev/<name>` is gone (only a missing entry
+/// counts; any other error reading it says nothing). The kernel deletes it first when it
+/// unregisters a VFIO device (mdev remove, driver unbind), then waits for the device's last
+/// fd to close; with the device still open here, a missing entry means a removal has begun.
+pub fn vfio_dev_gone(node: &Path, name: &str) -> bool {
+    matches!(
+        fs::symlink_metadata(node.join("vfio-dev").join(name)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +295,22 @@ mod tests {
             .map(|m| m.to_string())
             .collect();
         assert_eq!(blockers, ["0000:00:03.1 (snd_hda_intel)"]);
+    }
+
+    #[test]
+    fn vfio_dev_gone_only_when_the_entry_is_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let node = t.path().join("0000:00:03.0");
+        fs::create_dir_all(node.join("vfio-dev/vfio3")).unwrap();
+        assert!(!vfio_dev_gone(&node, "vfio3"));
+        assert!(vfio_dev_gone(&node, "vfio4"));
+        fs::remove_dir(node.join("vfio-dev/vfio3")).unwrap();
+        assert!(vfio_dev_gone(&node, "vfio3"));
+        // The whole node gone (an mdev's bus link is deleted before the driver lets go).
+        assert!(vfio_dev_gone(&t.path().join("missing"), "vfio3"));
+        // Not a directory in the way: an error other than "not found" says nothing.
+        let file = t.path().join("plain");
+        fs::write(&file, b"").unwrap();
+        assert!(!vfio_dev_gone(&file, "vfio3"));
     }
 }

@@ -313,8 +313,9 @@ impl KernelDevice {
     /// its fd, not taken from vfio-ioctls (whose region table drops failed indexes). Region
     /// I/O, mmap, IRQs and reset use a duplicate of the device fd (the same open file);
     /// migration calls go through the `VfioDevice`, so the VMM and this crate share one
-    /// migration data stream. The duplicate is closed when this is dropped, before the last
-    /// `Arc` of the `VfioDevice` can release the group. Put it in an `Arc` to use it as a
+    /// migration data stream. The duplicate is closed when this is dropped, before this
+    /// `Arc` of the `VfioDevice`, so that the last one can release the group (the other way
+    /// round when the kernel has begun removing the device: see [`KernelDevice`]). Put it in an `Arc` to use it as a
     /// [`crate::device::DeviceHandle`] with the rest of the library (migration, DMA drivers).
     ///
     /// # Example

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::fs::File;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use vfio_ioctls::{VfioDevice, VfioError};
 
-use super::context::VfioContext;
+use super::context::{IommuKind, VfioContext};
 use super::ioctl::{DeviceFd, IrqSet};
 use super::kvm::KvmVfioDevice;
 use super::mig_calls::MigCalls;
@@ -36,16 +37,63 @@ use crate::sysfs::{device as sysdev, SysfsRoot};
 /// ([`KernelDevice::from_device_fd`]), in a context made from its container or iommufd
 /// ([`VfioContext::from_container`], [`VfioContext::from_iommufd`]).
 ///
-/// Field order matters: our duplicate of the device fd must close before vfio-ioctls'
-/// `VfioDevice` drops, because releasing the group from the container fails while a device
-/// fd of the group is still open.
+/// Our duplicate of the device fd and vfio-ioctls' `VfioDevice` close in an order chosen when
+/// the device drops (see the [`Drop`] impl): normally the duplicate first, because releasing
+/// the group from the container fails while a device fd of the group is still open.
 pub struct KernelDevice {
-    fd: File,
-    mig: MigCalls,
+    fd: ManuallyDrop<File>,
+    mig: ManuallyDrop<MigCalls>,
     ctx: Arc<VfioContext>,
     info: DeviceInfo,
     node: Option<PathBuf>,
     group: Option<u32>,
+    /// The device's VFIO class entry (`vfio-dev/vfioN` under its node) when it was opened.
+    vfio_dev: Option<String>,
+}
+
+/// Whether the drop must close the `VfioDevice` before our duplicate fd.
+///
+/// vfio-ioctls' `VfioDevice`, when it drops in a legacy container, closes its fd and then
+/// reads `<node>/iommu_group` again to find the group to release, unwrapping the result. If
+/// the kernel is removing the device (an mdev's `remove`, a driver unbind), it is waiting for
+/// the device's last fd to close; when that close is the `VfioDevice`'s own, the kernel goes
+/// on at once and, for an mdev, deletes the `iommu_group` link, racing the read: a panic in
+/// vfio-ioctls (seen once in the bed, `mdev-kernel-refusals`). With our duplicate still open
+/// the kernel keeps waiting and the link stays; the `VfioDevice` then cannot release the group
+/// (EBUSY, logged by vfio-ioctls), and the kernel detaches it from the container itself once
+/// the device is gone. A removal is known to have begun when the device's `vfio-dev` entry,
+/// present at open, is gone: the kernel deletes it before it waits.
+fn close_vfio_device_first(
+    legacy: bool,
+    has_vfio_device: bool,
+    node: Option<&Path>,
+    vfio_dev: Option<&str>,
+) -> bool {
+    legacy
+        && has_vfio_device
+        && matches!((node, vfio_dev), (Some(n), Some(v)) if sysdev::vfio_dev_gone(n, v))
+}
+
+impl Drop for KernelDevice {
+    fn drop(&mut self) {
+        let first = close_vfio_device_first(
+            self.ctx.kind() == IommuKind::Legacy,
+            self.mig.vfio_device().is_some(),
+            self.node.as_deref(),
+            self.vfio_dev.as_deref(),
+        );
+        // SAFETY: `fd` and `mig` are dropped exactly once, here, and nothing touches them
+        // afterwards (this is the last use of `self`).
+        unsafe {
+            if first {
+                ManuallyDrop::drop(&mut self.mig);
+                ManuallyDrop::drop(&mut self.fd);
+            } else {
+                ManuallyDrop::drop(&mut self.fd);
+                ManuallyDrop::drop(&mut self.mig);
+            }
+        }
+    }
 }
 
 impl KernelDevice {
@@ -112,13 +160,15 @@ impl KernelDevice {
         group: Option<u32>,
     ) -> Result<Self> {
         let info = read_info(&fd, &name, node.as_deref(), ctx.kind().as_str())?;
+        let vfio_dev = node.as_deref().and_then(sysdev::cdev_name);
         Ok(KernelDevice {
-            fd,
-            mig,
+            fd: ManuallyDrop::new(fd),
+            mig: ManuallyDrop::new(mig),
             ctx,
             info,
             node,
             group,
+            vfio_dev,
         })
     }
 
@@ -601,5 +651,29 @@ impl KvmVfioDevice {
     /// See [`KvmVfioDevice::add_device`].
     pub fn remove_device(&self, dev: &KernelDevice) -> Result<()> {
         self.remove_file(dev.device_fd())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_vfio_device_first;
+    use std::fs;
+
+    #[test]
+    fn the_vfio_device_closes_first_only_for_a_legacy_device_being_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let node = t.path().join("dev");
+        fs::create_dir_all(node.join("vfio-dev/vfio0")).unwrap();
+        let n = Some(node.as_path());
+        // Still registered: the usual order (our duplicate first).
+        assert!(!close_vfio_device_first(true, true, n, Some("vfio0")));
+        fs::remove_dir(node.join("vfio-dev/vfio0")).unwrap();
+        // Removal begun: the VfioDevice first, in a legacy container only.
+        assert!(close_vfio_device_first(true, true, n, Some("vfio0")));
+        assert!(!close_vfio_device_first(false, true, n, Some("vfio0")));
+        // No VfioDevice (a bare adopted fd), or nothing seen at open: nothing to decide.
+        assert!(!close_vfio_device_first(true, false, n, Some("vfio0")));
+        assert!(!close_vfio_device_first(true, true, n, None));
+        assert!(!close_vfio_device_first(true, true, None, Some("vfio0")));
     }
 }
