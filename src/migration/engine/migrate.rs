@@ -98,7 +98,7 @@ fn migrate_inner(
     let mut source = source_session(src, opts, chunk)?;
     recover_at_start(dst)?;
     let mut target = DestinationSession::unguarded(dst)?;
-    let stats = transfer(&mut source, opts, chunk, false, |_, data, _| {
+    let stats = transfer(&mut source, opts, chunk, chunk, false, |_, data, _| {
         target.write(data)
     })?;
     let tc = Instant::now();

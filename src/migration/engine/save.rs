@@ -78,10 +78,15 @@ fn save_inner<W: Write + Send>(
         StreamWriter::with_compression(sink, name, &source.stream_header(), opts.compression)?;
     // The checksum is computed where the bytes were read when the chunks go out raw.
     let hash = opts.compression == Compression::None;
+    // A chunk and its header fill one buffer: a raw chunk goes out as exactly `chunk` bytes,
+    // which a pipe (or socket buffer) of that size takes in one go, where one byte more
+    // would make every write wait for the reader (hw-notes/bench.md, "save -> pipe").
+    let payload = chunk - writer.chunk_header_len();
     let stats = transfer(
         &mut source,
         opts,
         chunk,
+        payload,
         hash,
         |kind, data, sum| match sum {
             Some(sum) => writer.write_chunk_summed(kind, data, sum),

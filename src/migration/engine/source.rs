@@ -41,9 +41,10 @@ pub(super) fn source_session<'d>(
     })
 }
 
-/// Save's and migrate's transfer: `source` read on the calling thread ([`read_source`]),
-/// and on the ring's other side, for every chunk: the cancel check, `put` (into a stream, or
-/// a destination device), and progress against the source's estimate.
+/// Save's and migrate's transfer: `source` read on the calling thread ([`read_source`]) in
+/// pieces of at most `payload` bytes (of the ring's `chunk`-byte buffers), and on the ring's
+/// other side, for every chunk: the cancel check, `put` (into a stream, or a destination
+/// device), and progress against the source's estimate.
 ///
 /// With `hash`, while the writing side is behind ([`Producer::consumer_busy`]: a blocking
 /// sink, a socket, a pipe), the reading thread computes each chunk's [`checksum`] right after
@@ -55,6 +56,7 @@ pub(super) fn transfer<F>(
     source: &mut SourceSession<'_>,
     opts: &Options,
     chunk: usize,
+    payload: usize,
     hash: bool,
     mut put: F,
 ) -> Result<SourceStats>
@@ -67,7 +69,7 @@ where
         chunk,
         opts.overlap,
         Caller::Produces,
-        |p| read_source(source, opts, p, hash),
+        |p| read_source(source, opts, p, payload, hash),
         move |c| {
             opts.check_cancel()?;
             put(c.kind, c.data, c.sum)?;
@@ -86,6 +88,7 @@ fn read_source(
     s: &mut SourceSession<'_>,
     opts: &Options,
     p: &Producer,
+    payload: usize,
     hash: bool,
 ) -> Result<SourceStats> {
     let filled = |kind, buf: AlignedBuf, len: usize| Filled {
@@ -107,7 +110,7 @@ fn read_source(
             s.begin_round()?;
             loop {
                 let mut buf = take(&mut spare, p)?;
-                let n = s.read_round(&mut buf)?;
+                let n = s.read_round(&mut buf[..payload])?;
                 if n == 0 {
                     spare = Some(buf);
                     break;
@@ -142,7 +145,7 @@ fn read_source(
     s.stop_copy()?;
     loop {
         let mut buf = take(&mut spare, p)?;
-        let n = s.read_stopped(&mut buf)?;
+        let n = s.read_stopped(&mut buf[..payload])?;
         if n == 0 {
             break;
         }

@@ -764,3 +764,37 @@ fn waiter_backs_off_after_unanswered_polls_and_comes_back() {
     drop(tx);
     assert!(w.recv(&rx).is_err(), "a closed channel ends the wait");
 }
+
+/// A saved chunk and its header fill exactly one buffer, so that a pipe or socket buffer of
+/// the buffer's size takes each chunk in one write: payloads of the buffer less the chunk
+/// header of the format written (24 bytes raw, 32 encoded), the last one the remainder.
+#[test]
+fn a_saved_chunk_and_its_header_fill_one_buffer() {
+    use crate::migration::stream::{
+        Compression, StreamReader, CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2,
+    };
+    let buffer = 64 * 1024;
+    for (compression, header) in [
+        (Compression::None, CHUNK_HEADER_LEN),
+        (Compression::Zero, CHUNK_HEADER_LEN_V2),
+    ] {
+        let total = 5 * buffer + 777;
+        let src = FakeDevice::new("fake-1", MigFlags::STOP_COPY, image(total, 3));
+        let o = Options {
+            compression,
+            ..opts(0)
+        };
+        let (out, rep) = save(&mut driver(&src), Vec::new(), "mem", &o).unwrap();
+        assert_eq!(rep.bytes, total as u64);
+        let mut r = StreamReader::new(&out[..]).unwrap();
+        let mut buf = vec![0u8; buffer];
+        let mut lens = Vec::new();
+        while let Some((_, n)) = r.next_chunk(&mut buf).unwrap() {
+            lens.push(n);
+        }
+        let full = buffer - header;
+        let mut want = vec![full; total / full];
+        want.push(total % full);
+        assert_eq!(lens, want, "{compression:?}");
+    }
+}

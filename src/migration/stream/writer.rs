@@ -166,6 +166,16 @@ impl<W: Write> StreamWriter<W> {
         Ok(())
     }
 
+    /// The length of a chunk's header in this writer's format version (24 bytes for
+    /// version 1, 32 for version 2): what a chunk adds to its payload on the wire.
+    pub fn chunk_header_len(&self) -> usize {
+        if self.encoder.is_some() {
+            CHUNK_HEADER_LEN_V2
+        } else {
+            CHUNK_HEADER_LEN
+        }
+    }
+
     /// What has been written so far.
     pub fn totals(&self) -> StreamTotals {
         self.totals
