@@ -315,8 +315,9 @@ impl KernelDevice {
     /// migration calls go through the `VfioDevice`, so the VMM and this crate share one
     /// migration data stream. The duplicate is closed when this is dropped, before this
     /// `Arc` of the `VfioDevice`, so that the last one can release the group (the other way
-    /// round when the kernel has begun removing the device: see [`KernelDevice`]). Put it in an `Arc` to use it as a
-    /// [`crate::device::DeviceHandle`] with the rest of the library (migration, DMA drivers).
+    /// round when the kernel has begun removing the device: see [`KernelDevice`]). Put it in
+    /// an `Arc` to use it as a [`crate::device::DeviceHandle`] with the rest of the library
+    /// (migration, DMA drivers).
     ///
     /// # Example
     ///

@@ -37,9 +37,13 @@ use crate::sysfs::{device as sysdev, SysfsRoot};
 /// ([`KernelDevice::from_device_fd`]), in a context made from its container or iommufd
 /// ([`VfioContext::from_container`], [`VfioContext::from_iommufd`]).
 ///
-/// Our duplicate of the device fd and vfio-ioctls' `VfioDevice` close in an order chosen when
-/// the device drops (see the [`Drop`] impl): normally the duplicate first, because releasing
-/// the group from the container fails while a device fd of the group is still open.
+/// When it drops, our duplicate of the device fd normally closes before vfio-ioctls'
+/// `VfioDevice`, because releasing the group from the container fails while a device fd of
+/// the group is still open. In a legacy container, when the kernel has begun removing the
+/// device (its `vfio-dev/vfioN` entry is gone: an mdev `remove`, a driver unbind waiting for
+/// the last close), the `VfioDevice` closes first: vfio-ioctls then reads the device's
+/// `iommu_group` link again, which the kernel deletes as soon as the last fd closes, and
+/// would panic on the failed read.
 pub struct KernelDevice {
     fd: ManuallyDrop<File>,
     mig: ManuallyDrop<MigCalls>,
