@@ -328,6 +328,14 @@ impl Read for SourceReader {
             SourceReader::Tcp(t) => t.read(buf),
         }
     }
+
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        match self {
+            SourceReader::File(f) | SourceReader::Pipe(f) => f.read_vectored(bufs),
+            SourceReader::Direct(d) => d.read_vectored(bufs),
+            SourceReader::Tcp(t) => t.read_vectored(bufs),
+        }
+    }
 }
 
 /// A source ready for one transfer: the stream in `file`, read through `path`.

@@ -271,6 +271,20 @@ impl<F: Read + AsFd> Read for Cancellable<F> {
         let inner = &mut self.inner;
         retry(&self.token, fd, libc::POLLIN, || inner.read(buf))
     }
+
+    /// One `readv(2)` underneath (a stream reader takes a payload and the next chunk's header
+    /// in one call), cancelled like [`Read::read`].
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        if self.token.is_cancelled() {
+            return Err(cancelled());
+        }
+        if !self.poll {
+            return self.inner.read_vectored(bufs);
+        }
+        let fd = self.inner.as_fd().as_raw_fd();
+        let inner = &mut self.inner;
+        retry(&self.token, fd, libc::POLLIN, || inner.read_vectored(bufs))
+    }
 }
 
 impl<F: Write + AsFd> Write for Cancellable<F> {

@@ -30,6 +30,7 @@
 //! ([`StreamWriter`]), the reader ([`StreamReader`], [`PayloadCheck`]) and the errors
 //! ([`StreamError`]).
 
+mod ahead;
 mod codec;
 mod error;
 mod format;
@@ -48,6 +49,8 @@ pub use writer::StreamWriter;
 
 use super::{MigrationError, Protocol, Result};
 
+#[cfg(test)]
+mod ahead_tests;
 #[cfg(test)]
 mod codec_tests;
 #[cfg(test)]

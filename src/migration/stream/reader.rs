@@ -1,5 +1,6 @@
 //! Reading a stream: every rule of the format checked, memory bounded by the caller's buffer.
 
+use super::ahead::Ahead;
 use super::codec::{self, DecodeError, ENC_KNOWN, ENC_LZ4, ENC_ZERO};
 use super::format::{
     checksum, ChunkKind, StreamHeader, StreamTotals, CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2,
@@ -14,7 +15,8 @@ use twox_hash::XxHash3_64 as Xxh3;
 
 /// Reads and validates a stream. See the module docs for what is refused.
 pub struct StreamReader<R: Read> {
-    inner: R,
+    /// The input, with the look-ahead a payload read fills ([`Ahead`]).
+    inner: Ahead<R>,
     header: StreamHeader,
     /// The stream's format version (1 or 2).
     version: u32,
@@ -61,11 +63,31 @@ impl PayloadCheck {
     }
 }
 
-/// Reads exactly `buf.len()` bytes; a short stream is reported as truncation of `within`.
+/// Fills `buf` from `r`, or says where the input ended or failed.
 fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], within: Within) -> Result<()> {
+    fill(buf, within, |b| r.read(b))
+}
+
+/// [`read_exact_or`] of a payload, reading up to `more` bytes past it in the same calls
+/// ([`Ahead::read_then`]).
+fn read_payload<R: Read>(
+    r: &mut Ahead<R>,
+    buf: &mut [u8],
+    more: usize,
+    within: Within,
+) -> Result<()> {
+    fill(buf, within, |b| r.read_then(b, more))
+}
+
+/// Fills `buf` by calling `read` on what is still empty of it.
+fn fill(
+    buf: &mut [u8],
+    within: Within,
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> Result<()> {
     let mut got = 0;
     while got < buf.len() {
-        match r.read(&mut buf[got..]) {
+        match read(&mut buf[got..]) {
             Ok(0) => {
                 return Err(StreamError::Truncated {
                     within,
@@ -153,7 +175,7 @@ impl<R: Read> StreamReader<R> {
             .into());
         }
         Ok(StreamReader {
-            inner,
+            inner: Ahead::new(inner),
             header,
             version,
             scratch: Vec::new(),
@@ -298,9 +320,18 @@ impl<R: Read> StreamReader<R> {
         }
         let offset = self.totals.payload_bytes;
         let expected = if encoding == 0 {
-            read_exact_or(
+            // The next chunk's header (or the trailer's first bytes) comes in the same call;
+            // an input read up to its trailer only (a pipe, a socket) is never read past the
+            // shortest thing that can follow, the trailer.
+            let more = if self.check_end {
+                hlen
+            } else {
+                hlen.min(TRAILER_LEN)
+            };
+            read_payload(
                 &mut self.inner,
                 &mut buf[..len],
+                more,
                 Within::Payload { index: n },
             )?;
             Some(sum)
