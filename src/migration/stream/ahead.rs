@@ -6,8 +6,9 @@
 //! of the payload with it, to be copied a second time. [`Ahead`] reads the payload straight
 //! into the caller's buffer and, in the same `readv(2)`, the few bytes that follow it (the
 //! next header, or part of the trailer) into a small look-ahead that the next read drains
-//! first. With a file, pipe or socket underneath, a stream of raw chunks then takes one
-//! system call per chunk and no copy besides the kernel's.
+//! first. With a file underneath, a stream of raw chunks then takes one system call per
+//! chunk and no copy besides the kernel's (a pipe or socket may hand a chunk over in several
+//! pieces; the header still comes with the last one).
 //!
 //! The look-ahead only fills when the reader underneath implements
 //! [`Read::read_vectored`] (files, pipes, sockets, a `BufReader` whose buffer is empty); over
