@@ -259,45 +259,48 @@ pub(crate) fn is_regular(fd: RawFd) -> bool {
     r == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
 }
 
-impl<F: Read + AsFd> Read for Cancellable<F> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl<F: AsFd> Cancellable<F> {
+    /// Runs `op` on the wrapped file unless the token is cancelled; on a pipe or socket each
+    /// try first waits until `events` (or the cancellation) comes, and a try that would block
+    /// waits again.
+    fn call<T>(
+        &mut self,
+        events: libc::c_short,
+        mut op: impl FnMut(&mut F) -> io::Result<T>,
+    ) -> io::Result<T> {
         if self.token.is_cancelled() {
             return Err(cancelled());
         }
         if !self.poll {
-            return self.inner.read(buf);
+            return op(&mut self.inner);
         }
         let fd = self.inner.as_fd().as_raw_fd();
         let inner = &mut self.inner;
-        retry(&self.token, fd, libc::POLLIN, || inner.read(buf))
+        retry(&self.token, fd, events, || op(inner))
+    }
+}
+
+impl<F: Read + AsFd> Read for Cancellable<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.call(libc::POLLIN, |f| f.read(buf))
     }
 
     /// One `readv(2)` underneath (a stream reader takes a payload and the next chunk's header
     /// in one call), cancelled like [`Read::read`].
     fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        if self.token.is_cancelled() {
-            return Err(cancelled());
-        }
-        if !self.poll {
-            return self.inner.read_vectored(bufs);
-        }
-        let fd = self.inner.as_fd().as_raw_fd();
-        let inner = &mut self.inner;
-        retry(&self.token, fd, libc::POLLIN, || inner.read_vectored(bufs))
+        self.call(libc::POLLIN, |f| f.read_vectored(bufs))
     }
 }
 
 impl<F: Write + AsFd> Write for Cancellable<F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.token.is_cancelled() {
-            return Err(cancelled());
-        }
-        if !self.poll {
-            return self.inner.write(buf);
-        }
-        let fd = self.inner.as_fd().as_raw_fd();
-        let inner = &mut self.inner;
-        retry(&self.token, fd, libc::POLLOUT, || inner.write(buf))
+        self.call(libc::POLLOUT, |f| f.write(buf))
+    }
+
+    /// One `writev(2)` underneath (a stream writer gives a chunk header and its payload in
+    /// one call), cancelled like [`Write::write`].
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.call(libc::POLLOUT, |f| f.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -88,3 +88,47 @@ fn a_cancelled_token_ends_a_blocked_pipe_read() {
     let e = h.join().unwrap().unwrap_err();
     assert!(super::super::cancel::is_cancelled(&e));
 }
+
+#[test]
+fn vectored_reads_and_writes_go_through_in_one_call() {
+    use std::io::{IoSlice, IoSliceMut, Read, Seek, Write};
+    let head = [7u8; 24];
+    let body = [9u8; 1000];
+    let t = token();
+    // A regular file: one writev(2), one readv(2).
+    let mut f = tempfile::tempfile().unwrap();
+    let mut c = super::super::cancel::Cancellable::new(&f, t.clone());
+    let n = c
+        .write_vectored(&[IoSlice::new(&head), IoSlice::new(&body)])
+        .unwrap();
+    assert_eq!(
+        n,
+        head.len() + body.len(),
+        "the header and payload in one call"
+    );
+    drop(c);
+    f.rewind().unwrap();
+    let (mut a, mut b) = ([0u8; 24], [0u8; 1000]);
+    let mut c = super::super::cancel::Cancellable::new(&f, t.clone());
+    let n = c
+        .read_vectored(&mut [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)])
+        .unwrap();
+    assert_eq!((n, a, b), (1024, head, body));
+    // A pipe (polled, non-blocking while wrapped): the same.
+    let mut fds = [0; 2];
+    // SAFETY: a valid array for pipe to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds were just created and are owned here.
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let mut cw = super::super::cancel::Cancellable::new(&w, t.clone());
+    let n = cw
+        .write_vectored(&[IoSlice::new(&head), IoSlice::new(&body)])
+        .unwrap();
+    assert_eq!(n, 1024);
+    let (mut a, mut b) = ([0u8; 24], [0u8; 1000]);
+    let mut cr = super::super::cancel::Cancellable::new(&r, t);
+    let n = cr
+        .read_vectored(&mut [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)])
+        .unwrap();
+    assert_eq!((n, a, b), (1024, head, body));
+}

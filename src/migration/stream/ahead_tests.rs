@@ -2,8 +2,8 @@
 //! input read to its trailer only is never read past it, and bytes after the trailer are
 //! still refused in a version 2 stream (whose chunk header is longer than the trailer).
 
+use super::codec_tests::write;
 use super::*;
-use crate::migration::Protocol;
 use std::cell::Cell;
 use std::io::{IoSliceMut, Read};
 use std::rc::Rc;
@@ -24,24 +24,6 @@ impl Read for Calls<'_> {
     }
 }
 
-fn header() -> StreamHeader {
-    StreamHeader {
-        device: "sim".into(),
-        device_api: "vfio-pci".into(),
-        mdev_type: None,
-        pci_id: None,
-        pci_subsystem: None,
-        driver: Some("sim".into()),
-        protocol: Protocol::V2,
-        mig_flags: 7,
-        kernel_release: "6.12.0".into(),
-        harness_version: "0.1.0".into(),
-        state_size_estimate: None,
-        max_chunk: 4096,
-        created_unix: 1,
-    }
-}
-
 /// A stream of `n` chunks of 4 KiB that no encoding shrinks, written with `mode`.
 fn stream(n: usize, mode: Compression) -> (Vec<u8>, Vec<Vec<u8>>) {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -57,11 +39,11 @@ fn stream(n: usize, mode: Compression) -> (Vec<u8>, Vec<Vec<u8>>) {
                 .collect()
         })
         .collect();
-    let mut w = StreamWriter::with_compression(Vec::new(), "mem", &header(), mode).unwrap();
-    for c in &chunks {
-        w.write_chunk(ChunkKind::Stopcopy, c).unwrap();
-    }
-    (w.finish().unwrap().0, chunks)
+    let framed: Vec<(ChunkKind, Vec<u8>)> = chunks
+        .iter()
+        .map(|c| (ChunkKind::Stopcopy, c.clone()))
+        .collect();
+    (write(&framed, 4096, mode), chunks)
 }
 
 #[test]

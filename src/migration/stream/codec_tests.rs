@@ -29,7 +29,8 @@ fn header(max_chunk: u32) -> StreamHeader {
 
 type Chunks = Vec<(ChunkKind, Vec<u8>)>;
 
-fn write(chunks: &[(ChunkKind, Vec<u8>)], max_chunk: u32, mode: Compression) -> Vec<u8> {
+/// A stream of `chunks` written with `mode` (also used by the look-ahead tests).
+pub(super) fn write(chunks: &[(ChunkKind, Vec<u8>)], max_chunk: u32, mode: Compression) -> Vec<u8> {
     let mut w = StreamWriter::with_compression(Vec::new(), "mem", &header(max_chunk), mode)
         .expect("writer");
     for (k, p) in chunks {
