@@ -2,7 +2,7 @@
 
 use super::report::{rate, secs};
 use super::ring::guarded;
-use super::source::{source_session, transfer};
+use super::source::{source_session, transfer, Framing};
 use super::{MigrateReport, Options};
 use crate::migration::recovery::{recover_after, recover_at_start};
 use crate::migration::session::{DestinationSession, EndState};
@@ -98,9 +98,14 @@ fn migrate_inner(
     let mut source = source_session(src, opts, chunk)?;
     recover_at_start(dst)?;
     let mut target = DestinationSession::unguarded(dst)?;
-    let stats = transfer(&mut source, opts, chunk, chunk, false, |_, data, _| {
-        target.write(data)
-    })?;
+    let stats = transfer(
+        &mut source,
+        opts,
+        chunk,
+        Framing::default(),
+        false,
+        |_, frame, at, _| target.write(&frame[at..]),
+    )?;
     let tc = Instant::now();
     let written = target.finish(EndState::Running)?;
     let running_at = Instant::now();

@@ -139,6 +139,7 @@ fn restore_inner<R: Read + Send>(
                         p.send(Filled {
                             kind,
                             buf,
+                            at: 0,
                             len,
                             check,
                             sum: None,
@@ -152,10 +153,10 @@ fn restore_inner<R: Read + Send>(
         |c| {
             opts.check_cancel()?;
             if let Some(check) = c.check {
-                check.verify(c.data)?;
+                check.verify(c.data())?;
             }
-            target.write(c.data)?;
-            done += c.data.len() as u64;
+            target.write(c.data())?;
+            done += c.data().len() as u64;
             opts.report(Phase::Resume, done, expected);
             Ok(())
         },

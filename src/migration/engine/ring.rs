@@ -17,6 +17,11 @@ pub const RING: usize = 4;
 pub(super) struct Filled {
     pub(super) kind: ChunkKind,
     pub(super) buf: AlignedBuf,
+    /// Where the payload starts in `buf`: the bytes before it are kept for the chunk's
+    /// header, so header and payload leave in one contiguous write (0 when nothing frames
+    /// the chunk: restore, in-process migrate).
+    pub(super) at: usize,
+    /// Payload length (`buf[at..at + len]`).
     pub(super) len: usize,
     /// For a chunk read from a stream: its payload check, done by the consumer.
     pub(super) check: Option<PayloadCheck>,
@@ -29,12 +34,15 @@ pub(super) struct Filled {
 
 /// The consuming side of a pipeline: called with each chunk, its kind, its pending
 /// payload check and its checksum when the producer computed it.
-type Consume<'a> = dyn FnMut(&Chunk<'_>) -> Result<()> + 'a;
+type Consume<'a> = dyn FnMut(&mut Chunk<'_>) -> Result<()> + 'a;
 
 /// One chunk as the consumer sees it.
 pub(super) struct Chunk<'a> {
     pub(super) kind: ChunkKind,
-    pub(super) data: &'a [u8],
+    /// The room kept for the header, then the payload: `buf[..at + len]` of the [`Filled`].
+    pub(super) frame: &'a mut [u8],
+    /// Where the payload starts in `frame`.
+    pub(super) at: usize,
     /// For a chunk read from a stream: its payload check, still to do.
     pub(super) check: Option<&'a PayloadCheck>,
     /// For a chunk read from a device: its checksum, when the producer computed it.
@@ -42,13 +50,21 @@ pub(super) struct Chunk<'a> {
 }
 
 impl Filled {
-    fn chunk(&self) -> Chunk<'_> {
+    fn chunk(&mut self) -> Chunk<'_> {
         Chunk {
             kind: self.kind,
-            data: &self.buf[..self.len],
+            frame: &mut self.buf[..self.at + self.len],
+            at: self.at,
             check: self.check.as_ref(),
             sum: self.sum,
         }
+    }
+}
+
+impl Chunk<'_> {
+    /// The payload.
+    pub(super) fn data(&self) -> &[u8] {
+        &self.frame[self.at..]
     }
 }
 
@@ -122,7 +138,8 @@ impl Producer<'_> {
                 full.send(f).map_err(|_| consumer_gone())
             }
             Handoff::Inline { spare, consume } => {
-                (consume.borrow_mut())(&f.chunk())?;
+                let mut f = f;
+                (consume.borrow_mut())(&mut f.chunk())?;
                 *spare.borrow_mut() = Some(f.buf);
                 Ok(())
             }
@@ -248,7 +265,7 @@ pub(super) fn pipeline<P, C, T>(
 where
     P: FnOnce(&Producer) -> Result<T> + Send,
     T: Send,
-    C: FnMut(&Chunk<'_>) -> Result<()> + Send,
+    C: FnMut(&mut Chunk<'_>) -> Result<()> + Send,
 {
     if !overlap {
         let p = Producer {
@@ -283,10 +300,10 @@ where
     let consumer = move || -> Result<()> {
         let (full_rx, free_tx, mut consume) = (full_rx, free_tx, consume);
         let waiter = Waiter::default();
-        while let Ok(f) = waiter.recv(&full_rx) {
+        while let Ok(mut f) = waiter.recv(&full_rx) {
             // On error, returning drops both of the consumer's channel ends, which stops the
             // producer.
-            let consumed = consume(&f.chunk());
+            let consumed = consume(&mut f.chunk());
             queued.fetch_sub(1, Ordering::AcqRel);
             consumed?;
             // The producer may already be done; a closed return path is fine.

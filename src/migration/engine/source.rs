@@ -41,10 +41,49 @@ pub(super) fn source_session<'d>(
     })
 }
 
-/// Save's and migrate's transfer: `source` read on the calling thread ([`read_source`]) in
-/// pieces of at most `payload` bytes (of the ring's `chunk`-byte buffers), and on the ring's
-/// other side, for every chunk: the cancel check, `put` (into a stream, or a destination
-/// device), and progress against the source's estimate.
+/// Where a transfer puts each chunk in the ring's buffers, and how long it lets it be.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Framing {
+    /// Bytes kept free before each payload for its header (0: nothing frames the chunk), so
+    /// that header and payload leave in one contiguous write.
+    pub(super) head: usize,
+    /// The stream position of the first chunk's header, when every frame is to end on a
+    /// [`BLOCK`] boundary of the stream: a chunk after a stream position off the grid is
+    /// read that much shorter, and every later full frame (header and payload: one buffer)
+    /// then starts and ends on the grid, where an `O_DIRECT` writer takes it straight from
+    /// the buffer. `None` when frame lengths are not known in advance (encoded chunks) or
+    /// there is no stream (in-process migrate).
+    pub(super) align_from: Option<u64>,
+}
+
+/// The block size frames are aligned to ([`Framing::align_from`]): a page, a multiple of the
+/// logical block size of every common storage device.
+pub(super) const BLOCK: u64 = 4096;
+
+impl Framing {
+    /// The most payload bytes the next chunk may have at stream position `pos`, in a buffer
+    /// of `chunk` bytes.
+    fn room(&self, chunk: usize, pos: Option<u64>) -> usize {
+        let full = chunk - self.head;
+        match pos {
+            Some(p) if chunk as u64 % BLOCK == 0 => {
+                let off = (p % BLOCK) as usize;
+                if off < full {
+                    full - off
+                } else {
+                    full
+                }
+            }
+            _ => full,
+        }
+    }
+}
+
+/// Save's and migrate's transfer: `source` read on the calling thread ([`read_source`]) into
+/// the ring's `chunk`-byte buffers as `framing` lays them out, and on the ring's other side,
+/// for every chunk: the cancel check, `put` (into a stream, or a destination device) with
+/// the frame (`framing.head` bytes of room, then the payload), where its payload starts, and
+/// the payload's checksum when computed, and progress against the source's estimate.
 ///
 /// With `hash`, while the writing side is behind ([`Producer::consumer_busy`]: a blocking
 /// sink, a socket, a pipe), the reading thread computes each chunk's [`checksum`] right after
@@ -56,12 +95,12 @@ pub(super) fn transfer<F>(
     source: &mut SourceSession<'_>,
     opts: &Options,
     chunk: usize,
-    payload: usize,
+    framing: Framing,
     hash: bool,
     mut put: F,
 ) -> Result<SourceStats>
 where
-    F: FnMut(ChunkKind, &[u8], Option<u64>) -> Result<()> + Send,
+    F: FnMut(ChunkKind, &mut [u8], usize, Option<u64>) -> Result<()> + Send,
 {
     let expected = source.estimate();
     let mut done = 0u64;
@@ -69,11 +108,12 @@ where
         chunk,
         opts.overlap,
         Caller::Produces,
-        |p| read_source(source, opts, p, payload, hash),
+        |p| read_source(source, opts, p, chunk, framing, hash),
         move |c| {
             opts.check_cancel()?;
-            put(c.kind, c.data, c.sum)?;
-            done += c.data.len() as u64;
+            let len = c.data().len() as u64;
+            put(c.kind, c.frame, c.at, c.sum)?;
+            done += len;
             opts.report(c.kind.into(), done, expected);
             Ok(())
         },
@@ -88,16 +128,21 @@ fn read_source(
     s: &mut SourceSession<'_>,
     opts: &Options,
     p: &Producer,
-    payload: usize,
+    chunk: usize,
+    framing: Framing,
     hash: bool,
 ) -> Result<SourceStats> {
+    let head = framing.head;
     let filled = |kind, buf: AlignedBuf, len: usize| Filled {
         kind,
-        sum: (hash && p.consumer_busy()).then(|| checksum(&buf[..len])),
+        sum: (hash && p.consumer_busy()).then(|| checksum(&buf[head..head + len])),
         buf,
+        at: head,
         len,
         check: None,
     };
+    // The stream position of the next frame (when frames are aligned).
+    let mut pos = framing.align_from;
     let mut st = SourceStats::default();
     let max_rounds = opts.max_rounds();
     let mut switch = Switchover::new(opts.precopy, max_rounds);
@@ -110,11 +155,13 @@ fn read_source(
             s.begin_round()?;
             loop {
                 let mut buf = take(&mut spare, p)?;
-                let n = s.read_round(&mut buf[..payload])?;
+                let room = framing.room(chunk, pos);
+                let n = s.read_round(&mut buf[head..head + room])?;
                 if n == 0 {
                     spare = Some(buf);
                     break;
                 }
+                pos = pos.map(|at| at + (head + n) as u64);
                 p.send(filled(ChunkKind::Precopy, buf, n))?;
             }
             let round = s.end_round()?;
@@ -145,10 +192,12 @@ fn read_source(
     s.stop_copy()?;
     loop {
         let mut buf = take(&mut spare, p)?;
-        let n = s.read_stopped(&mut buf[..payload])?;
+        let room = framing.room(chunk, pos);
+        let n = s.read_stopped(&mut buf[head..head + room])?;
         if n == 0 {
             break;
         }
+        pos = pos.map(|at| at + (head + n) as u64);
         p.send(filled(ChunkKind::Stopcopy, buf, n))?;
     }
     Ok(st)

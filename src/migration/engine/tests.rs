@@ -604,6 +604,7 @@ fn small_chunk(p: &Producer) -> Result<Filled> {
     Ok(Filled {
         kind: ChunkKind::Stopcopy,
         buf: p.take()?,
+        at: 0,
         len: 16,
         check: None,
         sum: None,
@@ -668,7 +669,7 @@ fn pipeline_failures_stop_the_other_side() {
 
             let mut seen = 0;
             let n = pipeline(4096, overlap, caller, produce_many, |c| {
-                assert_eq!(c.data.len(), 16);
+                assert_eq!(c.data().len(), 16);
                 seen += 1;
                 Ok(())
             })
@@ -765,9 +766,9 @@ fn waiter_backs_off_after_unanswered_polls_and_comes_back() {
     assert!(w.recv(&rx).is_err(), "a closed channel ends the wait");
 }
 
-/// A saved chunk and its header fill exactly one buffer, so that a pipe or socket buffer of
-/// the buffer's size takes each chunk in one write: payloads of the buffer less the chunk
-/// header of the format written (24 bytes raw, 32 encoded), the last one the remainder.
+/// A raw chunk and its header fill one buffer, and every raw frame but the last ends on a
+/// 4 KiB boundary of the stream (the first chunk is shortened by the stream header's offset
+/// into its block); an encoded stream's chunks carry full payloads.
 #[test]
 fn a_saved_chunk_and_its_header_fill_one_buffer() {
     use crate::migration::stream::{
@@ -787,14 +788,73 @@ fn a_saved_chunk_and_its_header_fill_one_buffer() {
         let (out, rep) = save(&mut driver(&src), Vec::new(), "mem", &o).unwrap();
         assert_eq!(rep.bytes, total as u64);
         let mut r = StreamReader::new(&out[..]).unwrap();
+        let start = r.totals().stream_bytes;
         let mut buf = vec![0u8; buffer];
         let mut lens = Vec::new();
         while let Some((_, n)) = r.next_chunk(&mut buf).unwrap() {
             lens.push(n);
         }
+        assert_eq!(lens.iter().sum::<usize>(), total);
         let full = buffer - header;
-        let mut want = vec![full; total / full];
-        want.push(total % full);
-        assert_eq!(lens, want, "{compression:?}");
+        if compression == Compression::None {
+            assert_ne!(
+                start % 4096,
+                0,
+                "the test needs a stream header off the grid"
+            );
+            assert_eq!(
+                lens[0],
+                full - (start % 4096) as usize,
+                "the first chunk realigns"
+            );
+            let mut end = start;
+            for (i, n) in lens.iter().enumerate() {
+                end += (header + n) as u64;
+                if i + 1 < lens.len() {
+                    assert_eq!(end % 4096, 0, "frame {i} ends on a block boundary");
+                }
+                if i > 0 && i + 1 < lens.len() {
+                    assert_eq!(*n, full, "frame {i} is one buffer");
+                }
+            }
+        } else {
+            let mut want = vec![full; total / full];
+            want.push(total % full);
+            assert_eq!(lens, want, "{compression:?}");
+        }
     }
+}
+
+/// A raw frame (header and payload) reaches the sink in one `write` of the whole buffer,
+/// even through a sink without `write_vectored` (which would take the header alone).
+#[test]
+fn a_raw_frame_leaves_in_one_write() {
+    struct Writes(Vec<usize>);
+    impl std::io::Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.push(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = 64 * 1024;
+    let total = 6 * buffer;
+    let src = FakeDevice::new("fake-1", MigFlags::STOP_COPY, image(total, 5));
+    let (w, rep) = save(&mut driver(&src), Writes(Vec::new()), "mem", &opts(0)).unwrap();
+    assert_eq!(rep.bytes, total as u64);
+    // The stream header, the first (realigning) frame, full frames, the last frame, the
+    // trailer: every write in between is one whole buffer.
+    let writes = &w.0;
+    assert!(writes.len() >= 5, "{writes:?}");
+    assert!(
+        writes[2..writes.len() - 2].iter().all(|&n| n == buffer),
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes.len(),
+        1 + rep.chunks as usize + 1,
+        "one write per chunk"
+    );
 }

@@ -112,39 +112,74 @@ impl<W: Write> StreamWriter<W> {
         self.write(kind, payload, None)
     }
 
-    /// [`write_chunk`](Self::write_chunk) of a payload whose [`checksum`] the caller computed
-    /// (on the thread that read it, while it was in that core's cache): a version 1 stream
-    /// uses `sum` instead of hashing the payload again. `sum` must be `checksum(payload)`;
-    /// the engine is the only caller.
-    pub(crate) fn write_chunk_summed(
+    /// [`write_chunk`](Self::write_chunk) of the payload `frame[at..]`, where `frame[..at]`
+    /// is room the caller kept for the chunk's header: when `at` is this writer's
+    /// [`chunk_header_len`](Self::chunk_header_len) and the chunk goes out raw (version 1),
+    /// the header is written into that room and the frame leaves in one contiguous write
+    /// (from a page-aligned buffer, an `O_DIRECT` file can take it as it is); otherwise the
+    /// payload is written as [`write_chunk`](Self::write_chunk) does. `sum`, when given, is
+    /// the payload's [`checksum`], computed by the caller (on the thread that read it, while
+    /// it was in that core's cache), used instead of hashing it again; the engine is the only
+    /// caller.
+    pub(crate) fn write_frame(
         &mut self,
         kind: ChunkKind,
-        payload: &[u8],
-        sum: u64,
+        frame: &mut [u8],
+        at: usize,
+        sum: Option<u64>,
     ) -> Result<()> {
-        debug_assert_eq!(sum, checksum(payload), "a wrong precomputed checksum");
-        self.write(kind, payload, Some(sum))
+        debug_assert!(
+            sum.is_none_or(|s| s == checksum(&frame[at..])),
+            "a wrong precomputed checksum"
+        );
+        if self.encoder.is_some() || at != CHUNK_HEADER_LEN {
+            return self.write(kind, &frame[at..], sum);
+        }
+        let (room, payload) = frame.split_at_mut(at);
+        self.check_len(payload.len())?;
+        if payload.is_empty() {
+            return Ok(());
+        }
+        let sum = sum.unwrap_or_else(|| checksum(payload));
+        let h = chunk_header(kind.tag(), payload.len() as u32, sum);
+        room.copy_from_slice(&h);
+        let len = payload.len();
+        self.inner.write_all(frame).map_err(|e| self.io(e))?;
+        self.wrote_raw(&h, len);
+        Ok(())
+    }
+
+    /// Refuses a payload above the header's `max_chunk`.
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.max_chunk as usize {
+            return Err(StreamError::ChunkTooLarge {
+                len,
+                max: self.max_chunk,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Counts a raw chunk written: its header `h` into the whole-stream checksum, `len`
+    /// payload bytes into the totals.
+    fn wrote_raw(&mut self, h: &[u8], len: usize) {
+        self.hasher.write(h);
+        self.totals.chunks += 1;
+        self.totals.payload_bytes += len as u64;
+        self.totals.stream_bytes += (CHUNK_HEADER_LEN + len) as u64;
     }
 
     fn write(&mut self, kind: ChunkKind, payload: &[u8], sum: Option<u64>) -> Result<()> {
         if payload.is_empty() {
             return Ok(());
         }
-        if payload.len() > self.max_chunk as usize {
-            return Err(StreamError::ChunkTooLarge {
-                len: payload.len(),
-                max: self.max_chunk,
-            }
-            .into());
-        }
+        self.check_len(payload.len())?;
         let Some(encoder) = self.encoder.as_mut() else {
             let sum = sum.unwrap_or_else(|| checksum(payload));
             let h = chunk_header(kind.tag(), payload.len() as u32, sum);
             write_all_vectored(&mut self.inner, &h, payload).map_err(|e| self.io(e))?;
-            self.hasher.write(&h);
-            self.totals.chunks += 1;
-            self.totals.payload_bytes += payload.len() as u64;
-            self.totals.stream_bytes += (CHUNK_HEADER_LEN + payload.len()) as u64;
+            self.wrote_raw(&h, payload.len());
             return Ok(());
         };
         let (encoding, wire) = encoder.encode(payload);
