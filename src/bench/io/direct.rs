@@ -203,16 +203,24 @@ impl Read for DirectReader {
 mod tests {
     use super::*;
 
+    /// A new file opened with `O_DIRECT` in a temporary directory (kept alive by the
+    /// returned guard), or `None` where the file system refuses `O_DIRECT` (tmpfs).
+    fn direct_file() -> Option<(tempfile::TempDir, std::path::PathBuf, File)> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d");
+        match create(&p) {
+            Ok(f) => Some((dir, p, f)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     /// `O_DIRECT` where the file system allows it (not on tmpfs): the same bytes come back
     /// through both the aligned and the staged ways, and the file has exactly their length.
     #[test]
     fn round_trip_through_both_ways() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("d");
-        let f = match create(&p) {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
-            Err(e) => panic!("{e}"),
+        let Some((_dir, p, f)) = direct_file() else {
+            return;
         };
         let mut w = DirectWriter::new(f).unwrap();
         let mut aligned_buf = page_buf(3 * ALIGN).unwrap();
@@ -257,12 +265,8 @@ mod tests {
     /// an aligned buffer, which then goes straight to the file.
     #[test]
     fn staged_whole_blocks_let_an_aligned_buffer_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("d");
-        let f = match create(&p) {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
-            Err(e) => panic!("{e}"),
+        let Some((_dir, p, f)) = direct_file() else {
+            return;
         };
         let mut w = DirectWriter::new(f).unwrap();
         let mut frame = page_buf(2 * ALIGN).unwrap();
