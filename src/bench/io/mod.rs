@@ -8,6 +8,7 @@
 pub(in crate::bench) mod channel;
 pub(in crate::bench) mod direct;
 pub(in crate::bench) mod link;
+pub(in crate::bench) mod resident;
 
 use super::config::DataPath;
 use crate::sim::Pacer;
@@ -344,34 +345,43 @@ pub(in crate::bench) struct Source {
     pub reader: SourceReader,
     /// The feeding thread of a pipe or socket.
     feed: Option<JoinHandle<io::Result<u64>>>,
+    /// Bytes of the file that were not in the page cache when it was opened, after reading
+    /// the missing ones in (0 for `O_DIRECT`, which does not read the page cache).
+    cold: u64,
 }
 
 impl Source {
     /// Opens the first `len` bytes of `file` through `path` (`file`, `file-direct`, `pipe`,
-    /// `tcp`; a pipe or socket is fed by a thread).
+    /// `tcp`; a pipe or socket is fed by a thread). A path that reads the page cache gets the
+    /// file's missing pages read in first (untimed, [`resident::warm`]): its rows are "from
+    /// the page cache".
     pub fn open(path: DataPath, file: &Path, len: u64) -> io::Result<Source> {
+        if path == DataPath::FileDirect {
+            return Ok(Source {
+                reader: SourceReader::Direct(Box::new(DirectReader::new(direct::open(file)?)?)),
+                feed: None,
+                cold: 0,
+            });
+        }
+        let f = File::open(file)?;
+        let cold = resident::warm(&f, len)?.missing();
         let (reader, feed) = match path {
-            DataPath::FileDirect => (
-                SourceReader::Direct(Box::new(DirectReader::new(direct::open(file)?)?)),
-                None,
-            ),
             DataPath::Pipe => {
                 let (r, w, _) = channel::pipe()?;
-                (
-                    SourceReader::Pipe(r),
-                    Some(channel::feed(File::open(file)?, len, w)),
-                )
+                (SourceReader::Pipe(r), Some(channel::feed(f, len, w)))
             }
             DataPath::Tcp => {
                 let (c, a) = channel::tcp_pair()?;
-                (
-                    SourceReader::Tcp(c),
-                    Some(channel::feed(File::open(file)?, len, a)),
-                )
+                (SourceReader::Tcp(c), Some(channel::feed(f, len, a)))
             }
-            _ => (SourceReader::File(File::open(file)?), None),
+            _ => (SourceReader::File(f), None),
         };
-        Ok(Source { reader, feed })
+        Ok(Source { reader, feed, cold })
+    }
+
+    /// Bytes of the file still not in the page cache when the transfer began.
+    pub fn cold(&self) -> u64 {
+        self.cold
     }
 
     /// Waits for the feeding thread (the source was read to its end).

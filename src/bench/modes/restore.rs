@@ -7,7 +7,10 @@
 //! The raw, QEMU-style and whole-state loops restore the device's own stream (a raw capture);
 //! the harness restores the framed stream the engine saved at the same buffer size. Both
 //! files are written once per buffer size, untimed, and `fsync`'d (so `O_DIRECT` reads do not
-//! wait for their write-back).
+//! wait for their write-back). Before every timed read from the page cache (file, pipe, tcp),
+//! whatever the kernel dropped of the file meanwhile is read back in, untimed
+//! (`io::resident`): each loop reads its own file, and one dropped in part would time a disk
+//! too. A file that still misses pages at the start of a transfer is named in a note.
 
 use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Run, Sample};
 use crate::bench::config::{DataPath, Kind};
@@ -19,7 +22,7 @@ use crate::bench::raw;
 use crate::bench::reference;
 use crate::migration::engine;
 use crate::units::format_bytes;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::time::Instant;
 
@@ -82,17 +85,24 @@ pub(in crate::bench) fn prepare(run: &mut Run<'_>, b: u64) -> Result<Saved, Benc
     })
 }
 
+/// Opens a source of `file` (`len` bytes) through `path` ([`Source::open`]: its missing
+/// pages read in), keeping in `cold` the most bytes any source of the block still missed.
+fn open(path: DataPath, file: &Path, len: u64, cold: &Cell<u64>) -> Result<Source, BenchError> {
+    let src = Source::open(path, file, len).map_err(io_of("opening the source"))?;
+    cold.set(cold.get().max(src.cold()));
+    Ok(src)
+}
+
 /// Runs `f` with a freshly opened source of `file` (`len` bytes) through `path` and waits for
 /// its feeding thread; the seconds are from just after opening to the end.
 fn from(
     path: DataPath,
     file: &Path,
     len: u64,
+    cold: &Cell<u64>,
     f: impl FnOnce(&mut crate::bench::io::SourceReader) -> Result<Sample, BenchError>,
 ) -> Result<(f64, Sample), BenchError> {
-    let (mut reader, feed) = Source::open(path, file, len)
-        .map_err(io_of("opening the source"))?
-        .into_parts();
+    let (mut reader, feed) = open(path, file, len, cold)?.into_parts();
     let t0 = Instant::now();
     let s = f(&mut reader);
     drop(reader);
@@ -128,6 +138,8 @@ pub(in crate::bench) fn block(
     let src_what = describe_source(path, &saved.raw);
     let d = RefCell::new(driver(&run.devs.primary)?);
     let (raw_file, raw_len): (&Path, u64) = (&saved.raw, saved.raw_len);
+    let cold = Cell::new(0u64);
+    let cold = &cold;
     let mut contenders = Vec::new();
 
     contenders.push(Contender {
@@ -136,7 +148,7 @@ pub(in crate::bench) fn block(
         buffers_bytes: b,
         what: format!("read(2) into one buffer from {src_what}"),
         job: Box::new(move || {
-            let src = Source::open(path, raw_file, raw_len).map_err(io_of("opening the source"))?;
+            let src = open(path, raw_file, raw_len, cold)?;
             let (bytes, s) =
                 reference::source_rate(src, b as usize).map_err(io_of("the source reference"))?;
             Ok((
@@ -157,7 +169,7 @@ pub(in crate::bench) fn block(
         buffers_bytes: b,
         what: format!("reads into one buffer from {src_what}, each written to the device"),
         job: Box::new(move || {
-            from(path, raw_file, raw_len, |r| {
+            from(path, raw_file, raw_len, cold, |r| {
                 let x = raw::restore(dr.borrow_mut().as_mut(), r, &mut raw_buf)
                     .map_err(mig("raw restore"))?;
                 Ok(Sample {
@@ -178,7 +190,7 @@ pub(in crate::bench) fn block(
             buffers_bytes: QEMU_STREAM_BUFFER as u64,
             what: format!("32 KiB reads from {src_what}, each written to the device"),
             job: Box::new(move || {
-                from(path, raw_file, raw_len, |r| {
+                from(path, raw_file, raw_len, cold, |r| {
                     let x = raw::restore(dr.borrow_mut().as_mut(), r, &mut qbuf)
                         .map_err(mig("QEMU-style restore"))?;
                     Ok(Sample {
@@ -199,7 +211,7 @@ pub(in crate::bench) fn block(
                     "the whole state read into memory from {src_what}, then written to the device"
                 ),
                 job: Box::new(move || {
-                    from(path, raw_file, raw_len, |r| {
+                    from(path, raw_file, raw_len, cold, |r| {
                         let x = loops::whole_restore(dr.borrow_mut().as_mut(), r, raw_len)
                             .map_err(mig("whole-state restore"))?;
                         Ok(Sample {
@@ -225,7 +237,7 @@ pub(in crate::bench) fn block(
             describe_source(path, stream_file)
         ),
         job: Box::new(move || {
-            from(path, stream_file, stream_len, |r| {
+            from(path, stream_file, stream_len, cold, |r| {
                 // Buffered as `engine::restore_from_file` reads its file.
                 let r = std::io::BufReader::with_capacity(64 << 10, r);
                 let rep = engine::restore(dr.borrow_mut().as_mut(), r, &o).map_err(mig("restore"))?;
@@ -251,5 +263,15 @@ pub(in crate::bench) fn block(
         verify_device(&primary, "restore")
     })?;
     run.results.extend(rows);
+    if cold.get() > 0 {
+        run.note(format!(
+            "restore <- {}, {} buffer: up to {} of a source file was not in the page cache \
+             when a timed read began, even after reading it in (memory pressure): these rows \
+             include disk reads",
+            path.as_str(),
+            format_bytes(b),
+            format_bytes(cold.get())
+        ));
+    }
     Ok(())
 }
