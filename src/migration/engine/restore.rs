@@ -115,11 +115,13 @@ fn restore_inner<R: Read + Send>(
     let expected = header.state_size_estimate;
     let mut target = DestinationSession::unguarded(drv)?;
     let mut done = 0u64;
-    // Every payload is verified before it reaches the device, on whichever thread has time
-    // (`Producer::consumer_busy`): when the writing side is waiting for data, the reader is
-    // the bottleneck and leaves the checksum to the writer; otherwise the reader checks it
-    // while the writer is busy. The whole-stream checksum is verified by the reader at the
-    // trailer, before RESUMING is left.
+    // Every payload is verified before it reaches the device. The writing side (this thread)
+    // verifies it, unless the reader is so far ahead that it would wait for a free buffer
+    // anyway (`Producer::consumer_far_behind`): then the reader verifies it, at no cost to
+    // the pipeline. (Verifying on the reader whenever the writer held a chunk, the save side's
+    // rule, made the reader the slower side on a fast source: hw-notes/bench.md, session 9.)
+    // The whole-stream checksum is verified by the reader at the trailer, before RESUMING is
+    // left.
     let totals: StreamTotals = pipeline(
         chunk,
         opts.overlap,
@@ -130,7 +132,7 @@ fn restore_inner<R: Read + Send>(
                 let mut buf = p.take()?;
                 match reader.next_chunk_unverified(&mut buf)? {
                     Some((kind, len, check)) => {
-                        let check = if p.consumer_busy() {
+                        let check = if p.consumer_far_behind() {
                             check.verify(&buf[..len])?;
                             None
                         } else {

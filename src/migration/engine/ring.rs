@@ -109,6 +109,19 @@ impl Producer<'_> {
         }
     }
 
+    /// Whether the consumer is so far behind that every buffer but the one the producer holds
+    /// is queued for it: the producer's next [`Producer::take`] would wait for the consumer.
+    /// Work done on the producer then costs the pipeline nothing (restore verifies chunks on
+    /// the producer only then: [`Producer::consumer_busy`], a weaker signal, had the reading
+    /// thread take over checksums from a device writer that was only briefly behind, and
+    /// become the slower side). Always `false` on one thread.
+    pub(super) fn consumer_far_behind(&self) -> bool {
+        match &self.to {
+            Handoff::Ring { queued, .. } => queued.load(Ordering::Acquire) >= RING - 1,
+            Handoff::Inline { .. } => false,
+        }
+    }
+
     /// A free buffer, or an error when the consumer has stopped (its error is reported).
     pub(super) fn take(&self) -> Result<AlignedBuf> {
         match &self.to {

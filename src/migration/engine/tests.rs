@@ -721,6 +721,54 @@ fn consumer_busy_follows_the_consumer() {
     assert!(!seen, "one thread: the consumer is never behind");
 }
 
+/// `consumer_far_behind` (where restore verifies chunks) holds only while every buffer but
+/// the producer's own is queued for the consumer, and never on one thread.
+#[test]
+fn consumer_far_behind_needs_the_whole_ring_queued() {
+    use std::sync::mpsc;
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let seen = pipeline(
+        4096,
+        true,
+        Caller::Produces,
+        move |p: &Producer| -> Result<Vec<bool>> {
+            let mut seen = vec![p.consumer_far_behind()];
+            for _ in 0..RING - 1 {
+                seen.push(p.consumer_far_behind());
+                p.send(small_chunk(p)?)?;
+            }
+            seen.push(p.consumer_far_behind());
+            for _ in 0..RING - 1 {
+                go_tx.send(()).expect("the consumer waits");
+            }
+            Ok(seen)
+        },
+        move |_| {
+            go_rx.recv().expect("the producer lets the consumer go");
+            Ok(())
+        },
+    )
+    .unwrap();
+    let mut want = vec![false; RING];
+    want.push(true);
+    assert_eq!(seen, want);
+
+    let far = pipeline(
+        4096,
+        false,
+        Caller::Produces,
+        |p: &Producer| -> Result<bool> {
+            for _ in 0..RING {
+                p.send(small_chunk(p)?)?;
+            }
+            Ok(p.consumer_far_behind())
+        },
+        |_| Ok(()),
+    )
+    .unwrap();
+    assert!(!far, "one thread: the consumer is never behind");
+}
+
 #[test]
 fn waiter_backs_off_after_unanswered_polls_and_comes_back() {
     let w = Waiter::default();
