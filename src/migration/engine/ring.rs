@@ -98,8 +98,8 @@ enum Handoff<'a> {
 
 impl Producer<'_> {
     /// Whether the consumer is behind: a chunk sent earlier is still waiting for it or being
-    /// consumed. Work that either side may do on a chunk (its checksum) is then better done
-    /// by the producer, before sending it; when the consumer is waiting for data, the
+    /// consumed. Work that either side may do on a chunk (a saved chunk's checksum) is then
+    /// better done by the producer, before sending it; when the consumer is waiting for data, the
     /// producer is the bottleneck and leaves that work to the consumer. Always `false` on one
     /// thread (both sides are the same thread).
     pub(super) fn consumer_busy(&self) -> bool {
