@@ -266,8 +266,8 @@ pub(in crate::bench) fn block(
     if cold.get() > 0 {
         run.note(format!(
             "restore <- {}, {} buffer: up to {} of a source file was not in the page cache \
-             when a timed read began, even after reading it in (memory pressure): these rows \
-             include disk reads",
+             when a timed read began, even after reading it in (the kernel dropped pages again): \
+             these rows include disk reads",
             path.as_str(),
             format_bytes(b),
             format_bytes(cold.get())
