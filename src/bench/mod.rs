@@ -98,12 +98,13 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
         }
     }
     if cfg.has(Mode::Restore) {
-        let paths: Vec<DataPath> = cfg
+        let measured: Vec<DataPath> = cfg
             .paths
             .iter()
             .copied()
             .filter(|&p| modes::restore::measures(&mut run, p))
             .collect();
+        let paths = modes::restore::order(&measured);
         if !paths.is_empty() {
             for &b in &cfg.buffers {
                 let saved = modes::restore::prepare(&mut run, b)?;

@@ -56,6 +56,19 @@ pub(in crate::bench) fn measures(run: &mut Run<'_>, path: DataPath) -> bool {
     }
 }
 
+/// The order the blocks of `paths` run in: those that read the page cache (file, pipe, tcp)
+/// first, one after the other, `file-direct` last. Its `O_DIRECT` reads leave the page cache
+/// alone for as long as the block runs (over a minute at 4 GiB), and a kernel that reclaims
+/// page cache nobody read for a while (as DAMON's `pageout` scheme on the machine of
+/// hw-notes/bench.md does after one minute) would take part of the saved files meanwhile:
+/// [`Source::open`] reads them back in, but the reclaim can go on dropping pages for seconds
+/// after, into the timed reads.
+pub(in crate::bench) fn order(paths: &[DataPath]) -> Vec<DataPath> {
+    let (direct, cached): (Vec<DataPath>, Vec<DataPath>) =
+        paths.iter().partition(|&&p| p == DataPath::FileDirect);
+    cached.into_iter().chain(direct).collect()
+}
+
 /// Saves the primary device's raw stream and its framed stream at buffer size `b` into files
 /// in the run's directory (untimed).
 pub(in crate::bench) fn prepare(run: &mut Run<'_>, b: u64) -> Result<Saved, BenchError> {
@@ -274,4 +287,20 @@ pub(in crate::bench) fn block(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_cache_blocks_run_together_and_o_direct_last() {
+        use DataPath::*;
+        assert_eq!(
+            order(&[File, FileDirect, Pipe, Tcp]),
+            [File, Pipe, Tcp, FileDirect]
+        );
+        assert_eq!(order(&[Tcp, File]), [Tcp, File]);
+        assert_eq!(order(&[FileDirect]), [FileDirect]);
+    }
 }
