@@ -103,10 +103,7 @@ impl Producer<'_> {
     /// producer is the bottleneck and leaves that work to the consumer. Always `false` on one
     /// thread (both sides are the same thread).
     pub(super) fn consumer_busy(&self) -> bool {
-        match &self.to {
-            Handoff::Ring { queued, .. } => queued.load(Ordering::Acquire) > 0,
-            Handoff::Inline { .. } => false,
-        }
+        self.queued() > 0
     }
 
     /// Whether the consumer is so far behind that every buffer but the one the producer holds
@@ -116,9 +113,15 @@ impl Producer<'_> {
     /// thread take over checksums from a device writer that was only briefly behind, and
     /// become the slower side). Always `false` on one thread.
     pub(super) fn consumer_far_behind(&self) -> bool {
+        self.queued() >= RING - 1
+    }
+
+    /// Chunks sent and not yet consumed (0 on one thread, where each is consumed as it is
+    /// sent).
+    fn queued(&self) -> usize {
         match &self.to {
-            Handoff::Ring { queued, .. } => queued.load(Ordering::Acquire) >= RING - 1,
-            Handoff::Inline { .. } => false,
+            Handoff::Ring { queued, .. } => queued.load(Ordering::Acquire),
+            Handoff::Inline { .. } => 0,
         }
     }
 
