@@ -5,7 +5,8 @@
 //! path at one buffer size, every kind of loop of the block timed in the same run with the
 //! order rotated between repetitions ([`super::timing::timed_group`]): the path's physical
 //! reference, the raw loop, the QEMU-style loop and the whole-state loop (at the main buffer:
-//! their buffer sizes are their own), and the harness. [`run_block`] makes the rows and their
+//! their buffer sizes are their own), and the harness; the whole-state loop's repetitions
+//! come after the others' (freeing its state-sized buffer slowed the next transfer). [`run_block`] makes the rows and their
 //! ratios; [`Run::finish`] assembles the report.
 
 pub(super) mod arcs;
@@ -322,7 +323,8 @@ pub(super) fn run_block(
         meta.push((c.kind, c.buffer, c.buffers_bytes, c.what));
         jobs.push(c.job);
     }
-    let timed = timed_group(cfg, &mut jobs, |j| {
+    let last: Vec<bool> = kinds.iter().map(|k| *k == Kind::WholeState).collect();
+    let timed = timed_group(cfg, &mut jobs, &last, |j| {
         if kinds[j] == Kind::Reference {
             Ok(())
         } else {
