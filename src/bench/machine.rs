@@ -1,7 +1,9 @@
-//! What the benchmark ran on: CPU, cores, memory, kernel, and which CPU features the hash and
-//! the copies of the data path use.
+//! What the benchmark ran on: CPU, cores, memory, kernel, which CPU features the hash and
+//! the copies of the data path use, and what takes memory back from the process's data while
+//! it runs.
 
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// The machine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +28,68 @@ pub struct Machine {
     /// the CPU features) and the features it can use.
     #[serde(default)]
     pub copies: String,
+    /// What on this machine takes memory back while the benchmark runs (read from sysfs):
+    /// `virtio-balloon free page reporting` (memory the guest frees goes back to its host,
+    /// and using it again faults fresh host memory in) and `DAMON pageout (kdamond N)` (page
+    /// cache not accessed for a while is reclaimed). Either makes the rows that allocate
+    /// fresh memory (the page cache of the file sinks, the whole-state buffers) or read a
+    /// file vary more between runs (hw-notes/bench.md, sessions 9 and 10). Empty when none
+    /// was found.
+    #[serde(default)]
+    pub memory_reclaim: Vec<String>,
+}
+
+/// Bit of `VIRTIO_BALLOON_F_REPORTING` in a virtio device's `features` (`include/uapi/linux/
+/// virtio_balloon.h`).
+const BALLOON_F_REPORTING: usize = 5;
+/// Device id of a virtio balloon (`VIRTIO_ID_BALLOON`).
+const VIRTIO_ID_BALLOON: &str = "0x0005";
+
+/// What takes memory back on the machine whose sysfs is mounted at `sys`
+/// ([`Machine::memory_reclaim`]): a virtio balloon bound to its driver with free page
+/// reporting negotiated, and every running kdamond with a `pageout` scheme. Unreadable
+/// entries count as absent.
+pub fn memory_reclaim_in(sys: &Path) -> Vec<String> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .ok()
+    };
+    let dirs = |p: &Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let mut found = Vec::new();
+    let reporting = dirs(&sys.join("bus/virtio/devices")).iter().any(|d| {
+        read(&d.join("device")).is_some_and(|id| id == VIRTIO_ID_BALLOON)
+            && d.join("driver").exists()
+            && read(&d.join("features"))
+                .is_some_and(|f| f.as_bytes().get(BALLOON_F_REPORTING) == Some(&b'1'))
+    });
+    if reporting {
+        found.push("virtio-balloon free page reporting".to_string());
+    }
+    for k in dirs(&sys.join("kernel/mm/damon/admin/kdamonds")) {
+        let Some(n) = k.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            continue;
+        };
+        if !n.bytes().all(|b| b.is_ascii_digit()) || read(&k.join("state")).as_deref() != Some("on")
+        {
+            continue;
+        }
+        let pageout = dirs(&k.join("contexts")).iter().any(|c| {
+            dirs(&c.join("schemes"))
+                .iter()
+                .any(|s| read(&s.join("action")).as_deref() == Some("pageout"))
+        });
+        if pageout {
+            found.push(format!("DAMON pageout (kdamond {n})"));
+        }
+    }
+    found
 }
 
 /// Whether the CPU has `feature` (run-time detection; false on other architectures).
@@ -199,6 +263,7 @@ impl Machine {
             hash: hash_impl(),
             copies: copy_impl(&cpu_features),
             cpu_features,
+            memory_reclaim: memory_reclaim_in(Path::new("/sys")),
         }
     }
 }
@@ -262,6 +327,78 @@ mod tests {
         assert_eq!(flags, ["fpu", "sse2", "erms", "avx2"]);
         let f = copy_hash_features(&flags);
         assert!(f.contains(&"erms".to_string()) && !f.contains(&"fsrm".to_string()));
+    }
+
+    /// Writes `files` (path relative to `root`, contents) and makes `dirs`.
+    fn tree(root: &Path, files: &[(&str, &str)], dirs: &[&str]) {
+        for d in dirs {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for (f, text) in files {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+    }
+
+    #[test]
+    fn finds_a_reporting_balloon_and_a_pageout_kdamond() {
+        let t = tempfile::tempdir().unwrap();
+        let sys = t.path();
+        // A balloon with reporting (bit 5), a block device with bit 5 set too, a kdamond
+        // running a pageout scheme, one running another action, one stopped.
+        tree(
+            sys,
+            &[
+                ("bus/virtio/devices/virtio0/device", "0x0005\n"),
+                ("bus/virtio/devices/virtio0/features", "0110010100000000\n"),
+                ("bus/virtio/devices/virtio1/device", "0x0002\n"),
+                ("bus/virtio/devices/virtio1/features", "0010010000000000\n"),
+                ("kernel/mm/damon/admin/kdamonds/nr_kdamonds", "3\n"),
+                ("kernel/mm/damon/admin/kdamonds/0/state", "on\n"),
+                (
+                    "kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/0/action",
+                    "pageout\n",
+                ),
+                ("kernel/mm/damon/admin/kdamonds/1/state", "on\n"),
+                (
+                    "kernel/mm/damon/admin/kdamonds/1/contexts/0/schemes/0/action",
+                    "stat\n",
+                ),
+                ("kernel/mm/damon/admin/kdamonds/2/state", "off\n"),
+                (
+                    "kernel/mm/damon/admin/kdamonds/2/contexts/0/schemes/0/action",
+                    "pageout\n",
+                ),
+            ],
+            &[
+                "bus/virtio/devices/virtio0/driver",
+                "bus/virtio/devices/virtio1/driver",
+            ],
+        );
+        assert_eq!(
+            memory_reclaim_in(sys),
+            [
+                "virtio-balloon free page reporting",
+                "DAMON pageout (kdamond 0)"
+            ]
+        );
+        // Without reporting negotiated, or with no driver bound, the balloon does not report.
+        tree(
+            sys,
+            &[("bus/virtio/devices/virtio0/features", "0110000000000000\n")],
+            &[],
+        );
+        assert_eq!(memory_reclaim_in(sys), ["DAMON pageout (kdamond 0)"]);
+        tree(
+            sys,
+            &[("bus/virtio/devices/virtio0/features", "0110010100000000\n")],
+            &[],
+        );
+        std::fs::remove_dir(sys.join("bus/virtio/devices/virtio0/driver")).unwrap();
+        assert_eq!(memory_reclaim_in(sys), ["DAMON pageout (kdamond 0)"]);
+        // No sysfs at all: nothing found.
+        assert!(memory_reclaim_in(&sys.join("absent")).is_empty());
     }
 
     #[test]

@@ -46,6 +46,9 @@ impl BenchReport {
         let _ = writeln!(s, "cpu:     {}", m.cpu_features.join(" "));
         let _ = writeln!(s, "hash:    {}", m.hash);
         let _ = writeln!(s, "copies:  {}", m.copies);
+        if !m.memory_reclaim.is_empty() {
+            let _ = writeln!(s, "reclaim: {}", m.memory_reclaim.join(", "));
+        }
         let _ = writeln!(s, "device:  {}", self.settings.devices.join(", "));
         let _ = writeln!(s, "files:   {}", self.settings.dir);
         let _ = writeln!(

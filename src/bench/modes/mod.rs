@@ -157,11 +157,20 @@ impl<'a> Run<'a> {
             Some((rows, device)) => (rows, Some(device)),
             None => (Vec::new(), None),
         };
+        let machine = Machine::detect();
+        if !machine.memory_reclaim.is_empty() {
+            notes.push(format!(
+                "this machine takes memory back while the benchmark runs ({}): the rows that \
+                 allocate fresh memory (file sinks, whole-state) or read files vary more between \
+                 runs; compare rows within one block",
+                machine.memory_reclaim.join("; ")
+            ));
+        }
         let sim = devs.primary_sim();
         BenchReport {
             schema_version: SCHEMA_VERSION,
             harness_version: env!("CARGO_PKG_VERSION").to_string(),
-            machine: Machine::detect(),
+            machine,
             kernel: Kernel::detect(),
             settings: Settings {
                 devices: if cfg.devices.is_empty() || devs.verified {
