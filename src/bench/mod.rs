@@ -73,7 +73,10 @@ use std::time::Instant;
 ///
 /// The order is fixed: the `save` blocks (every buffer size, every path), the `restore`
 /// blocks (per buffer size: the states to restore saved once, then every path), the `live`
-/// blocks, then the arcs, the parallel run, the overlap proof and the downtime sweep.
+/// blocks, then the arcs, the parallel run, the overlap proof, the downtime sweep and the
+/// compression rows; last the whole-state loops of the save, restore and live blocks at the
+/// main buffer, whose rows join their blocks ([`modes::Pass::WholeState`]: each of them maps,
+/// fills and frees a buffer the size of the state, which slowed the transfers run after it).
 pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchReport, BenchError> {
     let t_start = Instant::now();
     cfg.validate()?;
@@ -90,13 +93,17 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
         return Err(error::io(format!("creating {}", run.dir.display()))(e));
     }
 
+    use modes::Pass;
     if cfg.has(Mode::Save) {
         for &b in &cfg.buffers {
             for &p in &cfg.paths {
-                modes::save::block(&mut run, p, b)?;
+                modes::save::block(&mut run, p, b, Pass::Main)?;
             }
         }
     }
+    // The states the restore blocks read at the main buffer, kept for the whole-state pass.
+    let mut restore_main = None;
+    let mut restore_paths = Vec::new();
     if cfg.has(Mode::Restore) {
         let measured: Vec<DataPath> = cfg
             .paths
@@ -104,12 +111,15 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
             .copied()
             .filter(|&p| modes::restore::measures(&mut run, p))
             .collect();
-        let paths = modes::restore::order(&measured);
-        if !paths.is_empty() {
+        restore_paths = modes::restore::order(&measured);
+        if !restore_paths.is_empty() {
             for &b in &cfg.buffers {
                 let saved = modes::restore::prepare(&mut run, b)?;
-                for &p in &paths {
-                    modes::restore::block(&mut run, p, &saved)?;
+                for &p in &restore_paths {
+                    modes::restore::block(&mut run, p, &saved, Pass::Main)?;
+                }
+                if b == cfg.buffer {
+                    restore_main = Some(saved);
                 }
             }
         }
@@ -117,7 +127,7 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
     if cfg.has(Mode::Live) {
         for &b in &cfg.buffers {
             for &p in &cfg.paths {
-                modes::live::block(&mut run, p, b)?;
+                modes::live::block(&mut run, p, b, Pass::Main)?;
             }
         }
     }
@@ -136,6 +146,23 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
     }
     if cfg.has(Mode::Compress) {
         modes::compress::measure(&mut run)?;
+    }
+    if cfg.buffers.contains(&cfg.buffer) {
+        if cfg.has(Mode::Save) {
+            for &p in &cfg.paths {
+                modes::save::block(&mut run, p, cfg.buffer, Pass::WholeState)?;
+            }
+        }
+        if let Some(saved) = &restore_main {
+            for &p in &restore_paths {
+                modes::restore::block(&mut run, p, saved, Pass::WholeState)?;
+            }
+        }
+        if cfg.has(Mode::Live) {
+            for &p in &cfg.paths {
+                modes::live::block(&mut run, p, cfg.buffer, Pass::WholeState)?;
+            }
+        }
     }
     Ok(run.finish(extras, t_start))
 }

@@ -33,15 +33,18 @@ impl<'a> Progress<'a> {
         let n_paths = |f: &dyn Fn(DataPath) -> bool| cfg.paths.iter().filter(|p| f(**p)).count();
         let buffers = cfg.buffers.len();
         let restore_paths = n_paths(&|p| !matches!(p, DataPath::Memory | DataPath::FileFsync));
+        let live_paths = n_paths(&|p| matches!(p, DataPath::Memory | DataPath::Tcp));
+        // The whole-state pass runs every block again at the main buffer.
+        let main = usize::from(cfg.buffers.contains(&cfg.buffer));
         let mut total = 0;
         if cfg.has(Mode::Save) {
-            total += buffers * cfg.paths.len();
+            total += (buffers + main) * cfg.paths.len();
         }
         if cfg.has(Mode::Restore) && restore_paths > 0 {
-            total += buffers * (1 + restore_paths);
+            total += buffers * (1 + restore_paths) + main * restore_paths;
         }
         if cfg.has(Mode::Live) {
-            total += buffers * n_paths(&|p| matches!(p, DataPath::Memory | DataPath::Tcp));
+            total += (buffers + main) * live_paths;
         }
         if cfg.has(Mode::Arcs) {
             total += crate::device::fsm::arcs(driver(&devs.arcs.0)?.flags()).len();

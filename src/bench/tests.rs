@@ -65,6 +65,63 @@ fn row(op: &str, path: DataPath, kind: Kind, b: u64, secs: f64) -> ResultRow {
 }
 
 #[test]
+fn a_late_whole_state_row_joins_its_block_and_its_ratios() {
+    use DataPath::*;
+    let m = 1 << 20;
+    let block = |op: &str, path: DataPath, b: u64| {
+        vec![
+            row(op, path, Kind::Reference, b, 1.0),
+            row(op, path, Kind::Raw, b, 2.0),
+            row(op, path, Kind::QemuStyle, b, 4.0),
+            row(op, path, Kind::Harness, b, 2.0),
+        ]
+    };
+    // Two buffer sizes of save -> file (the main one second), then restore <- file.
+    let mut results: Vec<ResultRow> = [
+        block("save", File, 64 << 10),
+        block("save", File, m),
+        block("restore", File, m),
+    ]
+    .concat();
+    for b in results.chunks_mut(4) {
+        report::assign_ratios(b);
+    }
+    let whole = |op| row(op, File, Kind::WholeState, 1 << 30, 8.0);
+    modes::insert_late(&mut results, m, vec![whole("save"), whole("restore")]);
+    let kinds = |rows: &[ResultRow]| rows.iter().map(|r| r.kind).collect::<Vec<_>>();
+    let full = [
+        Kind::Reference,
+        Kind::Raw,
+        Kind::QemuStyle,
+        Kind::WholeState,
+        Kind::Harness,
+    ];
+    assert_eq!(results.len(), 14);
+    assert_eq!(kinds(&results[..4]), kinds(&block("save", File, 64 << 10)));
+    assert_eq!(
+        results[3].buffer_bytes,
+        64 << 10,
+        "the other buffer's block is untouched"
+    );
+    assert_eq!(kinds(&results[4..9]), full);
+    assert_eq!(results[4..9].iter().filter(|r| r.op == "save").count(), 5);
+    assert_eq!(kinds(&results[9..]), full);
+    assert_eq!(results[9..].iter().filter(|r| r.op == "restore").count(), 5);
+    // The whole-state row's ratio is to its block's reference, and the harness's ratios
+    // include it (4 times its rate: 2 s against 8 s).
+    for b in [&results[4..9], &results[9..]] {
+        assert_eq!(b[3].ratio_to.as_deref(), Some("reference"));
+        assert_eq!(b[3].ratio, Some(0.125));
+        let to_whole = b[4].ratios.iter().find(|r| r.to == "whole-state");
+        assert_eq!(to_whole.map(|r| r.ratio), Some(4.0));
+    }
+    // With no block to join, the row is added at the end.
+    modes::insert_late(&mut results, m, vec![whole("live")]);
+    assert_eq!(results.len(), 15);
+    assert_eq!(results[14].op, "live");
+}
+
+#[test]
 fn rows_compute_throughput_and_memory() {
     let r = make_row(RowInput {
         op: "save",
@@ -275,7 +332,39 @@ fn quick_run_on_the_simulator_has_every_block() {
     cfg.overlap_rates = (1 << 30, 1 << 30);
     cfg.sweep_links = vec![1 << 30];
     cfg.sweep_dirty = vec![0.0, 1.0];
-    let rep = run(&cfg, &|_| {}).unwrap();
+    let (steps, total) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let labels = std::cell::RefCell::new(Vec::new());
+    let rep = run(&cfg, &|s| {
+        assert_eq!(s.done, steps.get(), "{}", s.label);
+        steps.set(steps.get() + 1);
+        total.set(s.total);
+        labels.borrow_mut().push(s.label.to_string());
+    })
+    .unwrap();
+    assert_eq!(
+        steps.get(),
+        total.get(),
+        "the steps planned are the steps run"
+    );
+    // The whole-state loops ran after everything else (save, restore and live blocks)...
+    let labels = labels.into_inner();
+    let late = |l: &String| l.ends_with(", whole-state");
+    let first = labels.iter().position(late).expect("a whole-state step");
+    assert!(labels[first..].iter().all(late), "{labels:?}");
+    assert_eq!(labels.len() - first, 6 + 4 + 2, "{labels:?}");
+    // ... and each row joined its block, right before the harness.
+    for w in rep.results.windows(2) {
+        if w[1].kind == Kind::Harness && matches!(w[1].op.as_str(), "save" | "restore" | "live") {
+            assert_eq!(
+                w[0].kind,
+                Kind::WholeState,
+                "{} {}",
+                w[1].op,
+                w[1].path.as_str()
+            );
+            assert_eq!((&w[0].op, w[0].path), (&w[1].op, w[1].path));
+        }
+    }
     let has = |op: &str, path: &str, kind: Kind| {
         rep.results
             .iter()

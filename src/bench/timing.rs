@@ -86,32 +86,21 @@ pub(super) type Job<'a, T> = Box<dyn FnMut() -> Result<(f64, T), BenchError> + '
 /// the previous transfer affects every row alike. Under TCG two runs of the same loop a
 /// minute apart differ by up to 20 %; measured back to back they compare. `after` runs after
 /// every sample, outside the measurement (checking what a restore left, for one).
-///
-/// The jobs flagged in `last` (the whole-state loops, which map, fill and free a buffer the
-/// size of the state on every run) are timed after every repetition of the others, rotated
-/// among themselves the same way: on the machine of hw-notes/bench.md a transfer run in the
-/// seconds after a 4 GiB buffer was freed was up to five times slower than one run before
-/// it, and in the rotation one row would have followed it every other repetition.
 pub(super) fn timed_group<T>(
     cfg: &BenchConfig,
     jobs: &mut [Job<'_, T>],
-    last: &[bool],
     mut after: impl FnMut(usize) -> Result<(), BenchError>,
 ) -> Result<Vec<Timed<T>>, BenchError> {
     let mut samplers: Vec<Sampler<T>> = jobs.iter().map(|_| Sampler::new()).collect();
-    let (first, then): (Vec<usize>, Vec<usize>) =
-        (0..jobs.len()).partition(|&j| !last.get(j).copied().unwrap_or(false));
-    for group in [first, then] {
-        let n = group.len();
-        for i in 0..cfg.repeat.max(1) {
-            for k in 0..n {
-                if cfg.cancelled() {
-                    return Err(BenchError::Interrupted);
-                }
-                let j = group[if i % 2 == 0 { k } else { n - 1 - k }];
-                samplers[j].sample(&mut jobs[j])?;
-                after(j)?;
+    let n = jobs.len();
+    for i in 0..cfg.repeat.max(1) {
+        for k in 0..n {
+            if cfg.cancelled() {
+                return Err(BenchError::Interrupted);
             }
+            let j = if i % 2 == 0 { k } else { n - 1 - k };
+            samplers[j].sample(&mut jobs[j])?;
+            after(j)?;
         }
     }
     Ok(samplers.into_iter().map(Sampler::finish).collect())
@@ -122,8 +111,8 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    /// The order `timed_group` runs four jobs in, `last` flagging some, three repetitions.
-    fn order(last: &[bool]) -> Vec<usize> {
+    #[test]
+    fn the_order_rotates_between_repetitions() {
         let mut cfg = BenchConfig::new(true);
         cfg.repeat = 3;
         let ran = RefCell::new(Vec::new());
@@ -136,26 +125,9 @@ mod tests {
                 }) as Job<'_, ()>
             })
             .collect();
-        let timed = timed_group(&cfg, &mut jobs, last, |_| Ok(())).expect("timed");
+        let timed = timed_group(&cfg, &mut jobs, |_| Ok(())).expect("timed");
         assert!(timed.iter().all(|t| t.samples.len() == 3));
         drop(jobs);
-        ran.into_inner()
-    }
-
-    #[test]
-    fn the_order_rotates_between_repetitions() {
-        assert_eq!(order(&[]), [0, 1, 2, 3, 3, 2, 1, 0, 0, 1, 2, 3]);
-    }
-
-    #[test]
-    fn jobs_flagged_last_run_after_every_repetition_of_the_others() {
-        assert_eq!(
-            order(&[false, true, false, false]),
-            [0, 2, 3, 3, 2, 0, 0, 2, 3, 1, 1, 1]
-        );
-        assert_eq!(
-            order(&[true, false, false, true]),
-            [1, 2, 2, 1, 1, 2, 0, 3, 3, 0, 0, 3]
-        );
+        assert_eq!(ran.into_inner(), [0, 1, 2, 3, 3, 2, 1, 0, 0, 1, 2, 3]);
     }
 }

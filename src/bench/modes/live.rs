@@ -5,7 +5,7 @@
 //! (main buffer) and the harness. After every transfer the destination is checked to hold
 //! the source's state (untimed).
 
-use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Run, Sample};
+use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Pass, Run, Sample};
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
 use crate::bench::error::{mig, BenchError};
@@ -71,10 +71,17 @@ fn sample(r: RawRun) -> (f64, Sample) {
     )
 }
 
-/// The `live` block of `path` at buffer size `b`, when there is a destination device.
-pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Result<(), BenchError> {
+/// The `live` block of `path` at buffer size `b`, when there is a destination device: the
+/// loops of `pass`.
+pub(in crate::bench) fn block(
+    run: &mut Run<'_>,
+    path: DataPath,
+    b: u64,
+    pass: Pass,
+) -> Result<(), BenchError> {
     let cfg = run.cfg;
-    if !matches!(path, DataPath::Memory | DataPath::Tcp) {
+    let main = b == cfg.buffer;
+    if !matches!(path, DataPath::Memory | DataPath::Tcp) || !pass.runs_at(main) {
         return Ok(());
     }
     let Some((dst_dev, dst_name)) = run.devs.live.clone() else {
@@ -83,11 +90,11 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
     };
     cfg.check_cancel()?;
     run.progress.step(&format!(
-        "live over {}, {} buffer",
+        "live over {}, {} buffer{}",
         path.as_str(),
-        format_bytes(b)
+        format_bytes(b),
+        pass.label()
     ));
-    let main = b == cfg.buffer;
     let s = RefCell::new(driver(&run.devs.primary)?);
     let d = RefCell::new(driver(&dst_dev)?);
     let state = s
@@ -221,7 +228,9 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
             }),
         });
         let whole = if tcp { 2 * state } else { state };
-        if run.can_hold(whole, &format!("live over {} whole-state", path.as_str())) {
+        if pass == Pass::WholeState
+            && run.can_hold(whole, &format!("live over {} whole-state", path.as_str()))
+        {
             let (sr, dr) = (&s, &d);
             contenders.push(Contender {
                 kind: Kind::WholeState,
@@ -311,6 +320,7 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
         protocol: &run.protocol,
         device_memory: run.devs.memory_bytes(),
     };
+    pass.keep(&mut contenders);
     let mut rows = run_block(cfg, &id, contenders, verified, || {
         verify_device(&dst_dev, "live")
     })?;
@@ -319,6 +329,6 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
             r.precopy_rounds = Some(rounds);
         }
     }
-    run.results.extend(rows);
+    run.add(pass, rows);
     Ok(())
 }

@@ -5,8 +5,9 @@
 //! path at one buffer size, every kind of loop of the block timed in the same run with the
 //! order rotated between repetitions ([`super::timing::timed_group`]): the path's physical
 //! reference, the raw loop, the QEMU-style loop and the whole-state loop (at the main buffer:
-//! their buffer sizes are their own), and the harness; the whole-state loop's repetitions
-//! come after the others' (freeing its state-sized buffer slowed the next transfer). [`run_block`] makes the rows and their
+//! their buffer sizes are their own), and the harness. The whole-state loops run in a second
+//! pass ([`Pass::WholeState`]) after every other measurement of the run (freeing their
+//! state-sized buffers slowed the transfers run next), and their rows join their blocks. [`run_block`] makes the rows and their
 //! ratios; [`Run::finish`] assembles the report.
 
 pub(super) mod arcs;
@@ -59,6 +60,79 @@ pub(super) struct Run<'a> {
     pub progress: Progress<'a>,
 }
 
+/// Which loops a transfer block runs ([`Run::insert_late`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::bench) enum Pass {
+    /// Every loop but the whole-state one.
+    Main,
+    /// The whole-state loop alone (main buffer only), after every other measurement of the
+    /// run: it maps, fills and frees a buffer the size of the state on every repetition, and a
+    /// transfer run in the seconds after such a free was measured up to five times slower
+    /// (hw-notes/bench.md, session 10), in its own block or in the next one.
+    WholeState,
+}
+
+impl Pass {
+    /// Whether the pass runs at all in a block at the main buffer (`main`) or another one.
+    pub(in crate::bench) fn runs_at(self, main: bool) -> bool {
+        self == Pass::Main || main
+    }
+
+    /// What the progress label adds for this pass.
+    pub(in crate::bench) fn label(self) -> &'static str {
+        match self {
+            Pass::Main => "",
+            Pass::WholeState => ", whole-state",
+        }
+    }
+
+    /// Keeps the contenders of this pass.
+    pub(in crate::bench) fn keep(self, contenders: &mut Vec<Contender<'_>>) {
+        contenders.retain(|c| (c.kind == Kind::WholeState) == (self == Pass::WholeState));
+    }
+}
+
+/// Adds `rows` of a [`Pass::WholeState`] block to `results`, into the block the other loops
+/// made (the one of the same operation and path whose harness row has the main buffer
+/// `main_buffer`), in the documented order of kinds, and computes that block's ratios again;
+/// a row with no such block is added at the end.
+pub(in crate::bench) fn insert_late(
+    results: &mut Vec<ResultRow>,
+    main_buffer: u64,
+    rows: Vec<ResultRow>,
+) {
+    let order = |r: &ResultRow| Kind::ALL.iter().position(|k| *k == r.kind);
+    for row in rows {
+        let harness = results.iter().position(|r| {
+            r.op == row.op
+                && r.path == row.path
+                && r.kind == Kind::Harness
+                && r.buffer_bytes == main_buffer
+                && r.devices.is_none()
+                && r.compression.is_none()
+        });
+        let Some(h) = harness else {
+            results.push(row);
+            continue;
+        };
+        // The block: the rows before the harness of the same operation and path, each of a
+        // kind listed before the next one's.
+        let mut start = h;
+        while start > 0
+            && results[start - 1].op == row.op
+            && results[start - 1].path == row.path
+            && order(&results[start - 1]) < order(&results[start])
+        {
+            start -= 1;
+        }
+        let at = (start..h)
+            .find(|&i| order(&results[i]) > order(&row))
+            .unwrap_or(h);
+        results.insert(at, row);
+        assign_ratios(&mut results[start..=h + 1]);
+    }
+}
+
 /// What the modes other than the transfer blocks report.
 #[derive(Default)]
 pub(super) struct Extras {
@@ -89,6 +163,15 @@ impl<'a> Run<'a> {
             results: Vec::new(),
             notes,
             progress,
+        }
+    }
+
+    /// Adds the rows a block's `pass` measured to the report ([`insert_late`] for the
+    /// whole-state pass).
+    pub fn add(&mut self, pass: Pass, rows: Vec<ResultRow>) {
+        match pass {
+            Pass::Main => self.results.extend(rows),
+            Pass::WholeState => insert_late(&mut self.results, self.cfg.buffer, rows),
         }
     }
 
@@ -332,8 +415,7 @@ pub(super) fn run_block(
         meta.push((c.kind, c.buffer, c.buffers_bytes, c.what));
         jobs.push(c.job);
     }
-    let last: Vec<bool> = kinds.iter().map(|k| *k == Kind::WholeState).collect();
-    let timed = timed_group(cfg, &mut jobs, &last, |j| {
+    let timed = timed_group(cfg, &mut jobs, |j| {
         if kinds[j] == Kind::Reference {
             Ok(())
         } else {

@@ -169,7 +169,7 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<ParallelReport, Ben
                 })
             }),
         ];
-        let timed = timed_group(cfg, &mut jobs, &[], |_| Ok(()))?;
+        let timed = timed_group(cfg, &mut jobs, |_| Ok(()))?;
         drop(jobs);
         let threads = if overlap { 2 * n } else { n };
         let name = devs

@@ -12,7 +12,7 @@
 //! (`io::resident`): each loop reads its own file, and one dropped in part would time a disk
 //! too. A file that still misses pages at the start of a transfer is named in a note.
 
-use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Run, Sample};
+use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Pass, Run, Sample};
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
 use crate::bench::error::{mig, BenchError};
@@ -124,19 +124,24 @@ fn from(
     Ok((t0.elapsed().as_secs_f64(), s))
 }
 
-/// The `restore` block of `path` from the states in `saved`.
+/// The `restore` block of `path` from the states in `saved`: the loops of `pass`.
 pub(in crate::bench) fn block(
     run: &mut Run<'_>,
     path: DataPath,
     saved: &Saved,
+    pass: Pass,
 ) -> Result<(), BenchError> {
     let cfg = run.cfg;
     let b = saved.buffer;
+    if !pass.runs_at(b == cfg.buffer) {
+        return Ok(());
+    }
     cfg.check_cancel()?;
     run.progress.step(&format!(
-        "restore <- {}, {} buffer",
+        "restore <- {}, {} buffer{}",
         path.as_str(),
-        format_bytes(b)
+        format_bytes(b),
+        pass.label()
     ));
     if path == DataPath::FileDirect {
         if let Err(e) = crate::bench::io::direct::open(&saved.raw) {
@@ -214,7 +219,7 @@ pub(in crate::bench) fn block(
                 })
             }),
         });
-        if run.can_hold(raw_len, "restore whole-state") {
+        if pass == Pass::WholeState && run.can_hold(raw_len, "restore whole-state") {
             let dr = &d;
             contenders.push(Contender {
                 kind: Kind::WholeState,
@@ -272,10 +277,11 @@ pub(in crate::bench) fn block(
         protocol: &run.protocol,
         device_memory: run.devs.memory_bytes(),
     };
+    pass.keep(&mut contenders);
     let rows = run_block(cfg, &id, contenders, verified, || {
         verify_device(&primary, "restore")
     })?;
-    run.results.extend(rows);
+    run.add(pass, rows);
     if cold.get() > 0 {
         run.note(format!(
             "restore <- {}, {} buffer: up to {} of a source file was not in the page cache \

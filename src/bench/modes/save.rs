@@ -1,9 +1,9 @@
 //! The `save` blocks: the device's state into a sink, on every path — a discarding writer
 //! (`memory`), a file in the page cache, `fsync`'d, `O_DIRECT`, a pipe, a loopback socket —
 //! by the path's reference, the raw loop, the QEMU-style and whole-state loops (main buffer)
-//! and the harness.
+//! and the harness; the whole-state loop in a later pass ([`Pass::WholeState`]).
 
-use super::{alloc, io_of, opts, run_block, BlockId, Contender, Run, Sample};
+use super::{alloc, io_of, opts, run_block, BlockId, Contender, Pass, Run, Sample};
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
 use crate::bench::error::{mig, BenchError};
@@ -29,16 +29,25 @@ fn through(
     Ok((t0.elapsed().as_secs_f64(), s))
 }
 
-/// The `save` block of `path` at buffer size `b`.
-pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Result<(), BenchError> {
+/// The `save` block of `path` at buffer size `b`: the loops of `pass`.
+pub(in crate::bench) fn block(
+    run: &mut Run<'_>,
+    path: DataPath,
+    b: u64,
+    pass: Pass,
+) -> Result<(), BenchError> {
     let cfg = run.cfg;
+    let main = b == cfg.buffer;
+    if !pass.runs_at(main) {
+        return Ok(());
+    }
     cfg.check_cancel()?;
     run.progress.step(&format!(
-        "save -> {}, {} buffer",
+        "save -> {}, {} buffer{}",
         path.as_str(),
-        format_bytes(b)
+        format_bytes(b),
+        pass.label()
     ));
-    let main = b == cfg.buffer;
     let target = match SinkTarget::new(path, &run.dir, b as usize) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
@@ -158,7 +167,7 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
             }),
         });
         // The whole state in memory.
-        if run.can_hold(state, "save whole-state") {
+        if pass == Pass::WholeState && run.can_hold(state, "save whole-state") {
             let (dr, t) = (&d, &target);
             contenders.push(Contender {
                 kind: Kind::WholeState,
@@ -205,7 +214,8 @@ pub(in crate::bench) fn block(run: &mut Run<'_>, path: DataPath, b: u64) -> Resu
         protocol: &run.protocol,
         device_memory: run.devs.memory_bytes(),
     };
+    pass.keep(&mut contenders);
     let rows = run_block(cfg, &id, contenders, false, || Ok(()))?;
-    run.results.extend(rows);
+    run.add(pass, rows);
     Ok(())
 }
