@@ -75,8 +75,8 @@ use std::time::Instant;
 /// blocks (per buffer size: the states to restore saved once, then every path), the `live`
 /// blocks, then the arcs, the parallel run, the overlap proof, the downtime sweep and the
 /// compression rows; last the whole-state loops of the save, restore and live blocks at the
-/// main buffer, whose rows join their blocks ([`modes::Pass::WholeState`]: each of them maps,
-/// fills and frees a buffer the size of the state, which slowed the transfers run after it).
+/// main buffer, whose rows join their blocks (each of them maps, fills and frees a buffer the
+/// size of the state, which slowed the transfers run after it).
 pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchReport, BenchError> {
     let t_start = Instant::now();
     cfg.validate()?;

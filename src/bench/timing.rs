@@ -17,7 +17,7 @@ pub fn cpu_time() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// What [`timed`] measured around the samples.
+/// What [`timed_group`] measured around the samples.
 pub(super) struct Timed<T> {
     /// `(seconds, value)` of each repetition.
     pub samples: Vec<(f64, T)>,
@@ -30,7 +30,7 @@ pub(super) struct Timed<T> {
 }
 
 /// Collects the samples of one row one at a time, so the repetitions of two rows can
-/// alternate ([`timed_pair`]). The peak RSS is reset before each sample and the row keeps
+/// alternate ([`timed_group`]). The peak RSS is reset before each sample and the row keeps
 /// the highest.
 struct Sampler<T> {
     samples: Vec<(f64, T)>,

@@ -7,8 +7,8 @@
 //! reference, the raw loop, the QEMU-style loop and the whole-state loop (at the main buffer:
 //! their buffer sizes are their own), and the harness. The whole-state loops run in a second
 //! pass ([`Pass::WholeState`]) after every other measurement of the run (freeing their
-//! state-sized buffers slowed the transfers run next), and their rows join their blocks. [`run_block`] makes the rows and their
-//! ratios; [`Run::finish`] assembles the report.
+//! state-sized buffers slowed the transfers run next), and their rows join their blocks.
+//! [`run_block`] makes the rows and their ratios; [`Run::finish`] assembles the report.
 
 pub(super) mod arcs;
 pub(super) mod compress;
@@ -60,7 +60,8 @@ pub(super) struct Run<'a> {
     pub progress: Progress<'a>,
 }
 
-/// Which loops a transfer block runs ([`Run::insert_late`]).
+/// Which loops a transfer block runs (the rows of the second pass join their blocks:
+/// [`insert_late`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in crate::bench) enum Pass {
     /// Every loop but the whole-state one.
