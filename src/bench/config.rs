@@ -193,6 +193,14 @@ impl Kind {
         Kind::Harness,
     ];
 
+    /// Where it is listed in a block: its place in [`Kind::ALL`].
+    pub fn rank(self) -> usize {
+        Kind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .unwrap_or(Kind::ALL.len())
+    }
+
     /// Its name in the report.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -59,7 +59,7 @@ impl BenchReport {
     }
 
     fn blocks(&self, s: &mut String) {
-        let idx = |r: &ResultRow| Kind::ALL.iter().position(|k| *k == r.kind);
+        let idx = |r: &ResultRow| r.kind.rank();
         let rows = &self.results;
         let mut i = 0;
         while i < rows.len() {

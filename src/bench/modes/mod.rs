@@ -102,7 +102,7 @@ pub(in crate::bench) fn insert_late(
     main_buffer: u64,
     rows: Vec<ResultRow>,
 ) {
-    let order = |r: &ResultRow| Kind::ALL.iter().position(|k| *k == r.kind);
+    let order = |r: &ResultRow| r.kind.rank();
     for row in rows {
         let harness = results.iter().position(|r| {
             r.op == row.op
@@ -458,7 +458,7 @@ pub(super) fn run_block(
         })
         .collect();
     // List in the documented order, whatever order they ran in.
-    rows.sort_by_key(|r| Kind::ALL.iter().position(|k| *k == r.kind));
+    rows.sort_by_key(|r| r.kind.rank());
     assign_ratios(&mut rows);
     Ok(rows)
 }
