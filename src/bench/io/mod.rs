@@ -339,6 +339,22 @@ impl Read for SourceReader {
     }
 }
 
+impl SourceReader {
+    /// The source as the engine's [`Input`](crate::migration::engine::Input) named `name`
+    /// (its descriptor duplicated: a file, a pipe or a socket, read as `restore -i` reads
+    /// one), or `None` for an `O_DIRECT` reader (not a plain descriptor).
+    pub fn input(&self, name: &Path) -> io::Result<Option<crate::migration::engine::Input>> {
+        use std::os::fd::AsFd;
+        let fd = match self {
+            SourceReader::File(f) | SourceReader::Pipe(f) => f.as_fd(),
+            SourceReader::Tcp(t) => t.as_fd(),
+            SourceReader::Direct(_) => return Ok(None),
+        };
+        let file = File::from(fd.try_clone_to_owned()?);
+        Ok(Some(crate::migration::engine::Input::from_file(file, name)))
+    }
+}
+
 /// A source ready for one transfer: the stream in `file`, read through `path`.
 pub(in crate::bench) struct Source {
     /// Where the bytes come from.

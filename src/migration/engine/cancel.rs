@@ -18,6 +18,7 @@
 //! the flag between device calls, which return in bounded time on every device we drive.
 
 use super::Cancel;
+use crate::migration::stream::Needed;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -176,7 +177,26 @@ pub struct Cancellable<F: AsFd> {
     poll: bool,
     /// The file status flags to put back on drop, when `new` made the fd non-blocking.
     restore_flags: Option<libc::c_int>,
+    /// A TCP socket's receive low-water mark, set from a stream reader's count
+    /// ([`Cancellable::low_water`]).
+    low_water: Option<LowWater>,
 }
+
+/// The state of [`Cancellable::low_water`].
+#[derive(Debug)]
+struct LowWater {
+    needed: Arc<Needed>,
+    /// The socket's `SO_RCVLOWAT` when wrapped, put back on drop.
+    original: libc::c_int,
+    /// What it is set to now.
+    current: libc::c_int,
+}
+
+/// The highest receive low-water mark [`Cancellable::low_water`] sets: 256 KiB. On the
+/// loopback connection of hw-notes/bench.md (session 10) a mark of this size took the
+/// reading thread from about 133 thousand wake-ups per 4 GiB down to a few per payload
+/// (the kernel also caps the mark at half the socket's largest receive buffer).
+pub const LOW_WATER_MAX: usize = 256 << 10;
 
 impl<F: AsFd> Cancellable<F> {
     /// Wraps `inner`.
@@ -203,7 +223,71 @@ impl<F: AsFd> Cancellable<F> {
             token,
             poll,
             restore_flags,
+            low_water: None,
         }
+    }
+
+    /// On a TCP socket, waits for as many bytes as the stream reader still needs before it
+    /// reads (up to [`LOW_WATER_MAX`]): before each wait the socket's receive low-water mark
+    /// (`SO_RCVLOWAT`) is set from `needed` (see
+    /// [`StreamReader::report_needed`](crate::migration::stream::StreamReader::report_needed)), so the
+    /// reading thread is woken once per that many bytes instead of per few segments; a count
+    /// of 0 puts the socket's own mark back. The mark never exceeds what the reader must
+    /// receive to go on, so a peer that sends the stream and keeps the connection open is
+    /// never waited for past it; the kernel also wakes the reader when its receive buffer or
+    /// window fill first. The socket's mark is put back on drop (the larger receive buffer
+    /// the kernel may have given it for the mark stays). Anything but a TCP socket is read as
+    /// before.
+    ///
+    /// # Errors
+    ///
+    /// The error of `getsockopt(2)` reading the socket's mark.
+    ///
+    /// # Examples
+    ///
+    /// Read a saved stream from a loopback TCP connection:
+    ///
+    /// ```
+    /// use std::io::{BufReader, Write};
+    /// use std::net::{TcpListener, TcpStream};
+    /// use vfio_harness::migration::engine::{self, CancelToken, Cancellable};
+    /// use vfio_harness::migration::stream::{Needed, StreamReader};
+    /// use vfio_harness::migration::driver_for;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dev = vfio_harness::open(&"sim:state=1M".parse()?, &Default::default())?;
+    /// let mut drv = driver_for(dev)?;
+    /// let (saved, saving) = engine::save(drv.as_mut(), Vec::new(), "memory", &Default::default())?;
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut tx = TcpStream::connect(listener.local_addr()?)?;
+    /// let (rx, _) = listener.accept()?;
+    /// // The sender keeps its end open: the reader stops at the trailer, never waiting past it.
+    /// let feeder = std::thread::spawn(move || tx.write_all(&saved).map(|()| tx));
+    ///
+    /// let needed = Needed::new();
+    /// let socket = Cancellable::new(&rx, CancelToken::new()?).low_water(needed.clone())?;
+    /// let mut reader = StreamReader::new(BufReader::new(socket))?
+    ///     .stop_at_trailer()
+    ///     .report_needed(needed);
+    /// let mut buf = vec![0u8; reader.header().max_chunk as usize];
+    /// while reader.next_chunk(&mut buf)?.is_some() {}
+    /// assert_eq!(reader.totals().payload_bytes, saving.bytes);
+    /// let _still_open = feeder.join().expect("the feeding thread")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn low_water(mut self, needed: Arc<Needed>) -> io::Result<Self> {
+        let fd = self.inner.as_fd().as_raw_fd();
+        if self.poll && is_tcp(fd) {
+            let original = get_rcvlowat(fd)?;
+            self.low_water = Some(LowWater {
+                needed,
+                original,
+                current: original,
+            });
+        }
+        Ok(self)
     }
 
     /// The wrapped file.
@@ -214,11 +298,68 @@ impl<F: AsFd> Cancellable<F> {
 
 impl<F: AsFd> Drop for Cancellable<F> {
     fn drop(&mut self) {
+        if let Some(lw) = &self.low_water {
+            if lw.current != lw.original {
+                // Nothing to report to on drop: a socket that took the mark takes it back.
+                let _ = set_rcvlowat(self.inner.as_fd().as_raw_fd(), lw.original);
+            }
+        }
         if let Some(flags) = self.restore_flags {
             // SAFETY: F_SETFL on a descriptor `inner` still keeps open. Nothing to report
             // to if the descriptor was closed meanwhile.
             unsafe { libc::fcntl(self.inner.as_fd().as_raw_fd(), libc::F_SETFL, flags) };
         }
+    }
+}
+
+/// Whether `fd` is a TCP socket (the only kind whose `poll(2)` honours `SO_RCVLOWAT`).
+fn is_tcp(fd: RawFd) -> bool {
+    matches!(
+        (sockopt(fd, libc::SO_TYPE), sockopt(fd, libc::SO_PROTOCOL)),
+        (Ok(libc::SOCK_STREAM), Ok(libc::IPPROTO_TCP))
+    )
+}
+
+fn get_rcvlowat(fd: RawFd) -> io::Result<libc::c_int> {
+    sockopt(fd, libc::SO_RCVLOWAT)
+}
+
+fn set_rcvlowat(fd: RawFd, bytes: libc::c_int) -> io::Result<()> {
+    // SAFETY: `bytes` is a valid int of the length passed, read by setsockopt only.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// An int-valued `SOL_SOCKET` option of `fd`.
+fn sockopt(fd: RawFd, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid, writable, and `len` is `v`'s size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(v)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -280,14 +421,35 @@ impl<F: AsFd> Cancellable<F> {
     }
 }
 
+impl<F: AsFd> Cancellable<F> {
+    /// Sets the receive low-water mark from the stream reader's count, if asked to
+    /// ([`Cancellable::low_water`]) and it changed.
+    fn mark(&mut self) -> io::Result<()> {
+        let Some(lw) = &mut self.low_water else {
+            return Ok(());
+        };
+        let want = match lw.needed.get() {
+            0 => lw.original,
+            n => n.min(LOW_WATER_MAX) as libc::c_int,
+        };
+        if want != lw.current {
+            set_rcvlowat(self.inner.as_fd().as_raw_fd(), want)?;
+            lw.current = want;
+        }
+        Ok(())
+    }
+}
+
 impl<F: Read + AsFd> Read for Cancellable<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.mark()?;
         self.call(libc::POLLIN, |f| f.read(buf))
     }
 
     /// One `readv(2)` underneath (a stream reader takes a payload and the next chunk's header
     /// in one call), cancelled like [`Read::read`].
     fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        self.mark()?;
         self.call(libc::POLLIN, |f| f.read_vectored(bufs))
     }
 }
@@ -307,3 +469,7 @@ impl<F: Write + AsFd> Write for Cancellable<F> {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+#[path = "low_water_tests.rs"]
+mod tests;

@@ -61,7 +61,7 @@ pub use p2p::{P2pBarrier, P2pHook, P2pPoint, P2pStep};
 pub use precopy::PrecopyEnd;
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
-pub use cancel::{CancelToken, Cancellable};
+pub use cancel::{CancelToken, Cancellable, LOW_WATER_MAX};
 pub use report::{MigrateReport, RestoreReport, RoundStats, SaveReport};
 pub use restore::{restore, restore_from, restore_from_file, verify};
 pub use ring::RING;

@@ -34,6 +34,7 @@ mod ahead;
 mod codec;
 mod error;
 mod format;
+mod needed;
 mod reader;
 mod writer;
 
@@ -44,6 +45,7 @@ pub use format::{
     CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2, FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON,
     OLDEST_FORMAT_VERSION, TRAILER_LEN,
 };
+pub use needed::Needed;
 pub use reader::{PayloadCheck, StreamReader};
 pub use writer::StreamWriter;
 
@@ -53,5 +55,7 @@ use super::{MigrationError, Protocol, Result};
 mod ahead_tests;
 #[cfg(test)]
 mod codec_tests;
+#[cfg(test)]
+mod needed_tests;
 #[cfg(test)]
 mod tests;

@@ -7,10 +7,12 @@ use super::format::{
     FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, OLDEST_FORMAT_VERSION, TAG_PRECOPY,
     TAG_STOPCOPY, TAG_TRAILER, TRAILER_LEN,
 };
+use super::needed::Needed;
 use super::{Result, StreamError, Within};
 use crate::le::{le32, le64};
 use std::hash::Hasher as _;
 use std::io::{self, Read};
+use std::sync::Arc;
 use twox_hash::XxHash3_64 as Xxh3;
 
 /// Reads and validates a stream. See the module docs for what is refused.
@@ -31,6 +33,9 @@ pub struct StreamReader<R: Read> {
     done: bool,
     /// Whether to read on after the trailer to prove the input ends there.
     check_end: bool,
+    /// Told before every read how many bytes the read still lacks
+    /// ([`StreamReader::report_needed`]).
+    needed: Option<Arc<Needed>>,
 }
 
 /// A chunk's expected payload checksum, returned by [`StreamReader::next_chunk_unverified`]:
@@ -64,32 +69,46 @@ impl PayloadCheck {
 }
 
 /// Fills `buf` from `r`, or says where the input ended or failed.
-fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], within: Within) -> Result<()> {
-    fill(buf, within, |b| r.read(b))
+fn read_exact_or<R: Read>(
+    r: &mut R,
+    needed: Option<&Needed>,
+    buf: &mut [u8],
+    within: Within,
+) -> Result<()> {
+    fill(buf, within, needed, |b| r.read(b))
 }
 
 /// [`read_exact_or`] of a payload, reading up to `more` bytes past it in the same calls
 /// ([`Ahead::read_then`]).
 fn read_payload<R: Read>(
     r: &mut Ahead<R>,
+    needed: Option<&Needed>,
     buf: &mut [u8],
     more: usize,
     within: Within,
 ) -> Result<()> {
-    fill(buf, within, |b| r.read_then(b, more))
+    fill(buf, within, needed, |b| r.read_then(b, more))
 }
 
-/// Fills `buf` by calling `read` on what is still empty of it.
+/// Fills `buf` by calling `read` on what is still empty of it, telling `needed` before each
+/// call how many bytes are still missing (and 0 once the fill ends).
 fn fill(
     buf: &mut [u8],
     within: Within,
+    needed: Option<&Needed>,
     mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
 ) -> Result<()> {
     let mut got = 0;
-    while got < buf.len() {
+    let r = loop {
+        if got == buf.len() {
+            break Ok(());
+        }
+        if let Some(n) = needed {
+            n.set(buf.len() - got);
+        }
         match read(&mut buf[got..]) {
             Ok(0) => {
-                return Err(StreamError::Truncated {
+                break Err(StreamError::Truncated {
                     within,
                     got,
                     needed: buf.len(),
@@ -98,10 +117,13 @@ fn fill(
             }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(StreamError::Io { within, source }.into()),
+            Err(source) => break Err(StreamError::Io { within, source }.into()),
         }
+    };
+    if let Some(n) = needed {
+        n.set(0);
     }
-    Ok(())
+    r
 }
 
 impl<R: Read> std::fmt::Debug for StreamReader<R> {
@@ -148,7 +170,7 @@ impl<R: Read> StreamReader<R> {
             }
             .into());
         }
-        read_exact_or(&mut inner, &mut fixed[8..16], Within::Header)?;
+        read_exact_or(&mut inner, None, &mut fixed[8..16], Within::Header)?;
         let version = le32(&fixed[8..12]);
         if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(StreamError::UnsupportedVersion { found: version }.into());
@@ -158,7 +180,7 @@ impl<R: Read> StreamReader<R> {
             return Err(StreamError::HeaderLength { len: jlen }.into());
         }
         let mut json = vec![0u8; jlen as usize + 8];
-        read_exact_or(&mut inner, &mut json, Within::Header)?;
+        read_exact_or(&mut inner, None, &mut json, Within::Header)?;
         let (json, sum) = json.split_at(jlen as usize);
         let mut hasher = Xxh3::new();
         hasher.write(&fixed);
@@ -187,6 +209,7 @@ impl<R: Read> StreamReader<R> {
             phase_bytes: [0; 2],
             done: false,
             check_end: true,
+            needed: None,
         })
     }
 
@@ -195,6 +218,49 @@ impl<R: Read> StreamReader<R> {
     /// Bytes after the trailer are then left unread instead of refused.
     pub fn stop_at_trailer(mut self) -> Self {
         self.check_end = false;
+        self
+    }
+
+    /// Tells `needed`, before every read of the input from here on, how many bytes that read
+    /// still lacks (the rest of a chunk header, a payload or the trailer), and 0 between
+    /// reads: for an input that can wait for that many at once
+    /// ([`Cancellable::low_water`](crate::migration::engine::Cancellable::low_water)). Every
+    /// reader between this one and the one that reads `needed` must read its own input only
+    /// when it holds no bytes (see [`Needed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::sync::Arc;
+    /// use vfio_harness::migration::stream::{Needed, StreamReader};
+    /// use vfio_harness::migration::{driver_for, engine};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dev = vfio_harness::open(&"sim:state=64K".parse()?, &Default::default())?;
+    /// let mut drv = driver_for(dev)?;
+    /// let (saved, saving) = engine::save(drv.as_mut(), Vec::new(), "memory", &Default::default())?;
+    ///
+    /// /// Records the largest count it was told of.
+    /// struct Watch<'a>(&'a [u8], Arc<Needed>, usize);
+    /// impl Read for Watch<'_> {
+    ///     fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+    ///         self.2 = self.2.max(self.1.get());
+    ///         self.0.read(b)
+    ///     }
+    /// }
+    /// let needed = Needed::new();
+    /// let mut r = StreamReader::new(Watch(&saved[..], needed.clone(), 0))?
+    ///     .report_needed(needed.clone());
+    /// let mut buf = vec![0u8; r.header().max_chunk as usize];
+    /// while r.next_chunk(&mut buf)?.is_some() {}
+    /// assert_eq!(r.totals().payload_bytes, saving.bytes);
+    /// assert_eq!(needed.get(), 0, "nothing is lacking between reads");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn report_needed(mut self, needed: Arc<Needed>) -> Self {
+        self.needed = Some(needed);
         self
     }
 
@@ -240,7 +306,12 @@ impl<R: Read> StreamReader<R> {
         }
         let n = self.totals.chunks;
         let mut h = [0u8; CHUNK_HEADER_LEN_V2];
-        read_exact_or(&mut self.inner, &mut h[..4], Within::ChunkHeaderOrTrailer)?;
+        read_exact_or(
+            &mut self.inner,
+            self.needed.as_deref(),
+            &mut h[..4],
+            Within::ChunkHeaderOrTrailer,
+        )?;
         if h[0..4] == TAG_TRAILER {
             return self.trailer().map(|()| None);
         }
@@ -252,6 +323,7 @@ impl<R: Read> StreamReader<R> {
         let h = &mut h[..hlen];
         read_exact_or(
             &mut self.inner,
+            self.needed.as_deref(),
             &mut h[4..],
             Within::ChunkHeader { index: n },
         )?;
@@ -330,6 +402,7 @@ impl<R: Read> StreamReader<R> {
             };
             read_payload(
                 &mut self.inner,
+                self.needed.as_deref(),
                 &mut buf[..len],
                 more,
                 Within::Payload { index: n },
@@ -373,7 +446,7 @@ impl<R: Read> StreamReader<R> {
             if wire < count.len() {
                 return Err(bad(n, "wire bytes shorter than the run count"));
             }
-            read_exact_or(&mut self.inner, &mut count, within)?;
+            read_exact_or(&mut self.inner, self.needed.as_deref(), &mut count, within)?;
             let runs = u64::from(le32(&count));
             let tlen = 4 + 8 * runs;
             if runs == 0 || tlen > wire as u64 {
@@ -382,7 +455,12 @@ impl<R: Read> StreamReader<R> {
             let tlen = tlen as usize;
             grow(&mut self.scratch, tlen);
             self.scratch[..4].copy_from_slice(&count);
-            read_exact_or(&mut self.inner, &mut self.scratch[4..tlen], within)?;
+            read_exact_or(
+                &mut self.inner,
+                self.needed.as_deref(),
+                &mut self.scratch[4..tlen],
+                within,
+            )?;
             table = 4..tlen;
             residue = codec::parse_runs(&self.scratch[table.clone()], out.len())
                 .map_err(|e| bad(n, e))?;
@@ -403,7 +481,12 @@ impl<R: Read> StreamReader<R> {
                 .map(|r| (le32(&r[0..4]) as usize, le32(&r[4..8]) as usize))
                 .chain(std::iter::once((out.len(), 0)));
             for (at, len) in runs {
-                read_exact_or(&mut self.inner, &mut out[from..at], within)?;
+                read_exact_or(
+                    &mut self.inner,
+                    self.needed.as_deref(),
+                    &mut out[from..at],
+                    within,
+                )?;
                 hasher.write(&out[from..at]);
                 out[at..at + len].fill(0);
                 from = at + len;
@@ -418,7 +501,12 @@ impl<R: Read> StreamReader<R> {
                 return Err(StreamError::Lz4Unavailable { index: n }.into());
             }
             grow(&mut self.scratch, wire);
-            read_exact_or(&mut self.inner, &mut self.scratch[head..wire], within)?;
+            read_exact_or(
+                &mut self.inner,
+                self.needed.as_deref(),
+                &mut self.scratch[head..wire],
+                within,
+            )?;
             hasher.write(&self.scratch[head..wire]);
             verify_sum(hasher.finish(), sum, n, offset, out.len())?;
             codec::lz4_decode(&self.scratch[head..wire], &mut out[..residue])
@@ -433,7 +521,12 @@ impl<R: Read> StreamReader<R> {
     fn trailer(&mut self) -> Result<()> {
         let mut t = [0u8; TRAILER_LEN];
         t[0..4].copy_from_slice(&TAG_TRAILER);
-        read_exact_or(&mut self.inner, &mut t[4..], Within::Trailer)?;
+        read_exact_or(
+            &mut self.inner,
+            self.needed.as_deref(),
+            &mut t[4..],
+            Within::Trailer,
+        )?;
         self.hasher.write(&t[0..20]);
         let sum = self.hasher.finish();
         if sum != le64(&t[20..28]) {
