@@ -266,7 +266,12 @@ pub(in crate::bench) fn block(
                     .to_string(),
             },
             describe_source(path, stream_file)
-        ),
+        ) + if path != DataPath::FileDirect && !engine::can_reset(d.borrow().as_ref()) {
+            "; the device cannot be reset, so the whole stream is verified before any of it is \
+             written (a pipe or socket spooled to a temporary file meanwhile)"
+        } else {
+            ""
+        },
         job: Box::new(move || {
             from(path, stream_file, stream_len, cold, |r| {
                 let mut d = dr.borrow_mut();
