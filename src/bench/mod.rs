@@ -148,14 +148,16 @@ pub fn run(cfg: &BenchConfig, progress: &dyn Fn(&Step<'_>)) -> Result<BenchRepor
         modes::compress::measure(&mut run)?;
     }
     if cfg.buffers.contains(&cfg.buffer) {
+        // Restore first: its two files (twice the state, in memory on a tmpfs `--dir`) are
+        // removed before the save loops hold a whole state and write another file.
+        if let Some(saved) = restore_main.take() {
+            for &p in &restore_paths {
+                modes::restore::block(&mut run, p, &saved, Pass::WholeState)?;
+            }
+        }
         if cfg.has(Mode::Save) {
             for &p in &cfg.paths {
                 modes::save::block(&mut run, p, cfg.buffer, Pass::WholeState)?;
-            }
-        }
-        if let Some(saved) = &restore_main {
-            for &p in &restore_paths {
-                modes::restore::block(&mut run, p, saved, Pass::WholeState)?;
             }
         }
         if cfg.has(Mode::Live) {

@@ -168,7 +168,6 @@ impl SinkTarget {
     }
 
     /// The file the file paths write, when there is one.
-    #[cfg(test)]
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
     }
@@ -299,6 +298,25 @@ pub(in crate::bench) fn capped_link(rate: u64) -> Sink {
         writer: SinkWriter::Link(link::Link::new(rate)),
         end: SinkEnd::Nothing,
     }
+}
+
+/// Whether files in `dir` are held in memory (tmpfs, ramfs): a file written there takes as
+/// much memory as its size. `false` when it cannot be told.
+pub(in crate::bench) fn in_memory(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a zeroed statfs is a valid buffer for statfs to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid, writable statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    let t = st.f_type as i64;
+    t == TMPFS_MAGIC || t == RAMFS_MAGIC
 }
 
 /// A fresh temporary path in `dir` (the file is created empty; removed when dropped).
@@ -449,6 +467,15 @@ mod tests {
 
     /// A kernel without networking (socket(2) is ENOSYS) or without IPv4: the tcp path is
     /// left out with a note, the others stay; another failure is not taken for absence.
+    #[test]
+    fn files_in_dev_shm_are_in_memory_and_in_the_crate_dir_not_here() {
+        // /dev/shm is tmpfs on every Linux with glibc's shm_open; the source tree is on a
+        // disk in every build this runs in (CI and the machines of hw-notes/bench.md).
+        assert!(in_memory(Path::new("/dev/shm")));
+        assert!(!in_memory(Path::new(env!("CARGO_MANIFEST_DIR"))));
+        assert!(!in_memory(Path::new("/no/such/dir")));
+    }
+
     #[test]
     fn an_unavailable_path_is_skipped_with_a_note() {
         for errno in [libc::ENOSYS, libc::EAFNOSUPPORT] {

@@ -5,7 +5,9 @@
 //! simulator is checked to hold exactly the state saved (untimed).
 //!
 //! The raw, QEMU-style and whole-state loops restore the device's own stream (a raw capture);
-//! the harness restores the framed stream the engine saved at the same buffer size. Both
+//! the harness restores the framed stream the engine saved at the same buffer size, through
+//! `engine::restore_from` on the source's descriptor as `restore -i` reads it (`file-direct`,
+//! whose reader is not a plain descriptor: `engine::restore` over the same buffered reads). Both
 //! files are written once per buffer size, untimed, and `fsync`'d (so `O_DIRECT` reads do not
 //! wait for their write-back). Before every timed read from the page cache (file, pipe, tcp),
 //! whatever the kernel dropped of the file meanwhile is read back in, untimed

@@ -166,8 +166,14 @@ pub(in crate::bench) fn block(
                 })
             }),
         });
-        // The whole state in memory.
-        if pass == Pass::WholeState && run.can_hold(state, "save whole-state") {
+        // The whole state in memory (and the file it is written to, where files are held in
+        // memory: the guest's tmpfs /tmp of the test bed).
+        let hold = if target.file().is_some() && crate::bench::io::in_memory(&run.dir) {
+            state.saturating_mul(2)
+        } else {
+            state
+        };
+        if pass == Pass::WholeState && run.can_hold(hold, "save whole-state") {
             let (dr, t) = (&d, &target);
             contenders.push(Contender {
                 kind: Kind::WholeState,
