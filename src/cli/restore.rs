@@ -6,7 +6,9 @@
 //!
 //! JSON output (`--json`): the engine's `RestoreReport` — `device`, `file`, `protocol`,
 //! `source` (the stream header), `bytes`, `stream_bytes`, `chunks`, `seconds`,
-//! `commit_seconds`, `throughput_bytes_per_s`.
+//! `commit_seconds`, `throughput_bytes_per_s`, `pipe_capacity_bytes` (a pipe or FIFO
+//! input's capacity after growing it to one buffer where the kernel allows; `null`
+//! otherwise).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +19,7 @@ use vfio_harness::DeviceSpec;
 
 use super::output::escape;
 use super::signals::install_interrupt_handler;
-use super::transfer::{finish_error, open_driver, print_json, Bar};
+use super::transfer::{finish_error, open_driver, pipe_note, print_json, Bar};
 use super::Global;
 
 /// Arguments of `restore`.
@@ -86,6 +88,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             format_bytes(r.stream_bytes),
             r.chunks
         );
+        if let Some(note) = pipe_note(r.pipe_capacity_bytes, opts.buffer_size as u64) {
+            outln!("  {note}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,9 @@
 //! `converged`, `precopy_end`, `predicted_downtime_seconds` (next to the measured
 //! `stop_copy_seconds`), `state_size_estimate`, `seconds`, `stop_copy_seconds`,
 //! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing), and
-//! `compression` (`none`, `zero`, `lz4`, `auto`). `bytes` is the device state, `stream_bytes`
-//! what was written (on the wire).
+//! `compression` (`none`, `zero`, `lz4`, `auto`), `pipe_capacity_bytes` (a pipe or FIFO
+//! output's capacity after growing it to one chunk where the kernel allows; `null`
+//! otherwise). `bytes` is the device state, `stream_bytes` what was written (on the wire).
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ use vfio_harness::DeviceSpec;
 use super::output::escape;
 use super::signals::install_interrupt_handler;
 use super::transfer::{
-    finish_error, open_driver, parse_buffer, precopy_summary, predicted_suffix, print_json, Bar,
-    SwitchoverArgs,
+    finish_error, open_driver, parse_buffer, pipe_note, precopy_summary, predicted_suffix,
+    print_json, Bar, SwitchoverArgs,
 };
 use super::Global;
 
@@ -119,6 +120,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         );
         if args.compress != Compression::None {
             outln!("  {}", wire_summary(args.compress, r.bytes, r.stream_bytes));
+        }
+        if let Some(note) = pipe_note(r.pipe_capacity_bytes, args.buffer.bytes()) {
+            outln!("  {note}");
         }
     }
     Ok(ExitCode::SUCCESS)

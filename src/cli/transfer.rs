@@ -58,6 +58,19 @@ pub fn precopy_summary(rounds: u32, bytes: u64, seconds: Option<f64>, end: Preco
     )
 }
 
+/// A line for human summaries when the stream went through a pipe smaller than one chunk
+/// (the kernel would not grow it), or nothing.
+pub fn pipe_note(capacity: Option<u64>, chunk: u64) -> Option<String> {
+    let c = capacity.filter(|&c| c < chunk)?;
+    Some(format!(
+        "the pipe holds {} and could not be grown to the {} chunk (the limit is \
+         /proc/sys/fs/pipe-max-size, and the user's pipe pages in \
+         /proc/sys/fs/pipe-user-pages-soft): each chunk went through in pieces",
+        vfio_harness::units::format_bytes(c),
+        vfio_harness::units::format_bytes(chunk)
+    ))
+}
+
 /// Why pre-copy ended, in words.
 pub fn precopy_end_text(end: PrecopyEnd) -> &'static str {
     match end {

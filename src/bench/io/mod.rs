@@ -85,6 +85,28 @@ impl Write for SinkWriter {
     }
 }
 
+impl SinkWriter {
+    /// The sink as the engine's [`Output`](crate::migration::engine::Output) named `name`
+    /// (its descriptor duplicated: a file, a pipe or a socket, written as `save -o` writes
+    /// one that is not replaced atomically), or `None` for a sink that is not a plain
+    /// descriptor (discarding, `O_DIRECT`, paced, a simulated link).
+    pub fn output(&self, name: &Path) -> io::Result<Option<crate::migration::engine::Output>> {
+        use std::os::fd::AsFd;
+        let fd = match self {
+            SinkWriter::File(f) | SinkWriter::Pipe(f) => f.as_fd(),
+            SinkWriter::Tcp(t) => t.as_fd(),
+            SinkWriter::Discard
+            | SinkWriter::Direct(_)
+            | SinkWriter::Paced(_)
+            | SinkWriter::Link(_) => return Ok(None),
+        };
+        let file = File::from(fd.try_clone_to_owned()?);
+        Ok(Some(crate::migration::engine::Output::from_file(
+            file, name,
+        )))
+    }
+}
+
 /// What finishing a sink takes.
 pub(in crate::bench) enum SinkEnd {
     /// Nothing (discard, page-cache file).

@@ -195,19 +195,34 @@ pub(in crate::bench) fn block(
         }
     }
 
-    // The harness.
+    // The harness: through `save_to` on the sink's descriptor, as `save -o` writes a pipe,
+    // a socket or a descriptor alias (cancellable, non-blocking, waiting in `poll(2)`);
+    // `engine::save` into the sink where it is not a plain descriptor.
     let o = opts(cfg, b);
+    let token = engine::CancelToken::new().map_err(io_of("creating a cancel token"))?;
     let (dr, t, name) = (&d, &target, path.as_str());
     contenders.push(Contender {
         kind: Kind::Harness,
         buffer: b,
         buffers_bytes: RING as u64 * b,
-        what: format!("the engine's save (framing, XXH3-64, overlapped) into {sink_what}"),
+        what: format!(
+            "{} (framing, XXH3-64, overlapped) into {sink_what}",
+            match path {
+                DataPath::Memory | DataPath::FileDirect => "the engine's save",
+                _ => "save_to, as `save -o` writes a descriptor",
+            }
+        ),
         job: Box::new(move || {
             through(t, |w| {
-                let rep = engine::save(dr.borrow_mut().as_mut(), w, name, &o)
-                    .map_err(mig("save"))?
-                    .1;
+                let mut d = dr.borrow_mut();
+                let rep = match w
+                    .output(std::path::Path::new(name))
+                    .map_err(io_of("duplicating the sink"))?
+                {
+                    Some(out) => engine::save_to(d.as_mut(), out, &o, &token),
+                    None => engine::save(d.as_mut(), w, name, &o).map(|(_, r)| r),
+                }
+                .map_err(mig("save"))?;
                 Ok(Sample::of_save(&rep))
             })
         }),

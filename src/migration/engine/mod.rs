@@ -43,6 +43,7 @@ pub mod cancel;
 mod migrate;
 mod options;
 mod p2p;
+mod pipe;
 mod precopy;
 mod report;
 mod restore;

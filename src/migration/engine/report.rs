@@ -69,6 +69,11 @@ pub struct SaveReport {
     pub throughput_bytes_per_s: f64,
     /// The whole-stream checksum (XXH3-64) written in the trailer.
     pub stream_checksum: u64,
+    /// The capacity of the pipe or FIFO the stream was written into, after asking for one
+    /// chunk ([`save_to`](super::save_to) grows it where the kernel allows); `None` for
+    /// anything else. Below the buffer size, each chunk left in pieces.
+    #[serde(default)]
+    pub pipe_capacity_bytes: Option<u64>,
 }
 
 /// Result of [`restore`](super::restore()).
@@ -95,6 +100,11 @@ pub struct RestoreReport {
     pub commit_seconds: f64,
     /// `bytes / seconds`.
     pub throughput_bytes_per_s: f64,
+    /// The capacity of the pipe or FIFO the stream was read from, after asking for the
+    /// options' buffer size ([`restore_from`](super::restore_from) grows it where the kernel
+    /// allows); `None` for anything else.
+    #[serde(default)]
+    pub pipe_capacity_bytes: Option<u64>,
 }
 
 /// Result of [`migrate`](super::migrate()).

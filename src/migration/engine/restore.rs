@@ -1,6 +1,7 @@
 //! Restoring: a stream into a device, every chunk verified before the device sees it.
 
 use super::cancel::{CancelToken, Cancellable};
+use super::pipe;
 use super::report::{rate, secs};
 use super::ring::{guarded, pipeline, Caller, Filled};
 use super::target::Input;
@@ -11,6 +12,7 @@ use crate::migration::stream::{Needed, StreamHeader, StreamReader, StreamTotals}
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -198,6 +200,7 @@ fn restore_inner<R: Read + Send>(
         seconds,
         commit_seconds,
         throughput_bytes_per_s: rate(totals.payload_bytes, seconds),
+        pipe_capacity_bytes: None,
     })
 }
 
@@ -261,6 +264,8 @@ pub fn restore_from(
         path: path.display().to_string(),
         source: e,
     };
+    // A pipe that holds a whole chunk lets the writer at its other end run a chunk ahead.
+    let pipe = pipe::grow(input.file().as_fd(), opts.buffer_size);
     let spool;
     let mut source = input.file();
     let mut seekable = input.is_seekable();
@@ -300,6 +305,7 @@ pub fn restore_from(
     };
     let mut report = restore_stream(drv, reader, opts, t0).map_err(|e| e.in_file(path))?;
     report.file = Some(path.to_path_buf());
+    report.pipe_capacity_bytes = pipe.capacity();
     Ok(report)
 }
 

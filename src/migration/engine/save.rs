@@ -1,6 +1,7 @@
 //! Saving: a device's state into a stream (a writer, or a file written atomically).
 
 use super::cancel::{CancelToken, Cancellable};
+use super::pipe;
 use super::report::{rate, secs};
 use super::ring::guarded;
 use super::source::{source_session, transfer, Framing};
@@ -11,6 +12,7 @@ use crate::migration::session::EndState;
 use crate::migration::stream::{Compression, StreamWriter};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -122,6 +124,7 @@ fn save_inner<W: Write + Send>(
             stop_copy_seconds: read.stop_copy_seconds,
             throughput_bytes_per_s: rate(bytes, seconds),
             stream_checksum: totals.checksum,
+            pipe_capacity_bytes: None,
         },
     ))
 }
@@ -160,8 +163,11 @@ pub fn save_to(
     token: &Arc<CancelToken>,
 ) -> Result<SaveReport> {
     let name = out.path().display().to_string();
+    // A raw frame is one buffer: a pipe of that size takes each in one write.
+    let pipe = pipe::grow(out.file().as_fd(), opts.buffer_size);
     let sink = Cancellable::new(out.file(), token.clone());
     let (_, mut report) = save(drv, sink, &name, opts)?;
+    report.pipe_capacity_bytes = pipe.capacity();
     // The device is RUNNING again; what is left cannot affect it.
     if opts.cancelled() || token.is_cancelled() {
         return Err(MigrationError::Interrupted);

@@ -217,6 +217,29 @@ impl Output {
         Ok(())
     }
 
+    /// Wraps an open file (a pipe, a socket, a file already positioned) as an output named
+    /// `name`, written directly and in order, as a descriptor alias (`-`, `/dev/fd/N`) is:
+    /// nothing is replaced and [`commit`](Self::commit) has nothing to do. For a VMM that
+    /// holds its own connection to the destination.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use vfio_harness::migration::engine::Output;
+    ///
+    /// let (w, _peer) = std::os::unix::net::UnixStream::pair()?;
+    /// let out = Output::from_file(std::os::fd::OwnedFd::from(w).into(), Path::new("to-peer"));
+    /// assert!(!out.is_atomic());
+    /// assert_eq!(out.path(), Path::new("to-peer"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn from_file(file: File, name: &Path) -> Output {
+        Output {
+            name: name.to_path_buf(),
+            file,
+            atomic: None,
+        }
+    }
+
     /// The open destination.
     pub fn file(&self) -> &File {
         &self.file

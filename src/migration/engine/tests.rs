@@ -367,6 +367,75 @@ fn dir_entries(d: &Path) -> Vec<String> {
     v
 }
 
+/// A new pipe of the kernel's default capacity: `(read end, write end)`.
+fn new_pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    (r.into(), w.into())
+}
+
+fn pipe_size(f: &std::fs::File) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETPIPE_SZ on an open pipe only reads its capacity.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETPIPE_SZ) as usize }
+}
+
+/// `save -o -` into a pipe and `restore -i -` from one: each grows the pipe to a whole buffer
+/// (a raw frame), reports the capacity, and the state arrives intact.
+#[test]
+fn a_pipe_is_grown_to_a_whole_buffer_both_ways() {
+    use std::io::{Read, Write};
+    let o = Options {
+        buffer_size: 1 << 20,
+        ..opts(0)
+    };
+    let img = image(N, 5);
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    let (r, w) = new_pipe();
+    let before = pipe_size(&w);
+    assert!(before < 1 << 20, "a new pipe holds {before} bytes");
+    let reader = std::thread::spawn(move || {
+        let mut r = r;
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).map(|_| (v, pipe_size(&r)))
+    });
+    let token = CancelToken::new().unwrap();
+    let out = Output::from_file(w, Path::new("-"));
+    let rep = save_to(&mut driver(&src), out, &o, &token).unwrap();
+    let (stream, size) = reader.join().unwrap().unwrap();
+    assert_eq!(rep.pipe_capacity_bytes, Some(1 << 20));
+    assert_eq!(size, 1 << 20);
+    assert_eq!(rep.stream_bytes, stream.len() as u64);
+
+    let (r, w) = new_pipe();
+    let writer = std::thread::spawn(move || {
+        let mut w = w;
+        w.write_all(&stream)
+    });
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    let input = Input::from_file(r, Path::new("-"));
+    let rep = restore_from(&mut driver(&dst), &input, &o, &token).unwrap();
+    writer.join().unwrap().unwrap();
+    assert_eq!(rep.pipe_capacity_bytes, Some(1 << 20));
+    assert_eq!(pipe_size(input.file()), 1 << 20);
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+
+    // A file is no pipe.
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let src = FakeDevice::new("fake-1", 7, img);
+    let out = Output::from_file(f.reopen().unwrap(), f.path());
+    assert_eq!(
+        save_to(&mut driver(&src), out, &o, &token)
+            .unwrap()
+            .pipe_capacity_bytes,
+        None
+    );
+}
+
 #[test]
 fn file_save_is_atomic() {
     let dir = tempfile::tempdir().unwrap();
