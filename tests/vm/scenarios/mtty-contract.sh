@@ -41,6 +41,14 @@ echo "+ save $MTTY_A -o - | restore $MTTY_C -i -"
 $H save "$MTTY_A" -o - | $H restore "$MTTY_C" -i - || fail "save | restore"
 expect_eq "C after a piped restore" "$(state_of "$MTTY_C")" RUNNING
 expect_eq "C's scratch after a piped restore" "$(scratch "$MTTY_C")" $((0x6b))
+# Both ends grow the shell's 64 KiB pipe to one 1 MiB buffer, and say so.
+run $H bar "$MTTY_C" write BAR0 7 0 -w 1
+echo "+ save $MTTY_A -o - --json | restore $MTTY_C -i - --json"
+$H save "$MTTY_A" -o - --json 2>/tmp/ps.json | $H restore "$MTTY_C" -i - --json >/tmp/pr.json \
+    || fail "save | restore, --json"
+expect_eq "save's pipe capacity" "$(json_num pipe_capacity_bytes </tmp/ps.json)" 1048576
+expect_eq "restore's pipe capacity" "$(json_num pipe_capacity_bytes </tmp/pr.json)" 1048576
+expect_eq "C's scratch after a piped restore, --json" "$(scratch "$MTTY_C")" $((0x6b))
 run $H bar "$MTTY_C" write BAR0 7 0 -w 1
 rm -f /tmp/in; mkfifo /tmp/in
 cat /tmp/c.vfs >/tmp/in &
