@@ -1,7 +1,7 @@
 //! Cross-host live migration: a small wire protocol over any byte stream (TCP, or TLS with
 //! mutual certificate authentication), carrying each device's state stream
 //! ([`crate::migration::stream`], unchanged) from [`migrate_to`] on the source to
-//! [`receive`] on the destination.
+//! [`receive`](receive()) on the destination.
 //!
 //! ```text
 //! source                                   destination

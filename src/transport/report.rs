@@ -1,5 +1,5 @@
 //! What a migration across a link reports: per device, and summed in the shape of the
-//! in-process [`MigrateReport`](crate::migration::engine::MigrateReport).
+//! in-process [`MigrateReport`].
 
 use super::frame::AckDevice;
 use crate::migration::engine::{MigrateReport, RestoreReport, SaveReport};

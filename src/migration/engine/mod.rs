@@ -36,7 +36,7 @@
 //! One file per part: [`options`](Options) and reports, the buffers (page-aligned, from one
 //! [`crate::mem::BufPool`], zeroed when reused) and the ring between the two sides, reading a
 //! device (the source side of save and migrate, through its session),
-//! and the three operations: [`save`], [`restore`], [`migrate`].
+//! and the three operations: [`save`](save()), [`restore`](restore()), [`migrate`](migrate()).
 
 mod buf;
 pub mod cancel;

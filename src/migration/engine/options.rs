@@ -74,7 +74,7 @@ pub struct PrecopyPolicy {
     /// predicted downtime (the bytes left to move once stopped over the drain rate measured
     /// in pre-copy) fits; when pre-copy ended otherwise and the prediction does not fit, the
     /// device is not stopped: the operation fails with
-    /// [`MigrationError::DowntimeLimit`](crate::migration::MigrationError::DowntimeLimit)
+    /// [`MigrationError::DowntimeLimit`]
     /// and the source stays RUNNING. `None` (the default): no limit.
     #[serde(default)]
     pub max_downtime: Option<Duration>,
