@@ -59,13 +59,13 @@ pub fn precopy_summary(rounds: u32, bytes: u64, seconds: Option<f64>, end: Preco
 }
 
 /// A line for human summaries when the stream went through a pipe smaller than one chunk
-/// (the kernel would not grow it), or nothing.
+/// (above the system's limit, or the kernel would not grow it), or nothing.
 pub fn pipe_note(capacity: Option<u64>, chunk: u64) -> Option<String> {
     let c = capacity.filter(|&c| c < chunk)?;
     Some(format!(
-        "the pipe holds {} and could not be grown to the {} chunk (the limit is \
-         /proc/sys/fs/pipe-max-size, and the user's pipe pages in \
-         /proc/sys/fs/pipe-user-pages-soft): each chunk went through in pieces",
+        "the pipe holds {}, less than one {} chunk, so each chunk went through in pieces \
+         (pipes are grown up to /proc/sys/fs/pipe-max-size; the user's pipe pages are \
+         limited by /proc/sys/fs/pipe-user-pages-soft)",
         vfio_harness::units::format_bytes(c),
         vfio_harness::units::format_bytes(chunk)
     ))

@@ -6,13 +6,14 @@
 //! `hw-notes/bench.md`, `save -o - | dd bs=1M of=/dev/null` of a 4 GiB state ran at 0.66-0.81
 //! GiB/s through the default pipe and 1.9-3.3 GiB/s through a pipe of 1 MiB (`dd` piped into
 //! `dd` runs at 0.8 GiB/s through the default pipe). [`grow`] asks for a capacity of one chunk
-//! on a pipe or FIFO the engine writes or reads. The capacity belongs to the pipe, which the
-//! process at the other end shares: a larger one only lets more bytes wait in it.
+//! (at most the system's limit for pipes) on a pipe or FIFO the engine writes or reads. The
+//! capacity belongs to the pipe, which the process at the other end shares: a larger one only
+//! lets more bytes wait in it.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// Where the kernel's limit for unprivileged pipe sizes is read from.
+/// Where the system's limit for pipe sizes is read from.
 const PIPE_MAX_SIZE: &str = "/proc/sys/fs/pipe-max-size";
 
 /// What [`grow`] found.
@@ -57,7 +58,7 @@ fn set_size(fd: BorrowedFd<'_>, want: usize) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// The kernel's limit for unprivileged pipe sizes.
+/// The system's limit for pipe sizes (unprivileged processes cannot go past it).
 fn max_size() -> io::Result<usize> {
     std::fs::read_to_string(PIPE_MAX_SIZE)?
         .trim()
@@ -65,13 +66,19 @@ fn max_size() -> io::Result<usize> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Grows the pipe or FIFO `fd` to at least `want` bytes (the kernel rounds up to a power of
-/// two of pages); a pipe already that large, and anything that is not a pipe, is left as it
-/// is. Where `want` is above what this process may ask for (above
-/// `/proc/sys/fs/pipe-max-size` without `CAP_SYS_RESOURCE`), the pipe is grown to that limit
-/// instead. A pipe the kernel will not grow at all (the user's pipe pages used up) keeps its
-/// size: the transfer works as before, with more wake-ups per chunk, and the capacity
-/// returned (and reported) says so.
+/// The size to ask for: `want`, at most the system's limit `max` (without procfs, `want`:
+/// the kernel judges).
+fn capped(want: usize, max: Option<usize>) -> usize {
+    max.map_or(want, |m| want.min(m))
+}
+
+/// Grows the pipe or FIFO `fd` to `want` bytes, or to the system's limit for pipes
+/// (`/proc/sys/fs/pipe-max-size`, 1 MiB by default) if that is lower: a privileged process
+/// could go past the limit, but it is the administrator's word on how much a pipe should
+/// hold. The kernel rounds up to a power of two of pages. A pipe already that large, and
+/// anything that is not a pipe, is left as it is. A pipe the kernel will not grow (`EPERM`:
+/// the user's pipe pages used up) keeps its size: the transfer works as before, with more
+/// wake-ups per chunk, and the capacity returned (and reported) says so.
 pub(crate) fn grow(fd: BorrowedFd<'_>, want: usize) -> Grown {
     if !is_pipe(fd) {
         return Grown::NotAPipe;
@@ -79,17 +86,11 @@ pub(crate) fn grow(fd: BorrowedFd<'_>, want: usize) -> Grown {
     let Ok(have) = get_size(fd) else {
         return Grown::NotAPipe;
     };
+    let want = capped(want, max_size().ok());
     if have >= want {
         return Grown::Pipe(have);
     }
-    let grown = match set_size(fd, want) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => match max_size() {
-            Ok(max) if max > have && max < want => set_size(fd, max),
-            _ => Err(e),
-        },
-        r => r,
-    };
-    Grown::Pipe(grown.unwrap_or(have))
+    Grown::Pipe(set_size(fd, want).unwrap_or(have))
 }
 
 #[cfg(test)]
@@ -111,6 +112,8 @@ mod tests {
         let (r, w) = pipe();
         let before = get_size(w.as_fd()).unwrap();
         assert!(before < 1 << 20, "a new pipe holds {before} bytes");
+        let max = max_size().unwrap();
+        assert!(max >= 1 << 20, "pipe-max-size is {max}");
         assert_eq!(grow(w.as_fd(), 1 << 20), Grown::Pipe(1 << 20));
         // The read end sees the same pipe.
         assert_eq!(get_size(r.as_fd()).unwrap(), 1 << 20);
@@ -118,5 +121,13 @@ mod tests {
         assert_eq!(grow(r.as_fd(), 4096), Grown::Pipe(1 << 20));
         let f = tempfile::tempfile().unwrap();
         assert_eq!(grow(f.as_fd(), 1 << 20), Grown::NotAPipe);
+    }
+
+    /// Never past the system's limit, even for a process that may go past it.
+    #[test]
+    fn the_size_asked_for_stays_within_the_limit() {
+        assert_eq!(capped(4 << 20, Some(1 << 20)), 1 << 20);
+        assert_eq!(capped(64 << 10, Some(1 << 20)), 64 << 10);
+        assert_eq!(capped(4 << 20, None), 4 << 20);
     }
 }
