@@ -247,6 +247,9 @@ pub fn restore_from_file(
 /// to [`LOW_WATER_MAX`](super::LOW_WATER_MAX) at a time: [`Cancellable::low_water`]), so
 /// the reading thread is not woken for every few segments. Blocking reads end as soon as
 /// `token` is cancelled; pass the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
+/// A pipe or FIFO smaller than `opts.buffer_size` is grown to it (at most
+/// `/proc/sys/fs/pipe-max-size`), so the writer at its other end can run a chunk ahead;
+/// [`RestoreReport::pipe_capacity_bytes`] says what it held.
 ///
 /// # Errors
 ///

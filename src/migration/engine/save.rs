@@ -151,7 +151,10 @@ pub fn save_to_file(
 
 /// [`save`] into an opened [`Output`], committed when the stream is complete. Blocking
 /// writes (a pipe whose reader stalls) end as soon as `token` is cancelled; pass the token
-/// whose [`flag`](CancelToken::flag) is `opts.cancel` so the engine sees it too.
+/// whose [`flag`](CancelToken::flag) is `opts.cancel` so the engine sees it too. A pipe or
+/// FIFO smaller than `opts.buffer_size` is grown to it (at most
+/// `/proc/sys/fs/pipe-max-size`), so each raw frame goes in one write rather than in
+/// 64 KiB pieces; [`SaveReport::pipe_capacity_bytes`] says what it held.
 ///
 /// # Errors
 ///
