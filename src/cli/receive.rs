@@ -9,7 +9,9 @@
 //! JSON output (`--json`): `peer` (address), `peer_harness_version`, `devices` (per device,
 //! the restore report: `device`, `protocol`, `source` (the stream header), `bytes`,
 //! `stream_bytes`, `chunks`, `seconds`, `commit_seconds`, `throughput_bytes_per_s`),
-//! `seconds`; when the source sent mdev dynamic resources to compare with a destination
+//! `seconds` (from the HELLO until the acknowledgement), `handshake_seconds` (of which until
+//! the ACCEPT: checking the streams and opening the devices); when the source sent mdev
+//! dynamic resources to compare with a destination
 //! mdev's, `dynamic_resources` (per device,
 //! the list `migrate` reports in process: `resource`, `attribute`, `source`,
 //! `destination_before`, `destination_after`, `action`, `note`), copied to the destination

@@ -6,7 +6,10 @@
 //! devices the names are comma separated, counts summed, times the longest), plus `peer`,
 //! `transport` (`tls` or `tcp`), `p2p` (several devices moved together through the P2P
 //! states) and `devices` (per device: `save` (the save report), `destination`,
-//! `commit_seconds`, `downtime_seconds`). Downtime runs from the source leaving RUNNING (a
+//! `commit_seconds`, `downtime_seconds`), `handshake_seconds` (from the HELLO until the
+//! destination's ACCEPT: it checks the streams and opens its devices). `seconds` and
+//! `throughput_bytes_per_s` run from the ACCEPT to the acknowledgement, as an in-process
+//! migrate's run with both devices open. Downtime runs from the source leaving RUNNING (a
 //! group: for its P2P states) until the destination's acknowledgement arrived. Each source
 //! mdev's dynamic resources go to `receive` in the HELLO (see `docs/transport.md`).
 
@@ -253,13 +256,14 @@ pub fn migrate_to(
         })?;
     } else {
         outln!(
-            "migrated {} from {} to {} at {} in {} ({}), downtime {}{}",
+            "migrated {} from {} to {} at {} in {} ({}) after a {} handshake, downtime {}{}",
             format_bytes(s.bytes),
             s.source,
             s.destination,
             endpoint,
             format_seconds(s.seconds),
             format_rate(s.throughput_bytes_per_s),
+            format_seconds(r.handshake_seconds),
             format_seconds(s.downtime_seconds),
             super::transfer::predicted_suffix(s.predicted_downtime_seconds)
         );

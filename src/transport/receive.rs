@@ -282,6 +282,7 @@ pub fn receive_into(
                 .collect(),
         },
     )?;
+    let handshake_seconds = t0.elapsed().as_secs_f64();
     let _keepalive = link.keepalive();
     link.set_stage(Stage::Transfer);
     let ready = Arc::new(AtomicUsize::new(0));
@@ -392,6 +393,7 @@ pub fn receive_into(
         peer_harness_version: hello.harness_version,
         devices: reports,
         seconds: t0.elapsed().as_secs_f64(),
+        handshake_seconds,
     })
 }
 

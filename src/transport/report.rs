@@ -43,6 +43,11 @@ impl DeviceLeg {
 /// in-process `migrate` report (`source` and `destination` list every device, comma
 /// separated; byte and chunk counts are sums; times are the longest), `devices` has each
 /// device's leg.
+///
+/// As for an in-process migrate, whose devices are open before it starts, the summary's
+/// `seconds` (and `throughput_bytes_per_s`) run from the destination's ACCEPT (its devices
+/// open, the streams found compatible) to its acknowledgement; the handshake before it is
+/// [`handshake_seconds`](Self::handshake_seconds).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemoteReport {
     /// The summary, as in-process migrate reports it. Downtime is measured from the first
@@ -58,16 +63,26 @@ pub struct RemoteReport {
     pub p2p: bool,
     /// Per device.
     pub devices: Vec<DeviceLeg>,
+    /// From sending the HELLO until the destination's ACCEPT arrived, seconds: the
+    /// destination checking the streams against its devices and opening them (a large
+    /// simulated device allocates its memory there).
+    #[serde(default)]
+    pub handshake_seconds: f64,
 }
 
 impl RemoteReport {
+    /// The report of legs `legs`: HELLO sent at `t0`, ACCEPT received at `accepted_at`, the
+    /// acknowledgement at `acked_at`.
     pub(crate) fn new(
         legs: Vec<DeviceLeg>,
         t0: Instant,
+        accepted_at: Instant,
         acked_at: Instant,
         p2p: bool,
     ) -> RemoteReport {
-        let seconds = acked_at.duration_since(t0).as_secs_f64();
+        let seconds = acked_at
+            .saturating_duration_since(accepted_at)
+            .as_secs_f64();
         let join =
             |f: &dyn Fn(&DeviceLeg) -> String| legs.iter().map(f).collect::<Vec<_>>().join(",");
         let sum = |f: &dyn Fn(&DeviceLeg) -> u64| legs.iter().map(f).sum::<u64>();
@@ -109,6 +124,7 @@ impl RemoteReport {
             summary,
             p2p,
             devices: legs,
+            handshake_seconds: accepted_at.saturating_duration_since(t0).as_secs_f64(),
         }
     }
 }
@@ -124,4 +140,8 @@ pub struct ReceiveReport {
     pub devices: Vec<RestoreReport>,
     /// From HELLO until the acknowledgement was sent, seconds.
     pub seconds: f64,
+    /// Of which from HELLO until ACCEPT was sent: checking the source's streams and opening
+    /// the devices, seconds.
+    #[serde(default)]
+    pub handshake_seconds: f64,
 }

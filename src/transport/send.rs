@@ -229,6 +229,7 @@ pub fn migrate_to_with(
             accept.devices.len()
         )));
     }
+    let accepted_at = Instant::now();
     let _keepalive = link.keepalive();
     link.set_stage(Stage::Transfer);
     let cancel = opts
@@ -342,7 +343,7 @@ pub fn migrate_to_with(
             DeviceLeg::new(save, ack, stopped, acked_at)
         })
         .collect();
-    Ok(RemoteReport::new(legs, t0, acked_at, group))
+    Ok(RemoteReport::new(legs, t0, accepted_at, acked_at, group))
 }
 
 /// One save result per source: the report (or error), when the device left RUNNING (the

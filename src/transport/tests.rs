@@ -114,6 +114,44 @@ fn tcp_migrates_sim_to_sim_with_precopy() {
     assert_source_intact(&mut src[0], "2M");
 }
 
+/// A destination slow to open its devices (a large simulated device allocates its memory
+/// there): the time goes to `handshake_seconds`, not into the transfer's `seconds` and rate.
+#[test]
+fn the_destination_opening_its_devices_is_the_handshake_not_the_transfer() {
+    const OPEN: Duration = Duration::from_millis(300);
+    let (l, addr) = insecure_listener();
+    let dest = std::thread::spawn(move || {
+        let (link, _) = l.accept(Duration::from_secs(10))?;
+        let mut open = |_: &Hello| {
+            // The cost of opening, not a synchronisation: nothing waits for it to end.
+            std::thread::sleep(OPEN);
+            Ok(vec![sim("sim:state=2M,verify-seed=4")])
+        };
+        receive_into(&link, &mut open, &mut Vec::new(), &opts())
+    });
+    let link = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(10)).expect("connect");
+    let mut src = vec![sim("sim:state=2M,seed=4")];
+    let t0 = std::time::Instant::now();
+    let report = migrate_to(&mut src, &link, &opts()).expect("migrate");
+    let wall = t0.elapsed().as_secs_f64();
+    let r = dest.join().expect("dest thread").expect("receive");
+    let open = OPEN.as_secs_f64();
+    assert!(report.handshake_seconds >= open, "{report:?}");
+    // The two are disjoint parts of the call: the transfer's time leaves the handshake out.
+    assert!(
+        report.handshake_seconds + report.summary.seconds <= wall,
+        "handshake {} + transfer {} > {wall} s",
+        report.handshake_seconds,
+        report.summary.seconds
+    );
+    let rate = report.summary.bytes as f64 / report.summary.seconds;
+    assert!((report.summary.throughput_bytes_per_s - rate).abs() <= rate * 1e-9);
+    assert!(
+        r.handshake_seconds >= open && r.handshake_seconds <= r.seconds,
+        "{r:?}"
+    );
+}
+
 #[test]
 fn several_devices_move_in_parallel() {
     let (l, addr) = insecure_listener();

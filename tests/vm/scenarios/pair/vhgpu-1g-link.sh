@@ -26,7 +26,9 @@ if [ "$ROLE" = source ]; then
     [ "$bytes" -ge 1073741824 ] || fail "migrated only $bytes bytes of 1 GiB of VRAM"
     secs=$(grep '^  "seconds":' /tmp/mig-big.out | head -n 1 | sed 's/.*: *//; s/,$//')
     down=$(grep -o '"downtime_seconds": *[0-9.]*' /tmp/mig-big.out | head -n 1 | sed 's/.*: *//')
-    echo "link: $bytes bytes in $secs s ($(awk -v b="$bytes" -v s="$secs" 'BEGIN{printf "%.1f", b / s / 1048576}') MiB/s), downtime $down s, wall $((t2 - t1)) s"
+    hs=$(grep -o '"handshake_seconds": *[0-9.]*' /tmp/mig-big.out | head -n 1 | sed 's/.*: *//')
+    [ -n "$hs" ] || fail "no handshake_seconds in the report"
+    echo "link: $bytes bytes in $secs s ($(awk -v b="$bytes" -v s="$secs" 'BEGIN{printf "%.1f", b / s / 1048576}') MiB/s) after a $hs s handshake, downtime $down s, wall $((t2 - t1)) s"
     grep '^total' /tmp/mig-big.err
     expect_eq "source state" "$(state_of $U)" RUNNING
     run_out c vfio-harness bar $U crc BAR2 --json
