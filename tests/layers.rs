@@ -41,9 +41,10 @@ const FLOORS: &[(&str, u32)] = &[
     // DMA drivers for the test devices.
     ("drivers", 3),
     ("migration", 4),
-    ("bench", 5),
     // Cross-host migration: a wire protocol and TLS around the engine.
     ("transport", 5),
+    // Measurements of every path a user's transfer takes, the transport's included.
+    ("bench", 6),
 ];
 
 /// On floors above 0, modules of one floor are independent of each other except for these

@@ -20,6 +20,16 @@ pub enum BenchError {
         #[source]
         source: Box<MigrationError>,
     },
+    /// A migration across the transport's link failed (the devices were returned to
+    /// RUNNING).
+    #[error("{what}: {source}")]
+    Transport {
+        /// Which measurement.
+        what: String,
+        /// The failure.
+        #[source]
+        source: Box<crate::transport::TransportError>,
+    },
     /// A temporary or output file could not be used.
     #[error("{what}: {source}{}", io_hint(.source))]
     Io {

@@ -350,8 +350,14 @@ impl Link {
         let handle = std::thread::Builder::new()
             .name("keepalive".into())
             .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(every.min(POLL));
+                while !s.load(Ordering::Acquire) {
+                    // Woken early by the guard's drop, so that ending a migration does not
+                    // wait out this period (it did, up to `POLL`, at every migrate and
+                    // receive); a spurious wake-up only checks again.
+                    std::thread::park_timeout(every.min(POLL));
+                    if s.load(Ordering::Acquire) {
+                        break;
+                    }
                     let idle = Self::lock(&link.inner.last_tx).elapsed();
                     if idle >= every && link.send(FrameKind::Keepalive, 0, &[]).is_err() {
                         break;
@@ -378,8 +384,10 @@ pub struct Keepalive {
 
 impl Drop for Keepalive {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         if let Some(h) = self.handle.take() {
+            // An unpark before the thread parks makes its next park return at once.
+            h.thread().unpark();
             let _ = h.join();
         }
     }

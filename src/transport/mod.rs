@@ -41,6 +41,12 @@ mod send;
 #[cfg(feature = "tls")]
 mod tls;
 
+/// What the link holds per device besides the engine's ring on each side, bytes: the
+/// source's gathered frame, and on the destination the frame being read, [`QUEUE`] frames
+/// queued for the device's restore thread and the one it is reading from (each at most
+/// [`MAX_FRAME`]). Buffers given back are reused, not added.
+pub const LINK_BUFFER_BYTES: usize = send::GATHER + (QUEUE + 2) * MAX_FRAME;
+
 pub use error::{Result, Stage, TransportError};
 pub use frame::{
     Accept, Ack, AckDevice, Hello, Refusal, RefusalKind, FRAME_HEADER_LEN, MAX_FRAME,

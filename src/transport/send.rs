@@ -30,7 +30,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Small writes are gathered up to this size before they go out as one DATA frame.
-const GATHER: usize = 256 * 1024;
+pub(super) const GATHER: usize = 256 * 1024;
 
 /// A `Write` that sends what it is given as DATA frames of one device. Small writes are
 /// gathered, but a completed pre-copy chunk goes out at once (the device is still running

@@ -15,6 +15,7 @@ use crate::bench::raw::{self, RawRun};
 use crate::bench::reference::{self, Copy};
 use crate::migration::engine::{self, PrecopyPolicy, RING};
 use crate::migration::{MigrationDriver, MigrationError};
+use crate::transport;
 use crate::units::format_bytes;
 use std::cell::RefCell;
 use std::net::TcpStream;
@@ -58,6 +59,70 @@ fn across_tcp(
         },
     ))
 }
+
+/// Migrates `src` into `dst_dev` as `migrate SRC tcp://ADDR` and `receive DST --insecure`
+/// do on two hosts: the transport's link (frames, keepalive) over a loopback TCP connection,
+/// [`transport::migrate_to`] on this thread, [`transport::receive_into`] on another (its
+/// device driver made afresh, as `receive` opens its devices after the HELLO). Returns the
+/// wall time from connecting until the source has the destination's acknowledgement, and
+/// the bytes moved; the downtime is the transport's (the source leaving RUNNING until the
+/// acknowledgement).
+fn across_link(
+    src: &mut Drv,
+    dst_dev: &crate::device::DeviceHandle,
+    listener: &transport::Listener,
+    o: &engine::Options,
+) -> Result<(f64, Sample), BenchError> {
+    let link_err = |what: &'static str| {
+        move |e: transport::TransportError| BenchError::Transport {
+            what: format!("live over TCP: {what}"),
+            source: Box::new(e),
+        }
+    };
+    let ep: transport::Endpoint = format!(
+        "tcp://{}",
+        listener
+            .local_addr()
+            .map_err(link_err("the listener's address"))?
+    )
+    .parse()
+    .map_err(link_err("the listener's address"))?;
+    let dst = driver(dst_dev)?;
+    let t0 = Instant::now();
+    let (sent, received) = std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let (link, _) = listener.accept(LINK_TIMEOUT)?;
+            let mut dst = Some(dst);
+            let mut open = |_: &transport::Hello| Ok(dst.take().into_iter().collect::<Vec<Drv>>());
+            transport::receive_into(&link, &mut open, &mut Vec::new(), o)
+        });
+        let sent = transport::connect(&ep, &transport::Security::Insecure, LINK_TIMEOUT)
+            .and_then(|link| transport::migrate_to(std::slice::from_mut(src), &link, o));
+        // The migration ends with the destination's acknowledgement (its device runs the
+        // state); its thread closing the link after that is not part of it.
+        let secs = t0.elapsed().as_secs_f64();
+        let received = h
+            .join()
+            .unwrap_or_else(|_| Err(MigrationError::ThreadPanicked("live receive").into()));
+        (sent.map(|r| (r, secs)), received)
+    });
+    let (rep, secs) = match (sent, received) {
+        (Ok(r), Ok(_)) => r,
+        (Err(e), _) => return Err(link_err("migrate_to")(e)),
+        (Ok(_), Err(e)) => return Err(link_err("receive")(e)),
+    };
+    Ok((
+        secs,
+        Sample {
+            downtime: Some(rep.summary.downtime_seconds),
+            bytes: rep.summary.bytes,
+            stream_bytes: None,
+        },
+    ))
+}
+
+/// How long either side of the bench's link waits for the other.
+const LINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a raw run returns as a sample.
 fn sample(r: RawRun) -> (f64, Sample) {
@@ -257,6 +322,19 @@ pub(in crate::bench) fn block(
     }
 
     // The harness.
+    let listener = if tcp {
+        Some(
+            transport::Listener::bind("127.0.0.1:0", transport::Security::Insecure).map_err(
+                |e| BenchError::Transport {
+                    what: "live over TCP: listening on the loopback".into(),
+                    source: Box::new(e),
+                },
+            )?,
+        )
+    } else {
+        None
+    };
+    let dst_handle = &dst_dev;
     let mut o = opts(cfg, b);
     if !tcp {
         o.precopy = PrecopyPolicy {
@@ -272,12 +350,15 @@ pub(in crate::bench) fn block(
         kind: Kind::Harness,
         buffer: b,
         buffers_bytes: if tcp {
-            2 * RING as u64 * b
+            2 * RING as u64 * b + transport::LINK_BUFFER_BYTES as u64
         } else {
             RING as u64 * b
         },
         what: if tcp {
-            "the engine's save into a loopback TCP connection, its restore on another thread".into()
+            "migrate_to over the transport's link (a loopback TCP connection, frames, \
+             keepalive) into receive_into on another thread, as `migrate SRC tcp://` and \
+             `receive --insecure` run"
+                .into()
         } else {
             format!(
                 "the engine's migrate (overlapped, up to {} pre-copy rounds)",
@@ -286,14 +367,9 @@ pub(in crate::bench) fn block(
         },
         job: Box::new(move || {
             let (mut s, mut d) = (sr.borrow_mut(), dr.borrow_mut());
-            if tcp {
-                let o2 = o.clone();
-                across_tcp(
-                    &mut s,
-                    &mut d,
-                    |src, c| engine::save(src, c, "tcp", &o).map(|r| r.1.bytes),
-                    move |dst, a| engine::restore(dst, a, &o2).map(|r| r.bytes),
-                )
+            if let Some(l) = &listener {
+                drop(d);
+                across_link(&mut s, dst_handle, l, &o)
             } else {
                 let t0 = Instant::now();
                 let rep =
