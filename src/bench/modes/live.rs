@@ -1,9 +1,10 @@
 //! The `live` blocks: the primary device's state moved into the destination device, in the
 //! process (`memory`: the engine's migrate, with pre-copy rounds) and across a loopback TCP
 //! connection (`tcp`: a saving thread and a restoring thread, as two hosts would run them, no
-//! pre-copy), by the path's reference, the raw loop, the QEMU-style and whole-state loops
-//! (main buffer) and the harness. After every transfer the destination is checked to hold
-//! the source's state (untimed).
+//! pre-copy; the harness through the transport, as `migrate SRC tcp://` and `receive` run),
+//! by the path's reference, the raw loop, the QEMU-style and whole-state loops (main buffer)
+//! and the harness. After every transfer the destination is checked to hold the source's
+//! state (untimed).
 
 use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Pass, Run, Sample};
 use crate::bench::config::{DataPath, Kind};
