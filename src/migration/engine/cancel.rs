@@ -391,13 +391,19 @@ fn retry<T>(
     }
 }
 
-/// Whether `fd` is a regular file (which `poll(2)` always reports ready).
-pub(crate) fn is_regular(fd: RawFd) -> bool {
+/// Whether `fd` is open on a file of type `kind` (`S_IFREG`, `S_IFIFO`...); `false` when it
+/// cannot be asked.
+pub(crate) fn is_type(fd: RawFd, kind: libc::mode_t) -> bool {
     // SAFETY: a zeroed stat is a valid buffer for fstat to fill.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable stat; an invalid fd only makes fstat fail.
     let r = unsafe { libc::fstat(fd, &mut st) };
-    r == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+    r == 0 && (st.st_mode & libc::S_IFMT) == kind
+}
+
+/// Whether `fd` is a regular file (which `poll(2)` always reports ready).
+pub(crate) fn is_regular(fd: RawFd) -> bool {
+    is_type(fd, libc::S_IFREG)
 }
 
 impl<F: AsFd> Cancellable<F> {

@@ -10,6 +10,7 @@
 //! capacity belongs to the pipe, which the process at the other end shares: a larger one only
 //! lets more bytes wait in it.
 
+use super::cancel::is_type;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -35,16 +36,8 @@ impl Grown {
     }
 }
 
-/// Whether `fd` is a pipe or FIFO.
-fn is_pipe(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: a zeroed stat is a valid buffer for fstat to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable stat and `fd` is open for the call.
-    let r = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
-    r == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO
-}
-
-fn get_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+/// The pipe's capacity, bytes.
+pub(super) fn get_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
     // SAFETY: F_GETPIPE_SZ on an open descriptor only reads the pipe's capacity.
     let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
@@ -80,12 +73,16 @@ fn capped(want: usize, max: Option<usize>) -> usize {
 /// the user's pipe pages used up) keeps its size: the transfer works as before, with more
 /// wake-ups per chunk, and the capacity returned (and reported) says so.
 pub(crate) fn grow(fd: BorrowedFd<'_>, want: usize) -> Grown {
-    if !is_pipe(fd) {
+    if !is_type(fd.as_raw_fd(), libc::S_IFIFO) {
         return Grown::NotAPipe;
     }
     let Ok(have) = get_size(fd) else {
         return Grown::NotAPipe;
     };
+    // Large enough already (the cap can only lower `want`): no need to read the limit.
+    if have >= want {
+        return Grown::Pipe(have);
+    }
     let want = capped(want, max_size().ok());
     if have >= want {
         return Grown::Pipe(have);
@@ -93,23 +90,26 @@ pub(crate) fn grow(fd: BorrowedFd<'_>, want: usize) -> Grown {
     Grown::Pipe(set_size(fd, want).unwrap_or(have))
 }
 
+/// A new pipe of the kernel's default capacity: `(read end, write end)`.
+#[cfg(test)]
+pub(super) fn new_pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    (r.into(), w.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-
-    /// A new pipe: `(read end, write end)`.
-    fn pipe() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-    }
+    use std::os::fd::AsFd;
 
     #[test]
     fn a_default_pipe_grows_to_the_chunk_and_a_file_is_left_alone() {
-        let (r, w) = pipe();
+        let (r, w) = new_pipe();
         let before = get_size(w.as_fd()).unwrap();
         assert!(before < 1 << 20, "a new pipe holds {before} bytes");
         let max = max_size().unwrap();

@@ -367,21 +367,9 @@ fn dir_entries(d: &Path) -> Vec<String> {
     v
 }
 
-/// A new pipe of the kernel's default capacity: `(read end, write end)`.
-fn new_pipe() -> (std::fs::File, std::fs::File) {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    (r.into(), w.into())
-}
-
 fn pipe_size(f: &std::fs::File) -> usize {
-    use std::os::fd::AsRawFd;
-    // SAFETY: F_GETPIPE_SZ on an open pipe only reads its capacity.
-    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETPIPE_SZ) as usize }
+    use std::os::fd::AsFd;
+    super::pipe::get_size(f.as_fd()).unwrap()
 }
 
 /// `save -o -` into a pipe and `restore -i -` from one: each grows the pipe to a whole buffer
@@ -395,7 +383,7 @@ fn a_pipe_is_grown_to_a_whole_buffer_both_ways() {
     };
     let img = image(N, 5);
     let src = FakeDevice::new("fake-1", 7, img.clone());
-    let (r, w) = new_pipe();
+    let (r, w) = super::pipe::new_pipe();
     let before = pipe_size(&w);
     assert!(before < 1 << 20, "a new pipe holds {before} bytes");
     let reader = std::thread::spawn(move || {
@@ -411,7 +399,7 @@ fn a_pipe_is_grown_to_a_whole_buffer_both_ways() {
     assert_eq!(size, 1 << 20);
     assert_eq!(rep.stream_bytes, stream.len() as u64);
 
-    let (r, w) = new_pipe();
+    let (r, w) = super::pipe::new_pipe();
     let writer = std::thread::spawn(move || {
         let mut w = w;
         w.write_all(&stream)
