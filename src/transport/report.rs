@@ -65,7 +65,7 @@ pub struct RemoteReport {
     pub devices: Vec<DeviceLeg>,
     /// From sending the HELLO until the destination's ACCEPT arrived, seconds: the
     /// destination checking the streams against its devices and opening them (a large
-    /// simulated device allocates its memory there).
+    /// simulated device allocates and fills its state there).
     #[serde(default)]
     pub handshake_seconds: f64,
 }
