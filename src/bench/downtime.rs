@@ -13,26 +13,13 @@
 //! a moment before). Fixed costs (the state transitions, the destination loading the state)
 //! come on top and are not modelled; on the simulator they are microseconds.
 //!
-//! These are plain functions so that a transport (a migration over a network link, which
-//! decides when to stop pre-copying) can use the same prediction: they depend on nothing but
-//! numbers and [`RoundStats`].
+//! The drain rate and the prediction itself are the engine's
+//! ([`drain_rate`](crate::migration::engine::drain_rate),
+//! [`predicted_downtime`](crate::migration::engine::predicted_downtime)), which its switchover
+//! decision uses; the bench adds what was pending when the source stopped and a closed-form
+//! model of pre-copy from the rates alone.
 
 use crate::migration::engine::RoundStats;
-
-/// Predicted downtime, seconds: `remaining_bytes / drain_bytes_per_s`; `None` when the drain
-/// rate is not a positive, finite number.
-pub fn predicted_downtime(remaining_bytes: u64, drain_bytes_per_s: f64) -> Option<f64> {
-    (drain_bytes_per_s.is_finite() && drain_bytes_per_s > 0.0)
-        .then(|| remaining_bytes as f64 / drain_bytes_per_s)
-}
-
-/// The drain rate measured over pre-copy rounds: bytes read over the rounds' time; `None`
-/// without rounds or time.
-pub fn drain_rate(rounds: &[RoundStats]) -> Option<f64> {
-    let bytes: u64 = rounds.iter().map(|r| r.bytes).sum();
-    let secs: f64 = rounds.iter().map(|r| r.seconds).sum();
-    (secs > 0.0 && bytes > 0).then(|| bytes as f64 / secs)
-}
 
 /// What is pending when the source stops after `rounds` pre-copy rounds: the last round's
 /// `pending_after` (initial + dirty), or `stop_copy_estimate` without rounds.
@@ -67,14 +54,6 @@ mod tests {
     use crate::migration::Pending;
 
     #[test]
-    fn prediction_is_remaining_over_rate() {
-        assert_eq!(predicted_downtime(1 << 30, (1u64 << 30) as f64), Some(1.0));
-        assert_eq!(predicted_downtime(0, 5.0), Some(0.0));
-        assert_eq!(predicted_downtime(10, 0.0), None);
-        assert_eq!(predicted_downtime(10, f64::NAN), None);
-    }
-
-    #[test]
     fn model_halves_per_round_at_half_the_link() {
         let s = 256 << 20;
         assert_eq!(remaining_after_rounds(s, 1e9, 0.5e9, 0), s);
@@ -86,7 +65,7 @@ mod tests {
     }
 
     #[test]
-    fn drain_and_remaining_from_rounds() {
+    fn remaining_is_what_the_last_round_left() {
         let round = |bytes, secs: f64, after: u64| RoundStats {
             round: 1,
             pending_before: Pending::default(),
@@ -98,9 +77,7 @@ mod tests {
             seconds: secs,
         };
         let rs = [round(100, 1.0, 50), round(50, 0.5, 25)];
-        assert_eq!(drain_rate(&rs), Some(100.0));
         assert_eq!(remaining_at_stop(&rs, 999), 25);
         assert_eq!(remaining_at_stop(&[], 999), 999);
-        assert_eq!(drain_rate(&[]), None);
     }
 }

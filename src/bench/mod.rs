@@ -16,7 +16,7 @@
 //! - the **overlap proof**: a device capped at `D` saving into a sink capped at `S`, the
 //!   harness against `min(D, S)` and the serial loop against `1/(1/D + 1/S)`;
 //! - the **downtime sweep**: dirty rate against link rate, measured downtime next to the
-//!   prediction of [`downtime::predicted_downtime`];
+//!   predictions of [`engine::predicted_downtime`](crate::migration::engine::predicted_downtime);
 //! - **several devices at once** (1, 2, 4): aggregate rate and scaling, with the thread budget;
 //! - **compression over a capped link**: sparse and random state saved with and without
 //!   `auto` compression, the effective rate against the link rate;

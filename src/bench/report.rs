@@ -173,8 +173,14 @@ pub struct DowntimePoint {
     pub remaining_bytes: u64,
     /// Pre-copy bytes over pre-copy time: the drain rate measured before stopping.
     pub drain_bytes_per_s: Option<f64>,
-    /// [`super::downtime::predicted_downtime`] of the two above, seconds.
+    /// [`predicted_downtime`](crate::migration::engine::predicted_downtime) of the two
+    /// above, seconds.
     pub predicted_s: Option<f64>,
+    /// The prediction the engine's switchover decision made before stopping the source
+    /// (the device's STOP_COPY size estimate over the same drain rate; the migrate report's
+    /// `predicted_downtime_seconds`), seconds.
+    #[serde(default)]
+    pub engine_predicted_s: Option<f64>,
     /// Measured downtime (source stopped until destination running), seconds.
     pub measured_s: f64,
     /// What the closed-form model of [`super::downtime::remaining_after_rounds`] predicts

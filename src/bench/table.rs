@@ -162,14 +162,14 @@ impl BenchReport {
         if let Some(d) = &self.downtime {
             let _ = writeln!(
                 s,
-                "\ndowntime sweep: {} state, up to {} pre-copy rounds, threshold {}; predicted = remaining / drain rate",
+                "\ndowntime sweep: {} state, up to {} pre-copy rounds, threshold {}; predicted = remaining / drain rate, engine = the switchover's own (STOP_COPY estimate / drain rate)",
                 format_bytes(d.state_bytes),
                 d.max_rounds,
                 format_bytes(d.threshold_bytes)
             );
             let _ = writeln!(
                 s,
-                "  {:>11} {:>11} {:>7} {:>6} {:>10} {:>11} {:>10} {:>10} {:>10}",
+                "  {:>11} {:>11} {:>7} {:>6} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10}",
                 "link",
                 "dirty",
                 "x/link",
@@ -177,13 +177,14 @@ impl BenchReport {
                 "remaining",
                 "drain",
                 "predicted",
+                "engine",
                 "measured",
                 "model"
             );
             for p in &d.points {
                 let _ = writeln!(
                     s,
-                    "  {:>11} {:>11} {:>7.2} {:>6} {:>10} {:>11} {:>10} {:>10} {:>10}",
+                    "  {:>11} {:>11} {:>7.2} {:>6} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10}",
                     format_rate(p.link_bytes_per_s),
                     format_rate(p.dirty_bytes_per_s),
                     p.dirty_over_link,
@@ -193,6 +194,7 @@ impl BenchReport {
                         .map(format_rate)
                         .unwrap_or_else(|| "-".into()),
                     opt_secs(p.predicted_s),
+                    opt_secs(p.engine_predicted_s),
                     format_seconds(p.measured_s),
                     opt_secs(p.model_s)
                 );

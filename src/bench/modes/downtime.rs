@@ -8,13 +8,11 @@
 use super::{opts, Run};
 use crate::bench::config::SWEEP_STATE;
 use crate::bench::devices::{driver, sim_memory, sim_params, sim_seed, size_param};
-use crate::bench::downtime::{
-    drain_rate, predicted_downtime, remaining_after_rounds, remaining_at_stop,
-};
+use crate::bench::downtime::{remaining_after_rounds, remaining_at_stop};
 use crate::bench::error::{mig, BenchError};
 use crate::bench::report::{DowntimePoint, DowntimeReport};
 use crate::bench::stats::round4;
-use crate::migration::engine::{self, PrecopyPolicy};
+use crate::migration::engine::{self, drain_rate, predicted_downtime, PrecopyPolicy};
 use crate::units::format_rate;
 
 /// Pre-copy rounds of the sweep when the run asks for none (the sweep is about pre-copy).
@@ -94,6 +92,7 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<Option<DowntimeRepo
                 remaining_bytes: remaining,
                 drain_bytes_per_s: drain.map(f64::round),
                 predicted_s: drain.and_then(|r| predicted_downtime(remaining, r)),
+                engine_predicted_s: rep.predicted_downtime_seconds,
                 measured_s: rep.downtime_seconds,
                 model_s: predicted_downtime(model, link as f64),
                 stopcopy_bytes: rep.stopcopy_bytes,

@@ -59,7 +59,7 @@ pub use options::{
     MAX_PRECOPY_ROUNDS, MIN_BUFFER,
 };
 pub use p2p::{P2pBarrier, P2pHook, P2pPoint, P2pStep};
-pub use precopy::PrecopyEnd;
+pub use precopy::{drain_rate, predicted_downtime, PrecopyEnd};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
 pub use cancel::{CancelToken, Cancellable, LOW_WATER_MAX};

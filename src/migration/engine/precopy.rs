@@ -23,6 +23,52 @@ use super::PrecopyPolicy;
 use crate::migration::{MigrationError, Result};
 use serde::{Deserialize, Serialize};
 
+/// Predicted downtime, seconds: `remaining_bytes / drain_bytes_per_s`, the bytes still to
+/// move once the device stops over the rate the path drained them at while it ran; `None`
+/// when the rate is not a positive, finite number. Fixed costs (the state transitions, the
+/// destination loading the state) come on top and are not in it.
+///
+/// ```
+/// use vfio_harness::migration::engine::predicted_downtime;
+///
+/// assert_eq!(predicted_downtime(1 << 30, (1u64 << 30) as f64), Some(1.0));
+/// assert_eq!(predicted_downtime(1 << 30, 0.0), None);
+/// ```
+pub fn predicted_downtime(remaining_bytes: u64, drain_bytes_per_s: f64) -> Option<f64> {
+    (drain_bytes_per_s.is_finite() && drain_bytes_per_s > 0.0)
+        .then(|| remaining_bytes as f64 / drain_bytes_per_s)
+}
+
+/// The drain rate measured over pre-copy rounds, bytes per second: the bytes they read over
+/// the time they took (with the sink's back-pressure in it), as the engine's switchover
+/// decision measures it; `None` without bytes or time.
+///
+/// ```
+/// use vfio_harness::migration::engine::{drain_rate, RoundStats};
+/// use vfio_harness::migration::Pending;
+///
+/// let round = |bytes, seconds| RoundStats {
+///     round: 1,
+///     pending_before: Pending::default(),
+///     bytes,
+///     pending_after: Pending::default(),
+///     seconds,
+/// };
+/// assert_eq!(drain_rate(&[round(100, 1.0), round(50, 0.5)]), Some(100.0));
+/// assert_eq!(drain_rate(&[]), None);
+/// ```
+pub fn drain_rate(rounds: &[RoundStats]) -> Option<f64> {
+    rate(
+        rounds.iter().map(|r| r.bytes).sum(),
+        rounds.iter().map(|r| r.seconds).sum(),
+    )
+}
+
+/// `bytes / seconds` when both are positive.
+fn rate(bytes: u64, seconds: f64) -> Option<f64> {
+    (bytes > 0 && seconds > 0.0).then(|| bytes as f64 / seconds)
+}
+
 /// Why pre-copy ended (in [`SaveReport`](super::SaveReport) and
 /// [`MigrateReport`](super::MigrateReport)).
 #[non_exhaustive]
@@ -96,8 +142,7 @@ impl Switchover {
 
     /// The drain rate measured so far (bytes per second), when a round read something.
     pub(super) fn drain_rate(&self) -> Option<f64> {
-        (self.read_bytes > 0 && self.read_seconds > 0.0)
-            .then(|| self.read_bytes as f64 / self.read_seconds)
+        rate(self.read_bytes, self.read_seconds)
     }
 
     /// Records `round` (the `rounds`-th) with `remaining` bytes still to move once stopped
@@ -112,7 +157,9 @@ impl Switchover {
     ) -> Option<PrecopyEnd> {
         self.read_bytes += round.bytes;
         self.read_seconds += round.seconds;
-        self.predicted = self.drain_rate().map(|r| remaining as f64 / r);
+        self.predicted = self
+            .drain_rate()
+            .and_then(|r| predicted_downtime(remaining, r));
         let before = round.pending_before.total();
         let after = round.pending_after.total();
         // Converging means each round leaves at least a sixteenth less than it began with
@@ -153,8 +200,11 @@ impl Switchover {
         rounds: u32,
         remaining: u64,
     ) -> Result<Option<f64>> {
-        if let Some(r) = self.drain_rate() {
-            self.predicted = Some(remaining as f64 / r);
+        if let Some(p) = self
+            .drain_rate()
+            .and_then(|r| predicted_downtime(remaining, r))
+        {
+            self.predicted = Some(p);
         }
         let Some(limit) = self.policy.max_downtime else {
             return Ok(self.predicted);
