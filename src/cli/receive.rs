@@ -136,6 +136,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 format_seconds(d.commit_seconds)
             );
         }
+        outln!(
+            "{} from the source's HELLO to the acknowledgement, of which {} checking the streams and opening the devices",
+            format_seconds(r.seconds),
+            format_seconds(r.handshake_seconds)
+        );
         for (d, res) in r.devices.iter().zip(&resources) {
             if !res.is_empty() {
                 outln!(
