@@ -9,6 +9,7 @@
 
 use super::error::{Result, Stage, TransportError};
 use super::frame::{header, Frame, FrameKind, FRAME_HEADER_LEN, MAX_FRAME};
+use crate::migration::stream::Needed;
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,6 +80,9 @@ struct Inner {
     /// Payload buffers given back by consumers, reused for the next frames (no allocation,
     /// no fresh pages per frame).
     free: Mutex<Vec<Vec<u8>>>,
+    /// Before every read: the bytes the frame being read still lacks (the rest of its
+    /// header or payload). A TCP link's reading half sets its low-water mark from it.
+    needed: Arc<Needed>,
 }
 
 /// Payload buffers kept for reuse.
@@ -124,6 +128,18 @@ impl Link {
         wr: Box<dyn Write + Send>,
         timeout: Duration,
     ) -> Link {
+        Link::from_halves_needing(rd, wr, timeout, Needed::new())
+    }
+
+    /// [`Link::from_halves`], telling `needed` before every read how many bytes the frame
+    /// being read still lacks (for a reading half that waits for them: a TCP socket's
+    /// low-water mark).
+    pub(super) fn from_halves_needing(
+        rd: Box<dyn Read + Send>,
+        wr: Box<dyn Write + Send>,
+        timeout: Duration,
+        needed: Arc<Needed>,
+    ) -> Link {
         Link {
             inner: Arc::new(Inner {
                 rd: Mutex::new(rd),
@@ -140,6 +156,7 @@ impl Link {
                 fault: Mutex::new(None),
                 stop: AtomicBool::new(false),
                 free: Mutex::new(Vec::new()),
+                needed,
             }),
         }
     }
@@ -265,11 +282,13 @@ impl Link {
             let r = {
                 let mut io = Self::lock(&self.inner.rd);
                 let rx = &mut *rx;
-                if rx.hdr_got < FRAME_HEADER_LEN {
-                    io.read(&mut rx.hdr[rx.hdr_got..])
+                let buf = if rx.hdr_got < FRAME_HEADER_LEN {
+                    &mut rx.hdr[rx.hdr_got..]
                 } else {
-                    io.read(&mut rx.payload[rx.got..])
-                }
+                    &mut rx.payload[rx.got..]
+                };
+                self.inner.needed.set(buf.len());
+                io.read(buf)
             };
             match r {
                 Ok(0) => {
@@ -292,8 +311,13 @@ impl Link {
                                 );
                             }
                             let mut p = Self::lock(&self.inner.free).pop().unwrap_or_default();
-                            p.clear();
-                            p.resize(len, 0);
+                            // The whole payload is read over what the buffer held: only
+                            // the part it never held is zeroed (not a memset per frame).
+                            if p.len() < len {
+                                p.resize(len, 0);
+                            } else {
+                                p.truncate(len);
+                            }
                             rx.payload = p;
                             rx.got = 0;
                         }

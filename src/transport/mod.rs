@@ -33,6 +33,7 @@ mod cursor;
 mod error;
 mod frame;
 mod link;
+mod marked;
 mod net;
 mod receive;
 mod report;

@@ -4,6 +4,8 @@
 
 use super::error::{Result, TransportError};
 use super::link::{Link, POLL};
+use super::marked::MarkedSocket;
+use crate::migration::stream::Needed;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 #[cfg(feature = "tls")]
@@ -116,13 +118,21 @@ fn tune(sock: &TcpStream, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A plain TCP link: the socket and its clone are the two halves (no lock between them).
+/// A plain TCP link: the socket and its clone are the two halves (no lock between them);
+/// the reading half waits for what the frame being read still lacks ([`MarkedSocket`]).
 fn tcp_link(sock: TcpStream, what: &str, timeout: Duration) -> Result<Link> {
-    let rd = sock.try_clone().map_err(|source| TransportError::Connect {
+    let io = |source| TransportError::Connect {
         what: what.to_string(),
         source,
-    })?;
-    Ok(Link::from_halves(Box::new(rd), Box::new(sock), timeout))
+    };
+    let needed = Needed::new();
+    let rd = MarkedSocket::new(sock.try_clone().map_err(io)?, needed.clone()).map_err(io)?;
+    Ok(Link::from_halves_needing(
+        Box::new(rd),
+        Box::new(sock),
+        timeout,
+        needed,
+    ))
 }
 
 /// Connects to `ep` and, for TLS, completes the handshake (verifying the listener's
@@ -351,3 +361,7 @@ impl std::fmt::Debug for Listener {
             .finish()
     }
 }
+
+#[cfg(test)]
+#[path = "marked_tests.rs"]
+mod marked_tests;

@@ -17,6 +17,7 @@
 //! Device data fds (`read`/`write` of a migration driver) are not wrapped: the engine checks
 //! the flag between device calls, which return in bounded time on every device we drive.
 
+use super::low_water::LowWater;
 use super::Cancel;
 use crate::migration::stream::Needed;
 use std::fs::File;
@@ -182,22 +183,6 @@ pub struct Cancellable<F: AsFd> {
     low_water: Option<LowWater>,
 }
 
-/// The state of [`Cancellable::low_water`].
-#[derive(Debug)]
-struct LowWater {
-    needed: Arc<Needed>,
-    /// The socket's `SO_RCVLOWAT` when wrapped, put back on drop.
-    original: libc::c_int,
-    /// What it is set to now.
-    current: libc::c_int,
-}
-
-/// The highest receive low-water mark [`Cancellable::low_water`] sets: 256 KiB. On the
-/// loopback connection of hw-notes/bench.md (session 10) a mark of this size took the
-/// reading thread from about 133 thousand wake-ups per 4 GiB down to a few per payload
-/// (the kernel also caps the mark at half the socket's largest receive buffer).
-pub const LOW_WATER_MAX: usize = 256 << 10;
-
 impl<F: AsFd> Cancellable<F> {
     /// Wraps `inner`.
     pub fn new(inner: F, token: Arc<CancelToken>) -> Self {
@@ -228,7 +213,7 @@ impl<F: AsFd> Cancellable<F> {
     }
 
     /// On a TCP socket, waits for as many bytes as the stream reader still needs before it
-    /// reads (up to [`LOW_WATER_MAX`]): before each wait the socket's receive low-water mark
+    /// reads (up to [`LOW_WATER_MAX`](super::LOW_WATER_MAX)): before each wait the socket's receive low-water mark
     /// (`SO_RCVLOWAT`) is set from `needed` (see
     /// [`StreamReader::report_needed`](crate::migration::stream::StreamReader::report_needed)), so the
     /// reading thread is woken once per that many bytes instead of per few segments; a count
@@ -278,14 +263,8 @@ impl<F: AsFd> Cancellable<F> {
     /// # }
     /// ```
     pub fn low_water(mut self, needed: Arc<Needed>) -> io::Result<Self> {
-        let fd = self.inner.as_fd().as_raw_fd();
-        if self.poll && is_tcp(fd) {
-            let original = get_rcvlowat(fd)?;
-            self.low_water = Some(LowWater {
-                needed,
-                original,
-                current: original,
-            });
+        if self.poll {
+            self.low_water = LowWater::new(self.inner.as_fd(), needed)?;
         }
         Ok(self)
     }
@@ -299,10 +278,7 @@ impl<F: AsFd> Cancellable<F> {
 impl<F: AsFd> Drop for Cancellable<F> {
     fn drop(&mut self) {
         if let Some(lw) = &self.low_water {
-            if lw.current != lw.original {
-                // Nothing to report to on drop: a socket that took the mark takes it back.
-                let _ = set_rcvlowat(self.inner.as_fd().as_raw_fd(), lw.original);
-            }
+            lw.put_back(self.inner.as_fd());
         }
         if let Some(flags) = self.restore_flags {
             // SAFETY: F_SETFL on a descriptor `inner` still keeps open. Nothing to report
@@ -312,38 +288,8 @@ impl<F: AsFd> Drop for Cancellable<F> {
     }
 }
 
-/// Whether `fd` is a TCP socket (the only kind whose `poll(2)` honours `SO_RCVLOWAT`).
-fn is_tcp(fd: RawFd) -> bool {
-    matches!(
-        (sockopt(fd, libc::SO_TYPE), sockopt(fd, libc::SO_PROTOCOL)),
-        (Ok(libc::SOCK_STREAM), Ok(libc::IPPROTO_TCP))
-    )
-}
-
-fn get_rcvlowat(fd: RawFd) -> io::Result<libc::c_int> {
-    sockopt(fd, libc::SO_RCVLOWAT)
-}
-
-fn set_rcvlowat(fd: RawFd, bytes: libc::c_int) -> io::Result<()> {
-    // SAFETY: `bytes` is a valid int of the length passed, read by setsockopt only.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// An int-valued `SOL_SOCKET` option of `fd`.
-fn sockopt(fd: RawFd, name: libc::c_int) -> io::Result<libc::c_int> {
+/// The `SOL_SOCKET` option `name` of `fd`, an int.
+pub(crate) fn sockopt(fd: RawFd, name: libc::c_int) -> io::Result<libc::c_int> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` and `len` are valid, writable, and `len` is `v`'s size.
@@ -431,18 +377,10 @@ impl<F: AsFd> Cancellable<F> {
     /// Sets the receive low-water mark from the stream reader's count, if asked to
     /// ([`Cancellable::low_water`]) and it changed.
     fn mark(&mut self) -> io::Result<()> {
-        let Some(lw) = &mut self.low_water else {
-            return Ok(());
-        };
-        let want = match lw.needed.get() {
-            0 => lw.original,
-            n => n.min(LOW_WATER_MAX) as libc::c_int,
-        };
-        if want != lw.current {
-            set_rcvlowat(self.inner.as_fd().as_raw_fd(), want)?;
-            lw.current = want;
+        match &mut self.low_water {
+            Some(lw) => lw.apply(self.inner.as_fd()),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

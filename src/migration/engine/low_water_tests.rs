@@ -4,7 +4,7 @@
 //! ends at the trailer in every encoding.
 
 use super::*;
-use crate::migration::engine::Input;
+use crate::migration::engine::{Input, LOW_WATER_MAX};
 use crate::migration::stream::{Compression, Needed};
 use crate::migration::{driver_for, engine};
 use std::io::{Read, Write};
@@ -39,7 +39,7 @@ fn watched<T>(token: &CancelToken, f: impl FnOnce() -> T) -> T {
 }
 
 fn mark(s: &impl AsRawFd) -> libc::c_int {
-    get_rcvlowat(s.as_raw_fd()).unwrap()
+    sockopt(s.as_raw_fd(), libc::SO_RCVLOWAT).unwrap()
 }
 
 #[test]

@@ -40,6 +40,7 @@
 
 mod buf;
 pub mod cancel;
+mod low_water;
 mod migrate;
 mod options;
 mod p2p;
@@ -62,7 +63,9 @@ pub use p2p::{P2pBarrier, P2pHook, P2pPoint, P2pStep};
 pub use precopy::{drain_rate, predicted_downtime, PrecopyEnd};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
-pub use cancel::{CancelToken, Cancellable, LOW_WATER_MAX};
+pub use cancel::{CancelToken, Cancellable};
+pub(crate) use low_water::LowWater;
+pub use low_water::LOW_WATER_MAX;
 pub use report::{MigrateReport, RestoreReport, RoundStats, SaveReport};
 pub use restore::{restore, restore_from, restore_from_file, verify};
 pub use ring::RING;
