@@ -213,10 +213,10 @@ impl<F: AsFd> Cancellable<F> {
     }
 
     /// On a TCP socket, waits for as many bytes as the stream reader still needs before it
-    /// reads (up to [`LOW_WATER_MAX`](super::LOW_WATER_MAX)): before each wait the socket's receive low-water mark
-    /// (`SO_RCVLOWAT`) is set from `needed` (see
-    /// [`StreamReader::report_needed`](crate::migration::stream::StreamReader::report_needed)), so the
-    /// reading thread is woken once per that many bytes instead of per few segments; a count
+    /// reads (up to [`LOW_WATER_MAX`](super::LOW_WATER_MAX)): before each wait the socket's
+    /// receive low-water mark (`SO_RCVLOWAT`) is set from `needed` (see
+    /// [`StreamReader::report_needed`](crate::migration::stream::StreamReader::report_needed)),
+    /// so the reading thread is woken once per that many bytes instead of per few segments; a count
     /// of 0 puts the socket's own mark back. The mark never exceeds what the reader must
     /// receive to go on, so a peer that sends the stream and keeps the connection open is
     /// never waited for past it; the kernel also wakes the reader when its receive buffer or
