@@ -112,6 +112,57 @@ fn a_guest_panic_fails_the_bed_even_with_passes() {
     assert!(o.stdout.contains("panicked"), "{}", o.stdout);
 }
 
+/// A fake guest whose kernel crashes before the bed's init on its first `crashes` boots
+/// (counted in a file beside the console), then boots as `GOOD` does.
+fn crashing_boots(crashes: u32) -> String {
+    format!(
+        r#"n=$(cat "$VM_OUT/boots" 2>/dev/null || echo 0); n=$((n + 1)); echo $n >"$VM_OUT/boots"
+if [ $n -le {crashes} ]; then
+echo '[    4.5] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI'
+echo '[    4.6] Kernel panic - not syncing: Fatal exception in interrupt'
+exit 0
+fi
+{GOOD}"#
+    )
+}
+
+#[test]
+fn a_kernel_crash_before_init_boots_the_guest_again() {
+    let o = run_bed(&crashing_boots(1), &[]);
+    assert_eq!(o.code, Some(0), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l == "2 passed, 0 failed, 1 skipped"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn a_kernel_crashing_before_init_on_every_boot_fails_the_bed() {
+    let o = run_bed(&crashing_boots(2), &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(o.stdout.contains("Oops: int3"), "{}", o.stdout);
+}
+
+#[test]
+fn a_crash_once_init_ran_is_not_retried() {
+    // The crash comes after the BOOT line; a second boot would pass.
+    let script = format!(
+        r#"n=$(cat "$VM_OUT/boots" 2>/dev/null || echo 0); n=$((n + 1)); echo $n >"$VM_OUT/boots"
+if [ $n -le 1 ]; then
+echo 'VFIOH BOOT 6.12.117 2 cpu(s)'
+echo '[    9.0] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI'
+exit 0
+fi
+{GOOD}"#
+    );
+    let o = run_bed(&script, &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(o.stdout.contains("Oops: int3"), "{}", o.stdout);
+}
+
 #[test]
 fn qemu_failing_fails_the_bed() {
     let o = run_bed(&GOOD.replace("exit 0", "exit 3"), &[]);

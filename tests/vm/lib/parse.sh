@@ -5,6 +5,17 @@
 #   Prints one line per scenario and the closing "N passed, N failed, N skipped" line,
 #   returns 0 only when the guest reported its closing line, every scenario passed or
 #   skipped, the counts agree, QEMU exited cleanly, and the kernel did not panic.
+# What a kernel crash looks like on the console.
+VM_CRASH_RE='Kernel panic|BUG: |Oops: |general protection fault|hardware error'
+
+# vm_crashed_before_init LOG
+#   Returns 0 when the guest kernel crashed before the bed's init printed its BOOT line:
+#   nothing of the bed ran, so nothing of the harness can have caused it (under TCG the
+#   kernel patching its own text across vCPUs has crashed a boot this way: hw-notes/bed.md).
+vm_crashed_before_init() {
+    grep -a -q -E "$VM_CRASH_RE" "$1" && ! grep -a -q 'VFIOH BOOT ' "$1"
+}
+
 vm_verdict() {
     local log=$1 rc=$2 timeout_s=$3
     local pass=0 failc=0 skipc=0 problems=()
@@ -19,8 +30,8 @@ vm_verdict() {
     done <"$log"
     local done_line
     done_line=$(grep -a -o 'VFIOH DONE [0-9]* passed, [0-9]* failed, [0-9]* skipped' "$log" | tail -n 1)
-    if grep -a -q -E 'Kernel panic|BUG: |Oops: |general protection fault|hardware error' "$log"; then
-        problems+=("the guest kernel panicked or oopsed: $(grep -a -m1 -E 'Kernel panic|BUG: |Oops: |general protection fault|hardware error' "$log" | tr -d '\r')")
+    if grep -a -q -E "$VM_CRASH_RE" "$log"; then
+        problems+=("the guest kernel panicked or oopsed: $(grep -a -m1 -E "$VM_CRASH_RE" "$log" | tr -d '\r')")
     fi
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
         problems+=("the guest did not finish within ${timeout_s}s (timeout)")
