@@ -34,6 +34,15 @@ fn run_bed(console_script: &str, extra_args: &[&str]) -> Outcome {
     }
 }
 
+/// Asserts that the runner printed `line` as a line of its own.
+fn assert_line(o: &Outcome, line: &str) {
+    assert!(
+        o.stdout.lines().any(|l| l == line),
+        "no line {line:?} in:\n{}",
+        o.stdout
+    );
+}
+
 const GOOD: &str = r#"cat <<'X'
 [    0.1] booting
 VFIOH BOOT 6.12.117 2 cpu(s)
@@ -55,13 +64,7 @@ fn all_passing_guest_exits_zero_with_closing_line() {
         "{}",
         o.stdout
     );
-    assert!(
-        o.stdout
-            .lines()
-            .any(|l| l == "2 passed, 0 failed, 1 skipped"),
-        "{}",
-        o.stdout
-    );
+    assert_line(&o, "2 passed, 0 failed, 1 skipped");
 }
 
 #[test]
@@ -75,10 +78,7 @@ fn a_failed_scenario_fails_the_bed() {
     let o = run_bed(&script, &[]);
     assert_eq!(o.code, Some(1), "{}", o.stdout);
     assert!(o.stdout.contains("FAIL gamma: register mismatch"));
-    assert!(o
-        .stdout
-        .lines()
-        .any(|l| l == "1 passed, 1 failed, 1 skipped"));
+    assert_line(&o, "1 passed, 1 failed, 1 skipped");
 }
 
 #[test]
@@ -130,13 +130,7 @@ fi
 fn a_kernel_crash_before_init_boots_the_guest_again() {
     let o = run_bed(&crashing_boots(1), &[]);
     assert_eq!(o.code, Some(0), "{}", o.stdout);
-    assert!(
-        o.stdout
-            .lines()
-            .any(|l| l == "2 passed, 0 failed, 1 skipped"),
-        "{}",
-        o.stdout
-    );
+    assert_line(&o, "2 passed, 0 failed, 1 skipped");
 }
 
 #[test]
