@@ -4,8 +4,7 @@
 //! the socket's own mark comes back when the link is dropped.
 
 use super::*;
-use crate::migration::engine::cancel::sockopt;
-use crate::migration::engine::LOW_WATER_MAX;
+use crate::migration::engine::{sockopt, LOW_WATER_MAX};
 use crate::transport::frame::{header, FrameKind, MAX_FRAME};
 use std::io::Write;
 use std::os::fd::AsRawFd;

@@ -216,8 +216,8 @@ impl<F: AsFd> Cancellable<F> {
     /// reads (up to [`LOW_WATER_MAX`](super::LOW_WATER_MAX)): before each wait the socket's
     /// receive low-water mark (`SO_RCVLOWAT`) is set from `needed` (see
     /// [`StreamReader::report_needed`](crate::migration::stream::StreamReader::report_needed)),
-    /// so the reading thread is woken once per that many bytes instead of per few segments; a count
-    /// of 0 puts the socket's own mark back. The mark never exceeds what the reader must
+    /// so the reading thread is woken once per that many bytes instead of per few segments; a
+    /// count of 0 puts the socket's own mark back. The mark never exceeds what the reader must
     /// receive to go on, so a peer that sends the stream and keeps the connection open is
     /// never waited for past it; the kernel also wakes the reader when its receive buffer or
     /// window fill first. The socket's mark is put back on drop (the larger receive buffer
@@ -285,27 +285,6 @@ impl<F: AsFd> Drop for Cancellable<F> {
             // to if the descriptor was closed meanwhile.
             unsafe { libc::fcntl(self.inner.as_fd().as_raw_fd(), libc::F_SETFL, flags) };
         }
-    }
-}
-
-/// The `SOL_SOCKET` option `name` of `fd`, an int.
-pub(crate) fn sockopt(fd: RawFd, name: libc::c_int) -> io::Result<libc::c_int> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are valid, writable, and `len` is `v`'s size.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r == 0 {
-        Ok(v)
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -7,7 +7,6 @@
 //! mark never asks for more than must arrive before the reader can go on, so a peer that
 //! waits for an answer after what it sent is never waited for in turn.
 
-use super::cancel::sockopt;
 use crate::migration::stream::Needed;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -98,6 +97,27 @@ fn set_rcvlowat(fd: RawFd, bytes: libc::c_int) -> io::Result<()> {
     };
     if r == 0 {
         Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The `SOL_SOCKET` option `name` of `fd`, an int.
+pub(crate) fn sockopt(fd: RawFd, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid, writable, and `len` is `v`'s size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(v)
     } else {
         Err(io::Error::last_os_error())
     }

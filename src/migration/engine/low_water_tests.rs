@@ -4,7 +4,7 @@
 //! ends at the trailer in every encoding.
 
 use super::*;
-use crate::migration::engine::{Input, LOW_WATER_MAX};
+use crate::migration::engine::{sockopt, Input, LOW_WATER_MAX};
 use crate::migration::stream::{Compression, Needed};
 use crate::migration::{driver_for, engine};
 use std::io::{Read, Write};

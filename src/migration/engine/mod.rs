@@ -64,6 +64,8 @@ pub use precopy::{drain_rate, predicted_downtime, PrecopyEnd};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
 pub use cancel::{CancelToken, Cancellable};
+#[cfg(test)]
+pub(crate) use low_water::sockopt;
 pub(crate) use low_water::LowWater;
 pub use low_water::LOW_WATER_MAX;
 pub use report::{MigrateReport, RestoreReport, RoundStats, SaveReport};
