@@ -28,6 +28,19 @@ struct RxState {
     hdr_got: usize,
     payload: Vec<u8>,
     got: usize,
+    /// What the DATA frame being read by [`Link::read_data`] still holds: read straight into
+    /// the caller's buffers, never into `payload`.
+    direct: usize,
+}
+
+/// What [`Link::read_data`] read.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// This many bytes of a DATA frame's payload, read straight into the caller's buffer.
+    Data(usize),
+    /// A whole frame that is not DATA (keepalives too: the caller may check for a
+    /// cancellation on each).
+    Frame(Frame),
 }
 
 /// A stream shared by a reading and a writing half (a TLS session cannot be split): each
@@ -149,6 +162,7 @@ impl Link {
                     hdr_got: 0,
                     payload: Vec::new(),
                     got: 0,
+                    direct: 0,
                 }),
                 timeout,
                 last_tx: Mutex::new(Instant::now()),
@@ -252,7 +266,9 @@ impl Link {
         }
     }
 
-    fn recv_any(&self) -> Result<Frame> {
+    /// Receives the next frame, keepalives included (a receiver that checks for an
+    /// interruption on each), as [`Link::recv`] does.
+    pub(crate) fn recv_any(&self) -> Result<Frame> {
         if let Some(f) = self.fault() {
             return Err(f);
         }
@@ -276,7 +292,39 @@ impl Link {
 
     /// Reads one frame, failing when nothing arrives for `timeout`.
     fn read_frame(&self, timeout: Duration) -> Result<Frame> {
+        match self.read_next(timeout, None)? {
+            Incoming::Frame(f) => Ok(f),
+            // Not returned without a buffer to read into.
+            Incoming::Data(_) => Err(self.protocol("a DATA frame read without a buffer".into())),
+        }
+    }
+
+    /// Reads the link's next bytes for a receiver of one device's stream, waiting at most the
+    /// link's timeout since the last byte received: the payload of DATA frames goes straight
+    /// into `out` (no copy through a frame buffer), at most one frame's worth per call; any
+    /// other frame is returned whole. A DATA frame for another device than `device` is a
+    /// protocol error. Only one thread may receive.
+    pub(crate) fn read_data(&self, device: u8, out: &mut [u8]) -> Result<Incoming> {
+        if out.is_empty() {
+            return Ok(Incoming::Data(0));
+        }
+        if let Some(f) = self.fault() {
+            return Err(f);
+        }
+        self.read_next(self.inner.timeout, Some((device, out)))
+    }
+
+    /// Reads until a whole frame, or (with `data`) some bytes of a DATA frame of its device
+    /// into its buffer, arrived; fails when nothing arrives for `timeout`.
+    fn read_next(&self, timeout: Duration, mut data: Option<(u8, &mut [u8])>) -> Result<Incoming> {
         let mut rx = Self::lock(&self.inner.rx);
+        if data.is_none() && rx.direct > 0 {
+            // A frame read by `read_data` so far, read here from now on: the rest of its
+            // payload is returned as a DATA frame of its own.
+            let rest = std::mem::take(&mut rx.direct);
+            rx.payload = self.payload_buffer(rest);
+            rx.got = 0;
+        }
         let mut last = Instant::now();
         loop {
             let r = {
@@ -284,6 +332,9 @@ impl Link {
                 let rx = &mut *rx;
                 let buf = if rx.hdr_got < FRAME_HEADER_LEN {
                     &mut rx.hdr[rx.hdr_got..]
+                } else if let (Some((_, out)), true) = (data.as_mut(), rx.direct > 0) {
+                    let n = out.len().min(rx.direct);
+                    &mut out[..n]
                 } else {
                     &mut rx.payload[rx.got..]
                 };
@@ -305,22 +356,39 @@ impl Link {
                             let len =
                                 u32::from_le_bytes([rx.hdr[4], rx.hdr[5], rx.hdr[6], rx.hdr[7]])
                                     as usize;
-                            if len > MAX_FRAME || FrameKind::from_u8(rx.hdr[0]).is_none() {
+                            let kind = FrameKind::from_u8(rx.hdr[0]);
+                            if len > MAX_FRAME || kind.is_none() {
                                 return Err(
                                     self.protocol(format!("bad frame header {:02x?}", rx.hdr))
                                 );
                             }
-                            let mut p = Self::lock(&self.inner.free).pop().unwrap_or_default();
-                            // The whole payload is read over what the buffer held: only
-                            // the part it never held is zeroed (not a memset per frame).
-                            if p.len() < len {
-                                p.resize(len, 0);
-                            } else {
-                                p.truncate(len);
+                            match &data {
+                                Some((device, _)) if kind == Some(FrameKind::Data) => {
+                                    if rx.hdr[1] != *device {
+                                        return Err(self.protocol(format!(
+                                            "a DATA frame for device {} on a link carrying device {device} only",
+                                            rx.hdr[1]
+                                        )));
+                                    }
+                                    // An empty DATA frame ends here, and the next is read.
+                                    rx.direct = len;
+                                    if len == 0 {
+                                        rx.hdr_got = 0;
+                                    }
+                                    continue;
+                                }
+                                _ => {
+                                    rx.payload = self.payload_buffer(len);
+                                    rx.got = 0;
+                                }
                             }
-                            rx.payload = p;
-                            rx.got = 0;
                         }
+                    } else if rx.direct > 0 {
+                        rx.direct -= n;
+                        if rx.direct == 0 {
+                            rx.hdr_got = 0;
+                        }
+                        return Ok(Incoming::Data(n));
                     } else {
                         rx.got += n;
                     }
@@ -338,16 +406,29 @@ impl Link {
                 }
                 Err(e) => return Err(self.failed(e)),
             }
-            if rx.hdr_got == FRAME_HEADER_LEN && rx.got == rx.payload.len() {
+            if rx.hdr_got == FRAME_HEADER_LEN && rx.direct == 0 && rx.got == rx.payload.len() {
                 rx.hdr_got = 0;
                 let kind = FrameKind::from_u8(rx.hdr[0]).unwrap_or(FrameKind::Keepalive);
-                return Ok(Frame {
+                return Ok(Incoming::Frame(Frame {
                     kind,
                     device: rx.hdr[1],
                     payload: std::mem::take(&mut rx.payload),
-                });
+                }));
             }
         }
+    }
+
+    /// A payload buffer of `len` bytes, reused when one was given back: the whole payload is
+    /// read over what the buffer held, so only the part it never held is zeroed (not a
+    /// memset per frame).
+    fn payload_buffer(&self, len: usize) -> Vec<u8> {
+        let mut p = Self::lock(&self.inner.free).pop().unwrap_or_default();
+        if p.len() < len {
+            p.resize(len, 0);
+        } else {
+            p.truncate(len);
+        }
+        p
     }
 
     fn protocol(&self, what: String) -> TransportError {

@@ -30,6 +30,7 @@
 //! The guide (addresses, certificates with openssl, exit codes) is `docs/transport.md`.
 
 mod cursor;
+mod direct;
 mod error;
 mod frame;
 mod link;
@@ -42,11 +43,18 @@ mod send;
 #[cfg(feature = "tls")]
 mod tls;
 
-/// What the link holds per device besides the engine's ring on each side, bytes: the
-/// source's gathered frame, and on the destination the frame being read, [`QUEUE`] frames
-/// queued for the device's restore thread and the one it is reading from (each at most
-/// [`MAX_FRAME`]). Buffers given back are reused, not added.
+/// The most the link holds per device besides the engine's ring on each side, bytes: the
+/// source's gathered frame, and on a destination with several devices the frame being read,
+/// [`QUEUE`] frames queued for the device's restore thread and the one it is reading from
+/// (each at most [`MAX_FRAME`]; a destination with one device reads DATA payloads straight
+/// into the engine's buffers and holds only control frames). Buffers given back are reused,
+/// not added.
 pub const LINK_BUFFER_BYTES: usize = send::GATHER + (QUEUE + 2) * MAX_FRAME;
+
+/// [`LINK_BUFFER_BYTES`] of a migration of one device: the source's gathered frame and at
+/// most one whole frame on the destination (its DATA is read into the engine's buffers, only
+/// control frames into the link's).
+pub const LINK_BUFFER_BYTES_ONE_DEVICE: usize = send::GATHER + MAX_FRAME;
 
 pub use error::{Result, Stage, TransportError};
 pub use frame::{

@@ -1,6 +1,7 @@
 //! The destination side: HELLO checked (wire version, device count, every device's identity)
-//! before a device is opened for RESUMING, each stream restored by [`engine::restore`] on its
-//! own thread from a channel the link feeds, READY once every stream was verified to its
+//! before a device is opened for RESUMING, each stream restored by [`engine::restore`]
+//! (one device: read straight from the link by the restoring thread, [`super::direct`];
+//! several: each on its own thread from a channel the link's pump feeds), READY once every stream was verified to its
 //! trailer and written into its device (the engine is about to leave RESUMING), the commit
 //! only when the source asks for it (several devices: every one loads its state into
 //! RUNNING_P2P before any runs, through a [`P2pBarrier`]), then ACK (or a typed refusal).
@@ -8,6 +9,7 @@
 //! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
 //! stream fail, and the engine resets its device back to RUNNING.
 
+use super::direct::Direct;
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
     Accept, Ack, AckDevice, FrameKind, Hello, Refusal, RefusalKind, MIN_WIRE_VERSION, WIRE_MAGIC,
@@ -27,9 +29,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Frames queued per device between the link and its restore thread (each at most
-/// [`MAX_FRAME`](super::MAX_FRAME)): with the engine's ring, what bounds the destination's
-/// memory.
+/// Frames queued per device between the link and its restore thread when a destination
+/// receives several devices (each at most [`MAX_FRAME`](super::MAX_FRAME)): with the engine's
+/// ring, what bounds the destination's memory. (One device reads its frames itself: none.)
 pub const QUEUE: usize = 4;
 
 enum Msg {
@@ -48,7 +50,7 @@ struct ChanReader {
     link: Link,
 }
 
-fn aborted() -> io::Error {
+pub(super) fn aborted() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
         "the migration was aborted (the link failed or the source gave up) before the commit",
@@ -96,10 +98,18 @@ impl Read for ChanReader {
 struct Gate<'a> {
     inner: &'a mut (dyn MigrationDriver + 'a),
     armed: bool,
-    rx: Arc<Mutex<Receiver<Msg>>>,
-    ready: Arc<AtomicUsize>,
+    feed: Feed<'a>,
+    ready: &'a AtomicUsize,
     devices: usize,
-    link: Link,
+    link: &'a Link,
+}
+
+/// Where a restore thread's frames come from.
+enum Feed<'a> {
+    /// A channel the link's pump fills (several devices).
+    Chan(Arc<Mutex<Receiver<Msg>>>),
+    /// The link itself (one device).
+    Link(&'a Direct),
 }
 
 impl Gate<'_> {
@@ -112,7 +122,11 @@ impl Gate<'_> {
             path: "link to the source".into(),
             source,
         };
-        let msg = self.rx.lock().map_err(|_| link_gone(aborted()))?.recv();
+        let rx = match &self.feed {
+            Feed::Link(d) => return d.wait_commit().map_err(link_gone),
+            Feed::Chan(rx) => rx,
+        };
+        let msg = rx.lock().map_err(|_| link_gone(aborted()))?.recv();
         match msg {
             Ok(Msg::Commit) => Ok(()),
             Ok(_) => Err(link_gone(io::Error::new(
@@ -174,7 +188,7 @@ impl MigrationDriver for Gate<'_> {
     }
 }
 
-fn refuse(link: &Link, kind: RefusalKind, e: &dyn std::fmt::Display) {
+pub(super) fn refuse(link: &Link, kind: RefusalKind, e: &dyn std::fmt::Display) {
     let _ = link.send_json(
         FrameKind::Refuse,
         &Refusal {
@@ -285,9 +299,9 @@ pub fn receive_into(
     let handshake_seconds = t0.elapsed().as_secs_f64();
     let _keepalive = link.keepalive();
     link.set_stage(Stage::Transfer);
-    let ready = Arc::new(AtomicUsize::new(0));
+    let ready = AtomicUsize::new(0);
     // Set once a restore thread told the source why it failed (one REFUSE per migration).
-    let told = Arc::new(AtomicBool::new(false));
+    let told = AtomicBool::new(false);
     // Several devices commit as a group: every one loads its state (RUNNING_P2P) before any
     // runs.
     let barrier = (n > 1).then(|| match &opts.cancel {
@@ -298,58 +312,49 @@ pub fn receive_into(
         p2p: barrier.as_ref().map(|b| b.hook()),
         ..opts.clone()
     };
-    let (link_result, results) = std::thread::scope(|s| {
-        let mut senders: Vec<SyncSender<Msg>> = Vec::with_capacity(n);
-        let mut handles = Vec::with_capacity(n);
-        for drv in devices.iter_mut() {
-            let (tx, rx) = sync_channel(QUEUE);
-            senders.push(tx);
-            let rx = Arc::new(Mutex::new(rx));
-            let reader = ChanReader {
-                rx: rx.clone(),
-                cur: Vec::new(),
-                pos: 0,
-                ended: false,
-                link: link.clone(),
-            };
-            let link = link.clone();
-            let ready = ready.clone();
-            let told = told.clone();
-            let barrier = barrier.clone();
-            handles.push(s.spawn(move || {
-                let mut gate = Gate {
-                    inner: drv.as_mut(),
-                    armed: true,
-                    rx,
-                    ready,
-                    devices: n,
+    let each = Each {
+        link,
+        ready: &ready,
+        told: &told,
+        barrier: barrier.as_deref(),
+        devices: n,
+        opts,
+    };
+    let (link_result, results) = if let [drv] = devices.as_mut_slice() {
+        // One device: its stream is read from the link by the restoring thread itself.
+        let direct = Direct::new(link.clone(), opts.cancel.clone());
+        let r = each.restore(drv.as_mut(), direct.reader(), Feed::Link(&direct));
+        (direct.take_failure().map_or(Ok(()), Err), vec![r])
+    } else {
+        std::thread::scope(|s| {
+            let mut senders: Vec<SyncSender<Msg>> = Vec::with_capacity(n);
+            let mut handles = Vec::with_capacity(n);
+            for drv in devices.iter_mut() {
+                let (tx, rx) = sync_channel(QUEUE);
+                senders.push(tx);
+                let rx = Arc::new(Mutex::new(rx));
+                let reader = ChanReader {
+                    rx: rx.clone(),
+                    cur: Vec::new(),
+                    pos: 0,
+                    ended: false,
                     link: link.clone(),
                 };
-                let r = engine::restore(&mut gate, reader, opts);
-                if let Err(e) = &r {
-                    if let Some(b) = &barrier {
-                        b.abort();
-                    }
-                    if link.fault().is_none() && !is_abort(e) && !told.swap(true, Ordering::AcqRel)
-                    {
-                        // Tell the source now: it may be waiting for READY.
-                        refuse(&link, RefusalKind::Restore, e);
-                    }
-                }
-                r
-            }));
-        }
-        let link_result = pump(link, &senders, opts);
-        drop(senders);
-        let results: Vec<std::result::Result<RestoreReport, MigrationError>> = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or(Err(MigrationError::ThreadPanicked("restore")))
-            })
-            .collect();
-        (link_result, results)
-    });
+                let each = &each;
+                handles.push(s.spawn(move || each.restore(drv.as_mut(), reader, Feed::Chan(rx))));
+            }
+            let link_result = pump(link, &senders, opts);
+            drop(senders);
+            let results: Vec<std::result::Result<RestoreReport, MigrationError>> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(Err(MigrationError::ThreadPanicked("restore")))
+                })
+                .collect();
+            (link_result, results)
+        })
+    };
     let mut reports = Vec::with_capacity(n);
     let mut first_err = None;
     for r in results {
@@ -395,6 +400,54 @@ pub fn receive_into(
         seconds: t0.elapsed().as_secs_f64(),
         handshake_seconds,
     })
+}
+
+/// What every device's restore shares.
+struct Each<'a> {
+    link: &'a Link,
+    ready: &'a AtomicUsize,
+    told: &'a AtomicBool,
+    barrier: Option<&'a P2pBarrier>,
+    devices: usize,
+    opts: &'a Options,
+}
+
+impl Each<'_> {
+    /// Restores one device from `reader` behind its commit gate; a failure aborts the group
+    /// and is told to the source (once per migration) unless the link or the source caused it.
+    fn restore(
+        &self,
+        drv: &mut dyn MigrationDriver,
+        reader: impl Read + Send,
+        feed: Feed<'_>,
+    ) -> std::result::Result<RestoreReport, MigrationError> {
+        let mut gate = Gate {
+            inner: drv,
+            armed: true,
+            feed,
+            ready: self.ready,
+            devices: self.devices,
+            link: self.link,
+        };
+        let r = engine::restore(&mut gate, reader, self.opts);
+        if let Err(e) = &r {
+            if let Some(b) = self.barrier {
+                b.abort();
+            }
+            if self.link.fault().is_none()
+                && !is_abort(e)
+                && !self.told.swap(true, Ordering::AcqRel)
+            {
+                // Tell the source now: it may be waiting for READY.
+                let kind = match e {
+                    MigrationError::Interrupted => RefusalKind::Interrupted,
+                    _ => RefusalKind::Restore,
+                };
+                refuse(self.link, kind, e);
+            }
+        }
+        r
+    }
 }
 
 /// An error of a stream cut short by [`aborted`] (the cause is elsewhere).

@@ -351,7 +351,7 @@ pub(in crate::bench) fn block(
         kind: Kind::Harness,
         buffer: b,
         buffers_bytes: if tcp {
-            2 * RING as u64 * b + transport::LINK_BUFFER_BYTES as u64
+            2 * RING as u64 * b + transport::LINK_BUFFER_BYTES_ONE_DEVICE as u64
         } else {
             RING as u64 * b
         },
