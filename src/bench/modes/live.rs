@@ -6,7 +6,9 @@
 //! and the harness. After every transfer the destination is checked to hold the source's
 //! state (untimed).
 
-use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Pass, Run, Sample};
+use super::{
+    alloc, io_of, opts, overlapped, run_block, verify_device, BlockId, Contender, Pass, Run, Sample,
+};
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
 use crate::bench::error::{mig, BenchError};
@@ -23,6 +25,9 @@ use std::net::TcpStream;
 use std::time::Instant;
 
 type Drv = Box<dyn MigrationDriver>;
+
+/// The sides of a migration over TCP that the live harness runs in this process.
+const LIVE_TCP_SIDES: usize = 2;
 
 /// Runs a saving side on this thread and a restoring side on another, connected by a
 /// loopback TCP connection; both sides' errors are reported (the first one that is not just
@@ -337,6 +342,17 @@ pub(in crate::bench) fn block(
     };
     let dst_handle = &dst_dev;
     let mut o = opts(cfg, b);
+    // Thread budget (as the parallel mode's): overlapped, each side of a migration over TCP
+    // runs two threads, four in all here where both sides share this machine's CPUs (on two
+    // hosts each side has its own). With fewer CPUs than threads they only compete, and each
+    // side runs on one thread, as each side of the raw loop does.
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
+    if tcp && cores < 2 * LIVE_TCP_SIDES {
+        o.overlap = false;
+    }
+    let ring = if o.overlap { RING as u64 } else { 1 };
     if !tcp {
         o.precopy = PrecopyPolicy {
             max_rounds: cfg.precopy_rounds,
@@ -351,18 +367,31 @@ pub(in crate::bench) fn block(
         kind: Kind::Harness,
         buffer: b,
         buffers_bytes: if tcp {
-            2 * RING as u64 * b + transport::LINK_BUFFER_BYTES_ONE_DEVICE as u64
+            2 * ring * b + transport::LINK_BUFFER_BYTES_ONE_DEVICE as u64
         } else {
-            RING as u64 * b
+            ring * b
         },
         what: if tcp {
-            "migrate_to over the transport's link (a loopback TCP connection, frames, \
-             keepalive) into receive_into on another thread, as `migrate SRC tcp://` and \
-             `receive --insecure` run"
-                .into()
+            format!(
+                "migrate_to over the transport's link (a loopback TCP connection, frames, \
+                 keepalive) into receive_into on another thread, as `migrate SRC tcp://` and \
+                 `receive --insecure` run ({})",
+                if o.overlap {
+                    "each side overlapped on two threads".to_string()
+                } else if cfg.overlap {
+                    format!(
+                        "each side on one thread: {cores} CPUs for both sides, fewer than \
+                         the {} threads of two overlapped sides",
+                        2 * LIVE_TCP_SIDES
+                    )
+                } else {
+                    "each side on one thread".to_string()
+                }
+            )
         } else {
             format!(
-                "the engine's migrate (overlapped, up to {} pre-copy rounds)",
+                "the engine's migrate ({}, up to {} pre-copy rounds)",
+                overlapped(o.overlap),
                 cfg.precopy_rounds
             )
         },

@@ -314,6 +314,15 @@ fn tempfile() -> Result<std::fs::File, BenchError> {
 }
 
 /// The engine's options for a row at buffer size `buffer` (no pre-copy).
+/// How a harness row's engine ran, for its description.
+fn overlapped(overlap: bool) -> &'static str {
+    if overlap {
+        "overlapped"
+    } else {
+        "on one thread"
+    }
+}
+
 fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
     Options {
         buffer_size: buffer as usize,

@@ -14,7 +14,9 @@
 //! (`io::resident`): each loop reads its own file, and one dropped in part would time a disk
 //! too. A file that still misses pages at the start of a transfer is named in a note.
 
-use super::{alloc, io_of, opts, run_block, verify_device, BlockId, Contender, Pass, Run, Sample};
+use super::{
+    alloc, io_of, opts, overlapped, run_block, verify_device, BlockId, Contender, Pass, Run, Sample,
+};
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
 use crate::bench::error::{mig, BenchError};
@@ -254,9 +256,13 @@ pub(in crate::bench) fn block(
     contenders.push(Contender {
         kind: Kind::Harness,
         buffer: b,
-        buffers_bytes: crate::migration::engine::RING as u64 * b,
+        buffers_bytes: if o.overlap {
+            crate::migration::engine::RING as u64
+        } else {
+            1
+        } * b,
         what: format!(
-            "{} (every chunk verified, overlapped) from {}",
+            "{} (every chunk verified, {}) from {}",
             match path {
                 DataPath::FileDirect => "the engine's restore, 64 KiB buffered reads".to_string(),
                 DataPath::Tcp => format!(
@@ -267,6 +273,7 @@ pub(in crate::bench) fn block(
                 _ => "restore_from, as `restore -i` reads its input: 64 KiB buffered reads"
                     .to_string(),
             },
+            overlapped(o.overlap),
             describe_source(path, stream_file)
         ) + if path != DataPath::FileDirect && !engine::can_reset(d.borrow().as_ref()) {
             "; the device cannot be reset, so the whole stream is verified before any of it is \

@@ -3,7 +3,7 @@
 //! by the path's reference, the raw loop, the QEMU-style and whole-state loops (main buffer)
 //! and the harness; the whole-state loop in a later pass ([`Pass::WholeState`]).
 
-use super::{alloc, io_of, opts, run_block, BlockId, Contender, Pass, Run, Sample};
+use super::{alloc, io_of, opts, overlapped, run_block, BlockId, Contender, Pass, Run, Sample};
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
 use crate::bench::error::{mig, BenchError};
@@ -204,13 +204,14 @@ pub(in crate::bench) fn block(
     contenders.push(Contender {
         kind: Kind::Harness,
         buffer: b,
-        buffers_bytes: RING as u64 * b,
+        buffers_bytes: if o.overlap { RING as u64 } else { 1 } * b,
         what: format!(
-            "{} (framing, XXH3-64, overlapped) into {sink_what}",
+            "{} (framing, XXH3-64, {}) into {sink_what}",
             match path {
                 DataPath::Memory | DataPath::FileDirect => "the engine's save",
                 _ => "save_to, as `save -o` writes a descriptor",
-            }
+            },
+            overlapped(o.overlap)
         ),
         job: Box::new(move || {
             through(t, |w| {
