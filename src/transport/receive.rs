@@ -1,10 +1,11 @@
 //! The destination side: HELLO checked (wire version, device count, every device's identity)
-//! before a device is opened for RESUMING, each stream restored by [`engine::restore`]
-//! (one device: read straight from the link by the restoring thread, [`super::direct`];
-//! several: each on its own thread from a channel the link's pump feeds), READY once every stream was verified to its
-//! trailer and written into its device (the engine is about to leave RESUMING), the commit
-//! only when the source asks for it (several devices: every one loads its state into
-//! RUNNING_P2P before any runs, through a [`P2pBarrier`]), then ACK (or a typed refusal).
+//! before a device is opened for RESUMING, each stream restored by [`engine::restore`] (one
+//! device: read straight from the link by the restoring thread, [`super::direct`]; several:
+//! each on its own thread from a channel the link's pump feeds), READY once every stream
+//! was verified to its trailer and written into its device (the engine is about to leave
+//! RESUMING), the commit only when the source asks for it (several devices: every one loads
+//! its state into RUNNING_P2P before any runs, through a [`P2pBarrier`]), then ACK (or a
+//! typed refusal).
 //!
 //! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
 //! stream fail, and the engine resets its device back to RUNNING.
