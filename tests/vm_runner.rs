@@ -222,3 +222,40 @@ fn pair_scenarios_are_apart_from_single_guest_ones() {
     );
     assert_eq!(o.code, Some(2), "{}", o.stdout);
 }
+
+/// A fake pair guest: the source listens on its link's port until the destination connected
+/// (as QEMU's `-netdev socket` does), then both print `GOOD`; on the first boot the guest of
+/// `crashing` crashes before the bed's init, and its peer waits for it for good.
+fn pair_guests(crashing: &str) -> String {
+    format!(
+        r#"role=destination; case "$*" in *vfioh.role=source*) role=source ;; esac
+port=$(printf '%s\n' "$@" | sed -n 's/.*\(listen\|connect\)=127\.0\.0\.1:\([0-9][0-9]*\).*/\2/p' | head -n 1)
+n=$(cat "$VM_OUT/boots-$role" 2>/dev/null || echo 0); n=$((n + 1)); echo $n >"$VM_OUT/boots-$role"
+if [ $role = source ]; then
+    perl -MIO::Socket::INET -e '$l = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:$ARGV[0]", ReuseAddr => 1) or die "listen: $!"; $l->accept or die "accept: $!"' "$port" || exit 1
+else
+    perl -MIO::Socket::INET -e 'IO::Socket::INET->new(PeerAddr => "127.0.0.1:$ARGV[0]") or die "connect: $!"' "$port" || exit 1
+fi
+if [ $n -le 1 ]; then
+    if [ $role = {crashing} ]; then
+        echo '[    4.5] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI'
+        echo '[    4.6] Kernel panic - not syncing: Fatal exception in interrupt'
+        exit 0
+    fi
+    exec sleep 600
+fi
+{GOOD}"#
+    )
+}
+
+#[test]
+fn a_pair_guest_crashing_before_init_boots_the_pair_again() {
+    for crashing in ["source", "destination"] {
+        let o = run_bed(
+            &pair_guests(crashing),
+            &["--pair", "--flavour", "debian", "--timeout", "120"],
+        );
+        assert_eq!(o.code, Some(0), "{crashing}: {}", o.stdout);
+        assert_line(&o, "pair: both guests passed");
+    }
+}

@@ -51,15 +51,35 @@ _vm_pair_boot() {
     VM_PAIR_PID=$!
 }
 
-# Boots the pair (the source listens on a free port of 127.0.0.1, the destination connects),
-# follows both consoles, prints both verdicts and the pair's. Returns 0 when both guests
-# passed every scenario and agree.
-vm_pair_run() {
-    local slog="$OUT/console-pair-source.log" dlog="$OUT/console-pair-dest.log"
-    local port= tries=0 spid dpid
+# Stops guest ROLE (started by _vm_pair_boot as PID): its QEMU, through `timeout`.
+_vm_pair_stop() {
+    local role=$1 pid=$2
+    kill "$(cat "$OUT/qemu-$role.pid" 2>/dev/null)" 2>/dev/null || pkill -TERM -P "$pid" 2>/dev/null || true
+}
+
+# Waits for both guests (PIDs SPID, DPID; consoles SLOG, DLOG). A guest whose kernel crashed
+# before the bed's init ran cannot take part: its peer would wait for it until the scenario
+# timed out, so the peer is stopped at once.
+_vm_pair_wait() {
+    local spid=$1 dpid=$2 slog=$3 dlog=$4
+    while [ ! -f "$slog.rc" ] || [ ! -f "$dlog.rc" ]; do
+        if [ -f "$slog.rc" ] && [ ! -f "$dlog.rc" ] && vm_crashed_before_init "$slog"; then
+            vm_log "pair: the source guest's kernel crashed before the bed's init ran: stopping the destination"
+            _vm_pair_stop destination "$dpid"
+        elif [ -f "$dlog.rc" ] && [ ! -f "$slog.rc" ] && vm_crashed_before_init "$dlog"; then
+            vm_log "pair: the destination guest's kernel crashed before the bed's init ran: stopping the source"
+            _vm_pair_stop source "$spid"
+        fi
+        sleep 1
+    done
+    wait "$spid" "$dpid" 2>/dev/null || true
+}
+
+# Boots the pair once (the source listens on a free port of 127.0.0.1, the destination
+# connects) and follows both consoles until both guests ended.
+_vm_pair_once() {
+    local slog=$1 dlog=$2 port= tries=0 spid dpid
     rm -f "$slog" "$slog.rc" "$dlog" "$dlog.rc" "$OUT"/qemu-*.pid
-    local boot_start
-    boot_start=$(date +%s)
     # A free port: not listening now, and the source's QEMU must bind it (another bed may
     # take the same one between the check and the bind; then pick again).
     while [ -z "$port" ]; do
@@ -81,7 +101,7 @@ vm_pair_run() {
         if [ -z "$port" ]; then
             vm_log "port $cand: $(tr -d '\r' <"$slog" | head -n 3)"
             # Still running but not listening: stop it before drawing again.
-            [ -f "$slog.rc" ] || kill "$(cat "$OUT/qemu-source.pid" 2>/dev/null)" 2>/dev/null || true
+            [ -f "$slog.rc" ] || _vm_pair_stop source "$spid"
             wait "$spid" 2>/dev/null || true
         fi
     done
@@ -96,9 +116,32 @@ vm_pair_run() {
     f1=$!
     tail -n +1 -F --pid="$dpid" "$dlog" 2>/dev/null | grep -a --line-buffered -E "$pat" | sed -u 's/^/[destination] /' >&2 &
     f2=$!
-    wait "$spid" "$dpid" || true
+    _vm_pair_wait "$spid" "$dpid" "$slog" "$dlog"
     # The followers end with their guest (tail --pid), after its last lines.
     wait "$f1" "$f2" 2>/dev/null || true
+}
+
+# Boots the pair, prints both verdicts and the pair's. A pair one of whose guest kernels
+# crashed before the bed's init ran is booted again, at most VM_BOOT_RETRIES times (default
+# 1; both consoles kept beside the logs), as a single guest is. Returns 0 when both guests
+# passed every scenario and agree.
+vm_pair_run() {
+    local slog="$OUT/console-pair-source.log" dlog="$OUT/console-pair-dest.log"
+    local boot_start boots boot log
+    boot_start=$(date +%s)
+    boots=$(( ${VM_BOOT_RETRIES:-1} + 1 ))
+    for boot in $(seq 1 "$boots"); do
+        _vm_pair_once "$slog" "$dlog"
+        if [ "$boot" -lt "$boots" ] && { vm_crashed_before_init "$slog" || vm_crashed_before_init "$dlog"; }; then
+            for log in "$slog" "$dlog"; do
+                mv "$log" "$log.crashed-boot-$boot"
+                mv "$log.rc" "$log.rc.crashed-boot-$boot"
+            done
+            vm_log "pair: a guest kernel crashed before the bed's init ran ($(cat "$slog.crashed-boot-$boot" "$dlog.crashed-boot-$boot" | grep -a -m1 -E "$VM_CRASH_RE" | tr -d '\r')): booting the pair again (consoles kept in $slog.crashed-boot-$boot, $dlog.crashed-boot-$boot)"
+            continue
+        fi
+        break
+    done
     vm_log "pair run: $(( $(date +%s) - boot_start ))s, bed total: $(( $(date +%s) - bed_start ))s"
     local ok=0 src dst
     echo "== pair bed: source guest ($flavour flavour) =="
