@@ -245,7 +245,9 @@ pub struct Settings {
     pub quick: bool,
     /// Buffers in flight in the engine.
     pub engine_ring: usize,
-    /// Whether the harness overlapped the device side and the stream side on two threads.
+    /// Whether the harness overlapped the device side and the stream side on two threads
+    /// (`--no-overlap` clears it); the parallel mode and the live-over-TCP harness row may
+    /// still run a side on one thread by the thread budget, and say so.
     pub engine_overlap: bool,
     /// Fraction of the simulated state's pages that are zeros (null for kernel devices).
     pub zero_page_fraction: Option<f64>,
