@@ -219,6 +219,48 @@ pub type Opener<'a> =
 /// Every device is RUNNING afterwards: with the source's state after the acknowledgement,
 /// reset otherwise (a device that already ran the state when another failed keeps it).
 ///
+/// # Examples
+///
+/// A destination that refuses a source whose state it was not built for: its device checks
+/// for seed 5's state, the source sends seed 6's; the destination verifies the stream before
+/// it commits, refuses it, and its device is back in RUNNING, the source's too:
+///
+/// ```
+/// use std::time::Duration;
+/// use vfio_harness::device::MigState;
+/// use vfio_harness::migration::{driver_for, engine};
+/// use vfio_harness::transport::{self, Listener, RefusalKind, Security, TransportError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     Ok(driver_for(vfio_harness::open(&spec.parse()?, &Default::default())?)?)
+/// };
+/// let mut destination = Some(open("sim:state=1M,verify-seed=5")?);
+/// let listener = Listener::bind("127.0.0.1:0", Security::Insecure)?;
+/// let addr = listener.local_addr()?;
+/// let receiving = std::thread::spawn(move || {
+///     let (link, _peer) = listener.accept(Duration::from_secs(10))?;
+///     let mut opened = Vec::new();
+///     let mut opener = |_: &transport::Hello| Ok(destination.take().into_iter().collect());
+///     let r = transport::receive_into(&link, &mut opener, &mut opened, &engine::Options::default());
+///     Ok::<_, TransportError>((r.is_err(), opened[0].state()?))
+/// });
+///
+/// let endpoint = format!("tcp://{addr}").parse()?;
+/// let link = transport::connect(&endpoint, &Security::Insecure, Duration::from_secs(10))?;
+/// let mut sources = vec![open("sim:state=1M,seed=6")?];
+/// match transport::migrate_to(&mut sources, &link, &engine::Options::default()) {
+///     Err(TransportError::Refused(r)) => assert_eq!(r.kind, RefusalKind::Restore),
+///     other => panic!("not refused: {other:?}"),
+/// }
+/// let (failed, state) = receiving.join().expect("the destination thread")?;
+/// assert!(failed);
+/// assert_eq!(state, MigState::Running);
+/// assert_eq!(sources[0].state()?, MigState::Running);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 ///
 /// - [`TransportError::Refused`]: the source gave up (its device failed, it was interrupted).

@@ -124,6 +124,42 @@ pub struct SendOptions {
 /// `opts` is the engine's: buffer size, pre-copy policy, cancellation, progress (called from
 /// the device threads); its `p2p` hook is replaced by the group's (none for one device).
 ///
+/// # Examples
+///
+/// One simulated device migrated over the loopback to a destination thread whose device
+/// checks that it received seed 5's state:
+///
+/// ```
+/// use std::time::Duration;
+/// use vfio_harness::migration::{driver_for, engine};
+/// use vfio_harness::transport::{self, Listener, Security};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     Ok(driver_for(vfio_harness::open(&spec.parse()?, &Default::default())?)?)
+/// };
+/// let mut destination = Some(open("sim:state=4M,verify-seed=5")?);
+/// let listener = Listener::bind("127.0.0.1:0", Security::Insecure)?;
+/// let addr = listener.local_addr()?;
+/// let receiving = std::thread::spawn(move || {
+///     let (link, _peer) = listener.accept(Duration::from_secs(10))?;
+///     // Called once the source's HELLO was read: the destination's devices, in order.
+///     let mut opener = |_: &transport::Hello| Ok(destination.take().into_iter().collect());
+///     transport::receive(&link, &mut opener, &engine::Options::default())
+/// });
+///
+/// let endpoint = format!("tcp://{addr}").parse()?;
+/// let link = transport::connect(&endpoint, &Security::Insecure, Duration::from_secs(10))?;
+/// let mut sources = vec![open("sim:state=4M,seed=5")?];
+/// let sent = transport::migrate_to(&mut sources, &link, &engine::Options::default())?;
+/// // The destination verified the stream, and its device the state, before the ACK.
+/// let received = receiving.join().expect("the destination thread")?;
+/// assert!(sent.summary.bytes >= 4 << 20);
+/// assert_eq!(received.devices[0].bytes, sent.summary.bytes);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 ///
 /// - [`TransportError::Refused`]: the destination refused (incompatible device, a stream it
