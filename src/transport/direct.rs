@@ -6,13 +6,21 @@
 use super::error::{Stage, TransportError};
 use super::frame::{Frame, FrameKind, RefusalKind};
 use super::link::{Incoming, Link};
-use super::receive::{aborted, refuse};
 use super::send::expect_json;
 use crate::migration::engine::Cancel;
 use crate::migration::MigrationError;
 use std::io::{self, Read};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
+
+/// What a stream cut short by the link or the source fails with (the cause is kept
+/// elsewhere: [`Direct::take_failure`], or the link's fault).
+pub(super) fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the migration was aborted (the link failed or the source gave up) before the commit",
+    )
+}
 
 /// The one device's side of the link, shared by its stream reader ([`Direct::reader`]) and its
 /// commit gate ([`Direct::wait_commit`]).
@@ -58,11 +66,8 @@ impl Direct {
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
         {
-            refuse(
-                &self.link,
-                RefusalKind::Interrupted,
-                &"interrupted on the destination",
-            );
+            self.link
+                .refuse(RefusalKind::Interrupted, &"interrupted on the destination");
             return Err(self.fail(MigrationError::Interrupted.into()));
         }
         Ok(())

@@ -8,7 +8,7 @@
 //! counted here, against [`Link::timeout`].
 
 use super::error::{Result, Stage, TransportError};
-use super::frame::{header, Frame, FrameKind, FRAME_HEADER_LEN, MAX_FRAME};
+use super::frame::{header, Frame, FrameKind, Refusal, RefusalKind, FRAME_HEADER_LEN, MAX_FRAME};
 use crate::migration::stream::Needed;
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -253,6 +253,18 @@ impl Link {
             return Err(TransportError::Protocol("control frame too large".into()));
         }
         self.send(kind, 0, &[&json])
+    }
+
+    /// Tells the peer why this side gives up (a REFUSE frame), best effort: a peer whose link
+    /// is gone resets on its own.
+    pub(crate) fn refuse(&self, kind: RefusalKind, why: &dyn std::fmt::Display) {
+        let _ = self.send_json(
+            FrameKind::Refuse,
+            &Refusal {
+                kind,
+                message: why.to_string(),
+            },
+        );
     }
 
     /// Receives the next frame that is not a keepalive, waiting at most the link's timeout

@@ -10,10 +10,10 @@
 //! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
 //! stream fail, and the engine resets its device back to RUNNING.
 
-use super::direct::Direct;
+use super::direct::{aborted, Direct};
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
-    Accept, Ack, AckDevice, FrameKind, Hello, Refusal, RefusalKind, MIN_WIRE_VERSION, WIRE_MAGIC,
+    Accept, Ack, AckDevice, FrameKind, Hello, RefusalKind, MIN_WIRE_VERSION, WIRE_MAGIC,
     WIRE_VERSION,
 };
 use super::link::Link;
@@ -49,13 +49,6 @@ struct ChanReader {
     pos: usize,
     ended: bool,
     link: Link,
-}
-
-pub(super) fn aborted() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "the migration was aborted (the link failed or the source gave up) before the commit",
-    )
 }
 
 impl Read for ChanReader {
@@ -189,16 +182,6 @@ impl MigrationDriver for Gate<'_> {
     }
 }
 
-pub(super) fn refuse(link: &Link, kind: RefusalKind, e: &dyn std::fmt::Display) {
-    let _ = link.send_json(
-        FrameKind::Refuse,
-        &Refusal {
-            kind,
-            message: e.to_string(),
-        },
-    );
-}
-
 /// The opener `receive` calls once the peer is authenticated and its HELLO read: prepares
 /// the destination devices (e.g. copies the source's
 /// [`dynamic_resources`](Hello::dynamic_resources) to a destination mdev) and returns them
@@ -297,7 +280,7 @@ pub fn receive_into(
             "the peer speaks {:?} version {}, this side {WIRE_MAGIC:?} versions {MIN_WIRE_VERSION} to {WIRE_VERSION}",
             hello.magic, hello.version
         ));
-        refuse(link, RefusalKind::Version, &e);
+        link.refuse(RefusalKind::Version, &e);
         return Err(e);
     }
     *devices = match open(&hello) {
@@ -310,7 +293,7 @@ pub fn receive_into(
                 }
                 _ => RefusalKind::Open,
             };
-            refuse(link, kind, &e);
+            link.refuse(kind, &e);
             return Err(e);
         }
     };
@@ -320,12 +303,12 @@ pub fn receive_into(
             "the source sends {} device states, this side has {n} devices",
             hello.devices.len()
         ));
-        refuse(link, RefusalKind::DeviceCount, &e);
+        link.refuse(RefusalKind::DeviceCount, &e);
         return Err(e);
     }
     for (h, d) in hello.devices.iter().zip(devices.iter()) {
         if let Err(e) = h.check_target(d.device(), d.protocol()) {
-            refuse(link, RefusalKind::Incompatible, &e);
+            link.refuse(RefusalKind::Incompatible, &e);
             return Err(e.into());
         }
     }
@@ -418,7 +401,7 @@ pub fn receive_into(
     }
     if let Some(e) = first_err {
         if !told_source {
-            refuse(link, RefusalKind::Restore, &e);
+            link.refuse(RefusalKind::Restore, &e);
         }
         link.close();
         return Err(e.into());
@@ -486,7 +469,7 @@ impl Each<'_> {
                     MigrationError::Interrupted => RefusalKind::Interrupted,
                     _ => RefusalKind::Restore,
                 };
-                refuse(self.link, kind, e);
+                self.link.refuse(kind, e);
             }
         }
         r
@@ -515,11 +498,7 @@ fn pump(link: &Link, senders: &[SyncSender<Msg>], opts: &Options) -> Result<()> 
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
         {
-            refuse(
-                link,
-                RefusalKind::Interrupted,
-                &"interrupted on the destination",
-            );
+            link.refuse(RefusalKind::Interrupted, &"interrupted on the destination");
             return Err(MigrationError::Interrupted.into());
         }
         let f = link.recv()?;

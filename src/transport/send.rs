@@ -83,17 +83,6 @@ impl Write for FrameSink {
     }
 }
 
-fn refuse(link: &Link, kind: RefusalKind, e: &dyn std::fmt::Display) {
-    // Best effort: the peer learns why; if the link is gone it resets on its own.
-    let _ = link.send_json(
-        FrameKind::Refuse,
-        &Refusal {
-            kind,
-            message: e.to_string(),
-        },
-    );
-}
-
 pub(crate) fn expect_json<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(payload)
         .map_err(|e| TransportError::Protocol(format!("bad {what} frame: {e}")))
@@ -259,7 +248,7 @@ pub fn migrate_to_with(
         }
     };
     if accept.devices.len() != n {
-        refuse(link, RefusalKind::DeviceCount, &"device count");
+        link.refuse(RefusalKind::DeviceCount, &"device count");
         return Err(TransportError::Protocol(format!(
             "the destination accepted {} devices for {n}",
             accept.devices.len()
@@ -321,7 +310,7 @@ pub fn migrate_to_with(
         } else {
             RefusalKind::Save
         };
-        refuse(link, kind, &e);
+        link.refuse(kind, &e);
         link.close();
         return Err(e.into());
     }
