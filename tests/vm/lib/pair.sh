@@ -62,7 +62,7 @@ _vm_pair_stop() {
 # timed out, so the peer is stopped at once.
 _vm_pair_wait() {
     local spid=$1 dpid=$2 slog=$3 dlog=$4
-    while [ ! -f "$slog.rc" ] || [ ! -f "$dlog.rc" ]; do
+    while kill -0 "$spid" 2>/dev/null || kill -0 "$dpid" 2>/dev/null; do
         if [ -f "$slog.rc" ] && [ ! -f "$dlog.rc" ] && vm_crashed_before_init "$slog"; then
             vm_log "pair: the source guest's kernel crashed before the bed's init ran: stopping the destination"
             _vm_pair_stop destination "$dpid"
