@@ -242,15 +242,20 @@ pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
     })
 }
 
+/// CPUs this process may run on (1 when that cannot be asked).
+pub(in crate::bench) fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 impl Machine {
     /// Describes this machine.
     pub fn detect() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = parse_cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".into());
         let cpu_features = copy_hash_features(&parse_cpu_flags(&cpuinfo));
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let cores = cores();
         let memory_bytes = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|t| parse_mem_total(&t));

@@ -22,6 +22,31 @@ pub(super) fn aborted() -> io::Error {
     )
 }
 
+/// A COMMIT that came before the device's stream ended.
+pub(super) fn commit_too_early() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "COMMIT before the end of the stream",
+    )
+}
+
+/// Stream data that came after the device's stream ended.
+pub(super) fn data_after_end() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "stream data after the end of the stream",
+    )
+}
+
+/// Whether the user interrupted the destination (`cancel` set); if so the source is told why.
+pub(super) fn interrupted(link: &Link, cancel: Option<&Cancel>) -> bool {
+    let set = cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    if set {
+        link.refuse(RefusalKind::Interrupted, &"interrupted on the destination");
+    }
+    set
+}
+
 /// The one device's side of the link, shared by its stream reader ([`Direct::reader`]) and its
 /// commit gate ([`Direct::wait_commit`]).
 pub(super) struct Direct {
@@ -61,13 +86,7 @@ impl Direct {
 
     /// Fails once the user interrupted the destination, telling the source why.
     fn check_cancel(&self) -> io::Result<()> {
-        if self
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
-            self.link
-                .refuse(RefusalKind::Interrupted, &"interrupted on the destination");
+        if interrupted(&self.link, self.cancel.as_ref()) {
             return Err(self.fail(MigrationError::Interrupted.into()));
         }
         Ok(())
@@ -104,12 +123,7 @@ impl Direct {
                     self.link.set_stage(Stage::Commit);
                     return Ok(());
                 }
-                FrameKind::Data | FrameKind::End => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "stream data after the end of the stream",
-                    ))
-                }
+                FrameKind::Data | FrameKind::End => return Err(data_after_end()),
                 _ => return Err(self.unexpected(f)),
             }
         }
@@ -135,22 +149,11 @@ impl Read for LinkReader<'_> {
                 Incoming::Data(n) => return Ok(n),
                 Incoming::Frame(f) => match f.kind {
                     FrameKind::Keepalive => {}
-                    FrameKind::End if f.device == 0 => {
+                    FrameKind::End => {
                         self.ended = true;
                         return Ok(0);
                     }
-                    FrameKind::End => {
-                        return Err(d.fail(TransportError::Protocol(format!(
-                            "END of device {} on a link carrying device 0 only",
-                            f.device
-                        ))))
-                    }
-                    FrameKind::Commit => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "COMMIT before the end of the stream",
-                        ))
-                    }
+                    FrameKind::Commit => return Err(commit_too_early()),
                     _ => return Err(d.unexpected(f)),
                 },
             }

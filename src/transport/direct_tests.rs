@@ -81,16 +81,22 @@ fn a_frame_read_whole_after_part_of_it_was_read_directly_holds_the_rest() {
 }
 
 #[test]
-fn a_data_frame_of_another_device_is_a_protocol_error() {
-    let (link, mut peer) = link_pair();
-    peer.write_all(&frame(FrameKind::Data, 1, b"not mine"))
-        .expect("write");
-    let direct = Direct::new(link, None);
-    let e = direct.reader().read(&mut [0u8; 64]).expect_err("refused");
-    assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
-    match direct.take_failure() {
-        Some(TransportError::Protocol(m)) => assert!(m.contains("device 1"), "{m}"),
-        other => panic!("not a protocol error: {other:?}"),
+fn a_data_or_end_frame_of_another_device_is_a_protocol_error() {
+    for (kind, payload, name) in [
+        (FrameKind::Data, &b"not mine"[..], "a DATA"),
+        (FrameKind::End, &b""[..], "an END"),
+    ] {
+        let (link, mut peer) = link_pair();
+        peer.write_all(&frame(kind, 1, payload)).expect("write");
+        let direct = Direct::new(link, None);
+        let e = direct.reader().read(&mut [0u8; 64]).expect_err("refused");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+        match direct.take_failure() {
+            Some(TransportError::Protocol(m)) => {
+                assert!(m.contains(&format!("{name} frame for device 1")), "{m}")
+            }
+            other => panic!("{name}: not a protocol error: {other:?}"),
+        }
     }
 }
 

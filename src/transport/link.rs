@@ -314,8 +314,8 @@ impl Link {
     /// Reads the link's next bytes for a receiver of one device's stream, waiting at most the
     /// link's timeout since the last byte received: the payload of DATA frames goes straight
     /// into `out` (no copy through a frame buffer), at most one frame's worth per call; any
-    /// other frame is returned whole. A DATA frame for another device than `device` is a
-    /// protocol error. Only one thread may receive.
+    /// other frame is returned whole. A DATA or END frame for another device than `device` is
+    /// a protocol error. Only one thread may receive.
     pub(crate) fn read_data(&self, device: u8, out: &mut [u8]) -> Result<Incoming> {
         if out.is_empty() {
             return Ok(Incoming::Data(0));
@@ -374,14 +374,25 @@ impl Link {
                                     self.protocol(format!("bad frame header {:02x?}", rx.hdr))
                                 );
                             }
+                            if let (
+                                Some((device, _)),
+                                Some(k @ (FrameKind::Data | FrameKind::End)),
+                            ) = (&data, kind)
+                            {
+                                if rx.hdr[1] != *device {
+                                    let name = if k == FrameKind::Data {
+                                        "a DATA"
+                                    } else {
+                                        "an END"
+                                    };
+                                    return Err(self.protocol(format!(
+                                        "{name} frame for device {} on a link carrying device {device} only",
+                                        rx.hdr[1]
+                                    )));
+                                }
+                            }
                             match &data {
-                                Some((device, _)) if kind == Some(FrameKind::Data) => {
-                                    if rx.hdr[1] != *device {
-                                        return Err(self.protocol(format!(
-                                            "a DATA frame for device {} on a link carrying device {device} only",
-                                            rx.hdr[1]
-                                        )));
-                                    }
+                                Some(_) if kind == Some(FrameKind::Data) => {
                                     // An empty DATA frame ends here, and the next is read.
                                     rx.direct = len;
                                     if len == 0 {

@@ -10,7 +10,7 @@
 //! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
 //! stream fail, and the engine resets its device back to RUNNING.
 
-use super::direct::{aborted, Direct};
+use super::direct::{aborted, commit_too_early, data_after_end, interrupted, Direct};
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
     Accept, Ack, AckDevice, FrameKind, Hello, RefusalKind, MIN_WIRE_VERSION, WIRE_MAGIC,
@@ -71,12 +71,7 @@ impl Read for ChanReader {
                     self.pos = 0;
                 }
                 Ok(Msg::End) => self.ended = true,
-                Ok(Msg::Commit) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "COMMIT before the end of the stream",
-                    ))
-                }
+                Ok(Msg::Commit) => return Err(commit_too_early()),
                 Err(_) => return Err(aborted()),
             }
         }
@@ -123,10 +118,7 @@ impl Gate<'_> {
         let msg = rx.lock().map_err(|_| link_gone(aborted()))?.recv();
         match msg {
             Ok(Msg::Commit) => Ok(()),
-            Ok(_) => Err(link_gone(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "stream data after the end of the stream",
-            ))),
+            Ok(_) => Err(link_gone(data_after_end())),
             Err(_) => Err(link_gone(aborted())),
         }
     }
@@ -493,12 +485,7 @@ fn is_abort(e: &MigrationError) -> bool {
 /// Moves frames from the link to the devices' channels until COMMIT (Ok) or a failure.
 fn pump(link: &Link, senders: &[SyncSender<Msg>], opts: &Options) -> Result<()> {
     loop {
-        if opts
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
-            link.refuse(RefusalKind::Interrupted, &"interrupted on the destination");
+        if interrupted(link, opts.cancel.as_ref()) {
             return Err(MigrationError::Interrupted.into());
         }
         let f = link.recv()?;

@@ -346,9 +346,7 @@ pub(in crate::bench) fn block(
     // runs two threads, four in all here where both sides share this machine's CPUs (on two
     // hosts each side has its own). With fewer CPUs than threads they only compete, and each
     // side runs on one thread, as each side of the raw loop does.
-    let cores = std::thread::available_parallelism()
-        .map(|c| c.get())
-        .unwrap_or(1);
+    let cores = crate::bench::machine::cores();
     if tcp && cores < 2 * LIVE_TCP_SIDES {
         o.overlap = false;
     }

@@ -126,9 +126,7 @@ fn devices_for(
 /// scaling summary.
 pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<ParallelReport, BenchError> {
     let cfg = run.cfg;
-    let cores = std::thread::available_parallelism()
-        .map(|c| c.get())
-        .unwrap_or(1);
+    let cores = crate::bench::machine::cores();
     let mut counts = cfg.parallel_devices.clone();
     counts.push(1);
     counts.sort_unstable();
