@@ -7,7 +7,8 @@
 //! state (untimed).
 
 use super::{
-    alloc, io_of, opts, overlapped, run_block, verify_device, BlockId, Contender, Pass, Run, Sample,
+    alloc, engine_buffers, io_of, opts, overlapped, run_block, verify_device, BlockId, Contender,
+    Pass, Run, Sample,
 };
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
@@ -16,7 +17,7 @@ use crate::bench::io::{channel, SinkTarget};
 use crate::bench::loops::{self, QEMU_READ, QEMU_STREAM_BUFFER};
 use crate::bench::raw::{self, RawRun};
 use crate::bench::reference::{self, Copy};
-use crate::migration::engine::{self, PrecopyPolicy, RING};
+use crate::migration::engine::{self, PrecopyPolicy};
 use crate::migration::{MigrationDriver, MigrationError};
 use crate::transport;
 use crate::units::format_bytes;
@@ -350,7 +351,6 @@ pub(in crate::bench) fn block(
     if tcp && cores < 2 * LIVE_TCP_SIDES {
         o.overlap = false;
     }
-    let ring = if o.overlap { RING as u64 } else { 1 };
     if !tcp {
         o.precopy = PrecopyPolicy {
             max_rounds: cfg.precopy_rounds,
@@ -365,9 +365,9 @@ pub(in crate::bench) fn block(
         kind: Kind::Harness,
         buffer: b,
         buffers_bytes: if tcp {
-            2 * ring * b + transport::LINK_BUFFER_BYTES_ONE_DEVICE as u64
+            2 * engine_buffers(&o, b) + transport::LINK_BUFFER_BYTES_ONE_DEVICE as u64
         } else {
-            ring * b
+            engine_buffers(&o, b)
         },
         what: if tcp {
             format!(

@@ -323,6 +323,16 @@ fn overlapped(overlap: bool) -> &'static str {
     }
 }
 
+/// Bytes of the engine's buffers for one side of a harness row with `o` and buffers of `b`
+/// bytes: its ring when overlapped, one buffer otherwise.
+fn engine_buffers(o: &Options, b: u64) -> u64 {
+    if o.overlap {
+        crate::migration::engine::RING as u64 * b
+    } else {
+        b
+    }
+}
+
 fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
     Options {
         buffer_size: buffer as usize,

@@ -15,7 +15,8 @@
 //! too. A file that still misses pages at the start of a transfer is named in a note.
 
 use super::{
-    alloc, io_of, opts, overlapped, run_block, verify_device, BlockId, Contender, Pass, Run, Sample,
+    alloc, engine_buffers, io_of, opts, overlapped, run_block, verify_device, BlockId, Contender,
+    Pass, Run, Sample,
 };
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
@@ -256,11 +257,7 @@ pub(in crate::bench) fn block(
     contenders.push(Contender {
         kind: Kind::Harness,
         buffer: b,
-        buffers_bytes: if o.overlap {
-            crate::migration::engine::RING as u64
-        } else {
-            1
-        } * b,
+        buffers_bytes: engine_buffers(&o, b),
         what: format!(
             "{} (every chunk verified, {}) from {}",
             match path {

@@ -3,7 +3,10 @@
 //! by the path's reference, the raw loop, the QEMU-style and whole-state loops (main buffer)
 //! and the harness; the whole-state loop in a later pass ([`Pass::WholeState`]).
 
-use super::{alloc, io_of, opts, overlapped, run_block, BlockId, Contender, Pass, Run, Sample};
+use super::{
+    alloc, engine_buffers, io_of, opts, overlapped, run_block, BlockId, Contender, Pass, Run,
+    Sample,
+};
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
 use crate::bench::error::{mig, BenchError};
@@ -11,7 +14,7 @@ use crate::bench::io::{Sink, SinkTarget, SinkWriter};
 use crate::bench::loops::{self, QEMU_READ, QEMU_STREAM_BUFFER};
 use crate::bench::raw;
 use crate::bench::reference::{self, Copy};
-use crate::migration::engine::{self, RING};
+use crate::migration::engine;
 use crate::units::format_bytes;
 use std::cell::RefCell;
 use std::time::Instant;
@@ -204,7 +207,7 @@ pub(in crate::bench) fn block(
     contenders.push(Contender {
         kind: Kind::Harness,
         buffer: b,
-        buffers_bytes: if o.overlap { RING as u64 } else { 1 } * b,
+        buffers_bytes: engine_buffers(&o, b),
         what: format!(
             "{} (framing, XXH3-64, {}) into {sink_what}",
             match path {
