@@ -313,7 +313,6 @@ fn tempfile() -> Result<std::fs::File, BenchError> {
     tempfile::tempfile().map_err(io("creating a temporary file in $TMPDIR"))
 }
 
-/// The engine's options for a row at buffer size `buffer` (no pre-copy).
 /// How a harness row's engine ran, for its description.
 fn overlapped(overlap: bool) -> &'static str {
     if overlap {
@@ -333,6 +332,7 @@ fn engine_buffers(o: &Options, b: u64) -> u64 {
     }
 }
 
+/// The engine's options for a row at buffer size `buffer` (no pre-copy).
 fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
     Options {
         buffer_size: buffer as usize,

@@ -31,6 +31,9 @@ use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::time::Instant;
 
+/// Threads of an overlapped restore: one reads the stream, one writes the device.
+const ENGINE_THREADS: usize = 2;
+
 /// The saved states the restore blocks read, at one buffer size.
 pub(in crate::bench) struct Saved {
     raw: tempfile::TempPath,
@@ -248,7 +251,17 @@ pub(in crate::bench) fn block(
         }
     }
 
-    let o = opts(cfg, b);
+    let mut o = opts(cfg, b);
+    // The thread budget: a socket's feeding thread is a busy one (it runs the sending side
+    // of the TCP stack, and on the loopback the receiving side's softirq work too), where a
+    // pipe's moves page references. With fewer CPUs than that thread and the engine's two,
+    // they only compete (hw-notes/bench.md, session 15), and the engine runs on one thread,
+    // as the raw loop does.
+    let cores = crate::bench::machine::cores();
+    let budget = path == DataPath::Tcp && o.overlap && cores < 1 + ENGINE_THREADS;
+    if budget {
+        o.overlap = false;
+    }
     let (stream_file, stream_len): (&Path, u64) = (&saved.stream, saved.stream_len);
     // `restore_from` waits on pipes and sockets through a token; the run's own cancel flag
     // (in `o`) is checked between chunks, and the feeding thread never leaves a read waiting.
@@ -270,7 +283,14 @@ pub(in crate::bench) fn block(
                 _ => "restore_from, as `restore -i` reads its input: 64 KiB buffered reads"
                     .to_string(),
             },
-            overlapped(o.overlap),
+            if budget {
+                format!(
+                    "on one thread: {cores} CPUs, fewer than the feeding thread and the engine's \
+                     {ENGINE_THREADS}"
+                )
+            } else {
+                overlapped(o.overlap).to_string()
+            },
             describe_source(path, stream_file)
         ) + if path != DataPath::FileDirect && !engine::can_reset(d.borrow().as_ref()) {
             "; the device cannot be reset, so the whole stream is verified before any of it is \

@@ -108,10 +108,18 @@ fn restore_stream<R: Read + Send>(
 
 fn restore_inner<R: Read + Send>(
     drv: &mut dyn MigrationDriver,
-    mut reader: StreamReader<R>,
+    reader: StreamReader<R>,
     opts: &Options,
     t0: Instant,
 ) -> Result<RestoreReport> {
+    // On one thread the payload is verified as its reads return, each piece while it is
+    // still in the cache, and on a socket or pipe in the time the reader would wait for the
+    // next piece (hw-notes/bench.md, session 15). Overlapped, the writer verifies it.
+    let mut reader = if opts.overlap {
+        reader
+    } else {
+        reader.verify_as_read()
+    };
     let header = reader.header().clone();
     let chunk = header.max_chunk as usize;
     let expected = header.state_size_estimate;

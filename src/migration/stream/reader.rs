@@ -36,6 +36,9 @@ pub struct StreamReader<R: Read> {
     /// Told before every read how many bytes the read still lacks
     /// ([`StreamReader::report_needed`]).
     needed: Option<Arc<Needed>>,
+    /// Whether a raw payload is hashed piece by piece as its reads return
+    /// ([`StreamReader::verify_as_read`]).
+    verify_as_read: bool,
 }
 
 /// A chunk's expected payload checksum, returned by [`StreamReader::next_chunk_unverified`]:
@@ -75,7 +78,7 @@ fn read_exact_or<R: Read>(
     buf: &mut [u8],
     within: Within,
 ) -> Result<()> {
-    fill(buf, within, needed, |b| r.read(b))
+    fill(buf, within, needed, |b| r.read(b), |_| {})
 }
 
 /// [`read_exact_or`] of a payload, reading up to `more` bytes past it in the same calls
@@ -86,17 +89,29 @@ fn read_payload<R: Read>(
     buf: &mut [u8],
     more: usize,
     within: Within,
+    hasher: Option<&mut Xxh3>,
 ) -> Result<()> {
-    fill(buf, within, needed, |b| r.read_then(b, more))
+    match hasher {
+        None => fill(buf, within, needed, |b| r.read_then(b, more), |_| {}),
+        Some(h) => fill(
+            buf,
+            within,
+            needed,
+            |b| r.read_then(b, more),
+            |p| h.write(p),
+        ),
+    }
 }
 
 /// Fills `buf` by calling `read` on what is still empty of it, telling `needed` before each
-/// call how many bytes are still missing (and 0 once the fill ends).
+/// call how many bytes are still missing (and 0 once the fill ends); `piece` is given each
+/// read's bytes as they arrive.
 fn fill(
     buf: &mut [u8],
     within: Within,
     needed: Option<&Needed>,
     mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    mut piece: impl FnMut(&[u8]),
 ) -> Result<()> {
     let mut got = 0;
     let r = loop {
@@ -115,7 +130,10 @@ fn fill(
                 }
                 .into())
             }
-            Ok(n) => got += n,
+            Ok(n) => {
+                piece(&buf[got..got + n]);
+                got += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(source) => break Err(StreamError::Io { within, source }.into()),
         }
@@ -210,6 +228,7 @@ impl<R: Read> StreamReader<R> {
             done: false,
             check_end: true,
             needed: None,
+            verify_as_read: false,
         })
     }
 
@@ -261,6 +280,44 @@ impl<R: Read> StreamReader<R> {
     /// ```
     pub fn report_needed(mut self, needed: Arc<Needed>) -> Self {
         self.needed = Some(needed);
+        self
+    }
+
+    /// Verifies each raw payload as it is read, hashing what every read returns while it is
+    /// still in the cache, instead of leaving the whole payload to [`PayloadCheck::verify`]
+    /// (which then has nothing to do): for a reader that verifies on its own thread anyway,
+    /// and waits on its input between reads (a socket, a pipe), the hashing fills those waits.
+    /// The payload is refused as a whole, exactly as after the read: a corrupt one is returned
+    /// as an error, never as a chunk. Encoded chunks are verified before they are decoded
+    /// either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vfio_harness::migration::stream::StreamReader;
+    /// use vfio_harness::migration::{driver_for, engine};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dev = vfio_harness::open(&"sim:state=64K".parse()?, &Default::default())?;
+    /// let mut drv = driver_for(dev)?;
+    /// let (mut saved, _) = engine::save(drv.as_mut(), Vec::new(), "memory", &Default::default())?;
+    /// let last = saved.len() - 100; // inside the last payload
+    /// saved[last] ^= 1;
+    /// let mut r = StreamReader::new(&saved[..])?.verify_as_read();
+    /// let mut buf = vec![0u8; r.header().max_chunk as usize];
+    /// let err = loop {
+    ///     match r.next_chunk_unverified(&mut buf) {
+    ///         Ok(Some(_)) => continue,
+    ///         Ok(None) => panic!("a corrupt payload was accepted"),
+    ///         Err(e) => break e,
+    ///     }
+    /// };
+    /// assert!(err.to_string().contains("checksum"), "{err}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn verify_as_read(mut self) -> Self {
+        self.verify_as_read = true;
         self
     }
 
@@ -400,14 +457,26 @@ impl<R: Read> StreamReader<R> {
             } else {
                 hlen.min(TRAILER_LEN)
             };
+            let mut hasher = self.verify_as_read.then(Xxh3::new);
             read_payload(
                 &mut self.inner,
                 self.needed.as_deref(),
                 &mut buf[..len],
                 more,
                 Within::Payload { index: n },
+                hasher.as_mut(),
             )?;
-            Some(sum)
+            match hasher {
+                None => Some(sum),
+                Some(h) if h.finish() == sum => None,
+                Some(_) => {
+                    return Err(StreamError::PayloadChecksum {
+                        index: n,
+                        range: offset..offset + len as u64,
+                    }
+                    .into())
+                }
+            }
         } else {
             self.read_encoded(n, offset, encoding, wire, sum, &mut buf[..len])?;
             None

@@ -81,6 +81,31 @@ fn read_all_deferred(data: &[u8]) -> Result<(StreamHeader, Chunks)> {
     Ok((r.header().clone(), out))
 }
 
+/// A reader that returns at most `.1` bytes per call: a socket's pieces.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.1).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// Reads as the one-thread restore does ([`StreamReader::verify_as_read`]): every payload
+/// hashed as pieces of at most `piece` bytes arrive. The checks returned are never run, so a
+/// corrupt payload the reader let through is accepted here.
+fn read_all_as_read(data: &[u8], piece: usize) -> Result<(StreamHeader, Chunks)> {
+    let mut r = StreamReader::new(Trickle(data, piece))?.verify_as_read();
+    let mut buf = vec![0u8; r.header().max_chunk as usize];
+    let mut out = Vec::new();
+    while let Some((k, n, _unused)) = r.next_chunk_unverified(&mut buf)? {
+        out.push((k, buf[..n].to_vec()));
+    }
+    Ok((r.header().clone(), out))
+}
+
 fn chunks_strategy() -> impl Strategy<Value = Vec<(ChunkKind, Vec<u8>)>> {
     prop::collection::vec(
         (
@@ -100,7 +125,12 @@ proptest! {
         prop_assert_eq!(&got, &chunks);
         let (h, got) = read_all_deferred(&data).unwrap();
         prop_assert_eq!(h, header(64));
-        prop_assert_eq!(got, chunks);
+        prop_assert_eq!(&got, &chunks);
+        for piece in [1, 7, 64] {
+            let (h, got) = read_all_as_read(&data, piece).unwrap();
+            prop_assert_eq!(h, header(64));
+            prop_assert_eq!(&got, &chunks);
+        }
     }
 
     #[test]
@@ -110,6 +140,7 @@ proptest! {
         data[i] ^= x;
         prop_assert!(matches!(read_all(&data), Err(MigrationError::Stream(_))), "flip at {} accepted", i);
         prop_assert!(matches!(read_all_deferred(&data), Err(MigrationError::Stream(_))), "flip at {} accepted (deferred)", i);
+        prop_assert!(matches!(read_all_as_read(&data, 5), Err(MigrationError::Stream(_))), "flip at {} accepted (as read)", i);
     }
 
     #[test]
@@ -118,6 +149,7 @@ proptest! {
         let cut = pos.index(data.len());
         prop_assert!(matches!(read_all(&data[..cut]), Err(MigrationError::Stream(_))), "cut at {} accepted", cut);
         prop_assert!(matches!(read_all_deferred(&data[..cut]), Err(MigrationError::Stream(_))), "cut at {} accepted (deferred)", cut);
+        prop_assert!(matches!(read_all_as_read(&data[..cut], 5), Err(MigrationError::Stream(_))), "cut at {} accepted (as read)", cut);
     }
 
     #[test]
@@ -229,6 +261,13 @@ fn refusals_are_typed() {
         matches!(e, StreamError::PayloadChecksum { index: 0, ref range } if *range == (0..3)),
         "{e}"
     );
+    // Verified as read, the same refusal, naming the same bytes.
+    match read_all_as_read(&flip, 2) {
+        Err(MigrationError::Stream(StreamError::PayloadChecksum { index: 0, range })) => {
+            assert_eq!(range, 0..3)
+        }
+        other => panic!("as read: {other:?}"),
+    }
     // The chunk header sits right before the payload.
     let mut ch = good.clone();
     ch[payload_at - CHUNK_HEADER_LEN] ^= 1;
@@ -300,6 +339,10 @@ fn every_position_flipped_or_cut_is_refused() {
         assert!(
             matches!(read_all_deferred(&bad), Err(MigrationError::Stream(_))),
             "flip at {i} accepted (deferred)"
+        );
+        assert!(
+            matches!(read_all_as_read(&bad, 3), Err(MigrationError::Stream(_))),
+            "flip at {i} accepted (as read)"
         );
         assert!(
             matches!(read_all(&good[..i]), Err(MigrationError::Stream(_))),
