@@ -31,7 +31,7 @@ use super::remote::{self, Destination, TransportArgs};
 use super::signals::install_interrupt_handler;
 use super::transfer::{
     finish_error, open_drivers, parse_buffer, precopy_summary, predicted_suffix, print_json, Bar,
-    SwitchoverArgs,
+    SwitchoverArgs, Threads,
 };
 use super::Global;
 
@@ -86,6 +86,8 @@ pub struct Args {
     /// across hosts, pass it to `receive`.
     #[arg(long)]
     pub no_copy_attrs: bool,
+    #[command(flatten)]
+    pub threads: Threads,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -140,6 +142,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 }),
                 compression: args.compress,
+                overlap: args.threads.overlap(),
                 json: args.json,
                 dirty_writer: args.dirty_writer.clone(),
             };
@@ -184,6 +187,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cancel: Some(token.flag()),
         progress: bar.callback(),
         check_identity: !args.force,
+        overlap: args.threads.overlap(),
         ..Options::default()
     };
     let (result, writer) = match &args.dirty_writer {

@@ -177,3 +177,38 @@ fn usage_error(e: clap::Error, json: bool) -> ExitCode {
     }
     ExitCode::from(2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    /// `--no-overlap` reaches every transfer command's engine options, and overlap is the
+    /// default.
+    #[test]
+    fn every_transfer_command_takes_no_overlap() {
+        let threads = |extra: &[&str]| -> Vec<bool> {
+            [
+                &["save", "sim:", "-o", "f"][..],
+                &["restore", "sim:", "-i", "f"],
+                &["migrate", "sim:", "sim:"],
+                &["receive", "sim:", "--listen", "127.0.0.1:1"],
+            ]
+            .iter()
+            .map(|args| {
+                let argv = ["vfio-harness"].iter().chain(args.iter()).chain(extra);
+                let cli = Cli::try_parse_from(argv).expect("parses");
+                match cli.command {
+                    Command::Save(a) => a.threads.overlap(),
+                    Command::Restore(a) => a.threads.overlap(),
+                    Command::Migrate(a) => a.threads.overlap(),
+                    Command::Receive(a) => a.threads.overlap(),
+                    other => panic!("parsed as {other:?}"),
+                }
+            })
+            .collect()
+        };
+        assert_eq!(threads(&[]), [true; 4]);
+        assert_eq!(threads(&["--no-overlap"]), [false; 4]);
+    }
+}

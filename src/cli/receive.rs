@@ -29,7 +29,7 @@ use vfio_harness::DeviceSpec;
 
 use super::remote::{finish_transport_error, TransportArgs};
 use super::signals::install_interrupt_handler;
-use super::transfer::{print_json, Bar};
+use super::transfer::{print_json, Bar, Threads};
 use super::Global;
 
 /// Arguments of `receive`.
@@ -52,6 +52,8 @@ pub struct Args {
     /// With --no-copy-attrs: migrate even when dynamic resources differ.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub threads: Threads,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -87,6 +89,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let opts = Options {
         cancel: Some(cancel),
         progress: bar.callback(),
+        overlap: args.threads.overlap(),
         ..Options::default()
     };
     let open_opts = global.open_options();

@@ -135,6 +135,8 @@ pub struct Transfer {
     pub precopy: PrecopyPolicy,
     /// How the state streams are encoded (`--compress`).
     pub compression: vfio_harness::migration::stream::Compression,
+    /// Whether the engine overlaps (`--no-overlap` clears it).
+    pub overlap: bool,
     /// `--json`.
     pub json: bool,
     /// `--dirty-writer`: a writer on the first source while it runs and pre-copies.
@@ -212,6 +214,7 @@ pub fn migrate_to(
         cancel: Some(cancel),
         progress: bar.callback(),
         compression: x.compression,
+        overlap: x.overlap,
         ..Options::default()
     };
     let (result, writer) = match &x.dirty_writer {

@@ -19,7 +19,7 @@ use vfio_harness::DeviceSpec;
 
 use super::output::escape;
 use super::signals::install_interrupt_handler;
-use super::transfer::{finish_error, open_driver, pipe_note, print_json, Bar};
+use super::transfer::{finish_error, open_driver, pipe_note, print_json, Bar, Threads};
 use super::Global;
 
 /// Arguments of `restore`.
@@ -34,6 +34,8 @@ pub struct Args {
     /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
     #[arg(long)]
     pub progress_lines: bool,
+    #[command(flatten)]
+    pub threads: Threads,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -48,6 +50,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let opts = Options {
         cancel: Some(token.flag()),
         progress: bar.callback(),
+        overlap: args.threads.overlap(),
         ..Options::default()
     };
     let result = engine::restore_from(drv.as_mut(), &input, &opts, &token);

@@ -22,7 +22,7 @@ use super::output::escape;
 use super::signals::install_interrupt_handler;
 use super::transfer::{
     finish_error, open_driver, parse_buffer, pipe_note, precopy_summary, predicted_suffix,
-    print_json, Bar, SwitchoverArgs,
+    print_json, Bar, SwitchoverArgs, Threads,
 };
 use super::Global;
 
@@ -58,6 +58,8 @@ pub struct Args {
     /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
     #[arg(long)]
     pub progress_lines: bool,
+    #[command(flatten)]
+    pub threads: Threads,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +86,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cancel: Some(token.flag()),
         progress: bar.callback(),
         compression: args.compress,
+        overlap: args.threads.overlap(),
         ..Options::default()
     };
     let result = engine::save_to(drv.as_mut(), out, &opts, &token);

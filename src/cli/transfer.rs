@@ -19,6 +19,24 @@ use vfio_harness::DeviceSpec;
 
 use super::Global;
 
+/// `--no-overlap`, shared by the transfer commands.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Threads {
+    /// Run the engine on one thread: no overlap of device reads or writes with framing,
+    /// hashing and the stream's own I/O. For a machine with fewer CPUs than busy threads
+    /// (both ends of a migration on one 2-CPU host, for one), where overlapped threads only
+    /// compete.
+    #[arg(long)]
+    pub no_overlap: bool,
+}
+
+impl Threads {
+    /// The engine's [`overlap`](vfio_harness::migration::engine::Options::overlap).
+    pub fn overlap(self) -> bool {
+        !self.no_overlap
+    }
+}
+
 /// Transfers smaller than this get no progress bar.
 const BAR_THRESHOLD: u64 = 32 << 20;
 
