@@ -181,7 +181,6 @@ fn usage_error(e: clap::Error, json: bool) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     /// `--no-overlap` reaches every transfer command's engine options, and overlap is the
     /// default.
