@@ -91,16 +91,18 @@ fn read_payload<R: Read>(
     within: Within,
     hasher: Option<&mut Xxh3>,
 ) -> Result<()> {
-    match hasher {
-        None => fill(buf, within, needed, |b| r.read_then(b, more), |_| {}),
-        Some(h) => fill(
-            buf,
-            within,
-            needed,
-            |b| r.read_then(b, more),
-            |p| h.write(p),
-        ),
-    }
+    let mut hasher = hasher;
+    fill(
+        buf,
+        within,
+        needed,
+        |b| r.read_then(b, more),
+        |p| {
+            if let Some(h) = hasher.as_deref_mut() {
+                h.write(p)
+            }
+        },
+    )
 }
 
 /// Fills `buf` by calling `read` on what is still empty of it, telling `needed` before each
@@ -131,6 +133,9 @@ fn fill(
                 .into())
             }
             Ok(n) => {
+                // A reader claiming more than it was given breaks `Read`'s contract; what it
+                // claimed past `buf` is not ours to hash.
+                let n = n.min(buf.len() - got);
                 piece(&buf[got..got + n]);
                 got += n;
             }
