@@ -103,7 +103,9 @@ pub struct Options {
     /// overlaps writing (the default). Off, each operation runs on the calling thread alone,
     /// with one buffer: for moving many devices at once on few cores, where a second thread
     /// per device only competes with the other devices for the same cores (and costs more
-    /// CPU per byte: the data crosses from one core's cache to another's).
+    /// CPU per byte: the data crosses from one core's cache to another's). Off, a restore
+    /// verifies each payload as its reads return
+    /// ([`StreamReader::verify_as_read`](crate::migration::stream::StreamReader::verify_as_read)).
     pub overlap: bool,
     /// How [`save`](super::save()) encodes the stream's chunks (so also a migration to
     /// another host, which carries the same stream): [`Compression::None`] by default, raw
