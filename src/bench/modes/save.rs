@@ -212,6 +212,11 @@ pub(in crate::bench) fn block(
             "{} (framing, XXH3-64, {}) into {sink_what}",
             match path {
                 DataPath::Memory | DataPath::FileDirect => "the engine's save",
+                DataPath::FileFsync => {
+                    "save_to_file, as `save -o FILE` writes (a temporary file in the same \
+                     directory, its writeback started every 16 MiB, fsync'd and renamed over \
+                     the file)"
+                }
                 _ => "save_to, as `save -o` writes a descriptor",
             },
             overlapped(o.overlap)
@@ -219,12 +224,16 @@ pub(in crate::bench) fn block(
         job: Box::new(move || {
             through(t, |w| {
                 let mut d = dr.borrow_mut();
-                let rep = match w
-                    .output(std::path::Path::new(name))
-                    .map_err(io_of("duplicating the sink"))?
-                {
-                    Some(out) => engine::save_to(d.as_mut(), out, &o, &token),
-                    None => engine::save(d.as_mut(), w, name, &o).map(|(_, r)| r),
+                let rep = match (path, t.file()) {
+                    // What a user's durable save does: `save -o FILE`.
+                    (DataPath::FileFsync, Some(file)) => engine::save_to_file(d.as_mut(), file, &o),
+                    _ => match w
+                        .output(std::path::Path::new(name))
+                        .map_err(io_of("duplicating the sink"))?
+                    {
+                        Some(out) => engine::save_to(d.as_mut(), out, &o, &token),
+                        None => engine::save(d.as_mut(), w, name, &o).map(|(_, r)| r),
+                    },
                 }
                 .map_err(mig("save"))?;
                 Ok(Sample::of_save(&rep))

@@ -52,6 +52,7 @@ mod ring;
 mod save;
 mod source;
 pub mod target;
+mod write_behind;
 
 pub(crate) use buf::AlignedBuf;
 pub use migrate::migrate;
@@ -73,6 +74,7 @@ pub use restore::{restore, restore_from, restore_from_file, verify};
 pub use ring::RING;
 pub use save::{save, save_to, save_to_file};
 pub use target::{Input, Output};
+pub use write_behind::{WriteBehind, WRITE_BEHIND_STEP};
 
 #[cfg(test)]
 mod p2p_tests;

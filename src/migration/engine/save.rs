@@ -6,6 +6,7 @@ use super::report::{rate, secs};
 use super::ring::guarded;
 use super::source::{source_session, transfer, Framing};
 use super::target::Output;
+use super::write_behind::WriteBehind;
 use super::{Options, SaveReport};
 use crate::migration::recovery::recover_after;
 use crate::migration::session::EndState;
@@ -154,7 +155,9 @@ pub fn save_to_file(
 /// whose [`flag`](CancelToken::flag) is `opts.cancel` so the engine sees it too. A pipe or
 /// FIFO smaller than `opts.buffer_size` is grown to it (at most
 /// `/proc/sys/fs/pipe-max-size`), so each raw frame goes in one write rather than in
-/// 64 KiB pieces; [`SaveReport::pipe_capacity_bytes`] says what it held.
+/// 64 KiB pieces; [`SaveReport::pipe_capacity_bytes`] says what it held. An atomic output
+/// (a regular file, fsync'd on commit) is written through [`WriteBehind`]: each 16 MiB
+/// written is sent on to the disk at once, so the commit's `fsync` has little left to do.
 ///
 /// # Errors
 ///
@@ -169,7 +172,17 @@ pub fn save_to(
     // A raw frame is one buffer: a pipe of that size takes each in one write.
     let pipe = pipe::grow(out.file().as_fd(), opts.buffer_size);
     let sink = Cancellable::new(out.file(), token.clone());
-    let (_, mut report) = save(drv, sink, &name, opts)?;
+    let mut report = if out.is_atomic() {
+        // Committing fsyncs the file: its writeback starts as it is written.
+        let sink =
+            WriteBehind::new(sink, out.file().as_fd()).map_err(|e| MigrationError::File {
+                path: name.clone(),
+                source: e,
+            })?;
+        save(drv, sink, &name, opts)?.1
+    } else {
+        save(drv, sink, &name, opts)?.1
+    };
     report.pipe_capacity_bytes = pipe.capacity();
     // The device is RUNNING again; what is left cannot affect it.
     if opts.cancelled() || token.is_cancelled() {
