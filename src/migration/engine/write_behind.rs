@@ -44,6 +44,20 @@ fn start_writeback(fd: BorrowedFd<'_>, from: u64, len: u64) -> io::Result<()> {
 /// is the write's error: the `fsync` would report it later, after the rest of the stream.
 /// One that says the file cannot do it (`EINVAL`, `ESPIPE`, `EOPNOTSUPP`, `ENOSYS`) turns
 /// write-behind off for the rest of the stream, which the `fsync` then writes whole.
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsFd;
+/// use vfio_harness::migration::engine::{WriteBehind, WRITE_BEHIND_STEP};
+///
+/// let file = tempfile::tempfile()?;
+/// let mut w = WriteBehind::new(&file, file.as_fd())?;
+/// // More than one step: the first step's writeback is started as the write returns.
+/// w.write_all(&vec![0x5a; WRITE_BEHIND_STEP as usize + 4096])?;
+/// assert!(w.is_active());
+/// file.sync_all()?; // what is left
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct WriteBehind<'a, W> {
     inner: W,
