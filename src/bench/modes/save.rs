@@ -211,13 +211,14 @@ pub(in crate::bench) fn block(
         what: format!(
             "{} (framing, XXH3-64, {}) into {sink_what}",
             match path {
-                DataPath::Memory | DataPath::FileDirect => "the engine's save",
-                DataPath::FileFsync => {
+                DataPath::Memory | DataPath::FileDirect => "the engine's save".to_string(),
+                DataPath::FileFsync => format!(
                     "save_to_file, as `save -o FILE` writes (a temporary file in the same \
-                     directory, its writeback started every 16 MiB, fsync'd and renamed over \
-                     the file)"
-                }
-                _ => "save_to, as `save -o` writes a descriptor",
+                     directory, its writeback started every {}, fsync'd and renamed over the \
+                     file)",
+                    format_bytes(engine::WRITE_BEHIND_STEP)
+                ),
+                _ => "save_to, as `save -o` writes a descriptor".to_string(),
             },
             overlapped(o.overlap)
         ),
