@@ -6,6 +6,7 @@
 //! and the harness. After every transfer the destination is checked to hold the source's
 //! state (untimed).
 
+use super::references;
 use super::{
     alloc, engine_buffers, io_of, opts, overlapped, run_block, verify_device, BlockId, Contender,
     Pass, Run, Sample,
@@ -16,7 +17,7 @@ use crate::bench::error::{mig, BenchError};
 use crate::bench::io::{channel, SinkTarget};
 use crate::bench::loops::{self, QEMU_READ, QEMU_STREAM_BUFFER};
 use crate::bench::raw::{self, RawRun};
-use crate::bench::reference::{self, Copy};
+use crate::bench::reference::Copy;
 use crate::migration::engine::{self, PrecopyPolicy};
 use crate::migration::{MigrationDriver, MigrationError};
 use crate::transport;
@@ -186,27 +187,7 @@ pub(in crate::bench) fn block(
     match &tcp_target {
         None => {
             if run.devs.primary_memory() > 0 {
-                let region = reference::region_for(state, b);
-                let min_time = run.min_time();
-                contenders.push(Contender {
-                    kind: Kind::Reference,
-                    buffer: b,
-                    buffers_bytes: 2 * region as u64 + b,
-                    what: Copy::Through.describe(b as usize, region),
-                    job: Box::new(move || {
-                        let r = reference::copy_rate(Copy::Through, b as usize, region, min_time)
-                            .ok_or_else(|| {
-                            BenchError::Config("no memory for the copy-through reference".into())
-                        })?;
-                        Ok((
-                            region as f64 / r,
-                            Sample {
-                                bytes: region as u64,
-                                ..Sample::default()
-                            },
-                        ))
-                    }),
-                });
+                contenders.push(references::memory(Copy::Through, b, state, run.min_time()));
             } else {
                 run.note(
                     "live over memory: no memory reference (the devices' copies are not this \
@@ -216,26 +197,7 @@ pub(in crate::bench) fn block(
                 );
             }
         }
-        Some(t) => {
-            let what = format!("write(2) of one cache-hot buffer into {}", t.describe());
-            contenders.push(Contender {
-                kind: Kind::Reference,
-                buffer: b,
-                buffers_bytes: 2 * b,
-                what,
-                job: Box::new(move || {
-                    let secs = reference::sink_rate(t, state, b as usize)
-                        .map_err(io_of("the TCP reference"))?;
-                    Ok((
-                        secs,
-                        Sample {
-                            bytes: state,
-                            ..Sample::default()
-                        },
-                    ))
-                }),
-            });
-        }
+        Some(t) => contenders.push(references::sink(t, state, b, 2 * b)),
     }
 
     let tcp = tcp_target.is_some();

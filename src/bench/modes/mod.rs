@@ -16,6 +16,7 @@ pub(super) mod downtime;
 pub(super) mod live;
 pub(super) mod overlap;
 pub(super) mod parallel;
+mod references;
 pub(super) mod restore;
 pub(super) mod save;
 

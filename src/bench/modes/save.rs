@@ -3,6 +3,7 @@
 //! by the path's reference, the raw loop, the QEMU-style and whole-state loops (main buffer)
 //! and the harness; the whole-state loop in a later pass ([`Pass::WholeState`]).
 
+use super::references;
 use super::{
     alloc, engine_buffers, io_of, opts, overlapped, run_block, BlockId, Contender, Pass, Run,
     Sample,
@@ -13,7 +14,7 @@ use crate::bench::error::{mig, BenchError};
 use crate::bench::io::{Sink, SinkTarget, SinkWriter};
 use crate::bench::loops::{self, QEMU_READ, QEMU_STREAM_BUFFER};
 use crate::bench::raw;
-use crate::bench::reference::{self, Copy};
+use crate::bench::reference::Copy;
 use crate::migration::engine;
 use crate::units::format_bytes;
 use std::cell::RefCell;
@@ -73,27 +74,7 @@ pub(in crate::bench) fn block(
     let memory_backed = run.devs.primary_memory() > 0;
     if path == DataPath::Memory {
         if memory_backed {
-            let region = reference::region_for(state, b);
-            let min_time = run.min_time();
-            contenders.push(Contender {
-                kind: Kind::Reference,
-                buffer: b,
-                buffers_bytes: region as u64 + b,
-                what: Copy::Out.describe(b as usize, region),
-                job: Box::new(move || {
-                    let r = reference::copy_rate(Copy::Out, b as usize, region, min_time)
-                        .ok_or_else(|| {
-                            BenchError::Config("no memory for the copy-out reference".into())
-                        })?;
-                    Ok((
-                        region as f64 / r,
-                        Sample {
-                            bytes: region as u64,
-                            ..Sample::default()
-                        },
-                    ))
-                }),
-            });
+            contenders.push(references::memory(Copy::Out, b, state, run.min_time()));
         } else {
             run.note(
                 "save -> memory: no memory reference (the device's reads copy nothing this \
@@ -103,24 +84,7 @@ pub(in crate::bench) fn block(
             );
         }
     } else {
-        let t = &target;
-        contenders.push(Contender {
-            kind: Kind::Reference,
-            buffer: b,
-            buffers_bytes: b,
-            what: format!("write(2) of one cache-hot buffer into {sink_what}"),
-            job: Box::new(move || {
-                let s = reference::sink_rate(t, state, b as usize)
-                    .map_err(io_of("the sink reference"))?;
-                Ok((
-                    s,
-                    Sample {
-                        bytes: state,
-                        ..Sample::default()
-                    },
-                ))
-            }),
-        });
+        contenders.push(references::sink(&target, state, b, b));
     }
 
     // The raw loop.
