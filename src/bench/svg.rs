@@ -129,6 +129,77 @@ pub(super) fn nice_step(max: f64, target: f64) -> f64 {
     nice * mag
 }
 
+/// The plot area's width, inside the margins.
+pub(super) const PW: f64 = W - LEFT - RIGHT;
+/// The plot area's height, inside the margins.
+pub(super) const PH: f64 = H - TOP - BOTTOM;
+
+/// Starts a chart: the XML prologue, a white page and the title.
+pub(super) fn begin(title: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect x="0" y="0" width="{W}" height="{H}" fill="white"/>
+<text x="{:.1}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
+        LEFT + PW / 2.0,
+        escape(title)
+    );
+    s
+}
+
+/// The horizontal grid of a y axis from 0 to `max`: a line and its label every `step`.
+pub(super) fn y_grid(s: &mut String, max: f64, step: f64) {
+    let mut k = 0.0;
+    while k <= max + step * 1e-9 {
+        let y = TOP + PH - k / max * PH;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/>
+<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT + PW,
+            LEFT - 8.0,
+            y + 4.0,
+            trim_float(k)
+        );
+        k += step;
+    }
+}
+
+/// A vertical grid line at `x` pixels, labelled `label` under the x axis.
+pub(super) fn x_tick(s: &mut String, x: f64, label: &str) {
+    let _ = writeln!(
+        s,
+        r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#f0f0f0"/>
+<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+        TOP + PH,
+        TOP + PH + 18.0,
+        escape(label)
+    );
+}
+
+/// The two axes and their titles.
+pub(super) fn axes(s: &mut String, x_title: &str, y_title: &str) {
+    let _ = writeln!(
+        s,
+        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{:.1}" stroke="black"/>
+<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/>
+<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>
+<text x="20" y="{:.1}" text-anchor="middle" transform="rotate(-90 20 {:.1})">{}</text>"##,
+        TOP + PH,
+        TOP + PH,
+        LEFT + PW,
+        TOP + PH,
+        LEFT + PW / 2.0,
+        H - 15.0,
+        escape(x_title),
+        TOP + PH / 2.0,
+        TOP + PH / 2.0,
+        escape(y_title)
+    );
+}
+
 /// Renders the chart. Points with a non-positive size or a non-finite rate are skipped.
 pub fn line_chart(title: &str, series: &[Series]) -> String {
     let pts: Vec<Vec<(u64, f64)>> = series
@@ -159,36 +230,11 @@ pub fn line_chart(title: &str, series: &[Series]) -> String {
     let step = nice_step(ymax_data * 1.05, 6.0);
     let ymax = (ymax_data * 1.05 / step).ceil() * step;
 
-    let pw = W - LEFT - RIGHT;
-    let ph = H - TOP - BOTTOM;
-    let xpos = |b: u64| LEFT + ((b as f64).log2() - lx0) / (lx1 - lx0) * pw;
-    let ypos = |r: f64| TOP + ph - (r / GIB) / ymax * ph;
+    let xpos = |b: u64| LEFT + ((b as f64).log2() - lx0) / (lx1 - lx0) * PW;
+    let ypos = |r: f64| TOP + PH - (r / GIB) / ymax * PH;
 
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
-<rect x="0" y="0" width="{W}" height="{H}" fill="white"/>
-<text x="{:.1}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
-        LEFT + pw / 2.0,
-        escape(title)
-    );
-    // Horizontal grid and y labels.
-    let mut k = 0.0;
-    while k <= ymax + step * 1e-9 {
-        let y = TOP + ph - k / ymax * ph;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/>
-<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 8.0,
-            y + 4.0,
-            trim_float(k)
-        );
-        k += step;
-    }
+    let mut s = begin(title);
+    y_grid(&mut s, ymax, step);
     // Vertical grid and x labels, one per power of two (thinned when crowded).
     let span = (lx1 - lx0) as u32;
     let every = span.div_ceil(12).max(1);
@@ -197,32 +243,9 @@ pub fn line_chart(title: &str, series: &[Series]) -> String {
             continue;
         }
         let b = 1u64 << e;
-        let x = xpos(b);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#f0f0f0"/>
-<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + ph,
-            TOP + ph + 18.0,
-            escape(&short_size(b))
-        );
+        x_tick(&mut s, xpos(b), &short_size(b));
     }
-    // Axes and their titles.
-    let _ = writeln!(
-        s,
-        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{:.1}" stroke="black"/>
-<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/>
-<text x="{:.1}" y="{:.1}" text-anchor="middle">buffer size (log2 scale)</text>
-<text x="20" y="{:.1}" text-anchor="middle" transform="rotate(-90 20 {:.1})">throughput (GiB/s)</text>"##,
-        TOP + ph,
-        TOP + ph,
-        LEFT + pw,
-        TOP + ph,
-        LEFT + pw / 2.0,
-        H - 15.0,
-        TOP + ph / 2.0,
-        TOP + ph / 2.0
-    );
+    axes(&mut s, "buffer size (log2 scale)", "throughput (GiB/s)");
     for (i, (ser, p)) in series.iter().zip(&pts).enumerate() {
         let marks: Vec<Mark> = p
             .iter()
@@ -236,7 +259,7 @@ pub fn line_chart(title: &str, series: &[Series]) -> String {
             color: COLORS[i % COLORS.len()],
             dashed: ser.dashed,
         };
-        draw_series(&mut s, &ser.name, style, &marks, (LEFT + pw + 20.0, i));
+        draw_series(&mut s, &ser.name, style, &marks, (LEFT + PW + 20.0, i));
     }
     s.push_str("</svg>\n");
     s

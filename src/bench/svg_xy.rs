@@ -5,10 +5,10 @@
 
 use super::report::BenchReport;
 use super::svg::{
-    draw_series, escape, nice_step, trim_float, Mark, Style, BOTTOM, COLORS, H, LEFT, RIGHT, TOP, W,
+    axes, begin, draw_series, nice_step, trim_float, x_tick, y_grid, Mark, Style, COLORS, LEFT, PH,
+    PW, TOP,
 };
 use crate::units::format_rate;
-use std::fmt::Write;
 
 /// One line of an x-y chart.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,64 +47,16 @@ pub(super) fn xy_chart(title: &str, x_label: &str, y_label: &str, series: &[XySe
     };
     let (xstep, xmax) = axis(xmax_data);
     let (ystep, ymax) = axis(ymax_data);
-    let pw = W - LEFT - RIGHT;
-    let ph = H - TOP - BOTTOM;
-    let xpos = |x: f64| LEFT + x / xmax * pw;
-    let ypos = |y: f64| TOP + ph - y / ymax * ph;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
-<rect x="0" y="0" width="{W}" height="{H}" fill="white"/>
-<text x="{:.1}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
-        LEFT + pw / 2.0,
-        escape(title)
-    );
-    let mut k = 0.0;
-    while k <= ymax + ystep * 1e-9 {
-        let y = ypos(k);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/>
-<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 8.0,
-            y + 4.0,
-            trim_float(k)
-        );
-        k += ystep;
-    }
+    let xpos = |x: f64| LEFT + x / xmax * PW;
+    let ypos = |y: f64| TOP + PH - y / ymax * PH;
+    let mut s = begin(title);
+    y_grid(&mut s, ymax, ystep);
     let mut k = 0.0;
     while k <= xmax + xstep * 1e-9 {
-        let x = xpos(k);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#f0f0f0"/>
-<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + ph,
-            TOP + ph + 18.0,
-            trim_float(k)
-        );
+        x_tick(&mut s, xpos(k), &trim_float(k));
         k += xstep;
     }
-    let _ = writeln!(
-        s,
-        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{:.1}" stroke="black"/>
-<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/>
-<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>
-<text x="20" y="{:.1}" text-anchor="middle" transform="rotate(-90 20 {:.1})">{}</text>"##,
-        TOP + ph,
-        TOP + ph,
-        LEFT + pw,
-        TOP + ph,
-        LEFT + pw / 2.0,
-        H - 15.0,
-        escape(x_label),
-        TOP + ph / 2.0,
-        TOP + ph / 2.0,
-        escape(y_label)
-    );
+    axes(&mut s, x_label, y_label);
     for (i, (ser, p)) in series.iter().zip(&pts).enumerate() {
         let marks: Vec<Mark> = p
             .iter()
@@ -118,7 +70,7 @@ pub(super) fn xy_chart(title: &str, x_label: &str, y_label: &str, series: &[XySe
             color: COLORS[ser.color % COLORS.len()],
             dashed: ser.dashed,
         };
-        draw_series(&mut s, &ser.name, style, &marks, (LEFT + pw + 20.0, i));
+        draw_series(&mut s, &ser.name, style, &marks, (LEFT + PW + 20.0, i));
     }
     s.push_str("</svg>\n");
     s
