@@ -98,6 +98,7 @@ pub fn whole_save(drv: &mut dyn MigrationDriver, sink: &mut dyn Write) -> Result
     let r = (|| {
         let t0 = Instant::now();
         drv.set_state(MigState::StopCopy)?;
+        // A capacity hint only: reading to the end does not depend on it.
         let hint = drv.stop_copy_size().ok().flatten().unwrap_or(0);
         let mut data = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
         DeviceReader(&mut *drv)
@@ -229,6 +230,7 @@ pub fn qemu_live(
 /// destination.
 pub fn whole_live(src: &mut dyn MigrationDriver, dst: &mut dyn MigrationDriver) -> Result<RawRun> {
     device_to_device(src, dst, |src, dst| {
+        // A capacity hint only, as in `whole_save`.
         let hint = src.stop_copy_size().ok().flatten().unwrap_or(0);
         let mut data = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
         DeviceReader(src)

@@ -452,3 +452,74 @@ fn quick_run_on_the_simulator_has_every_block() {
     // The files are gone.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A simulated device whose STOP_COPY size estimate cannot be read.
+struct NoEstimate(Box<dyn crate::migration::MigrationDriver>);
+
+impl crate::migration::MigrationDriver for NoEstimate {
+    fn protocol(&self) -> crate::migration::Protocol {
+        self.0.protocol()
+    }
+    fn device(&self) -> &crate::device::DeviceHandle {
+        self.0.device()
+    }
+    fn flags(&self) -> crate::device::MigFlags {
+        self.0.flags()
+    }
+    fn set_state(&mut self, state: crate::device::MigState) -> crate::migration::Result<()> {
+        self.0.set_state(state)
+    }
+    fn state(&mut self) -> crate::migration::Result<crate::device::MigState> {
+        self.0.state()
+    }
+    fn read(&mut self, buf: &mut [u8]) -> crate::migration::Result<usize> {
+        self.0.read(buf)
+    }
+    fn write(&mut self, buf: &[u8]) -> crate::migration::Result<usize> {
+        self.0.write(buf)
+    }
+    fn pending(&mut self) -> crate::migration::Result<crate::migration::Pending> {
+        self.0.pending()
+    }
+    fn stop_copy_size(&mut self) -> crate::migration::Result<Option<u64>> {
+        Err(crate::migration::MigrationError::Protocol {
+            device: "no-estimate".into(),
+            what: "the estimate broke".into(),
+        })
+    }
+}
+
+#[test]
+fn a_block_sizes_its_references_by_the_estimate_and_notes_when_it_cannot_be_read() {
+    let cfg = BenchConfig::new(true);
+    let mut notes = Vec::new();
+    let devs = devices::open(&cfg, &mut notes).unwrap();
+    let dev = devs.primary.clone();
+    let report = |_: &Step<'_>| {};
+    let progress = progress::Progress::new(&cfg, &devs, &report).unwrap();
+    let mut run = modes::Run::new(&cfg, devs, "v2".into(), progress, notes);
+    let sim = || crate::migration::driver_for(dev.clone()).unwrap();
+    let before = run.notes.len();
+
+    let mut d = sim();
+    let estimate = d.stop_copy_size().unwrap().unwrap();
+    assert_ne!(
+        estimate, cfg.state,
+        "the stream's framing is in the estimate"
+    );
+    assert_eq!(run.state_of(d.as_mut(), "save -> file"), estimate);
+    assert_eq!(
+        run.notes.len(),
+        before,
+        "an estimate read is nothing to note"
+    );
+
+    let mut broken = NoEstimate(sim());
+    assert_eq!(run.state_of(&mut broken, "save -> file"), cfg.state);
+    let note = run.notes.last().unwrap();
+    assert!(
+        note.starts_with("save -> file: the device's STOP_COPY size could not be read")
+            && note.contains("the estimate broke"),
+        "{note}"
+    );
+}

@@ -21,7 +21,6 @@ use crate::bench::reference::Copy;
 use crate::migration::engine::{self, PrecopyPolicy};
 use crate::migration::{MigrationDriver, MigrationError};
 use crate::transport;
-use crate::units::format_bytes;
 use std::cell::RefCell;
 use std::net::TcpStream;
 use std::time::Instant;
@@ -162,20 +161,11 @@ pub(in crate::bench) fn block(
         return Ok(());
     };
     cfg.check_cancel()?;
-    run.progress.step(&format!(
-        "live over {}, {} buffer{}",
-        path.as_str(),
-        format_bytes(b),
-        pass.label()
-    ));
+    let name = format!("live over {}", path.as_str());
+    run.step_block(&name, b, pass);
     let s = RefCell::new(driver(&run.devs.primary)?);
     let d = RefCell::new(driver(&dst_dev)?);
-    let state = s
-        .borrow_mut()
-        .stop_copy_size()
-        .ok()
-        .flatten()
-        .unwrap_or(cfg.state);
+    let state = run.state_of(s.borrow_mut().as_mut(), &name);
     let tcp_target = if path == DataPath::Tcp {
         Some(SinkTarget::new(DataPath::Tcp, &run.dir, b as usize).map_err(io_of("preparing TCP"))?)
     } else {

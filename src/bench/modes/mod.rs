@@ -184,6 +184,34 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Counts the next step: the block `name` (`save -> file`, ...) at buffer size `b`, in
+    /// `pass`.
+    pub fn step_block(&mut self, name: &str, b: u64, pass: Pass) {
+        self.progress.step(&format!(
+            "{name}, {} buffer{}",
+            format_bytes(b),
+            pass.label()
+        ));
+    }
+
+    /// The bytes a save of `drv` moves, which the block's references are sized for: the
+    /// device's STOP_COPY estimate, or the configured state size when it gives none (noted
+    /// when asking for it failed).
+    pub fn state_of(&mut self, drv: &mut dyn MigrationDriver, block: &str) -> u64 {
+        match drv.stop_copy_size() {
+            Ok(Some(n)) => n,
+            Ok(None) => self.cfg.state,
+            Err(e) => {
+                self.note(format!(
+                    "{block}: the device's STOP_COPY size could not be read ({e}); the \
+                     references are sized for the configured state, {}",
+                    format_bytes(self.cfg.state)
+                ));
+                self.cfg.state
+            }
+        }
+    }
+
     /// Minimum time of a memory reference measurement.
     pub fn min_time(&self) -> Duration {
         if self.cfg.quick {

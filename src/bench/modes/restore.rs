@@ -145,12 +145,7 @@ pub(in crate::bench) fn block(
         return Ok(());
     }
     cfg.check_cancel()?;
-    run.progress.step(&format!(
-        "restore <- {}, {} buffer{}",
-        path.as_str(),
-        format_bytes(b),
-        pass.label()
-    ));
+    run.step_block(&format!("restore <- {}", path.as_str()), b, pass);
     if path == DataPath::FileDirect {
         if let Err(e) = crate::bench::io::direct::open(&saved.raw) {
             run.note(format!(

@@ -46,12 +46,8 @@ pub(in crate::bench) fn block(
         return Ok(());
     }
     cfg.check_cancel()?;
-    run.progress.step(&format!(
-        "save -> {}, {} buffer{}",
-        path.as_str(),
-        format_bytes(b),
-        pass.label()
-    ));
+    let name = format!("save -> {}", path.as_str());
+    run.step_block(&name, b, pass);
     let target = match SinkTarget::new(path, &run.dir, b as usize) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
@@ -62,12 +58,7 @@ pub(in crate::bench) fn block(
     };
     let sink_what = target.describe();
     let d = RefCell::new(driver(&run.devs.primary)?);
-    let state = d
-        .borrow_mut()
-        .stop_copy_size()
-        .ok()
-        .flatten()
-        .unwrap_or(cfg.state);
+    let state = run.state_of(d.borrow_mut().as_mut(), &name);
     let mut contenders = Vec::new();
 
     // The physical reference.
