@@ -41,8 +41,8 @@ pub(super) fn memory<'a>(copy: Copy, b: u64, state: u64, min_time: Duration) -> 
 }
 
 /// The sink reference: one cache-hot `b`-byte buffer written into `target` until `state`
-/// bytes went in. `buffers_bytes` is what the block counts for it (a loopback socket's
-/// receiving side has a buffer of its own).
+/// bytes went in. `buffers_bytes` is the buffer memory the block counts for it, as it counts
+/// its other rows'.
 pub(super) fn sink(target: &SinkTarget, state: u64, b: u64, buffers_bytes: u64) -> Contender<'_> {
     Contender {
         kind: Kind::Reference,
