@@ -34,6 +34,15 @@ pub enum Copy {
 }
 
 impl Copy {
+    /// How many regions it holds in memory ([`copy_rate`]'s source, and for
+    /// [`Copy::Through`] its destination).
+    pub fn regions(self) -> u64 {
+        match self {
+            Copy::Out | Copy::In => 1,
+            Copy::Through => 2,
+        }
+    }
+
     /// How the report names it.
     pub fn describe(self, buffer: usize, region: usize) -> String {
         let (b, r) = (

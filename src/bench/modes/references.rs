@@ -13,14 +13,10 @@ use std::time::Duration;
 /// buffers are the buffer and the regions it copies out of and into.
 pub(super) fn memory<'a>(copy: Copy, b: u64, state: u64, min_time: Duration) -> Contender<'a> {
     let region = reference::region_for(state, b);
-    let regions: u64 = match copy {
-        Copy::Out | Copy::In => 1,
-        Copy::Through => 2,
-    };
     Contender {
         kind: Kind::Reference,
         buffer: b,
-        buffers_bytes: regions * region as u64 + b,
+        buffers_bytes: copy.regions() * region as u64 + b,
         what: copy.describe(b as usize, region),
         job: Box::new(move || {
             let r = reference::copy_rate(copy, b as usize, region, min_time).ok_or_else(|| {
