@@ -270,11 +270,6 @@ pub(in crate::bench) fn block(
             "{} (every chunk verified, {}) from {}",
             match path {
                 DataPath::FileDirect => "the engine's restore, 64 KiB buffered reads".to_string(),
-                DataPath::Tcp => format!(
-                    "restore_from, as `restore -i` reads a socket: 64 KiB buffered reads, each \
-                     waiting for up to {} of what the stream needs next (SO_RCVLOWAT)",
-                    format_bytes(engine::LOW_WATER_MAX as u64)
-                ),
                 _ => "restore_from, as `restore -i` reads its input: 64 KiB buffered reads"
                     .to_string(),
             },

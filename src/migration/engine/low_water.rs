@@ -2,10 +2,11 @@
 //! needs ([`Needed`]): the socket wakes its reader once that much has arrived (at most
 //! [`LOW_WATER_MAX`]) instead of at every segment.
 //!
-//! Used by [`Cancellable::low_water`](super::Cancellable::low_water) under a stream reader
-//! (`restore -i` from a socket) and by the transport's TCP link under its frame reader. The
-//! mark never asks for more than must arrive before the reader can go on, so a peer that
-//! waits for an answer after what it sent is never waited for in turn.
+//! Used by the transport's TCP link under its frame reader, and by
+//! [`Cancellable::low_water`](super::Cancellable::low_water) for a caller's stream reader
+//! that asks for it (`restore_from` does not: see there). The mark never asks for more than
+//! must arrive before the reader can go on, so a peer that waits for an answer after what it
+//! sent is never waited for in turn.
 
 use crate::migration::stream::Needed;
 use std::io;

@@ -8,7 +8,7 @@ use super::target::Input;
 use super::{AlignedBuf, Options, P2pPoint, P2pStep, Phase, RestoreReport};
 use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
 use crate::migration::session::{DestinationSession, EndState};
-use crate::migration::stream::{Needed, StreamHeader, StreamReader, StreamTotals};
+use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -250,11 +250,12 @@ pub fn restore_from_file(
 ///   whole stream verified: a seekable input is verified, rewound and restored; a pipe is
 ///   copied into an anonymous temporary file while it is verified, and restored from there.
 ///
-/// A pipe or socket is read up to the verified trailer and no further. A TCP socket waits
-/// for as much of what the stream needs next as has to come before the reader can go on (up
-/// to [`LOW_WATER_MAX`](super::LOW_WATER_MAX) at a time: [`Cancellable::low_water`]), so
-/// the reading thread is not woken for every few segments. Blocking reads end as soon as
-/// `token` is cancelled; pass the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
+/// A pipe or socket is read up to the verified trailer and no further. A socket's receive
+/// low-water mark is left as it is: with the mark set from what the stream needs next
+/// ([`Cancellable::low_water`], up to 256 KiB), the bench's one-thread restore from a
+/// loopback socket ran at half its rate without it (hw-notes/bench.md, session 19). Blocking
+/// reads end as soon as `token` is cancelled; pass the token whose
+/// [`flag`](CancelToken::flag) is `opts.cancel`.
 /// A pipe or FIFO smaller than `opts.buffer_size` is grown to it (at most
 /// `/proc/sys/fs/pipe-max-size`), so the writer at its other end can run a chunk ahead;
 /// [`RestoreReport::pipe_capacity_bytes`] says what it held.
@@ -280,22 +281,19 @@ pub fn restore_from(
     let spool;
     let mut source = input.file();
     let mut seekable = input.is_seekable();
-    // A socket waits for what the stream reader needs next (its receive low-water mark).
-    let needed = Needed::new();
     if !can_reset(drv) {
         // Without a reset, RESUMING cannot be aborted: verify the whole stream before the
         // device sees any of it.
         if seekable {
-            verify(buffered(source, token, None).map_err(file_err)?, opts)
-                .map_err(|e| opts.cause(e).in_file(path))?;
+            verify(buffered(source, token), opts).map_err(|e| opts.cause(e).in_file(path))?;
         } else {
             spool = anonymous_file().map_err(file_err)?;
             let tee = Tee {
-                from: buffered(source, token, Some(&needed)).map_err(file_err)?,
+                from: buffered(source, token),
                 to: &spool,
             };
             verify_stream(
-                StreamReader::new(tee).map(|r| r.stop_at_trailer().report_needed(needed.clone())),
+                StreamReader::new(tee).map(StreamReader::stop_at_trailer),
                 opts,
             )
             .map_err(|e| opts.cause(e).in_file(path))?;
@@ -305,10 +303,8 @@ pub fn restore_from(
         source.seek(SeekFrom::Start(0)).map_err(file_err)?;
     }
     opts.check_cancel()?;
-    let input = buffered(source, token, Some(&needed)).map_err(file_err)?;
-    let reader = StreamReader::new(input)
-        .map_err(|e| opts.cause(e).in_file(path))?
-        .report_needed(needed);
+    let reader =
+        StreamReader::new(buffered(source, token)).map_err(|e| opts.cause(e).in_file(path))?;
     let reader = if seekable {
         reader
     } else {
@@ -320,18 +316,12 @@ pub fn restore_from(
     Ok(report)
 }
 
-/// `f` read through a 64 KiB buffer, its blocking reads cancelled by `token`; a TCP socket
-/// with its receive low-water mark set from `needed` ([`Cancellable::low_water`]).
+/// `f` read through a 64 KiB buffer, its blocking reads cancelled by `token`.
 fn buffered<'a>(
     f: &'a File,
     token: &Arc<CancelToken>,
-    needed: Option<&Arc<Needed>>,
-) -> std::io::Result<std::io::BufReader<Cancellable<&'a File>>> {
-    let mut c = Cancellable::new(f, token.clone());
-    if let Some(n) = needed {
-        c = c.low_water(n.clone())?;
-    }
-    Ok(std::io::BufReader::with_capacity(64 * 1024, c))
+) -> std::io::BufReader<Cancellable<&'a File>> {
+    std::io::BufReader::with_capacity(64 * 1024, Cancellable::new(f, token.clone()))
 }
 
 fn verify_stream<R: Read>(reader: Result<StreamReader<R>>, opts: &Options) -> Result<()> {
