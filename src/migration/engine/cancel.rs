@@ -178,6 +178,10 @@ pub struct Cancellable<F: AsFd> {
     poll: bool,
     /// The file status flags to put back on drop, when `new` made the fd non-blocking.
     restore_flags: Option<libc::c_int>,
+    /// The fd is non-blocking (made so by `new`, or already): each read or write is tried
+    /// before waiting (one that cannot go on returns `EAGAIN` instead of blocking), unless
+    /// a low-water mark is set, whose bytes the wait gathers.
+    nonblocking: bool,
     /// A TCP socket's receive low-water mark, set from a stream reader's count
     /// ([`Cancellable::low_water`]).
     low_water: Option<LowWater>,
@@ -192,15 +196,18 @@ impl<F: AsFd> Cancellable<F> {
         // does not stop a large write(2) from blocking until all of it fits, nor a read on a
         // socket from blocking. Character devices (a terminal) are left alone.
         let mut restore_flags = None;
+        let mut nonblocking = false;
         if poll && is_pipe_or_socket(fd) {
             // SAFETY: F_GETFL/F_SETFL on a descriptor `inner` keeps open.
             let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-            if flags >= 0
-                && flags & libc::O_NONBLOCK == 0
+            if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
+                nonblocking = true;
+            } else if flags >= 0
                 // SAFETY: as above.
                 && unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == 0
             {
                 restore_flags = Some(flags);
+                nonblocking = true;
             }
         }
         Cancellable {
@@ -208,6 +215,7 @@ impl<F: AsFd> Cancellable<F> {
             token,
             poll,
             restore_flags,
+            nonblocking,
             low_water: None,
         }
     }
@@ -303,13 +311,22 @@ fn is_pipe_or_socket(fd: RawFd) -> bool {
     r == 0 && (t == libc::S_IFIFO || t == libc::S_IFSOCK)
 }
 
-/// Runs `op` until it does not report `WouldBlock`, waiting for `events` between tries.
+/// Runs `op` until it does not report `WouldBlock`, waiting for `events` between tries;
+/// with `try_first` (a non-blocking fd) the first try comes before any wait, which saves a
+/// `poll(2)` whenever the fd is ready.
 fn retry<T>(
     token: &CancelToken,
     fd: RawFd,
     events: libc::c_short,
+    try_first: bool,
     mut op: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
+    if try_first {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+    }
     loop {
         if token.is_cancelled() {
             return Err(cancelled());
@@ -338,9 +355,10 @@ pub(crate) fn is_regular(fd: RawFd) -> bool {
 }
 
 impl<F: AsFd> Cancellable<F> {
-    /// Runs `op` on the wrapped file unless the token is cancelled; on a pipe or socket each
-    /// try first waits until `events` (or the cancellation) comes, and a try that would block
-    /// waits again.
+    /// Runs `op` on the wrapped file unless the token is cancelled. A pipe or socket (made
+    /// non-blocking) is tried at once and waits for `events` (or the cancellation) only when
+    /// a try would block; a socket with a low-water mark, and another polled file (a
+    /// terminal), wait before every try.
     fn call<T>(
         &mut self,
         events: libc::c_short,
@@ -354,7 +372,10 @@ impl<F: AsFd> Cancellable<F> {
         }
         let fd = self.inner.as_fd().as_raw_fd();
         let inner = &mut self.inner;
-        retry(&self.token, fd, events, || op(inner))
+        // With a low-water mark, the wait is what gathers the mark's bytes (a non-blocking
+        // read returns what is queued at once).
+        let try_first = self.nonblocking && self.low_water.is_none();
+        retry(&self.token, fd, events, try_first, || op(inner))
     }
 }
 

@@ -89,6 +89,38 @@ fn a_cancelled_token_ends_a_blocked_pipe_read() {
     assert!(super::super::cancel::is_cancelled(&e));
 }
 
+/// A pipe that was non-blocking before it was wrapped: an empty read ends as cancelled
+/// (whether the cancel comes before it or while it waits), never with `WouldBlock`, and the
+/// flag is still the pipe's own after the wrapper is dropped.
+#[test]
+fn an_already_non_blocking_pipe_waits_and_keeps_its_flag() {
+    let mut fds = [0; 2];
+    // SAFETY: a valid array for pipe2 to fill.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+        0
+    );
+    // SAFETY: both fds were just created and are owned here.
+    let (r, _w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let t = token();
+    let t2 = t.clone();
+    let h = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let mut c = super::super::cancel::Cancellable::new(&r, t2);
+        let mut b = [0u8; 1];
+        let first = std::io::Read::read(&mut c, &mut b);
+        drop(c);
+        // SAFETY: F_GETFL on the pipe this thread owns.
+        let flags = unsafe { libc::fcntl(r.as_raw_fd(), libc::F_GETFL) };
+        (first, flags)
+    });
+    t.cancel();
+    let (first, flags) = h.join().unwrap();
+    let e = first.unwrap_err();
+    assert!(super::super::cancel::is_cancelled(&e), "{e}");
+    assert_ne!(flags & libc::O_NONBLOCK, 0, "the pipe's own flag stays");
+}
+
 #[test]
 fn vectored_reads_and_writes_go_through_in_one_call() {
     use std::io::{IoSlice, IoSliceMut, Read, Seek, Write};
