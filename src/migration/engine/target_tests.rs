@@ -70,13 +70,18 @@ fn restore_reads_the_file_it_opened_not_the_path_again() {
     engine::restore_from(dst.as_mut(), &input, &opts, &t).unwrap();
 }
 
+/// A new pipe (read end, write end), created with `flags` (`pipe2(2)`).
+fn pipe(flags: libc::c_int) -> (File, File) {
+    let mut fds = [0; 2];
+    // SAFETY: a valid array for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) }, 0);
+    // SAFETY: both fds were just created and are owned here.
+    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+}
+
 #[test]
 fn a_cancelled_token_ends_a_blocked_pipe_read() {
-    let mut fds = [0; 2];
-    // SAFETY: a valid array for pipe to fill.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: both fds were just created and are owned here.
-    let (r, _w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let (r, _w) = pipe(0);
     let t = token();
     let t2 = t.clone();
     let h = std::thread::spawn(move || {
@@ -94,14 +99,7 @@ fn a_cancelled_token_ends_a_blocked_pipe_read() {
 /// flag is still the pipe's own after the wrapper is dropped.
 #[test]
 fn an_already_non_blocking_pipe_waits_and_keeps_its_flag() {
-    let mut fds = [0; 2];
-    // SAFETY: a valid array for pipe2 to fill.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
-        0
-    );
-    // SAFETY: both fds were just created and are owned here.
-    let (r, _w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let (r, _w) = pipe(libc::O_NONBLOCK);
     let t = token();
     let t2 = t.clone();
     let h = std::thread::spawn(move || {
@@ -147,11 +145,7 @@ fn vectored_reads_and_writes_go_through_in_one_call() {
         .unwrap();
     assert_eq!((n, a, b), (1024, head, body));
     // A pipe (polled, non-blocking while wrapped): the same.
-    let mut fds = [0; 2];
-    // SAFETY: a valid array for pipe to fill.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: both fds were just created and are owned here.
-    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let (r, w) = pipe(0);
     let mut cw = super::super::cancel::Cancellable::new(&w, t.clone());
     let n = cw
         .write_vectored(&[IoSlice::new(&head), IoSlice::new(&body)])
