@@ -253,7 +253,8 @@ pub fn restore_from_file(
 /// A pipe or socket is read up to the verified trailer and no further. A socket's receive
 /// low-water mark is left as it is: with the mark set from what the stream needs next
 /// ([`Cancellable::low_water`], up to 256 KiB), the bench's one-thread restore from a
-/// loopback socket ran at half its rate without it (hw-notes/bench.md, session 19). Blocking
+/// loopback socket ran at half the rate it reached without the mark (hw-notes/bench.md,
+/// session 19). Blocking
 /// reads end as soon as `token` is cancelled; pass the token whose
 /// [`flag`](CancelToken::flag) is `opts.cancel`.
 /// A pipe or FIFO smaller than `opts.buffer_size` is grown to it (at most

@@ -98,7 +98,7 @@ fn a_cancelled_token_ends_a_blocked_pipe_read() {
 /// (whether the cancel comes before it or while it waits), never with `WouldBlock`, and the
 /// flag is still the pipe's own after the wrapper is dropped.
 #[test]
-fn an_already_non_blocking_pipe_waits_and_keeps_its_flag() {
+fn an_already_non_blocking_pipe_read_ends_as_cancelled_and_keeps_its_flag() {
     let (r, _w) = pipe(libc::O_NONBLOCK);
     let t = token();
     let t2 = t.clone();
