@@ -52,6 +52,7 @@ mod ring;
 mod save;
 mod source;
 pub mod target;
+mod turns;
 mod write_behind;
 
 pub(crate) use buf::AlignedBuf;
@@ -84,3 +85,5 @@ mod panic_tests;
 mod switchover_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod turns_tests;

@@ -3,7 +3,7 @@
 use super::cancel::{CancelToken, Cancellable};
 use super::pipe;
 use super::report::{rate, secs};
-use super::ring::{guarded, pipeline, Caller, Filled};
+use super::ring::{guarded, pipeline, Filled};
 use super::target::Input;
 use super::{AlignedBuf, Options, P2pPoint, P2pStep, Phase, RestoreReport};
 use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
@@ -135,13 +135,12 @@ fn restore_inner<R: Read + Send>(
     let totals: StreamTotals = pipeline(
         chunk,
         opts.overlap,
-        Caller::Consumes,
         |p| {
             loop {
                 opts.check_cancel()?;
                 let mut buf = p.take()?;
                 match reader.next_chunk_unverified(&mut buf)? {
-                    Some((kind, len, check)) => {
+                    Some((_, len, check)) => {
                         let check = if p.consumer_far_behind() {
                             check.verify(&buf[..len])?;
                             None
@@ -149,12 +148,10 @@ fn restore_inner<R: Read + Send>(
                             Some(check)
                         };
                         p.send(Filled {
-                            kind,
                             buf,
                             at: 0,
                             len,
                             check,
-                            sum: None,
                         })?
                     }
                     None => break,

@@ -3,7 +3,7 @@
 
 use super::AlignedBuf;
 use crate::migration::recovery::recover;
-use crate::migration::stream::{ChunkKind, PayloadCheck};
+use crate::migration::stream::PayloadCheck;
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +15,6 @@ pub const RING: usize = 4;
 
 /// A full buffer travelling from the producer to the consumer.
 pub(super) struct Filled {
-    pub(super) kind: ChunkKind,
     pub(super) buf: AlignedBuf,
     /// Where the payload starts in `buf`: the bytes before it are kept for the chunk's
     /// header, so header and payload leave in one contiguous write (0 when nothing frames
@@ -25,38 +24,27 @@ pub(super) struct Filled {
     pub(super) len: usize,
     /// For a chunk read from a stream: its payload check, done by the consumer.
     pub(super) check: Option<PayloadCheck>,
-    /// For a chunk read from a device: its checksum ([`checksum`]), computed by the
-    /// producer right after the read, while the bytes are in its core's cache.
-    ///
-    /// [`checksum`]: crate::migration::stream::checksum
-    pub(super) sum: Option<u64>,
 }
 
-/// The consuming side of a pipeline: called with each chunk, its kind, its pending
-/// payload check and its checksum when the producer computed it.
+/// The consuming side of a pipeline: called with each chunk and its pending payload check.
 type Consume<'a> = dyn FnMut(&mut Chunk<'_>) -> Result<()> + 'a;
 
 /// One chunk as the consumer sees it.
 pub(super) struct Chunk<'a> {
-    pub(super) kind: ChunkKind,
     /// The room kept for the header, then the payload: `buf[..at + len]` of the [`Filled`].
     pub(super) frame: &'a mut [u8],
     /// Where the payload starts in `frame`.
     pub(super) at: usize,
     /// For a chunk read from a stream: its payload check, still to do.
     pub(super) check: Option<&'a PayloadCheck>,
-    /// For a chunk read from a device: its checksum, when the producer computed it.
-    pub(super) sum: Option<u64>,
 }
 
 impl Filled {
     fn chunk(&mut self) -> Chunk<'_> {
         Chunk {
-            kind: self.kind,
             frame: &mut self.buf[..self.at + self.len],
             at: self.at,
             check: self.check.as_ref(),
-            sum: self.sum,
         }
     }
 }
@@ -97,21 +85,12 @@ enum Handoff<'a> {
 }
 
 impl Producer<'_> {
-    /// Whether the consumer is behind: a chunk sent earlier is still waiting for it or being
-    /// consumed. Work that either side may do on a chunk (a saved chunk's checksum) is then
-    /// better done by the producer, before sending it; when the consumer is waiting for data, the
-    /// producer is the bottleneck and leaves that work to the consumer. Always `false` on one
-    /// thread (both sides are the same thread).
-    pub(super) fn consumer_busy(&self) -> bool {
-        self.queued() > 0
-    }
-
     /// Whether the consumer is so far behind that every buffer but the one the producer holds
     /// is queued for it: the producer's next [`Producer::take`] would wait for the consumer.
     /// Work done on the producer then costs the pipeline nothing (restore verifies chunks on
-    /// the producer only then: [`Producer::consumer_busy`], a weaker signal, had the reading
-    /// thread take over checksums from a device writer that was only briefly behind, and
-    /// become the slower side). Always `false` on one thread.
+    /// the producer only then: a weaker signal, any chunk queued, had the reading thread take
+    /// over checksums from a device writer that was only briefly behind, and become the
+    /// slower side). Always `false` on one thread.
     pub(super) fn consumer_far_behind(&self) -> bool {
         self.queued() >= RING - 1
     }
@@ -164,7 +143,7 @@ impl Producer<'_> {
 }
 
 /// How long a side waiting for the other polls before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
+pub(super) const SPIN: Duration = Duration::from_micros(50);
 
 /// Longest run of waits that sleep without polling after polls went unanswered.
 const MAX_BACKOFF: u32 = 64;
@@ -249,22 +228,13 @@ fn consumer_gone() -> MigrationError {
     MigrationError::PeerStopped
 }
 
-/// Which side of a [`pipeline`] runs on the calling thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Caller {
-    /// The caller produces (reads the device: save, migrate); a second thread consumes.
-    Produces,
-    /// The caller consumes (writes the device: restore); a second thread produces.
-    Consumes,
-}
-
 /// Runs `produce` and `consume` on two threads, passing [`RING`] buffers of `chunk` bytes
-/// between them. The device side runs on the calling thread (`caller`): the thread that
-/// opened the device and that the embedding program placed and configured keeps making the
-/// device calls, and the stream side runs on a helper. (Under the bed's emulated CPUs, device
-/// reads from a fresh helper thread were measured ~10 % slower than from the caller,
-/// hw-notes/bench.md.) The first error wins: a side that only failed because the other went
-/// away reports the other's error.
+/// between them: restore's, where the consumer writes the device. The device side runs on
+/// the calling thread: the thread that opened the device and that the embedding program
+/// placed and configured keeps making the device calls, and the stream side runs on a
+/// helper. (Under the bed's emulated CPUs, device reads from a fresh helper thread were
+/// measured ~10 % slower than from the caller, hw-notes/bench.md.) The first error wins: a
+/// side that only failed because the other went away reports the other's error.
 ///
 /// Without `overlap`, both run on this thread: each chunk is consumed as soon as it is
 /// produced, in one reused buffer.
@@ -274,7 +244,6 @@ pub(super) enum Caller {
 pub(super) fn pipeline<P, C, T>(
     chunk: usize,
     overlap: bool,
-    caller: Caller,
     produce: P,
     mut consume: C,
 ) -> Result<T>
@@ -330,17 +299,10 @@ where
     // A panic on the helper thread (a sink, a source or a progress callback) is carried
     // back and resumed on the calling thread once both sides stopped, so that the operation's
     // caller recovers the devices and the panic goes on, as it would on one thread.
-    let (produced, consumed) = std::thread::scope(|s| match caller {
-        Caller::Produces => {
-            let h = s.spawn(consumer);
-            let produced = producer();
-            (Ok(produced), h.join())
-        }
-        Caller::Consumes => {
-            let h = s.spawn(producer);
-            let consumed = consumer();
-            (h.join(), Ok(consumed))
-        }
+    let (produced, consumed) = std::thread::scope(|s| {
+        let h = s.spawn(producer);
+        let consumed = consumer();
+        (h.join(), Ok(consumed))
     });
     let (produced, consumed) = match (produced, consumed) {
         (Ok(p), Ok(c)) => (p, c),

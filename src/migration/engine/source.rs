@@ -4,7 +4,7 @@
 
 use super::precopy::{PrecopyEnd, Switchover};
 use super::report::secs;
-use super::ring::{pipeline, Caller, Filled, Producer};
+use super::turns;
 use super::{AlignedBuf, Options, P2pHook, P2pPoint, P2pStep};
 use crate::device::MigFlags;
 use crate::migration::session::SourceSession;
@@ -79,18 +79,16 @@ impl Framing {
     }
 }
 
-/// Save's and migrate's transfer: `source` read on the calling thread ([`read_source`]) into
-/// the ring's `chunk`-byte buffers as `framing` lays them out, and on the ring's other side,
-/// for every chunk: the cancel check, `put` (into a stream, or a destination device) with
-/// the frame (`framing.head` bytes of room, then the payload), where its payload starts, and
-/// the payload's checksum when computed, and progress against the source's estimate.
+/// Save's and migrate's transfer: `source` read ([`Reader`]) into `chunk`-byte buffers as
+/// `framing` lays them out, and for every chunk, in stream order: the cancel check, `put`
+/// (into a stream, or a destination device) with the frame (`framing.head` bytes of room,
+/// then the payload), where its payload starts, and the payload's checksum when computed,
+/// and progress against the source's estimate.
 ///
-/// With `hash`, while the writing side is behind ([`Producer::consumer_busy`]: a blocking
-/// sink, a socket, a pipe), the reading thread computes each chunk's [`checksum`] right after
-/// the device read, while the bytes are in its core's cache, and `put` gets it: the writing
-/// thread, the bottleneck, then only writes. When the writing side keeps up, the reading
-/// thread is the bottleneck and `put` gets `None` (the writer hashes). hw-notes/bench.md
-/// has the figures.
+/// With `opts.overlap` two threads take turns ([`turns`](super::turns)): each reads a chunk
+/// into its own buffer, hashes it (with `hash`) and puts it while the other reads the next,
+/// so every byte is read, hashed and written on the core that read it. Without, the calling
+/// thread does it all with one buffer. hw-notes/bench.md has the figures.
 pub(super) fn transfer<F>(
     source: &mut SourceSession<'_>,
     opts: &Options,
@@ -104,103 +102,178 @@ where
 {
     let expected = source.estimate();
     let mut done = 0u64;
-    pipeline(
-        chunk,
-        opts.overlap,
-        Caller::Produces,
-        |p| read_source(source, opts, p, chunk, framing, hash),
-        move |c| {
-            opts.check_cancel()?;
-            let len = c.data().len() as u64;
-            put(c.kind, c.frame, c.at, c.sum)?;
-            done += len;
-            opts.report(c.kind.into(), done, expected);
-            Ok(())
-        },
-    )
+    let mut reader = Reader::new(source, opts, chunk, framing);
+    let head = framing.head;
+    let put = move |kind: ChunkKind, frame: &mut [u8], sum: Option<u64>| {
+        opts.check_cancel()?;
+        let len = (frame.len() - head) as u64;
+        put(kind, frame, head, sum)?;
+        done += len;
+        opts.report(kind.into(), done, expected);
+        Ok(())
+    };
+    if opts.overlap {
+        turns::share(chunk, hash, &mut reader, put)?;
+    } else {
+        let mut buf = AlignedBuf::new(chunk);
+        let mut put = put;
+        while let Some((kind, n)) = reader.next(&mut buf)? {
+            let sum = hash.then(|| checksum(&buf[head..head + n]));
+            put(kind, &mut buf[..head + n], sum)?;
+        }
+    }
+    Ok(reader.stats)
 }
 
-/// The source side of save and migrate: pre-copy rounds (when the device has PRE_COPY and
-/// the policy asks) until the [switchover decision](super::precopy) ends them, the
-/// downtime check, then STOP_COPY to end of stream, every chunk sent through `p`. The
-/// session is left drained.
-fn read_source(
-    s: &mut SourceSession<'_>,
-    opts: &Options,
-    p: &Producer,
+/// Where the source side of save and migrate is: before, in or after pre-copy, in
+/// STOP_COPY, or drained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Nothing read yet.
+    Start,
+    /// In a pre-copy round, reading.
+    Round,
+    /// Pre-copy is over (or never began): the device is to stop.
+    Stopping,
+    /// STOP_COPY, reading to the end of the state.
+    Stopped,
+    /// The state is read.
+    Done,
+}
+
+/// The source side of save and migrate, one chunk at a time ([`Reader::next`]): pre-copy
+/// rounds (when the device has PRE_COPY and the policy asks) until the [switchover
+/// decision](super::precopy) ends them, the downtime check, then STOP_COPY to end of stream.
+/// The session is left drained.
+pub(super) struct Reader<'a, 's> {
+    s: &'a mut SourceSession<'s>,
+    opts: &'a Options,
     chunk: usize,
     framing: Framing,
-    hash: bool,
-) -> Result<SourceStats> {
-    let head = framing.head;
-    let filled = |kind, buf: AlignedBuf, len: usize| Filled {
-        kind,
-        sum: (hash && p.consumer_busy()).then(|| checksum(&buf[head..head + len])),
-        buf,
-        at: head,
-        len,
-        check: None,
-    };
-    // The stream position of the next frame (when frames are aligned).
-    let mut pos = framing.align_from;
-    let mut st = SourceStats::default();
-    let max_rounds = opts.max_rounds();
-    let mut switch = Switchover::new(opts.precopy, max_rounds);
-    // A buffer the session did not fill goes to the next read, not back to the ring.
-    let mut spare: Option<AlignedBuf> = None;
-    if max_rounds > 0 && s.driver().flags().has(MigFlags::PRE_COPY) {
-        let t0 = Instant::now();
-        s.start_precopy()?;
+    phase: Phase,
+    /// The stream position of the next frame (when frames are aligned).
+    pos: Option<u64>,
+    switch: Switchover,
+    /// When pre-copy began.
+    precopy_from: Option<Instant>,
+    pub(super) stats: SourceStats,
+}
+
+impl<'a, 's> Reader<'a, 's> {
+    pub(super) fn new(
+        s: &'a mut SourceSession<'s>,
+        opts: &'a Options,
+        chunk: usize,
+        framing: Framing,
+    ) -> Self {
+        Reader {
+            s,
+            opts,
+            chunk,
+            framing,
+            phase: Phase::Start,
+            pos: framing.align_from,
+            switch: Switchover::new(opts.precopy, opts.max_rounds()),
+            precopy_from: None,
+            stats: SourceStats::default(),
+        }
+    }
+
+    /// Reads the next chunk's payload into `buf` after the room kept for its header
+    /// (`framing.head` bytes): its kind and length, or `None` once the state is read.
+    /// Between chunks it moves the device on (pre-copy rounds, the stop).
+    pub(super) fn next(&mut self, buf: &mut [u8]) -> Result<Option<(ChunkKind, usize)>> {
+        let head = self.framing.head;
         loop {
-            s.begin_round()?;
-            loop {
-                let mut buf = take(&mut spare, p)?;
-                let room = framing.room(chunk, pos);
-                let n = s.read_round(&mut buf[head..head + room])?;
-                if n == 0 {
-                    spare = Some(buf);
-                    break;
+            match self.phase {
+                Phase::Start => {
+                    if self.opts.max_rounds() > 0 && self.s.driver().flags().has(MigFlags::PRE_COPY)
+                    {
+                        self.precopy_from = Some(Instant::now());
+                        self.s.start_precopy()?;
+                        self.s.begin_round()?;
+                        self.phase = Phase::Round;
+                    } else {
+                        self.phase = Phase::Stopping;
+                    }
                 }
-                pos = pos.map(|at| at + (head + n) as u64);
-                p.send(filled(ChunkKind::Precopy, buf, n))?;
-            }
-            let round = s.end_round()?;
-            st.rounds += 1;
-            let left = remaining(s, round.pending_after.total());
-            if let Some(end) = switch.after_round(&round, st.rounds, left, s.precopy_capped()) {
-                st.precopy_end = end;
-                st.converged = end == PrecopyEnd::Converged;
-                break;
+                Phase::Round => {
+                    let room = self.framing.room(self.chunk, self.pos);
+                    let n = self.s.read_round(&mut buf[head..head + room])?;
+                    if n > 0 {
+                        return Ok(Some((ChunkKind::Precopy, self.advance(n))));
+                    }
+                    self.end_round()?;
+                }
+                Phase::Stopping => {
+                    self.stop()?;
+                    self.phase = Phase::Stopped;
+                }
+                Phase::Stopped => {
+                    let room = self.framing.room(self.chunk, self.pos);
+                    let n = self.s.read_stopped(&mut buf[head..head + room])?;
+                    if n > 0 {
+                        return Ok(Some((ChunkKind::Stopcopy, self.advance(n))));
+                    }
+                    self.phase = Phase::Done;
+                }
+                Phase::Done => return Ok(None),
             }
         }
-        st.precopy_seconds = secs(t0);
     }
-    // The downtime prediction and check, on what is left now: the device is not stopped
-    // when the check fails.
-    if st.rounds > 0 || opts.precopy.max_downtime.is_some() {
-        let left = match s.driver().pending() {
-            Ok(p) if st.rounds > 0 => remaining(s, p.total()),
-            _ => remaining(s, s.estimate().unwrap_or(0)),
-        };
-        let device = s.driver().device().name().to_string();
-        st.predicted_downtime = switch.check(&device, st.rounds, left)?;
+
+    /// The room kept before each payload for its header.
+    pub(super) fn head(&self) -> usize {
+        self.framing.head
     }
-    opts.check_cancel()?;
-    if let Some(hook) = &opts.p2p {
-        quiesce(s, hook)?;
+
+    /// Counts `n` payload bytes read at the stream position.
+    fn advance(&mut self, n: usize) -> usize {
+        self.pos = self.pos.map(|at| at + (self.framing.head + n) as u64);
+        n
     }
-    s.stop_copy()?;
-    loop {
-        let mut buf = take(&mut spare, p)?;
-        let room = framing.room(chunk, pos);
-        let n = s.read_stopped(&mut buf[head..head + room])?;
-        if n == 0 {
-            break;
+
+    /// Ends a pre-copy round: another begins, or the switchover decision ends pre-copy.
+    fn end_round(&mut self) -> Result<()> {
+        let round = self.s.end_round()?;
+        self.stats.rounds += 1;
+        let left = remaining(self.s, round.pending_after.total());
+        let capped = self.s.precopy_capped();
+        match self
+            .switch
+            .after_round(&round, self.stats.rounds, left, capped)
+        {
+            Some(end) => {
+                self.stats.precopy_end = end;
+                self.stats.converged = end == PrecopyEnd::Converged;
+                self.stats.precopy_seconds = self.precopy_from.map(secs).unwrap_or(0.0);
+                self.phase = Phase::Stopping;
+            }
+            None => {
+                self.s.begin_round()?;
+            }
         }
-        pos = pos.map(|at| at + (head + n) as u64);
-        p.send(filled(ChunkKind::Stopcopy, buf, n))?;
+        Ok(())
     }
-    Ok(st)
+
+    /// The downtime prediction and check, on what is left now (the device is not stopped
+    /// when the check fails), the P2P points, then STOP_COPY.
+    fn stop(&mut self) -> Result<()> {
+        let st = &mut self.stats;
+        if st.rounds > 0 || self.opts.precopy.max_downtime.is_some() {
+            let left = match self.s.driver().pending() {
+                Ok(p) if st.rounds > 0 => remaining(self.s, p.total()),
+                _ => remaining(self.s, self.s.estimate().unwrap_or(0)),
+            };
+            let device = self.s.driver().device().name().to_string();
+            st.predicted_downtime = self.switch.check(&device, st.rounds, left)?;
+        }
+        self.opts.check_cancel()?;
+        if let Some(hook) = &self.opts.p2p {
+            quiesce(self.s, hook)?;
+        }
+        self.s.stop_copy()
+    }
 }
 
 /// A group's P2P points before the source stops ([`Options::p2p`]): ready, then (with P2P
@@ -225,12 +298,5 @@ fn remaining(s: &mut SourceSession<'_>, pending: u64) -> u64 {
     match s.driver().stop_copy_size() {
         Ok(Some(n)) => n,
         _ => pending,
-    }
-}
-
-fn take(spare: &mut Option<AlignedBuf>, p: &Producer) -> Result<AlignedBuf> {
-    match spare.take() {
-        Some(b) => Ok(b),
-        None => p.take(),
     }
 }

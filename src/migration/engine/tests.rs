@@ -1,6 +1,6 @@
 //! Engine tests over an in-test fake device driven through the real v2 driver.
 
-use super::ring::{pipeline, Caller, Filled, Producer, Waiter};
+use super::ring::{pipeline, Filled, Producer, Waiter};
 use super::*;
 use crate::device::fsm;
 use crate::device::MigState;
@@ -8,7 +8,7 @@ use crate::device::{
     Device, DeviceError, DeviceHandle, DeviceIdentity, DeviceInfo, MigFlags, PrecopyInfo, RegionMap,
 };
 use crate::migration::compat::Mismatch;
-use crate::migration::stream::{ChunkKind, StreamError};
+use crate::migration::stream::StreamError;
 use crate::migration::v2::V2Driver;
 use crate::migration::{MigrationError, Result};
 use std::any::Any;
@@ -659,16 +659,14 @@ fn one_thread_operations_behave_like_two_thread_ones() {
 /// A 16-byte STOP_COPY chunk in a buffer of the ring.
 fn small_chunk(p: &Producer) -> Result<Filled> {
     Ok(Filled {
-        kind: ChunkKind::Stopcopy,
         buf: p.take()?,
         at: 0,
         len: 16,
         check: None,
-        sum: None,
     })
 }
 
-/// Whichever side runs on the caller's thread, a failing consumer stops a producer that has
+/// On two threads and on one, a failing consumer stops a producer that has
 /// far more to send than the ring holds (it must not stay blocked on the full ring), and a
 /// failing producer ends the consumer; the failing side's error is the one reported.
 #[test]
@@ -681,10 +679,10 @@ fn pipeline_failures_stop_the_other_side() {
         }
         Ok(sent)
     };
-    for caller in [Caller::Produces, Caller::Consumes] {
+    {
         for overlap in [true, false] {
             let mut seen = 0;
-            let e = pipeline(4096, overlap, caller, produce_many, |_| {
+            let e = pipeline(4096, overlap, produce_many, |_| {
                 seen += 1;
                 if seen == 2 {
                     Err(MigrationError::Stream(StreamError::StreamChecksum))
@@ -695,7 +693,7 @@ fn pipeline_failures_stop_the_other_side() {
             .unwrap_err();
             assert!(
                 matches!(e, MigrationError::Stream(StreamError::StreamChecksum)),
-                "{caller:?}: {e}"
+                "overlap {overlap}: {e}"
             );
             assert_eq!(seen, 2);
 
@@ -703,7 +701,6 @@ fn pipeline_failures_stop_the_other_side() {
             let e = pipeline(
                 4096,
                 overlap,
-                caller,
                 |p: &Producer| -> Result<u32> {
                     produce_many(p)?;
                     Err(MigrationError::Stream(StreamError::TrailingData))
@@ -716,7 +713,7 @@ fn pipeline_failures_stop_the_other_side() {
             .unwrap_err();
             assert!(
                 matches!(e, MigrationError::Stream(StreamError::TrailingData)),
-                "{caller:?}: {e}"
+                "overlap {overlap}: {e}"
             );
             assert_eq!(
                 seen,
@@ -725,7 +722,7 @@ fn pipeline_failures_stop_the_other_side() {
             );
 
             let mut seen = 0;
-            let n = pipeline(4096, overlap, caller, produce_many, |c| {
+            let n = pipeline(4096, overlap, produce_many, |c| {
                 assert_eq!(c.data().len(), 16);
                 seen += 1;
                 Ok(())
@@ -734,48 +731,6 @@ fn pipeline_failures_stop_the_other_side() {
             assert_eq!((n, seen), (100 * RING as u32, 100 * RING));
         }
     }
-}
-
-/// `consumer_busy` is what decides which thread hashes or verifies a chunk: false before
-/// anything is sent, true while the consumer holds a chunk, never true on one thread.
-#[test]
-fn consumer_busy_follows_the_consumer() {
-    use std::sync::mpsc;
-    let (started_tx, started_rx) = mpsc::channel::<()>();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let seen = pipeline(
-        4096,
-        true,
-        Caller::Produces,
-        move |p: &Producer| -> Result<Vec<bool>> {
-            let mut seen = vec![p.consumer_busy()];
-            p.send(small_chunk(p)?)?;
-            started_rx.recv().expect("the consumer started");
-            seen.push(p.consumer_busy());
-            go_tx.send(()).expect("the consumer waits");
-            Ok(seen)
-        },
-        move |_| {
-            started_tx.send(()).expect("the producer waits");
-            go_rx.recv().expect("the producer lets the consumer go");
-            Ok(())
-        },
-    )
-    .unwrap();
-    assert_eq!(seen, [false, true]);
-
-    let seen = pipeline(
-        4096,
-        false,
-        Caller::Produces,
-        |p: &Producer| -> Result<bool> {
-            p.send(small_chunk(p)?)?;
-            Ok(p.consumer_busy())
-        },
-        |_| Ok(()),
-    )
-    .unwrap();
-    assert!(!seen, "one thread: the consumer is never behind");
 }
 
 /// `consumer_far_behind` (where restore verifies chunks) holds only while every buffer but
@@ -787,7 +742,6 @@ fn consumer_far_behind_needs_the_whole_ring_queued() {
     let seen = pipeline(
         4096,
         true,
-        Caller::Produces,
         move |p: &Producer| -> Result<Vec<bool>> {
             let mut seen = vec![p.consumer_far_behind()];
             for _ in 0..RING - 1 {
@@ -813,7 +767,6 @@ fn consumer_far_behind_needs_the_whole_ring_queued() {
     let far = pipeline(
         4096,
         false,
-        Caller::Produces,
         |p: &Producer| -> Result<bool> {
             for _ in 0..RING {
                 p.send(small_chunk(p)?)?;

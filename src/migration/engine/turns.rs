@@ -1,0 +1,387 @@
+//! Two threads sharing one source: each reads a chunk into a buffer of its own and hashes
+//! it; the chunk is then put (in stream order) by whichever thread is free to put it.
+//!
+//! The ring ([`super::ring`]) hands every buffer from the reading thread to the writing
+//! one, so every byte is written into one core's cache by the device read and read back
+//! out of it by the other core (the checksum, the sink's copy), and the reader cycles
+//! through several buffers, which together do not fit its core's L2 next to the data
+//! streaming in. Here a thread that finds the stream waiting for its chunk puts the chunk
+//! itself, from its own cache, and reads its next chunk into the same buffer: with a sink
+//! that keeps up, the threads take turns at the device and each chunk stays on the core
+//! that read it (on a 2-vCPU Xeon the ring's save into memory ran 5 to 8 % behind a
+//! one-buffer loop that does no checksum, this level with it: hw-notes/bench.md, "Session
+//! 20"). When the sink is the slower side, the thread putting finds the next chunks queued
+//! and puts them one after another, while the other reads ahead into up to [`RING`]
+//! buffers: the ring's overlap, with no hand-off in the sink's path.
+//!
+//! The device is read by one thread at a time, in order (the [`Reader`] is held behind a
+//! [`Gate`]); chunks are put one at a time, in the order read: the stream is the one a
+//! single thread would write.
+
+use super::buf::AlignedBuf;
+use super::ring::{Waiter, RING, SPIN};
+use super::source::Reader;
+use crate::migration::stream::{checksum, ChunkKind};
+use crate::migration::{MigrationError, Result};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The longest a thread polls for the device before it sleeps.
+const MAX_SPIN: Duration = Duration::from_micros(200);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing a panicking holder leaves half-done matters here: a panic stops the transfer
+    // (see `StopOnPanic`) and goes on on the calling thread.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A lock on the device held for one read at a time, whose waiters poll before they sleep:
+/// the other thread's read ends in about as long as the last read took, and a sleeping
+/// waiter costs a wake-up (an IPI in a VM) on every chunk.
+#[derive(Debug)]
+struct Gate {
+    held: AtomicBool,
+    /// When the holder took it, nanoseconds since `epoch`.
+    since: AtomicU64,
+    /// How long the last holder held it, nanoseconds.
+    last: AtomicU64,
+    epoch: Instant,
+    /// Threads asleep in [`Gate::enter`].
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    woken: Condvar,
+}
+
+impl Gate {
+    fn new(epoch: Instant) -> Gate {
+        Gate {
+            held: AtomicBool::new(false),
+            since: AtomicU64::new(0),
+            last: AtomicU64::new(0),
+            epoch,
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            woken: Condvar::new(),
+        }
+    }
+
+    fn try_enter(&self) -> bool {
+        let took = self
+            .held
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if took {
+            self.since.store(self.now(), Ordering::Relaxed);
+        }
+        took
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Takes the gate, or returns `false` once `stop` is set. Polls first, for about as
+    /// long as the last holder held it (at least [`SPIN`], at most [`MAX_SPIN`]), unless `w`
+    /// says recent polls went unanswered (see [`Waiter`]); then sleeps.
+    fn enter(&self, w: &Waiter, stop: &AtomicBool) -> bool {
+        if self.try_enter() {
+            return true;
+        }
+        let polls = w.polls();
+        if polls {
+            let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
+            let budget = (last + last / 2).clamp(SPIN, MAX_SPIN);
+            let t0 = Instant::now();
+            while t0.elapsed() < budget {
+                std::hint::spin_loop();
+                if stop.load(Ordering::SeqCst) {
+                    return false;
+                }
+                if self.try_enter() {
+                    w.record(true, true);
+                    return true;
+                }
+            }
+        }
+        w.record(polls, false);
+        let mut g = lock(&self.lock);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let took = loop {
+            if stop.load(Ordering::SeqCst) {
+                break false;
+            }
+            if self.try_enter() {
+                break true;
+            }
+            g = self.woken.wait(g).unwrap_or_else(PoisonError::into_inner);
+        };
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        took
+    }
+
+    fn leave(&self) {
+        let held = self
+            .now()
+            .saturating_sub(self.since.load(Ordering::Relaxed));
+        self.last.store(held, Ordering::Relaxed);
+        self.held.store(false, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // A sleeper counts itself under the lock before it tries the gate; taking the lock
+        // here means it is either not yet trying (it will see the change) or waiting (and
+        // is woken).
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _g = lock(&self.lock);
+            self.woken.notify_all();
+        }
+    }
+}
+
+/// A chunk read and hashed, waiting for its turn to be put.
+struct Ready {
+    kind: ChunkKind,
+    buf: AlignedBuf,
+    /// Frame length: the room for the header, then the payload.
+    len: usize,
+    /// The payload's checksum, when hashing.
+    sum: Option<u64>,
+}
+
+/// The putting side's state.
+#[derive(Default)]
+struct Puts {
+    /// The number (in read order) of the next chunk to put.
+    next: u64,
+    /// Whether a thread is putting now.
+    busy: bool,
+    /// Chunks read ahead of `next`, by number.
+    ready: BTreeMap<u64, Ready>,
+}
+
+/// Buffers not in use, and how many were made.
+#[derive(Default)]
+struct Buffers {
+    free: Vec<AlignedBuf>,
+    made: usize,
+}
+
+/// What the two threads share.
+struct Shared<'r, 'a, 's, F> {
+    /// The reader and the number of the next chunk, behind `gate`.
+    reader: Mutex<(&'r mut Reader<'a, 's>, u64)>,
+    gate: Gate,
+    puts: Mutex<Puts>,
+    put: Mutex<F>,
+    buffers: Mutex<Buffers>,
+    /// A buffer went back to `buffers`.
+    freed: Condvar,
+    /// The transfer is over for both threads: a side failed (or panicked).
+    stop: AtomicBool,
+    /// The first error either thread met.
+    failed: Mutex<Option<MigrationError>>,
+    chunk: usize,
+    head: usize,
+    hash: bool,
+}
+
+impl<F> Shared<'_, '_, '_, F>
+where
+    F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()>,
+{
+    /// Records `e` unless an error came first, and stops both threads.
+    fn fail(&self, e: MigrationError) {
+        lock(&self.failed).get_or_insert(e);
+        self.halt();
+    }
+
+    fn halt(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.gate.wake();
+        let _g = lock(&self.buffers);
+        self.freed.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// A buffer to read into: `mine`, a free one, a new one (at most [`RING`] in all), or
+    /// the next one freed. `None` once stopped.
+    fn buffer(&self, mine: &mut Option<AlignedBuf>) -> Option<AlignedBuf> {
+        if let Some(b) = mine.take() {
+            return Some(b);
+        }
+        let mut bufs = lock(&self.buffers);
+        loop {
+            if self.stopped() {
+                return None;
+            }
+            if let Some(b) = bufs.free.pop() {
+                return Some(b);
+            }
+            if bufs.made < RING {
+                bufs.made += 1;
+                drop(bufs);
+                return Some(AlignedBuf::new(self.chunk));
+            }
+            bufs = self
+                .freed
+                .wait(bufs)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn give_back(&self, b: AlignedBuf) {
+        lock(&self.buffers).free.push(b);
+        self.freed.notify_one();
+    }
+
+    /// Puts chunk `n` when the stream is waiting for it, then every chunk queued after it;
+    /// otherwise queues it for the thread putting. Returns the buffer when this thread put
+    /// its own chunk (it reads into it next), `None` when queued or stopped.
+    fn put_or_queue(&self, n: u64, r: Ready) -> Option<AlignedBuf> {
+        {
+            let mut p = lock(&self.puts);
+            if p.busy || p.next != n {
+                p.ready.insert(n, r);
+                return None;
+            }
+            p.busy = true;
+        }
+        let mut own = Some(r);
+        let mut mine = None;
+        loop {
+            let Some(mut c) = own.take() else { break };
+            let res = (lock(&self.put))(c.kind, &mut c.buf[..c.len], c.sum);
+            if let Err(e) = res {
+                self.fail(e);
+                return None;
+            }
+            // This thread's own chunk keeps its buffer; a queued one's goes back.
+            match mine {
+                None => mine = Some(c.buf),
+                Some(_) => self.give_back(c.buf),
+            }
+            if self.stopped() {
+                return None;
+            }
+            let mut p = lock(&self.puts);
+            p.next += 1;
+            let next = p.next;
+            match p.ready.remove(&next) {
+                Some(q) => own = Some(q),
+                None => p.busy = false,
+            }
+        }
+        mine
+    }
+}
+
+/// Closes the transfer when a thread unwinds, so the other one does not wait for it forever.
+struct StopOnPanic<'x, 'r, 'a, 's, F>(&'x Shared<'r, 'a, 's, F>)
+where
+    F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()>;
+
+impl<F> Drop for StopOnPanic<'_, '_, '_, '_, F>
+where
+    F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()>,
+{
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.halt();
+        }
+    }
+}
+
+/// Reads `reader` to its end on two threads (the calling one and a helper), the reads one
+/// at a time and in order, each chunk hashed (with `hash`) by the thread that read it, and
+/// put with its kind, frame (`chunk`-byte buffers: the reader's room for a header, then the
+/// payload) and checksum in the order read. The first error ends both threads and is returned; a panic
+/// on either thread ends both and goes on on the calling thread.
+pub(super) fn share<F>(chunk: usize, hash: bool, reader: &mut Reader<'_, '_>, put: F) -> Result<()>
+where
+    F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()> + Send,
+{
+    let head = reader.head();
+    let shared = Shared {
+        reader: Mutex::new((reader, 0)),
+        gate: Gate::new(Instant::now()),
+        puts: Mutex::new(Puts::default()),
+        put: Mutex::new(put),
+        buffers: Mutex::new(Buffers::default()),
+        freed: Condvar::new(),
+        stop: AtomicBool::new(false),
+        failed: Mutex::new(None),
+        chunk,
+        head,
+        hash,
+    };
+    let sh = &shared;
+    let done = std::thread::scope(|s| {
+        let helper = s.spawn(move || work(sh));
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(sh)));
+        (mine, helper.join())
+    });
+    match done {
+        (Ok(()), Ok(())) => {}
+        (Err(payload), _) | (_, Err(payload)) => std::panic::resume_unwind(payload),
+    }
+    match shared
+        .failed
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One thread's part: read a chunk (when the device is free), then put it or queue it,
+/// until the reader ends or a side fails.
+fn work<F>(sh: &Shared<'_, '_, '_, F>)
+where
+    F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()>,
+{
+    let _stop = StopOnPanic(sh);
+    let wait = Waiter::default();
+    let mut mine = None;
+    loop {
+        let Some(mut buf) = sh.buffer(&mut mine) else {
+            return;
+        };
+        if !sh.gate.enter(&wait, &sh.stop) {
+            return;
+        }
+        let got = {
+            let mut g = lock(&sh.reader);
+            let (reader, next) = &mut *g;
+            let n = *next;
+            *next += 1;
+            reader.next(&mut buf).map(|c| c.map(|c| (n, c)))
+        };
+        sh.gate.leave();
+        let (n, kind, len) = match got {
+            Ok(Some((n, (kind, len)))) => (n, kind, sh.head + len),
+            // The state is read: chunks read before are put by the threads holding them.
+            Ok(None) => return sh.give_back(buf),
+            Err(e) => return sh.fail(e),
+        };
+        let sum = sh.hash.then(|| checksum(&buf[sh.head..len]));
+        mine = sh.put_or_queue(
+            n,
+            Ready {
+                kind,
+                buf,
+                len,
+                sum,
+            },
+        );
+        if sh.stopped() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The two threads sharing a source ([`super::turns`]): a sink slower than the device does
+//! not stop the reading, and the stream stays in order.
+
+use super::*;
+use crate::device::{DeviceHandle, MigFlags, MigState};
+use crate::migration::{driver_for, MigrationDriver, Pending, Protocol};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// A driver counting the bytes its device's reads returned.
+struct Counted {
+    inner: Box<dyn MigrationDriver>,
+    read: Arc<(Mutex<u64>, Condvar)>,
+}
+
+impl MigrationDriver for Counted {
+    fn protocol(&self) -> Protocol {
+        self.inner.protocol()
+    }
+    fn device(&self) -> &DeviceHandle {
+        self.inner.device()
+    }
+    fn flags(&self) -> MigFlags {
+        self.inner.flags()
+    }
+    fn set_state(&mut self, state: MigState) -> crate::migration::Result<()> {
+        self.inner.set_state(state)
+    }
+    fn state(&mut self) -> crate::migration::Result<MigState> {
+        self.inner.state()
+    }
+    fn read(&mut self, buf: &mut [u8]) -> crate::migration::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let (count, changed) = &*self.read;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) += n as u64;
+        changed.notify_all();
+        Ok(n)
+    }
+    fn write(&mut self, buf: &[u8]) -> crate::migration::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn pending(&mut self) -> crate::migration::Result<Pending> {
+        self.inner.pending()
+    }
+    fn stop_copy_size(&mut self) -> crate::migration::Result<Option<u64>> {
+        self.inner.stop_copy_size()
+    }
+}
+
+/// A sink whose first write waits until the device has returned `until` bytes (at most
+/// `patience`), then records whether it got there.
+struct Held {
+    out: Vec<u8>,
+    read: Arc<(Mutex<u64>, Condvar)>,
+    until: u64,
+    patience: Duration,
+    got_there: Option<bool>,
+    waited_at: Arc<AtomicU64>,
+}
+
+impl Write for Held {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.got_there.is_none() && !self.out.is_empty() {
+            let (count, changed) = &*self.read;
+            let g = count.lock().unwrap_or_else(|e| e.into_inner());
+            self.waited_at.store(*g, Ordering::Relaxed);
+            let (g, timeout) = changed
+                .wait_timeout_while(g, self.patience, |n| *n < self.until)
+                .unwrap_or_else(|e| e.into_inner());
+            self.got_there = Some(!timeout.timed_out() && *g >= self.until);
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// While the sink takes its time with the first chunk, the other thread reads the next
+/// chunks into the other buffers of the ring (three more, here) rather than waiting for
+/// its turn; the stream still restores byte for byte.
+#[test]
+fn a_sink_holding_its_first_chunk_does_not_hold_the_reading() {
+    const CHUNK: usize = 64 << 10;
+    let state = 1u64 << 20;
+    let open = |seed: u32| {
+        let spec = format!("sim:state={state},seed={seed}");
+        let dev = crate::open(&spec.parse().expect("spec"), &Default::default()).expect("open");
+        driver_for(dev).expect("driver")
+    };
+    let read = Arc::new((Mutex::new(0u64), Condvar::new()));
+    let mut src = Counted {
+        inner: open(5),
+        read: read.clone(),
+    };
+    // The header's write comes first; the first chunk's frame is the second write.
+    let sink = Held {
+        out: Vec::new(),
+        read: read.clone(),
+        until: 0,
+        patience: Duration::from_secs(20),
+        got_there: None,
+        waited_at: Arc::new(AtomicU64::new(0)),
+    };
+    let waited_at = sink.waited_at.clone();
+    // While the first chunk is held, the ring's three other buffers take three more
+    // chunks, each a buffer less the room for its header (64 bytes at most): more than
+    // three chunks' payload at least is read. Without reading ahead (or with a ring of two
+    // buffers) the device would stop at two chunks.
+    let sink = Held {
+        until: 3 * (CHUNK as u64 - 64) + 1,
+        ..sink
+    };
+    let opts = Options {
+        buffer_size: CHUNK,
+        ..Default::default()
+    };
+    let (sink, rep) = save(&mut src, sink, "held", &opts).expect("save");
+    assert_eq!(
+        sink.got_there,
+        Some(true),
+        "the device had returned {} bytes when the sink began to wait, and no more than \
+         that within the patience",
+        waited_at.load(Ordering::Relaxed)
+    );
+    assert!(rep.bytes >= state);
+    // The same stream as one thread with one buffer writes from the same state.
+    let one = Options {
+        overlap: false,
+        ..opts.clone()
+    };
+    let (alone, _) = save(open(5).as_mut(), Vec::new(), "alone", &one).expect("save alone");
+    assert!(
+        sink.out == alone,
+        "the stream differs from the one-thread save's"
+    );
+    let mut dst = open(9);
+    restore(dst.as_mut(), &sink.out[..], &opts).expect("restore");
+}
