@@ -8,16 +8,20 @@
 //! Design:
 //! - **Built on the sessions.** The device's side of every operation is a
 //!   [`crate::migration::session`]: a [`SourceSession`](crate::migration::session::SourceSession)
-//!   reads the source (pre-copy rounds and STOP_COPY, in the pull form that fills the ring's
-//!   buffers), a [`DestinationSession`](crate::migration::session::DestinationSession) takes
-//!   the state in RESUMING; the engine adds the pre-copy policy (when to stop), the ring, the
-//!   stream and the recovery of its devices on every error and panic.
-//! - **Bounded memory.** A small ring of page-aligned buffers ([`RING`] of them, each one
-//!   chunk) is allocated once per operation and reused; nothing is allocated per chunk, so the
-//!   footprint is the same for a 4 KiB and a 4 GiB state.
-//! - **Overlap.** One thread reads from the source (device, or stream file) into a free
-//!   buffer while the calling thread drains a full one into the sink (stream file, or
-//!   device). Buffers travel through two bounded channels (full ones forward, empty ones back).
+//!   reads the source (pre-copy rounds and STOP_COPY, in the pull form that fills the
+//!   engine's buffers), a [`DestinationSession`](crate::migration::session::DestinationSession) takes
+//!   the state in RESUMING; the engine adds the pre-copy policy (when to stop), the two
+//!   threads, the stream and the recovery of its devices on every error and panic.
+//! - **Bounded memory.** At most [`RING`] page-aligned buffers (each one chunk) per
+//!   operation, made as needed and reused; nothing is allocated per chunk, so the footprint
+//!   is the same for a 4 KiB and a 4 GiB state.
+//! - **Overlap.** Save and migrate read the device on two threads that share it (`turns`):
+//!   one reads the next chunk while the other hashes and puts the chunk it read, in stream
+//!   order, from its own buffer (so in its own core's cache); when the sink is the slower
+//!   side, one thread puts every queued chunk in turn while the other reads ahead. Restore
+//!   reads the stream file on a helper thread into a free buffer while the calling thread
+//!   drains a full one into the device; those buffers travel through two bounded channels
+//!   (full ones forward, empty ones back).
 //! - **Integrity.** Saving frames and checksums on the fly ([`super::stream`]). Restoring
 //!   verifies each chunk's checksum before its bytes reach the device and leaves RESUMING
 //!   (which commits the state) only after the trailer verified.
@@ -34,8 +38,9 @@
 //!   and pipes directly; [`Input`] is opened once for every pass ([`target`]).
 //!
 //! One file per part: [`options`](Options) and reports, the buffers (page-aligned, from one
-//! [`crate::mem::BufPool`], zeroed when reused) and the ring between the two sides, reading a
-//! device (the source side of save and migrate, through its session),
+//! [`crate::mem::BufPool`], zeroed when reused), the ring between restore's two sides, the two
+//! threads sharing a source, reading a device (the source side of save and migrate, through
+//! its session),
 //! and the three operations: [`save`](save()), [`restore`](restore()), [`migrate`](migrate()).
 
 mod buf;

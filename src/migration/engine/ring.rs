@@ -1,5 +1,5 @@
-//! The ring: buffers passed between the side that reads (a device or a stream file) and the
-//! side that writes (a stream file or a device), on two threads or inline on one.
+//! The ring: buffers passed between the side that reads a stream file and the side that
+//! writes a device (restore), on two threads or inline on one.
 
 use super::AlignedBuf;
 use crate::migration::recovery::recover;

@@ -1,5 +1,5 @@
 //! Reading a device: the source side of save and migrate, driven through a
-//! [`SourceSession`] (its pre-copy rounds and STOP_COPY read into the ring's buffers), with
+//! [`SourceSession`] (its pre-copy rounds and STOP_COPY read into the engine's buffers), with
 //! the engine's pre-copy policy deciding when to stop.
 
 use super::precopy::{PrecopyEnd, Switchover};
@@ -41,7 +41,7 @@ pub(super) fn source_session<'d>(
     })
 }
 
-/// Where a transfer puts each chunk in the ring's buffers, and how long it lets it be.
+/// Where a transfer puts each chunk in its buffers, and how long it lets it be.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Framing {
     /// Bytes kept free before each payload for its header (0: nothing frames the chunk), so
