@@ -112,7 +112,10 @@ where
         opts.report(kind.into(), done, expected);
         Ok(())
     };
-    if opts.overlap {
+    // A P2P group's hook waits inside a read for the other devices' operations; those run
+    // on one thread each here (a hang of the transport's group tests with two was seen and
+    // is not understood: see hw-notes/bench.md, session 20).
+    if opts.overlap && opts.p2p.is_none() {
         turns::share(chunk, hash, &mut reader, put)?;
     } else {
         let mut buf = AlignedBuf::new(chunk);
