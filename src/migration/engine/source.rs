@@ -85,9 +85,10 @@ impl Framing {
 /// then the payload), where its payload starts, and the payload's checksum when computed,
 /// and progress against the source's estimate.
 ///
-/// With `opts.overlap` two threads take turns ([`turns`](super::turns)): each reads a chunk
-/// into its own buffer, hashes it (with `hash`) and puts it while the other reads the next,
-/// so every byte is read, hashed and written on the core that read it. Without, the calling
+/// With `opts.overlap` (and no P2P hook) two threads share the source
+/// ([`turns`](super::turns)): each reads a chunk and hashes it (with `hash`) on the core that
+/// read it, puts it itself when the stream is waiting for it, and otherwise queues it for
+/// the thread putting (a sink slower than the device) and reads ahead. Otherwise the calling
 /// thread does it all with one buffer. hw-notes/bench.md has the figures.
 pub(super) fn transfer<F>(
     source: &mut SourceSession<'_>,

@@ -8,9 +8,8 @@
 //! streaming in. Here a thread that finds the stream waiting for its chunk puts the chunk
 //! itself, from its own cache, and reads its next chunk into the same buffer: with a sink
 //! that keeps up, the threads take turns at the device and each chunk stays on the core
-//! that read it (on a 2-vCPU Xeon the ring's save into memory ran 5 to 8 % behind a
-//! one-buffer loop that does no checksum, this level with it: hw-notes/bench.md, "Session
-//! 20"). When the sink is the slower side, the thread putting finds the next chunks queued
+//! that read it (on a 2-vCPU Xeon the ring's save into memory ran 6 to 11 % behind a
+//! one-buffer loop that does no checksum, this 3 to 5 %: hw-notes/bench.md, "Session 20"). When the sink is the slower side, the thread putting finds the next chunks queued
 //! and puts them one after another, while the other reads ahead into up to [`RING`]
 //! buffers: the ring's overlap, with no hand-off in the sink's path.
 //!
