@@ -114,8 +114,8 @@ pub struct Options {
     /// says how it is encoded. An in-process [`migrate`](super::migrate()) has no stream
     /// and ignores it.
     pub compression: Compression,
-    /// Moves the device together with others through the P2P states: called on the
-    /// device's thread at the [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook)
+    /// Moves the device together with others through the P2P states: called on a thread
+    /// of the operation ([`P2pHook`](super::P2pHook)) at the [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook)
     /// makes the operations of a group wait for each other there). [`save`](super::save())
     /// and [`migrate`](super::migrate()) call it for their source, which then enters
     /// RUNNING_P2P / PRE_COPY_P2P before it stops; [`restore`](super::restore()) for its

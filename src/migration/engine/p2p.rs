@@ -43,8 +43,9 @@ pub struct P2pPoint<'a> {
     pub state: MigState,
 }
 
-/// The hook of [`Options::p2p`](super::Options::p2p): called on the device's thread at each
-/// [`P2pStep`]; the operation goes on when it returns `Ok`. An error stops the operation:
+/// The hook of [`Options::p2p`](super::Options::p2p): called at each [`P2pStep`] on a
+/// thread of the device's operation (the calling thread, or the helper reading the source
+/// with it: [`Options::overlap`](super::Options::overlap)), once per step; the operation goes on when it returns `Ok`. An error stops the operation:
 /// a source is returned to RUNNING with its state (it never stopped), a destination that
 /// loaded the state is reset (its state discarded) and left RUNNING.
 pub type P2pHook = Arc<dyn Fn(&P2pPoint<'_>) -> Result<()> + Send + Sync>;

@@ -9,7 +9,7 @@ use super::{AlignedBuf, Options, P2pHook, P2pPoint, P2pStep};
 use crate::device::MigFlags;
 use crate::migration::session::SourceSession;
 use crate::migration::stream::{checksum, ChunkKind};
-use crate::migration::Result;
+use crate::migration::{MigrationError, Result};
 use std::time::Instant;
 
 /// What the engine's side of the reading did (the bytes, chunks, rounds and times are in
@@ -85,7 +85,7 @@ impl Framing {
 /// then the payload), where its payload starts, and the payload's checksum when computed,
 /// and progress against the source's estimate.
 ///
-/// With `opts.overlap` (and no P2P hook) two threads share the source
+/// With `opts.overlap` two threads share the source
 /// ([`turns`](super::turns)): each reads a chunk and hashes it (with `hash`) on the core that
 /// read it, puts it itself when the stream is waiting for it, and otherwise queues it for
 /// the thread putting (a sink slower than the device) and reads ahead. Otherwise the calling
@@ -113,10 +113,7 @@ where
         opts.report(kind.into(), done, expected);
         Ok(())
     };
-    // A P2P group's hook waits inside a read for the other devices' operations; those run
-    // on one thread each here (a hang of the transport's group tests with two was seen and
-    // is not understood: see hw-notes/bench.md, session 20).
-    if opts.overlap && opts.p2p.is_none() {
+    if opts.overlap {
         turns::share(chunk, hash, &mut reader, put)?;
     } else {
         let mut buf = AlignedBuf::new(chunk);
@@ -143,6 +140,8 @@ enum Phase {
     Stopped,
     /// The state is read.
     Done,
+    /// A step failed: the reader is not driven again.
+    Failed,
 }
 
 /// The source side of save and migrate, one chunk at a time ([`Reader::next`]): pre-copy
@@ -186,7 +185,22 @@ impl<'a, 's> Reader<'a, 's> {
     /// Reads the next chunk's payload into `buf` after the room kept for its header
     /// (`framing.head` bytes): its kind and length, or `None` once the state is read.
     /// Between chunks it moves the device on (pre-copy rounds, the stop).
+    ///
+    /// After an error the reader is spent: every later call fails with
+    /// [`MigrationError::PeerStopped`] without touching the device (a second thread sharing
+    /// the reader must not retry a step the device refused: a transition, a P2P point).
     pub(super) fn next(&mut self, buf: &mut [u8]) -> Result<Option<(ChunkKind, usize)>> {
+        if self.phase == Phase::Failed {
+            return Err(MigrationError::PeerStopped);
+        }
+        let r = self.step(buf);
+        if r.is_err() {
+            self.phase = Phase::Failed;
+        }
+        r
+    }
+
+    fn step(&mut self, buf: &mut [u8]) -> Result<Option<(ChunkKind, usize)>> {
         let head = self.framing.head;
         loop {
             match self.phase {
@@ -222,6 +236,7 @@ impl<'a, 's> Reader<'a, 's> {
                     self.phase = Phase::Done;
                 }
                 Phase::Done => return Ok(None),
+                Phase::Failed => return Err(MigrationError::PeerStopped),
             }
         }
     }

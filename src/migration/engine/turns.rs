@@ -355,19 +355,36 @@ where
         if !sh.gate.enter(&wait, &sh.stop) {
             return;
         }
-        let got = {
+        // Whether the other thread failed is looked at under the gate, and a failure here is
+        // recorded before the gate is left: the thread taking the device next sees it and
+        // does not drive the source after an error (it would retry a step the device
+        // refused, such as the stop and its P2P points).
+        let got = if sh.stopped() {
+            None
+        } else {
             let mut g = lock(&sh.reader);
             let (reader, next) = &mut *g;
             let n = *next;
             *next += 1;
-            reader.next(&mut buf).map(|c| c.map(|c| (n, c)))
+            Some(reader.next(&mut buf).map(|c| c.map(|c| (n, c))))
+        };
+        let got = match got {
+            Some(Ok(got)) => got,
+            Some(Err(e)) => {
+                sh.fail(e);
+                sh.gate.leave();
+                return;
+            }
+            None => {
+                sh.gate.leave();
+                return;
+            }
         };
         sh.gate.leave();
         let (n, kind, len) = match got {
-            Ok(Some((n, (kind, len)))) => (n, kind, sh.head + len),
+            Some((n, (kind, len))) => (n, kind, sh.head + len),
             // The state is read: chunks read before are put by the threads holding them.
-            Ok(None) => return sh.give_back(buf),
-            Err(e) => return sh.fail(e),
+            None => return sh.give_back(buf),
         };
         let sum = sh.hash.then(|| checksum(&buf[sh.head..len]));
         mine = sh.put_or_queue(

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::device::{DeviceHandle, MigFlags, MigState};
-use crate::migration::{driver_for, MigrationDriver, Pending, Protocol};
+use crate::migration::{driver_for, MigrationDriver, MigrationError, Pending, Protocol};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -139,4 +139,59 @@ fn a_sink_holding_its_first_chunk_does_not_hold_the_reading() {
     );
     let mut dst = open(9);
     restore(dst.as_mut(), &sink.out[..], &opts).expect("restore");
+}
+
+/// A reader whose step failed is spent: called again (as the other thread sharing it may
+/// be, when it took the device just after the failure) it fails without touching the
+/// device. Here the device refuses PRE_COPY -> PRE_COPY_P2P once; driven again, the reader
+/// would retry the stop, call the P2P hook's ready point a second time and quiesce the
+/// device after the error (which hung a group's transfer: the retried device waited at the
+/// group's barrier for a peer already gone).
+#[test]
+fn a_reader_that_failed_is_not_driven_again() {
+    let ready = Arc::new(AtomicU64::new(0));
+    let r2 = ready.clone();
+    let opts = Options {
+        precopy: PrecopyPolicy {
+            max_rounds: 1,
+            dirty_threshold: 0,
+            ..Default::default()
+        },
+        p2p: Some(Arc::new(move |p: &P2pPoint<'_>| {
+            if p.step == P2pStep::Ready {
+                r2.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })),
+        ..Default::default()
+    };
+    let spec = "sim:state=64K,seed=2,fail-at=pre-copy-p2p,fail-count=1";
+    let dev = crate::open(&spec.parse().expect("spec"), &Default::default()).expect("open");
+    let mut d = driver_for(dev).expect("driver");
+    const CHUNK: usize = 16 << 10;
+    let mut s = source::source_session(d.as_mut(), &opts, CHUNK).expect("session");
+    let mut r = source::Reader::new(&mut s, &opts, CHUNK, source::Framing::default());
+    let mut buf = AlignedBuf::new(CHUNK);
+    let e = loop {
+        match r.next(&mut buf) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the state was read to its end past a refused quiesce"),
+            Err(e) => break e,
+        }
+    };
+    assert!(e.to_string().contains("PRE_COPY_P2P"), "{e}");
+    assert_eq!(ready.load(Ordering::SeqCst), 1);
+    for _ in 0..2 {
+        assert!(matches!(r.next(&mut buf), Err(MigrationError::PeerStopped)));
+    }
+    assert_eq!(
+        ready.load(Ordering::SeqCst),
+        1,
+        "the reader retried the stop after the device refused it"
+    );
+    assert_eq!(
+        s.stage(),
+        MigState::PreCopy,
+        "the session moved on after the error"
+    );
 }
