@@ -147,12 +147,7 @@ fn restore_inner<R: Read + Send>(
                         } else {
                             Some(check)
                         };
-                        p.send(Filled {
-                            buf,
-                            at: 0,
-                            len,
-                            check,
-                        })?
+                        p.send(Filled { buf, len, check })?
                     }
                     None => break,
                 }

@@ -16,11 +16,7 @@ pub const RING: usize = 4;
 /// A full buffer travelling from the producer to the consumer.
 pub(super) struct Filled {
     pub(super) buf: AlignedBuf,
-    /// Where the payload starts in `buf`: the bytes before it are kept for the chunk's
-    /// header, so header and payload leave in one contiguous write (0 when nothing frames
-    /// the chunk: restore, in-process migrate).
-    pub(super) at: usize,
-    /// Payload length (`buf[at..at + len]`).
+    /// Payload length (`buf[..len]`).
     pub(super) len: usize,
     /// For a chunk read from a stream: its payload check, done by the consumer.
     pub(super) check: Option<PayloadCheck>,
@@ -31,10 +27,8 @@ type Consume<'a> = dyn FnMut(&mut Chunk<'_>) -> Result<()> + 'a;
 
 /// One chunk as the consumer sees it.
 pub(super) struct Chunk<'a> {
-    /// The room kept for the header, then the payload: `buf[..at + len]` of the [`Filled`].
-    pub(super) frame: &'a mut [u8],
-    /// Where the payload starts in `frame`.
-    pub(super) at: usize,
+    /// The payload: `buf[..len]` of the [`Filled`].
+    data: &'a [u8],
     /// For a chunk read from a stream: its payload check, still to do.
     pub(super) check: Option<&'a PayloadCheck>,
 }
@@ -42,8 +36,7 @@ pub(super) struct Chunk<'a> {
 impl Filled {
     fn chunk(&mut self) -> Chunk<'_> {
         Chunk {
-            frame: &mut self.buf[..self.at + self.len],
-            at: self.at,
+            data: &self.buf[..self.len],
             check: self.check.as_ref(),
         }
     }
@@ -52,7 +45,7 @@ impl Filled {
 impl Chunk<'_> {
     /// The payload.
     pub(super) fn data(&self) -> &[u8] {
-        &self.frame[self.at..]
+        self.data
     }
 }
 

@@ -660,7 +660,6 @@ fn one_thread_operations_behave_like_two_thread_ones() {
 fn small_chunk(p: &Producer) -> Result<Filled> {
     Ok(Filled {
         buf: p.take()?,
-        at: 0,
         len: 16,
         check: None,
     })
