@@ -114,7 +114,8 @@ where
         Ok(())
     };
     if opts.overlap {
-        turns::share(chunk, hash, &mut reader, put)?;
+        let r = &mut reader;
+        turns::share(chunk, head, hash, |buf: &mut [u8]| r.next(buf), put)?;
     } else {
         let mut buf = AlignedBuf::new(chunk);
         let mut put = put;
@@ -239,11 +240,6 @@ impl<'a, 's> Reader<'a, 's> {
                 Phase::Failed => return Err(MigrationError::PeerStopped),
             }
         }
-    }
-
-    /// The room kept before each payload for its header.
-    pub(super) fn head(&self) -> usize {
-        self.framing.head
     }
 
     /// Counts `n` payload bytes read at the stream position.

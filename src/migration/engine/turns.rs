@@ -13,13 +13,13 @@
 //! and puts them one after another, while the other reads ahead into up to [`RING`]
 //! buffers: the ring's overlap, with no hand-off in the sink's path.
 //!
-//! The device is read by one thread at a time, in order (the [`Reader`] is held behind a
+//! The device is read by one thread at a time, in order (the source's reading step, a
+//! [`Reader`](super::source::Reader)'s `next` for save and migrate, is held behind a
 //! [`Gate`]); chunks are put one at a time, in the order read: the stream is the one a
 //! single thread would write.
 
 use super::buf::AlignedBuf;
 use super::ring::{Waiter, RING, SPIN};
-use super::source::Reader;
 use crate::migration::stream::{checksum, ChunkKind};
 use crate::migration::{MigrationError, Result};
 use std::collections::BTreeMap;
@@ -169,9 +169,9 @@ struct Buffers {
 }
 
 /// What the two threads share.
-struct Shared<'r, 'a, 's, F> {
-    /// The reader and the number of the next chunk, behind `gate`.
-    reader: Mutex<(&'r mut Reader<'a, 's>, u64)>,
+struct Shared<R, F> {
+    /// The reading step and the number of the next chunk, behind `gate`.
+    reader: Mutex<(R, u64)>,
     gate: Gate,
     puts: Mutex<Puts>,
     put: Mutex<F>,
@@ -187,7 +187,7 @@ struct Shared<'r, 'a, 's, F> {
     hash: bool,
 }
 
-impl<F> Shared<'_, '_, '_, F>
+impl<R, F> Shared<R, F>
 where
     F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()>,
 {
@@ -281,11 +281,11 @@ where
 }
 
 /// Closes the transfer when a thread unwinds, so the other one does not wait for it forever.
-struct StopOnPanic<'x, 'r, 'a, 's, F>(&'x Shared<'r, 'a, 's, F>)
+struct StopOnPanic<'x, R, F>(&'x Shared<R, F>)
 where
     F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()>;
 
-impl<F> Drop for StopOnPanic<'_, '_, '_, '_, F>
+impl<R, F> Drop for StopOnPanic<'_, R, F>
 where
     F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()>,
 {
@@ -296,16 +296,19 @@ where
     }
 }
 
-/// Reads `reader` to its end on two threads (the calling one and a helper), the reads one
-/// at a time and in order, each chunk hashed (with `hash`) by the thread that read it, and
-/// put with its kind, frame (`chunk`-byte buffers: the reader's room for a header, then the
-/// payload) and checksum in the order read. The first error ends both threads and is returned; a panic
-/// on either thread ends both and goes on on the calling thread.
-pub(super) fn share<F>(chunk: usize, hash: bool, reader: &mut Reader<'_, '_>, put: F) -> Result<()>
+/// Reads a source to its end with `reader` on two threads (the calling one and a helper):
+/// `reader` reads the next chunk's payload into a buffer after `head` bytes kept for its
+/// header and returns its kind and length, or `None` at the end. The reads are one at a
+/// time and in order, each chunk hashed (with `hash`) by the thread that read it, and put
+/// with its kind, frame (`chunk`-byte buffers: the room for the header, then the payload)
+/// and checksum in the order read. After `reader` fails it is not called again. The first
+/// error ends both threads and is returned; a panic on either thread ends both and goes on
+/// on the calling thread.
+pub(super) fn share<R, F>(chunk: usize, head: usize, hash: bool, reader: R, put: F) -> Result<()>
 where
+    R: FnMut(&mut [u8]) -> Result<Option<(ChunkKind, usize)>> + Send,
     F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()> + Send,
 {
-    let head = reader.head();
     let shared = Shared {
         reader: Mutex::new((reader, 0)),
         gate: Gate::new(Instant::now()),
@@ -341,8 +344,9 @@ where
 
 /// One thread's part: read a chunk (when the device is free), then put it or queue it,
 /// until the reader ends or a side fails.
-fn work<F>(sh: &Shared<'_, '_, '_, F>)
+fn work<R, F>(sh: &Shared<R, F>)
 where
+    R: FnMut(&mut [u8]) -> Result<Option<(ChunkKind, usize)>>,
     F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()>,
 {
     let _stop = StopOnPanic(sh);
@@ -366,7 +370,7 @@ where
             let (reader, next) = &mut *g;
             let n = *next;
             *next += 1;
-            Some(reader.next(&mut buf).map(|c| c.map(|c| (n, c))))
+            Some(reader(&mut buf).map(|c| c.map(|c| (n, c))))
         };
         let got = match got {
             Some(Ok(got)) => got,
