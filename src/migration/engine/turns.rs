@@ -36,13 +36,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A lock on the device held for one read at a time, whose waiters poll for it when the
-/// holder is about to let go. A sleeping waiter costs a wake-up (an IPI in a VM) on every
-/// chunk, during which the device is idle; a waiter that polls for the whole of a long read
-/// takes a CPU for nothing. The holder's read ends in about as long as the last read took
-/// (`last`, from `since`), so a waiter sleeps (a timed sleep, on its own CPU's timer) until
-/// shortly before that, then polls for the gate; it sleeps until woken only when the holder
-/// overruns. How early it wakes ([`Gate::lead`]) follows how late its timed sleeps end.
+/// A lock on the device held for one read at a time, whose waiters poll before they sleep:
+/// the other thread's read ends in about as long as the last read took, and a sleeping
+/// waiter costs a wake-up (an IPI in a VM) on every chunk.
 #[derive(Debug)]
 struct Gate {
     held: AtomicBool,
@@ -50,23 +46,11 @@ struct Gate {
     since: AtomicU64,
     /// How long the last holder held it, nanoseconds.
     last: AtomicU64,
-    /// How late timed sleeps have ended, nanoseconds (a running average).
-    late: AtomicU64,
     epoch: Instant,
     /// Threads asleep in [`Gate::enter`].
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     woken: Condvar,
-}
-
-/// The least a waiter wakes before the holder is expected to let go.
-const MIN_LEAD: Duration = Duration::from_micros(50);
-/// The most: a timer that ends later than half of this is polled through.
-const MAX_LEAD: Duration = Duration::from_millis(1);
-
-/// Nanoseconds of `d`.
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Gate {
@@ -75,7 +59,6 @@ impl Gate {
             held: AtomicBool::new(false),
             since: AtomicU64::new(0),
             last: AtomicU64::new(0),
-            late: AtomicU64::new(0),
             epoch,
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
@@ -89,47 +72,28 @@ impl Gate {
             .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
         if took {
-            self.since.store(self.now(), Ordering::SeqCst);
+            self.since.store(self.now(), Ordering::Relaxed);
         }
         took
     }
 
     fn now(&self) -> u64 {
-        nanos(self.epoch.elapsed())
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// How long before the holder's expected end a waiter wakes: twice as late as timed
-    /// sleeps have ended, within [`MIN_LEAD`]..=[`MAX_LEAD`].
-    fn lead(&self) -> u64 {
-        self.late
-            .load(Ordering::Relaxed)
-            .saturating_mul(2)
-            .clamp(nanos(MIN_LEAD), nanos(MAX_LEAD))
-    }
-
-    /// Takes the gate, or returns `false` once `stop` is set. Unless `w` says recent polls
-    /// went unanswered (see [`Waiter`]): sleeps until [`Gate::lead`] before the holder is
-    /// expected to let go (when that is further off than the lead), then polls until a
-    /// little after it (half the last hold, at least [`SPIN`], at most [`MAX_SPIN`]). Then
-    /// sleeps until woken.
+    /// Takes the gate, or returns `false` once `stop` is set. Polls first, for about as
+    /// long as the last holder held it (at least [`SPIN`], at most [`MAX_SPIN`]), unless `w`
+    /// says recent polls went unanswered (see [`Waiter`]); then sleeps.
     fn enter(&self, w: &Waiter, stop: &AtomicBool) -> bool {
         if self.try_enter() {
             return true;
         }
         let polls = w.polls();
         if polls {
-            let last = self.last.load(Ordering::Relaxed);
-            let end = self.since.load(Ordering::SeqCst).saturating_add(last);
-            let lead = self.lead();
-            let wake_at = end.saturating_sub(lead);
-            if wake_at > self.now().saturating_add(lead) {
-                if let Some(took) = self.sleep_until(wake_at, stop) {
-                    return took;
-                }
-            }
-            let after = Duration::from_nanos(last / 2).clamp(SPIN, MAX_SPIN);
-            let until = end.max(self.now()).saturating_add(nanos(after));
-            while self.now() < until {
+            let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
+            let budget = (last + last / 2).clamp(SPIN, MAX_SPIN);
+            let t0 = Instant::now();
+            while t0.elapsed() < budget {
                 std::hint::spin_loop();
                 if stop.load(Ordering::SeqCst) {
                     return false;
@@ -156,39 +120,10 @@ impl Gate {
         took
     }
 
-    /// Sleeps until `at` (nanoseconds since `epoch`) unless the gate is let go (then takes
-    /// it: `Some(true)`) or `stop` is set (`Some(false)`) first; `None` at `at`, having
-    /// counted how late the sleep ended.
-    fn sleep_until(&self, at: u64, stop: &AtomicBool) -> Option<bool> {
-        let mut g = lock(&self.lock);
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        let r = loop {
-            if stop.load(Ordering::SeqCst) {
-                break Some(false);
-            }
-            if self.try_enter() {
-                break Some(true);
-            }
-            let now = self.now();
-            if now >= at {
-                let late = self.late.load(Ordering::Relaxed);
-                let seen = now - at;
-                self.late
-                    .store(late - late / 4 + seen / 4, Ordering::Relaxed);
-                break None;
-            }
-            g = self
-                .woken
-                .wait_timeout(g, Duration::from_nanos(at - now))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        };
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
-        r
-    }
-
     fn leave(&self) {
-        let held = self.now().saturating_sub(self.since.load(Ordering::SeqCst));
+        let held = self
+            .now()
+            .saturating_sub(self.since.load(Ordering::Relaxed));
         self.last.store(held, Ordering::Relaxed);
         self.held.store(false, Ordering::SeqCst);
         self.wake();
