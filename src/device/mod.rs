@@ -1,15 +1,15 @@
 //! The device interface: one trait that every back end implements.
 //!
 //! Everything above this layer (migration, bench, the CLI) talks to a [`Device`] and never
-//! knows whether it is a kernel VFIO device ([`crate::vfio`]) or the in-process simulator
-//! ([`crate::sim`]). The trait mirrors the VFIO device-fd contract: regions with positioned
+//! knows whether it is a kernel VFIO device (the `vfio` back end) or the in-process simulator
+//! (`sim`). The trait mirrors the VFIO device-fd contract: regions with positioned
 //! I/O and mmap, interrupts with eventfds, reset, and the migration v2 feature calls.
 //! The v1 migration protocol needs nothing extra: it runs over region access.
 //!
 //! This is the bottom floor: it imports no back end. The migration v2 state model ([`fsm`])
 //! lives here too, so the back ends and the migration drivers walk the same states and arcs.
 //! Turning a [`DeviceSpec`] into an open device is the composition root's job
-//! ([`crate::open()`]).
+//! (`open`, above the back ends).
 
 mod error;
 pub mod fsm;

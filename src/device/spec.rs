@@ -9,7 +9,7 @@ use std::str::FromStr;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {
     /// The built-in simulator: `sim` or `sim:key=value,...` (parameters parsed by
-    /// [`crate::sim`]); the string holds what follows `sim:`.
+    /// the simulator back end, `sim`); the string holds what follows `sim:`.
     Sim(String),
     /// A mediated device by UUID (`/sys/bus/mdev/devices/<uuid>`).
     Mdev(uuid::Uuid),
@@ -150,7 +150,7 @@ impl fmt::Display for IommuBackend {
 /// # Examples
 ///
 /// A VMM registers the devices it opens through the library with its own VM: it hands in
-/// the KVM-VFIO device of its `VmFd` (`kvm_device`), and [`crate::open()`] registers every
+/// the KVM-VFIO device of its `VmFd` (`kvm_device`), and the composition root (`open`) registers every
 /// group or cdev with that device instead of creating a private VM. The simulator has no
 /// VFIO files and ignores it, so this runs wherever `/dev/kvm` does:
 ///

@@ -3,7 +3,7 @@
 //! Every flag, index, capability id and state value of `include/uapi/linux/vfio.h` that the
 //! crate uses (and the field offsets of the v1 migration region's header, which is accessed
 //! register by register) is defined here, by its kernel name in vfio-bindings, and nowhere else: the
-//! kernel back end ([`crate::vfio`]), the simulator ([`crate::sim`]), the device model
+//! kernel back end (`vfio`), the simulator (`sim`), the device model
 //! ([`crate::device`]) and the migration drivers all refer to these. The names drop the
 //! `VFIO_` prefix (and the redundant `INFO_` of region/IRQ flags); each item's doc gives the
 //! kernel name it stands for. Values are converted to the width the crate stores them in

@@ -45,7 +45,7 @@ impl Prot {
 /// type never hands out Rust references to it: only [`Mapping::as_ptr`] and
 /// [`Mapping::len`]. Whoever reads or writes through the pointer does so in `unsafe` code,
 /// with raw copies or volatile accesses, inside `0..len`, and must keep the mapping alive
-/// meanwhile (for instance by owning it, as [`crate::device::RegionMap`] does).
+/// meanwhile (for instance by owning it, as the device layer's `RegionMap` does).
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,

@@ -11,10 +11,10 @@
 //!   ([`Mapping::fd`], `MAP_SHARED`), or anonymous memory that stands in for device memory
 //!   ([`Mapping::anonymous`], the simulator's BARs). The device (or another mapping of the
 //!   same fd) may change it at any time, so it is never seen as a Rust slice: only as a raw
-//!   pointer and a length, for accessors such as [`crate::device::RegionMap`].
+//!   pointer and a length, for accessors such as the device layer's `RegionMap`.
 //!
 //! Both unmap on drop. No hugepages are requested: none of the buffers' users asked for them
-//! (DMA buffers, which may want them, are `vm-memory` regions in [`crate::vfio`]).
+//! (DMA buffers, which may want them, are `vm-memory` regions in the `vfio` back end).
 //!
 //! This module is the bottom floor: it depends on nothing else in the crate.
 

@@ -109,7 +109,7 @@ struct Inner {
     stale_save: Option<SaveStream>,
 }
 
-/// The simulated device. Open it with [`open`] (or [`crate::open()`] with a `sim:` spec).
+/// The simulated device. Open it with [`open`] (or the crate's `open` with a `sim:` spec).
 pub struct SimDevice {
     params: SimParams,
     info: DeviceInfo,

@@ -20,7 +20,7 @@
 //!   opened here ([`VfioContext::open_device`]) are registered with that VM, or
 //!   [`KvmVfioDevice::add_device`] for a device opened without;
 //!   or, through the composition root, [`crate::device::OpenOptions::kvm_device`] (its
-//!   [`KvmVfioDevice::handle`]): [`crate::open()`] then registers what it opens with that VM;
+//!   [`KvmVfioDevice::handle`]): `open` then registers what it opens with that VM;
 //! - its guest memory: [`VfioContext::map_guest_memory`] maps every region of a
 //!   `GuestMemoryMmap` for device DMA (IOVA = guest address, or an [`IovaLayout`]), unmapped
 //!   by [`GuestMemoryDma::unmap`] or on drop.
