@@ -191,9 +191,6 @@ impl<'a, 's> Reader<'a, 's> {
     /// [`MigrationError::PeerStopped`] without touching the device (a second thread sharing
     /// the reader must not retry a step the device refused: a transition, a P2P point).
     pub(super) fn next(&mut self, buf: &mut [u8]) -> Result<Option<(ChunkKind, usize)>> {
-        if self.phase == Phase::Failed {
-            return Err(MigrationError::PeerStopped);
-        }
         let r = self.step(buf);
         if r.is_err() {
             self.phase = Phase::Failed;
