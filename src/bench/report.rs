@@ -216,6 +216,16 @@ pub struct Target {
     pub comparison: String,
     /// Whether it was met.
     pub met: bool,
+    /// The measured ratio at the two ends of the repetitions' spread, `[low, high]`: the
+    /// row's slowest transfer against its reference's fastest, and its fastest against the
+    /// reference's slowest (against a fixed rate, the row's own extremes). `None` where the
+    /// check is not a ratio of timed rows or a row was timed only once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<[f64; 2]>,
+    /// Whether the verdict holds at both ends of `spread` (`false`: the repetitions spread
+    /// across `required`, and another run may well turn `met`). `None` without a spread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<bool>,
 }
 
 /// The run's settings as recorded in the report.

@@ -238,9 +238,16 @@ impl BenchReport {
                 "\nproject targets (defined for a 4 GiB memory-backed state, main buffer):"
             );
             for t in &self.targets {
+                // A verdict the repetitions' spread could turn says so, with the spread.
+                let unsettled = match (t.settled, t.spread) {
+                    (Some(false), Some([lo, hi])) => {
+                        format!(" (within the repetitions' spread, {lo} to {hi})")
+                    }
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     s,
-                    "  {:<50} {:>8} ({} {})  {}",
+                    "  {:<50} {:>8} ({} {})  {}{unsettled}",
                     t.name,
                     t.measured,
                     if t.comparison == "at_most" {

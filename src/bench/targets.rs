@@ -28,17 +28,23 @@ pub fn block_name(op: &str, path: &str) -> String {
 /// The targets this run has figures for.
 pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) -> Vec<Target> {
     let mut t = Vec::new();
-    let mut check = |name: String, measured: f64, required: f64, at_least: bool| {
+    let mut check = |name: String, measured: f64, required: f64, at_least: bool, spread| {
+        let holds = |x: f64| {
+            if at_least {
+                x >= required
+            } else {
+                x <= required
+            }
+        };
+        let met = holds(measured);
         t.push(Target {
             name,
             measured: round4(measured),
             required,
             comparison: if at_least { "at_least" } else { "at_most" }.into(),
-            met: if at_least {
-                measured >= required
-            } else {
-                measured <= required
-            },
+            met,
+            spread,
+            settled: spread.map(|[lo, hi]| holds(lo) == met && holds(hi) == met),
         })
     };
     let transfers = || {
@@ -51,12 +57,27 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
         let block = block_name(&r.op, r.path.as_str());
         for (to, required) in [("raw", 0.95), ("qemu-style", 1.0)] {
             if let Some(x) = r.ratios.iter().find(|x| x.to == to) {
-                check(format!("{block}: harness / {to}"), x.ratio, required, true);
+                let reference = results.iter().find(|o| {
+                    o.kind.as_str() == to
+                        && o.op == r.op
+                        && o.path == r.path
+                        && o.device == r.device
+                        && o.protocol == r.protocol
+                        && o.buffer_bytes == r.buffer_bytes
+                });
+                let spread = reference.and_then(|o| spread(x.ratio, r, Some(o)));
+                check(
+                    format!("{block}: harness / {to}"),
+                    x.ratio,
+                    required,
+                    true,
+                    spread,
+                );
             }
         }
     }
     if let Some(h) = overlap.and_then(|o| o.harness_over_ideal) {
-        check("overlap: harness / min(D, S)".into(), h, 0.9, true);
+        check("overlap: harness / min(D, S)".into(), h, 0.9, true, None);
     }
     for r in results.iter().filter(|r| r.op == "compress-save") {
         if r.compression != Some(crate::migration::stream::Compression::Auto) {
@@ -69,11 +90,21 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
             ("compression none", 0.97)
         };
         if let Some(x) = r.ratios.iter().find(|x| x.to == to) {
+            let none = results.iter().find(|o| {
+                o.op == r.op
+                    && o.content == r.content
+                    && o.compression == Some(crate::migration::stream::Compression::None)
+            });
+            let spread = match to {
+                "link rate" => spread(x.ratio, r, None),
+                _ => none.and_then(|o| spread(x.ratio, r, Some(o))),
+            };
             check(
                 format!("compress auto, {content} state: effective rate / {to}"),
                 x.ratio,
                 required,
                 true,
+                spread,
             );
         }
     }
@@ -87,7 +118,30 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
             w as f64 / (1 << 20) as f64,
             16.0,
             false,
+            None,
         );
     }
     t
+}
+
+/// `ratio`, the throughput of `row` over that of `reference` (or over a fixed rate when
+/// `None`) from their median times, at the two ends of the repetitions' spread: `row`'s
+/// slowest transfer against the reference's fastest, and its fastest against the reference's
+/// slowest. `None` when a row was timed fewer than twice (one transfer shows no spread).
+fn spread(ratio: f64, row: &ResultRow, reference: Option<&ResultRow>) -> Option<[f64; 2]> {
+    // A row's throughput at its slowest and fastest transfers, over its median throughput
+    // (every transfer of a row moves the same bytes).
+    let extremes = |r: &ResultRow| {
+        (r.repeats >= 2 && r.seconds_min > 0.0 && r.seconds_max > 0.0)
+            .then(|| (r.seconds / r.seconds_max, r.seconds / r.seconds_min))
+    };
+    let (slow, fast) = extremes(row)?;
+    let (ref_slow, ref_fast) = match reference {
+        Some(o) => extremes(o)?,
+        None => (1.0, 1.0),
+    };
+    Some([
+        round4(ratio * slow / ref_fast),
+        round4(ratio * fast / ref_slow),
+    ])
 }

@@ -43,6 +43,11 @@ fn sweep_is_powers_of_two() {
 }
 
 fn row(op: &str, path: DataPath, kind: Kind, b: u64, secs: f64) -> ResultRow {
+    row_timed(op, path, kind, b, &[secs])
+}
+
+/// A row timed at each of `secs`.
+fn row_timed(op: &str, path: DataPath, kind: Kind, b: u64, secs: &[f64]) -> ResultRow {
     make_row(RowInput {
         op,
         path,
@@ -54,7 +59,7 @@ fn row(op: &str, path: DataPath, kind: Kind, b: u64, secs: f64) -> ResultRow {
         buffers_bytes: RING as u64 * b,
         bytes: 1 << 30,
         stream_bytes: None,
-        seconds: vec![secs],
+        seconds: secs.to_vec(),
         downtime: None,
         peak: Some((1 << 30) + (10 << 20)),
         scope: RssScope::Mode,
@@ -201,6 +206,63 @@ fn every_ratio_names_its_reference() {
         t.iter().map(|t| t.met).collect::<Vec<_>>(),
         [true, false, true]
     );
+}
+
+/// A row of `kind` in a `save -> file` block, timed at `secs`.
+fn timed(kind: Kind, secs: &[f64]) -> ResultRow {
+    row_timed("save", DataPath::File, kind, 1 << 20, secs)
+}
+
+#[test]
+fn a_target_says_whether_the_repetitions_spread_could_turn_it() {
+    let check = |harness: &[f64], raw: &[f64]| {
+        let mut block = vec![timed(Kind::Raw, raw), timed(Kind::Harness, harness)];
+        report::assign_ratios(&mut block);
+        let t = targets::targets(&block, None);
+        let t = t
+            .into_iter()
+            .find(|t| t.name == "save -> file: harness / raw");
+        t.map(|t| (t.met, t.measured, t.spread, t.settled))
+    };
+    // Same medians, spreads across 0.95: met, but not settled. The low end is the harness's
+    // slowest (1.1 s) against the raw loop's fastest (0.95 s), the high end the other way.
+    assert_eq!(
+        check(&[0.9, 1.0, 1.1], &[0.95, 1.0, 1.05]),
+        Some((true, 1.0, Some([0.8636, 1.167]), Some(false)))
+    );
+    // Twice as fast at every repetition: met at both ends.
+    assert_eq!(
+        check(&[0.5, 0.5, 0.51], &[1.0, 1.0, 1.01]),
+        Some((true, 2.0, Some([1.961, 2.02]), Some(true)))
+    );
+    // Half as fast at every repetition: missed at both ends, settled.
+    assert_eq!(
+        check(&[2.0, 2.0, 2.02], &[1.0, 1.0, 1.01]),
+        Some((false, 0.5, Some([0.495, 0.505]), Some(true)))
+    );
+    // Missed, but the spread reaches 0.95: not settled.
+    let (met, _, _, settled) = check(&[1.0, 1.1, 1.2], &[0.9, 1.0, 1.1]).unwrap();
+    assert_eq!((met, settled), (false, Some(false)));
+    // One repetition shows no spread.
+    assert_eq!(check(&[1.0], &[1.0]), Some((true, 1.0, None, None)));
+    // The table says which verdicts the spread could turn, and only those.
+    let mut block = vec![
+        timed(Kind::Raw, &[0.95, 1.0, 1.05]),
+        timed(Kind::Harness, &[0.9, 1.0, 1.1]),
+    ];
+    report::assign_ratios(&mut block);
+    let targets = targets::targets(&block, None);
+    let mut report = report_of(block);
+    report.targets = targets;
+    let table = report.to_table();
+    let line = |name: &str| table.lines().find(|l| l.contains(name)).map(str::to_string);
+    assert!(
+        line("save -> file: harness / raw").is_some_and(|l| l
+            .trim_end()
+            .ends_with("1 (>= 0.95)  met (within the repetitions' spread, 0.8636 to 1.167)")),
+        "{table}"
+    );
+    assert!(line("peak RSS").is_some_and(|l| !l.contains("spread")));
 }
 
 fn report_of(results: Vec<ResultRow>) -> BenchReport {
