@@ -19,19 +19,19 @@ use std::process::ExitCode;
 
 use vfio_harness::migration::attrs::{self as dyn_attrs, Policy, ResourceCopy};
 use vfio_harness::migration::compat;
-use vfio_harness::migration::engine::{self, Options, PrecopyPolicy, MAX_PRECOPY_ROUNDS};
+use vfio_harness::migration::engine::{self, Options, MAX_PRECOPY_ROUNDS};
 use vfio_harness::migration::stream::Compression;
 use vfio_harness::migration::workload::{DirtyWriterSpec, DirtyingDriver, WriterStats};
 use vfio_harness::migration::MigrationDriver;
 use vfio_harness::sysfs::SysfsRoot;
-use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
+use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
 
 use super::remote::{self, Destination, TransportArgs};
 use super::signals::install_interrupt_handler;
 use super::transfer::{
-    finish_error, open_drivers, parse_buffer, precopy_summary, predicted_suffix, print_json, Bar,
-    SwitchoverArgs, Threads,
+    finish_error, open_drivers, precopy_summary, predicted_suffix, print_json, Bar, CopyArgs,
+    Threads,
 };
 use super::Global;
 
@@ -55,23 +55,14 @@ pub struct Args {
     /// most 100).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PRECOPY_ROUNDS)))]
     pub precopy_rounds: u32,
-    /// Stop pre-copying once at most this much is still pending.
-    #[arg(long, default_value = "0")]
-    pub dirty_threshold: ByteSize,
-    /// The downtime limit and switchover.
+    /// Pre-copy end, switchover, buffer size, progress lines.
     #[command(flatten)]
-    pub switchover: SwitchoverArgs,
-    /// Chunk / buffer size (4K to 64M).
-    #[arg(long, default_value = "1M", value_parser = parse_buffer)]
-    pub buffer: ByteSize,
+    pub copy: CopyArgs,
     /// How the state stream's chunks are encoded on the way to an address: `none`, `zero`
     /// (zero runs elided), `lz4`, `auto` (LZ4 only where it pays); see `save --compress`.
     /// The receiver needs no option. (A migration between two devices here has no stream.)
     #[arg(long, default_value = "none", value_name = "none|zero|lz4|auto")]
     pub compress: Compression,
-    /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
-    #[arg(long)]
-    pub progress_lines: bool,
     /// Skip the compatibility checks (the `compat` pre-check and the identity check).
     #[arg(long)]
     pub force: bool,
@@ -135,12 +126,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             let mut sources = vec![args.src.clone()];
             sources.extend(args.with.iter().cloned());
             let x = remote::Transfer {
-                buffer: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
-                precopy: args.switchover.apply(PrecopyPolicy {
-                    max_rounds: args.precopy_rounds,
-                    dirty_threshold: args.dirty_threshold.bytes(),
-                    ..Default::default()
-                }),
+                buffer: args.copy.buffer_size(),
+                precopy: args.copy.precopy(args.precopy_rounds),
                 compression: args.compress,
                 overlap: args.threads.overlap(),
                 json: args.json,
@@ -176,14 +163,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if !args.force {
         compat_gate(src.as_ref(), dst.as_ref(), global)?;
     }
-    let bar = Bar::new(args.json, args.progress_lines);
+    let bar = Bar::new(args.json, args.copy.progress_lines);
     let opts = Options {
-        buffer_size: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
-        precopy: args.switchover.apply(PrecopyPolicy {
-            max_rounds: args.precopy_rounds,
-            dirty_threshold: args.dirty_threshold.bytes(),
-            ..Default::default()
-        }),
+        buffer_size: args.copy.buffer_size(),
+        precopy: args.copy.precopy(args.precopy_rounds),
         cancel: Some(token.flag()),
         progress: bar.callback(),
         check_identity: !args.force,

@@ -13,16 +13,16 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use vfio_harness::migration::engine::{self, Options, Output, PrecopyPolicy, MAX_PRECOPY_ROUNDS};
+use vfio_harness::migration::engine::{self, Options, Output, MAX_PRECOPY_ROUNDS};
 use vfio_harness::migration::stream::Compression;
-use vfio_harness::units::{format_bytes, format_rate, format_seconds, ByteSize};
+use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
 
 use super::output::escape;
 use super::signals::install_interrupt_handler;
 use super::transfer::{
-    finish_error, open_driver, parse_buffer, pipe_note, precopy_summary, predicted_suffix,
-    print_json, Bar, SwitchoverArgs, Threads,
+    finish_error, open_driver, pipe_note, precopy_summary, predicted_suffix, print_json, Bar,
+    CopyArgs, Threads,
 };
 use super::Global;
 
@@ -40,24 +40,15 @@ pub struct Args {
     /// 100).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PRECOPY_ROUNDS)))]
     pub precopy_rounds: u32,
-    /// Stop pre-copying once at most this much is still pending.
-    #[arg(long, default_value = "0")]
-    pub dirty_threshold: ByteSize,
-    /// The downtime limit and switchover.
+    /// Pre-copy end, switchover, buffer size, progress lines.
     #[command(flatten)]
-    pub switchover: SwitchoverArgs,
-    /// Chunk / buffer size (4K to 64M).
-    #[arg(long, default_value = "1M", value_parser = parse_buffer)]
-    pub buffer: ByteSize,
+    pub copy: CopyArgs,
     /// How chunks are encoded: `none` (format version 1, what older builds read), `zero`
     /// (zero runs elided), `lz4` (zero runs elided, the rest LZ4-compressed when it shrinks),
     /// `auto` (as lz4, but only where it pays: incompressible data is left alone). `restore`
     /// needs no option.
     #[arg(long, default_value = "none", value_name = "none|zero|lz4|auto")]
     pub compress: Compression,
-    /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
-    #[arg(long)]
-    pub progress_lines: bool,
     #[command(flatten)]
     pub threads: Threads,
     /// Print the report as JSON.
@@ -75,14 +66,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         super::output::reports_to_stderr();
     }
     let mut drv = open_driver(&args.device, global)?;
-    let bar = Bar::new(args.json, args.progress_lines);
+    let bar = Bar::new(args.json, args.copy.progress_lines);
     let opts = Options {
-        buffer_size: usize::try_from(args.buffer.bytes()).unwrap_or(usize::MAX),
-        precopy: args.switchover.apply(PrecopyPolicy {
-            max_rounds: args.precopy_rounds,
-            dirty_threshold: args.dirty_threshold.bytes(),
-            ..Default::default()
-        }),
+        buffer_size: args.copy.buffer_size(),
+        precopy: args.copy.precopy(args.precopy_rounds),
         cancel: Some(token.flag()),
         progress: bar.callback(),
         compression: args.compress,
@@ -124,7 +111,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         if args.compress != Compression::None {
             outln!("  {}", wire_summary(args.compress, r.bytes, r.stream_bytes));
         }
-        if let Some(note) = pipe_note(r.pipe_capacity_bytes, args.buffer.bytes()) {
+        if let Some(note) = pipe_note(r.pipe_capacity_bytes, args.copy.buffer.bytes()) {
             outln!("  {note}");
         }
     }

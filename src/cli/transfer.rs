@@ -108,6 +108,40 @@ pub fn predicted_suffix(predicted: Option<f64>) -> String {
         .unwrap_or_default()
 }
 
+/// What `save` and `migrate` share: when pre-copy ends, the switchover, the chunk size and
+/// the progress lines. (Each command keeps its own `--precopy-rounds`: their defaults differ.)
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct CopyArgs {
+    /// Stop pre-copying once at most this much is still pending.
+    #[arg(long, default_value = "0")]
+    pub dirty_threshold: ByteSize,
+    /// The downtime limit and switchover.
+    #[command(flatten)]
+    pub switchover: SwitchoverArgs,
+    /// Chunk / buffer size (4K to 64M).
+    #[arg(long, default_value = "1M", value_parser = parse_buffer)]
+    pub buffer: ByteSize,
+    /// Print one line per chunk on stderr (`progress PHASE BYTES`), for scripts.
+    #[arg(long)]
+    pub progress_lines: bool,
+}
+
+impl CopyArgs {
+    /// The pre-copy policy of at most `max_rounds` rounds with these options.
+    pub fn precopy(self, max_rounds: u32) -> PrecopyPolicy {
+        self.switchover.apply(PrecopyPolicy {
+            max_rounds,
+            dirty_threshold: self.dirty_threshold.bytes(),
+            ..Default::default()
+        })
+    }
+
+    /// The engine's buffer size.
+    pub fn buffer_size(self) -> usize {
+        usize::try_from(self.buffer.bytes()).unwrap_or(usize::MAX)
+    }
+}
+
 /// The switchover options of `save` and `migrate`.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct SwitchoverArgs {
