@@ -27,8 +27,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The longest a thread polls for the device before it sleeps.
+/// The longest a waiting thread polls the device's gate on the CPU (`spin_loop`); beyond
+/// it, up to [`MAX_POLL`], it polls between yields of the CPU.
 const MAX_SPIN: Duration = Duration::from_micros(200);
+
+/// The longest a thread polls (spinning, then yielding) before it sleeps. A sleeping waiter
+/// is woken by the holder (a futex wake-up, in a VM an interrupt to the other vCPU) on every
+/// chunk: in the bed (TCG, 2 vCPUs, 1 MiB reads of about 2.4 ms from vhgpu, about 1 ms of
+/// hashing and framing per chunk), sleeping after 200 us put the two-thread save at 0.85 to
+/// 0.94 of the one-buffer raw loop, polling up to 5 ms at 0.97 to 1.04 (hw-notes/bench.md,
+/// "Session 22"). Yielding rather than spinning past [`MAX_SPIN`] leaves the CPU to any
+/// other thread that can run (a sink's, the other end of a migration in this process).
+const MAX_POLL: Duration = Duration::from_millis(5);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing a panicking holder leaves half-done matters here: a panic stops the transfer
@@ -82,8 +92,9 @@ impl Gate {
     }
 
     /// Takes the gate, or returns `false` once `stop` is set. Polls first, for about as
-    /// long as the last holder held it (at least [`SPIN`], at most [`MAX_SPIN`]), unless `w`
-    /// says recent polls went unanswered (see [`Waiter`]); then sleeps.
+    /// long as the last holder held it (at least [`SPIN`], at most [`MAX_POLL`]; past
+    /// [`MAX_SPIN`] yielding the CPU between polls), unless `w` says recent polls went
+    /// unanswered (see [`Waiter`]); then sleeps.
     fn enter(&self, w: &Waiter, stop: &AtomicBool) -> bool {
         if self.try_enter() {
             return true;
@@ -91,10 +102,18 @@ impl Gate {
         let polls = w.polls();
         if polls {
             let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
-            let budget = (last + last / 2).clamp(SPIN, MAX_SPIN);
+            let budget = (last + last / 2).clamp(SPIN, MAX_POLL);
             let t0 = Instant::now();
-            while t0.elapsed() < budget {
-                std::hint::spin_loop();
+            loop {
+                let waited = t0.elapsed();
+                if waited >= budget {
+                    break;
+                }
+                if waited < MAX_SPIN {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
                 if stop.load(Ordering::SeqCst) {
                     return false;
                 }
