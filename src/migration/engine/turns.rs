@@ -35,9 +35,10 @@ const MAX_SPIN: Duration = Duration::from_micros(200);
 /// is woken by the holder (a futex wake-up, in a VM an interrupt to the other vCPU) on every
 /// chunk: in the bed (TCG, 2 vCPUs, 1 MiB reads of about 2.4 ms from vhgpu, about 1 ms of
 /// hashing and framing per chunk), sleeping after 200 us put the two-thread save at 0.85 to
-/// 0.94 of the one-buffer raw loop, polling up to 5 ms at 0.97 to 1.04 (hw-notes/bench.md,
-/// "Session 22"). Yielding rather than spinning past [`MAX_SPIN`] leaves the CPU to any
-/// other thread that can run (a sink's, the other end of a migration in this process).
+/// 0.94 of the one-buffer raw loop, polling up to 5 ms (as here) at 1.01 to 1.06
+/// (hw-notes/bench.md, "Session 22"). Yielding rather than spinning past [`MAX_SPIN`]
+/// leaves the CPU to any other thread that can run (a sink's, the other end of a migration
+/// in this process).
 const MAX_POLL: Duration = Duration::from_millis(5);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
