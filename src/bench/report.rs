@@ -396,6 +396,24 @@ fn references_of(kind: Kind) -> &'static [Kind] {
     }
 }
 
+/// Where the block of the row at `h` (a block's last row, its harness) starts in `results`:
+/// a block is listed in the documented order of kinds, so it is the rows before `h` of the
+/// same operation and path, each of a kind listed before the next one's.
+pub(super) fn block_start(results: &[ResultRow], h: usize) -> usize {
+    let Some(last) = results.get(h) else {
+        return h;
+    };
+    let mut start = h;
+    while start > 0
+        && results[start - 1].op == last.op
+        && results[start - 1].path == last.path
+        && results[start - 1].kind.rank() < results[start].kind.rank()
+    {
+        start -= 1;
+    }
+    start
+}
+
 /// Sets the ratios of a block's rows (one operation, path and buffer): the harness against
 /// every other loop and the physical reference, the other loops against the reference.
 pub(super) fn assign_ratios(rows: &mut [ResultRow]) {

@@ -10,7 +10,7 @@
 //!   without compression (no more than 3 % slower).
 
 use super::config::Kind;
-use super::report::{OverlapReport, ResultRow, Target};
+use super::report::{block_start, OverlapReport, ResultRow, Target};
 use super::rss::RssScope;
 use super::stats::round4;
 
@@ -47,24 +47,18 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
             settled: spread.map(|[lo, hi]| holds(lo) == met && holds(hi) == met),
         })
     };
-    let transfers = || {
-        results
-            .iter()
-            .filter(|r| r.kind == Kind::Harness)
-            .filter(|r| matches!(r.op.as_str(), "save" | "restore" | "live"))
+    let is_transfer = |r: &ResultRow| {
+        r.kind == Kind::Harness && matches!(r.op.as_str(), "save" | "restore" | "live")
     };
-    for r in transfers() {
+    let transfers = || results.iter().filter(|r| is_transfer(r));
+    for (h, r) in results.iter().enumerate().filter(|(_, r)| is_transfer(r)) {
         let block = block_name(&r.op, r.path.as_str());
         for (to, required) in [("raw", 0.95), ("qemu-style", 1.0)] {
             if let Some(x) = r.ratios.iter().find(|x| x.to == to) {
-                let reference = results.iter().find(|o| {
-                    o.kind.as_str() == to
-                        && o.op == r.op
-                        && o.path == r.path
-                        && o.device == r.device
-                        && o.protocol == r.protocol
-                        && o.buffer_bytes == r.buffer_bytes
-                });
+                // The reference of the harness's own block (a sweep lists one per buffer).
+                let reference = results[block_start(results, h)..h]
+                    .iter()
+                    .find(|o| o.kind.as_str() == to);
                 let spread = reference.and_then(|o| spread(x.ratio, r, Some(o)));
                 check(
                     format!("{block}: harness / {to}"),

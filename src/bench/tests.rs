@@ -245,6 +245,45 @@ fn a_target_says_whether_the_repetitions_spread_could_turn_it() {
     assert_eq!((met, settled), (false, Some(false)));
     // One repetition shows no spread.
     assert_eq!(check(&[1.0], &[1.0]), Some((true, 1.0, None, None)));
+    // The reference is the one of the harness's own block, whatever its buffer: QEMU's
+    // restore writes 32 KiB; in a sweep each buffer size has a block of its own.
+    let block = |b: u64, raw: &[f64]| {
+        let mut rows = vec![
+            row_timed("restore", DataPath::Tcp, Kind::Raw, b, raw),
+            row_timed(
+                "restore",
+                DataPath::Tcp,
+                Kind::QemuStyle,
+                32 << 10,
+                &[2.0, 2.2],
+            ),
+            row_timed("restore", DataPath::Tcp, Kind::Harness, b, &[1.0, 1.1]),
+        ];
+        report::assign_ratios(&mut rows);
+        rows
+    };
+    let mut sweep = block(4 << 10, &[4.0, 4.8]);
+    sweep.extend(block(1 << 20, &[1.0, 1.1]));
+    let spreads: Vec<_> = targets::targets(&sweep, None)
+        .into_iter()
+        .filter(|t| t.name.starts_with("restore"))
+        .map(|t| (t.name, t.spread))
+        .collect();
+    assert_eq!(
+        spreads,
+        [
+            ("restore <- tcp: harness / raw".into(), Some([3.636, 4.799])),
+            (
+                "restore <- tcp: harness / qemu-style".into(),
+                Some([1.818, 2.2])
+            ),
+            ("restore <- tcp: harness / raw".into(), Some([0.9091, 1.1])),
+            (
+                "restore <- tcp: harness / qemu-style".into(),
+                Some([1.818, 2.2])
+            ),
+        ]
+    );
     // The table says which verdicts the spread could turn, and only those.
     let mut block = vec![
         timed(Kind::Raw, &[0.95, 1.0, 1.05]),

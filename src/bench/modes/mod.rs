@@ -29,8 +29,8 @@ use super::io::Sink;
 use super::machine::{self, Kernel, Machine};
 use super::progress::Progress;
 use super::report::{
-    assign_ratios, make_row, BenchReport, DowntimeReport, OverlapReport, ParallelReport, ResultRow,
-    RowInput, Settings, SCHEMA_VERSION,
+    assign_ratios, block_start, make_row, BenchReport, DowntimeReport, OverlapReport,
+    ParallelReport, ResultRow, RowInput, Settings, SCHEMA_VERSION,
 };
 use super::targets::targets;
 use super::timing::{timed_group, Job, Timed};
@@ -117,16 +117,7 @@ pub(in crate::bench) fn insert_late(
             results.push(row);
             continue;
         };
-        // The block: the rows before the harness of the same operation and path, each of a
-        // kind listed before the next one's.
-        let mut start = h;
-        while start > 0
-            && results[start - 1].op == row.op
-            && results[start - 1].path == row.path
-            && order(&results[start - 1]) < order(&results[start])
-        {
-            start -= 1;
-        }
+        let start = block_start(results, h);
         let at = (start..h)
             .find(|&i| order(&results[i]) > order(&row))
             .unwrap_or(h);
