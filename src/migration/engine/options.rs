@@ -106,6 +106,10 @@ pub struct Options {
     /// CPU per byte: the data crosses from one core's cache to another's). Off, a restore
     /// verifies each payload as its reads return
     /// ([`StreamReader::verify_as_read`](crate::migration::stream::StreamReader::verify_as_read)).
+    /// On, save and migrate read the device from two threads in turn, and a thread waiting
+    /// for its turn polls rather than sleeps for up to 1.5 times the last read (at most
+    /// 5 ms, yielding the CPU between polls after the first 200 us): a slow device's reads
+    /// cost a second core's time while they last.
     pub overlap: bool,
     /// How [`save`](super::save()) encodes the stream's chunks (so also a migration to
     /// another host, which carries the same stream): [`Compression::None`] by default, raw
