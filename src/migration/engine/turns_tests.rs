@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::device::{DeviceHandle, MigFlags, MigState};
-use crate::migration::stream::{ChunkKind, StreamHeader, StreamReader};
+use crate::migration::stream::tests::{read_all, Chunks};
+use crate::migration::stream::StreamHeader;
 use crate::migration::{driver_for, MigrationDriver, MigrationError, Pending, Protocol};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,16 +82,10 @@ impl Write for Held {
 }
 
 /// A stream's header (its creation time zeroed) and its chunks, each verified.
-fn chunks(stream: &[u8]) -> (StreamHeader, Vec<(ChunkKind, Vec<u8>)>) {
-    let mut r = StreamReader::new(stream).expect("stream header");
-    let mut header = r.header().clone();
+fn chunks(stream: &[u8]) -> (StreamHeader, Chunks) {
+    let (mut header, chunks) = read_all(stream).expect("a valid stream");
     header.created_unix = 0;
-    let mut buf = vec![0u8; header.max_chunk as usize];
-    let mut out = Vec::new();
-    while let Some((kind, n)) = r.next_chunk(&mut buf).expect("chunk") {
-        out.push((kind, buf[..n].to_vec()));
-    }
-    (header, out)
+    (header, chunks)
 }
 
 /// While the sink takes its time with the first chunk, the other thread reads the next

@@ -58,4 +58,4 @@ mod codec_tests;
 #[cfg(test)]
 mod needed_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

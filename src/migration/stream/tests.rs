@@ -53,9 +53,11 @@ fn write(chunks: &[(ChunkKind, Vec<u8>)], max_chunk: u32) -> Vec<u8> {
     w.finish().unwrap().0
 }
 
-type Chunks = Vec<(ChunkKind, Vec<u8>)>;
+/// A stream's chunks: kind and payload.
+pub(crate) type Chunks = Vec<(ChunkKind, Vec<u8>)>;
 
-fn read_all(data: &[u8]) -> Result<(StreamHeader, Chunks)> {
+/// A stream's header and its chunks, each verified.
+pub(crate) fn read_all(data: &[u8]) -> Result<(StreamHeader, Chunks)> {
     let mut r = StreamReader::new(data)?;
     let mut buf = vec![0u8; r.header().max_chunk as usize];
     let mut out = Vec::new();
