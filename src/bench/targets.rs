@@ -50,7 +50,6 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
     let is_transfer = |r: &ResultRow| {
         r.kind == Kind::Harness && matches!(r.op.as_str(), "save" | "restore" | "live")
     };
-    let transfers = || results.iter().filter(|r| is_transfer(r));
     for (h, r) in results.iter().enumerate().filter(|(_, r)| is_transfer(r)) {
         let block = block_name(&r.op, r.path.as_str());
         for (to, required) in [("raw", 0.95), ("qemu-style", 1.0)] {
@@ -84,14 +83,16 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
             ("compression none", 0.97)
         };
         if let Some(x) = r.ratios.iter().find(|x| x.to == to) {
-            let none = results.iter().find(|o| {
-                o.op == r.op
-                    && o.content == r.content
-                    && o.compression == Some(crate::migration::stream::Compression::None)
-            });
             let spread = match to {
                 "link rate" => spread(x.ratio, r, None),
-                _ => none.and_then(|o| spread(x.ratio, r, Some(o))),
+                _ => results
+                    .iter()
+                    .find(|o| {
+                        o.op == r.op
+                            && o.content == r.content
+                            && o.compression == Some(crate::migration::stream::Compression::None)
+                    })
+                    .and_then(|o| spread(x.ratio, r, Some(o))),
             };
             check(
                 format!("compress auto, {content} state: effective rate / {to}"),
@@ -102,7 +103,9 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
             );
         }
     }
-    let worst = transfers()
+    let worst = results
+        .iter()
+        .filter(|r| is_transfer(r))
         .filter(|r| r.rss_scope == RssScope::Mode)
         .filter_map(|r| r.rss_over_buffers_bytes)
         .max();
