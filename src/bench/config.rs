@@ -261,6 +261,9 @@ pub struct BenchConfig {
     /// engine's default, `engine::Options::overlap`); off, the harness rows show what the
     /// engine costs on one thread.
     pub overlap: bool,
+    /// How long the harness's threads poll before they wait (`engine::Options::max_poll`,
+    /// the engine's default unless `--max-poll` says otherwise).
+    pub max_poll: std::time::Duration,
     /// CI mode: tiny sizes, few repetitions.
     pub quick: bool,
     /// How kernel devices are opened.
@@ -298,6 +301,7 @@ impl BenchConfig {
             arc_repeat: if quick { 5 } else { 50 },
             precopy_rounds: 3,
             overlap: true,
+            max_poll: engine::DEFAULT_MAX_POLL,
             quick,
             open: OpenOptions::default(),
             cancel: None,

@@ -259,6 +259,9 @@ pub struct Settings {
     /// (`--no-overlap` clears it); the parallel mode and the live-over-TCP harness row may
     /// still run a side on one thread by the thread budget, and say so.
     pub engine_overlap: bool,
+    /// How long the harness's threads polled before they waited, microseconds
+    /// (`--max-poll`; the engine's `Options::max_poll`).
+    pub engine_max_poll_us: u64,
     /// Fraction of the simulated state's pages that are zeros (null for kernel devices).
     pub zero_page_fraction: Option<f64>,
     /// Where the simulated state lives (`memory`, `generated`; null for kernel devices).

@@ -324,6 +324,7 @@ fn report_of(results: Vec<ResultRow>) -> BenchReport {
             quick: true,
             engine_ring: RING,
             engine_overlap: true,
+            engine_max_poll_us: 5000,
             zero_page_fraction: Some(0.5),
             backing: Some("memory".into()),
         },

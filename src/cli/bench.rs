@@ -94,6 +94,8 @@ pub struct Args {
     /// writing): what the engine costs per byte, for comparison with the default.
     #[arg(long)]
     pub no_overlap: bool,
+    #[command(flatten)]
+    pub polling: super::transfer::Polling,
     /// CI mode: tiny sizes, one repetition.
     #[arg(long)]
     pub quick: bool,
@@ -148,6 +150,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     }
     cfg.precopy_rounds = args.precopy_rounds;
     cfg.overlap = !args.no_overlap;
+    cfg.max_poll = args.polling.max_poll;
     cfg.open = global.open_options();
     cfg.cancel = Some(install_interrupt_handler()?.flag());
 

@@ -31,7 +31,7 @@ use super::remote::{self, Destination, TransportArgs};
 use super::signals::install_interrupt_handler;
 use super::transfer::{
     finish_error, open_drivers, precopy_summary, predicted_suffix, print_json, Bar, CopyArgs,
-    Threads,
+    Polling, Threads,
 };
 use super::Global;
 
@@ -79,6 +79,8 @@ pub struct Args {
     pub no_copy_attrs: bool,
     #[command(flatten)]
     pub threads: Threads,
+    #[command(flatten)]
+    pub polling: Polling,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -129,7 +131,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 buffer: args.copy.buffer_size(),
                 precopy: args.copy.precopy(args.precopy_rounds),
                 compression: args.compress,
-                overlap: args.threads.overlap(),
+                threads: args.threads,
+                polling: args.polling,
                 json: args.json,
                 dirty_writer: args.dirty_writer.clone(),
             };
@@ -164,15 +167,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         compat_gate(src.as_ref(), dst.as_ref(), global)?;
     }
     let bar = Bar::new(args.json, args.copy.progress_lines);
-    let opts = Options {
+    let opts = args.polling.apply(args.threads.apply(Options {
         buffer_size: args.copy.buffer_size(),
         precopy: args.copy.precopy(args.precopy_rounds),
         cancel: Some(token.flag()),
         progress: bar.callback(),
         check_identity: !args.force,
-        overlap: args.threads.overlap(),
         ..Options::default()
-    };
+    }));
     let (result, writer) = match &args.dirty_writer {
         Some(spec) => {
             let mut dirtying = DirtyingDriver::new(src.as_mut(), spec)?;

@@ -182,32 +182,48 @@ fn usage_error(e: clap::Error, json: bool) -> ExitCode {
 mod tests {
     use super::*;
 
-    /// `--no-overlap` reaches every transfer command's engine options, and overlap is the
-    /// default.
+    /// `--no-overlap` reaches every transfer command's engine options and `--max-poll`
+    /// those of the commands that poll; overlap and the engine's polling limit are the
+    /// defaults.
     #[test]
-    fn every_transfer_command_takes_no_overlap() {
-        let threads = |extra: &[&str]| -> Vec<bool> {
-            [
-                &["save", "sim:", "-o", "f"][..],
-                &["restore", "sim:", "-i", "f"],
-                &["migrate", "sim:", "sim:"],
-                &["receive", "sim:", "--listen", "127.0.0.1:1"],
-            ]
-            .iter()
-            .map(|args| {
-                let argv = ["vfio-harness"].iter().chain(args.iter()).chain(extra);
-                let cli = Cli::try_parse_from(argv).expect("parses");
-                match cli.command {
-                    Command::Save(a) => a.threads.overlap(),
-                    Command::Restore(a) => a.threads.overlap(),
-                    Command::Migrate(a) => a.threads.overlap(),
-                    Command::Receive(a) => a.threads.overlap(),
-                    other => panic!("parsed as {other:?}"),
-                }
-            })
-            .collect()
+    fn every_transfer_command_takes_no_overlap_and_max_poll_where_it_polls() {
+        use std::time::Duration;
+        use vfio_harness::migration::engine::{Options, DEFAULT_MAX_POLL};
+        let engine = |args: &[&str], extra: &[&str]| -> Options {
+            let argv = ["vfio-harness"].iter().chain(args.iter()).chain(extra);
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            let o = Options::default();
+            match cli.command {
+                Command::Save(a) => a.polling.apply(a.threads.apply(o)),
+                Command::Restore(a) => a.polling.apply(a.threads.apply(o)),
+                Command::Migrate(a) => a.polling.apply(a.threads.apply(o)),
+                Command::Receive(a) => a.threads.apply(o),
+                other => panic!("parsed as {other:?}"),
+            }
         };
-        assert_eq!(threads(&[]), [true; 4]);
-        assert_eq!(threads(&["--no-overlap"]), [false; 4]);
+        let polling: [&[&str]; 3] = [
+            &["save", "sim:", "-o", "f"],
+            &["restore", "sim:", "-i", "f"],
+            &["migrate", "sim:", "sim:"],
+        ];
+        let receive: &[&str] = &["receive", "sim:", "--listen", "127.0.0.1:1"];
+        for args in polling.iter().chain([&receive]) {
+            let o = engine(args, &[]);
+            assert!(o.overlap, "{args:?}");
+            assert_eq!(o.max_poll, DEFAULT_MAX_POLL, "{args:?}");
+            assert!(!engine(args, &["--no-overlap"]).overlap, "{args:?}");
+        }
+        for args in polling {
+            let o = engine(args, &["--max-poll", "250us"]);
+            assert_eq!(o.max_poll, Duration::from_micros(250), "{args:?}");
+            assert_eq!(engine(args, &["--max-poll", "0"]).max_poll, Duration::ZERO);
+        }
+        assert!(Cli::try_parse_from(
+            ["vfio-harness"]
+                .iter()
+                .chain(receive)
+                .chain(&["--max-poll", "1ms"])
+        )
+        .is_err());
     }
 }

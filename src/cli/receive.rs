@@ -86,12 +86,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     };
     errln!("receiving from {peer}");
     let bar = Bar::new(args.json, false);
-    let opts = Options {
+    let opts = args.threads.apply(Options {
         cancel: Some(cancel),
         progress: bar.callback(),
-        overlap: args.threads.overlap(),
         ..Options::default()
-    };
+    });
     let open_opts = global.open_options();
     let specs = args.devices.clone();
     // Dynamic resources go to the destination before anything opens it (vendors fix them at

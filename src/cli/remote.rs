@@ -135,8 +135,10 @@ pub struct Transfer {
     pub precopy: PrecopyPolicy,
     /// How the state streams are encoded (`--compress`).
     pub compression: vfio_harness::migration::stream::Compression,
-    /// Whether the engine overlaps (`--no-overlap` clears it).
-    pub overlap: bool,
+    /// `--no-overlap`.
+    pub threads: super::transfer::Threads,
+    /// `--max-poll`.
+    pub polling: super::transfer::Polling,
     /// `--json`.
     pub json: bool,
     /// `--dirty-writer`: a writer on the first source while it runs and pre-copies.
@@ -208,15 +210,14 @@ pub fn migrate_to(
     let cancel = install_interrupt_handler()?.flag();
     let mut drivers = open_drivers(sources, global)?;
     let bar = Bar::new(x.json, false);
-    let opts = Options {
+    let opts = x.polling.apply(x.threads.apply(Options {
         buffer_size: x.buffer,
         precopy: x.precopy,
         cancel: Some(cancel),
         progress: bar.callback(),
         compression: x.compression,
-        overlap: x.overlap,
         ..Options::default()
-    };
+    }));
     let (result, writer) = match &x.dirty_writer {
         None => (
             transport::connect(endpoint, &security, timeout)

@@ -19,7 +19,7 @@ use vfio_harness::DeviceSpec;
 
 use super::output::escape;
 use super::signals::install_interrupt_handler;
-use super::transfer::{finish_error, open_driver, pipe_note, print_json, Bar, Threads};
+use super::transfer::{finish_error, open_driver, pipe_note, print_json, Bar, Polling, Threads};
 use super::Global;
 
 /// Arguments of `restore`.
@@ -36,6 +36,8 @@ pub struct Args {
     pub progress_lines: bool,
     #[command(flatten)]
     pub threads: Threads,
+    #[command(flatten)]
+    pub polling: Polling,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -47,12 +49,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let input = Input::open(&args.input, &token)?;
     let mut drv = open_driver(&args.device, global)?;
     let bar = Bar::new(args.json, args.progress_lines);
-    let opts = Options {
+    let opts = args.polling.apply(args.threads.apply(Options {
         cancel: Some(token.flag()),
         progress: bar.callback(),
-        overlap: args.threads.overlap(),
         ..Options::default()
-    };
+    }));
     let result = engine::restore_from(drv.as_mut(), &input, &opts, &token);
     bar.finish();
     let r = match result {

@@ -22,7 +22,7 @@ use super::output::escape;
 use super::signals::install_interrupt_handler;
 use super::transfer::{
     finish_error, open_driver, pipe_note, precopy_summary, predicted_suffix, print_json, Bar,
-    CopyArgs, Threads,
+    CopyArgs, Polling, Threads,
 };
 use super::Global;
 
@@ -51,6 +51,8 @@ pub struct Args {
     pub compress: Compression,
     #[command(flatten)]
     pub threads: Threads,
+    #[command(flatten)]
+    pub polling: Polling,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -67,15 +69,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     }
     let mut drv = open_driver(&args.device, global)?;
     let bar = Bar::new(args.json, args.copy.progress_lines);
-    let opts = Options {
+    let opts = args.polling.apply(args.threads.apply(Options {
         buffer_size: args.copy.buffer_size(),
         precopy: args.copy.precopy(args.precopy_rounds),
         cancel: Some(token.flag()),
         progress: bar.callback(),
         compression: args.compress,
-        overlap: args.threads.overlap(),
         ..Options::default()
-    };
+    }));
     let result = engine::save_to(drv.as_mut(), out, &opts, &token);
     bar.finish();
     let r = match result {

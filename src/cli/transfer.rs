@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Duration;
 use vfio_harness::migration::engine::{
-    Phase, PrecopyEnd, PrecopyPolicy, Progress, ProgressFn, MIN_BUFFER,
+    Options, Phase, PrecopyEnd, PrecopyPolicy, Progress, ProgressFn, MIN_BUFFER,
 };
 use vfio_harness::migration::stream::MAX_CHUNK_LEN;
 use vfio_harness::migration::{driver_for, MigrationDriver};
@@ -31,9 +31,36 @@ pub struct Threads {
 }
 
 impl Threads {
-    /// The engine's [`overlap`](vfio_harness::migration::engine::Options::overlap).
-    pub fn overlap(self) -> bool {
-        !self.no_overlap
+    /// `o` with the engine's [`overlap`](vfio_harness::migration::engine::Options::overlap)
+    /// from these options.
+    pub fn apply(self, o: Options) -> Options {
+        Options {
+            overlap: !self.no_overlap,
+            ..o
+        }
+    }
+}
+
+/// `--max-poll`, shared by `save`, `restore`, `migrate` and `bench` (the commands whose
+/// engine threads poll before they wait).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Polling {
+    /// How long a thread about to wait polls first: a reading thread waiting for its turn at
+    /// the device (save, migrate), a restore waiting for its pipe or socket (e.g. 500us, 2ms;
+    /// 0 waits at once). Polling spends CPU time to spare the wake-ups of a sleeping thread
+    /// (in a VM, an interrupt each); a busy host may want less.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "5ms")]
+    pub max_poll: Duration,
+}
+
+impl Polling {
+    /// `o` with the engine's
+    /// [`max_poll`](vfio_harness::migration::engine::Options::max_poll) from these options.
+    pub fn apply(self, o: Options) -> Options {
+        Options {
+            max_poll: self.max_poll,
+            ..o
+        }
     }
 }
 

@@ -294,6 +294,7 @@ impl<'a> Run<'a> {
                 quick: cfg.quick,
                 engine_ring: RING,
                 engine_overlap: cfg.overlap,
+                engine_max_poll_us: u64::try_from(cfg.max_poll.as_micros()).unwrap_or(u64::MAX),
                 zero_page_fraction: sim.map(|p| crate::sim::zero_pages_fraction(p.zero_pages)),
                 backing: sim.map(|p| {
                     match p.backing {
@@ -361,6 +362,7 @@ fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
         progress: None,
         check_identity: true,
         overlap: cfg.overlap,
+        max_poll: cfg.max_poll,
         compression: crate::migration::stream::Compression::None,
         ..Options::default()
     }

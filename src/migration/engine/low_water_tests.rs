@@ -22,7 +22,7 @@ fn tcp_pair() -> (TcpStream, TcpStream) {
 
 /// Runs `f`, cancelling `token` if it has not returned after a minute: a read that waits for
 /// bytes that never come then fails ([`Cancelled`]) instead of hanging the test.
-fn watched<T>(token: &CancelToken, f: impl FnOnce() -> T) -> T {
+pub(super) fn watched<T>(token: &CancelToken, f: impl FnOnce() -> T) -> T {
     let (done, wait) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
         s.spawn(move || {

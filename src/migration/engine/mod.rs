@@ -50,6 +50,7 @@ mod migrate;
 mod options;
 mod p2p;
 mod pipe;
+mod poll;
 mod precopy;
 mod report;
 mod restore;
@@ -63,7 +64,7 @@ mod write_behind;
 pub(crate) use buf::AlignedBuf;
 pub use migrate::migrate;
 pub use options::{
-    Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER,
+    Cancel, Options, Phase, PrecopyPolicy, Progress, ProgressFn, DEFAULT_BUFFER, DEFAULT_MAX_POLL,
     MAX_PRECOPY_ROUNDS, MIN_BUFFER,
 };
 pub use p2p::{P2pBarrier, P2pHook, P2pPoint, P2pStep};

@@ -14,6 +14,15 @@ pub const DEFAULT_BUFFER: usize = 1 << 20;
 /// outweighs the data.
 pub const MIN_BUFFER: usize = 4096;
 
+/// Default of [`Options::max_poll`]: 5 ms. In the bed (QEMU TCG, 2 vCPUs, 1 MiB reads of
+/// about 2.4 ms from vhgpu, about 1 ms of hashing and framing per chunk), a thread waiting
+/// for its turn at the device that slept after 200 us of polling put the two-thread save at
+/// 0.85 to 0.94 of the one-buffer raw loop, one that polled up to 5 ms at 1.01 to 1.06
+/// (hw-notes/bench.md, "Session 22"); on a 2-vCPU Xeon, the bench's one-thread restore from
+/// a loopback socket took 5 to 11 % less time polling the socket for up to 5 ms before each
+/// wait than waiting at once (hw-notes/bench.md, "Session 23").
+pub const DEFAULT_MAX_POLL: Duration = Duration::from_millis(5);
+
 /// Most pre-copy rounds an operation runs, whatever [`PrecopyPolicy::max_rounds`] says: each
 /// round re-reads what a running device dirtied, so the stream grows with every round.
 pub const MAX_PRECOPY_ROUNDS: u32 = 100;
@@ -108,9 +117,22 @@ pub struct Options {
     /// ([`StreamReader::verify_as_read`](crate::migration::stream::StreamReader::verify_as_read)).
     /// On, save and migrate read the device from two threads in turn, and a thread waiting
     /// for its turn polls rather than sleeps for up to 1.5 times the last read (at most
-    /// 5 ms, yielding the CPU between polls after the first 200 us): a slow device's reads
-    /// cost a second core's time while they last.
+    /// [`max_poll`](Self::max_poll)): a slow device's reads cost a second core's time while
+    /// they last.
     pub overlap: bool,
+    /// How long a thread that would wait for something that usually comes soon polls for it
+    /// first ([`DEFAULT_MAX_POLL`] by default): the thread of save and migrate waiting for
+    /// its turn at the device (with [`overlap`](Self::overlap); for up to 1.5 times the last
+    /// read, at most this), and [`restore_from`](super::restore_from)'s reads of a pipe or
+    /// socket that has nothing to read yet
+    /// ([`Cancellable::poll_first`](super::Cancellable::poll_first)). A polling thread
+    /// spins for the first 200 us and yields the CPU between polls after that; a poll that
+    /// goes unanswered makes the next waits sleep at once, for longer after each such poll
+    /// in a row. Polling trades CPU time for the wake-ups a sleeping thread costs (in a VM an
+    /// interrupt to its vCPU): on a busy host, or against a peer much slower than this side,
+    /// a shorter limit spends less; `Duration::ZERO` sleeps at once. (The threads' hand-offs
+    /// of whole chunks poll for 50 us whatever this says.)
+    pub max_poll: Duration,
     /// How [`save`](super::save()) encodes the stream's chunks (so also a migration to
     /// another host, which carries the same stream): [`Compression::None`] by default, raw
     /// chunks in format version 1 at no extra cost; `Zero` elides zero pages, `Lz4` and
@@ -138,6 +160,7 @@ impl Default for Options {
             progress: None,
             check_identity: true,
             overlap: true,
+            max_poll: DEFAULT_MAX_POLL,
             compression: Compression::None,
             p2p: None,
         }
@@ -153,6 +176,7 @@ impl std::fmt::Debug for Options {
             .field("progress", &self.progress.is_some())
             .field("check_identity", &self.check_identity)
             .field("overlap", &self.overlap)
+            .field("max_poll", &self.max_poll)
             .field("compression", &self.compression)
             .field("p2p", &self.p2p.is_some())
             .finish()

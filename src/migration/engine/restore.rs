@@ -246,9 +246,10 @@ pub fn restore_from_file(
 /// low-water mark is left as it is: with the mark set from what the stream needs next
 /// ([`Cancellable::low_water`], up to 256 KiB), the bench's one-thread restore from a
 /// loopback socket ran at half the rate it reached without the mark (hw-notes/bench.md,
-/// session 19). Blocking
-/// reads end as soon as `token` is cancelled; pass the token whose
-/// [`flag`](CancelToken::flag) is `opts.cancel`.
+/// session 19). A pipe or socket with nothing to read yet is polled for up to
+/// [`opts.max_poll`](Options::max_poll) before the reading thread waits
+/// ([`Cancellable::poll_first`]). Blocking reads end as soon as `token` is cancelled; pass
+/// the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
 /// A pipe or FIFO smaller than `opts.buffer_size` is grown to it (at most
 /// `/proc/sys/fs/pipe-max-size`), so the writer at its other end can run a chunk ahead;
 /// [`RestoreReport::pipe_capacity_bytes`] says what it held.
@@ -278,11 +279,11 @@ pub fn restore_from(
         // Without a reset, RESUMING cannot be aborted: verify the whole stream before the
         // device sees any of it.
         if seekable {
-            verify(buffered(source, token), opts).map_err(|e| opts.cause(e).in_file(path))?;
+            verify(buffered(source, token, opts), opts).map_err(|e| opts.cause(e).in_file(path))?;
         } else {
             spool = anonymous_file().map_err(file_err)?;
             let tee = Tee {
-                from: buffered(source, token),
+                from: buffered(source, token, opts),
                 to: &spool,
             };
             verify_stream(
@@ -296,8 +297,8 @@ pub fn restore_from(
         source.seek(SeekFrom::Start(0)).map_err(file_err)?;
     }
     opts.check_cancel()?;
-    let reader =
-        StreamReader::new(buffered(source, token)).map_err(|e| opts.cause(e).in_file(path))?;
+    let reader = StreamReader::new(buffered(source, token, opts))
+        .map_err(|e| opts.cause(e).in_file(path))?;
     let reader = if seekable {
         reader
     } else {
@@ -309,12 +310,17 @@ pub fn restore_from(
     Ok(report)
 }
 
-/// `f` read through a 64 KiB buffer, its blocking reads cancelled by `token`.
+/// `f` read through a 64 KiB buffer, its blocking reads cancelled by `token`; a pipe or
+/// socket with nothing to read yet is polled for up to `opts.max_poll` before the wait.
 fn buffered<'a>(
     f: &'a File,
     token: &Arc<CancelToken>,
+    opts: &Options,
 ) -> std::io::BufReader<Cancellable<&'a File>> {
-    std::io::BufReader::with_capacity(64 * 1024, Cancellable::new(f, token.clone()))
+    std::io::BufReader::with_capacity(
+        64 * 1024,
+        Cancellable::new(f, token.clone()).poll_first(opts.max_poll),
+    )
 }
 
 fn verify_stream<R: Read>(reader: Result<StreamReader<R>>, opts: &Options) -> Result<()> {

@@ -115,7 +115,14 @@ where
     };
     if opts.overlap {
         let r = &mut reader;
-        turns::share(chunk, head, hash, |buf: &mut [u8]| r.next(buf), put)?;
+        turns::share(
+            chunk,
+            head,
+            hash,
+            opts.max_poll,
+            |buf: &mut [u8]| r.next(buf),
+            put,
+        )?;
     } else {
         let mut buf = AlignedBuf::new(chunk);
         let mut put = put;

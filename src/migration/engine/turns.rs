@@ -19,6 +19,7 @@
 //! single thread would write.
 
 use super::buf::AlignedBuf;
+use super::poll::{poll, Polled};
 use super::ring::{Waiter, RING, SPIN};
 use crate::migration::stream::{checksum, ChunkKind};
 use crate::migration::{MigrationError, Result};
@@ -26,20 +27,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-
-/// The longest a waiting thread polls the device's gate on the CPU (`spin_loop`); beyond
-/// it, up to [`MAX_POLL`], it polls between yields of the CPU.
-const MAX_SPIN: Duration = Duration::from_micros(200);
-
-/// The longest a thread polls (spinning, then yielding) before it sleeps. A sleeping waiter
-/// is woken by the holder (a futex wake-up, in a VM an interrupt to the other vCPU) on every
-/// chunk: in the bed (TCG, 2 vCPUs, 1 MiB reads of about 2.4 ms from vhgpu, about 1 ms of
-/// hashing and framing per chunk), sleeping after 200 us put the two-thread save at 0.85 to
-/// 0.94 of the one-buffer raw loop, polling up to 5 ms (as here) at 1.01 to 1.06
-/// (hw-notes/bench.md, "Session 22"). Yielding rather than spinning past [`MAX_SPIN`]
-/// leaves the CPU to any other thread that can run (a sink's, the other end of a migration
-/// in this process).
-const MAX_POLL: Duration = Duration::from_millis(5);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing a panicking holder leaves half-done matters here: a panic stops the transfer
@@ -60,13 +47,16 @@ struct Gate {
     epoch: Instant,
     /// Threads asleep in [`Gate::enter`].
     sleepers: AtomicUsize,
+    /// How long a waiter polls at most ([`Options::max_poll`](super::Options::max_poll)).
+    max_poll: Duration,
     lock: Mutex<()>,
     woken: Condvar,
 }
 
 impl Gate {
-    fn new(epoch: Instant) -> Gate {
+    fn new(epoch: Instant, max_poll: Duration) -> Gate {
         Gate {
+            max_poll,
             held: AtomicBool::new(false),
             since: AtomicU64::new(0),
             last: AtomicU64::new(0),
@@ -93,35 +83,28 @@ impl Gate {
     }
 
     /// Takes the gate, or returns `false` once `stop` is set. Polls first, for about as
-    /// long as the last holder held it (at least [`SPIN`], at most [`MAX_POLL`]; past
-    /// [`MAX_SPIN`] yielding the CPU between polls), unless `w` says recent polls went
-    /// unanswered (see [`Waiter`]); then sleeps.
+    /// long as the last holder held it (at least [`SPIN`], at most `max_poll`; past
+    /// [`MAX_SPIN`](super::poll::MAX_SPIN) yielding the CPU between polls), unless `w` says
+    /// recent polls went unanswered (see [`Waiter`]) or `max_poll` is zero; then sleeps.
     fn enter(&self, w: &Waiter, stop: &AtomicBool) -> bool {
         if self.try_enter() {
             return true;
         }
-        let polls = w.polls();
+        let polls = w.polls() && !self.max_poll.is_zero();
         if polls {
             let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
-            let budget = (last + last / 2).clamp(SPIN, MAX_POLL);
-            let t0 = Instant::now();
-            loop {
-                let waited = t0.elapsed();
-                if waited >= budget {
-                    break;
-                }
-                if waited < MAX_SPIN {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-                if stop.load(Ordering::SeqCst) {
-                    return false;
-                }
-                if self.try_enter() {
+            let budget = (last + last / 2).max(SPIN).min(self.max_poll);
+            match poll(
+                budget,
+                || stop.load(Ordering::SeqCst),
+                || self.try_enter().then_some(()),
+            ) {
+                Polled::Answered(()) => {
                     w.record(true, true);
                     return true;
                 }
+                Polled::Stopped => return false,
+                Polled::Unanswered => {}
             }
         }
         w.record(polls, false);
@@ -321,17 +304,25 @@ where
 /// header and returns its kind and length, or `None` at the end. The reads are one at a
 /// time and in order, each chunk hashed (with `hash`) by the thread that read it, and put
 /// with its kind, frame (`chunk`-byte buffers: the room for the header, then the payload)
-/// and checksum in the order read. After `reader` fails it is not called again. The first
+/// and checksum in the order read. A thread waiting for its turn to read polls for up to
+/// `max_poll` before it sleeps. After `reader` fails it is not called again. The first
 /// error ends both threads and is returned; a panic on either thread ends both and goes on
 /// on the calling thread.
-pub(super) fn share<R, F>(chunk: usize, head: usize, hash: bool, reader: R, put: F) -> Result<()>
+pub(super) fn share<R, F>(
+    chunk: usize,
+    head: usize,
+    hash: bool,
+    max_poll: Duration,
+    reader: R,
+    put: F,
+) -> Result<()>
 where
     R: FnMut(&mut [u8]) -> Result<Option<(ChunkKind, usize)>> + Send,
     F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()> + Send,
 {
     let shared = Shared {
         reader: Mutex::new((reader, 0)),
-        gate: Gate::new(Instant::now()),
+        gate: Gate::new(Instant::now(), max_poll),
         puts: Mutex::new(Puts::default()),
         put: Mutex::new(put),
         buffers: Mutex::new(Buffers::default()),

@@ -156,6 +156,36 @@ fn a_sink_holding_its_first_chunk_does_not_hold_the_reading() {
     restore(dst.as_mut(), &sink.out[..], &opts).expect("restore");
 }
 
+/// With `max_poll` zero a thread waiting for its turn sleeps at once, every time: the two
+/// threads still read the state once, in order, into the stream one thread writes.
+#[test]
+fn threads_that_never_poll_write_the_one_thread_stream() {
+    let open = || {
+        let spec = "sim:state=1M,seed=7";
+        let dev = crate::open(&spec.parse().expect("spec"), &Default::default()).expect("open");
+        driver_for(dev).expect("driver")
+    };
+    let sleeping = Options {
+        buffer_size: 16 << 10,
+        max_poll: Duration::ZERO,
+        ..Default::default()
+    };
+    let one = Options {
+        overlap: false,
+        ..sleeping.clone()
+    };
+    let (two, _) = save(open().as_mut(), Vec::new(), "sleeping", &sleeping).expect("save");
+    let (alone, _) = save(open().as_mut(), Vec::new(), "alone", &one).expect("save alone");
+    let (two, one) = (chunks(&two), chunks(&alone));
+    assert_eq!(two.0, one.0, "the headers differ");
+    assert!(
+        two.1 == one.1,
+        "the stream differs from the one-thread save's: {} chunks against {}",
+        two.1.len(),
+        one.1.len()
+    );
+}
+
 /// A reader whose step failed is spent: called again (as the other thread sharing it may
 /// be, when it took the device just after the failure) it fails without touching the
 /// device. Here the device refuses PRE_COPY -> PRE_COPY_P2P once; driven again, the reader

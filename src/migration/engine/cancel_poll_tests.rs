@@ -1,0 +1,125 @@
+//! [`Cancellable::poll_first`]'s retries: a try that would block is tried again before the
+//! wait, a cancel ends the polling, and a poll that goes unanswered sends the next wait to
+//! `poll(2)` at once. The fd waited on is a socket with nothing to read, so a wait that
+//! should not happen would block (until [`watched`] cancels it).
+
+use super::tests::watched;
+use super::*;
+use std::cell::Cell;
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+fn would_block<T>() -> io::Result<T> {
+    Err(io::ErrorKind::WouldBlock.into())
+}
+
+#[test]
+fn a_try_answered_while_polling_never_waits() {
+    let (quiet, _peer) = UnixStream::pair().unwrap();
+    let token = CancelToken::new().unwrap();
+    let polling = (Duration::from_secs(30), Waiter::default());
+    let tries = Cell::new(0);
+    let got = watched(&token, || {
+        retry(
+            &token,
+            quiet.as_raw_fd(),
+            libc::POLLIN,
+            true,
+            Some(&polling),
+            || {
+                tries.set(tries.get() + 1);
+                if tries.get() < 3 {
+                    would_block()
+                } else {
+                    Ok(tries.get())
+                }
+            },
+        )
+    });
+    assert_eq!(got.unwrap(), 3, "answered by the third try, without a wait");
+    assert!(polling.1.polls(), "an answered poll keeps polling");
+    // Without polling the same retry waits in poll(2) for the quiet socket.
+    let token = CancelToken::new().unwrap();
+    let tries = Cell::new(0);
+    let got = watched(&token, || {
+        retry(&token, quiet.as_raw_fd(), libc::POLLIN, true, None, || {
+            tries.set(tries.get() + 1);
+            token.cancel();
+            would_block::<usize>()
+        })
+    });
+    assert!(is_cancelled(&got.unwrap_err()));
+    assert_eq!(tries.get(), 1, "one try, then the wait the cancel ends");
+}
+
+#[test]
+fn a_cancel_ends_the_polling_before_another_try() {
+    let (quiet, _peer) = UnixStream::pair().unwrap();
+    let token = CancelToken::new().unwrap();
+    let polling = (Duration::from_secs(30), Waiter::default());
+    let (first, cancel) = std::sync::mpsc::channel();
+    let after = Cell::new(0);
+    let got = std::thread::scope(|s| {
+        let t = &token;
+        s.spawn(move || {
+            if cancel.recv().is_ok() {
+                t.cancel();
+            }
+        });
+        watched(&token, || {
+            retry(
+                &token,
+                quiet.as_raw_fd(),
+                libc::POLLIN,
+                true,
+                Some(&polling),
+                || {
+                    if token.is_cancelled() {
+                        after.set(after.get() + 1);
+                    }
+                    let _ = first.send(());
+                    would_block::<()>()
+                },
+            )
+        })
+    });
+    assert!(is_cancelled(&got.unwrap_err()));
+    // The poll asks the token before every try; a cancel landing between that question
+    // and the try lets one more try through.
+    assert!(after.get() <= 1, "{} tries after the cancel", after.get());
+}
+
+#[test]
+fn an_unanswered_poll_sends_the_next_wait_to_poll_at_once() {
+    // A socket with a byte to read: each wait in poll(2) returns at once, and the retry
+    // tries again until its op answers.
+    let (ready, mut peer) = UnixStream::pair().unwrap();
+    peer.write_all(b"x").unwrap();
+    let token = CancelToken::new().unwrap();
+    let limit = Duration::from_millis(1);
+    let polling = (limit, Waiter::default());
+    // The op answers only long after the poll's limit: the poll goes unanswered and the
+    // answer comes from the tries after the waits.
+    let t0 = Instant::now();
+    let got = watched(&token, || {
+        retry(
+            &token,
+            ready.as_raw_fd(),
+            libc::POLLIN,
+            true,
+            Some(&polling),
+            || {
+                if t0.elapsed() < limit + Duration::from_millis(200) {
+                    would_block()
+                } else {
+                    Ok(())
+                }
+            },
+        )
+    });
+    got.unwrap();
+    assert!(
+        !polling.1.polls(),
+        "after an unanswered poll the next wait does not poll"
+    );
+}
