@@ -26,7 +26,7 @@ use crate::bench::loops::{self, QEMU_STREAM_BUFFER};
 use crate::bench::raw;
 use crate::bench::reference;
 use crate::migration::engine;
-use crate::units::format_bytes;
+use crate::units::{format_bytes, format_seconds};
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::time::Instant;
@@ -270,6 +270,12 @@ pub(in crate::bench) fn block(
             "{} (every chunk verified, {}) from {}",
             match path {
                 DataPath::FileDirect => "the engine's restore, 64 KiB buffered reads".to_string(),
+                DataPath::Pipe | DataPath::Tcp if !o.overlap && !o.max_poll.is_zero() => format!(
+                    "restore_from, as `restore -i` reads its input: 64 KiB buffered reads, \
+                     the {} polled for up to {} before each wait",
+                    path.as_str(),
+                    format_seconds(o.max_poll.as_secs_f64())
+                ),
                 _ => "restore_from, as `restore -i` reads its input: 64 KiB buffered reads"
                     .to_string(),
             },

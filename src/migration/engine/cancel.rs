@@ -234,10 +234,11 @@ impl<F: AsFd> Cancellable<F> {
     /// go to `poll(2)` at once, for longer after each such poll in a row, so a peer much
     /// slower than this side is not polled for in vain on every read. A sleeping reader is
     /// woken by the kernel when data comes (in a VM, an interrupt to its vCPU); a polling
-    /// one finds it itself. [`restore_from`](super::restore_from) asks for this with
-    /// [`Options::max_poll`](super::Options::max_poll): on a 2-vCPU Xeon, its one-thread
+    /// one finds it itself. [`restore_from`](super::restore_from) on one thread asks for
+    /// this with [`Options::max_poll`](super::Options::max_poll): on a 2-vCPU Xeon, its
     /// restore from a loopback socket took 5 to 11 % less time for it (hw-notes/bench.md,
-    /// "Session 23"). `Duration::ZERO`, a regular file, and a socket with a
+    /// "Session 23"). The polls take a CPU while they last: with other busy threads
+    /// (overlapped, that restore's writer and the input's feeder) they compete with them. `Duration::ZERO`, a regular file, and a socket with a
     /// [`low_water`](Self::low_water) mark (whose wait gathers the mark's bytes) are not
     /// polled.
     ///
@@ -329,6 +330,13 @@ impl<F: AsFd> Cancellable<F> {
             self.low_water = LowWater::new(self.inner.as_fd(), needed)?;
         }
         Ok(self)
+    }
+
+    /// How long a try that would block is polled for ([`poll_first`](Self::poll_first)),
+    /// if it is.
+    #[cfg(test)]
+    pub(super) fn poll_limit(&self) -> Option<Duration> {
+        self.polling.as_ref().map(|(limit, _)| *limit)
     }
 
     /// The wrapped file.

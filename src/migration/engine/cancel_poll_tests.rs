@@ -123,3 +123,30 @@ fn an_unanswered_poll_sends_the_next_wait_to_poll_at_once() {
         "after an unanswered poll the next wait does not poll"
     );
 }
+
+/// `restore_from` polls its input only on one thread: overlapped, the reading thread's
+/// polls would compete with the writing thread and the input's feeder for the CPUs.
+#[test]
+fn restore_polls_its_input_only_on_one_thread() {
+    let f = tempfile::tempfile().unwrap();
+    let token = CancelToken::new().unwrap();
+    let limit = |o: &crate::migration::engine::Options| {
+        super::super::restore::buffered(&f, &token, o)
+            .get_ref()
+            .poll_limit()
+    };
+    let one = crate::migration::engine::Options {
+        overlap: false,
+        ..Default::default()
+    };
+    assert_eq!(
+        limit(&one),
+        Some(crate::migration::engine::DEFAULT_MAX_POLL)
+    );
+    let never = crate::migration::engine::Options {
+        max_poll: Duration::ZERO,
+        ..one.clone()
+    };
+    assert_eq!(limit(&never), None);
+    assert_eq!(limit(&Default::default()), None, "overlapped");
+}

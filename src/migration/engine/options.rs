@@ -123,9 +123,11 @@ pub struct Options {
     /// How long a thread that would wait for something that usually comes soon polls for it
     /// first ([`DEFAULT_MAX_POLL`] by default): the thread of save and migrate waiting for
     /// its turn at the device (with [`overlap`](Self::overlap); for up to 1.5 times the last
-    /// read, at most this), and [`restore_from`](super::restore_from)'s reads of a pipe or
-    /// socket that has nothing to read yet
-    /// ([`Cancellable::poll_first`](super::Cancellable::poll_first)). A polling thread
+    /// read, at most this), and, without [`overlap`](Self::overlap),
+    /// [`restore_from`](super::restore_from)'s reads of a pipe or socket that has nothing to
+    /// read yet ([`Cancellable::poll_first`](super::Cancellable::poll_first); overlapped,
+    /// the reading thread's polls took CPU time from the writing thread and the input's
+    /// feeder, and the restore from a pipe ran slower). A polling thread
     /// spins for the first 200 us and yields the CPU between polls after that; a poll that
     /// goes unanswered makes the next waits sleep at once, for longer after each such poll
     /// in a row. Polling trades CPU time for the wake-ups a sleeping thread costs (in a VM an

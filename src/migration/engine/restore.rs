@@ -15,7 +15,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Restores a stream into the device: the header is checked against the device (before it
 /// is touched), the device enters RESUMING, each chunk is verified before it is written, and
@@ -246,9 +246,9 @@ pub fn restore_from_file(
 /// low-water mark is left as it is: with the mark set from what the stream needs next
 /// ([`Cancellable::low_water`], up to 256 KiB), the bench's one-thread restore from a
 /// loopback socket ran at half the rate it reached without the mark (hw-notes/bench.md,
-/// session 19). A pipe or socket with nothing to read yet is polled for up to
-/// [`opts.max_poll`](Options::max_poll) before the reading thread waits
-/// ([`Cancellable::poll_first`]). Blocking reads end as soon as `token` is cancelled; pass
+/// session 19). On one thread ([`opts.overlap`](Options::overlap) off), a pipe or socket
+/// with nothing to read yet is polled for up to [`opts.max_poll`](Options::max_poll) before
+/// the thread waits ([`Cancellable::poll_first`]). Blocking reads end as soon as `token` is cancelled; pass
 /// the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
 /// A pipe or FIFO smaller than `opts.buffer_size` is grown to it (at most
 /// `/proc/sys/fs/pipe-max-size`), so the writer at its other end can run a chunk ahead;
@@ -310,16 +310,24 @@ pub fn restore_from(
     Ok(report)
 }
 
-/// `f` read through a 64 KiB buffer, its blocking reads cancelled by `token`; a pipe or
-/// socket with nothing to read yet is polled for up to `opts.max_poll` before the wait.
-fn buffered<'a>(
+/// `f` read through a 64 KiB buffer, its blocking reads cancelled by `token`. On one thread
+/// (`opts.overlap` off) a pipe or socket with nothing to read yet is polled for up to
+/// `opts.max_poll` before the wait; overlapped, the reading thread's polls would take CPU
+/// time from the writing thread and from whatever feeds the input (hw-notes/bench.md,
+/// "Session 23").
+pub(super) fn buffered<'a>(
     f: &'a File,
     token: &Arc<CancelToken>,
     opts: &Options,
 ) -> std::io::BufReader<Cancellable<&'a File>> {
+    let polling = if opts.overlap {
+        Duration::ZERO
+    } else {
+        opts.max_poll
+    };
     std::io::BufReader::with_capacity(
         64 * 1024,
-        Cancellable::new(f, token.clone()).poll_first(opts.max_poll),
+        Cancellable::new(f, token.clone()).poll_first(polling),
     )
 }
 
