@@ -19,8 +19,9 @@ pub const MIN_BUFFER: usize = 4096;
 /// for its turn at the device that slept after 200 us of polling put the two-thread save at
 /// 0.85 to 0.94 of the one-buffer raw loop, one that polled up to 5 ms at 1.01 to 1.06
 /// (hw-notes/bench.md, "Session 22"); on a 2-vCPU Xeon, the bench's one-thread restore from
-/// a loopback socket took 5 to 11 % less time polling the socket for up to 5 ms before each
-/// wait than waiting at once (hw-notes/bench.md, "Session 23").
+/// a loopback socket took about 6 % less time (medians of seven alternating runs) polling
+/// the socket for up to 5 ms before each wait than waiting at once (hw-notes/bench.md,
+/// "Session 23").
 pub const DEFAULT_MAX_POLL: Duration = Duration::from_millis(5);
 
 /// Most pre-copy rounds an operation runs, whatever [`PrecopyPolicy::max_rounds`] says: each
