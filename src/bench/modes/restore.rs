@@ -273,7 +273,11 @@ pub(in crate::bench) fn block(
                 DataPath::Pipe | DataPath::Tcp if !o.overlap && !o.max_poll.is_zero() => format!(
                     "restore_from, as `restore -i` reads its input: 64 KiB buffered reads, \
                      the {} polled for up to {} before each wait",
-                    path.as_str(),
+                    if path == DataPath::Pipe {
+                        "pipe"
+                    } else {
+                        "socket"
+                    },
                     format_seconds(o.max_poll.as_secs_f64())
                 ),
                 _ => "restore_from, as `restore -i` reads its input: 64 KiB buffered reads"

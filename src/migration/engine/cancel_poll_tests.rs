@@ -13,6 +13,16 @@ fn would_block<T>() -> io::Result<T> {
     Err(io::ErrorKind::WouldBlock.into())
 }
 
+/// `retry` of a read of `fd` (tried first, as on a non-blocking socket) with `polling`.
+fn read_retry<T>(
+    token: &CancelToken,
+    fd: &impl AsRawFd,
+    polling: Option<&(Duration, Waiter)>,
+    op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    retry(token, fd.as_raw_fd(), libc::POLLIN, true, polling, op)
+}
+
 #[test]
 fn a_try_answered_while_polling_never_waits() {
     let (quiet, _peer) = UnixStream::pair().unwrap();
@@ -20,21 +30,14 @@ fn a_try_answered_while_polling_never_waits() {
     let polling = (Duration::from_secs(30), Waiter::default());
     let tries = Cell::new(0);
     let got = watched(&token, || {
-        retry(
-            &token,
-            quiet.as_raw_fd(),
-            libc::POLLIN,
-            true,
-            Some(&polling),
-            || {
-                tries.set(tries.get() + 1);
-                if tries.get() < 3 {
-                    would_block()
-                } else {
-                    Ok(tries.get())
-                }
-            },
-        )
+        read_retry(&token, &quiet, Some(&polling), || {
+            tries.set(tries.get() + 1);
+            if tries.get() < 3 {
+                would_block()
+            } else {
+                Ok(tries.get())
+            }
+        })
     });
     assert_eq!(got.unwrap(), 3, "answered by the third try, without a wait");
     assert!(polling.1.polls(), "an answered poll keeps polling");
@@ -42,7 +45,7 @@ fn a_try_answered_while_polling_never_waits() {
     let token = CancelToken::new().unwrap();
     let tries = Cell::new(0);
     let got = watched(&token, || {
-        retry(&token, quiet.as_raw_fd(), libc::POLLIN, true, None, || {
+        read_retry(&token, &quiet, None, || {
             tries.set(tries.get() + 1);
             token.cancel();
             would_block::<usize>()
@@ -67,20 +70,13 @@ fn a_cancel_ends_the_polling_before_another_try() {
             }
         });
         watched(&token, || {
-            retry(
-                &token,
-                quiet.as_raw_fd(),
-                libc::POLLIN,
-                true,
-                Some(&polling),
-                || {
-                    if token.is_cancelled() {
-                        after.set(after.get() + 1);
-                    }
-                    let _ = first.send(());
-                    would_block::<()>()
-                },
-            )
+            read_retry(&token, &quiet, Some(&polling), || {
+                if token.is_cancelled() {
+                    after.set(after.get() + 1);
+                }
+                let _ = first.send(());
+                would_block::<()>()
+            })
         })
     });
     assert!(is_cancelled(&got.unwrap_err()));
@@ -102,20 +98,13 @@ fn an_unanswered_poll_sends_the_next_wait_to_poll_at_once() {
     // answer comes from the tries after the waits.
     let t0 = Instant::now();
     let got = watched(&token, || {
-        retry(
-            &token,
-            ready.as_raw_fd(),
-            libc::POLLIN,
-            true,
-            Some(&polling),
-            || {
-                if t0.elapsed() < limit + Duration::from_millis(200) {
-                    would_block()
-                } else {
-                    Ok(())
-                }
-            },
-        )
+        read_retry(&token, &ready, Some(&polling), || {
+            if t0.elapsed() < limit + Duration::from_millis(200) {
+                would_block()
+            } else {
+                Ok(())
+            }
+        })
     });
     got.unwrap();
     assert!(

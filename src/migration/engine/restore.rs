@@ -248,8 +248,8 @@ pub fn restore_from_file(
 /// loopback socket ran at half the rate it reached without the mark (hw-notes/bench.md,
 /// session 19). On one thread ([`opts.overlap`](Options::overlap) off), a pipe or socket
 /// with nothing to read yet is polled for up to [`opts.max_poll`](Options::max_poll) before
-/// the thread waits ([`Cancellable::poll_first`]). Blocking reads end as soon as `token` is cancelled; pass
-/// the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
+/// the thread waits ([`Cancellable::poll_first`]). Blocking reads end as soon as `token` is
+/// cancelled; pass the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
 /// A pipe or FIFO smaller than `opts.buffer_size` is grown to it (at most
 /// `/proc/sys/fs/pipe-max-size`), so the writer at its other end can run a chunk ahead;
 /// [`RestoreReport::pipe_capacity_bytes`] says what it held.

@@ -91,6 +91,20 @@ fn chunks(stream: &[u8]) -> (StreamHeader, Chunks) {
 /// While the sink takes its time with the first chunk, the other thread reads the next
 /// chunks into the other buffers of the ring (three more, here) rather than waiting for
 /// its turn; the stream still restores byte for byte.
+/// Asserts that the stream `two` threads saved is `alone`, the one-thread save's, chunk
+/// for chunk (kind, payload), under the same header but for its creation time (the two
+/// saves may straddle a second).
+fn assert_one_thread_stream(two: &[u8], alone: &[u8]) {
+    let (two, one) = (chunks(two), chunks(alone));
+    assert_eq!(two.0, one.0, "the headers differ");
+    assert!(
+        two.1 == one.1,
+        "the stream differs from the one-thread save's: {} chunks against {}",
+        two.1.len(),
+        one.1.len()
+    );
+}
+
 #[test]
 fn a_sink_holding_its_first_chunk_does_not_hold_the_reading() {
     const CHUNK: usize = 64 << 10;
@@ -142,16 +156,7 @@ fn a_sink_holding_its_first_chunk_does_not_hold_the_reading() {
         ..opts.clone()
     };
     let (alone, _) = save(open(5).as_mut(), Vec::new(), "alone", &one).expect("save alone");
-    // Chunk for chunk (kind, payload), under the same header but for its creation time
-    // (the two saves may straddle a second).
-    let (two, one) = (chunks(&sink.out), chunks(&alone));
-    assert_eq!(two.0, one.0, "the headers differ");
-    assert!(
-        two.1 == one.1,
-        "the stream differs from the one-thread save's: {} chunks against {}",
-        two.1.len(),
-        one.1.len()
-    );
+    assert_one_thread_stream(&sink.out, &alone);
     let mut dst = open(9);
     restore(dst.as_mut(), &sink.out[..], &opts).expect("restore");
 }
@@ -176,14 +181,7 @@ fn threads_that_never_poll_write_the_one_thread_stream() {
     };
     let (two, _) = save(open().as_mut(), Vec::new(), "sleeping", &sleeping).expect("save");
     let (alone, _) = save(open().as_mut(), Vec::new(), "alone", &one).expect("save alone");
-    let (two, one) = (chunks(&two), chunks(&alone));
-    assert_eq!(two.0, one.0, "the headers differ");
-    assert!(
-        two.1 == one.1,
-        "the stream differs from the one-thread save's: {} chunks against {}",
-        two.1.len(),
-        one.1.len()
-    );
+    assert_one_thread_stream(&two, &alone);
 }
 
 /// A reader whose step failed is spent: called again (as the other thread sharing it may
