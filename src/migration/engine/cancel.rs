@@ -18,7 +18,7 @@
 //! the flag between device calls, which return in bounded time on every device we drive.
 
 use super::low_water::LowWater;
-use super::poll::{poll, Polled};
+use super::poll::Polled;
 use super::ring::Waiter;
 use super::Cancel;
 use crate::migration::stream::Needed;
@@ -385,26 +385,19 @@ fn retry<T>(
             other => return other,
         }
         if let Some((limit, w)) = polling {
-            let polls = w.polls();
-            if polls {
-                let polled = poll(
-                    *limit,
-                    || token.is_cancelled(),
-                    || match op() {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                        other => Some(other),
-                    },
-                );
-                match polled {
-                    Polled::Answered(r) => {
-                        w.record(true, true);
-                        return r;
-                    }
-                    Polled::Stopped => return Err(cancelled()),
-                    Polled::Unanswered => {}
-                }
+            let polled = w.poll_first(
+                *limit,
+                || token.is_cancelled(),
+                || match op() {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                    other => Some(other),
+                },
+            );
+            match polled {
+                Polled::Answered(r) => return r,
+                Polled::Stopped => return Err(cancelled()),
+                Polled::Unanswered => {}
             }
-            w.record(polls, false);
         }
     }
     loop {

@@ -1,6 +1,7 @@
 //! The ring: buffers passed between the side that reads a stream file and the side that
 //! writes a device (restore), on two threads or inline on one.
 
+use super::poll::{poll, Polled};
 use super::AlignedBuf;
 use crate::migration::recovery::recover;
 use crate::migration::stream::PayloadCheck;
@@ -188,6 +189,29 @@ impl Waiter {
             self.skip.set(self.backoff.get());
             self.backoff.set((self.backoff.get() * 2).min(MAX_BACKOFF));
         }
+    }
+
+    /// [`poll`](super::poll::poll) for up to `budget` when [`Waiter::polls`] (and `budget` is
+    /// not zero), counting the wait ([`Waiter::record`]); `Unanswered` when it did not poll.
+    pub(super) fn poll_first<T>(
+        &self,
+        budget: Duration,
+        stop: impl FnMut() -> bool,
+        attempt: impl FnMut() -> Option<T>,
+    ) -> Polled<T> {
+        let polls = self.polls() && !budget.is_zero();
+        if polls {
+            match poll(budget, stop, attempt) {
+                Polled::Answered(v) => {
+                    self.record(true, true);
+                    return Polled::Answered(v);
+                }
+                Polled::Stopped => return Polled::Stopped,
+                Polled::Unanswered => {}
+            }
+        }
+        self.record(polls, false);
+        Polled::Unanswered
     }
 
     /// `rx.recv()`, polling for up to [`SPIN`] first when [`Waiter::polls`].

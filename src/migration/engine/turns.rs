@@ -19,7 +19,7 @@
 //! single thread would write.
 
 use super::buf::AlignedBuf;
-use super::poll::{poll, Polled};
+use super::poll::Polled;
 use super::ring::{Waiter, RING, SPIN};
 use crate::migration::stream::{checksum, ChunkKind};
 use crate::migration::{MigrationError, Result};
@@ -90,24 +90,17 @@ impl Gate {
         if self.try_enter() {
             return true;
         }
-        let polls = w.polls() && !self.max_poll.is_zero();
-        if polls {
-            let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
-            let budget = (last + last / 2).max(SPIN).min(self.max_poll);
-            match poll(
-                budget,
-                || stop.load(Ordering::SeqCst),
-                || self.try_enter().then_some(()),
-            ) {
-                Polled::Answered(()) => {
-                    w.record(true, true);
-                    return true;
-                }
-                Polled::Stopped => return false,
-                Polled::Unanswered => {}
-            }
+        let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
+        let budget = (last + last / 2).max(SPIN).min(self.max_poll);
+        match w.poll_first(
+            budget,
+            || stop.load(Ordering::SeqCst),
+            || self.try_enter().then_some(()),
+        ) {
+            Polled::Answered(()) => return true,
+            Polled::Stopped => return false,
+            Polled::Unanswered => {}
         }
-        w.record(polls, false);
         let mut g = lock(&self.lock);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         let took = loop {
