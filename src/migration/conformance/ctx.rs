@@ -8,7 +8,6 @@ use super::Options;
 use crate::device::{DeviceHandle, MigFlags, MigState};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
-use std::hash::Hasher;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Instant;
 
@@ -141,7 +140,7 @@ impl Suite<'_> {
     /// file when `keep` (dropping the file if the stream outgrows the hold limit).
     pub(super) fn drain(&mut self, sizes: &[usize], keep: bool) -> Drained {
         let start = Instant::now();
-        let mut h = twox_hash::XxHash3_64::new();
+        let mut h = crate::migration::stream::Hasher::new();
         let mut file = if keep {
             tempfile::tempfile().ok()
         } else {

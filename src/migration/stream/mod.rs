@@ -34,6 +34,7 @@ mod ahead;
 mod codec;
 mod error;
 mod format;
+mod hasher;
 mod needed;
 mod reader;
 mod writer;
@@ -45,6 +46,7 @@ pub use format::{
     CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2, FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON,
     OLDEST_FORMAT_VERSION, TRAILER_LEN,
 };
+pub(crate) use hasher::Hasher;
 pub use needed::Needed;
 pub use reader::{PayloadCheck, StreamReader};
 pub use writer::StreamWriter;

@@ -7,13 +7,12 @@ use super::format::{
     FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, OLDEST_FORMAT_VERSION, TAG_PRECOPY,
     TAG_STOPCOPY, TAG_TRAILER, TRAILER_LEN,
 };
+use super::hasher::Hasher;
 use super::needed::Needed;
 use super::{Result, StreamError, Within};
 use crate::le::{le32, le64};
-use std::hash::Hasher as _;
 use std::io::{self, Read};
 use std::sync::Arc;
-use twox_hash::XxHash3_64 as Xxh3;
 
 /// Reads and validates a stream. See the module docs for what is refused.
 pub struct StreamReader<R: Read> {
@@ -26,7 +25,7 @@ pub struct StreamReader<R: Read> {
     /// the first such chunk, at most `max_chunk` bytes).
     scratch: Vec<u8>,
     /// Over every byte but the payloads, as read.
-    hasher: Xxh3,
+    hasher: Hasher,
     totals: StreamTotals,
     /// PRE_COPY and STOP_COPY payload bytes so far.
     phase_bytes: [u64; 2],
@@ -89,7 +88,7 @@ fn read_payload<R: Read>(
     buf: &mut [u8],
     more: usize,
     within: Within,
-    hasher: Option<&mut Xxh3>,
+    hasher: Option<&mut Hasher>,
 ) -> Result<()> {
     let mut hasher = hasher;
     fill(
@@ -205,7 +204,7 @@ impl<R: Read> StreamReader<R> {
         let mut json = vec![0u8; jlen as usize + 8];
         read_exact_or(&mut inner, None, &mut json, Within::Header)?;
         let (json, sum) = json.split_at(jlen as usize);
-        let mut hasher = Xxh3::new();
+        let mut hasher = Hasher::new();
         hasher.write(&fixed);
         hasher.write(json);
         if hasher.finish() != le64(sum) {
@@ -462,7 +461,7 @@ impl<R: Read> StreamReader<R> {
             } else {
                 hlen.min(TRAILER_LEN)
             };
-            let mut hasher = self.verify_as_read.then(Xxh3::new);
+            let mut hasher = self.verify_as_read.then(Hasher::new);
             read_payload(
                 &mut self.inner,
                 self.needed.as_deref(),
@@ -541,7 +540,7 @@ impl<R: Read> StreamReader<R> {
         }
         let head = if table.is_empty() { 0 } else { table.end };
         let body = wire - head;
-        let mut hasher = Xxh3::new();
+        let mut hasher = Hasher::new();
         hasher.write(&self.scratch[..head]);
         if encoding & ENC_LZ4 == 0 {
             if body != residue {

@@ -6,10 +6,9 @@ use super::format::{
     CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON, TAG_TRAILER,
     TRAILER_LEN,
 };
+use super::hasher::Hasher;
 use super::{MigrationError, Result, StreamError};
-use std::hash::Hasher as _;
 use std::io::{self, IoSlice, Write};
-use twox_hash::XxHash3_64 as Xxh3;
 
 /// Writes a stream: header at creation, one framed chunk per call, the trailer at
 /// [`StreamWriter::finish`]. Errors of the underlying writer are returned as
@@ -25,7 +24,7 @@ pub struct StreamWriter<W: Write> {
     /// The chunk encoder (version 2), or `None` (version 1, raw chunks).
     encoder: Option<Encoder>,
     /// Over every byte but the payloads.
-    hasher: Xxh3,
+    hasher: Hasher,
     totals: StreamTotals,
 }
 
@@ -84,7 +83,7 @@ impl<W: Write> StreamWriter<W> {
             source: e,
         };
         inner.write_all(&head).map_err(io)?;
-        let mut hasher = Xxh3::new();
+        let mut hasher = Hasher::new();
         hasher.write(&head);
         Ok(StreamWriter {
             inner,
