@@ -238,9 +238,9 @@ impl<F: AsFd> Cancellable<F> {
     /// this with [`Options::max_poll`](super::Options::max_poll): on a 2-vCPU Xeon, its
     /// restore from a loopback socket took about 6 % less time for it (hw-notes/bench.md,
     /// "Session 23"). The polls take a CPU while they last: with other busy threads
-    /// (overlapped, that restore's writer and the input's feeder) they compete with them. `Duration::ZERO`, a regular file, and a socket with a
-    /// [`low_water`](Self::low_water) mark (whose wait gathers the mark's bytes) are not
-    /// polled.
+    /// (overlapped, that restore's writer and the input's feeder) they compete with them.
+    /// `Duration::ZERO`, a regular file, and a socket with a [`low_water`](Self::low_water)
+    /// mark (whose wait gathers the mark's bytes) are not polled.
     ///
     /// # Examples
     ///

@@ -130,10 +130,11 @@ pub struct Options {
     /// the reading thread's polls took CPU time from the writing thread and the input's
     /// feeder, and the restore from a pipe ran slower). A polling thread spins for the first
     /// 200 us and yields the CPU between polls after that; a poll that goes unanswered makes
-    /// the next waits sleep at once, for longer after each such poll in a row. Polling trades CPU time for the wake-ups a sleeping thread costs (in a VM an
-    /// interrupt to its vCPU): on a busy host, or against a peer much slower than this side,
-    /// a shorter limit spends less; `Duration::ZERO` sleeps at once. (The threads' hand-offs
-    /// of whole chunks poll for 50 us whatever this says.)
+    /// the next waits sleep at once, for longer after each such poll in a row. Polling trades
+    /// CPU time for the wake-ups a sleeping thread costs (in a VM an interrupt to its vCPU):
+    /// on a busy host, or against a peer much slower than this side, a shorter limit spends
+    /// less; `Duration::ZERO` sleeps at once. (The threads' hand-offs of whole chunks poll
+    /// for 50 us whatever this says.)
     pub max_poll: Duration,
     /// How [`save`](super::save()) encodes the stream's chunks (so also a migration to
     /// another host, which carries the same stream): [`Compression::None`] by default, raw

@@ -88,9 +88,6 @@ fn chunks(stream: &[u8]) -> (StreamHeader, Chunks) {
     (header, chunks)
 }
 
-/// While the sink takes its time with the first chunk, the other thread reads the next
-/// chunks into the other buffers of the ring (three more, here) rather than waiting for
-/// its turn; the stream still restores byte for byte.
 /// Asserts that the stream `two` threads saved is `alone`, the one-thread save's, chunk
 /// for chunk (kind, payload), under the same header but for its creation time (the two
 /// saves may straddle a second).
@@ -105,6 +102,9 @@ fn assert_one_thread_stream(two: &[u8], alone: &[u8]) {
     );
 }
 
+/// While the sink takes its time with the first chunk, the other thread reads the next
+/// chunks into the other buffers of the ring (three more, here) rather than waiting for
+/// its turn; the stream still restores byte for byte.
 #[test]
 fn a_sink_holding_its_first_chunk_does_not_hold_the_reading() {
     const CHUNK: usize = 64 << 10;
