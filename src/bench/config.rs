@@ -264,6 +264,10 @@ pub struct BenchConfig {
     /// How long the harness's threads poll before they wait (`engine::Options::max_poll`,
     /// the engine's default unless `--max-poll` says otherwise).
     pub max_poll: std::time::Duration,
+    /// Whether the harness writes its durable file save (`file-fsync`) with `O_DIRECT`
+    /// where the file system takes it (`engine::Options::direct_io`, the engine's default)
+    /// or through the page cache (`--buffered`).
+    pub direct_io: bool,
     /// CI mode: tiny sizes, few repetitions.
     pub quick: bool,
     /// How kernel devices are opened.
@@ -302,6 +306,7 @@ impl BenchConfig {
             precopy_rounds: 3,
             overlap: true,
             max_poll: engine::DEFAULT_MAX_POLL,
+            direct_io: true,
             quick,
             open: OpenOptions::default(),
             cancel: None,

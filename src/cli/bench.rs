@@ -96,6 +96,10 @@ pub struct Args {
     pub no_overlap: bool,
     #[command(flatten)]
     pub polling: super::transfer::Polling,
+    /// The harness's durable file save (`file-fsync`) through the page cache, as
+    /// `save --buffered` writes, rather than with O_DIRECT.
+    #[arg(long)]
+    pub buffered: bool,
     /// CI mode: tiny sizes, one repetition.
     #[arg(long)]
     pub quick: bool,
@@ -151,6 +155,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     cfg.precopy_rounds = args.precopy_rounds;
     cfg.overlap = !args.no_overlap;
     cfg.max_poll = args.polling.max_poll;
+    cfg.direct_io = !args.buffered;
     cfg.open = global.open_options();
     cfg.cancel = Some(install_interrupt_handler()?.flag());
 

@@ -7,7 +7,8 @@
 //! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing), and
 //! `compression` (`none`, `zero`, `lz4`, `auto`), `pipe_capacity_bytes` (a pipe or FIFO
 //! output's capacity after growing it to one chunk where the kernel allows; `null`
-//! otherwise). `bytes` is the device state, `stream_bytes` what was written (on the wire).
+//! otherwise), `direct_io` (the regular file was written with `O_DIRECT`: see `--buffered`).
+//! `bytes` is the device state, `stream_bytes` what was written (on the wire).
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use super::output::escape;
 use super::signals::install_interrupt_handler;
 use super::transfer::{
     finish_error, open_driver, pipe_note, precopy_summary, predicted_suffix, print_json, Bar,
-    CopyArgs, Polling, Threads,
+    CopyArgs, FileIo, Polling, Threads,
 };
 use super::Global;
 
@@ -53,6 +54,8 @@ pub struct Args {
     pub threads: Threads,
     #[command(flatten)]
     pub polling: Polling,
+    #[command(flatten)]
+    pub file_io: FileIo,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -69,14 +72,16 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     }
     let mut drv = open_driver(&args.device, global)?;
     let bar = Bar::new(args.json, args.copy.progress_lines);
-    let opts = args.polling.apply(args.threads.apply(Options {
-        buffer_size: args.copy.buffer_size(),
-        precopy: args.copy.precopy(args.precopy_rounds),
-        cancel: Some(token.flag()),
-        progress: bar.callback(),
-        compression: args.compress,
-        ..Options::default()
-    }));
+    let opts = args
+        .file_io
+        .apply(args.polling.apply(args.threads.apply(Options {
+            buffer_size: args.copy.buffer_size(),
+            precopy: args.copy.precopy(args.precopy_rounds),
+            cancel: Some(token.flag()),
+            progress: bar.callback(),
+            compression: args.compress,
+            ..Options::default()
+        })));
     let result = engine::save_to(drv.as_mut(), out, &opts, &token);
     bar.finish();
     let r = match result {

@@ -64,6 +64,27 @@ impl Polling {
     }
 }
 
+/// `--buffered`, shared by `save` and `bench` (the commands that write a durable file).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct FileIo {
+    /// Write a regular output file through the page cache (its writeback started every
+    /// 16 MiB, fsync'd at the end) rather than with O_DIRECT: slower and more CPU for a
+    /// large state, but a restore on this host soon after reads it from memory.
+    #[arg(long)]
+    pub buffered: bool,
+}
+
+impl FileIo {
+    /// `o` with the engine's
+    /// [`direct_io`](vfio_harness::migration::engine::Options::direct_io) from these options.
+    pub fn apply(self, o: Options) -> Options {
+        Options {
+            direct_io: !self.buffered,
+            ..o
+        }
+    }
+}
+
 /// Transfers smaller than this get no progress bar.
 const BAR_THRESHOLD: u64 = 32 << 20;
 

@@ -28,7 +28,7 @@ pub(in crate::bench) enum SinkWriter {
     /// A file (page cache; `fsync`'d at the end on `file-fsync`).
     File(File),
     /// A file opened with `O_DIRECT`.
-    Direct(Box<DirectWriter>),
+    Direct(Box<DirectWriter<File>>),
     /// A pipe's write end.
     Pipe(File),
     /// A loopback TCP connection.
@@ -113,7 +113,8 @@ pub(in crate::bench) enum SinkEnd {
     Nothing,
     /// `fsync` the file.
     Fsync,
-    /// Write the last block of the `O_DIRECT` file and truncate it to its length.
+    /// Write what the `O_DIRECT` file's writer staged (a last partial block through the
+    /// page cache).
     Direct,
     /// Close the writing end and wait until the draining thread has read everything.
     Drain(JoinHandle<io::Result<u64>>),

@@ -364,6 +364,7 @@ fn opts(cfg: &BenchConfig, buffer: u64) -> Options {
         overlap: cfg.overlap,
         max_poll: cfg.max_poll,
         compression: crate::migration::stream::Compression::None,
+        direct_io: cfg.direct_io,
         ..Options::default()
     }
 }

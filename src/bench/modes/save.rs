@@ -162,15 +162,24 @@ pub(in crate::bench) fn block(
     contenders.push(Contender {
         kind: Kind::Harness,
         buffer: b,
-        buffers_bytes: engine_buffers(&o, b),
+        buffers_bytes: engine_buffers(&o, b)
+            + if path == DataPath::FileFsync && o.direct_io {
+                engine::DIRECT_STAGE as u64
+            } else {
+                0
+            },
         what: format!(
             "{} (framing, XXH3-64, {}) into {sink_what}",
             match path {
                 DataPath::Memory | DataPath::FileDirect => "the engine's save".to_string(),
+                DataPath::FileFsync if o.direct_io => "save_to_file, as `save -o FILE` \
+                     writes (a temporary file in the same directory, written with O_DIRECT \
+                     where its file system takes it, fsync'd and renamed over the file)"
+                    .to_string(),
                 DataPath::FileFsync => format!(
-                    "save_to_file, as `save -o FILE` writes (a temporary file in the same \
-                     directory, its writeback started every {}, fsync'd and renamed over the \
-                     file)",
+                    "save_to_file, as `save --buffered -o FILE` writes (a temporary file in \
+                     the same directory, its writeback started every {}, fsync'd and renamed \
+                     over the file)",
                     format_bytes(engine::WRITE_BEHIND_STEP)
                 ),
                 _ => "save_to, as `save -o` writes a descriptor".to_string(),

@@ -45,6 +45,7 @@
 
 mod buf;
 pub mod cancel;
+mod direct;
 mod low_water;
 mod migrate;
 mod options;
@@ -72,6 +73,7 @@ pub use precopy::{drain_rate, predicted_downtime, PrecopyEnd};
 // Recovery lives in `crate::migration::recovery`; re-exported for the engine's former paths.
 pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
 pub use cancel::{CancelToken, Cancellable};
+pub use direct::{enable_direct, DirectWriter, DIRECT_ALIGN, DIRECT_STAGE};
 #[cfg(test)]
 pub(crate) use low_water::sockopt;
 pub(crate) use low_water::LowWater;

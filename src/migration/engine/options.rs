@@ -143,6 +143,18 @@ pub struct Options {
     /// says how it is encoded. An in-process [`migrate`](super::migrate()) has no stream
     /// and ignores it.
     pub compression: Compression,
+    /// How [`save_to`](super::save_to) and [`save_to_file`](super::save_to_file) write an
+    /// atomic output (a regular file, fsync'd once the stream is complete): with `O_DIRECT`
+    /// where its file system allows it (`true`, the default), from the engine's buffers to
+    /// the disk with no copy into the page cache and no writeback left for the `fsync`, and
+    /// without pushing the host's cached files out for a state of tens of GiB
+    /// ([`DirectWriter`](super::DirectWriter)); `false`, through the page cache, its
+    /// writeback started every [`WRITE_BEHIND_STEP`](super::WRITE_BEHIND_STEP)
+    /// ([`WriteBehind`](super::WriteBehind)), so that reading the file back soon after (a
+    /// restore on the same host) finds it in memory.
+    /// [`SaveReport::direct_io`](super::SaveReport::direct_io) says which was used. Other
+    /// outputs (pipes, FIFOs, sockets, descriptors) are never written direct.
+    pub direct_io: bool,
     /// Moves the device together with others through the P2P states: called on a thread
     /// of the operation ([`P2pHook`](super::P2pHook)) at the [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook)
     /// makes the operations of a group wait for each other there). [`save`](super::save())
@@ -165,6 +177,7 @@ impl Default for Options {
             overlap: true,
             max_poll: DEFAULT_MAX_POLL,
             compression: Compression::None,
+            direct_io: true,
             p2p: None,
         }
     }
@@ -181,6 +194,7 @@ impl std::fmt::Debug for Options {
             .field("overlap", &self.overlap)
             .field("max_poll", &self.max_poll)
             .field("compression", &self.compression)
+            .field("direct_io", &self.direct_io)
             .field("p2p", &self.p2p.is_some())
             .finish()
     }

@@ -1,6 +1,7 @@
 //! Saving: a device's state into a stream (a writer, or a file written atomically).
 
 use super::cancel::{CancelToken, Cancellable};
+use super::direct::{enable_direct, DirectWriter};
 use super::pipe;
 use super::report::{rate, secs};
 use super::ring::guarded;
@@ -126,6 +127,7 @@ fn save_inner<W: Write + Send>(
             throughput_bytes_per_s: rate(bytes, seconds),
             stream_checksum: totals.checksum,
             pipe_capacity_bytes: None,
+            direct_io: false,
         },
     ))
 }
@@ -156,8 +158,11 @@ pub fn save_to_file(
 /// FIFO smaller than `opts.buffer_size` is grown to it (at most
 /// `/proc/sys/fs/pipe-max-size`), so each raw frame goes in one write rather than in
 /// 64 KiB pieces; [`SaveReport::pipe_capacity_bytes`] says what it held. An atomic output
-/// (a regular file, fsync'd on commit) is written through [`WriteBehind`]: each 16 MiB
-/// written is sent on to the disk at once, so the commit's `fsync` has little left to do.
+/// (a regular file, fsync'd on commit) is written with `O_DIRECT` where its file system
+/// takes it and [`Options::direct_io`] asks for it ([`DirectWriter`]), through the page
+/// cache otherwise, with [`WriteBehind`] (each 16 MiB written is sent on to the disk at
+/// once, so the commit's `fsync` has little left to do); [`SaveReport::direct_io`] says
+/// which.
 ///
 /// # Errors
 ///
@@ -169,18 +174,28 @@ pub fn save_to(
     token: &Arc<CancelToken>,
 ) -> Result<SaveReport> {
     let name = out.path().display().to_string();
+    let file_err = |e| MigrationError::File {
+        path: name.clone(),
+        source: e,
+    };
     // A raw frame is one buffer: a pipe of that size takes each in one write.
     let pipe = pipe::grow(out.file().as_fd(), opts.buffer_size);
-    let sink = Cancellable::new(out.file(), token.clone());
-    let mut report = if out.is_atomic() {
+    let direct =
+        out.is_atomic() && opts.direct_io && enable_direct(out.file()).map_err(file_err)?;
+    let mut report = if direct {
+        // Nothing can block on a regular file: written as is, no poll.
+        let sink = DirectWriter::new(out.file()).map_err(file_err)?;
+        let (sink, mut report) = save(drv, sink, &name, opts)?;
+        report.direct_io = sink.is_direct();
+        sink.finish().map_err(file_err)?;
+        report
+    } else if out.is_atomic() {
         // Committing fsyncs the file: its writeback starts as it is written.
-        let sink =
-            WriteBehind::new(sink, out.file().as_fd()).map_err(|e| MigrationError::File {
-                path: name.clone(),
-                source: e,
-            })?;
+        let sink = Cancellable::new(out.file(), token.clone());
+        let sink = WriteBehind::new(sink, out.file().as_fd()).map_err(file_err)?;
         save(drv, sink, &name, opts)?.1
     } else {
+        let sink = Cancellable::new(out.file(), token.clone());
         save(drv, sink, &name, opts)?.1
     };
     report.pipe_capacity_bytes = pipe.capacity();

@@ -8,7 +8,7 @@ use crate::device::{
     Device, DeviceError, DeviceHandle, DeviceIdentity, DeviceInfo, MigFlags, PrecopyInfo, RegionMap,
 };
 use crate::migration::compat::Mismatch;
-use crate::migration::stream::StreamError;
+use crate::migration::stream::{Compression, StreamError};
 use crate::migration::v2::V2Driver;
 use crate::migration::{MigrationError, Result};
 use std::any::Any;
@@ -454,6 +454,43 @@ fn file_save_is_atomic() {
     save_to_file(&mut driver(&src), &path, &opts(0)).unwrap_err();
     assert_eq!(std::fs::read(&path).unwrap(), before);
     assert_eq!(dir_entries(dir.path()), ["state.vfs"]);
+}
+
+/// A file save with `O_DIRECT` writes a stream as long as through the page cache, which
+/// restores the same state, raw (whole frames straight from the engine's buffers) and
+/// compressed (every byte staged), and says which way it went: direct where the
+/// directory's file system takes it.
+#[test]
+fn a_file_save_is_direct_where_it_can_be_and_restores_the_same_either_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let takes_direct = enable_direct(&tempfile::tempfile_in(dir.path()).unwrap()).unwrap();
+    let img = image(N, 12);
+    for compression in [Compression::None, Compression::Lz4] {
+        let mut lens = Vec::new();
+        for direct_io in [true, false] {
+            let path = dir.path().join(format!("{compression}-{direct_io}"));
+            let src = FakeDevice::new("fake-1", 7, img.clone());
+            let o = Options {
+                compression,
+                direct_io,
+                ..opts(0)
+            };
+            let rep = save_to_file(&mut driver(&src), &path, &o).unwrap();
+            assert_eq!(rep.direct_io, direct_io && takes_direct, "{compression}");
+            assert_eq!(src.state_now(), MigState::Running);
+            let dst = FakeDevice::new("fake-1", 7, vec![]);
+            restore_from_file(&mut driver(&dst), &path, &opts(0)).unwrap();
+            assert_eq!(
+                dst.lock().loaded.as_deref(),
+                Some(&img[..]),
+                "{compression}"
+            );
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert_eq!(len, rep.stream_bytes, "{compression}");
+            lens.push(len);
+        }
+        assert_eq!(lens[0], lens[1], "{compression}");
+    }
 }
 
 #[test]

@@ -77,10 +77,7 @@ impl<'a, W: Write> WriteBehind<'a, W> {
     ///
     /// The `lseek(2)` that finds the offset failed (`ESPIPE`: not a file).
     pub fn new(inner: W, fd: BorrowedFd<'a>) -> io::Result<Self> {
-        // SAFETY: lseek on a descriptor the borrow keeps open; SEEK_CUR with 0 only reads
-        // the offset.
-        let at = unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_CUR) };
-        let at = u64::try_from(at).map_err(|_| io::Error::last_os_error())?;
+        let at = super::direct::offset(fd)?;
         Ok(Self::with(
             inner,
             fd,
