@@ -11,6 +11,7 @@ pub(in crate::bench) mod link;
 pub(in crate::bench) mod resident;
 
 use super::config::DataPath;
+use crate::migration::engine::enable_direct;
 use crate::sim::Pacer;
 use crate::units::format_bytes;
 use direct::{DirectReader, DirectWriter};
@@ -116,6 +117,8 @@ pub(in crate::bench) enum SinkEnd {
     /// Write what the `O_DIRECT` file's writer staged (a last partial block through the
     /// page cache).
     Direct,
+    /// As [`SinkEnd::Direct`], then `fsync` the file.
+    DirectFsync,
     /// Close the writing end and wait until the draining thread has read everything.
     Drain(JoinHandle<io::Result<u64>>),
 }
@@ -126,6 +129,7 @@ impl SinkEnd {
         match (self, w) {
             (SinkEnd::Fsync, SinkWriter::File(f)) => f.sync_all(),
             (SinkEnd::Direct, SinkWriter::Direct(d)) => d.finish().map(drop),
+            (SinkEnd::DirectFsync, SinkWriter::Direct(d)) => d.finish()?.sync_all(),
             (_, SinkWriter::Link(l)) => {
                 l.drain();
                 Ok(())
@@ -155,6 +159,9 @@ pub(in crate::bench) struct SinkTarget {
     file: Option<tempfile::TempPath>,
     drain_buffer: usize,
     pipe_size: usize,
+    /// `file-fsync`: the file is written with `O_DIRECT` (then `fsync`'d), as the harness's
+    /// durable save writes where the file system takes it ([`SinkTarget::direct`]).
+    direct: bool,
 }
 
 impl SinkTarget {
@@ -187,7 +194,32 @@ impl SinkTarget {
             file,
             drain_buffer,
             pipe_size,
+            direct: false,
         })
+    }
+
+    /// This `file-fsync` target written with `O_DIRECT` before its `fsync`, as the engine's
+    /// durable save writes ([`crate::migration::engine::Options::direct_io`]), or `None`
+    /// for another path or where the directory's file system refuses `O_DIRECT` (the
+    /// engine then writes through the page cache too).
+    pub fn direct(&self) -> io::Result<Option<SinkTarget>> {
+        let Some(p) = self
+            .file
+            .as_deref()
+            .filter(|_| self.path == DataPath::FileFsync)
+        else {
+            return Ok(None);
+        };
+        if !enable_direct(&File::create(p)?)? {
+            return Ok(None);
+        }
+        Ok(Some(SinkTarget {
+            path: self.path,
+            file: Some(temp_path(p.parent().unwrap_or(Path::new(".")))?),
+            drain_buffer: self.drain_buffer,
+            pipe_size: 0,
+            direct: true,
+        }))
     }
 
     /// The file the file paths write, when there is one.
@@ -208,6 +240,16 @@ impl SinkTarget {
                 writer: SinkWriter::Discard,
                 end: SinkEnd::Nothing,
             },
+            DataPath::FileFsync if self.direct => {
+                let f = File::create(file()?)?;
+                if !enable_direct(&f)? {
+                    return Err(io::Error::other("the file system no longer takes O_DIRECT"));
+                }
+                Sink {
+                    writer: SinkWriter::Direct(Box::new(DirectWriter::new(f)?)),
+                    end: SinkEnd::DirectFsync,
+                }
+            }
             DataPath::File | DataPath::FileFsync => Sink {
                 writer: SinkWriter::File(File::create(file()?)?),
                 end: if self.path == DataPath::FileFsync {
@@ -247,6 +289,9 @@ impl SinkTarget {
         match self.path {
             DataPath::Memory => "a discarding writer".into(),
             DataPath::File => format!("a new file {f} (page cache)"),
+            DataPath::FileFsync if self.direct => {
+                format!("a new file {f}, written with O_DIRECT and fsync'd")
+            }
             DataPath::FileFsync => format!("a new file {f}, fsync'd"),
             DataPath::FileDirect => format!("a new file {f}, O_DIRECT"),
             DataPath::Pipe => format!(

@@ -57,6 +57,19 @@ pub(in crate::bench) fn block(
         Err(e) => return Err(io_of("preparing the sink")(e)),
     };
     let sink_what = target.describe();
+    let o = opts(cfg, b);
+    // A durable save goes to its file the way the harness's does: with O_DIRECT where the
+    // file system takes it (the reference and the raw loop, the same work on one buffer);
+    // QEMU's loop and the whole-state one write through the page cache, as they do.
+    let direct = if o.direct_io {
+        target
+            .direct()
+            .map_err(io_of("preparing the O_DIRECT sink"))?
+    } else {
+        None
+    };
+    let own = direct.as_ref().unwrap_or(&target);
+    let own_what = own.describe();
     let d = RefCell::new(driver(&run.devs.primary)?);
     let state = run.state_of(d.borrow_mut().as_mut(), &name);
     let mut contenders = Vec::new();
@@ -75,17 +88,17 @@ pub(in crate::bench) fn block(
             );
         }
     } else {
-        contenders.push(references::sink(&target, state, b, b));
+        contenders.push(references::sink(own, state, b, b));
     }
 
     // The raw loop.
     let mut raw_buf = alloc(b, "the raw save buffer")?;
-    let (dr, t) = (&d, &target);
+    let (dr, t) = (&d, own);
     contenders.push(Contender {
         kind: Kind::Raw,
         buffer: b,
         buffers_bytes: b,
-        what: format!("device reads into one buffer, each written to {sink_what}"),
+        what: format!("device reads into one buffer, each written to {own_what}"),
         job: Box::new(move || {
             through(t, |w| {
                 let r = raw::save(dr.borrow_mut().as_mut(), &mut raw_buf, Some(w))
@@ -156,7 +169,6 @@ pub(in crate::bench) fn block(
     // The harness: through `save_to` on the sink's descriptor, as `save -o` writes a pipe,
     // a socket or a descriptor alias (cancellable, non-blocking, waiting in `poll(2)`);
     // `engine::save` into the sink where it is not a plain descriptor.
-    let o = opts(cfg, b);
     let token = engine::CancelToken::new().map_err(io_of("creating a cancel token"))?;
     let (dr, t, name) = (&d, &target, path.as_str());
     contenders.push(Contender {
