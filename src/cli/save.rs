@@ -7,7 +7,8 @@
 //! `throughput_bytes_per_s`, `stream_checksum` (XXH3-64 of the stream framing), and
 //! `compression` (`none`, `zero`, `lz4`, `auto`), `pipe_capacity_bytes` (a pipe or FIFO
 //! output's capacity after growing it to one chunk where the kernel allows; `null`
-//! otherwise), `direct_io` (the regular file was written with `O_DIRECT`: see `--buffered`).
+//! otherwise), `direct_io` (the regular file was written with `O_DIRECT`: see `--buffered`),
+//! `file_commit_seconds` (its `fsync` and rename after the stream, not in `seconds`).
 //! `bytes` is the device state, `stream_bytes` what was written (on the wire).
 
 use std::os::fd::AsFd;
@@ -119,6 +120,17 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
         if let Some(note) = pipe_note(r.pipe_capacity_bytes, args.copy.buffer.bytes()) {
             outln!("  {note}");
+        }
+        if r.file_commit_seconds > 0.0 {
+            outln!(
+                "  file committed (fsync, rename) in {}{}",
+                format_seconds(r.file_commit_seconds),
+                if r.direct_io {
+                    "; written with O_DIRECT, past the page cache (--buffered keeps it cached)"
+                } else {
+                    ""
+                }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -35,7 +35,10 @@
 //!   ([`cancel`]). The CLI cancels it from its SIGINT/SIGTERM/SIGHUP handler, so a signal
 //!   still returns devices to RUNNING.
 //! - **Targets.** [`Output`] writes regular files atomically and streams to FIFOs, devices
-//!   and pipes directly; [`Input`] is opened once for every pass ([`target`]).
+//!   and pipes directly; [`Input`] is opened once for every pass ([`target`]). A regular
+//!   file is written with `O_DIRECT` where its file system takes it ([`DirectWriter`],
+//!   [`Options::direct_io`]), else through the page cache with its writeback started as
+//!   it is written ([`WriteBehind`]).
 //!
 //! One file per part: [`options`](Options) and reports, the buffers (page-aligned, from one
 //! [`crate::mem::BufPool`], zeroed when reused), the ring between restore's two sides, the two

@@ -74,14 +74,21 @@ pub struct SaveReport {
     /// anything else. Below the buffer size, each chunk left in pieces.
     #[serde(default)]
     pub pipe_capacity_bytes: Option<u64>,
-    /// Whether the stream's file was written with `O_DIRECT` ([`Options::direct_io`]
-    /// (super::Options::direct_io) and a file system that takes it): every whole block from
-    /// the engine's buffers to the disk, a tail shorter than a block through the page cache.
+    /// Whether the stream's file was written with `O_DIRECT`
+    /// ([`Options::direct_io`](super::Options::direct_io) and a file system that takes it):
+    /// every whole block from the engine's buffers to the disk, a tail shorter than a block
+    /// through the page cache.
     /// `false` for a file written through the page cache (asked for, refused by its file
     /// system, or falling back after the disk refused a direct write) and for anything that
     /// is not a file.
     #[serde(default)]
     pub direct_io: bool,
+    /// Time to commit the file after the stream was written ([`save_to`](super::save_to) on
+    /// an atomic output: `fsync`, link, rename, the directory's `fsync`), seconds, not in
+    /// `seconds`; 0 for anything else. Through the page cache most of the disk's work
+    /// waits here.
+    #[serde(default)]
+    pub file_commit_seconds: f64,
 }
 
 /// Result of [`restore`](super::restore()).

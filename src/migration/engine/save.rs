@@ -128,6 +128,7 @@ fn save_inner<W: Write + Send>(
             stream_checksum: totals.checksum,
             pipe_capacity_bytes: None,
             direct_io: false,
+            file_commit_seconds: 0.0,
         },
     ))
 }
@@ -204,7 +205,12 @@ pub fn save_to(
         return Err(MigrationError::Interrupted);
     }
     let path = out.path().to_path_buf();
+    let t = Instant::now();
+    let atomic = out.is_atomic();
     out.commit()?;
+    if atomic {
+        report.file_commit_seconds = secs(t);
+    }
     report.file = Some(path);
     Ok(report)
 }

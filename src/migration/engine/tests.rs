@@ -396,6 +396,7 @@ fn a_pipe_is_grown_to_a_whole_buffer_both_ways() {
     let rep = save_to(&mut driver(&src), out, &o, &token).unwrap();
     let (stream, size) = reader.join().unwrap().unwrap();
     assert_eq!(rep.pipe_capacity_bytes, Some(1 << 20));
+    assert_eq!(rep.file_commit_seconds, 0.0, "a pipe has nothing to commit");
     assert_eq!(size, 1 << 20);
     assert_eq!(rep.stream_bytes, stream.len() as u64);
 
@@ -477,6 +478,7 @@ fn a_file_save_is_direct_where_it_can_be_and_restores_the_same_either_way() {
             };
             let rep = save_to_file(&mut driver(&src), &path, &o).unwrap();
             assert_eq!(rep.direct_io, direct_io && takes_direct, "{compression}");
+            assert!(rep.file_commit_seconds > 0.0, "the commit is timed");
             assert_eq!(src.state_now(), MigState::Running);
             let dst = FakeDevice::new("fake-1", 7, vec![]);
             restore_from_file(&mut driver(&dst), &path, &opts(0)).unwrap();
