@@ -188,11 +188,19 @@ impl<W: Write + AsFd> DirectWriter<W> {
     }
 
     /// Writes the staged bytes: directly while whole blocks remain at a block offset,
-    /// through the page cache otherwise.
+    /// through the page cache otherwise. On an error the stage keeps what was not written.
     fn flush_stage(&mut self) -> io::Result<()> {
         let mut done = 0;
-        while done < self.staged {
-            let rest = &self.stage[done..self.staged];
+        let r = self.write_stage(&mut done);
+        self.stage.copy_within(done..self.staged, 0);
+        self.staged -= done;
+        r
+    }
+
+    /// [`flush_stage`](Self::flush_stage)'s loop, counting what it wrote in `done`.
+    fn write_stage(&mut self, done: &mut usize) -> io::Result<()> {
+        while *done < self.staged {
+            let rest = &self.stage[*done..self.staged];
             let direct_ok = self.at % DIRECT_ALIGN as u64 == 0 && rest.len() % DIRECT_ALIGN == 0;
             if self.direct && !direct_ok {
                 self.buffered()?;
@@ -201,7 +209,7 @@ impl<W: Write + AsFd> DirectWriter<W> {
             match self.inner.write(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    done += n;
+                    *done += n;
                     self.at += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -209,18 +217,19 @@ impl<W: Write + AsFd> DirectWriter<W> {
                 Err(e) => return Err(e),
             }
         }
-        self.staged = 0;
         Ok(())
     }
 
-    /// Copies what fits of `buf` into the stage, writing it when full.
+    /// Copies what fits of `buf` into the stage, writing a full stage first: a failed write
+    /// returns before any byte of `buf` is taken, so a caller retrying `buf` neither
+    /// repeats nor loses bytes.
     fn stage_from(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(DIRECT_STAGE - self.staged);
-        self.stage[self.staged..self.staged + n].copy_from_slice(&buf[..n]);
-        self.staged += n;
         if self.staged == DIRECT_STAGE {
             self.flush_stage()?;
         }
+        let n = buf.len().min(DIRECT_STAGE - self.staged);
+        self.stage[self.staged..self.staged + n].copy_from_slice(&buf[..n]);
+        self.staged += n;
         Ok(n)
     }
 }
@@ -228,7 +237,7 @@ impl<W: Write + AsFd> DirectWriter<W> {
 impl<W: Write + AsFd> Write for DirectWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if !self.direct {
-            // Nothing is staged once O_DIRECT is off (turning it off writes the stage).
+            // What was staged before O_DIRECT went off goes first.
             self.flush_stage()?;
             let n = self.inner.write(buf)?;
             self.at += n as u64;
@@ -270,7 +279,13 @@ impl<W: Write + AsFd> Write for DirectWriter<W> {
         for b in bufs {
             let mut b: &[u8] = b;
             while !b.is_empty() {
-                let n = self.stage_from(b)?;
+                let n = match self.stage_from(b) {
+                    Ok(n) => n,
+                    Err(e) if total == 0 => return Err(e),
+                    // What was taken counts; the stage keeps it, and the next call that
+                    // writes it meets the error again.
+                    Err(_) => return Ok(total),
+                };
                 b = &b[n..];
                 total += n;
             }

@@ -180,3 +180,46 @@ fn a_pipe_is_left_alone_and_a_buffered_file_is_written_through() {
     let _ = w.finish().expect("finish");
     assert_eq!(contents(&f), [3u8; 10]);
 }
+
+/// A write of the stage that fails (`EIO`) takes no byte of the call that met it, and the
+/// stage keeps what it held: the caller's retry writes every byte once, in order.
+#[test]
+fn a_failed_stage_write_loses_and_repeats_nothing() {
+    struct FailOnce<'a>(&'a File, bool);
+    impl Write for FailOnce<'_> {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if std::mem::take(&mut self.1) {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            self.0.write(b)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl AsFd for FailOnce<'_> {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+    }
+    let f = direct_file().unwrap_or_else(|| tempfile::tempfile().expect("tempfile"));
+    let mut w = DirectWriter::new(FailOnce(&f, false)).expect("writer");
+    let piece: Vec<u8> = (0..4000u32).map(|i| (i % 253) as u8).collect();
+    let mut want = Vec::new();
+    // Fill the stage with small writes (no write to the file yet).
+    while want.len() + piece.len() <= DIRECT_STAGE {
+        w.write_all(&piece).expect("staged");
+        want.extend_from_slice(&piece);
+    }
+    let fill = DIRECT_STAGE - want.len();
+    w.write_all(&piece[..fill]).expect("the stage is full");
+    want.extend_from_slice(&piece[..fill]);
+    // The next write must write the stage first; it fails once.
+    w.inner.1 = true;
+    let e = w.write(&piece).expect_err("the stage's write fails");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    w.write_all(&piece).expect("the retry");
+    want.extend_from_slice(&piece);
+    let _ = w.finish().expect("finish");
+    assert_eq!(contents(&f), want);
+}
