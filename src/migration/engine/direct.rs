@@ -6,7 +6,7 @@
 //! then waited for by the `fsync`. Written with `O_DIRECT` there is no copy and no
 //! writeback, the `fsync` has only metadata left, and a state of tens of GiB does not push
 //! the host's cached files out of memory. On a 2-vCPU Xeon guest the 4 GiB durable save
-//! took 1.6 s at about 1 CPU-s written this way, against 4 to 10 s at about 8 CPU-s
+//! took 1.6 to 1.9 s at about 1 CPU-s written this way, against 4 to 10 s at about 8 CPU-s
 //! through the page cache (hw-notes/bench.md, "Session 25").
 //!
 //! `O_DIRECT` transfers must be whole blocks, at block offsets of the file, from aligned
