@@ -262,6 +262,11 @@ pub struct Settings {
     /// How long the harness's threads polled before they waited, microseconds
     /// (`--max-poll`; the engine's `Options::max_poll`).
     pub engine_max_poll_us: u64,
+    /// Whether the harness's durable file save (`file-fsync`) asked for `O_DIRECT` (false
+    /// with `--buffered`; the engine's `Options::direct_io`). The rows' `what` says whether
+    /// the file system took it.
+    #[serde(default)]
+    pub engine_direct_io: bool,
     /// Fraction of the simulated state's pages that are zeros (null for kernel devices).
     pub zero_page_fraction: Option<f64>,
     /// Where the simulated state lives (`memory`, `generated`; null for kernel devices).

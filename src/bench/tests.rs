@@ -325,6 +325,7 @@ fn report_of(results: Vec<ResultRow>) -> BenchReport {
             engine_ring: RING,
             engine_overlap: true,
             engine_max_poll_us: 5000,
+            engine_direct_io: true,
             zero_page_fraction: Some(0.5),
             backing: Some("memory".into()),
         },

@@ -295,6 +295,7 @@ impl<'a> Run<'a> {
                 engine_ring: RING,
                 engine_overlap: cfg.overlap,
                 engine_max_poll_us: u64::try_from(cfg.max_poll.as_micros()).unwrap_or(u64::MAX),
+                engine_direct_io: cfg.direct_io,
                 zero_page_fraction: sim.map(|p| crate::sim::zero_pages_fraction(p.zero_pages)),
                 backing: sim.map(|p| {
                     match p.backing {
