@@ -58,13 +58,19 @@ pub fn enable_direct(file: &File) -> io::Result<bool> {
     }
 }
 
-/// Sets or clears `O_DIRECT` on `fd`'s open file description.
-fn set_direct(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+/// The status flags of `fd`'s open file description (`fcntl(F_GETFL)`).
+fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: F_GETFL on a descriptor the borrow keeps open; it only reads the flags.
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
     if flags < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(flags)
+}
+
+/// Sets or clears `O_DIRECT` on `fd`'s open file description.
+fn set_direct(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = status_flags(fd)?;
     let flags = if on {
         flags | libc::O_DIRECT
     } else {
@@ -141,11 +147,7 @@ impl<W: Write + AsFd> DirectWriter<W> {
     pub fn new(inner: W) -> io::Result<Self> {
         let fd = inner.as_fd();
         let at = offset(fd)?;
-        // SAFETY: F_GETFL on a descriptor `inner` keeps open; it only reads the flags.
-        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let flags = status_flags(fd)?;
         Ok(DirectWriter {
             inner,
             stage: AlignedBuf::new(DIRECT_STAGE),

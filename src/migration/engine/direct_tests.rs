@@ -17,10 +17,7 @@ fn direct_file() -> Option<File> {
 
 /// Whether `fd`'s open file has `O_DIRECT` set.
 fn has_direct(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: F_GETFL on a descriptor the borrow keeps open; it only reads the flags.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    assert!(flags >= 0, "{}", io::Error::last_os_error());
-    flags & libc::O_DIRECT != 0
+    status_flags(fd).expect("fcntl") & libc::O_DIRECT != 0
 }
 
 /// What `f` holds, read back through the page cache (`O_DIRECT` turned off first: the
