@@ -8,7 +8,8 @@
 //! `source` (the stream header), `bytes`, `stream_bytes`, `chunks`, `seconds`,
 //! `commit_seconds`, `throughput_bytes_per_s`, `pipe_capacity_bytes` (a pipe or FIFO
 //! input's capacity after growing it to one buffer where the kernel allows; `null`
-//! otherwise).
+//! otherwise), `direct_io` (the regular file was read with `O_DIRECT`: the page cache held
+//! less than half of it; see `--buffered`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,11 @@ pub struct Args {
     pub threads: Threads,
     #[command(flatten)]
     pub polling: Polling,
+    /// Read a regular input file through the page cache even when the cache holds less
+    /// than half of it (by default such a file is read from the disk with O_DIRECT:
+    /// no copy through the cache, and the host's cached files are not pushed out).
+    #[arg(long)]
+    pub buffered: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -52,6 +58,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let opts = args.polling.apply(args.threads.apply(Options {
         cancel: Some(token.flag()),
         progress: bar.callback(),
+        direct_io: !args.buffered,
         ..Options::default()
     }));
     let result = engine::restore_from(drv.as_mut(), &input, &opts, &token);
@@ -94,6 +101,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         );
         if let Some(note) = pipe_note(r.pipe_capacity_bytes, opts.buffer_size as u64) {
             outln!("  {note}");
+        }
+        if r.direct_io {
+            outln!("  read from the disk with O_DIRECT (the page cache held less than half of the file; --buffered reads through it)");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -400,7 +400,7 @@ pub(in crate::bench) enum SourceReader {
     /// A file through the page cache.
     File(File),
     /// A file read with `O_DIRECT`.
-    Direct(Box<DirectReader>),
+    Direct(Box<DirectReader<File>>),
     /// A pipe's read end.
     Pipe(File),
     /// A loopback TCP connection.
@@ -428,16 +428,23 @@ impl Read for SourceReader {
 impl SourceReader {
     /// The source as the engine's [`Input`](crate::migration::engine::Input) named `name`
     /// (its descriptor duplicated: a file, a pipe or a socket, read as `restore -i` reads
-    /// one), or `None` for an `O_DIRECT` reader (not a plain descriptor).
-    pub fn input(&self, name: &Path) -> io::Result<Option<crate::migration::engine::Input>> {
+    /// one; for `file-direct`, the file whose pages [`Source::open`] dropped from the page
+    /// cache, which `restore_from` then reads with `O_DIRECT`).
+    pub fn input(&self, name: &Path) -> io::Result<crate::migration::engine::Input> {
         use std::os::fd::AsFd;
         let fd = match self {
             SourceReader::File(f) | SourceReader::Pipe(f) => f.as_fd(),
             SourceReader::Tcp(t) => t.as_fd(),
-            SourceReader::Direct(_) => return Ok(None),
+            // Opened again, without `O_DIRECT`: the engine decides how to read it.
+            SourceReader::Direct(_) => {
+                return Ok(crate::migration::engine::Input::from_file(
+                    File::open(name)?,
+                    name,
+                ))
+            }
         };
         let file = File::from(fd.try_clone_to_owned()?);
-        Ok(Some(crate::migration::engine::Input::from_file(file, name)))
+        Ok(crate::migration::engine::Input::from_file(file, name))
     }
 }
 
@@ -459,6 +466,9 @@ impl Source {
     /// the page cache".
     pub fn open(path: DataPath, file: &Path, len: u64) -> io::Result<Source> {
         if path == DataPath::FileDirect {
+            // From the disk: what the page cache holds of the file is dropped (untimed), so
+            // that the engine's `restore_from` reads it direct as the raw loops do.
+            resident::drop_cached(&File::open(file)?)?;
             return Ok(Source {
                 reader: SourceReader::Direct(Box::new(DirectReader::new(direct::open(file)?)?)),
                 feed: None,

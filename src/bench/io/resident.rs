@@ -10,10 +10,10 @@
 //! what still is not resident is returned for the report to say.
 
 use crate::bench::buf::page_buf;
-use crate::mem::{page_size, Mapping, Prot};
+use crate::mem::page_size;
+use crate::migration::engine::{page_flags, resident_bytes};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 
 /// How much of a file's first `len` bytes was in the page cache.
@@ -34,43 +34,21 @@ impl Residency {
 
 /// One flag per page of `file`'s first `len` bytes: whether the page is in the page cache.
 fn pages(file: &File, len: u64) -> io::Result<Vec<bool>> {
-    if len == 0 {
-        return Ok(Vec::new());
-    }
     let bytes = usize::try_from(len).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{len} bytes do not fit the address space"),
         )
     })?;
-    // A read-only shared mapping only to ask about it: nothing is read through it, so no page
-    // is faulted in (or counted as mapped) by asking.
-    let map = Mapping::fd(file.as_fd(), 0, bytes, Prot::READ)?;
-    let mut vec = vec![0u8; bytes.div_ceil(page_size())];
-    // SAFETY: `map` is a live mapping of `bytes` bytes at a page-aligned address, and `vec`
-    // holds one byte for each of its pages, as mincore(2) writes.
-    let rc = unsafe { libc::mincore(map.as_ptr().cast(), bytes, vec.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(vec.into_iter().map(|v| v & 1 != 0).collect())
-}
-
-/// Bytes of the pages flagged `true`, the last page cut at `len`.
-fn count(flags: &[bool], len: u64) -> u64 {
-    let page = page_size() as u64;
-    flags
-        .iter()
-        .enumerate()
-        .filter(|(_, &r)| r)
-        .map(|(i, _)| (len - i as u64 * page).min(page))
-        .sum()
+    let mut flags = Vec::new();
+    page_flags(file, 0, bytes, &mut flags)?;
+    Ok(flags.into_iter().map(|v| v & 1 != 0).collect())
 }
 
 /// How much of `file`'s first `len` bytes is in the page cache now.
 pub(in crate::bench) fn residency(file: &File, len: u64) -> io::Result<Residency> {
     Ok(Residency {
-        resident: count(&pages(file, len)?, len),
+        resident: resident_bytes(file, len)?,
         len,
     })
 }
@@ -110,6 +88,18 @@ pub(in crate::bench) fn warm(file: &File, len: u64) -> io::Result<Residency> {
         i += run;
     }
     residency(file, len)
+}
+
+/// Drops `file`'s clean pages from the page cache (`POSIX_FADV_DONTNEED`), so that what
+/// reads it next finds it on the disk.
+pub(in crate::bench) fn drop_cached(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fadvise on a descriptor `file` keeps open only advises the kernel.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -195,10 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn a_resident_count_cuts_the_last_page_and_an_empty_file_is_whole() {
-        let p = page_size() as u64;
-        assert_eq!(count(&[true, false, true], 2 * p + 10), p + 10);
-        assert_eq!(count(&[false, true], 2 * p), p);
+    fn an_empty_file_is_whole() {
         let dir = tempfile::tempdir().unwrap();
         let f = File::create(dir.path().join("e")).unwrap();
         assert_eq!(warm(&f, 0).unwrap(), Residency::default());

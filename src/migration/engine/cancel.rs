@@ -345,6 +345,13 @@ impl<F: AsFd> Cancellable<F> {
     }
 }
 
+/// The wrapped descriptor (its flags are those [`Cancellable::new`] set while it lives).
+impl<F: AsFd> AsFd for Cancellable<F> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
 impl<F: AsFd> Drop for Cancellable<F> {
     fn drop(&mut self) {
         if let Some(lw) = &self.low_water {

@@ -59,7 +59,7 @@ pub fn enable_direct(file: &File) -> io::Result<bool> {
 }
 
 /// The status flags of `fd`'s open file description (`fcntl(F_GETFL)`).
-fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+pub(super) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: F_GETFL on a descriptor the borrow keeps open; it only reads the flags.
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
     if flags < 0 {
@@ -69,7 +69,7 @@ fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
 }
 
 /// Sets or clears `O_DIRECT` on `fd`'s open file description.
-fn set_direct(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+pub(super) fn set_direct(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let flags = status_flags(fd)?;
     let flags = if on {
         flags | libc::O_DIRECT
@@ -91,8 +91,8 @@ pub(super) fn offset(fd: BorrowedFd<'_>) -> io::Result<u64> {
     u64::try_from(at).map_err(|_| io::Error::last_os_error())
 }
 
-/// Whether `e` is the file refusing a direct write (rather than failing it).
-fn refused(e: &io::Error) -> bool {
+/// Whether `e` is the file refusing a direct transfer (rather than failing it).
+pub(super) fn refused(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINVAL)
 }
 

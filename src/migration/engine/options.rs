@@ -154,6 +154,14 @@ pub struct Options {
     /// restore on the same host) finds it in memory.
     /// [`SaveReport::direct_io`](super::SaveReport::direct_io) says which was used. Other
     /// outputs (pipes, FIFOs, sockets, descriptors) are never written direct.
+    ///
+    /// It also lets [`restore_from`](super::restore_from) read a regular file less than
+    /// half of which the page cache holds with `O_DIRECT` ([`DirectReader`](super::DirectReader)):
+    /// such a file is read from the disk either way, and direct it is read without
+    /// allocating and filling cache pages to copy out of (on a 2-vCPU EPYC guest a cold
+    /// 4 GiB file read at 1.3-2.2 GB/s direct against 0.63-0.85 GB/s through the cache;
+    /// hw-notes/bench.md, "Session 26"). A file the cache holds is read from memory.
+    /// [`RestoreReport::direct_io`](super::RestoreReport::direct_io) says which was used.
     pub direct_io: bool,
     /// Moves the device together with others through the P2P states: called on a thread
     /// of the operation ([`P2pHook`](super::P2pHook)) at the [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook)

@@ -120,6 +120,15 @@ pub struct RestoreReport {
     /// allows); `None` for anything else.
     #[serde(default)]
     pub pipe_capacity_bytes: Option<u64>,
+    /// Whether the stream's file was read with `O_DIRECT`
+    /// ([`restore_from`](super::restore_from): a regular file less than half of which the
+    /// page cache held, [`Options::direct_io`](super::Options::direct_io) and a file system
+    /// that takes it): from the disk into the engine's memory, the page cache left as it
+    /// was. `false` for a file read through the page cache and for anything that is not a
+    /// file. A read the disk refuses (a block larger than
+    /// [`DIRECT_ALIGN`](super::DIRECT_ALIGN)) reads the rest through the page cache.
+    #[serde(default)]
+    pub direct_io: bool,
 }
 
 /// Result of [`migrate`](super::migrate()).

@@ -1,8 +1,11 @@
 //! Restoring: a stream into a device, every chunk verified before the device sees it.
 
 use super::cancel::{CancelToken, Cancellable};
+use super::direct::{enable_direct, set_direct, status_flags};
+use super::direct_read::DirectReader;
 use super::pipe;
 use super::report::{rate, secs};
+use super::resident::resident_bytes;
 use super::ring::{guarded, pipeline, Filled};
 use super::target::Input;
 use super::{AlignedBuf, Options, P2pPoint, P2pStep, Phase, RestoreReport};
@@ -201,6 +204,7 @@ fn restore_inner<R: Read + Send>(
         commit_seconds,
         throughput_bytes_per_s: rate(totals.payload_bytes, seconds),
         pipe_capacity_bytes: None,
+        direct_io: false,
     })
 }
 
@@ -250,6 +254,10 @@ pub fn restore_from_file(
 /// with nothing to read yet is polled for up to [`opts.max_poll`](Options::max_poll) before
 /// the thread waits ([`Cancellable::poll_first`]). Blocking reads end as soon as `token` is
 /// cancelled; pass the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
+/// A regular file less than half of which the page cache holds is read from the disk with
+/// `O_DIRECT` ([`DirectReader`]; [`Options::direct_io`], on by default, allows it), one it
+/// holds through the cache; a descriptor given with `O_DIRECT` set is read direct;
+/// [`RestoreReport::direct_io`] says which, and the descriptor's flags are left as found.
 /// A pipe or FIFO smaller than `opts.buffer_size` is grown to it (at most
 /// `/proc/sys/fs/pipe-max-size`), so the writer at its other end can run a chunk ahead;
 /// [`RestoreReport::pipe_capacity_bytes`] says what it held.
@@ -297,17 +305,70 @@ pub fn restore_from(
         source.seek(SeekFrom::Start(0)).map_err(file_err)?;
     }
     opts.check_cancel()?;
-    let reader = StreamReader::new(buffered(source, token, opts))
-        .map_err(|e| opts.cause(e).in_file(path))?;
+    // Read once from a file the page cache mostly does not hold: from the disk, direct. A
+    // descriptor the caller opened with `O_DIRECT` is read keeping its rules.
+    let given_direct = seekable && is_direct(source).map_err(file_err)?;
+    let direct = given_direct
+        || (seekable
+            && opts.direct_io
+            && mostly_uncached(source)
+            && enable_direct(source).map_err(file_err)?);
+    let restored = if direct {
+        let reader = DirectReader::new(Cancellable::new(source, token.clone()));
+        match reader {
+            Ok(r) => read_stream(drv, r, seekable, opts, t0),
+            Err(e) => Err(file_err(e)),
+        }
+    } else {
+        read_stream(drv, buffered(source, token, opts), seekable, opts, t0)
+    };
+    // The descriptor may be shared (`-i -`, `/dev/fd/N`): leave its flags as they were.
+    let reset = if direct {
+        set_direct(source.as_fd(), given_direct)
+    } else {
+        Ok(())
+    };
+    let mut report = restored.map_err(|e| e.in_file(path))?;
+    reset.map_err(file_err)?;
+    report.file = Some(path.to_path_buf());
+    report.pipe_capacity_bytes = pipe.capacity();
+    report.direct_io = direct;
+    Ok(report)
+}
+
+/// Restores from the stream `r` yields, read up to its trailer only where the input is not
+/// seekable (a pipe or socket may carry more after it).
+fn read_stream<R: Read + Send>(
+    drv: &mut dyn MigrationDriver,
+    r: R,
+    seekable: bool,
+    opts: &Options,
+    t0: Instant,
+) -> Result<RestoreReport> {
+    let reader = StreamReader::new(r).map_err(|e| opts.cause(e))?;
     let reader = if seekable {
         reader
     } else {
         reader.stop_at_trailer()
     };
-    let mut report = restore_stream(drv, reader, opts, t0).map_err(|e| e.in_file(path))?;
-    report.file = Some(path.to_path_buf());
-    report.pipe_capacity_bytes = pipe.capacity();
-    Ok(report)
+    restore_stream(drv, reader, opts, t0)
+}
+
+/// Whether `file`'s descriptor has `O_DIRECT` set.
+fn is_direct(file: &File) -> std::io::Result<bool> {
+    Ok(status_flags(file.as_fd())? & libc::O_DIRECT != 0)
+}
+
+/// Whether less than half of `file` is in the page cache. A file that cannot be asked about
+/// (it cannot be mapped) counts as cached: it is read as before, through the page cache.
+fn mostly_uncached(file: &File) -> bool {
+    let Ok(m) = file.metadata() else {
+        return false;
+    };
+    match resident_bytes(file, m.len()) {
+        Ok(resident) => resident < m.len() / 2,
+        Err(_) => false,
+    }
 }
 
 /// `f` read through a 64 KiB buffer, its blocking reads cancelled by `token`. On one thread

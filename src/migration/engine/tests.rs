@@ -495,6 +495,79 @@ fn a_file_save_is_direct_where_it_can_be_and_restores_the_same_either_way() {
     }
 }
 
+/// A stream file the page cache does not hold is restored with `O_DIRECT` where its file
+/// system takes it, one it holds is read from memory, and with `direct_io` off never
+/// direct: the same state every time, and the input's descriptor is left without the flag.
+#[test]
+fn a_restore_reads_an_uncached_file_direct_and_a_cached_one_through_the_cache() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let takes_direct = enable_direct(&tempfile::tempfile_in(dir.path()).unwrap()).unwrap();
+    let img = image(N, 13);
+    let path = dir.path().join("s");
+    let src = FakeDevice::new("fake-1", 7, img.clone());
+    save_to_file(&mut driver(&src), &path, &opts(0)).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    for (cold, direct_io) in [(true, true), (false, true), (true, false)] {
+        let f = std::fs::File::open(&path).unwrap();
+        if cold {
+            // SAFETY: fadvise on an open descriptor only advises the kernel.
+            let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert_eq!(rc, 0);
+        } else {
+            std::io::copy(&mut &f, &mut std::io::sink()).unwrap();
+        }
+        // tmpfs keeps its files in the page cache: nothing there is ever cold.
+        let resident = resident_bytes(&f, len).unwrap();
+        let cold = resident < len / 2;
+        let token = CancelToken::new().unwrap();
+        let input = Input::open(&path, &token).unwrap();
+        let dst = FakeDevice::new("fake-1", 7, vec![]);
+        let o = Options {
+            direct_io,
+            ..opts(0)
+        };
+        let rep = restore_from(&mut driver(&dst), &input, &o, &token).unwrap();
+        assert_eq!(
+            rep.direct_io,
+            cold && direct_io && takes_direct,
+            "cold {cold}, direct_io {direct_io}, resident {resident} of {len}"
+        );
+        assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+        assert_eq!(rep.stream_bytes, len);
+        // SAFETY: F_GETFL on a descriptor `input` keeps open.
+        let flags = unsafe { libc::fcntl(input.file().as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_DIRECT, 0, "the flag is put back");
+    }
+    // A stream that fails half-way (a payload byte flipped) leaves the flag off as well.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, len / 2).unwrap();
+        f.write_all_at(&[b[0] ^ 0xff], len / 2).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: as above.
+        let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0);
+    }
+    let token = CancelToken::new().unwrap();
+    let input = Input::open(&path, &token).unwrap();
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    restore_from(&mut driver(&dst), &input, &opts(0), &token).unwrap_err();
+    // SAFETY: as above.
+    let flags = unsafe { libc::fcntl(input.file().as_raw_fd(), libc::F_GETFL) };
+    assert_eq!(
+        flags & libc::O_DIRECT,
+        0,
+        "the flag is put back after a failure"
+    );
+}
+
 #[test]
 fn interrupt_recovers_and_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
