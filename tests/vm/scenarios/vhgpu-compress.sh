@@ -8,7 +8,8 @@
 # guest's /tmp is tmpfs, which takes the flag since Linux 6.6 and writes through its page
 # cache anyway: the writer's staging, direct and tail logic runs on real device data, the
 # disk's alignment rules are the host's unit tests'); a `--buffered` save of the same state
-# says it was not direct, is as long as the uncompressed one and restores the same.
+# says it was not direct, is as long as the uncompressed one and restores the same. Each
+# restore reads its file through the page cache (tmpfs holds all of it) and says so.
 . /etc/vfioh/lib.sh
 P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
 [ -d "$P" ] || skip "vhgpu module not loaded"
@@ -52,6 +53,8 @@ for f in /tmp/c-auto.vfhs /tmp/c-none.vfhs /tmp/c-buf.vfhs; do
     run sh -c "echo $D >$P/vhgpu-64M/create"
     run_out r vfio-harness restore $D -i $f --json
     expect_eq "restored device bytes ($f)" "$(echo "$r" | json_num bytes)" "$dev"
+    # tmpfs holds the whole file in the page cache: restore reads it from there, not direct.
+    expect_eq "restore of a cached file not direct ($f)" "$(echo "$r" | json_bool direct_io)" false
     run_out c vfio-harness bar $D crc BAR2 --json
     expect_eq "destination VRAM crc32 = source's ($f)" "$(echo "$c" | json_str crc32)" "$src_crc"
     pattern_ok "destination random part ($f)" $((16 << 20)) \
