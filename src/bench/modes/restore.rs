@@ -267,7 +267,13 @@ pub(in crate::bench) fn block(
     contenders.push(Contender {
         kind: Kind::Harness,
         buffer: b,
-        buffers_bytes: engine_buffers(&o, b),
+        // `file-direct`: and the direct reader's stage.
+        buffers_bytes: engine_buffers(&o, b)
+            + if path == DataPath::FileDirect {
+                engine::DIRECT_STAGE as u64
+            } else {
+                0
+            },
         what: format!(
             "{} (every chunk verified, {}) from {}",
             match path {
