@@ -467,7 +467,8 @@ impl Source {
     pub fn open(path: DataPath, file: &Path, len: u64) -> io::Result<Source> {
         if path == DataPath::FileDirect {
             // From the disk: what the page cache holds of the file is dropped (untimed), so
-            // that the engine's `restore_from` reads it direct as the raw loops do.
+            // that the engine's `restore_from` reads it direct as the raw loops do (where the
+            // kernel cannot drop it, the block's note says the harness read the cache).
             resident::drop_cached(&File::open(file)?)?;
             return Ok(Source {
                 reader: SourceReader::Direct(Box::new(DirectReader::new(direct::open(file)?)?)),

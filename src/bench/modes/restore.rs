@@ -346,8 +346,9 @@ pub(in crate::bench) fn block(
     if buffered_direct.get() {
         run.note(format!(
             "restore <- file-direct, {} buffer: the harness read the file through the page \
-             cache in some transfers (the kernel kept half of it or more after the drop, or the \
-             file system refused O_DIRECT): its row is not from the disk alone",
+             cache in some transfers (half of it or more was still cached: the kernel has no \
+             fadvise or kept pages after the drop, or the file system refused O_DIRECT): its \
+             row is not from the disk alone",
             format_bytes(b)
         ));
     }
