@@ -68,6 +68,11 @@ pub(super) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     Ok(flags)
 }
 
+/// Whether `fd`'s open file description has `O_DIRECT` set.
+pub(super) fn has_direct(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(status_flags(fd)? & libc::O_DIRECT != 0)
+}
+
 /// Sets or clears `O_DIRECT` on `fd`'s open file description.
 pub(super) fn set_direct(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let flags = status_flags(fd)?;
@@ -147,13 +152,13 @@ impl<W: Write + AsFd> DirectWriter<W> {
     pub fn new(inner: W) -> io::Result<Self> {
         let fd = inner.as_fd();
         let at = offset(fd)?;
-        let flags = status_flags(fd)?;
+        let direct = has_direct(fd)?;
         Ok(DirectWriter {
             inner,
             stage: AlignedBuf::new(DIRECT_STAGE),
             staged: 0,
             at,
-            direct: flags & libc::O_DIRECT != 0,
+            direct,
         })
     }
 

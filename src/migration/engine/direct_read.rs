@@ -23,7 +23,7 @@
 //!   through the page cache from where the file's offset stands.
 
 use super::buf::AlignedBuf;
-use super::direct::{offset, refused, set_direct, status_flags, DIRECT_ALIGN, DIRECT_STAGE};
+use super::direct::{has_direct, offset, refused, set_direct, DIRECT_ALIGN, DIRECT_STAGE};
 use std::io::{self, IoSliceMut, Read};
 use std::os::fd::AsFd;
 
@@ -64,9 +64,9 @@ pub struct DirectReader<R> {
     /// Next byte of the stage to hand out, and how many it holds.
     pos: usize,
     len: usize,
-    /// File offset of the next read from the file.
-    at: u64,
-    /// Whether the file is (still) read with `O_DIRECT`.
+    /// Whether the file is (still) read with `O_DIRECT`. While it is, the file's offset is
+    /// on the block grid: [`new`](Self::new) starts there, and every direct read either
+    /// returns the whole blocks asked for or ends the direct reads.
     direct: bool,
 }
 
@@ -74,7 +74,6 @@ impl<R> std::fmt::Debug for DirectReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirectReader")
             .field("staged", &(self.len - self.pos))
-            .field("at", &self.at)
             .field("direct", &self.direct)
             .finish_non_exhaustive()
     }
@@ -90,9 +89,8 @@ impl<R: Read + AsFd> DirectReader<R> {
     /// `lseek(2)` or `fcntl(2)` failed (`ESPIPE`: not a file).
     pub fn new(inner: R) -> io::Result<Self> {
         let fd = inner.as_fd();
-        let at = offset(fd)?;
-        let mut direct = status_flags(fd)? & libc::O_DIRECT != 0;
-        if direct && at % DIRECT_ALIGN as u64 != 0 {
+        let mut direct = has_direct(fd)?;
+        if direct && offset(fd)? % DIRECT_ALIGN as u64 != 0 {
             set_direct(fd, false)?;
             direct = false;
         }
@@ -101,7 +99,6 @@ impl<R: Read + AsFd> DirectReader<R> {
             stage: AlignedBuf::new(DIRECT_STAGE),
             pos: 0,
             len: 0,
-            at,
             direct,
         })
     }
@@ -157,18 +154,14 @@ impl<R: Read + AsFd> Read for DirectReader<R> {
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         if self.pos == self.len {
             if !self.direct {
-                let r = self.inner.read_vectored(bufs)?;
-                self.at += r as u64;
-                return Ok(r);
+                return self.inner.read_vectored(bufs);
             }
             let Some(first) = bufs.iter_mut().find(|b| !b.is_empty()) else {
                 return Ok(0);
             };
-            if aligned(first) && self.at % DIRECT_ALIGN as u64 == 0 {
+            if aligned(first) {
                 let n = (first.len() / DIRECT_ALIGN * DIRECT_ALIGN).min(MAX_IO);
-                let r = read_once(&mut self.inner, &mut self.direct, &mut first[..n])?;
-                self.at += r as u64;
-                return Ok(r);
+                return read_once(&mut self.inner, &mut self.direct, &mut first[..n]);
             }
             self.pos = 0;
             self.len = 0;
@@ -177,7 +170,6 @@ impl<R: Read + AsFd> Read for DirectReader<R> {
                 &mut self.direct,
                 &mut self.stage[..DIRECT_STAGE],
             )?;
-            self.at += r as u64;
             if r == 0 {
                 return Ok(0);
             }

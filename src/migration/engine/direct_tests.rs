@@ -16,8 +16,8 @@ fn direct_file() -> Option<File> {
 }
 
 /// Whether `fd`'s open file has `O_DIRECT` set.
-fn has_direct(fd: BorrowedFd<'_>) -> bool {
-    status_flags(fd).expect("fcntl") & libc::O_DIRECT != 0
+fn direct_on(fd: BorrowedFd<'_>) -> bool {
+    has_direct(fd).expect("fcntl")
 }
 
 /// What `f` holds, read back through the page cache (`O_DIRECT` turned off first: the
@@ -71,10 +71,10 @@ fn every_way_in_lands_in_order_and_the_tail_ends_the_file_exactly() {
     w.write_all(&[9u8; 77]).expect("tail");
     want.extend_from_slice(&[9u8; 77]);
     assert!(w.is_direct(), "nothing was refused");
-    assert!(has_direct(f.as_fd()));
+    assert!(direct_on(f.as_fd()));
     let _ = w.finish().expect("finish");
     assert!(
-        !has_direct(f.as_fd()),
+        !direct_on(f.as_fd()),
         "the partial block went through the page cache"
     );
     assert_eq!(f.metadata().expect("stat").len(), want.len() as u64);
@@ -98,7 +98,7 @@ fn staged_whole_blocks_let_an_aligned_buffer_through() {
     w.write_all(&frame).expect("frame");
     assert_eq!((w.staged, w.at), (0, 4 * DIRECT_ALIGN as u64), "no copy");
     let _ = w.finish().expect("finish");
-    assert!(has_direct(f.as_fd()), "nothing was left for the page cache");
+    assert!(direct_on(f.as_fd()), "nothing was left for the page cache");
     let mut want = vec![1u8; 330];
     want.extend_from_slice(&frame[..2 * DIRECT_ALIGN - 330]);
     want.extend_from_slice(&frame);
@@ -131,7 +131,7 @@ fn a_refused_direct_write_goes_on_through_the_page_cache() {
     struct Refusing<'a>(&'a File);
     impl Write for Refusing<'_> {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            if has_direct(self.0.as_fd()) {
+            if direct_on(self.0.as_fd()) {
                 return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
             self.0.write(b)
@@ -154,7 +154,7 @@ fn a_refused_direct_write_goes_on_through_the_page_cache() {
     w.write_all(&buf[100..]).expect("staged, then refused");
     w.write_all(&buf).expect("aligned, but no longer direct");
     assert!(!w.is_direct());
-    assert!(!has_direct(f.as_fd()));
+    assert!(!direct_on(f.as_fd()));
     let _ = w.finish().expect("finish");
     let mut want = buf.to_vec();
     want.extend_from_slice(&buf);
@@ -167,7 +167,7 @@ fn a_refused_direct_write_goes_on_through_the_page_cache() {
 fn a_pipe_is_left_alone_and_a_buffered_file_is_written_through() {
     let (r, _w) = super::super::pipe::new_pipe();
     assert!(!enable_direct(&r).expect("fstat"));
-    assert!(!has_direct(r.as_fd()));
+    assert!(!direct_on(r.as_fd()));
 
     let f = tempfile::tempfile().expect("tempfile");
     let mut w = DirectWriter::new(&f).expect("writer");

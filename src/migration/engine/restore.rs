@@ -1,7 +1,7 @@
 //! Restoring: a stream into a device, every chunk verified before the device sees it.
 
 use super::cancel::{CancelToken, Cancellable};
-use super::direct::{enable_direct, set_direct, status_flags};
+use super::direct::{enable_direct, has_direct, set_direct};
 use super::direct_read::DirectReader;
 use super::pipe;
 use super::report::{rate, secs};
@@ -307,7 +307,7 @@ pub fn restore_from(
     opts.check_cancel()?;
     // Read once from a file the page cache mostly does not hold: from the disk, direct. A
     // descriptor the caller opened with `O_DIRECT` is read keeping its rules.
-    let given_direct = seekable && is_direct(source).map_err(file_err)?;
+    let given_direct = seekable && has_direct(source.as_fd()).map_err(file_err)?;
     let direct = given_direct
         || (seekable
             && opts.direct_io
@@ -352,11 +352,6 @@ fn read_stream<R: Read + Send>(
         reader.stop_at_trailer()
     };
     restore_stream(drv, reader, opts, t0)
-}
-
-/// Whether `file`'s descriptor has `O_DIRECT` set.
-fn is_direct(file: &File) -> std::io::Result<bool> {
-    Ok(status_flags(file.as_fd())? & libc::O_DIRECT != 0)
 }
 
 /// Whether less than half of `file` is in the page cache. A file that cannot be asked about
