@@ -62,7 +62,7 @@ pub use error::BenchError;
 pub use progress::Step;
 pub use report::{
     BenchReport, DowntimePoint, DowntimeReport, OverlapReport, ParallelPoint, ParallelReport,
-    RatioTo, ResultRow, Settings, Target, SCHEMA_VERSION,
+    RatioTo, ResultRow, Settings, Target, TransferSample, SCHEMA_VERSION,
 };
 pub use timing::cpu_time;
 

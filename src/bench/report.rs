@@ -22,6 +22,17 @@ pub struct RatioTo {
     pub ratio: f64,
 }
 
+/// One timed transfer of a row, in the order the row's transfers ran.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransferSample {
+    /// Its wall time, seconds.
+    pub seconds: f64,
+    /// Where it ran in its block, counting every loop's transfers from 0 (the loops of a
+    /// block alternate, so two rows' samples with neighbouring positions ran back to back).
+    /// The whole-state rows run in a pass of their own and count from 0 there.
+    pub position: usize,
+}
+
 /// One measured transfer configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResultRow {
@@ -56,6 +67,10 @@ pub struct ResultRow {
     pub seconds_max: f64,
     /// Transfers timed.
     pub repeats: usize,
+    /// Every timed transfer, in the order they ran (empty where the row's transfers were not
+    /// timed one by one).
+    #[serde(default)]
+    pub samples: Vec<TransferSample>,
     /// `bytes / seconds` (median time).
     pub throughput_bytes_per_s: f64,
     /// Throughput over the throughput of [`ResultRow::ratio_to`].
@@ -330,6 +345,9 @@ pub(super) struct RowInput<'a> {
     pub stream_bytes: Option<u64>,
     /// Wall time of each transfer, seconds.
     pub seconds: Vec<f64>,
+    /// Where each transfer ran in its block ([`TransferSample::position`]); empty when not
+    /// known, and then no samples are listed.
+    pub positions: Vec<usize>,
     /// Downtime of each transfer, seconds.
     pub downtime: Option<Vec<f64>>,
     /// Peak RSS while the row ran.
@@ -370,6 +388,15 @@ pub(super) fn make_row(r: RowInput<'_>) -> ResultRow {
         seconds_min: s.min,
         seconds_max: s.max,
         repeats: s.count,
+        samples: if r.positions.len() == r.seconds.len() {
+            r.seconds
+                .iter()
+                .zip(&r.positions)
+                .map(|(&seconds, &position)| TransferSample { seconds, position })
+                .collect()
+        } else {
+            Vec::new()
+        },
         throughput_bytes_per_s: tput.round(),
         ratio: None,
         ratio_to: None,

@@ -60,6 +60,7 @@ fn row_timed(op: &str, path: DataPath, kind: Kind, b: u64, secs: &[f64]) -> Resu
         bytes: 1 << 30,
         stream_bytes: None,
         seconds: secs.to_vec(),
+        positions: Vec::new(),
         downtime: None,
         peak: Some((1 << 30) + (10 << 20)),
         scope: RssScope::Mode,
@@ -140,6 +141,7 @@ fn rows_compute_throughput_and_memory() {
         bytes: 1 << 30,
         stream_bytes: None,
         seconds: vec![0.5, 0.25, 1.0],
+        positions: vec![1, 6, 9],
         downtime: Some(vec![0.1, 0.3, 0.2]),
         peak: Some((1 << 30) + (10 << 20)),
         scope: RssScope::Mode,
@@ -149,6 +151,9 @@ fn rows_compute_throughput_and_memory() {
     });
     assert_eq!(r.seconds, 0.5);
     assert_eq!((r.seconds_min, r.seconds_max, r.repeats), (0.25, 1.0, 3));
+    // Every transfer is listed in the order it ran, with its place in the block.
+    let listed: Vec<(f64, usize)> = r.samples.iter().map(|s| (s.seconds, s.position)).collect();
+    assert_eq!(listed, [(0.5, 1), (0.25, 6), (1.0, 9)]);
     assert_eq!(r.throughput_bytes_per_s, (2u64 << 30) as f64);
     assert_eq!(r.downtime_s, Some(0.2));
     // The simulated device memory is taken out before the buffers.
@@ -514,6 +519,34 @@ fn quick_run_on_the_simulator_has_every_block() {
         if r.op != "save" {
             assert!(r.verified);
         }
+    }
+    // Every transfer of a block is listed with its place in the block: the loops of the main
+    // pass ran one after the other (positions 0 to n - 1, one transfer each with --quick),
+    // the whole-state loop first in its own pass.
+    let blocks: std::collections::BTreeSet<(String, &str)> = rep
+        .results
+        .iter()
+        .filter(|r| matches!(r.op.as_str(), "save" | "restore" | "live"))
+        .map(|r| (r.op.clone(), r.path.as_str()))
+        .collect();
+    for (op, path) in &blocks {
+        let rows: Vec<&ResultRow> = rep
+            .results
+            .iter()
+            .filter(|r| &r.op == op && r.path.as_str() == *path)
+            .collect();
+        let mut main = Vec::new();
+        for r in &rows {
+            assert_eq!(r.samples.len(), r.repeats, "{op} {path} {:?}", r.kind);
+            assert_eq!(r.samples[0].seconds, r.seconds, "{op} {path} {:?}", r.kind);
+            if r.kind == Kind::WholeState {
+                assert_eq!(r.samples[0].position, 0, "{op} {path}");
+            } else {
+                main.push(r.samples[0].position);
+            }
+        }
+        main.sort_unstable();
+        assert_eq!(main, (0..main.len()).collect::<Vec<_>>(), "{op} {path}");
     }
     let p = rep.parallel.as_ref().unwrap();
     assert_eq!(

@@ -21,6 +21,8 @@ pub fn cpu_time() -> f64 {
 pub(super) struct Timed<T> {
     /// `(seconds, value)` of each repetition.
     pub samples: Vec<(f64, T)>,
+    /// Where each of `samples` ran in its block: 0 for the block's first transfer.
+    pub positions: Vec<usize>,
     /// Highest peak RSS over the repetitions.
     pub peak: Option<u64>,
     /// Whether `peak` is the row's own.
@@ -34,6 +36,7 @@ pub(super) struct Timed<T> {
 /// the highest.
 struct Sampler<T> {
     samples: Vec<(f64, T)>,
+    positions: Vec<usize>,
     peak: Option<u64>,
     scoped: bool,
     cpu: f64,
@@ -43,15 +46,17 @@ impl<T> Sampler<T> {
     fn new() -> Self {
         Sampler {
             samples: Vec::new(),
+            positions: Vec::new(),
             peak: None,
             scoped: true,
             cpu: 0.0,
         }
     }
 
-    /// Runs and records one sample (`(seconds, value)`).
+    /// Runs and records one sample (`(seconds, value)`), the block's `position`-th transfer.
     fn sample(
         &mut self,
+        position: usize,
         f: impl FnOnce() -> Result<(f64, T), BenchError>,
     ) -> Result<(), BenchError> {
         self.scoped &= rss::reset_peak();
@@ -60,6 +65,7 @@ impl<T> Sampler<T> {
         self.cpu += cpu_time() - c0;
         self.peak = self.peak.max(rss::current().peak_rss);
         self.samples.push(v);
+        self.positions.push(position);
         Ok(())
     }
 
@@ -74,6 +80,7 @@ impl<T> Sampler<T> {
             },
             cpu: self.cpu / n,
             samples: self.samples,
+            positions: self.positions,
         }
     }
 }
@@ -93,13 +100,15 @@ pub(super) fn timed_group<T>(
 ) -> Result<Vec<Timed<T>>, BenchError> {
     let mut samplers: Vec<Sampler<T>> = jobs.iter().map(|_| Sampler::new()).collect();
     let n = jobs.len();
+    let mut position = 0;
     for i in 0..cfg.repeat.max(1) {
         for k in 0..n {
             if cfg.cancelled() {
                 return Err(BenchError::Interrupted);
             }
             let j = if i % 2 == 0 { k } else { n - 1 - k };
-            samplers[j].sample(&mut jobs[j])?;
+            samplers[j].sample(position, &mut jobs[j])?;
+            position += 1;
             after(j)?;
         }
     }
@@ -128,6 +137,12 @@ mod tests {
         let timed = timed_group(&cfg, &mut jobs, |_| Ok(())).expect("timed");
         assert!(timed.iter().all(|t| t.samples.len() == 3));
         drop(jobs);
-        assert_eq!(ran.into_inner(), [0, 1, 2, 3, 3, 2, 1, 0, 0, 1, 2, 3]);
+        let ran = ran.into_inner();
+        assert_eq!(ran, [0, 1, 2, 3, 3, 2, 1, 0, 0, 1, 2, 3]);
+        // Each job's samples say where in the block they ran.
+        for (j, t) in timed.iter().enumerate() {
+            let at: Vec<usize> = (0..ran.len()).filter(|&p| ran[p] == j).collect();
+            assert_eq!(t.positions, at, "job {j}");
+        }
     }
 }

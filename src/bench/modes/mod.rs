@@ -473,6 +473,7 @@ pub(super) fn run_block(
         .map(|((kind, buffer, buffers_bytes, what), t)| {
             let Timed {
                 samples,
+                positions,
                 peak,
                 scope,
                 cpu,
@@ -491,6 +492,7 @@ pub(super) fn run_block(
                 bytes: last.bytes,
                 stream_bytes: last.stream_bytes,
                 seconds: samples.iter().map(|s| s.0).collect(),
+                positions,
                 downtime: (!downtime.is_empty()).then_some(downtime),
                 peak,
                 scope,

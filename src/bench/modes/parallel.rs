@@ -215,6 +215,7 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<ParallelReport, Ben
                 bytes: last.bytes,
                 stream_bytes: None,
                 seconds: secs,
+                positions: t.positions.clone(),
                 downtime: None,
                 peak: t.peak,
                 scope: t.scope,
