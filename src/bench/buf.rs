@@ -20,6 +20,18 @@ pub fn page_buf(len: usize) -> io::Result<AnonBuf> {
     Ok(b)
 }
 
+/// [`page_buf`] for a loop's direct I/O when `huge`: in transparent huge pages
+/// ([`AnonBuf::huge`]), as the engine's direct stages and chunk buffers are, so each of its
+/// reads or writes is one disk request for the raw loops as for the harness.
+pub fn io_buf(len: usize, huge: bool) -> io::Result<AnonBuf> {
+    if !huge {
+        return page_buf(len);
+    }
+    let mut b = AnonBuf::huge(len.max(1))?;
+    b.prefault();
+    Ok(b)
+}
+
 /// Size of the last-level cache from sysfs (`.../cpu0/cache/indexN/size`, largest level).
 pub fn last_level_cache() -> Option<u64> {
     let mut best: Option<u64> = None;
@@ -48,5 +60,15 @@ mod tests {
         assert_eq!(b.as_ptr() as usize % page, 0);
         assert!(b.iter().all(|&x| x == 0));
         assert_eq!(page_buf(0).unwrap().len(), page);
+    }
+
+    #[test]
+    fn io_buf_is_huge_only_when_asked() {
+        let b = io_buf(1 << 20, true).unwrap();
+        assert!(b.is_huge());
+        assert_eq!(b.len(), 1 << 20);
+        assert_eq!(b.as_ptr() as usize % mem::HUGE_PAGE, 0);
+        assert!(b.iter().all(|&x| x == 0));
+        assert!(!io_buf(1 << 20, false).unwrap().is_huge());
     }
 }

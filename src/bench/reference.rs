@@ -16,7 +16,7 @@
 //! A path that copies nothing (a generated simulator state, which costs no memory traffic) has
 //! no memory reference: a ratio against memcpy would say nothing about it.
 
-use super::buf::page_buf;
+use super::buf::{io_buf, page_buf};
 use super::io::{Sink, SinkTarget, Source};
 use super::stats::Summary;
 use std::io::{self, Read, Write};
@@ -118,7 +118,7 @@ pub fn copy_rate(copy: Copy, buffer: usize, region: usize, min_time: Duration) -
 /// so `O_DIRECT` takes it as it is) into a freshly opened sink, until it is finished
 /// (`fsync`, the far end has read everything). Returns the seconds.
 pub(super) fn sink_rate(target: &SinkTarget, bytes: u64, buffer: usize) -> io::Result<f64> {
-    let mut buf = page_buf(buffer.max(1))?;
+    let mut buf = io_buf(buffer.max(1), target.is_direct())?;
     for (i, b) in buf.iter_mut().enumerate() {
         *b = i as u8;
     }
@@ -137,7 +137,7 @@ pub(super) fn sink_rate(target: &SinkTarget, bytes: u64, buffer: usize) -> io::R
 /// A source's own rate: everything it yields read into one `buffer`-byte buffer (a pipe or a
 /// socket is fed by another thread). Returns `(bytes, seconds)`.
 pub(super) fn source_rate(source: Source, buffer: usize) -> io::Result<(u64, f64)> {
-    let mut buf = page_buf(buffer.max(1))?;
+    let mut buf = io_buf(buffer.max(1), source.is_direct())?;
     let (mut reader, feed) = source.into_parts();
     let t0 = Instant::now();
     let mut total = 0u64;

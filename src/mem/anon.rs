@@ -25,6 +25,8 @@ pub struct AnonBuf {
     /// slices below follow Rust's borrowing rules through `&self` / `&mut self`.
     map: Mapping,
     len: usize,
+    /// Made by [`AnonBuf::huge`].
+    huge: bool,
 }
 
 impl AnonBuf {
@@ -36,7 +38,49 @@ impl AnonBuf {
         // kernel's overcommit limit when it is made, and a shortage fails here rather than
         // at a page fault.
         let map = Mapping::anonymous_with(len, 0)?;
-        Ok(AnonBuf { map, len })
+        Ok(AnonBuf {
+            map,
+            len,
+            huge: false,
+        })
+    }
+
+    /// A buffer of `len` bytes reading as zeros, in a mapping of whole transparent huge
+    /// pages ([`super::HUGE_PAGE`], aligned to one) that asks the kernel for them
+    /// (`madvise(MADV_HUGEPAGE)`, which `enabled = madvise` in
+    /// `/sys/kernel/mm/transparent_hugepage` needs).
+    ///
+    /// For buffers of direct I/O: the kernel builds one request segment per physically
+    /// contiguous run of a buffer's pages, and a disk takes a bounded number per request
+    /// (`max_segments`, 254 on virtio-blk). A 1 MiB buffer of scattered 4 KiB pages needs 256
+    /// and is split into two requests; in a huge page it is one segment. Where the kernel has
+    /// no transparent huge pages (`madvise` says `EINVAL`) the buffer has ordinary pages.
+    /// The mapping is faulted in a huge page at a time: touching one byte makes 2 MiB
+    /// resident.
+    ///
+    /// # Errors
+    /// As [`AnonBuf::new`], and `madvise(2)`'s other errors.
+    pub fn huge(len: usize) -> io::Result<AnonBuf> {
+        let map = Mapping::anonymous_aligned(len, super::HUGE_PAGE, 0)?;
+        // SAFETY: the range is exactly the mapping just made, owned by `map`; MADV_HUGEPAGE
+        // only changes how its pages are allocated, never its contents.
+        let r = unsafe { libc::madvise(map.as_ptr().cast(), map.len(), libc::MADV_HUGEPAGE) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+        Ok(AnonBuf {
+            map,
+            len,
+            huge: true,
+        })
+    }
+
+    /// Whether the buffer was made by [`AnonBuf::huge`].
+    pub fn is_huge(&self) -> bool {
+        self.huge
     }
 
     /// Length in bytes (what the slice shows).
@@ -138,6 +182,7 @@ impl fmt::Debug for AnonBuf {
             .field("ptr", &self.map.as_ptr())
             .field("len", &self.len)
             .field("capacity", &self.capacity())
+            .field("huge", &self.huge)
             .finish()
     }
 }

@@ -101,6 +101,58 @@ impl Mapping {
         )
     }
 
+    /// Anonymous private read-write memory of `len` bytes rounded up to whole multiples of
+    /// `align` (a power of two, at least a page), starting at an address aligned to `align`,
+    /// with `extra` mmap flags. A range `align` bytes larger is mapped and its unaligned head
+    /// and tail are unmapped again.
+    pub(super) fn anonymous_aligned(
+        len: usize,
+        align: usize,
+        extra: libc::c_int,
+    ) -> io::Result<Mapping> {
+        let too_big = || {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("{len} bytes do not fit the address space"),
+            )
+        };
+        debug_assert!(align.is_power_of_two() && align >= super::page_size());
+        let len = len
+            .max(1)
+            .checked_next_multiple_of(align)
+            .ok_or_else(too_big)?;
+        let total = len.checked_add(align).ok_or_else(too_big)?;
+        let whole = Self::map(
+            total,
+            Prot::READ_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra,
+            -1,
+            0,
+        )?;
+        let base = whole.ptr.as_ptr() as usize;
+        let head = base.next_multiple_of(align) - base;
+        let tail = total - head - len;
+        // The aligned middle is ours now; `whole` must not unmap it.
+        let whole = std::mem::ManuallyDrop::new(whole);
+        // SAFETY: `[base, base + head)` and `[base + head + len, base + total)` lie inside the
+        // mapping just made, which nothing else refers to; unmapping them leaves the middle
+        // `[base + head, base + head + len)` mapped. Both ends are page-aligned (`base` and
+        // `align`, `len` and `total` are page multiples). munmap of a page range inside our
+        // own mapping cannot fail; a zero length is skipped.
+        unsafe {
+            if head > 0 {
+                libc::munmap(whole.ptr.as_ptr().cast(), head);
+            }
+            if tail > 0 {
+                libc::munmap(whole.ptr.as_ptr().add(head + len).cast(), tail);
+            }
+        }
+        // SAFETY: `head < align <= total`, so the pointer stays inside the original mapping,
+        // which was not at address 0.
+        let ptr = unsafe { NonNull::new_unchecked(whole.ptr.as_ptr().add(head)) };
+        Ok(Mapping { ptr, len })
+    }
+
     fn map(
         len: usize,
         prot: Prot,

@@ -13,8 +13,9 @@
 //!   same fd) may change it at any time, so it is never seen as a Rust slice: only as a raw
 //!   pointer and a length, for accessors such as the device layer's `RegionMap`.
 //!
-//! Both unmap on drop. No hugepages are requested: none of the buffers' users asked for them
-//! (DMA buffers, which may want them, are `vm-memory` regions in the `vfio` back end).
+//! Both unmap on drop. Transparent huge pages are asked for only by [`AnonBuf::huge`], for
+//! the buffers of direct I/O (one disk request per buffer rather than two; DMA buffers, which
+//! may want them too, are `vm-memory` regions in the `vfio` back end).
 //!
 //! This module is the bottom floor: it depends on nothing else in the crate.
 
@@ -25,6 +26,10 @@ mod pool;
 pub use anon::AnonBuf;
 pub use map::{Mapping, Prot};
 pub use pool::{BufPool, PooledBuf};
+
+/// Size and alignment of the transparent huge pages [`AnonBuf::huge`] asks for: a PMD
+/// mapping with 4 KiB pages (x86-64, arm64).
+pub const HUGE_PAGE: usize = 2 << 20;
 
 /// The system page size (`sysconf(_SC_PAGESIZE)`; 4096 if it cannot be read).
 pub fn page_size() -> usize {

@@ -35,6 +35,7 @@ impl BufPool {
         let cap = super::page_align(len);
         let kept = cap.and_then(|cap| {
             let mut free = self.lock();
+            // Huge buffers are never kept, so every kept one is of ordinary pages.
             let i = free.iter().position(|b| b.capacity() == cap)?;
             Some(free.swap_remove(i))
         });
@@ -52,6 +53,17 @@ impl BufPool {
         })
     }
 
+    /// A fresh buffer of `len` bytes in huge pages ([`AnonBuf::huge`]), which the pool hands
+    /// out but never keeps: dropping it unmaps it.
+    pub fn take_huge(&self, len: usize) -> io::Result<PooledBuf<'_>> {
+        let buf = AnonBuf::huge(len)?;
+        Ok(PooledBuf {
+            buf: ManuallyDrop::new(buf),
+            pool: self,
+            reused: false,
+        })
+    }
+
     /// Bytes (capacity) of the buffers waiting in the pool.
     pub fn held_bytes(&self) -> usize {
         self.lock().iter().map(AnonBuf::capacity).sum()
@@ -65,6 +77,12 @@ impl BufPool {
     }
 
     fn give_back(&self, buf: AnonBuf) {
+        if buf.is_huge() {
+            // Not kept: whole 2 MiB pages idle in the pool would stay resident while the
+            // process moves on to transfers that use other buffers (a restore after a direct
+            // save). Mapping and faulting one again costs a few huge-page faults per transfer.
+            return;
+        }
         let mut free = self.lock();
         let held: usize = free.iter().map(AnonBuf::capacity).sum();
         if held + buf.capacity() <= self.limit {

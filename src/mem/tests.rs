@@ -252,3 +252,42 @@ fn pooled_buffer_moves_across_threads() {
     drop(b);
     assert!(POOL.held_bytes() >= page_size());
 }
+
+#[test]
+fn huge_buffer_is_whole_huge_pages_aligned_zero_and_unmapped_on_drop() {
+    let mut b = AnonBuf::huge(HUGE_PAGE + 100).unwrap();
+    assert!(b.is_huge());
+    assert_eq!(b.len(), HUGE_PAGE + 100);
+    assert_eq!(b.capacity(), 2 * HUGE_PAGE);
+    assert_eq!(b.as_ptr() as usize % HUGE_PAGE, 0);
+    assert!(b.iter().all(|&x| x == 0));
+    b[HUGE_PAGE + 99] = 7;
+    b.prefault();
+    assert_eq!(b[HUGE_PAGE + 99], 7);
+    assert!(!AnonBuf::new(100).unwrap().is_huge());
+    assert!(AnonBuf::huge(usize::MAX - HUGE_PAGE).is_err());
+
+    let (start, len) = (b.as_ptr(), b.capacity());
+    // SAFETY: b's whole mapping; b is not written again.
+    unsafe { make_read_only(start, len) };
+    // Exactly the aligned range is mapped: the slack mapped to align it was given back.
+    assert!(mapped_read_only(start as usize, len));
+    drop(b);
+    assert!(!mapped_read_only(start as usize, len));
+}
+
+#[test]
+fn pool_hands_out_huge_buffers_but_never_keeps_them() {
+    let pool = BufPool::new(64 << 20);
+    let h = pool.take_huge(1 << 20).unwrap();
+    assert!(h.is_huge() && !h.reused());
+    assert_eq!(h.capacity(), HUGE_PAGE);
+    drop(h);
+    assert_eq!(pool.held_bytes(), 0);
+    // An ordinary buffer of the same capacity is kept, and a huge one is still fresh.
+    drop(pool.take(HUGE_PAGE).unwrap());
+    assert_eq!(pool.held_bytes(), HUGE_PAGE);
+    let h = pool.take_huge(HUGE_PAGE).unwrap();
+    assert!(h.is_huge() && !h.reused());
+    assert_eq!(pool.held_bytes(), HUGE_PAGE);
+}

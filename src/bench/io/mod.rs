@@ -222,6 +222,12 @@ impl SinkTarget {
         }))
     }
 
+    /// Whether the sink is written with `O_DIRECT` (`file-direct`, and a `file-fsync`
+    /// target made by [`SinkTarget::direct`]).
+    pub fn is_direct(&self) -> bool {
+        self.path == DataPath::FileDirect || self.direct
+    }
+
     /// The file the file paths write, when there is one.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
@@ -490,6 +496,11 @@ impl Source {
             _ => (SourceReader::File(f), None),
         };
         Ok(Source { reader, feed, cold })
+    }
+
+    /// Whether the source is read with `O_DIRECT` (`file-direct`).
+    pub fn is_direct(&self) -> bool {
+        matches!(self.reader, SourceReader::Direct(_))
     }
 
     /// Bytes of the file still not in the page cache when the transfer began.

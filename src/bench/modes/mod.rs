@@ -320,9 +320,14 @@ impl<'a> Run<'a> {
 
 /// A measurement buffer of `bytes` (see [`buf::page_buf`]).
 fn alloc(bytes: u64, what: &str) -> Result<AnonBuf, BenchError> {
+    alloc_io(bytes, what, false)
+}
+
+/// [`alloc`], in huge pages when `huge` (a loop's buffer of direct I/O: [`buf::io_buf`]).
+fn alloc_io(bytes: u64, what: &str, huge: bool) -> Result<AnonBuf, BenchError> {
     usize::try_from(bytes)
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))
-        .and_then(buf::page_buf)
+        .and_then(|n| buf::io_buf(n, huge))
         .map_err(|source| BenchError::Alloc {
             bytes,
             what: what.into(),
@@ -347,11 +352,24 @@ fn overlapped(overlap: bool) -> &'static str {
 /// Bytes of the engine's buffers for one side of a harness row with `o` and buffers of `b`
 /// bytes: its ring when overlapped, one buffer otherwise.
 fn engine_buffers(o: &Options, b: u64) -> u64 {
-    if o.overlap {
-        crate::migration::engine::RING as u64 * b
+    // In huge pages a buffer is whole 2 MiB pages, all resident; its chunk holds the frame
+    // header too, so a buffer of whole huge pages takes one more.
+    let each = if o.huge_buffers {
+        (b + 1).next_multiple_of(crate::mem::HUGE_PAGE as u64)
     } else {
         b
+    };
+    if o.overlap {
+        crate::migration::engine::RING as u64 * each
+    } else {
+        each
     }
+}
+
+/// Memory of an engine direct stage ([`crate::migration::engine::DIRECT_STAGE`] bytes in
+/// huge pages, all resident).
+fn direct_stage_bytes() -> u64 {
+    (crate::migration::engine::DIRECT_STAGE as u64).next_multiple_of(crate::mem::HUGE_PAGE as u64)
 }
 
 /// The engine's options for a row at buffer size `buffer` (no pre-copy).

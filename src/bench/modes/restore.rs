@@ -15,8 +15,8 @@
 //! too. A file that still misses pages at the start of a transfer is named in a note.
 
 use super::{
-    alloc, engine_buffers, io_of, opts, overlapped, run_block, verify_device, BlockId, Contender,
-    Pass, Run, Sample,
+    alloc, alloc_io, direct_stage_bytes, engine_buffers, io_of, opts, overlapped, run_block,
+    verify_device, BlockId, Contender, Pass, Run, Sample,
 };
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
@@ -182,7 +182,7 @@ pub(in crate::bench) fn block(
         }),
     });
 
-    let mut raw_buf = alloc(b, "the raw restore buffer")?;
+    let mut raw_buf = alloc_io(b, "the raw restore buffer", path == DataPath::FileDirect)?;
     let dr = &d;
     contenders.push(Contender {
         kind: Kind::Raw,
@@ -270,7 +270,7 @@ pub(in crate::bench) fn block(
         // `file-direct`: and the direct reader's stage.
         buffers_bytes: engine_buffers(&o, b)
             + if path == DataPath::FileDirect {
-                engine::DIRECT_STAGE as u64
+                direct_stage_bytes()
             } else {
                 0
             },

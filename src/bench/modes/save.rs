@@ -5,8 +5,8 @@
 
 use super::references;
 use super::{
-    alloc, engine_buffers, io_of, opts, overlapped, run_block, BlockId, Contender, Pass, Run,
-    Sample,
+    alloc, alloc_io, direct_stage_bytes, engine_buffers, io_of, opts, overlapped, run_block,
+    BlockId, Contender, Pass, Run, Sample,
 };
 use crate::bench::config::{DataPath, Kind};
 use crate::bench::devices::driver;
@@ -57,7 +57,10 @@ pub(in crate::bench) fn block(
         Err(e) => return Err(io_of("preparing the sink")(e)),
     };
     let sink_what = target.describe();
-    let o = opts(cfg, b);
+    let mut o = opts(cfg, b);
+    // `file-direct`: the engine's frames go straight to the disk from its chunk buffers,
+    // which `save_to` then puts in huge pages (one request per frame).
+    o.huge_buffers = path == DataPath::FileDirect;
     // A durable save goes to its file the way the harness's does: with O_DIRECT where the
     // file system takes it (the reference and the raw loop, the same work on one buffer);
     // QEMU's loop and the whole-state one write through the page cache, as they do.
@@ -68,6 +71,7 @@ pub(in crate::bench) fn block(
     } else {
         None
     };
+    let fsync_direct = path == DataPath::FileFsync && direct.is_some();
     let own = direct.as_ref().unwrap_or(&target);
     let own_what = own.describe();
     let d = RefCell::new(driver(&run.devs.primary)?);
@@ -92,7 +96,7 @@ pub(in crate::bench) fn block(
     }
 
     // The raw loop.
-    let mut raw_buf = alloc(b, "the raw save buffer")?;
+    let mut raw_buf = alloc_io(b, "the raw save buffer", own.is_direct())?;
     let (dr, t) = (&d, own);
     contenders.push(Contender {
         kind: Kind::Raw,
@@ -174,12 +178,19 @@ pub(in crate::bench) fn block(
     contenders.push(Contender {
         kind: Kind::Harness,
         buffer: b,
-        buffers_bytes: engine_buffers(&o, b)
-            + if path == DataPath::FileFsync && o.direct_io {
-                engine::DIRECT_STAGE as u64
-            } else {
-                0
-            },
+        // A durable save written direct (`save_to`) has its chunk buffers in huge pages and
+        // a direct stage.
+        buffers_bytes: if fsync_direct {
+            engine_buffers(
+                &engine::Options {
+                    huge_buffers: true,
+                    ..o.clone()
+                },
+                b,
+            ) + direct_stage_bytes()
+        } else {
+            engine_buffers(&o, b)
+        },
         what: format!(
             "{} (framing, XXH3-64, {}) into {sink_what}",
             match path {

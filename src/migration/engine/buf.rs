@@ -38,9 +38,33 @@ impl AlignedBuf {
         AlignedBuf::from_pool(&POOL, len)
     }
 
+    /// [`AlignedBuf::new`] in transparent huge pages ([`crate::mem::AnonBuf::huge`]): for
+    /// the stages of direct I/O, so each of their reads or writes is one disk request.
+    pub(crate) fn huge(len: usize) -> AlignedBuf {
+        AlignedBuf::from_pool_kind(&POOL, len, true)
+    }
+
+    /// A chunk buffer: [`AlignedBuf::huge`] when `huge`, else [`AlignedBuf::new`].
+    pub(crate) fn chunk(len: usize, huge: bool) -> AlignedBuf {
+        if huge {
+            AlignedBuf::huge(len)
+        } else {
+            AlignedBuf::new(len)
+        }
+    }
+
     /// [`AlignedBuf::new`] from `pool`: a reused buffer is zeroed before it is returned.
     pub(crate) fn from_pool(pool: &'static BufPool, len: usize) -> AlignedBuf {
-        match pool.take(len) {
+        AlignedBuf::from_pool_kind(pool, len, false)
+    }
+
+    fn from_pool_kind(pool: &'static BufPool, len: usize, huge: bool) -> AlignedBuf {
+        let taken = if huge {
+            pool.take_huge(len)
+        } else {
+            pool.take(len)
+        };
+        match taken {
             Ok(mut b) => {
                 if b.reused() {
                     // Its bytes are an earlier operation's: they never reach a new owner.

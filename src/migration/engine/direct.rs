@@ -155,7 +155,7 @@ impl<W: Write + AsFd> DirectWriter<W> {
         let direct = has_direct(fd)?;
         Ok(DirectWriter {
             inner,
-            stage: AlignedBuf::new(DIRECT_STAGE),
+            stage: AlignedBuf::huge(DIRECT_STAGE),
             staged: 0,
             at,
             direct,

@@ -96,7 +96,7 @@ impl<R: Read + AsFd> DirectReader<R> {
         }
         Ok(DirectReader {
             inner,
-            stage: AlignedBuf::new(DIRECT_STAGE),
+            stage: AlignedBuf::huge(DIRECT_STAGE),
             pos: 0,
             len: 0,
             direct,

@@ -186,7 +186,12 @@ pub fn save_to(
     let mut report = if direct {
         // Nothing can block on a regular file: written as is, no poll.
         let sink = DirectWriter::new(out.file()).map_err(file_err)?;
-        let (sink, mut report) = save(drv, sink, &name, opts)?;
+        // Its raw frames go to the disk straight from the chunk buffers: one request each.
+        let huge = Options {
+            huge_buffers: true,
+            ..opts.clone()
+        };
+        let (sink, mut report) = save(drv, sink, &name, &huge)?;
         report.direct_io = sink.is_direct();
         sink.finish().map_err(file_err)?;
         report

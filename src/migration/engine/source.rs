@@ -119,12 +119,13 @@ where
             chunk,
             head,
             hash,
+            opts.huge_buffers,
             opts.max_poll,
             |buf: &mut [u8]| r.next(buf),
             put,
         )?;
     } else {
-        let mut buf = AlignedBuf::new(chunk);
+        let mut buf = AlignedBuf::chunk(chunk, opts.huge_buffers);
         let mut put = put;
         while let Some((kind, n)) = reader.next(&mut buf)? {
             let sum = hash.then(|| checksum(&buf[head..head + n]));

@@ -181,6 +181,8 @@ struct Shared<R, F> {
     chunk: usize,
     head: usize,
     hash: bool,
+    /// Chunk buffers in huge pages ([`AlignedBuf::huge`]).
+    huge: bool,
 }
 
 impl<R, F> Shared<R, F>
@@ -221,7 +223,7 @@ where
             if bufs.made < RING {
                 bufs.made += 1;
                 drop(bufs);
-                return Some(AlignedBuf::new(self.chunk));
+                return Some(AlignedBuf::chunk(self.chunk, self.huge));
             }
             bufs = self
                 .freed
@@ -305,6 +307,7 @@ pub(super) fn share<R, F>(
     chunk: usize,
     head: usize,
     hash: bool,
+    huge: bool,
     max_poll: Duration,
     reader: R,
     put: F,
@@ -325,6 +328,7 @@ where
         chunk,
         head,
         hash,
+        huge,
     };
     let sh = &shared;
     let done = std::thread::scope(|s| {
