@@ -179,8 +179,9 @@ pub(in crate::bench) fn block(
         kind: Kind::Harness,
         buffer: b,
         // A durable save written direct (`save_to`) has its chunk buffers in huge pages and
-        // a direct stage.
-        buffers_bytes: if fsync_direct {
+        // a direct stage; so does the engine's save into the `file-direct` sink, whose
+        // `DirectWriter` stages the stream's header, first frame and trailer.
+        buffers_bytes: if fsync_direct || path == DataPath::FileDirect {
             engine_buffers(
                 &engine::Options {
                     huge_buffers: true,

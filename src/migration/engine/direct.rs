@@ -17,7 +17,10 @@
 //!   on a block boundary of the stream);
 //! - anything else is copied into a page-aligned staging buffer of [`DIRECT_STAGE`] bytes,
 //!   written when full: the stream header and first frame, an encoded stream's chunks, the
-//!   trailer;
+//!   trailer. The stage, and the chunk buffers of [`save_to`](super::save_to)'s direct
+//!   saves ([`Options::huge_buffers`](super::Options::huge_buffers)), are in transparent
+//!   huge pages, so each write is one disk request rather than two (`hw-notes/bench.md`,
+//!   "Session 28");
 //! - at the end, a tail shorter than a block is written after turning `O_DIRECT` off
 //!   (into the page cache, made durable by the same `fsync`);
 //! - a write the file refuses (`EINVAL`: a device whose blocks are larger than

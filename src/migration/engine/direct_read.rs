@@ -16,7 +16,11 @@
 //!   staged, is served straight from the file (whole blocks of it);
 //! - anything else is served from a page-aligned staging buffer of
 //!   [`DIRECT_STAGE`](super::DIRECT_STAGE) bytes, filled with one direct read of the
-//!   file (one copy, which the page cache would have made as well);
+//!   file (one copy, which the page cache would have made as well); the stage is in
+//!   transparent huge pages ([`crate::mem::AnonBuf::huge`]), so each of its reads is one
+//!   disk request (1 MiB of scattered 4 KiB pages is 256 segments, more than virtio-blk's
+//!   254 per request: two requests, which read at half the rate on the guest of
+//!   `hw-notes/bench.md`, "Session 28");
 //! - a read that comes back short (the end of the file, whose last block is partial) or
 //!   that the file refuses (`EINVAL`: a device whose blocks are larger than
 //!   [`DIRECT_ALIGN`](super::DIRECT_ALIGN)) turns `O_DIRECT` off, and the rest is read
