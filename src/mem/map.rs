@@ -134,17 +134,24 @@ impl Mapping {
         let tail = total - head - len;
         // The aligned middle is ours now; `whole` must not unmap it.
         let whole = std::mem::ManuallyDrop::new(whole);
-        // SAFETY: `[base, base + head)` and `[base + head + len, base + total)` lie inside the
-        // mapping just made, which nothing else refers to; unmapping them leaves the middle
-        // `[base + head, base + head + len)` mapped. Both ends are page-aligned (`base` and
-        // `align`, `len` and `total` are page multiples). munmap of a page range inside our
-        // own mapping cannot fail; a zero length is skipped.
-        unsafe {
-            if head > 0 {
-                libc::munmap(whole.ptr.as_ptr().cast(), head);
+        let start = whole.ptr.as_ptr();
+        for (off, n) in [(0, head), (head + len, tail)] {
+            if n == 0 {
+                continue;
             }
-            if tail > 0 {
-                libc::munmap(whole.ptr.as_ptr().add(head + len).cast(), tail);
+            // SAFETY: `[base + off, base + off + n)` is the unaligned head or tail of the
+            // mapping just made, which nothing else refers to; unmapping it leaves the middle
+            // `[base + head, base + head + len)` mapped. Both ends are page-aligned (`base`,
+            // `align`, `len` and `total` are page multiples).
+            if unsafe { libc::munmap(start.add(off).cast(), n) } != 0 {
+                // Splitting the mapping failed (`ENOMEM`: `vm.max_map_count` reached).
+                let e = io::Error::last_os_error();
+                // SAFETY: the whole original range, of which nothing is used yet; munmap
+                // of a range some of which is already unmapped is allowed. It removes whole
+                // mappings, so it needs no split and cannot fail that way; the first error
+                // is the one reported.
+                unsafe { libc::munmap(start.cast(), total) };
+                return Err(e);
             }
         }
         // SAFETY: `head < align <= total`, so the pointer stays inside the original mapping,
