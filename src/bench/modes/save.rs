@@ -59,7 +59,7 @@ pub(in crate::bench) fn block(
     let sink_what = target.describe();
     let mut o = opts(cfg, b);
     // `file-direct`: the engine's frames go straight to the disk from its chunk buffers,
-    // which `save_to` then puts in huge pages (one request per frame).
+    // in huge pages as `save_to` puts those of a direct save (one request per frame).
     o.huge_buffers = path == DataPath::FileDirect;
     // A durable save goes to its file the way the harness's does: with O_DIRECT where the
     // file system takes it (the reference and the raw loop, the same work on one buffer);
