@@ -54,7 +54,8 @@ impl AnonBuf {
     /// contiguous run of a buffer's pages, and a disk takes a bounded number per request
     /// (`max_segments`, 254 on virtio-blk). A 1 MiB buffer of scattered 4 KiB pages needs 256
     /// and is split into two requests; in a huge page it is one segment. Where the kernel has
-    /// no transparent huge pages (`madvise` says `EINVAL`) the buffer has ordinary pages.
+    /// no transparent huge pages (`madvise` says `EINVAL`) or no `madvise` (`ENOSYS`) the
+    /// buffer has ordinary pages.
     /// The mapping is faulted in a huge page at a time: touching one byte makes 2 MiB
     /// resident.
     ///
@@ -67,7 +68,10 @@ impl AnonBuf {
         let r = unsafe { libc::madvise(map.as_ptr().cast(), map.len(), libc::MADV_HUGEPAGE) };
         if r != 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
+            // A kernel built without transparent huge pages refuses the advice (`EINVAL`),
+            // one without `madvise` the call (`ENOSYS`, the bed's minimal kernel): the buffer
+            // works with ordinary pages.
+            if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
                 return Err(e);
             }
         }
