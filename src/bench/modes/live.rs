@@ -317,9 +317,10 @@ pub(in crate::bench) fn block(
         kind: Kind::Harness,
         buffer: b,
         buffers_bytes: if tcp {
-            2 * engine_buffers(&o, b) + transport::LINK_BUFFER_BYTES_ONE_DEVICE as u64
+            2 * engine_buffers(&o, o.huge_buffers, b)
+                + transport::LINK_BUFFER_BYTES_ONE_DEVICE as u64
         } else {
-            engine_buffers(&o, b)
+            engine_buffers(&o, o.huge_buffers, b)
         },
         what: if tcp {
             format!(

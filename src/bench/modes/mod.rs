@@ -350,11 +350,12 @@ fn overlapped(overlap: bool) -> &'static str {
 }
 
 /// Bytes of the engine's buffers for one side of a harness row with `o` and buffers of `b`
-/// bytes: its ring when overlapped, one buffer otherwise.
-fn engine_buffers(o: &Options, b: u64) -> u64 {
+/// bytes: its ring when overlapped, one buffer otherwise; `huge` when they are in huge pages
+/// (`o.huge_buffers`, or a save `save_to` writes direct).
+fn engine_buffers(o: &Options, huge: bool, b: u64) -> u64 {
     // In huge pages a buffer is whole 2 MiB pages, all resident; its chunk holds the frame
     // header too, so a buffer of whole huge pages takes one more.
-    let each = if o.huge_buffers {
+    let each = if huge {
         (b + 1).next_multiple_of(crate::mem::HUGE_PAGE as u64)
     } else {
         b

@@ -268,7 +268,7 @@ pub(in crate::bench) fn block(
         kind: Kind::Harness,
         buffer: b,
         // `file-direct`: and the direct reader's stage.
-        buffers_bytes: engine_buffers(&o, b)
+        buffers_bytes: engine_buffers(&o, o.huge_buffers, b)
             + if path == DataPath::FileDirect {
                 direct_stage_bytes()
             } else {

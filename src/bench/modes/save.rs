@@ -71,7 +71,9 @@ pub(in crate::bench) fn block(
     } else {
         None
     };
-    let fsync_direct = path == DataPath::FileFsync && direct.is_some();
+    // The harness's save is written direct: its chunk buffers are in huge pages.
+    let direct_engine =
+        path == DataPath::FileDirect || (path == DataPath::FileFsync && direct.is_some());
     let own = direct.as_ref().unwrap_or(&target);
     let own_what = own.describe();
     let d = RefCell::new(driver(&run.devs.primary)?);
@@ -181,17 +183,12 @@ pub(in crate::bench) fn block(
         // A durable save written direct (`save_to`) has its chunk buffers in huge pages and
         // a direct stage; so does the engine's save into the `file-direct` sink, whose
         // `DirectWriter` stages the stream's header, first frame and trailer.
-        buffers_bytes: if fsync_direct || path == DataPath::FileDirect {
-            engine_buffers(
-                &engine::Options {
-                    huge_buffers: true,
-                    ..o.clone()
-                },
-                b,
-            ) + direct_stage_bytes()
-        } else {
-            engine_buffers(&o, b)
-        },
+        buffers_bytes: engine_buffers(&o, direct_engine, b)
+            + if direct_engine {
+                direct_stage_bytes()
+            } else {
+                0
+            },
         what: format!(
             "{} (framing, XXH3-64, {}) into {sink_what}",
             match path {

@@ -35,30 +35,22 @@ impl AlignedBuf {
     /// # Panics
     /// When the kernel cannot provide the mapping (out of memory), like a failed allocation.
     pub(crate) fn new(len: usize) -> AlignedBuf {
-        AlignedBuf::from_pool(&POOL, len)
+        AlignedBuf::chunk(len, false)
     }
 
     /// [`AlignedBuf::new`] in transparent huge pages ([`crate::mem::AnonBuf::huge`]): for
     /// the stages of direct I/O, so each of their reads or writes is one disk request.
     pub(crate) fn huge(len: usize) -> AlignedBuf {
-        AlignedBuf::from_pool_kind(&POOL, len, true)
+        AlignedBuf::chunk(len, true)
     }
 
     /// A chunk buffer: [`AlignedBuf::huge`] when `huge`, else [`AlignedBuf::new`].
     pub(crate) fn chunk(len: usize, huge: bool) -> AlignedBuf {
-        if huge {
-            AlignedBuf::huge(len)
-        } else {
-            AlignedBuf::new(len)
-        }
+        AlignedBuf::from_pool(&POOL, len, huge)
     }
 
-    /// [`AlignedBuf::new`] from `pool`: a reused buffer is zeroed before it is returned.
-    pub(crate) fn from_pool(pool: &'static BufPool, len: usize) -> AlignedBuf {
-        AlignedBuf::from_pool_kind(pool, len, false)
-    }
-
-    fn from_pool_kind(pool: &'static BufPool, len: usize, huge: bool) -> AlignedBuf {
+    /// [`AlignedBuf::chunk`] from `pool`: a reused buffer is zeroed before it is returned.
+    fn from_pool(pool: &'static BufPool, len: usize, huge: bool) -> AlignedBuf {
         let taken = if huge {
             pool.take_huge(len)
         } else {
@@ -105,12 +97,12 @@ mod tests {
     #[test]
     fn a_reused_mapping_reads_as_zeros() {
         static PRIVATE: BufPool = BufPool::new(1 << 20);
-        let mut a = AlignedBuf::from_pool(&PRIVATE, 3 * 4096 - 100);
+        let mut a = AlignedBuf::from_pool(&PRIVATE, 3 * 4096 - 100, false);
         a.fill(0xa5);
         let addr = a.as_ptr() as usize;
         drop(a);
         assert_eq!(PRIVATE.held_bytes(), 3 * 4096);
-        let b = AlignedBuf::from_pool(&PRIVATE, 3 * 4096);
+        let b = AlignedBuf::from_pool(&PRIVATE, 3 * 4096, false);
         assert_eq!(b.as_ptr() as usize, addr, "the mapping was not reused");
         assert!(b.0.reused());
         assert!(b.iter().all(|x| *x == 0), "a reused buffer kept old bytes");
