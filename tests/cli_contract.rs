@@ -14,11 +14,35 @@ fn vh() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vfio-harness"))
 }
 
-fn dir(name: &str) -> PathBuf {
+/// A test's scratch directory under the temporary directory, removed when the test ends
+/// (passing or failing), so test runs leave nothing behind.
+struct Dir(PathBuf);
+
+impl std::ops::Deref for Dir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Dir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // A test that already removed it, or a leftover, is fine; only cleaning up.
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str) -> Dir {
     let d = std::env::temp_dir().join(format!("vfh-contract-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).unwrap();
-    d
+    Dir(d)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -504,7 +528,7 @@ fn odd_output_names() {
     save("sim:state=1M", &long);
     assert!(long.exists());
 
-    for bad in [d.join("b".repeat(256)), d.clone()] {
+    for bad in [d.join("b".repeat(256)), d.to_path_buf()] {
         let o = vh()
             .args(["save", "sim:state=1M,fail-at=STOP_COPY", "--json", "-o"])
             .arg(&bad)
