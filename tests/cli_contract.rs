@@ -572,3 +572,90 @@ fn runaway_settings_are_bounded() {
     // Pre-copy and stop-copy each bounded by the declared state's limit (64 MiB + 1 MiB).
     assert!(fs::metadata(&f).unwrap().len() < 2 * (66 << 20));
 }
+
+/// `vh()` with the child's address space limited to `bytes` (`RLIMIT_AS`, `ulimit -v`).
+fn limited(bytes: u64) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = vh();
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // setrlimit(2), which is async-signal-safe, on a local struct.
+    unsafe {
+        c.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
+// 12. Memory: transfer buffers the kernel will not map are an error, not an abort.
+#[test]
+fn buffers_that_cannot_be_mapped_are_an_error() {
+    // The binary runs its small saves and restores in 30 to 44 MiB of address space here; one
+    // 64 MiB buffer more does not fit.
+    const LIMIT: u64 = 72 << 20;
+    let d = dir("no-memory");
+    let f = d.join("s.vfh");
+    // Under the limit a save with small buffers works: the limit leaves room to run.
+    let o = limited(LIMIT)
+        .args(["save", "sim:state=8M", "--buffer", "64K", "-o"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::remove_file(&f).unwrap();
+    // Its ring of 64 MiB buffers does not fit: with and without overlap.
+    for extra in [&[][..], &["--no-overlap"][..]] {
+        let o = limited(LIMIT)
+            .args(["save", "sim:state=8M", "--buffer", "64M", "--json"])
+            .args(extra)
+            .arg("-o")
+            .arg(&f)
+            .output()
+            .unwrap();
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}");
+        let v = json(&o.stdout);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("cannot map a transfer buffer of 67108864 bytes"),
+            "{msg}"
+        );
+        assert!(v["error"]["hint"].as_str().unwrap().contains("ulimit -v"));
+        assert_eq!(v["devices"][0]["state"], "RUNNING");
+        assert!(!f.exists(), "a failed save left its output");
+        assert!(hidden(&d).is_empty(), "a failed save left a temporary file");
+    }
+    // A stream saved with 64 MiB chunks cannot be restored under the limit either.
+    let big = d.join("big.vfh");
+    let o = run(&[
+        "save",
+        "sim:state=8M",
+        "--buffer",
+        "64M",
+        "-o",
+        big.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for extra in [&[][..], &["--no-overlap"][..]] {
+        let o = limited(LIMIT)
+            .args(["restore", "sim:state=8M", "--json"])
+            .args(extra)
+            .arg("-i")
+            .arg(&big)
+            .output()
+            .unwrap();
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}");
+        let v = json(&o.stdout);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("cannot map a transfer buffer"), "{msg}");
+        assert_eq!(v["devices"][0]["state"], "RUNNING");
+    }
+}

@@ -95,6 +95,7 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
                 MigrationError::Interrupted => "interrupted",
                 MigrationError::File { .. } => "io",
                 MigrationError::InvalidBufferSize { .. } => "usage",
+                MigrationError::Buffers { .. } => "error",
                 _ => "device",
             };
         }

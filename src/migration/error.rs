@@ -97,6 +97,17 @@ pub enum MigrationError {
         size: usize,
     },
 
+    /// The transfer buffers could not be mapped (`mmap(2)` failed: out of memory, or the
+    /// process's address-space limit).
+    #[error("cannot map a transfer buffer of {bytes} bytes: {source}{}", hint_suffix(self.hint()))]
+    Buffers {
+        /// The size of the buffer asked for.
+        bytes: usize,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A thread of the operation panicked.
     #[error("the {0} thread panicked")]
     ThreadPanicked(&'static str),
@@ -168,6 +179,9 @@ impl MigrationError {
             MigrationError::Recovery { .. } => {
                 Some("reset the device, or unbind and rebind its driver")
             }
+            MigrationError::Buffers { .. } => Some(
+                "raise the process's memory limit (ulimit -v, the cgroup's memory.max), or save with a smaller --buffer",
+            ),
             MigrationError::DowntimeLimit { .. } => Some(
                 "allow more pre-copy rounds, raise the downtime limit, or force the switchover",
             ),

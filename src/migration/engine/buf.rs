@@ -2,7 +2,7 @@
 //! [`BufPool`], zeroed whenever they are reused.
 
 use crate::mem::{BufPool, PooledBuf};
-use std::alloc::Layout;
+use crate::migration::{MigrationError, Result};
 
 /// Buffers kept for the next operation of this process, bounded to 32 MiB: a VMM or a
 /// benchmark running many transfers maps and faults its buffers once, not per transfer.
@@ -32,47 +32,48 @@ impl AlignedBuf {
     /// A page-aligned buffer of `len` zero bytes (at least one page is mapped), from the
     /// process's pool.
     ///
-    /// # Panics
-    /// When the kernel cannot provide the mapping (out of memory), like a failed allocation.
-    pub(crate) fn new(len: usize) -> AlignedBuf {
+    /// # Errors
+    /// [`MigrationError::Buffers`] when the kernel cannot provide the mapping (out of
+    /// memory, or the process's address-space limit).
+    pub(crate) fn new(len: usize) -> Result<AlignedBuf> {
         AlignedBuf::chunk(len, false)
     }
 
     /// [`AlignedBuf::new`] in transparent huge pages ([`crate::mem::AnonBuf::huge`]): for
     /// the stages of direct I/O, so each of their reads or writes is one disk request.
-    pub(crate) fn huge(len: usize) -> AlignedBuf {
+    pub(crate) fn huge(len: usize) -> Result<AlignedBuf> {
         AlignedBuf::chunk(len, true)
     }
 
     /// A chunk buffer: [`AlignedBuf::huge`] when `huge`, else [`AlignedBuf::new`].
-    pub(crate) fn chunk(len: usize, huge: bool) -> AlignedBuf {
+    pub(crate) fn chunk(len: usize, huge: bool) -> Result<AlignedBuf> {
         AlignedBuf::from_pool(&POOL, len, huge)
     }
 
     /// [`AlignedBuf::chunk`] from `pool`: a reused buffer is zeroed before it is returned.
-    fn from_pool(pool: &'static BufPool, len: usize, huge: bool) -> AlignedBuf {
+    fn from_pool(pool: &'static BufPool, len: usize, huge: bool) -> Result<AlignedBuf> {
         let taken = if huge {
             pool.take_huge(len)
         } else {
             pool.take(len)
         };
-        match taken {
-            Ok(mut b) => {
-                if b.reused() {
-                    // Its bytes are an earlier operation's: they never reach a new owner.
-                    b.zero();
-                }
-                AlignedBuf(b)
-            }
-            Err(_) => {
-                let cap = crate::mem::page_align(len).unwrap_or(usize::MAX);
-                match Layout::from_size_align(cap, crate::mem::page_size()) {
-                    Ok(l) => std::alloc::handle_alloc_error(l),
-                    Err(_) => std::alloc::handle_alloc_error(Layout::new::<u8>()),
-                }
-            }
+        let mut b = taken.map_err(|source| MigrationError::Buffers { bytes: len, source })?;
+        if b.reused() {
+            // Its bytes are an earlier operation's: they never reach a new owner.
+            b.zero();
         }
+        Ok(AlignedBuf(b))
     }
+}
+
+/// `e` (a [`MigrationError::Buffers`]) as an I/O error of its OS error's kind, for the
+/// engine's readers and writers whose interface speaks `io::Error`; the message is kept whole.
+pub(crate) fn io_error(e: MigrationError) -> std::io::Error {
+    let kind = match &e {
+        MigrationError::Buffers { source, .. } => source.kind(),
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, e)
 }
 
 impl std::ops::Deref for AlignedBuf {
@@ -97,12 +98,12 @@ mod tests {
     #[test]
     fn a_reused_mapping_reads_as_zeros() {
         static PRIVATE: BufPool = BufPool::new(1 << 20);
-        let mut a = AlignedBuf::from_pool(&PRIVATE, 3 * 4096 - 100, false);
+        let mut a = AlignedBuf::from_pool(&PRIVATE, 3 * 4096 - 100, false).unwrap();
         a.fill(0xa5);
         let addr = a.as_ptr() as usize;
         drop(a);
         assert_eq!(PRIVATE.held_bytes(), 3 * 4096);
-        let b = AlignedBuf::from_pool(&PRIVATE, 3 * 4096, false);
+        let b = AlignedBuf::from_pool(&PRIVATE, 3 * 4096, false).unwrap();
         assert_eq!(b.as_ptr() as usize, addr, "the mapping was not reused");
         assert!(b.0.reused());
         assert!(b.iter().all(|x| *x == 0), "a reused buffer kept old bytes");

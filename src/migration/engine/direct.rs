@@ -158,7 +158,7 @@ impl<W: Write + AsFd> DirectWriter<W> {
         let direct = has_direct(fd)?;
         Ok(DirectWriter {
             inner,
-            stage: AlignedBuf::huge(DIRECT_STAGE),
+            stage: AlignedBuf::huge(DIRECT_STAGE).map_err(super::buf::io_error)?,
             staged: 0,
             at,
             direct,

@@ -100,7 +100,7 @@ impl<R: Read + AsFd> DirectReader<R> {
         }
         Ok(DirectReader {
             inner,
-            stage: AlignedBuf::huge(DIRECT_STAGE),
+            stage: AlignedBuf::huge(DIRECT_STAGE).map_err(super::buf::io_error)?,
             pos: 0,
             len: 0,
             direct,

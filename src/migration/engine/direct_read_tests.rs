@@ -39,7 +39,7 @@ fn reads_straight_then_staged_to_the_end() {
     };
     let mut r = DirectReader::new(&f).expect("reader");
     assert!(r.is_direct());
-    let mut big = AlignedBuf::new(2 * DIRECT_ALIGN);
+    let mut big = AlignedBuf::new(2 * DIRECT_ALIGN).unwrap();
     let n = r.read(&mut big).expect("aligned read");
     assert_eq!(n, 2 * DIRECT_ALIGN);
     assert_eq!(r.len, 0, "straight into the caller's memory");
@@ -70,7 +70,7 @@ fn vectored_reads_fill_every_buffer_in_order() {
     let mut head = [0u8; 24];
     r.read_exact(&mut head).expect("header");
     got.extend_from_slice(&head);
-    let mut payload = AlignedBuf::new(300_000);
+    let mut payload = AlignedBuf::new(300_000).unwrap();
     while got.len() < len {
         let mut look = [0u8; 24];
         let mut bufs = [IoSliceMut::new(&mut payload), IoSliceMut::new(&mut look)];

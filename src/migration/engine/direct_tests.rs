@@ -32,7 +32,7 @@ fn contents(mut f: &File) -> Vec<u8> {
 
 /// `n` page-aligned bytes of a pattern.
 fn aligned(n: usize) -> AlignedBuf {
-    let mut b = AlignedBuf::new(n);
+    let mut b = AlignedBuf::new(n).unwrap();
     for (i, x) in b.iter_mut().enumerate() {
         *x = (i * 7 + i / 4096) as u8;
     }

@@ -53,11 +53,14 @@ use std::time::Instant;
 ///   session and cannot be reset.
 /// - [`Device`][E::Device], [`Protocol`][E::Protocol]: a device refused a transition, a read
 ///   or a write, broke the protocol, or the destination refused the state.
+/// - [`Buffers`][E::Buffers]: the transfer buffers could not be mapped (out of memory, or
+///   the process's address-space limit).
 /// - [`Interrupted`][E::Interrupted]: `opts.cancel` was set.
 ///
 /// [E]: crate::migration::MigrationError
 /// [E::Recovery]: crate::migration::MigrationError::Recovery
 /// [E::InvalidBufferSize]: crate::migration::MigrationError::InvalidBufferSize
+/// [E::Buffers]: crate::migration::MigrationError::Buffers
 /// [E::Incompatible]: crate::migration::MigrationError::Incompatible
 /// [E::WrongState]: crate::migration::MigrationError::WrongState
 /// [E::Device]: crate::migration::MigrationError::Device

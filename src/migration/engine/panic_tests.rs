@@ -142,10 +142,10 @@ fn restore_with_a_panicking_progress_callback_or_source() {
 #[test]
 fn a_reused_buffer_is_zeroed() {
     for _ in 0..8 {
-        let mut b = AlignedBuf::new(3 * 4096);
+        let mut b = AlignedBuf::new(3 * 4096).unwrap();
         b.fill(0xa5);
         drop(b);
-        let b = AlignedBuf::new(3 * 4096);
+        let b = AlignedBuf::new(3 * 4096).unwrap();
         assert!(b.iter().all(|x| *x == 0), "a pooled buffer kept old bytes");
     }
 }

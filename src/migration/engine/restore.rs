@@ -77,6 +77,8 @@ use std::time::{Duration, Instant};
 ///   and cannot be reset (it is left untouched).
 /// - [`MigrationError::Device`], [`MigrationError::Protocol`]: the device refused a
 ///   transition or a write, or refused the state when leaving RESUMING.
+/// - [`MigrationError::Buffers`]: the transfer buffers (the stream's chunk size) could not
+///   be mapped (out of memory, or the process's address-space limit).
 /// - [`MigrationError::Interrupted`]: `opts.cancel` was set.
 pub fn restore<R: Read + Send>(
     drv: &mut dyn MigrationDriver,
@@ -212,7 +214,7 @@ fn restore_inner<R: Read + Send>(
 /// Returns the header and totals.
 pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, StreamTotals)> {
     let mut reader = StreamReader::new(source)?;
-    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize);
+    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize)?;
     while reader.next_chunk(&mut buf)?.is_some() {
         opts.check_cancel()?;
     }
@@ -389,7 +391,7 @@ pub(super) fn buffered<'a>(
 
 fn verify_stream<R: Read>(reader: Result<StreamReader<R>>, opts: &Options) -> Result<()> {
     let mut reader = reader?;
-    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize);
+    let mut buf = AlignedBuf::new(reader.header().max_chunk as usize)?;
     while reader.next_chunk(&mut buf)?.is_some() {
         opts.check_cancel()?;
     }

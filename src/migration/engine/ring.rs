@@ -109,14 +109,14 @@ impl Producer<'_> {
                 }
                 if made.get() < RING {
                     made.set(made.get() + 1);
-                    return Ok(AlignedBuf::new(self.chunk));
+                    return AlignedBuf::new(self.chunk);
                 }
                 waiter.recv(free).map_err(|_| consumer_gone())
             }
-            Handoff::Inline { spare, .. } => Ok(spare
-                .borrow_mut()
-                .take()
-                .unwrap_or_else(|| AlignedBuf::new(self.chunk))),
+            Handoff::Inline { spare, .. } => match spare.borrow_mut().take() {
+                Some(b) => Ok(b),
+                None => AlignedBuf::new(self.chunk),
+            },
         }
     }
 

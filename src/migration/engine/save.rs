@@ -50,6 +50,8 @@ use std::time::Instant;
 /// - [`MigrationError::Device`], [`MigrationError::Protocol`]: the device refused a
 ///   transition or a read, or broke the protocol (a STOP_COPY stream that never ends).
 /// - [`MigrationError::File`]: writing `sink` failed (labelled with `name`).
+/// - [`MigrationError::Buffers`]: the transfer buffers could not be mapped (out of memory,
+///   or the process's address-space limit).
 /// - [`MigrationError::Interrupted`]: `opts.cancel` was set.
 pub fn save<W: Write + Send>(
     drv: &mut dyn MigrationDriver,

@@ -125,7 +125,7 @@ where
             put,
         )?;
     } else {
-        let mut buf = AlignedBuf::chunk(chunk, opts.huge_buffers);
+        let mut buf = AlignedBuf::chunk(chunk, opts.huge_buffers)?;
         let mut put = put;
         while let Some((kind, n)) = reader.next(&mut buf)? {
             let sum = hash.then(|| checksum(&buf[head..head + n]));

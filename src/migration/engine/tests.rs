@@ -658,7 +658,7 @@ fn migrate_failure_recovers_both() {
 
 #[test]
 fn aligned_buffers() {
-    let b = AlignedBuf::new(10_000);
+    let b = AlignedBuf::new(10_000).unwrap();
     assert_eq!(b.len(), 10_000);
     assert_eq!(b.as_ptr() as usize % 4096, 0);
     assert!(b.iter().all(|x| *x == 0));

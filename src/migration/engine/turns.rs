@@ -207,7 +207,8 @@ where
     }
 
     /// A buffer to read into: `mine`, a free one, a new one (at most [`RING`] in all), or
-    /// the next one freed. `None` once stopped.
+    /// the next one freed. `None` once stopped, or when a new one cannot be mapped (which
+    /// fails the operation with that error).
     fn buffer(&self, mine: &mut Option<AlignedBuf>) -> Option<AlignedBuf> {
         if let Some(b) = mine.take() {
             return Some(b);
@@ -223,7 +224,13 @@ where
             if bufs.made < RING {
                 bufs.made += 1;
                 drop(bufs);
-                return Some(AlignedBuf::chunk(self.chunk, self.huge));
+                return match AlignedBuf::chunk(self.chunk, self.huge) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        self.fail(e);
+                        None
+                    }
+                };
             }
             bufs = self
                 .freed

@@ -214,7 +214,7 @@ fn a_reader_that_failed_is_not_driven_again() {
     const CHUNK: usize = 16 << 10;
     let mut s = source::source_session(d.as_mut(), &opts, CHUNK).expect("session");
     let mut r = source::Reader::new(&mut s, &opts, CHUNK, source::Framing::default());
-    let mut buf = AlignedBuf::new(CHUNK);
+    let mut buf = AlignedBuf::new(CHUNK).unwrap();
     let e = loop {
         match r.next(&mut buf) {
             Ok(Some(_)) => {}
