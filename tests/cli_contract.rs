@@ -505,6 +505,30 @@ fn json_failures_say_what_kind() {
     let o = run(&["save", "sim", "--json", "--bogus"]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(json(&o.stdout)["error"]["kind"], "usage");
+    // Bad values found after parsing are usage errors too, with and without --json.
+    let bad_values: [&[&str]; 4] = [
+        &["bench", "--state", "0"],
+        &["bench", "--devices", "0", "--mode", "parallel"],
+        &["migrate", "sim:state=1M", "tcp://127.0.0.1:9"],
+        &[
+            "migrate",
+            "sim:state=1M",
+            "sim:state=1M",
+            "--compress",
+            "lz4",
+        ],
+    ];
+    for args in bad_values {
+        let o = run(&[args, &["--json"]].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let v = json(&o.stdout);
+        assert_eq!(v["error"]["kind"], "usage", "{args:?}");
+        assert!(v["devices"].as_array().unwrap().is_empty(), "{args:?}");
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: "));
+    }
 }
 
 // 10. Odd names: non-UTF-8 with --json, long names, a directory (refused before the save).

@@ -114,7 +114,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     cfg.devices = args.devices;
     if let Some(s) = args.state {
         if s.bytes() == 0 {
-            anyhow::bail!("--state must be at least 1 byte");
+            usage!("--state must be at least 1 byte");
         }
         cfg.state = s.bytes();
     }
@@ -128,7 +128,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cfg.buffers = vec![b.bytes()];
     }
     if args.parallel_devices.contains(&0) {
-        anyhow::bail!("--devices: every count must be at least 1");
+        usage!("--devices: every count must be at least 1");
     }
     cfg.parallel_devices = args.parallel_devices;
     let mut modes = args.mode;

@@ -19,7 +19,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde::Serialize;
 
 use vfio_harness::drivers::dirty_log::{dirty_log, DirtyLogJob, DirtyLogReport};
@@ -96,7 +96,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         )
     })?;
     if args.len.bytes() == 0 || args.page_size.bytes() == 0 {
-        bail!("--len and --page-size must not be 0");
+        usage!("--len and --page-size must not be 0");
     }
     let job = DirtyLogJob {
         iova: args.iova,

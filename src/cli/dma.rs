@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde::Serialize;
 
 use vfio_harness::drivers::dma_check::{dma_check_with, CheckOptions, CheckReport};
@@ -96,7 +96,7 @@ fn pattern_job(args: &Args) -> anyhow::Result<Option<(PatternJob, u64, u64)>> {
     Ok(match (args.fill, args.crc) {
         (Some((offset, len)), _) => {
             let Some(seed) = args.seed else {
-                bail!("--fill needs --seed");
+                usage!("--fill needs --seed");
             };
             let readback = !args.no_readback;
             Some((PatternJob::Fill { seed, readback }, offset, len))
@@ -118,7 +118,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let (granule, ranges) = DmaSpace::iova_ranges(ctx)?;
     let size = args.size.bytes();
     if size == 0 {
-        bail!("--size must be at least 1 byte");
+        usage!("--size must be at least 1 byte");
     }
     let job = pattern_job(&args)?;
     let map = if job.is_none() || args.check {
@@ -131,7 +131,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     };
     let check = if args.check {
         if args.check_bytes.bytes() == 0 {
-            bail!("--check-bytes must be at least 1");
+            usage!("--check-bytes must be at least 1");
         }
         let mut o = CheckOptions::new(args.check_bytes.bytes(), args.check_offset);
         o.iova = args.iova;

@@ -23,6 +23,20 @@ use vfio_harness::migration::{MigrationDriver, MigrationError};
 use super::output::{escape, print_json};
 use super::signals::caught_signal;
 
+/// A bad argument found after parsing (a value out of range, options that do not go
+/// together, one missing that another needs): reported with kind `usage` and exit code 2,
+/// like the parser's own errors. Raised with the `usage!` macro.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 /// What became of one device a failed command touched.
 #[derive(Debug, Serialize)]
 pub struct DeviceOutcome {
@@ -88,6 +102,9 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
         return "interrupted";
     }
     for cause in e.chain() {
+        if cause.downcast_ref::<Usage>().is_some() {
+            return "usage";
+        }
         if let Some(m) = cause.downcast_ref::<MigrationError>() {
             return match m {
                 MigrationError::Stream(_) | MigrationError::StreamFile { .. } => "stream-corrupt",

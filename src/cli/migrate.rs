@@ -121,7 +121,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         Destination::Device(d) => d.clone(),
         Destination::Remote(ep) => {
             if args.no_copy_attrs {
-                anyhow::bail!(
+                usage!(
                     "across hosts the destination copies the dynamic resources: pass --no-copy-attrs to `receive`"
                 );
             }
@@ -140,15 +140,15 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     };
     if !args.with.is_empty() {
-        anyhow::bail!("--with is for a migration to an address (tcp:// or tls://)");
+        usage!("--with is for a migration to an address (tcp:// or tls://)");
     }
     if args.compress != Compression::None {
-        anyhow::bail!(
+        usage!(
             "--compress is for a migration to an address (tcp:// or tls://): between two devices here there is no stream to compress"
         );
     }
     if args.src == dst {
-        anyhow::bail!("source and destination are the same device ({})", args.src);
+        usage!("source and destination are the same device ({})", args.src);
     }
     // Dynamic resources go to DST before anything opens it (vendors fix them at first open).
     let policy = match (args.no_copy_attrs, args.force) {

@@ -76,7 +76,7 @@ impl TransportArgs {
                 cert: cert.clone(),
                 key: key.clone(),
             })),
-            _ => anyhow::bail!(
+            _ => usage!(
                 "TLS needs --ca, --cert and --key (see docs/transport.md); plain TCP needs --insecure"
             ),
         }
@@ -85,7 +85,7 @@ impl TransportArgs {
     /// `--timeout` as a duration.
     pub fn timeout(&self) -> anyhow::Result<Duration> {
         if !(self.timeout.is_finite() && self.timeout > 0.0 && self.timeout < 1e6) {
-            anyhow::bail!("--timeout must be a positive number of seconds");
+            usage!("--timeout must be a positive number of seconds");
         }
         Ok(Duration::from_secs_f64(self.timeout))
     }

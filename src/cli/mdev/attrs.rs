@@ -81,7 +81,7 @@ pub(super) fn create_from_mdevctl(
     uuid: Option<Uuid>,
 ) -> anyhow::Result<ExitCode> {
     let Some(path) = a.from_mdevctl else {
-        anyhow::bail!("give --type (with --attr) or --from-mdevctl");
+        usage!("give --type (with --attr) or --from-mdevctl");
     };
     let defs = mdevctl::load(&path)?;
     let started = mdevctl::create_all(root, &defs, a.parent.as_deref(), uuid)?;
