@@ -490,6 +490,8 @@ fn json_failures_say_what_kind() {
         ("sim:state=1M,protocol=v1", "s.bin", "incompatible"),
         ("sim:state=1M,fail-at=RESUMING", "s.bin", "device"),
         ("sim:state=1M", "missing.bin", "io"),
+        // Opened, but its first read fails (EIO: nothing is mapped at address 0).
+        ("sim:state=1M", "/proc/self/mem", "io"),
     ];
     for (spec, f, kind) in cases {
         let o = run(&["restore", spec, "-i", d.join(f).to_str().unwrap(), "--json"]);

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use vfio_harness::device::DeviceError;
+use vfio_harness::migration::stream::StreamError;
 use vfio_harness::migration::{MigrationDriver, MigrationError};
 
 use super::output::{escape, print_json};
@@ -107,6 +108,12 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
         }
         if let Some(m) = cause.downcast_ref::<MigrationError>() {
             return match m {
+                // Reading failed: the input is unreadable, not corrupt.
+                MigrationError::Stream(StreamError::Io { .. })
+                | MigrationError::StreamFile {
+                    source: StreamError::Io { .. },
+                    ..
+                } => "io",
                 MigrationError::Stream(_) | MigrationError::StreamFile { .. } => "stream-corrupt",
                 MigrationError::Incompatible { .. } => "incompatible",
                 MigrationError::Interrupted => "interrupted",
