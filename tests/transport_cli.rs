@@ -153,7 +153,8 @@ fn two_devices_over_tls_and_an_unauthenticated_peer_refused() {
 #[test]
 fn plain_tcp_needs_insecure_and_a_refusal_exits_77() {
     let o = migrate(&["sim:state=1M,seed=3", "tcp://127.0.0.1:9"]);
-    assert_eq!(o.status.code(), Some(1));
+    // A usage error, like the parser's own.
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--insecure"));
 
     let r = receive(&["sim:state=1M,verify-seed=4", "--insecure"]);
