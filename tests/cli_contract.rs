@@ -636,25 +636,35 @@ fn buffers_that_cannot_be_mapped_are_an_error() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     fs::remove_file(&f).unwrap();
-    // Its ring of 64 MiB buffers does not fit: with and without overlap.
-    for extra in [&[][..], &["--no-overlap"][..]] {
+    // Fails under the limit, as an error, with the device RUNNING; returns the message.
+    let refused = |cmd: &[&str], io: &str, path: &Path, extra: &[&str]| -> String {
         let o = limited(LIMIT)
-            .args(["save", "sim:state=8M", "--buffer", "64M", "--json"])
+            .args(cmd)
+            .arg("--json")
             .args(extra)
-            .arg("-o")
-            .arg(&f)
+            .arg(io)
+            .arg(path)
             .output()
             .unwrap();
         no_panic(&o);
-        assert_eq!(o.status.code(), Some(1), "{extra:?}");
+        assert_eq!(o.status.code(), Some(1), "{cmd:?} {extra:?}");
         let v = json(&o.stdout);
-        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(v["error"]["hint"].as_str().unwrap().contains("ulimit -v"));
+        assert_eq!(v["devices"][0]["state"], "RUNNING");
+        v["error"]["message"].as_str().unwrap().to_string()
+    };
+    // Its ring of 64 MiB buffers does not fit: with and without overlap.
+    for extra in [&[][..], &["--no-overlap"][..]] {
+        let msg = refused(
+            &["save", "sim:state=8M", "--buffer", "64M"],
+            "-o",
+            &f,
+            extra,
+        );
         assert!(
             msg.contains("cannot map a transfer buffer of 67108864 bytes"),
             "{msg}"
         );
-        assert!(v["error"]["hint"].as_str().unwrap().contains("ulimit -v"));
-        assert_eq!(v["devices"][0]["state"], "RUNNING");
         assert!(!f.exists(), "a failed save left its output");
         assert!(hidden(&d).is_empty(), "a failed save left a temporary file");
     }
@@ -670,18 +680,7 @@ fn buffers_that_cannot_be_mapped_are_an_error() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for extra in [&[][..], &["--no-overlap"][..]] {
-        let o = limited(LIMIT)
-            .args(["restore", "sim:state=8M", "--json"])
-            .args(extra)
-            .arg("-i")
-            .arg(&big)
-            .output()
-            .unwrap();
-        no_panic(&o);
-        assert_eq!(o.status.code(), Some(1), "{extra:?}");
-        let v = json(&o.stdout);
-        let msg = v["error"]["message"].as_str().unwrap();
+        let msg = refused(&["restore", "sim:state=8M"], "-i", &big, extra);
         assert!(msg.contains("cannot map a transfer buffer"), "{msg}");
-        assert_eq!(v["devices"][0]["state"], "RUNNING");
     }
 }
