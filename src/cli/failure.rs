@@ -38,6 +38,14 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// Returns a [`Usage`] error from the enclosing function: a bad argument found after
+/// parsing, reported like clap's own (kind `usage`, exit code 2).
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err($crate::cli::failure::Usage(format!($($t)*)).into())
+    };
+}
+
 /// What became of one device a failed command touched.
 #[derive(Debug, Serialize)]
 pub struct DeviceOutcome {

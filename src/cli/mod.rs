@@ -2,6 +2,8 @@
 
 #[macro_use]
 mod output;
+#[macro_use]
+mod failure;
 mod args;
 mod bar;
 mod bench;
@@ -9,7 +11,6 @@ mod compat;
 mod conformance;
 mod dirty_log;
 mod dma;
-mod failure;
 mod info;
 mod irq;
 mod mdev;

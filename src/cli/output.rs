@@ -85,14 +85,6 @@ macro_rules! errln {
     ($($t:tt)*) => { $crate::cli::output::write_err(format_args!($($t)*), true) };
 }
 
-/// Returns a [`Usage`](crate::cli::failure::Usage) error from the enclosing function: a bad
-/// argument found after parsing, reported like clap's own (kind `usage`, exit code 2).
-macro_rules! usage {
-    ($($t:tt)*) => {
-        return Err($crate::cli::failure::Usage(format!($($t)*)).into())
-    };
-}
-
 /// Prints a serializable report as pretty JSON on stdout (every `--json`).
 pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
     let s = serde_json::to_string_pretty(v)?;
