@@ -204,6 +204,12 @@ pub fn save_to(
         save(drv, sink, &name, opts)?.1
     } else {
         let sink = Cancellable::new(out.file(), token.clone());
+        // A pipe holds a chunk of its own while the next write is handed over; each chunk
+        // is copied into it from the cache of the core that read it.
+        let opts = &Options {
+            put_own_chunks: opts.put_own_chunks || pipe.capacity().is_some(),
+            ..opts.clone()
+        };
         save(drv, sink, &name, opts)?.1
     };
     report.pipe_capacity_bytes = pipe.capacity();

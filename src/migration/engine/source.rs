@@ -115,15 +115,15 @@ where
     };
     if opts.overlap {
         let r = &mut reader;
-        turns::share(
+        let plan = turns::Plan {
             chunk,
             head,
             hash,
-            opts.huge_buffers,
-            opts.max_poll,
-            |buf: &mut [u8]| r.next(buf),
-            put,
-        )?;
+            huge: opts.huge_buffers,
+            own_puts: opts.put_own_chunks,
+            max_poll: opts.max_poll,
+        };
+        turns::share(plan, |buf: &mut [u8]| r.next(buf), put)?;
     } else {
         let mut buf = AlignedBuf::chunk(chunk, opts.huge_buffers)?;
         let mut put = put;

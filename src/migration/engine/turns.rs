@@ -11,7 +11,10 @@
 //! that read it (on a 2-vCPU Xeon the ring's save into memory ran 6 to 11 % behind a
 //! one-buffer loop that does no checksum, this 3 to 5 %: hw-notes/bench.md, "Session 20"). When the sink is the slower side, the thread putting finds the next chunks queued
 //! and puts them one after another, while the other reads ahead into up to [`RING`]
-//! buffers: the ring's overlap, with no hand-off in the sink's path.
+//! buffers: the ring's overlap, with no hand-off in the sink's path. With
+//! [`Options::put_own_chunks`](super::Options::put_own_chunks) nothing is queued: a thread
+//! whose chunk is not next waits for its turn and puts the chunk itself (for a sink that
+//! holds a chunk of its own, such as a pipe, through the hand-over).
 //!
 //! The device is read by one thread at a time, in order (the source's reading step, a
 //! [`Reader`](super::source::Reader)'s `next` for save and migrate, is held behind a
@@ -174,6 +177,11 @@ struct Shared<R, F> {
     buffers: Mutex<Buffers>,
     /// A buffer went back to `buffers`.
     freed: Condvar,
+    /// With `own_puts`: a put ended (or the transfer stopped), so the next chunk's turn
+    /// may have come.
+    turn: Condvar,
+    /// Each thread puts the chunk it read, waiting for its turn, rather than queuing it.
+    own_puts: bool,
     /// The transfer is over for both threads: a side failed (or panicked).
     stop: AtomicBool,
     /// The first error either thread met.
@@ -197,6 +205,12 @@ where
 
     fn halt(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        if self.own_puts {
+            // Under the lock: a thread about to wait for its turn has either seen `stop`
+            // or is waiting, and is woken.
+            let _p = lock(&self.puts);
+            self.turn.notify_all();
+        }
         self.gate.wake();
         let _g = lock(&self.buffers);
         self.freed.notify_all();
@@ -245,12 +259,23 @@ where
     }
 
     /// Puts chunk `n` when the stream is waiting for it, then every chunk queued after it;
-    /// otherwise queues it for the thread putting. Returns the buffer when this thread put
-    /// its own chunk (it reads into it next), `None` when queued or stopped.
+    /// otherwise queues it for the thread putting, or with `own_puts` waits for its turn
+    /// and puts it. Returns the buffer when this thread put its own chunk (it reads into it
+    /// next), `None` when queued or stopped.
     fn put_or_queue(&self, n: u64, r: Ready) -> Option<AlignedBuf> {
         {
             let mut p = lock(&self.puts);
-            if p.busy || p.next != n {
+            if self.own_puts {
+                // The other thread holds at most the chunk before this one (each thread
+                // puts its chunk before it reads again), so the turn comes when that put
+                // ends.
+                while (p.busy || p.next != n) && !self.stopped() {
+                    p = self.turn.wait(p).unwrap_or_else(PoisonError::into_inner);
+                }
+                if self.stopped() {
+                    return None;
+                }
+            } else if p.busy || p.next != n {
                 p.ready.insert(n, r);
                 return None;
             }
@@ -280,6 +305,9 @@ where
                 Some(q) => own = Some(q),
                 None => p.busy = false,
             }
+            if self.own_puts {
+                self.turn.notify_all();
+            }
         }
         mine
     }
@@ -301,28 +329,48 @@ where
     }
 }
 
+/// How [`share`] runs a transfer.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Plan {
+    /// Each buffer's length: the room for a chunk's header, then its payload.
+    pub(super) chunk: usize,
+    /// The room kept for the header before each payload.
+    pub(super) head: usize,
+    /// Hash each payload on the thread that read it.
+    pub(super) hash: bool,
+    /// Buffers in huge pages ([`AlignedBuf::huge`]).
+    pub(super) huge: bool,
+    /// Each thread puts the chunk it read, waiting for its turn, rather than queuing it
+    /// for the thread putting ([`Options::put_own_chunks`](super::Options::put_own_chunks)).
+    pub(super) own_puts: bool,
+    /// How long a thread waiting for its turn at the device polls before it sleeps.
+    pub(super) max_poll: Duration,
+}
+
 /// Reads a source to its end with `reader` on two threads (the calling one and a helper):
-/// `reader` reads the next chunk's payload into a buffer after `head` bytes kept for its
-/// header and returns its kind and length, or `None` at the end. The reads are one at a
-/// time and in order, each chunk hashed (with `hash`) by the thread that read it, and put
-/// with its kind, frame (`chunk`-byte buffers: the room for the header, then the payload)
-/// and checksum in the order read. A thread waiting for its turn to read polls for up to
-/// `max_poll` before it sleeps. After `reader` fails it is not called again. The first
-/// error ends both threads and is returned; a panic on either thread ends both and goes on
-/// on the calling thread.
-pub(super) fn share<R, F>(
-    chunk: usize,
-    head: usize,
-    hash: bool,
-    huge: bool,
-    max_poll: Duration,
-    reader: R,
-    put: F,
-) -> Result<()>
+/// `reader` reads the next chunk's payload into a buffer after `plan.head` bytes kept for
+/// its header and returns its kind and length, or `None` at the end. The reads are one at
+/// a time and in order, each chunk hashed (with `plan.hash`) by the thread that read it,
+/// and put with its kind, frame (`plan.chunk`-byte buffers: the room for the header, then
+/// the payload) and checksum in the order read: by whichever thread is putting (a chunk
+/// read while the other thread puts is queued for it), or with `plan.own_puts` by the
+/// thread that read it, which waits for its turn. A thread waiting for its turn to read
+/// polls for up to `plan.max_poll` before it sleeps. After `reader` fails it is not called
+/// again. The first error ends both threads and is returned; a panic on either thread ends
+/// both and goes on on the calling thread.
+pub(super) fn share<R, F>(plan: Plan, reader: R, put: F) -> Result<()>
 where
     R: FnMut(&mut [u8]) -> Result<Option<(ChunkKind, usize)>> + Send,
     F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()> + Send,
 {
+    let Plan {
+        chunk,
+        head,
+        hash,
+        huge,
+        own_puts,
+        max_poll,
+    } = plan;
     let shared = Shared {
         reader: Mutex::new((reader, 0)),
         gate: Gate::new(Instant::now(), max_poll),
@@ -330,6 +378,8 @@ where
         put: Mutex::new(put),
         buffers: Mutex::new(Buffers::default()),
         freed: Condvar::new(),
+        turn: Condvar::new(),
+        own_puts,
         stop: AtomicBool::new(false),
         failed: Mutex::new(None),
         chunk,

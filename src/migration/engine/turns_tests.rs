@@ -4,8 +4,8 @@
 use super::*;
 use crate::device::{DeviceHandle, MigFlags, MigState};
 use crate::migration::stream::tests::{read_all, Chunks};
-use crate::migration::stream::StreamHeader;
-use crate::migration::{driver_for, MigrationDriver, MigrationError, Pending, Protocol};
+use crate::migration::stream::{ChunkKind, StreamHeader};
+use crate::migration::{driver_for, MigrationDriver, MigrationError, Pending, Protocol, Result};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -237,4 +237,116 @@ fn a_reader_that_failed_is_not_driven_again() {
         MigState::PreCopy,
         "the session moved on after the error"
     );
+}
+
+/// What [`share_holding_first_put`] saw: for each chunk in stream order, its number, the
+/// thread that read it and the thread that put it.
+type Puts = Vec<(u64, std::thread::ThreadId, std::thread::ThreadId)>;
+
+/// Runs [`turns::share`] over `chunks` chunks of 4 KiB (each payload filled with its
+/// number), whose first put waits until `hold` chunks have been read (so the second chunk,
+/// and without `own_puts` the third, is read while the first is being put), then fails
+/// with `fail_first` or returns. Returns what was put and how, or share's error. Gives up, failing the test, if
+/// share has not returned within a minute (a thread waiting for a turn that never comes).
+fn share_holding_first_put(own_puts: bool, chunks: u64, fail_first: bool) -> Result<Puts> {
+    // A thread waiting for its turn reads nothing more; one queuing its chunk reads on.
+    let hold = if own_puts { 2 } else { 3 };
+    use std::sync::mpsc;
+    use std::thread::{current, ThreadId};
+    const CHUNK: usize = 4096;
+    const HEAD: usize = 64;
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let readers = Arc::new((Mutex::new(Vec::<ThreadId>::new()), Condvar::new()));
+        let r2 = readers.clone();
+        let mut puts: Puts = Vec::new();
+        let reader = move |buf: &mut [u8]| -> Result<Option<(ChunkKind, usize)>> {
+            let (by, more) = &*r2;
+            let mut by = by.lock().unwrap_or_else(|e| e.into_inner());
+            let n = by.len() as u64;
+            if n == chunks {
+                return Ok(None);
+            }
+            buf[HEAD..].fill(n as u8);
+            by.push(current().id());
+            more.notify_all();
+            Ok(Some((ChunkKind::Stopcopy, CHUNK - HEAD)))
+        };
+        let put = |_: ChunkKind, frame: &mut [u8], _: Option<u64>| -> Result<()> {
+            let n = u64::from(frame[HEAD]);
+            let (by, more) = &*readers;
+            let by = by.lock().unwrap_or_else(|e| e.into_inner());
+            let by = if puts.is_empty() {
+                let (by, waited) = more
+                    .wait_timeout_while(by, Duration::from_secs(20), |by| by.len() < hold)
+                    .unwrap_or_else(|e| e.into_inner());
+                assert!(!waited.timed_out(), "{hold} chunks were never read");
+                by
+            } else {
+                by
+            };
+            puts.push((n, by[n as usize], current().id()));
+            if fail_first {
+                return Err(MigrationError::Interrupted);
+            }
+            Ok(())
+        };
+        let plan = turns::Plan {
+            chunk: CHUNK,
+            head: HEAD,
+            hash: false,
+            huge: false,
+            own_puts,
+            max_poll: Duration::ZERO,
+        };
+        let res = turns::share(plan, reader, put);
+        // The receiver is gone only when the test already failed.
+        let _ = done_tx.send(res.map(|()| puts));
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("share did not return: a thread waits for a turn that never comes")
+}
+
+/// With `put_own_chunks` every chunk is put by the thread that read it, in order, even the
+/// one read while the first chunk was being put; without it that chunk is queued (its
+/// thread reads the third before the first put ends) and put by the thread putting, which
+/// read the first.
+#[test]
+fn own_puts_keep_each_chunk_on_the_thread_that_read_it() {
+    for own in [true, false] {
+        let puts = share_holding_first_put(own, 40, false).expect("share");
+        let order: Vec<u64> = puts.iter().map(|p| p.0).collect();
+        assert_eq!(order, (0..40).collect::<Vec<u64>>(), "own puts: {own}");
+        let (first, second) = (&puts[0], &puts[1]);
+        assert_ne!(
+            first.1, second.1,
+            "the first two chunks were read on one thread"
+        );
+        if own {
+            for (n, read, put) in &puts {
+                assert_eq!(
+                    read, put,
+                    "chunk {n} was put by the thread that did not read it"
+                );
+            }
+        } else {
+            assert_eq!(
+                second.2, first.2,
+                "the second chunk was not queued for the thread putting the first"
+            );
+        }
+    }
+}
+
+/// A put that fails while the other thread waits for its turn ends the transfer: the
+/// waiting thread is woken and the put's error returned.
+#[test]
+fn a_failed_put_wakes_the_thread_waiting_for_its_turn() {
+    for own in [true, false] {
+        match share_holding_first_put(own, 40, true) {
+            Err(MigrationError::Interrupted) => {}
+            other => panic!("own puts {own}: {:?}", other.map(|p| p.len())),
+        }
+    }
 }
