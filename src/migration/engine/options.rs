@@ -181,7 +181,7 @@ pub struct Options {
     /// thread writes is queued for that thread, which writes the queued chunks one after
     /// another with no hand-over between them, while this one reads ahead. The queue keeps
     /// a sink that takes one write at a time and holds nothing of its own busy (a disk
-    /// written `O_DIRECT`, a capped link); a pipe holds a chunk of its own
+    /// written `O_DIRECT`, a writer paced to a fixed rate); a pipe holds a chunk of its own
     /// ([`save_to`](super::save_to) grows it to one), which the process at its other end
     /// reads while the next write is handed over, and the copy into it is the pipe's
     /// bottleneck. [`save_to`](super::save_to) sets it when its output is a pipe or FIFO.
