@@ -177,20 +177,14 @@ struct Shared<R, F> {
     buffers: Mutex<Buffers>,
     /// A buffer went back to `buffers`.
     freed: Condvar,
-    /// With `own_puts`: a put ended (or the transfer stopped), so the next chunk's turn
-    /// may have come.
+    /// With `plan.own_puts`: a put ended (or the transfer stopped), so the next chunk's
+    /// turn may have come.
     turn: Condvar,
-    /// Each thread puts the chunk it read, waiting for its turn, rather than queuing it.
-    own_puts: bool,
     /// The transfer is over for both threads: a side failed (or panicked).
     stop: AtomicBool,
     /// The first error either thread met.
     failed: Mutex<Option<MigrationError>>,
-    chunk: usize,
-    head: usize,
-    hash: bool,
-    /// Chunk buffers in huge pages ([`AlignedBuf::huge`]).
-    huge: bool,
+    plan: Plan,
 }
 
 impl<R, F> Shared<R, F>
@@ -205,7 +199,7 @@ where
 
     fn halt(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        if self.own_puts {
+        if self.plan.own_puts {
             // Under the lock: a thread about to wait for its turn has either seen `stop`
             // or is waiting, and is woken.
             let _p = lock(&self.puts);
@@ -238,7 +232,7 @@ where
             if bufs.made < RING {
                 bufs.made += 1;
                 drop(bufs);
-                return match AlignedBuf::chunk(self.chunk, self.huge) {
+                return match AlignedBuf::chunk(self.plan.chunk, self.plan.huge) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         self.fail(e);
@@ -265,7 +259,7 @@ where
     fn put_or_queue(&self, n: u64, r: Ready) -> Option<AlignedBuf> {
         {
             let mut p = lock(&self.puts);
-            if self.own_puts {
+            if self.plan.own_puts {
                 // The other thread holds at most the chunk before this one (each thread
                 // puts its chunk before it reads again), so the turn comes when that put
                 // ends.
@@ -305,7 +299,7 @@ where
                 Some(q) => own = Some(q),
                 None => p.busy = false,
             }
-            if self.own_puts {
+            if self.plan.own_puts {
                 self.turn.notify_all();
             }
         }
@@ -363,29 +357,17 @@ where
     R: FnMut(&mut [u8]) -> Result<Option<(ChunkKind, usize)>> + Send,
     F: FnMut(ChunkKind, &mut [u8], Option<u64>) -> Result<()> + Send,
 {
-    let Plan {
-        chunk,
-        head,
-        hash,
-        huge,
-        own_puts,
-        max_poll,
-    } = plan;
     let shared = Shared {
         reader: Mutex::new((reader, 0)),
-        gate: Gate::new(Instant::now(), max_poll),
+        gate: Gate::new(Instant::now(), plan.max_poll),
         puts: Mutex::new(Puts::default()),
         put: Mutex::new(put),
         buffers: Mutex::new(Buffers::default()),
         freed: Condvar::new(),
         turn: Condvar::new(),
-        own_puts,
         stop: AtomicBool::new(false),
         failed: Mutex::new(None),
-        chunk,
-        head,
-        hash,
-        huge,
+        plan,
     };
     let sh = &shared;
     let done = std::thread::scope(|s| {
@@ -451,11 +433,11 @@ where
         };
         sh.gate.leave();
         let (n, kind, len) = match got {
-            Some((n, (kind, len))) => (n, kind, sh.head + len),
+            Some((n, (kind, len))) => (n, kind, sh.plan.head + len),
             // The state is read: chunks read before are put by the threads holding them.
             None => return sh.give_back(buf),
         };
-        let sum = sh.hash.then(|| checksum(&buf[sh.head..len]));
+        let sum = sh.plan.hash.then(|| checksum(&buf[sh.plan.head..len]));
         mine = sh.put_or_queue(
             n,
             Ready {
