@@ -185,6 +185,12 @@ impl SaveStream {
     }
 
     /// Accounts dirtying up to `now_ns` (only while the device runs, i.e. not stopped).
+    ///
+    /// Dirty bytes are changes to state already sent, as `VFIO_MIG_GET_PRECOPY_INFO`
+    /// defines them: they never exceed what the initial records have sent so far. A page
+    /// written before its initial record is read goes out once, in that record, so what a
+    /// device reports pending never exceeds its state (and headers) however long it runs
+    /// before the first read.
     pub(crate) fn accrue(&mut self, now_ns: u128) {
         if self.stopped || now_ns <= self.accrued_at_ns {
             return;
@@ -192,8 +198,18 @@ impl SaveStream {
         let before = self.dirty_rate as u128 * self.accrued_at_ns / 1_000_000_000;
         let after = self.dirty_rate as u128 * now_ns / 1_000_000_000;
         let add = u64::try_from(after - before).unwrap_or(u64::MAX);
-        self.dirty_pending = self.dirty_pending.saturating_add(add).min(self.len);
+        self.dirty_pending = self.dirty_pending.saturating_add(add).min(self.sent());
         self.accrued_at_ns = now_ns;
+    }
+
+    /// State bytes the initial records have sent: up to the initial cursor, less what the
+    /// initial record being read still holds.
+    fn sent(&self) -> u64 {
+        let unread = match &self.cur {
+            Some(r) if r.kind == KIND_INITIAL => r.len - r.emitted.saturating_sub(RECORD_HDR_LEN),
+            _ => 0,
+        };
+        self.initial_cursor - unread
     }
 
     /// Switches to stop-copy (the device stopped): no more dirtying, a trailer at the end.

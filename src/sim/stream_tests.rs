@@ -102,8 +102,36 @@ fn precopy_accounting_with_dirty_rate() {
     assert_eq!(r.finish(), Ok((5, 0)));
     // Dirtying is capped at the state size.
     let mut s = SaveStream::new(5, gen(5), len, 1 << 30, false, 0);
+    drain(&mut s, 65536, 0);
     s.accrue(10_000_000_000);
     assert_eq!(s.precopy_info().1, len + RECORD_HDR_LEN);
+}
+
+#[test]
+fn only_state_already_sent_can_be_dirty() {
+    let len = 8 << 20;
+    // 1 GiB/s: a second dirties far more than the state holds.
+    let mut s = SaveStream::new(5, gen(5), len, 1 << 30, false, 0);
+    let initial = s.precopy_info().0;
+    s.accrue(1_000_000_000);
+    assert_eq!(
+        s.precopy_info(),
+        (initial, 0),
+        "nothing sent, nothing dirty"
+    );
+    // A quarter of the first record's data read: only that quarter can be dirty.
+    let mut buf = vec![0u8; (HEADER_LEN + RECORD_HDR_LEN + (1 << 20)) as usize];
+    assert_eq!(
+        s.produce(&mut buf, 1_000_000_000),
+        Produced::Bytes(buf.len())
+    );
+    s.accrue(2_000_000_000);
+    let (i, d) = s.precopy_info();
+    assert_eq!(d, (1 << 20) + RECORD_HDR_LEN);
+    assert_eq!(i, initial - buf.len() as u64);
+    // Pending never exceeds a whole fresh stream, however long the device runs.
+    s.accrue(60_000_000_000);
+    assert!(s.remaining_to_end() <= SaveStream::full_size(len) + RECORD_HDR_LEN);
 }
 
 #[test]
