@@ -186,16 +186,29 @@ fn client_tls(sock: TcpStream, ep: &Endpoint, files: &TlsFiles, timeout: Duratio
     let peer = format!("{}:{}", ep.host, ep.port);
     let mut stream = handshake(rustls::StreamOwned::new(conn, sock), &peer, timeout)?;
     // With TLS 1.3 the client finishes its handshake before the listener has checked the
-    // client's certificate: listen briefly for the listener's verdict (an alert if it
-    // refused us; session tickets or silence if it accepted), so that a refusal is reported
-    // as one rather than as a broken link later.
-    let t0 = Instant::now();
-    while t0.elapsed() < 4 * POLL {
-        match stream.conn.complete_io(&mut stream.sock) {
-            Ok((0, _)) => break,
-            Ok(_) => {}
-            Err(e) if is_timeout(&e) => break,
-            Err(source) => return Err(TransportError::Handshake { peer, source }),
+    // client's certificate. The listener's verdict follows: a session ticket when it accepted
+    // us (`tls::server_config` has it send one), a fatal alert when it refused. Wait for
+    // whichever comes first, so that a refusal is reported as one however late the listener
+    // gets to run, and not as a link that broke after our first frame. A listener that sends
+    // no ticket (not one of ours) costs the wait, at most `timeout`, and is then used.
+    if stream.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+        let t0 = Instant::now();
+        loop {
+            match stream.conn.complete_io(&mut stream.sock) {
+                Ok((0, _)) => {
+                    return Err(TransportError::Handshake {
+                        peer,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the listener closed the connection after the handshake",
+                        ),
+                    })
+                }
+                Ok(_) => break,
+                Err(e) if is_timeout(&e) && t0.elapsed() < timeout => {}
+                Err(e) if is_timeout(&e) => break,
+                Err(source) => return Err(TransportError::Handshake { peer, source }),
+            }
         }
     }
     Ok(Link::new(Box::new(super::tls::TlsStream(stream)), timeout))

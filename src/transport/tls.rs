@@ -66,12 +66,16 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
         .build()
         .map_err(|e| TransportError::TlsConfig(format!("client verifier: {e}")))?;
     let (certs, key) = identity(files)?;
-    let cfg = ServerConfig::builder_with_provider(provider())
+    let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportError::TlsConfig(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(|e| cfg_err(&files.cert, e))?;
+    // A TLS 1.3 client finishes its handshake before this side has checked its certificate;
+    // the session ticket sent once it has is the acceptance the connecting side waits for
+    // (a refusal is an alert instead). rustls sends tickets by default; this keeps it so.
+    cfg.send_tls13_tickets = cfg.send_tls13_tickets.max(1);
     Ok(Arc::new(cfg))
 }
 
