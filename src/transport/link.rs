@@ -20,13 +20,16 @@ use std::time::{Duration, Instant};
 /// Read/write timeout of the socket itself: how long one attempt holds the link's lock.
 pub const POLL: Duration = Duration::from_millis(50);
 
-/// The most bytes of a frame written in one call: the receiving side's low-water mark
-/// ([`LOW_WATER_MAX`]), so a frame of 1 MiB of payload and its header goes out in five
-/// writes, the last of them the header's length. On a 2-vCPU EPYC guest, a
-/// 4 GiB migration over a loopback connection with each side on one thread took a median
-/// 0.755 s in 256 KiB writes against 0.962 s in whole frames (five blocks each; 128 KiB and
-/// 64 KiB writes did no better than whole frames; hw-notes/bench.md, "Session 30").
-pub(crate) const SEND_PIECE: usize = LOW_WATER_MAX;
+/// The most bytes of a frame written in one call: twice the receiving side's low-water mark
+/// ([`LOW_WATER_MAX`]), so a frame of 1 MiB of payload and its header goes out in three
+/// writes, the last of them the header's length. A 4 GiB migration over a loopback
+/// connection with each side on one thread, on a 2-vCPU EPYC guest on two days
+/// (hw-notes/bench.md, "Session 30" and "Session 31", the second with slower memory copies):
+/// on the first, median 0.755 s in 256 KiB writes, 0.751 and 0.828 s in 512 KiB writes,
+/// 0.962 s in whole frames; on the second, 1.058 s in 256 KiB writes, 0.963 s in 512 KiB
+/// writes, 0.916 s in whole frames (five blocks of each, but two of 512 KiB on the first
+/// day). Writes of 512 KiB were within 10 % of the best size on both.
+pub(crate) const SEND_PIECE: usize = 2 * LOW_WATER_MAX;
 
 /// A byte stream a link runs over: a TCP socket, a TLS session, an in-memory pipe.
 pub trait Stream: Read + Write + Send {}
@@ -635,7 +638,7 @@ mod tests {
     }
 
     /// A frame of more than [`SEND_PIECE`] bytes is offered in writes of at most that many
-    /// (a 1 MiB frame and its header in five), and every byte arrives in order, through
+    /// (a 1 MiB frame and its header in three), and every byte arrives in order, through
     /// short writes too.
     #[test]
     fn a_frame_is_written_in_pieces_of_at_most_send_piece() {
