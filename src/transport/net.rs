@@ -195,7 +195,8 @@ fn client_tls(sock: TcpStream, ep: &Endpoint, files: &TlsFiles, timeout: Duratio
         let t0 = Instant::now();
         loop {
             match stream.conn.complete_io(&mut stream.sock) {
-                Ok((0, _)) => {
+                // Read nothing and wrote nothing: the listener closed without a word.
+                Ok((0, 0)) => {
                     return Err(TransportError::Handshake {
                         peer,
                         source: std::io::Error::new(
@@ -204,6 +205,10 @@ fn client_tls(sock: TcpStream, ep: &Endpoint, files: &TlsFiles, timeout: Duratio
                         ),
                     })
                 }
+                // Sent what was queued (the end of our handshake): go on waiting.
+                Ok((0, _)) if t0.elapsed() < timeout => {}
+                Ok((0, _)) => break,
+                // The ticket: accepted.
                 Ok(_) => break,
                 Err(e) if is_timeout(&e) && t0.elapsed() < timeout => {}
                 Err(e) if is_timeout(&e) => break,
