@@ -91,8 +91,8 @@ fn signal(child: &Child, sig: i32) {
 
 /// How long a command blocked on a pipe, a file or a peer may take to exit after a signal:
 /// without the cancellation these commands would wait forever (a stalled pipe, stdin), so
-/// any bound shows it; it is generous because a loaded CI machine delays the child's exit
-/// (its recovery and its JSON report) by more than the second it takes on a quiet one.
+/// any bound shows it. It is generous because a loaded CI machine delays the child's exit
+/// (its recovery and its JSON report); the earlier bound, one second, held on a quiet one.
 const AFTER_SIGNAL: Duration = Duration::from_secs(10);
 
 /// Waits for `child`, at most `limit`.
