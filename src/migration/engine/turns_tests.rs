@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::device::{DeviceHandle, MigFlags, MigState};
-use crate::migration::stream::tests::{read_all, Chunks};
-use crate::migration::stream::{ChunkKind, StreamHeader};
+use crate::migration::stream::tests::chunks_untimed;
+use crate::migration::stream::ChunkKind;
 use crate::migration::{driver_for, MigrationDriver, MigrationError, Pending, Protocol, Result};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,18 +81,11 @@ impl Write for Held {
     }
 }
 
-/// A stream's header (its creation time zeroed) and its chunks, each verified.
-fn chunks(stream: &[u8]) -> (StreamHeader, Chunks) {
-    let (mut header, chunks) = read_all(stream).expect("a valid stream");
-    header.created_unix = 0;
-    (header, chunks)
-}
-
 /// Asserts that the stream `two` threads saved is `alone`, the one-thread save's, chunk
 /// for chunk (kind, payload), under the same header but for its creation time (the two
 /// saves may straddle a second).
 fn assert_one_thread_stream(two: &[u8], alone: &[u8]) {
-    let (two, one) = (chunks(two), chunks(alone));
+    let (two, one) = (chunks_untimed(two), chunks_untimed(alone));
     assert_eq!(two.0, one.0, "the headers differ");
     assert!(
         two.1 == one.1,

@@ -67,6 +67,14 @@ pub(crate) fn read_all(data: &[u8]) -> Result<(StreamHeader, Chunks)> {
     Ok((r.header().clone(), out))
 }
 
+/// [`read_all`] of a stream that must be valid, its header's creation time zeroed: two saves
+/// of the same state compare equal even when they straddle a second.
+pub(crate) fn chunks_untimed(data: &[u8]) -> (StreamHeader, Chunks) {
+    let (mut header, chunks) = read_all(data).expect("a valid stream");
+    header.created_unix = 0;
+    (header, chunks)
+}
+
 /// Reads like the restore pipeline: framing on the reading side, payload checks later.
 fn read_all_deferred(data: &[u8]) -> Result<(StreamHeader, Chunks)> {
     let mut r = StreamReader::new(data)?;
