@@ -33,6 +33,10 @@ pub const DEFAULT_DEVICE_RATE: u64 = 2 << 30;
 pub const DEFAULT_SINK_RATE: u64 = 1 << 30;
 /// Default link rate of the compress mode (bytes per second).
 pub const DEFAULT_COMPRESS_LINK: u64 = 1 << 30;
+/// Default of [`BenchConfig::max_repeat`]: a transfer block whose verdict the first three
+/// repetitions leave open is timed five times (a median that two outlying transfers of a
+/// row cannot move).
+pub const DEFAULT_MAX_REPEAT: usize = 5;
 /// Defaults of what `bench` adds to a `sim:` spec the user did not set: a realistic device
 /// (state in memory, half of its pages zeros: device memory is often mostly empty).
 pub const SIM_DEFAULTS: [(&str, &str); 2] = [("backing", "memory"), ("zero-pages", "0.5")];
@@ -253,6 +257,12 @@ pub struct BenchConfig {
     pub sweep_dirty: Vec<f64>,
     /// Repetitions of each transfer (the median is reported).
     pub repeat: usize,
+    /// Repetitions a `save`, `restore` or `live` block grows to while one of its targets is
+    /// not settled after `repeat` (the transfers' spread reaches across the required ratio,
+    /// so one more slow or fast transfer could turn the verdict): the block goes on, in the
+    /// same rotated order, until every verdict holds at both ends of the spread or it has this
+    /// many. The median of them all is reported. At most `repeat` turns it off.
+    pub max_repeat: usize,
     /// Repetitions of each arc.
     pub arc_repeat: usize,
     /// Pre-copy rounds of the live mode (0: stop-and-copy only).
@@ -302,6 +312,7 @@ impl BenchConfig {
                 vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.5]
             },
             repeat: if quick { 1 } else { 3 },
+            max_repeat: if quick { 1 } else { DEFAULT_MAX_REPEAT },
             arc_repeat: if quick { 5 } else { 50 },
             precopy_rounds: 3,
             overlap: true,

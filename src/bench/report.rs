@@ -262,6 +262,10 @@ pub struct Settings {
     pub dir: String,
     /// Repetitions per transfer.
     pub repeat: usize,
+    /// Repetitions a save, restore or live block grew to at most while a target of it was
+    /// not settled (`--max-repeat`); older reports lack it (0).
+    #[serde(default)]
+    pub max_repeat: usize,
     /// Repetitions per arc.
     pub arc_repeat: usize,
     /// Pre-copy rounds of the live mode.

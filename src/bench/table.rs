@@ -51,9 +51,18 @@ impl BenchReport {
         }
         let _ = writeln!(s, "device:  {}", self.settings.devices.join(", "));
         let _ = writeln!(s, "files:   {}", self.settings.dir);
+        let more = if self.settings.max_repeat > self.settings.repeat {
+            format!(
+                " (up to {} where a target was not settled)",
+                self.settings.max_repeat
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "rows:    median of {} transfers; RSS is the peak without the simulated device memory",
+            "rows:    median of {} transfers{more}; RSS is the peak without the simulated device \
+             memory",
             self.settings.repeat
         );
     }

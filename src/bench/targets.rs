@@ -12,7 +12,42 @@
 use super::config::Kind;
 use super::report::{block_start, OverlapReport, ResultRow, Target};
 use super::rss::RssScope;
-use super::stats::round4;
+use super::stats::{round4, Summary};
+
+/// The targets of every `save`, `restore` and `live` block: the harness's throughput over
+/// that of the loop of this kind, at least this much.
+const TRANSFER: [(Kind, f64); 2] = [(Kind::Raw, 0.95), (Kind::QemuStyle, 1.0)];
+
+/// Whether the transfers timed so far in one block of `op` leave one of its targets open:
+/// the harness's throughput over another loop's, from their median times, is on one side of
+/// the required ratio, and the spread of their repetitions (the harness's slowest transfer
+/// against the other's fastest, its fastest against the other's slowest; as `targets`
+/// reports it) reaches the other side. `kinds[j]` is the loop whose transfers are
+/// `samples[j]`, `(seconds, bytes moved)` each. False for other operations, and for loops
+/// timed fewer than twice.
+pub(super) fn undecided(op: &str, kinds: &[Kind], samples: &[&[(f64, u64)]]) -> bool {
+    if !matches!(op, "save" | "restore" | "live") {
+        return false;
+    }
+    // Throughput at the slowest, median and fastest transfer.
+    let rates = |k: Kind| {
+        let j = kinds.iter().position(|&x| x == k)?;
+        let s = samples.get(j).filter(|s| s.len() >= 2)?;
+        let seconds: Vec<f64> = s.iter().map(|x| x.0).collect();
+        let sum = Summary::of(&seconds)?;
+        let bytes = s.last()?.1 as f64;
+        (sum.min > 0.0).then(|| [bytes / sum.max, bytes / sum.median, bytes / sum.min])
+    };
+    let Some([slow, median, fast]) = rates(Kind::Harness) else {
+        return false;
+    };
+    TRANSFER.iter().any(|&(kind, required)| {
+        rates(kind).is_some_and(|[o_slow, o_median, o_fast]| {
+            let met = median / o_median >= required;
+            (slow / o_fast >= required) != met || (fast / o_slow >= required) != met
+        })
+    })
+}
 
 /// How a block is named in the targets and the table: `save -> file`, `restore <- pipe`,
 /// `live over tcp`.
@@ -52,7 +87,8 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
     };
     for (h, r) in results.iter().enumerate().filter(|(_, r)| is_transfer(r)) {
         let block = block_name(&r.op, r.path.as_str());
-        for (to, required) in [("raw", 0.95), ("qemu-style", 1.0)] {
+        for (kind, required) in TRANSFER {
+            let to = kind.as_str();
             if let Some(x) = r.ratios.iter().find(|x| x.to == to) {
                 // The reference of the harness's own block (a sweep lists one per buffer).
                 let reference = results[block_start(results, h)..h]

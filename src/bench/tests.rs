@@ -219,6 +219,59 @@ fn timed(kind: Kind, secs: &[f64]) -> ResultRow {
 }
 
 #[test]
+fn a_block_is_undecided_exactly_when_one_of_its_targets_would_not_be_settled() {
+    // (harness, raw, QEMU-style) seconds; every loop moves 1 GiB.
+    let cases: [(&[f64], &[f64], &[f64]); 7] = [
+        // Met against both at both ends.
+        (&[1.0, 1.0, 1.01], &[1.0, 1.0, 1.0], &[2.0, 2.0, 2.0]),
+        // Met against raw at the median, not at the harness's slowest.
+        (&[1.0, 1.0, 1.2], &[1.0, 1.0, 1.0], &[2.0, 2.0, 2.0]),
+        // Missed against raw, but its fastest transfer reaches 0.95.
+        (&[1.1, 1.1, 1.0], &[1.0, 1.0, 1.0], &[2.0, 2.0, 2.0]),
+        // Missed against raw at both ends: settled.
+        (&[2.0, 2.0, 2.02], &[1.0, 1.0, 1.01], &[4.0, 4.0, 4.0]),
+        // Raw settled, QEMU-style open: the QEMU-style loop's fast transfer beats the
+        // harness's slowest.
+        (&[1.0, 1.0, 1.1], &[2.0, 2.0, 2.0], &[1.2, 1.0, 1.2]),
+        // Five transfers, open against raw.
+        (
+            &[1.0, 1.0, 1.0, 0.9, 1.3],
+            &[1.0, 1.0, 1.0, 1.0, 1.0],
+            &[2.0; 5],
+        ),
+        // One transfer each: no spread, nothing to decide.
+        (&[1.0], &[0.5], &[0.5]),
+    ];
+    let mut open_seen = 0;
+    for (h, raw, q) in cases {
+        let mut block = vec![
+            timed(Kind::Raw, raw),
+            timed(Kind::QemuStyle, q),
+            timed(Kind::Harness, h),
+        ];
+        report::assign_ratios(&mut block);
+        let open = targets::targets(&block, None)
+            .iter()
+            .any(|t| t.settled == Some(false));
+        open_seen += usize::from(open);
+        let kinds = [Kind::Raw, Kind::QemuStyle, Kind::Harness];
+        let samples: Vec<Vec<(f64, u64)>> = [raw, q, h]
+            .iter()
+            .map(|s| s.iter().map(|&t| (t, 1 << 30)).collect())
+            .collect();
+        let samples: Vec<&[(f64, u64)]> = samples.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            targets::undecided("save", &kinds, &samples),
+            open,
+            "{h:?} {raw:?} {q:?}"
+        );
+        // Other modes' rows have no such targets.
+        assert!(!targets::undecided("parallel-save", &kinds, &samples));
+    }
+    assert_eq!(open_seen, 4, "the cases cover open and settled verdicts");
+}
+
+#[test]
 fn a_target_says_whether_the_repetitions_spread_could_turn_it() {
     let check = |harness: &[f64], raw: &[f64]| {
         let mut block = vec![timed(Kind::Raw, raw), timed(Kind::Harness, harness)];
@@ -324,6 +377,7 @@ fn report_of(results: Vec<ResultRow>) -> BenchReport {
             paths: vec![DataPath::Memory],
             dir: "/tmp".into(),
             repeat: 1,
+            max_repeat: 1,
             arc_repeat: 1,
             precopy_rounds: 0,
             quick: true,

@@ -92,16 +92,26 @@ pub(super) type Job<'a, T> = Box<dyn FnMut() -> Result<(f64, T), BenchError> + '
 /// backward on odd ones: ABBA for two), so a change in machine load or a warm cache left by
 /// the previous transfer affects every row alike. Under TCG two runs of the same loop a
 /// minute apart differ by up to 20 %; measured back to back they compare. `after` runs after
-/// every sample, outside the measurement (checking what a restore left, for one).
+/// every sample, outside the measurement (checking what a restore left, for one). Then, while
+/// `undecided` says the samples so far (each job's, in order) leave a verdict open, goes on in
+/// the same rotation up to `cfg.max_repeat` repetitions.
 pub(super) fn timed_group<T>(
     cfg: &BenchConfig,
     jobs: &mut [Job<'_, T>],
     mut after: impl FnMut(usize) -> Result<(), BenchError>,
+    mut undecided: impl FnMut(&[&[(f64, T)]]) -> bool,
 ) -> Result<Vec<Timed<T>>, BenchError> {
     let mut samplers: Vec<Sampler<T>> = jobs.iter().map(|_| Sampler::new()).collect();
     let n = jobs.len();
     let mut position = 0;
-    for i in 0..cfg.repeat.max(1) {
+    let repeat = cfg.repeat.max(1);
+    for i in 0.. {
+        if i >= repeat {
+            let so_far: Vec<&[(f64, T)]> = samplers.iter().map(|s| &s.samples[..]).collect();
+            if i >= cfg.max_repeat || !undecided(&so_far) {
+                break;
+            }
+        }
         for k in 0..n {
             if cfg.cancelled() {
                 return Err(BenchError::Interrupted);
@@ -134,7 +144,7 @@ mod tests {
                 }) as Job<'_, ()>
             })
             .collect();
-        let timed = timed_group(&cfg, &mut jobs, |_| Ok(())).expect("timed");
+        let timed = timed_group(&cfg, &mut jobs, |_| Ok(()), |_| false).expect("timed");
         assert!(timed.iter().all(|t| t.samples.len() == 3));
         drop(jobs);
         let ran = ran.into_inner();
@@ -144,5 +154,57 @@ mod tests {
             let at: Vec<usize> = (0..ran.len()).filter(|&p| ran[p] == j).collect();
             assert_eq!(t.positions, at, "job {j}");
         }
+    }
+
+    #[test]
+    fn an_undecided_group_goes_on_in_the_same_rotation_up_to_max_repeat() {
+        let group = |repeat: usize, max_repeat: usize, answers: &[bool]| {
+            let mut cfg = BenchConfig::new(true);
+            (cfg.repeat, cfg.max_repeat) = (repeat, max_repeat);
+            let ran = RefCell::new(Vec::new());
+            let mut jobs: Vec<Job<'_, usize>> = (0..2usize)
+                .map(|j| {
+                    let ran = &ran;
+                    Box::new(move || {
+                        ran.borrow_mut().push(j);
+                        Ok((1.0, j))
+                    }) as Job<'_, usize>
+                })
+                .collect();
+            // How many samples each job had whenever the group asked.
+            let mut asked = Vec::new();
+            let timed = timed_group(
+                &cfg,
+                &mut jobs,
+                |_| Ok(()),
+                |so_far| {
+                    asked.push(so_far.iter().map(|s| s.len()).collect::<Vec<_>>());
+                    for (j, s) in so_far.iter().enumerate() {
+                        assert!(s.iter().all(|x| x.1 == j), "job {j}'s own samples");
+                    }
+                    answers.get(asked.len() - 1).copied().unwrap_or(false)
+                },
+            )
+            .expect("timed");
+            drop(jobs);
+            let rounds: Vec<usize> = timed.iter().map(|t| t.samples.len()).collect();
+            (ran.into_inner(), asked, rounds)
+        };
+        // Open after 3 and after 4: the fifth is the last (max_repeat), not asked about.
+        let (ran, asked, rounds) = group(3, 5, &[true, true]);
+        assert_eq!(ran, [0, 1, 1, 0, 0, 1, 1, 0, 0, 1]);
+        assert_eq!(asked, [[3, 3], [4, 4]]);
+        assert_eq!(rounds, [5, 5]);
+        // Settled after the fourth.
+        let (_, asked, rounds) = group(3, 5, &[true, false]);
+        assert_eq!((asked.len(), rounds), (2, vec![4, 4]));
+        // Settled at once: `repeat` rounds.
+        let (_, asked, rounds) = group(3, 5, &[false]);
+        assert_eq!((asked.len(), rounds), (1, vec![3, 3]));
+        // `max_repeat` at most `repeat`: never asked.
+        let (_, asked, rounds) = group(3, 3, &[true]);
+        assert_eq!((asked.len(), rounds), (0, vec![3, 3]));
+        let (_, asked, rounds) = group(2, 1, &[true]);
+        assert_eq!((asked.len(), rounds), (0, vec![2, 2]));
     }
 }

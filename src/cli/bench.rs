@@ -78,6 +78,11 @@ pub struct Args {
     /// Repetitions of each transfer (the median is reported; default 3, 1 with --quick).
     #[arg(long)]
     pub repeat: Option<usize>,
+    /// Repetitions a save, restore or live block grows to while a target of it is not
+    /// settled after --repeat (its transfers spread across the required ratio): the median of
+    /// them all is reported (default 5, 1 with --quick; at most --repeat turns it off).
+    #[arg(long)]
+    pub max_repeat: Option<usize>,
     /// Repetitions of each state-machine arc (default 50, 5 with --quick).
     #[arg(long)]
     pub arc_repeat: Option<usize>,
@@ -148,6 +153,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     }
     if let Some(r) = args.repeat {
         cfg.repeat = r.max(1);
+    }
+    if let Some(r) = args.max_repeat {
+        cfg.max_repeat = r;
     }
     if let Some(r) = args.arc_repeat {
         cfg.arc_repeat = r.max(1);

@@ -32,7 +32,7 @@ use super::report::{
     assign_ratios, block_start, make_row, BenchReport, DowntimeReport, OverlapReport,
     ParallelReport, ResultRow, RowInput, Settings, SCHEMA_VERSION,
 };
-use super::targets::targets;
+use super::targets::{self, targets};
 use super::timing::{timed_group, Job, Timed};
 use crate::device::{DeviceHandle, MigState};
 use crate::mem::AnonBuf;
@@ -162,6 +162,19 @@ impl<'a> Run<'a> {
     /// Adds the rows a block's `pass` measured to the report ([`insert_late`] for the
     /// whole-state pass).
     pub fn add(&mut self, pass: Pass, rows: Vec<ResultRow>) {
+        let repeat = self.cfg.repeat.max(1);
+        if let Some(h) = rows
+            .iter()
+            .find(|r| r.kind == Kind::Harness && r.repeats > repeat)
+        {
+            self.note(format!(
+                "{} ({} buffer): a target was not settled after {repeat} transfers of each \
+                 loop; the block went on to {}",
+                targets::block_name(&h.op, h.path.as_str()),
+                format_bytes(h.buffer_bytes),
+                h.repeats
+            ));
+        }
         match pass {
             Pass::Main => self.results.extend(rows),
             Pass::WholeState => insert_late(&mut self.results, self.cfg.buffer, rows),
@@ -289,6 +302,7 @@ impl<'a> Run<'a> {
                 paths: cfg.paths.clone(),
                 dir: dir.display().to_string(),
                 repeat: cfg.repeat,
+                max_repeat: cfg.max_repeat.max(cfg.repeat),
                 arc_repeat: cfg.arc_repeat,
                 precopy_rounds: cfg.precopy_rounds,
                 quick: cfg.quick,
@@ -478,13 +492,25 @@ pub(super) fn run_block(
         meta.push((c.kind, c.buffer, c.buffers_bytes, c.what));
         jobs.push(c.job);
     }
-    let timed = timed_group(cfg, &mut jobs, |j| {
-        if kinds[j] == Kind::Reference {
-            Ok(())
-        } else {
-            check()
-        }
-    })?;
+    let timed = timed_group(
+        cfg,
+        &mut jobs,
+        |j| {
+            if kinds[j] == Kind::Reference {
+                Ok(())
+            } else {
+                check()
+            }
+        },
+        |so_far| {
+            let moved: Vec<Vec<(f64, u64)>> = so_far
+                .iter()
+                .map(|s| s.iter().map(|(t, x)| (*t, x.bytes)).collect())
+                .collect();
+            let moved: Vec<&[(f64, u64)]> = moved.iter().map(Vec::as_slice).collect();
+            targets::undecided(id.op, &kinds, &moved)
+        },
+    )?;
     drop(jobs);
     let mut rows: Vec<ResultRow> = meta
         .into_iter()
