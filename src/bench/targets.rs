@@ -29,22 +29,24 @@ pub(super) fn undecided(op: &str, kinds: &[Kind], samples: &[&[(f64, u64)]]) -> 
     if !matches!(op, "save" | "restore" | "live") {
         return false;
     }
-    // Throughput at the slowest, median and fastest transfer.
+    // Throughput at the median transfer, and the extremes around it.
     let rates = |k: Kind| {
         let j = kinds.iter().position(|&x| x == k)?;
-        let s = samples.get(j).filter(|s| s.len() >= 2)?;
+        let s = samples.get(j)?;
         let seconds: Vec<f64> = s.iter().map(|x| x.0).collect();
         let sum = Summary::of(&seconds)?;
         let bytes = s.last()?.1 as f64;
-        (sum.min > 0.0).then(|| [bytes / sum.max, bytes / sum.median, bytes / sum.min])
+        let ext = extremes(sum.median, sum.min, sum.max, sum.count)?;
+        Some((bytes / sum.median, ext))
     };
-    let Some([slow, median, fast]) = rates(Kind::Harness) else {
+    let Some((harness, h_ext)) = rates(Kind::Harness) else {
         return false;
     };
     TRANSFER.iter().any(|&(kind, required)| {
-        rates(kind).is_some_and(|[o_slow, o_median, o_fast]| {
-            let met = median / o_median >= required;
-            (slow / o_fast >= required) != met || (fast / o_slow >= required) != met
+        rates(kind).is_some_and(|(other, o_ext)| {
+            let ratio = harness / other;
+            let holds = |x: f64| x >= required;
+            !settled(holds, holds(ratio), ends(ratio, h_ext, o_ext))
         })
     })
 }
@@ -79,7 +81,7 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
             comparison: if at_least { "at_least" } else { "at_most" }.into(),
             met,
             spread,
-            settled: spread.map(|[lo, hi]| holds(lo) == met && holds(hi) == met),
+            settled: spread.map(|ends| settled(holds, met, ends)),
         })
     };
     let is_transfer = |r: &ResultRow| {
@@ -162,19 +164,32 @@ pub(super) fn targets(results: &[ResultRow], overlap: Option<&OverlapReport>) ->
 /// slowest transfer against the reference's fastest, and its fastest against the reference's
 /// slowest. `None` when a row was timed fewer than twice (one transfer shows no spread).
 fn spread(ratio: f64, row: &ResultRow, reference: Option<&ResultRow>) -> Option<[f64; 2]> {
-    // A row's throughput at its slowest and fastest transfers, over its median throughput
-    // (every transfer of a row moves the same bytes).
-    let extremes = |r: &ResultRow| {
-        (r.repeats >= 2 && r.seconds_min > 0.0 && r.seconds_max > 0.0)
-            .then(|| (r.seconds / r.seconds_max, r.seconds / r.seconds_min))
-    };
-    let (slow, fast) = extremes(row)?;
-    let (ref_slow, ref_fast) = match reference {
-        Some(o) => extremes(o)?,
+    let of = |r: &ResultRow| extremes(r.seconds, r.seconds_min, r.seconds_max, r.repeats);
+    let reference = match reference {
+        Some(o) => of(o)?,
         None => (1.0, 1.0),
     };
-    Some([
+    Some(ends(ratio, of(row)?, reference))
+}
+
+/// A row's throughput at its slowest and fastest transfers over its median throughput, from
+/// its `median`, `min` and `max` seconds (every transfer of a row moves the same bytes);
+/// `None` for fewer than 2 transfers or times too short to measure.
+fn extremes(median: f64, min: f64, max: f64, repeats: usize) -> Option<(f64, f64)> {
+    (repeats >= 2 && min > 0.0 && max > 0.0).then(|| (median / max, median / min))
+}
+
+/// `ratio` at the two ends of the spread, from the [`extremes`] of its row and of its
+/// reference: the row's slowest transfer against the reference's fastest, its fastest
+/// against the reference's slowest.
+fn ends(ratio: f64, (slow, fast): (f64, f64), (ref_slow, ref_fast): (f64, f64)) -> [f64; 2] {
+    [
         round4(ratio * slow / ref_fast),
         round4(ratio * fast / ref_slow),
-    ])
+    ]
+}
+
+/// Whether the verdict `met` (of `holds` at the median) holds at both `ends` of the spread.
+fn settled(holds: impl Fn(f64) -> bool, met: bool, [lo, hi]: [f64; 2]) -> bool {
+    holds(lo) == met && holds(hi) == met
 }
