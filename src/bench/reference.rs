@@ -9,9 +9,9 @@
 //! - device to device in the process: device memory -> buffer -> device memory
 //!   ([`Copy::Through`]: reads and writes the state);
 //! - everything else: the sink's or source's own rate with one buffer, cache-hot
-//!   (`write(2)` into a new file, with `fsync`, with `O_DIRECT`, into a pipe or a loopback
-//!   socket read by another thread; `read(2)` from them), which is what the device's copy
-//!   is added to.
+//!   (`write(2)` over the page-cache file, into a new file with `fsync`, with `O_DIRECT`,
+//!   into a pipe or a loopback socket read by another thread; `read(2)` from them), which is
+//!   what the device's copy is added to.
 //!
 //! A path that copies nothing (a generated simulator state, which costs no memory traffic) has
 //! no memory reference: a ratio against memcpy would say nothing about it.

@@ -110,8 +110,11 @@ impl SinkWriter {
 
 /// What finishing a sink takes.
 pub(in crate::bench) enum SinkEnd {
-    /// Nothing (discard, page-cache file).
+    /// Nothing (discard).
     Nothing,
+    /// Cut the file at its offset: a page-cache file overwritten in place holds what this
+    /// transfer wrote and no more.
+    Trim,
     /// `fsync` the file.
     Fsync,
     /// Write what the `O_DIRECT` file's writer staged (a last partial block through the
@@ -128,6 +131,11 @@ impl SinkEnd {
     pub fn finish(self, w: SinkWriter) -> io::Result<()> {
         match (self, w) {
             (SinkEnd::Fsync, SinkWriter::File(f)) => f.sync_all(),
+            (SinkEnd::Trim, SinkWriter::File(mut f)) => {
+                use std::io::Seek;
+                let at = f.stream_position()?;
+                f.set_len(at)
+            }
             (SinkEnd::Direct, SinkWriter::Direct(d)) => d.finish().map(drop),
             (SinkEnd::DirectFsync, SinkWriter::Direct(d)) => d.finish()?.sync_all(),
             (_, SinkWriter::Link(l)) => {
@@ -151,9 +159,17 @@ pub(in crate::bench) struct Sink {
     pub end: SinkEnd,
 }
 
-/// A path's sink, opened afresh for each transfer: a file (created or truncated, in the
-/// directory given, removed when this is dropped), a pipe or a TCP connection with a thread
-/// draining it, or nothing.
+/// A path's sink, opened afresh for each transfer: a file (in the directory given, removed
+/// when this is dropped; `file` overwritten in place, the others created or truncated), a
+/// pipe or a TCP connection with a thread draining it, or nothing.
+///
+/// The page-cache file (`file`) is overwritten, not truncated: every transfer writes into
+/// the pages the one before it left in the cache ([`SinkTarget::prefill`] makes them before
+/// the first), so each loop is timed copying into the cache, not allocating it afresh. On
+/// a guest that hands freed memory back to its host (free page reporting), a freed page is
+/// faulted back in from the host when it is used again: 4 GiB took 11 to 16 s that way
+/// against 0.6 to 0.8 s overwritten in place (hw-notes/bench.md, session 33), a cost that
+/// fell on one loop or another by the time between transfers.
 pub(in crate::bench) struct SinkTarget {
     path: DataPath,
     file: Option<tempfile::TempPath>,
@@ -222,6 +238,24 @@ impl SinkTarget {
         }))
     }
 
+    /// Writes `len` bytes of zeros into the page-cache file (`file`; nothing for another
+    /// path), untimed, so that the first transfer finds its pages in the cache as every later
+    /// one does.
+    pub fn prefill(&self, len: u64) -> io::Result<()> {
+        let Some(p) = self.file.as_deref().filter(|_| self.path == DataPath::File) else {
+            return Ok(());
+        };
+        let mut f = File::options().write(true).open(p)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.set_len(len)
+    }
+
     /// Whether the sink is written with `O_DIRECT` (`file-direct`, and a `file-fsync`
     /// target made by [`SinkTarget::direct`]).
     pub fn is_direct(&self) -> bool {
@@ -256,13 +290,13 @@ impl SinkTarget {
                     end: SinkEnd::DirectFsync,
                 }
             }
-            DataPath::File | DataPath::FileFsync => Sink {
+            DataPath::File => Sink {
+                writer: SinkWriter::File(File::options().write(true).open(file()?)?),
+                end: SinkEnd::Trim,
+            },
+            DataPath::FileFsync => Sink {
                 writer: SinkWriter::File(File::create(file()?)?),
-                end: if self.path == DataPath::FileFsync {
-                    SinkEnd::Fsync
-                } else {
-                    SinkEnd::Nothing
-                },
+                end: SinkEnd::Fsync,
             },
             DataPath::FileDirect => Sink {
                 writer: SinkWriter::Direct(Box::new(DirectWriter::new(direct::create(file()?)?)?)),
@@ -294,7 +328,7 @@ impl SinkTarget {
             .unwrap_or_default();
         match self.path {
             DataPath::Memory => "a discarding writer".into(),
-            DataPath::File => format!("a new file {f} (page cache)"),
+            DataPath::File => format!("a file {f} overwritten in place (page cache)"),
             DataPath::FileFsync if self.direct => {
                 format!("a new file {f}, written with O_DIRECT and fsync'd")
             }
@@ -539,111 +573,4 @@ pub(in crate::bench) fn describe_source(path: DataPath, file: &Path) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `a` then `b` through `write_vectored`, the rest by `write_all` when it was partial.
-    pub(crate) fn write_all_v(w: &mut dyn Write, a: &[u8], b: &[u8]) {
-        let n = w
-            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
-            .unwrap();
-        if n < a.len() {
-            w.write_all(&a[n..]).unwrap();
-            w.write_all(b).unwrap();
-        } else {
-            w.write_all(&b[n - a.len()..]).unwrap();
-        }
-    }
-
-    /// A kernel without networking (socket(2) is ENOSYS) or without IPv4: the tcp path is
-    /// left out with a note, the others stay; another failure is not taken for absence.
-    #[test]
-    fn files_in_dev_shm_are_in_memory_and_in_the_crate_dir_not_here() {
-        // /dev/shm is tmpfs on every Linux with glibc's shm_open; the source tree is on a
-        // disk in every build this runs in (CI and the machines of hw-notes/bench.md).
-        assert!(in_memory(Path::new("/dev/shm")));
-        assert!(!in_memory(Path::new(env!("CARGO_MANIFEST_DIR"))));
-        assert!(!in_memory(Path::new("/no/such/dir")));
-    }
-
-    #[test]
-    fn an_unavailable_path_is_skipped_with_a_note() {
-        for errno in [libc::ENOSYS, libc::EAFNOSUPPORT] {
-            let mut notes = Vec::new();
-            let probe = |p: DataPath| match p {
-                DataPath::Tcp => Err(io::Error::from_raw_os_error(errno)),
-                _ => Ok(()),
-            };
-            let got = available_paths(&DataPath::ALL, probe, &mut notes);
-            assert_eq!(got.len(), DataPath::ALL.len() - 1);
-            assert!(!got.contains(&DataPath::Tcp));
-            assert_eq!(notes.len(), 1);
-            assert!(
-                notes[0].starts_with("tcp: skipped, not available"),
-                "{}",
-                notes[0]
-            );
-        }
-        let mut notes = Vec::new();
-        let emfile = |_| Err(io::Error::from_raw_os_error(libc::EMFILE));
-        assert_eq!(
-            available_paths(&[DataPath::Tcp], emfile, &mut notes),
-            [DataPath::Tcp]
-        );
-        assert!(notes.is_empty());
-        // This machine's own probe: the loopback is there or is reported as absent.
-        match probe(DataPath::Tcp) {
-            Ok(()) => {}
-            Err(e) => assert!(is_unavailable(&e), "{e}"),
-        }
-    }
-
-    #[test]
-    fn every_sink_takes_bytes_and_finishes() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = vec![7u8; 200_000];
-        for path in DataPath::ALL {
-            let t = match SinkTarget::new(path, dir.path(), 64 << 10) {
-                Ok(t) => t,
-                Err(e) if e.kind() == io::ErrorKind::Unsupported => continue,
-                Err(e) => panic!("{path:?}: {e}"),
-            };
-            assert!(!t.describe().is_empty());
-            for _ in 0..2 {
-                let Sink { mut writer, end } = t.open().unwrap();
-                writer.write_all(&data[..1000]).unwrap();
-                write_all_v(&mut writer, &data[..24], &data);
-                end.finish(writer).unwrap();
-                if let Some(f) = t.file() {
-                    assert_eq!(std::fs::metadata(f).unwrap().len(), 201_024, "{path:?}");
-                }
-            }
-            // Sources read the file back whole.
-            if let Some(f) = t.file() {
-                for sp in [
-                    DataPath::File,
-                    DataPath::FileDirect,
-                    DataPath::Pipe,
-                    DataPath::Tcp,
-                ] {
-                    let s = Source::open(sp, f, 201_024);
-                    let s = match s {
-                        Ok(s) => s,
-                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => continue,
-                        Err(e) => panic!("{sp:?}: {e}"),
-                    };
-                    let (mut r, feed) = s.into_parts();
-                    let mut got = Vec::new();
-                    r.read_to_end(&mut got).unwrap();
-                    Source::finish(feed).unwrap();
-                    assert_eq!(got.len(), 201_024, "{sp:?}");
-                    assert!(!describe_source(sp, f).is_empty());
-                }
-            }
-        }
-        // A paced sink discards.
-        let Sink { mut writer, end } = paced(1 << 30);
-        writer.write_all(&data).unwrap();
-        end.finish(writer).unwrap();
-    }
-}
+mod tests;

@@ -78,6 +78,11 @@ pub(in crate::bench) fn block(
     let own_what = own.describe();
     let d = RefCell::new(driver(&run.devs.primary)?);
     let state = run.state_of(d.borrow_mut().as_mut(), &name);
+    // The page-cache file is overwritten in place; its pages are made before the first
+    // transfer, untimed ([`SinkTarget`]).
+    target
+        .prefill(state)
+        .map_err(io_of("filling the page-cache file"))?;
     let mut contenders = Vec::new();
 
     // The physical reference.
