@@ -37,6 +37,11 @@ pub const DEFAULT_COMPRESS_LINK: u64 = 1 << 30;
 /// repetitions leave open is timed five times (a median that two outlying transfers of a
 /// row cannot move).
 pub const DEFAULT_MAX_REPEAT: usize = 5;
+/// Default of [`BenchConfig::warmup`]: one untimed round of every loop opens each block. In
+/// session 33's two whole runs the first round of a block was its slowest in most blocks
+/// (freshly written stream files read at a tenth of their later rate, a raw loop's first
+/// transfer at twice its later time: hw-notes/bench.md).
+pub const DEFAULT_WARMUP: usize = 1;
 /// Defaults of what `bench` adds to a `sim:` spec the user did not set: a realistic device
 /// (state in memory, half of its pages zeros: device memory is often mostly empty).
 pub const SIM_DEFAULTS: [(&str, &str); 2] = [("backing", "memory"), ("zero-pages", "0.5")];
@@ -263,6 +268,11 @@ pub struct BenchConfig {
     /// same rotated order, until every verdict holds at both ends of the spread or it has this
     /// many. The median of them all is reported. At most `repeat` turns it off.
     pub max_repeat: usize,
+    /// Untimed rounds of every loop before a block's timed repetitions (not in a block of
+    /// whole-state loops alone, whose every transfer maps its buffer afresh): what the first
+    /// transfers after a block's preparation meet (files just written, memory just freed)
+    /// does not go into one row's figures.
+    pub warmup: usize,
     /// Repetitions of each arc.
     pub arc_repeat: usize,
     /// Pre-copy rounds of the live mode (0: stop-and-copy only).
@@ -313,6 +323,7 @@ impl BenchConfig {
             },
             repeat: if quick { 1 } else { 3 },
             max_repeat: if quick { 1 } else { DEFAULT_MAX_REPEAT },
+            warmup: if quick { 0 } else { DEFAULT_WARMUP },
             arc_repeat: if quick { 5 } else { 50 },
             precopy_rounds: 3,
             overlap: true,

@@ -266,6 +266,10 @@ pub struct Settings {
     /// not settled (`--max-repeat`); older reports lack it (0).
     #[serde(default)]
     pub max_repeat: usize,
+    /// Untimed rounds of every loop that opened each block (`--warmup`); older reports lack
+    /// it (0: none).
+    #[serde(default)]
+    pub warmup: usize,
     /// Repetitions per arc.
     pub arc_repeat: usize,
     /// Pre-copy rounds of the live mode.

@@ -59,10 +59,15 @@ impl BenchReport {
         } else {
             String::new()
         };
+        let warm = match self.settings.warmup {
+            0 => String::new(),
+            1 => ", after an untimed round of every loop".to_string(),
+            w => format!(", after {w} untimed rounds of every loop"),
+        };
         let _ = writeln!(
             s,
-            "rows:    median of {} transfers{more}; RSS is the peak without the simulated device \
-             memory",
+            "rows:    median of {} transfers{more}{warm}; RSS is the peak without the simulated \
+             device memory",
             self.settings.repeat
         );
     }

@@ -378,6 +378,7 @@ fn report_of(results: Vec<ResultRow>) -> BenchReport {
             dir: "/tmp".into(),
             repeat: 1,
             max_repeat: 1,
+            warmup: 0,
             arc_repeat: 1,
             precopy_rounds: 0,
             quick: true,

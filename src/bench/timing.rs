@@ -95,15 +95,29 @@ pub(super) type Job<'a, T> = Box<dyn FnMut() -> Result<(f64, T), BenchError> + '
 /// every sample, outside the measurement (checking what a restore left, for one). Then, while
 /// `undecided` says the samples so far (each job's, in order) leave a verdict open, goes on in
 /// the same rotation up to `cfg.max_repeat` repetitions.
+///
+/// First, `warmup` untimed rounds run every job once each, in order, each followed by
+/// `after` as a timed one is; they count in the samples' positions.
 pub(super) fn timed_group<T>(
     cfg: &BenchConfig,
     jobs: &mut [Job<'_, T>],
+    warmup: usize,
     mut after: impl FnMut(usize) -> Result<(), BenchError>,
     mut undecided: impl FnMut(&[&[(f64, T)]]) -> bool,
 ) -> Result<Vec<Timed<T>>, BenchError> {
     let mut samplers: Vec<Sampler<T>> = jobs.iter().map(|_| Sampler::new()).collect();
     let n = jobs.len();
     let mut position = 0;
+    for _ in 0..warmup {
+        for (j, job) in jobs.iter_mut().enumerate() {
+            if cfg.cancelled() {
+                return Err(BenchError::Interrupted);
+            }
+            job()?;
+            position += 1;
+            after(j)?;
+        }
+    }
     let repeat = cfg.repeat.max(1);
     for i in 0.. {
         if i >= repeat {
@@ -144,7 +158,7 @@ mod tests {
                 }) as Job<'_, ()>
             })
             .collect();
-        let timed = timed_group(&cfg, &mut jobs, |_| Ok(()), |_| false).expect("timed");
+        let timed = timed_group(&cfg, &mut jobs, 0, |_| Ok(()), |_| false).expect("timed");
         assert!(timed.iter().all(|t| t.samples.len() == 3));
         drop(jobs);
         let ran = ran.into_inner();
@@ -154,6 +168,47 @@ mod tests {
             let at: Vec<usize> = (0..ran.len()).filter(|&p| ran[p] == j).collect();
             assert_eq!(t.positions, at, "job {j}");
         }
+    }
+
+    /// The warm-up round runs every job once, in order, each checked by `after`; its
+    /// transfers are not samples but count in the positions.
+    #[test]
+    fn a_warmup_round_runs_every_job_untimed_before_the_rotation() {
+        let mut cfg = BenchConfig::new(true);
+        cfg.repeat = 2;
+        let ran = RefCell::new(Vec::new());
+        let mut jobs: Vec<Job<'_, usize>> = (0..3usize)
+            .map(|j| {
+                let ran = &ran;
+                Box::new(move || {
+                    let mut r = ran.borrow_mut();
+                    r.push(j);
+                    // A transfer's "seconds" say which transfer of the block it was.
+                    Ok((r.len() as f64, j))
+                }) as Job<'_, usize>
+            })
+            .collect();
+        let mut checked = Vec::new();
+        let timed = timed_group(
+            &cfg,
+            &mut jobs,
+            1,
+            |j| {
+                checked.push(j);
+                Ok(())
+            },
+            |_| false,
+        )
+        .expect("timed");
+        drop(jobs);
+        assert_eq!(ran.into_inner(), [0, 1, 2, 0, 1, 2, 2, 1, 0]);
+        assert_eq!(checked, [0, 1, 2, 0, 1, 2, 2, 1, 0]);
+        let seconds: Vec<Vec<f64>> = timed
+            .iter()
+            .map(|t| t.samples.iter().map(|s| s.0).collect())
+            .collect();
+        assert_eq!(seconds, [[4.0, 9.0], [5.0, 8.0], [6.0, 7.0]]);
+        assert_eq!(timed[0].positions, [3, 8]);
     }
 
     #[test]
@@ -176,6 +231,7 @@ mod tests {
             let timed = timed_group(
                 &cfg,
                 &mut jobs,
+                0,
                 |_| Ok(()),
                 |so_far| {
                     asked.push(so_far.iter().map(|s| s.len()).collect::<Vec<_>>());

@@ -83,6 +83,9 @@ pub struct Args {
     /// them all is reported (default 5, 1 with --quick; at most --repeat turns it off).
     #[arg(long)]
     pub max_repeat: Option<usize>,
+    /// Untimed rounds of every loop that open each block (default 1, 0 with --quick).
+    #[arg(long)]
+    pub warmup: Option<usize>,
     /// Repetitions of each state-machine arc (default 50, 5 with --quick).
     #[arg(long)]
     pub arc_repeat: Option<usize>,
@@ -156,6 +159,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     }
     if let Some(r) = args.max_repeat {
         cfg.max_repeat = r;
+    }
+    if let Some(w) = args.warmup {
+        cfg.warmup = w;
     }
     if let Some(r) = args.arc_repeat {
         cfg.arc_repeat = r.max(1);

@@ -303,6 +303,7 @@ impl<'a> Run<'a> {
                 dir: dir.display().to_string(),
                 repeat: cfg.repeat,
                 max_repeat: cfg.max_repeat.max(cfg.repeat),
+                warmup: cfg.warmup,
                 arc_repeat: cfg.arc_repeat,
                 precopy_rounds: cfg.precopy_rounds,
                 quick: cfg.quick,
@@ -478,6 +479,17 @@ pub(super) struct BlockId<'s> {
 /// Times every contender of a block `cfg.repeat` times (rotating the order), running `check`
 /// after every sample of a device-moving loop (outside the measurement; `verified` says
 /// whether it checks anything), and returns the rows with their ratios.
+/// Untimed rounds that open a block of loops `kinds`: `cfg.warmup`, but none in a block of
+/// whole-state loops alone, each of whose transfers maps and frees a buffer of the state's
+/// size, so that its first is no different from the others (and each takes seconds).
+fn warmup_of(cfg: &BenchConfig, kinds: &[Kind]) -> usize {
+    if kinds.iter().all(|&k| k == Kind::WholeState) {
+        0
+    } else {
+        cfg.warmup
+    }
+}
+
 pub(super) fn run_block(
     cfg: &BenchConfig,
     id: &BlockId<'_>,
@@ -495,6 +507,7 @@ pub(super) fn run_block(
     let timed = timed_group(
         cfg,
         &mut jobs,
+        warmup_of(cfg, &kinds),
         |j| {
             if kinds[j] == Kind::Reference {
                 Ok(())
@@ -568,4 +581,22 @@ pub(super) fn verify_device(dev: &DeviceHandle, what: &str) -> Result<(), BenchE
 /// Wraps an I/O failure of a sink or source.
 pub(super) fn io_of(what: &str) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
     io(what.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_opens_with_the_warmup_unless_it_is_whole_state_alone() {
+        let mut cfg = BenchConfig::new(false);
+        assert_eq!(cfg.warmup, crate::bench::config::DEFAULT_WARMUP);
+        assert_eq!(BenchConfig::new(true).warmup, 0);
+        cfg.warmup = 2;
+        assert_eq!(
+            warmup_of(&cfg, &[Kind::Reference, Kind::Raw, Kind::Harness]),
+            2
+        );
+        assert_eq!(warmup_of(&cfg, &[Kind::WholeState]), 0);
+    }
 }

@@ -167,7 +167,7 @@ pub(in crate::bench) fn measure(run: &mut Run<'_>) -> Result<ParallelReport, Ben
                 })
             }),
         ];
-        let timed = timed_group(cfg, &mut jobs, |_| Ok(()), |_| false)?;
+        let timed = timed_group(cfg, &mut jobs, cfg.warmup, |_| Ok(()), |_| false)?;
         drop(jobs);
         let threads = if overlap { 2 * n } else { n };
         let name = devs
