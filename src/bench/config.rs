@@ -38,9 +38,10 @@ pub const DEFAULT_COMPRESS_LINK: u64 = 1 << 30;
 /// row cannot move).
 pub const DEFAULT_MAX_REPEAT: usize = 5;
 /// Default of [`BenchConfig::warmup`]: one untimed round of every loop opens each block. In
-/// session 33's two whole runs the first round of a block was its slowest in most blocks
-/// (freshly written stream files read at a tenth of their later rate, a raw loop's first
-/// transfer at twice its later time: hw-notes/bench.md).
+/// two whole runs of session 33 without it, a row's first transfer was its slowest in 25 and
+/// 29 rows of 60, where chance would give 15 and 18 (a restore's reference read the freshly
+/// written stream file 9 times slower in its first transfer than in its others:
+/// hw-notes/bench.md).
 pub const DEFAULT_WARMUP: usize = 1;
 /// Defaults of what `bench` adds to a `sim:` spec the user did not set: a realistic device
 /// (state in memory, half of its pages zeros: device memory is often mostly empty).
