@@ -46,6 +46,7 @@ fn assert_line(o: &Outcome, line: &str) {
 const GOOD: &str = r#"cat <<'X'
 [    0.1] booting
 VFIOH BOOT 6.12.117 2 cpu(s)
+VFIOH READY 3 scenario(s)
 VFIOH PASS alpha (1s)
 [    0.2] some kernel noise
 VFIOH SKIP beta: no edu device
@@ -140,19 +141,41 @@ fn a_kernel_crashing_before_init_on_every_boot_fails_the_bed() {
     assert!(o.stdout.contains("Oops: int3"), "{}", o.stdout);
 }
 
-#[test]
-fn a_crash_once_init_ran_is_not_retried() {
-    // The crash comes after the BOOT line; a second boot would pass.
-    let script = format!(
+/// A fake guest whose kernel crashes after printing the lines `before` on its first boot,
+/// then boots as `GOOD` does.
+fn crashing_after(before: &[&str]) -> String {
+    let before: String = before.iter().map(|l| format!("echo '{l}'\n")).collect();
+    format!(
         r#"n=$(cat "$VM_OUT/boots" 2>/dev/null || echo 0); n=$((n + 1)); echo $n >"$VM_OUT/boots"
 if [ $n -le 1 ]; then
-echo 'VFIOH BOOT 6.12.117 2 cpu(s)'
-echo '[    9.0] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI'
+{before}echo '[    9.0] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI'
 exit 0
 fi
 {GOOD}"#
+    )
+}
+
+#[test]
+fn a_crash_while_init_loads_modules_boots_the_guest_again() {
+    // The crash comes after the BOOT line, before the READY line: no scenario ran.
+    let o = run_bed(
+        &crashing_after(&[
+            "VFIOH BOOT 6.12.117 2 cpu(s)",
+            "VFIOH INFO loaded kvm-amd.ko",
+        ]),
+        &[],
     );
-    let o = run_bed(&script, &[]);
+    assert_eq!(o.code, Some(0), "{}", o.stdout);
+    assert_line(&o, "2 passed, 0 failed, 1 skipped");
+}
+
+#[test]
+fn a_crash_once_the_scenarios_started_is_not_retried() {
+    // The crash comes after the READY line; a second boot would pass.
+    let o = run_bed(
+        &crashing_after(&["VFIOH BOOT 6.12.117 2 cpu(s)", "VFIOH READY 3 scenario(s)"]),
+        &[],
+    );
     assert_eq!(o.code, Some(1), "{}", o.stdout);
     assert!(o.stdout.contains("Oops: int3"), "{}", o.stdout);
 }

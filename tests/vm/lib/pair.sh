@@ -58,16 +58,16 @@ _vm_pair_stop() {
 }
 
 # Waits for both guests (PIDs SPID, DPID; consoles SLOG, DLOG). A guest whose kernel crashed
-# before the bed's init ran cannot take part: its peer would wait for it until the scenario
-# timed out, so the peer is stopped at once.
+# before the bed's scenarios started cannot take part: its peer would wait for it until the
+# scenario timed out, so the peer is stopped at once.
 _vm_pair_wait() {
     local spid=$1 dpid=$2 slog=$3 dlog=$4
     while kill -0 "$spid" 2>/dev/null || kill -0 "$dpid" 2>/dev/null; do
-        if [ -f "$slog.rc" ] && [ ! -f "$dlog.rc" ] && vm_crashed_before_init "$slog"; then
-            vm_log "pair: the source guest's kernel crashed before the bed's init ran: stopping the destination"
+        if [ -f "$slog.rc" ] && [ ! -f "$dlog.rc" ] && vm_crashed_before_scenarios "$slog"; then
+            vm_log "pair: the source guest's kernel crashed before the bed's scenarios started: stopping the destination"
             _vm_pair_stop destination "$dpid"
-        elif [ -f "$dlog.rc" ] && [ ! -f "$slog.rc" ] && vm_crashed_before_init "$dlog"; then
-            vm_log "pair: the destination guest's kernel crashed before the bed's init ran: stopping the source"
+        elif [ -f "$dlog.rc" ] && [ ! -f "$slog.rc" ] && vm_crashed_before_scenarios "$dlog"; then
+            vm_log "pair: the destination guest's kernel crashed before the bed's scenarios started: stopping the source"
             _vm_pair_stop source "$spid"
         fi
         sleep 1
@@ -122,8 +122,8 @@ _vm_pair_once() {
 }
 
 # Boots the pair, prints both verdicts and the pair's. A pair one of whose guest kernels
-# crashed before the bed's init ran is booted again, at most VM_BOOT_RETRIES times (default
-# 1; both consoles kept beside the logs), as a single guest is. Returns 0 when both guests
+# crashed before the bed's scenarios started is booted again, at most VM_BOOT_RETRIES times
+# (default 1; both consoles kept beside the logs), as a single guest is. Returns 0 when both guests
 # passed every scenario and agree.
 vm_pair_run() {
     local slog="$OUT/console-pair-source.log" dlog="$OUT/console-pair-dest.log"
@@ -132,12 +132,12 @@ vm_pair_run() {
     boots=$(( ${VM_BOOT_RETRIES:-1} + 1 ))
     for boot in $(seq 1 "$boots"); do
         _vm_pair_once "$slog" "$dlog"
-        if [ "$boot" -lt "$boots" ] && { vm_crashed_before_init "$slog" || vm_crashed_before_init "$dlog"; }; then
+        if [ "$boot" -lt "$boots" ] && { vm_crashed_before_scenarios "$slog" || vm_crashed_before_scenarios "$dlog"; }; then
             for log in "$slog" "$dlog"; do
                 mv "$log" "$log.crashed-boot-$boot"
                 mv "$log.rc" "$log.rc.crashed-boot-$boot"
             done
-            vm_log "pair: a guest kernel crashed before the bed's init ran ($(cat "$slog.crashed-boot-$boot" "$dlog.crashed-boot-$boot" | grep -a -m1 -E "$VM_CRASH_RE" | tr -d '\r')): booting the pair again (consoles kept in $slog.crashed-boot-$boot, $dlog.crashed-boot-$boot)"
+            vm_log "pair: a guest kernel crashed before the bed's scenarios started ($(cat "$slog.crashed-boot-$boot" "$dlog.crashed-boot-$boot" | grep -a -m1 -E "$VM_CRASH_RE" | tr -d '\r')): booting the pair again (consoles kept in $slog.crashed-boot-$boot, $dlog.crashed-boot-$boot)"
             continue
         fi
         break

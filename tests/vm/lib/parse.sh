@@ -8,12 +8,15 @@
 # What a kernel crash looks like on the console.
 VM_CRASH_RE='Kernel panic|BUG: |Oops: |general protection fault|hardware error'
 
-# vm_crashed_before_init LOG
-#   Returns 0 when the guest kernel crashed before the bed's init printed its BOOT line:
-#   nothing of the bed ran, so nothing of the harness can have caused it (under TCG the
-#   kernel patching its own text across vCPUs has crashed a boot this way: hw-notes/bed.md).
-vm_crashed_before_init() {
-    grep -a -q -E "$VM_CRASH_RE" "$1" && ! grep -a -q 'VFIOH BOOT ' "$1"
+# vm_crashed_before_scenarios LOG
+#   Returns 0 when the guest kernel crashed before the bed's init printed its READY line,
+#   the last thing it prints before the first scenario starts: no harness command had run,
+#   so nothing of the harness can have caused it. Under TCG the kernel patching its own text
+#   across vCPUs has crashed a boot this way, before init and while init loaded modules
+#   (hw-notes/bed.md). A crash while init loaded the test modules or created the devices is
+#   counted too; if it is not a flake it happens again on the next boot, which is not retried.
+vm_crashed_before_scenarios() {
+    grep -a -q -E "$VM_CRASH_RE" "$1" && ! grep -a -q 'VFIOH READY ' "$1"
 }
 
 vm_verdict() {
