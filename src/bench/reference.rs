@@ -17,9 +17,9 @@
 //! no memory reference: a ratio against memcpy would say nothing about it.
 
 use super::buf::{io_buf, page_buf};
-use super::io::{Sink, SinkTarget, Source};
+use super::io::{write_repeated, Sink, SinkTarget, Source};
 use super::stats::Summary;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 /// Which memory copy.
@@ -124,12 +124,7 @@ pub(super) fn sink_rate(target: &SinkTarget, bytes: u64, buffer: usize) -> io::R
     }
     let Sink { mut writer, end } = target.open()?;
     let t0 = Instant::now();
-    let mut left = bytes;
-    while left > 0 {
-        let n = (buf.len() as u64).min(left) as usize;
-        writer.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
+    write_repeated(&mut writer, &buf, bytes)?;
     end.finish(writer)?;
     Ok(t0.elapsed().as_secs_f64())
 }

@@ -246,13 +246,7 @@ impl SinkTarget {
             return Ok(());
         };
         let mut f = File::options().write(true).open(p)?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
+        write_repeated(&mut f, &vec![0u8; 1 << 20], len)?;
         f.set_len(len)
     }
 
@@ -570,6 +564,28 @@ pub(in crate::bench) fn describe_source(path: DataPath, file: &Path) -> String {
         ),
         _ => format!("{} (page cache)", file.display()),
     }
+}
+
+/// Writes `bytes` bytes to `w`: `buf` over and over, the last time only as much of it as
+/// is still missing.
+pub(in crate::bench) fn write_repeated(
+    w: &mut impl Write,
+    buf: &[u8],
+    bytes: u64,
+) -> io::Result<()> {
+    if buf.is_empty() && bytes > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "nothing to repeat: the buffer is empty",
+        ));
+    }
+    let mut left = bytes;
+    while left > 0 {
+        let n = (buf.len() as u64).min(left) as usize;
+        w.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

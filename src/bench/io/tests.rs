@@ -133,3 +133,15 @@ fn every_sink_takes_bytes_and_finishes() {
     writer.write_all(&data).unwrap();
     end.finish(writer).unwrap();
 }
+
+#[test]
+fn write_repeated_writes_the_buffer_over_and_over_and_cuts_the_last_time() {
+    let mut out = Vec::new();
+    write_repeated(&mut out, b"abc", 8).unwrap();
+    assert_eq!(out, b"abcabcab");
+    let mut none = Vec::new();
+    write_repeated(&mut none, b"abc", 0).unwrap();
+    assert!(none.is_empty());
+    let e = write_repeated(&mut Vec::new(), b"", 1).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+}
