@@ -113,13 +113,14 @@ fn a_guest_panic_fails_the_bed_even_with_passes() {
     assert!(o.stdout.contains("panicked"), "{}", o.stdout);
 }
 
-/// A fake guest whose kernel crashes before the bed's init on its first `crashes` boots
-/// (counted in a file beside the console), then boots as `GOOD` does.
-fn crashing_boots(crashes: u32) -> String {
+/// A fake guest whose kernel prints the lines `before` and crashes on its first `crashes`
+/// boots (counted in a file beside the console), then boots as `GOOD` does.
+fn crashing_boots(crashes: u32, before: &[&str]) -> String {
+    let before: String = before.iter().map(|l| format!("echo '{l}'\n")).collect();
     format!(
         r#"n=$(cat "$VM_OUT/boots" 2>/dev/null || echo 0); n=$((n + 1)); echo $n >"$VM_OUT/boots"
 if [ $n -le {crashes} ]; then
-echo '[    4.5] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI'
+{before}echo '[    4.5] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI'
 echo '[    4.6] Kernel panic - not syncing: Fatal exception in interrupt'
 exit 0
 fi
@@ -129,40 +130,29 @@ fi
 
 #[test]
 fn a_kernel_crash_before_init_boots_the_guest_again() {
-    let o = run_bed(&crashing_boots(1), &[]);
+    let o = run_bed(&crashing_boots(1, &[]), &[]);
     assert_eq!(o.code, Some(0), "{}", o.stdout);
     assert_line(&o, "2 passed, 0 failed, 1 skipped");
 }
 
 #[test]
 fn a_kernel_crashing_before_init_on_every_boot_fails_the_bed() {
-    let o = run_bed(&crashing_boots(2), &[]);
+    let o = run_bed(&crashing_boots(2, &[]), &[]);
     assert_eq!(o.code, Some(1), "{}", o.stdout);
     assert!(o.stdout.contains("Oops: int3"), "{}", o.stdout);
-}
-
-/// A fake guest whose kernel crashes after printing the lines `before` on its first boot,
-/// then boots as `GOOD` does.
-fn crashing_after(before: &[&str]) -> String {
-    let before: String = before.iter().map(|l| format!("echo '{l}'\n")).collect();
-    format!(
-        r#"n=$(cat "$VM_OUT/boots" 2>/dev/null || echo 0); n=$((n + 1)); echo $n >"$VM_OUT/boots"
-if [ $n -le 1 ]; then
-{before}echo '[    9.0] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI'
-exit 0
-fi
-{GOOD}"#
-    )
 }
 
 #[test]
 fn a_crash_while_init_loads_modules_boots_the_guest_again() {
     // The crash comes after the BOOT line, before the READY line: no scenario ran.
     let o = run_bed(
-        &crashing_after(&[
-            "VFIOH BOOT 6.12.117 2 cpu(s)",
-            "VFIOH INFO loaded kvm-amd.ko",
-        ]),
+        &crashing_boots(
+            1,
+            &[
+                "VFIOH BOOT 6.12.117 2 cpu(s)",
+                "VFIOH INFO loaded kvm-amd.ko",
+            ],
+        ),
         &[],
     );
     assert_eq!(o.code, Some(0), "{}", o.stdout);
@@ -173,7 +163,10 @@ fn a_crash_while_init_loads_modules_boots_the_guest_again() {
 fn a_crash_once_the_scenarios_started_is_not_retried() {
     // The crash comes after the READY line; a second boot would pass.
     let o = run_bed(
-        &crashing_after(&["VFIOH BOOT 6.12.117 2 cpu(s)", "VFIOH READY 3 scenario(s)"]),
+        &crashing_boots(
+            1,
+            &["VFIOH BOOT 6.12.117 2 cpu(s)", "VFIOH READY 3 scenario(s)"],
+        ),
         &[],
     );
     assert_eq!(o.code, Some(1), "{}", o.stdout);

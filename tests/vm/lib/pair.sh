@@ -123,8 +123,8 @@ _vm_pair_once() {
 
 # Boots the pair, prints both verdicts and the pair's. A pair one of whose guest kernels
 # crashed before the bed's scenarios started is booted again, at most VM_BOOT_RETRIES times
-# (default 1; both consoles kept beside the logs), as a single guest is. Returns 0 when both guests
-# passed every scenario and agree.
+# (default 1; both consoles kept beside the logs), as a single guest is. Returns 0 when both
+# guests passed every scenario and agree.
 vm_pair_run() {
     local slog="$OUT/console-pair-source.log" dlog="$OUT/console-pair-dest.log"
     local boot_start boots boot log

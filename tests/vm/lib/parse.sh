@@ -14,7 +14,8 @@ VM_CRASH_RE='Kernel panic|BUG: |Oops: |general protection fault|hardware error'
 #   so nothing of the harness can have caused it. Under TCG the kernel patching its own text
 #   across vCPUs has crashed a boot this way, before init and while init loaded modules
 #   (hw-notes/bed.md). A crash while init loaded the test modules or created the devices is
-#   counted too; if it is not a flake it happens again on the next boot, which is not retried.
+#   counted too; if it is not a flake it happens again on every boot, and the last boot is
+#   never retried.
 vm_crashed_before_scenarios() {
     grep -a -q -E "$VM_CRASH_RE" "$1" && ! grep -a -q 'VFIOH READY ' "$1"
 }
