@@ -46,10 +46,9 @@ impl Threads {
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct Polling {
     /// How long a thread about to wait polls first: a reading thread waiting for its turn at
-    /// the device (save, migrate), a restore with --no-overlap waiting for its pipe or non-TCP
-    /// socket (a TCP socket's reads block on its low-water mark instead) (e.g. 500us, 2ms; 0
-    /// waits at once). Polling spends CPU time to spare the wake-ups of a sleeping thread (in
-    /// a VM, an interrupt each); a busy host may want less.
+    /// the device (save, migrate), a restore with --no-overlap waiting for its pipe or socket
+    /// (e.g. 500us, 2ms; 0 waits at once). Polling spends CPU time to spare the wake-ups of a sleeping thread
+    /// (in a VM, an interrupt each); a busy host may want less.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "5ms")]
     pub max_poll: Duration,
 }

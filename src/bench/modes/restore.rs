@@ -281,13 +281,14 @@ pub(in crate::bench) fn block(
                      cache does not hold (its pages dropped before each transfer, untimed): \
                      O_DIRECT reads of 1 MiB through the engine's stage"
                     .to_string(),
-                DataPath::Tcp if !o.overlap => "restore_from, as `restore -i` reads its input: \
-                     64 KiB buffered reads, each blocking until what the stream still needs \
-                     came (the socket's receive low-water mark, at most 256 KiB)"
-                    .to_string(),
-                DataPath::Pipe if !o.overlap && !o.max_poll.is_zero() => format!(
+                DataPath::Pipe | DataPath::Tcp if !o.overlap && !o.max_poll.is_zero() => format!(
                     "restore_from, as `restore -i` reads its input: 64 KiB buffered reads, \
-                     the pipe polled for up to {} before each wait",
+                     the {} polled for up to {} before each wait",
+                    if path == DataPath::Pipe {
+                        "pipe"
+                    } else {
+                        "socket"
+                    },
                     format_seconds(o.max_poll.as_secs_f64())
                 ),
                 _ => "restore_from, as `restore -i` reads its input: 64 KiB buffered reads"

@@ -8,9 +8,7 @@
 //! Every blocking wait on a stream fd ([`Cancellable`]'s reads and writes on pipes, FIFOs,
 //! sockets and character devices; [`CancelToken::open_blocking`] for a FIFO's open) polls
 //! the data fd *and* that read end, so a cancel wakes it at once, whichever thread is
-//! blocked and whether or not a signal reached that thread. (One exception: a one-thread
-//! restore reads a TCP socket in blocking reads with a 50 ms receive timeout, and sees a
-//! cancel when the timeout passes; see `MarkedRead`.) A signal handler may call
+//! blocked and whether or not a signal reached that thread. A signal handler may call
 //! [`CancelToken::cancel`]: it only stores an atomic and calls `write(2)`, both
 //! async-signal-safe.
 //!
@@ -51,7 +49,7 @@ pub fn is_cancelled(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|i| i.is::<Cancelled>())
 }
 
-pub(super) fn cancelled() -> io::Error {
+fn cancelled() -> io::Error {
     io::Error::other(Cancelled)
 }
 
@@ -287,8 +285,7 @@ impl<F: AsFd> Cancellable<F> {
     /// 19 of hw-notes/bench.md, where on a loopback connection fed by another thread the
     /// one-thread restore ran at half the rate of the same restore without the mark, and a
     /// `restore -i -` fed by another process ran no faster with it. The transport's TCP link,
-    /// whose blocking reads wait on the mark, measured faster with it, and so did
-    /// `restore_from` on one thread reading a TCP socket that way (session 35).
+    /// whose blocking reads wait on the mark, measured faster with it.
     ///
     /// # Errors
     ///

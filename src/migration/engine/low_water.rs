@@ -2,10 +2,9 @@
 //! needs ([`Needed`]): the socket wakes its reader once that much has arrived (at most
 //! [`LOW_WATER_MAX`]) instead of at every segment.
 //!
-//! Used by the transport's TCP link under its frame reader, by a one-thread `restore_from`
-//! reading a TCP socket (`MarkedRead`), and by
+//! Used by the transport's TCP link under its frame reader, and by
 //! [`Cancellable::low_water`](super::Cancellable::low_water) for a caller's stream reader
-//! that asks for it. The mark never asks for more than
+//! that asks for it (`restore_from` does not: see there). The mark never asks for more than
 //! must arrive before the reader can go on, so a peer that waits for an answer after what it
 //! sent is never waited for in turn.
 

@@ -51,7 +51,6 @@ pub mod cancel;
 mod direct;
 mod direct_read;
 mod low_water;
-mod marked_read;
 mod migrate;
 mod options;
 mod p2p;

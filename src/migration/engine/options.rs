@@ -125,9 +125,8 @@ pub struct Options {
     /// first ([`DEFAULT_MAX_POLL`] by default): the thread of save and migrate waiting for
     /// its turn at the device (with [`overlap`](Self::overlap); for up to 1.5 times the last
     /// read, at most this), and, without [`overlap`](Self::overlap),
-    /// [`restore_from`](super::restore_from)'s reads of a pipe or a socket other than TCP that
-    /// has nothing to read yet ([`Cancellable::poll_first`](super::Cancellable::poll_first);
-    /// a TCP socket's reads block in the kernel on its low-water mark instead; overlapped,
+    /// [`restore_from`](super::restore_from)'s reads of a pipe or socket that has nothing to
+    /// read yet ([`Cancellable::poll_first`](super::Cancellable::poll_first); overlapped,
     /// the reading thread's polls took CPU time from the writing thread and the input's
     /// feeder, and the restore from a pipe ran slower). A polling thread spins for the first
     /// 200 us and yields the CPU between polls after that; a poll that goes unanswered makes

@@ -3,7 +3,6 @@
 use super::cancel::{CancelToken, Cancellable};
 use super::direct::{enable_direct, has_direct, set_direct};
 use super::direct_read::DirectReader;
-use super::marked_read::MarkedRead;
 use super::pipe;
 use super::report::{rate, secs};
 use super::resident::resident_bytes;
@@ -12,7 +11,7 @@ use super::target::Input;
 use super::{AlignedBuf, Options, P2pPoint, P2pStep, Phase, RestoreReport};
 use crate::migration::recovery::{can_reset, recover_after, recover_at_start};
 use crate::migration::session::{DestinationSession, EndState};
-use crate::migration::stream::{Needed, StreamHeader, StreamReader, StreamTotals};
+use crate::migration::stream::{StreamHeader, StreamReader, StreamTotals};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -249,22 +248,14 @@ pub fn restore_from_file(
 ///   whole stream verified: a seekable input is verified, rewound and restored; a pipe is
 ///   copied into an anonymous temporary file while it is verified, and restored from there.
 ///
-/// A pipe or socket is read up to the verified trailer and no further. On one thread
-/// ([`opts.overlap`](Options::overlap) off):
-/// - a TCP socket is read in blocking reads that wait in the kernel for what the stream
-///   still needs, up to 256 KiB (its receive low-water mark set from the stream reader's
-///   count before each read): on the bench's loopback connection the one thread then read
-///   about 960 KiB per call instead of 69 to 274 KiB, and ran at a median 1.01 of the raw
-///   loop against 0.87 (hw-notes/bench.md, session 35). The socket's flags, receive timeout
-///   and mark are put back afterwards. A cancel ends such a wait within 50 ms.
-/// - a pipe or another socket with nothing to read yet is polled for up to
-///   [`opts.max_poll`](Options::max_poll) before the thread waits
-///   ([`Cancellable::poll_first`]).
-///
-/// Overlapped, the reading thread waits in `poll(2)` whenever its input has nothing to read,
-/// and leaves a socket's low-water mark as it is (waiting in `poll(2)` for the mark halved
-/// the one-thread restore from a loopback socket in session 19). Those waits end as soon as
-/// `token` is cancelled; pass the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
+/// A pipe or socket is read up to the verified trailer and no further. A socket's receive
+/// low-water mark is left as it is: with the mark set from what the stream needs next
+/// ([`Cancellable::low_water`], up to 256 KiB), the bench's one-thread restore from a
+/// loopback socket ran at half the rate it reached without the mark (hw-notes/bench.md,
+/// session 19). On one thread ([`opts.overlap`](Options::overlap) off), a pipe or socket
+/// with nothing to read yet is polled for up to [`opts.max_poll`](Options::max_poll) before
+/// the thread waits ([`Cancellable::poll_first`]). Blocking reads end as soon as `token` is
+/// cancelled; pass the token whose [`flag`](CancelToken::flag) is `opts.cancel`.
 /// A regular file less than half of which the page cache holds is read from the disk with
 /// `O_DIRECT` ([`DirectReader`]; [`Options::direct_io`], on by default, allows it), one it
 /// holds through the cache; a descriptor given with `O_DIRECT` set is read direct;
@@ -327,13 +318,11 @@ pub fn restore_from(
     let restored = if direct {
         let reader = DirectReader::new(Cancellable::new(source, token.clone()));
         match reader {
-            Ok(r) => read_stream(drv, r, seekable, None, opts, t0),
+            Ok(r) => read_stream(drv, r, seekable, opts, t0),
             Err(e) => Err(file_err(e)),
         }
-    } else if let Some((r, needed)) = marked(source, token, opts).map_err(file_err)? {
-        read_stream(drv, r, seekable, Some(needed), opts, t0)
     } else {
-        read_stream(drv, buffered(source, token, opts), seekable, None, opts, t0)
+        read_stream(drv, buffered(source, token, opts), seekable, opts, t0)
     };
     // The descriptor may be shared (`-i -`, `/dev/fd/N`): leave its flags as they were.
     let reset = if direct {
@@ -350,13 +339,11 @@ pub fn restore_from(
 }
 
 /// Restores from the stream `r` yields, read up to its trailer only where the input is not
-/// seekable (a pipe or socket may carry more after it), telling `needed` what the stream
-/// reader still lacks before each read when given.
+/// seekable (a pipe or socket may carry more after it).
 fn read_stream<R: Read + Send>(
     drv: &mut dyn MigrationDriver,
     r: R,
     seekable: bool,
-    needed: Option<Arc<Needed>>,
     opts: &Options,
     t0: Instant,
 ) -> Result<RestoreReport> {
@@ -365,10 +352,6 @@ fn read_stream<R: Read + Send>(
         reader
     } else {
         reader.stop_at_trailer()
-    };
-    let reader = match needed {
-        Some(n) => reader.report_needed(n),
-        None => reader,
     };
     restore_stream(drv, reader, opts, t0)
 }
@@ -385,28 +368,8 @@ fn mostly_uncached(file: &File) -> bool {
     }
 }
 
-/// What a restore reads its input through: 64 KiB (a payload, larger, is read past it).
-const READ_BUFFER: usize = 64 * 1024;
-
-/// On one thread (`opts.overlap` off), a TCP socket `f` read through [`READ_BUFFER`] in
-/// blocking reads that wait for what the stream still needs ([`MarkedRead`]), and the count
-/// to attach to its stream reader; `None` overlapped or for any other file.
-pub(super) fn marked<'a>(
-    f: &'a File,
-    token: &Arc<CancelToken>,
-    opts: &Options,
-) -> std::io::Result<Option<(std::io::BufReader<MarkedRead<'a>>, Arc<Needed>)>> {
-    if opts.overlap {
-        return Ok(None);
-    }
-    let needed = Needed::new();
-    Ok(MarkedRead::new(f, token.clone(), needed.clone())?
-        .map(|m| (std::io::BufReader::with_capacity(READ_BUFFER, m), needed)))
-}
-
-/// `f` read through [`READ_BUFFER`], its blocking reads cancelled by `token`. On one thread
-/// (`opts.overlap` off) a pipe or socket (but a TCP one: [`marked`]) with nothing to read
-/// yet is polled for up to
+/// `f` read through a 64 KiB buffer, its blocking reads cancelled by `token`. On one thread
+/// (`opts.overlap` off) a pipe or socket with nothing to read yet is polled for up to
 /// `opts.max_poll` before the wait; overlapped, the reading thread's polls would take CPU
 /// time from the writing thread and from whatever feeds the input (hw-notes/bench.md,
 /// "Session 23").
@@ -421,7 +384,7 @@ pub(super) fn buffered<'a>(
         opts.max_poll
     };
     std::io::BufReader::with_capacity(
-        READ_BUFFER,
+        64 * 1024,
         Cancellable::new(f, token.clone()).poll_first(polling),
     )
 }

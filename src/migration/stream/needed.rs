@@ -7,10 +7,9 @@
 //! any data arrived hands over a few segments per wake-up, and on a loopback connection the
 //! wake-ups cost more than the copy (hw-notes/bench.md, session 10).
 //! [`Cancellable::low_water`](crate::migration::engine::Cancellable::low_water) sets the
-//! socket's receive low-water mark from it for a reader that waits in `poll(2)`; the
-//! engine's `restore_from` on one thread reads a TCP socket in blocking reads on the mark
-//! instead (session 35; waiting in `poll(2)` for it measured slower in session 19), and the
-//! transport's TCP link sets its own count per frame.
+//! socket's receive low-water mark from it; the engine's `restore_from` does not ask for it
+//! (it measured slower with it in session 19), the transport's TCP link sets its own count
+//! per frame.
 //!
 //! The count is only a promise about the bytes the input must deliver when every reader in
 //! between is empty at the moment it reads its own input, which `BufReader` and the stream
