@@ -1,7 +1,7 @@
 //! [`Cancellable::low_water`] on real sockets: a TCP read waits for what the stream needs
 //! (capped), the socket's own mark comes back when nothing is needed and on drop, other
 //! descriptors are left alone, and `restore_from` over a connection its peer keeps open
-//! ends at the trailer in every encoding.
+//! ends at the trailer in every encoding, overlapped and on one thread.
 
 use super::*;
 use crate::migration::engine::{sockopt, Input, LOW_WATER_MAX};
@@ -117,9 +117,17 @@ fn restore_from_a_socket_left_open_ends_at_the_trailer() {
     let open = |spec: &str| {
         driver_for(crate::open(&spec.parse().unwrap(), &Default::default()).unwrap()).unwrap()
     };
-    for compression in [Compression::None, Compression::Zero, Compression::Auto] {
+    for (compression, overlap) in [
+        (Compression::None, true),
+        (Compression::Zero, true),
+        (Compression::Auto, true),
+        // On one thread the socket is polled before each wait (`Options::max_poll`).
+        (Compression::None, false),
+        (Compression::Auto, false),
+    ] {
         let opts = engine::Options {
             compression,
+            overlap,
             buffer_size: 256 << 10,
             ..Default::default()
         };
@@ -142,7 +150,10 @@ fn restore_from_a_socket_left_open_ends_at_the_trailer() {
             engine::restore_from(dst.as_mut(), &input, &opts, &token)
         });
         let _still_open = feeder.join().unwrap().unwrap();
-        let report = report.unwrap_or_else(|e| panic!("{compression:?}: {e}"));
-        assert_eq!(report.bytes, saving.bytes, "{compression:?}");
+        let report = report.unwrap_or_else(|e| panic!("{compression:?}, overlap {overlap}: {e}"));
+        assert_eq!(
+            report.bytes, saving.bytes,
+            "{compression:?}, overlap {overlap}"
+        );
     }
 }
