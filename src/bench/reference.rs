@@ -10,16 +10,18 @@
 //!   ([`Copy::Through`]: reads and writes the state);
 //! - everything else: the sink's or source's own rate with one buffer, cache-hot
 //!   (`write(2)` over the page-cache file, into a new file with `fsync`, with `O_DIRECT`,
-//!   into a pipe or a loopback socket read by another thread; `read(2)` from them), which is
-//!   what the device's copy is added to.
+//!   into a pipe or a loopback socket read by another thread; `read(2)` from them, a socket
+//!   on a receive low-water mark), which is what the device's copy is added to.
 //!
 //! A path that copies nothing (a generated simulator state, which costs no memory traffic) has
 //! no memory reference: a ratio against memcpy would say nothing about it.
 
 use super::buf::{io_buf, page_buf};
-use super::io::{write_repeated, Sink, SinkTarget, Source};
+use super::io::{write_repeated, Sink, SinkTarget, Source, SourceReader};
 use super::stats::Summary;
+use crate::migration::engine::{set_rcvlowat, LOW_WATER_MAX};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Which memory copy.
@@ -114,6 +116,21 @@ pub fn copy_rate(copy: Copy, buffer: usize, region: usize, min_time: Duration) -
     Summary::of(&rates).map(|s| s.median)
 }
 
+/// The receive low-water mark [`source_rate`] reads a socket on: [`LOW_WATER_MAX`], at most
+/// the buffer (a read never waits for more than it can take).
+pub(super) fn socket_mark(buffer: usize) -> usize {
+    LOW_WATER_MAX.min(buffer.max(1))
+}
+
+/// Sets a socket source's receive low-water mark for reads into a `buffer`-byte buffer
+/// ([`socket_mark`]); nothing for other sources.
+fn mark_socket(reader: &SourceReader, buffer: usize) -> io::Result<()> {
+    match reader {
+        SourceReader::Tcp(t) => set_rcvlowat(t.as_raw_fd(), socket_mark(buffer) as libc::c_int),
+        _ => Ok(()),
+    }
+}
+
 /// A sink's own rate: `bytes` written from one cache-hot `buffer`-byte buffer (page-aligned,
 /// so `O_DIRECT` takes it as it is) into a freshly opened sink, until it is finished
 /// (`fsync`, the far end has read everything). Returns the seconds.
@@ -131,9 +148,16 @@ pub(super) fn sink_rate(target: &SinkTarget, bytes: u64, buffer: usize) -> io::R
 
 /// A source's own rate: everything it yields read into one `buffer`-byte buffer (a pipe or a
 /// socket is fed by another thread). Returns `(bytes, seconds)`.
+///
+/// A socket is read on a receive low-water mark ([`socket_mark`]): a reader that only reads
+/// comes back to a socket sooner than one that also writes what it read somewhere, and
+/// without a mark each of its reads returns only what arrived since the last one, so the
+/// bare loop would run slower than the raw loop it is the reference of (hw-notes/bench.md,
+/// sessions 35 and 36).
 pub(super) fn source_rate(source: Source, buffer: usize) -> io::Result<(u64, f64)> {
     let mut buf = io_buf(buffer.max(1), source.is_direct())?;
     let (mut reader, feed) = source.into_parts();
+    mark_socket(&reader, buf.len())?;
     let t0 = Instant::now();
     let mut total = 0u64;
     loop {
@@ -162,5 +186,40 @@ mod tests {
         assert_eq!(region_for(8 << 20, 1 << 20), 8 << 20);
         assert_eq!(region_for(64 << 30, 1 << 20), 1 << 30);
         assert_eq!(region_for(100, 1 << 20), 1 << 20);
+    }
+
+    #[test]
+    fn a_socket_source_is_read_on_its_mark_to_the_last_byte() {
+        use crate::bench::config::DataPath;
+        use crate::migration::engine::sockopt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("stream");
+        // Not a multiple of the mark: the last read returns at the end of the stream.
+        let len = 3 * LOW_WATER_MAX as u64 + 12_345;
+        std::fs::write(&f, vec![7u8; len as usize]).unwrap();
+        for (buffer, mark) in [(1 << 20, LOW_WATER_MAX), (64 << 10, 64 << 10)] {
+            let s = Source::open(DataPath::Tcp, &f, len).unwrap();
+            mark_socket(&s.reader, buffer).unwrap();
+            let (mut reader, feed) = s.into_parts();
+            let SourceReader::Tcp(t) = &reader else {
+                panic!("a tcp source reads a socket")
+            };
+            assert_eq!(
+                sockopt(t.as_raw_fd(), libc::SO_RCVLOWAT).unwrap() as usize,
+                mark
+            );
+            let mut all = Vec::new();
+            reader.read_to_end(&mut all).unwrap();
+            Source::finish(feed).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(all.len() as u64, len);
+            let (bytes, _) = source_rate(Source::open(DataPath::Tcp, &f, len).unwrap(), buffer)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(bytes, len, "buffer {buffer}");
+        }
+        // A pipe has no mark to set.
+        let p = Source::open(DataPath::Pipe, &f, len).unwrap();
+        mark_socket(&p.reader, 1 << 20).unwrap();
+        let (bytes, _) = source_rate(p, 1 << 20).unwrap();
+        assert_eq!(bytes, len);
     }
 }

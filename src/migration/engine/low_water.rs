@@ -85,7 +85,12 @@ fn is_tcp(fd: RawFd) -> bool {
     )
 }
 
-fn set_rcvlowat(fd: RawFd, bytes: libc::c_int) -> io::Result<()> {
+/// Sets the receive low-water mark (`SO_RCVLOWAT`) of socket `fd` to `bytes`.
+///
+/// # Errors
+///
+/// `setsockopt(2)` failed (`fd` is not a socket, or the value is refused).
+pub(crate) fn set_rcvlowat(fd: RawFd, bytes: libc::c_int) -> io::Result<()> {
     // SAFETY: `bytes` is a valid int of the length passed, read by setsockopt only.
     let r = unsafe {
         libc::setsockopt(

@@ -80,6 +80,7 @@ pub use crate::migration::recovery::{can_reset, recover_after, recover_device};
 pub use cancel::{CancelToken, Cancellable};
 pub use direct::{enable_direct, DirectWriter, DIRECT_ALIGN, DIRECT_STAGE};
 pub use direct_read::DirectReader;
+pub(crate) use low_water::set_rcvlowat;
 #[cfg(test)]
 pub(crate) use low_water::sockopt;
 pub(crate) use low_water::LowWater;
