@@ -167,15 +167,18 @@ pub(in crate::bench) fn block(
         kind: Kind::Reference,
         buffer: b,
         buffers_bytes: b,
-        what: if path == DataPath::Tcp {
-            format!(
-                "read(2) into one buffer from {src_what}, on a receive low-water mark of {} \
-                 (SO_RCVLOWAT: each read waits for that much)",
-                format_bytes(reference::socket_mark(b as usize) as u64)
-            )
-        } else {
-            format!("read(2) into one buffer from {src_what}")
-        },
+        what: format!(
+            "read(2) into one buffer from {src_what}{}",
+            if path == DataPath::Tcp {
+                format!(
+                    ", on a receive low-water mark of {} (SO_RCVLOWAT: each read waits for \
+                     that much)",
+                    format_bytes(reference::socket_mark(b as usize) as u64)
+                )
+            } else {
+                String::new()
+            }
+        ),
         job: Box::new(move || {
             let src = open(path, raw_file, raw_len, cold)?;
             let (bytes, s) =
