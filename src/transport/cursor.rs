@@ -3,10 +3,12 @@
 //! gathering it with later ones: pre-copy data then crosses the link while the device still
 //! runs, not after it stopped.
 
-use crate::migration::stream::CHUNK_HEADER_LEN;
+use crate::migration::stream::{CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2};
 
 /// Bytes of the fixed part of the stream header before its metadata (magic, version, length).
 const HEAD_FIXED: usize = 16;
+/// The trailer's tag: where a chunk header would start, the trailer starts with it.
+const TRAILER_TAG: &[u8; 4] = b"TRLR";
 /// Bytes after the metadata (the header checksum).
 const HEAD_SUM: u64 = 8;
 
@@ -19,6 +21,9 @@ pub(crate) struct StreamCursor {
     skip: u64,
     /// Whether the stream header was read past.
     in_chunks: bool,
+    /// Whether the stream is of format version 2 (encoded chunks: a 32-byte chunk header
+    /// with the wire length at offset 8) rather than 1 (a 24-byte header, the length at 4).
+    v2: bool,
     /// The tag of the chunk whose payload is being passed over.
     tag: [u8; 4],
     /// Set once the trailer began: nothing is followed any more.
@@ -40,14 +45,19 @@ impl StreamCursor {
                 }
                 continue;
             }
-            let need = if self.in_chunks {
-                CHUNK_HEADER_LEN
-            } else {
-                HEAD_FIXED
+            let need = match (self.in_chunks, self.v2) {
+                (false, _) => HEAD_FIXED,
+                (true, false) => CHUNK_HEADER_LEN,
+                (true, true) => CHUNK_HEADER_LEN_V2,
             };
             let t = (need - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..t]);
             data = &data[t..];
+            // The trailer (28 bytes) is shorter than a version 2 chunk header: known by its tag.
+            if self.in_chunks && self.buf.starts_with(TRAILER_TAG) {
+                self.done = true;
+                continue;
+            }
             if self.buf.len() < need {
                 continue;
             }
@@ -60,14 +70,16 @@ impl StreamCursor {
                 ])
             };
             if !self.in_chunks {
+                self.v2 = word(8) >= 2;
                 self.skip = u64::from(word(12)) + HEAD_SUM;
                 self.in_chunks = true;
             } else {
                 self.tag = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
-                if &self.tag == b"TRLR" {
-                    self.done = true;
-                } else {
-                    self.skip = u64::from(word(4));
+                // The bytes on the wire: version 2's wire length, version 1's payload length.
+                self.skip = u64::from(if self.v2 { word(8) } else { word(4) });
+                // A chunk with nothing on the wire is complete with its header.
+                if self.skip == 0 && &self.tag == b"PREC" {
+                    precopy_done = true;
                 }
             }
             self.buf.clear();
@@ -75,3 +87,7 @@ impl StreamCursor {
         precopy_done
     }
 }
+
+#[cfg(test)]
+#[path = "cursor_tests.rs"]
+mod tests;
