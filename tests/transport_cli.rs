@@ -170,6 +170,36 @@ fn plain_tcp_needs_insecure_and_a_refusal_exits_77() {
     assert_eq!(code, Some(1));
 }
 
+/// What the peer says (its refusal, the device names its acknowledgement carries) reaches the
+/// source's terminal with control characters escaped: a peer cannot send it escape sequences.
+#[test]
+fn the_peers_words_are_printed_escaped() {
+    let named = |seed: u32| format!("sim:state=1M,verify-seed={seed},name=ev\x1b[31mil");
+    let escaped = "ev\\u{1b}[31mil";
+    // Refused: the refusal quotes the destination's error, which names its device.
+    let r = receive(&[&named(4), "--insecure"]);
+    let o = migrate(&[
+        "sim:state=1M,seed=3",
+        &format!("tcp://{}", r.addr),
+        "--insecure",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(77), "{err}");
+    assert!(!err.contains('\x1b') && err.contains(escaped), "{err}");
+    assert_eq!(finish(r).0, Some(1));
+    // Accepted: the acknowledgement names the device the state went into.
+    let r = receive(&[&named(3), "--insecure"]);
+    let o = migrate(&[
+        "sim:state=1M,seed=3",
+        &format!("tcp://{}", r.addr),
+        "--insecure",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.contains('\x1b') && out.contains(escaped), "{out}");
+    assert_eq!(finish(r).0, Some(0));
+}
+
 /// Forwards one connection, closing both sides after `limit` bytes from the source.
 fn cutting_proxy(target: String, limit: usize) -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -237,7 +237,7 @@ fn print_human(out: &Out, asked_hugepages: bool) {
             c.msi_latency_us
         );
         if c.hugepages {
-            println!("check buffers: 2M hugepages");
+            outln!("check buffers: 2M hugepages");
         }
         if let Some(u) = &c.unmapped {
             let said = |e: &Option<String>| {
@@ -245,7 +245,7 @@ fn print_human(out: &Out, asked_hugepages: bool) {
                     .map(|e| format!(" (device: {e})"))
                     .unwrap_or_default()
             };
-            println!(
+            outln!(
                 "after unmap: device -> IOVA {:#x}: {}{}; IOVA {:#x} -> device: {}{}",
                 u.write_iova,
                 if u.write_blocked {

@@ -27,6 +27,7 @@ use vfio_harness::transport::{self, Hello, Listener, TransportError};
 use vfio_harness::units::{format_bytes, format_seconds};
 use vfio_harness::DeviceSpec;
 
+use super::output::escape;
 use super::remote::{finish_transport_error, TransportArgs};
 use super::signals::install_interrupt_handler;
 use super::transfer::{print_json, Bar, Threads};
@@ -79,7 +80,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         match listener.accept_unless(timeout, Some(cancel.as_ref())) {
             Ok(v) => break v,
             Err(e @ TransportError::Handshake { .. }) => {
-                errln!("refused a peer: {e}");
+                errln!("refused a peer: {}", escape(&e.to_string()));
             }
             Err(e) => return finish_transport_error(e),
         }
@@ -148,7 +149,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                 outln!(
                     "  dynamic resources of {}: {}",
                     d.device,
-                    super::migrate::resources_summary(res)
+                    // Named and valued by the peer's HELLO.
+                    escape(&super::migrate::resources_summary(res))
                 );
             }
         }

@@ -29,6 +29,7 @@ use vfio_harness::transport::{
 use vfio_harness::units::{format_bytes, format_rate, format_seconds};
 use vfio_harness::DeviceSpec;
 
+use super::output::escape;
 use super::signals::install_interrupt_handler;
 use super::transfer::{open_drivers, precopy_summary, print_json, Bar};
 use super::Global;
@@ -104,7 +105,8 @@ pub fn finish_transport_error(e: TransportError) -> anyhow::Result<ExitCode> {
         TransportError::Refused(_) => EXIT_REFUSED,
         _ => return Err(e.into()),
     };
-    errln!("error: {e}");
+    // The peer's refusal quotes its own words: shown escaped.
+    errln!("error: {}", escape(&e.to_string()));
     match code {
         EXIT_UNACKNOWLEDGED => {
             errln!("  the source runs its state; the destination may have committed it (check it)")
@@ -263,7 +265,8 @@ pub fn migrate_to(
             "migrated {} from {} to {} at {} in {} ({}) after a {} handshake, downtime {}{}",
             format_bytes(s.bytes),
             s.source,
-            s.destination,
+            // Named by the peer's acknowledgement.
+            escape(&s.destination),
             endpoint,
             format_seconds(s.seconds),
             format_rate(s.throughput_bytes_per_s),
