@@ -176,18 +176,20 @@ pub fn source_values(root: &SysfsRoot, src: &Uuid) -> Result<Vec<ResourceValue>,
 /// [`plan`] against a source read on another host ([`source_values`]): the resources the
 /// source listed (when it listed none, the destination type's, whose source values are then
 /// unknown). Writes nothing.
+///
+/// The names come from the peer: only those the destination's own type lists in its
+/// `dynamic_resources` are planned for a copy. Any other name is kept in the plan as
+/// [`Action::Unknown`] with no attribute, so [`apply`] never writes it, and a note says why:
+/// a peer cannot pick an arbitrary attribute of the destination to write.
 pub fn plan_from(
     root: &SysfsRoot,
     source: &[ResourceValue],
     dst: &Uuid,
 ) -> Result<Vec<ResourceCopy>, CopyError> {
     let b = mdev::instance(root, dst)?;
+    let listed = type_resources(root, &b).unwrap_or_default();
     let list: Vec<(String, Option<String>)> = if source.is_empty() {
-        type_resources(root, &b)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| (r, None))
-            .collect()
+        listed.iter().map(|r| (r.clone(), None)).collect()
     } else {
         source
             .iter()
@@ -197,6 +199,14 @@ pub fn plan_from(
     Ok(list
         .into_iter()
         .map(|(res, sv)| {
+            if !listed.contains(&res) {
+                return ResourceCopy {
+                    note: Some(
+                        "not in the destination type's dynamic_resources: not written".into(),
+                    ),
+                    ..row(res, sv, None, None)
+                };
+            }
             let (attribute, dv) = side(&b, &res);
             row(res, sv, attribute, dv)
         })

@@ -164,3 +164,37 @@ fn prepare_copies_between_mdev_specs() {
     assert_eq!(done[0].action, Action::Copied);
     assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/aggregator")), "8\n");
 }
+
+/// A peer's HELLO names the resources: one the destination's type does not list in its
+/// `dynamic_resources` is planned as unknown and never written, though the attribute exists
+/// and differs.
+#[test]
+fn a_peer_cannot_name_an_attribute_the_destination_type_does_not_list() {
+    let f = pair("4", Some("1"));
+    f.write(&format!("{GPU}/{DST}/vendor/secret"), "1\n");
+    let values = [
+        ResourceValue {
+            resource: "aggregator".into(),
+            value: Some("4".into()),
+        },
+        ResourceValue {
+            resource: "secret".into(),
+            value: Some("9".into()),
+        },
+    ];
+    let p = plan_from(&root(&f), &values, &u(DST)).unwrap();
+    assert_eq!(
+        p.iter().map(|r| r.action).collect::<Vec<_>>(),
+        [Action::Differs, Action::Unknown]
+    );
+    assert_eq!(p[1].attribute, None);
+    assert_eq!(
+        p[1].note.as_deref(),
+        Some("not in the destination type's dynamic_resources: not written")
+    );
+    let done = apply(&root(&f), &u(DST), p, Policy::Copy).unwrap();
+    assert_eq!(done[0].action, Action::Copied);
+    assert_eq!(done[1].action, Action::Unknown);
+    assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/aggregator")), "4\n");
+    assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/secret")), "1\n");
+}
