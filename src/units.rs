@@ -57,8 +57,13 @@ impl FromStr for ByteSize {
         if num.contains('.') {
             let v: f64 = num.parse().map_err(|_| err("bad number"))?;
             let b = v * mult as f64;
-            if !b.is_finite() || b < 0.0 || b > u64::MAX as f64 {
+            // 2^64 is the first value a u64 cannot hold (`u64::MAX as f64` rounds up to it).
+            if !(0.0..18_446_744_073_709_551_616.0).contains(&b) {
                 return Err(err("out of range"));
+            }
+            // From 2^53 on an f64 no longer holds every whole number: 2^53 + 1 reads as 2^53.
+            if b >= 9_007_199_254_740_992.0 {
+                return Err(err("too large to be given with a decimal point"));
             }
             if b.fract() != 0.0 {
                 return Err(err("not a whole number of bytes"));
@@ -145,6 +150,10 @@ mod tests {
         assert_eq!("2GiB".parse::<ByteSize>().unwrap().0, 2 << 30);
         assert_eq!("512KB".parse::<ByteSize>().unwrap().0, 512 << 10);
         assert_eq!("1.5K".parse::<ByteSize>().unwrap().0, 1536);
+        assert_eq!(
+            "4095.5T".parse::<ByteSize>().unwrap().0,
+            (1 << 52) - (1 << 39)
+        );
         assert_eq!(" 8 M ".parse::<ByteSize>().unwrap().0, 8 << 20);
     }
 
@@ -158,6 +167,9 @@ mod tests {
             "1.3",
             "99999999999999999999",
             "16777216T",
+            // 2^64 and a value rounded away by an f64, with a decimal point.
+            "16777216.0T",
+            "9007199254740993.0",
         ] {
             assert!(bad.parse::<ByteSize>().is_err(), "{bad:?} accepted");
         }

@@ -49,6 +49,7 @@ pub use irq::{ERR, INTX, MSI, MSIX, REQ};
 pub(crate) use pace::Pacer;
 pub use params::{
     zero_pages_fraction, zero_pages_of, Backing, FailMode, SimParams, SimProtocol, Violation,
+    MAX_STATE,
 };
 pub use pci::{
     BAR0_SIZE, DEVICE_ID, ID_VALUE, REG_DOORBELL, REG_ID, REG_IRQ_COUNT, REG_SCRATCH, REG_SEED_HI,

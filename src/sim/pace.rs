@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 /// The most oversleeping credited to the next call.
 pub(crate) const CREDIT: Duration = Duration::from_millis(2);
 
+/// The longest a call's bytes take at the device's rate: a call asking for more moves only
+/// that much (as a real device's read or write may), so that however slow the rate, the
+/// caller comes back between calls (where the engine checks for cancellation) at least this
+/// often, plus the latency.
+pub(crate) const MAX_CALL: Duration = Duration::from_millis(100);
+
 /// The pacing state of one device.
 #[derive(Debug)]
 pub(crate) struct Pacer {
@@ -32,6 +38,17 @@ impl Pacer {
             rate: rate.filter(|&r| r > 0),
             latency,
             next: Mutex::new(None),
+        }
+    }
+
+    /// The most bytes one call moves: what the rate carries in [`MAX_CALL`], at least one
+    /// (no limit without a rate).
+    pub(crate) fn call_limit(&self) -> usize {
+        match self.rate {
+            Some(r) => usize::try_from((r as f64 * MAX_CALL.as_secs_f64()) as u64)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            None => usize::MAX,
         }
     }
 

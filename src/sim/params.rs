@@ -190,7 +190,8 @@ pub struct SimParams {
     pub mdev_type: Option<String>,
     /// Where the state lives (`backing=generated|memory`, default generated).
     pub backing: Backing,
-    /// Bandwidth cap of the v2 data stream, bytes per second (`rate=SIZE/s`, default none).
+    /// Bandwidth cap of the v2 data stream, bytes per second (`rate=SIZE/s`, default none);
+    /// one read or write moves at most a tenth of a second of it.
     pub rate: Option<u64>,
     /// Added to every read and write of the v2 data stream (`latency=DURATION`: `50us`,
     /// `1ms`, `0.5ms`, `2s`; default none).
@@ -261,6 +262,10 @@ impl Default for SimParams {
     }
 }
 
+/// The largest state the simulator models (2^56 bytes, 64 PiB): its stream adds a record
+/// header per record and a header and trailer, and every such size is a `u64`.
+pub const MAX_STATE: u64 = 1 << 56;
+
 const KEYS: &str = "protocol, state, seed, verify-seed, fail-at, fail-mode, fail-count, chunk, \
                     dirty-rate, flags, violate, v1-mmap, v1-data, bar2, reset, mdev-type, name, \
                     backing, rate, latency, zero-pages, read-delay";
@@ -311,7 +316,16 @@ impl SimParams {
                         _ => return Err(bad(format!("protocol: {v:?} is not v1 or v2"))),
                     }
                 }
-                "state" => p.state = size(k, v)?,
+                "state" => {
+                    let s = size(k, v)?;
+                    if s > MAX_STATE {
+                        return Err(bad(format!(
+                            "state: {s} bytes is more than the simulator models ({MAX_STATE}: \
+                             its stream's framing must stay countable in 64 bits)"
+                        )));
+                    }
+                    p.state = s;
+                }
                 "seed" => p.seed = num(k, v)?,
                 "verify-seed" => p.verify_seed = Some(num(k, v)?),
                 "fail-at" => {
@@ -510,6 +524,7 @@ mod tests {
         for (spec, why) in [
             ("protocol=v3", "protocol"),
             ("state=12Q", "state"),
+            ("state=65537T", "more than the simulator models"),
             ("seed=x", "seed"),
             ("fail-at=flying", "fail-at"),
             ("fail-at=error", "ERROR"),

@@ -452,6 +452,24 @@ fn memory_backing_copies_the_same_stream_and_restores_into_memory() {
 }
 
 #[test]
+fn a_slow_rate_moves_a_tenth_of_a_second_of_bytes_per_call() {
+    // At 40 KiB/s one call moves at most 4 KiB however much it asks for, so that the caller
+    // comes back (and checks for cancellation) every tenth of a second, not after minutes.
+    let d = dev("state=64K,rate=40K/s");
+    let mut buf = vec![0u8; 64 << 10];
+    d.set_mig_state(MigState::StopCopy).unwrap();
+    assert_eq!(d.mig_read(&mut buf).unwrap(), 4096);
+    d.set_mig_state(MigState::Stop).unwrap();
+    d.set_mig_state(MigState::Resuming).unwrap();
+    assert_eq!(d.mig_write(&buf).unwrap(), 4096);
+    d.reset().unwrap();
+    // Unpaced, a call moves what it asks for.
+    let fast = dev("state=64K");
+    fast.set_mig_state(MigState::StopCopy).unwrap();
+    assert_eq!(fast.mig_read(&mut buf).unwrap(), 64 << 10);
+}
+
+#[test]
 fn rate_caps_the_data_stream() {
     // 256 KiB at 8 MiB/s takes at least 31 ms (a lower bound: sleeping never ends early).
     let d = dev("state=256K,rate=8M/s,latency=1ms");

@@ -90,7 +90,7 @@ impl SimDevice {
         let now = self.now_ns();
         let mut g = self.lock();
         let state = g.state;
-        let n = self.limit(buf.len());
+        let n = self.limit(buf.len()).min(self.pacer.call_limit());
         let Some(s) = g.save.as_mut() else {
             return Err(mig_err(
                 self.name_str(),
@@ -134,7 +134,7 @@ impl SimDevice {
         let start = std::time::Instant::now();
         let mut g = self.lock();
         let state = g.state;
-        let n = self.limit(buf.len());
+        let n = self.limit(buf.len()).min(self.pacer.call_limit());
         let Some(r) = g.resume.as_mut() else {
             return Err(mig_err(
                 self.name_str(),
