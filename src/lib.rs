@@ -11,7 +11,7 @@
 //! 0. [`device`]: the [`Device`] trait every back end implements, device specs, errors, and
 //!    the migration state model ([`device::fsm`]) and the kernel's uAPI constants
 //!    ([`device::uapi`]); with the utilities [`mem`] (page-aligned buffers and mappings),
-//!    [`units`] and [`pattern`].
+//!    [`units`], [`pattern`] and [`entropy`].
 //! 1. Back ends: [`sysfs`] (mdev parents, types and instances; PCI devices and IOMMU
 //!    groups), [`vfio`] (the kernel, on top of `sysfs`) and [`sim`] (an in-process simulated
 //!    device).
@@ -24,8 +24,10 @@
 //!    sessions a VMM drives a handoff with ([`migration::session`]: pre-copy, stop-copy, the
 //!    end state of its choice, groups of devices through the P2P states), compatibility
 //!    checks and the conformance suite.
-//! 5. [`mod@bench`]: throughput and downtime measurements; [`transport`]: migration across
-//!    hosts (a wire protocol over TCP or mutually authenticated TLS around the engine).
+//! 5. [`transport`]: migration across hosts (a wire protocol over TCP or mutually
+//!    authenticated TLS around the engine).
+//! 6. [`mod@bench`]: throughput and downtime measurements of every path a user's transfer
+//!    takes, the transport's included.
 //!
 //! The `vfio-harness` command (`src/cli/`) sits on top and is not part of the library.
 //!

@@ -142,6 +142,7 @@ pub enum MigrationError {
     #[error("{error}; returning the device to RUNNING also failed: {recovery}{}", hint_suffix(self.hint()))]
     Recovery {
         /// The original failure.
+        #[source]
         error: Box<MigrationError>,
         /// Why recovery failed.
         recovery: Box<MigrationError>,

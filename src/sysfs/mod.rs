@@ -57,6 +57,7 @@ pub type Result<T> = std::result::Result<T, SysfsError>;
 /// Kernel errnos from attribute writes are mapped to words: no capacity (`ENOSPC`, `EDQUOT`,
 /// `EUSERS`), duplicate UUID (`EEXIST`), busy (`EBUSY`), permissions (`EACCES`, `EPERM`).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SysfsError {
     /// A string given as a UUID is not one. Nothing was written.
     #[error("{input:?} is not a UUID ({reason}); expected the form 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001")]

@@ -32,8 +32,11 @@ impl std::fmt::Display for Stage {
 
 /// Everything that can go wrong migrating across a link.
 ///
-/// [`TransportError::is_link_fault`] separates a broken or stalled link (devices RUNNING, the
-/// migration can be retried) from refusals and device errors.
+/// [`TransportError::is_link_fault`] separates a broken, stalled or unacknowledged link from
+/// refusals and device errors. The source's devices are RUNNING after any of them; after a
+/// broken or stalled link so are the destination's, and the migration can be retried, but
+/// after [`TransportError::NotAcknowledged`] the destination may already run the state
+/// (check it before retrying).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -96,7 +99,7 @@ pub enum TransportError {
     /// The commit was sent but no acknowledgement came back: the destination may or may not
     /// run the state; the source runs its own.
     #[error("no acknowledgement of the commit: {0}")]
-    NotAcknowledged(Box<TransportError>),
+    NotAcknowledged(#[source] Box<TransportError>),
     /// Several devices were to move together but some lack the P2P states: like QEMU,
     /// which migrates several VFIO devices only when all of them have P2P, the migration is
     /// refused before any device is touched.

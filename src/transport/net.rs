@@ -31,7 +31,8 @@ pub struct TlsFiles {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Scheme {
-    /// Plain TCP (`tcp://`): only with an explicit `--insecure`.
+    /// Plain TCP (`tcp://`): only with an explicit [`Security::Insecure`] (`--insecure` on the
+    /// command line).
     Tcp,
     /// TLS with mutual certificate authentication (`tls://`).
     Tls,
@@ -101,7 +102,7 @@ impl std::fmt::Display for Endpoint {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Security {
-    /// Plain TCP: no authentication, no encryption (`--insecure`).
+    /// Plain TCP: no authentication, no encryption (`--insecure` on the command line).
     Insecure,
     /// TLS with mutual certificate authentication.
     Tls(TlsFiles),
@@ -168,11 +169,15 @@ pub fn connect(ep: &Endpoint, security: &Security, timeout: Duration) -> Result<
         (Scheme::Tls, Security::Tls(files)) => client_tls(sock, ep, files, timeout),
         (Scheme::Tls, Security::Insecure) => Err(TransportError::Address {
             addr: ep.to_string(),
-            why: "a tls:// address needs --ca/--cert/--key (or use tcp:// with --insecure)".into(),
+            why: "a tls:// address needs TLS certificates (Security::Tls; --ca/--cert/--key on \
+                  the command line), or use tcp:// insecurely"
+                .into(),
         }),
         (Scheme::Tcp, Security::Tls(_)) => Err(TransportError::Address {
             addr: ep.to_string(),
-            why: "plain TCP is allowed only with --insecure (or use tls://)".into(),
+            why: "plain TCP is allowed only when asked for (Security::Insecure; --insecure on \
+                  the command line), or use tls://"
+                .into(),
         }),
     }
 }
@@ -314,7 +319,9 @@ impl Listener {
 
     /// Accepts one peer and, with TLS, authenticates it (its certificate must chain to the
     /// CA): an unauthenticated peer is refused with [`TransportError::Handshake`] here, before
-    /// anything else happens.
+    /// anything else happens. Waits for a peer to connect for as long as it takes
+    /// ([`Listener::accept_unless`] can be cancelled while it waits); `timeout` bounds the TLS
+    /// handshake and is the returned link's timeout.
     pub fn accept(&self, timeout: Duration) -> Result<(Link, SocketAddr)> {
         self.accept_unless(timeout, None)
     }

@@ -319,7 +319,8 @@ impl<'d> SourceSession<'d> {
     ///
     /// # Errors
     ///
-    /// - [`MigrationError::WrongState`]: already quiesced or stopped.
+    /// - [`MigrationError::WrongState`]: the device is stopped (or the session is over);
+    ///   quiescing a device that already is quiesced does nothing.
     /// - [`MigrationError::Unreachable`]: the device has no P2P states.
     /// - [`MigrationError::Device`]: the device refused the transition.
     pub fn quiesce(&mut self) -> Result<()> {

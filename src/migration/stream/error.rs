@@ -63,7 +63,7 @@ pub enum StreamError {
         index: u64,
         /// `PRE_COPY` or `STOP_COPY`.
         phase: &'static str,
-        /// STOP_COPY payload bytes up to and including it.
+        /// The payload bytes of `phase` up to and including it.
         bytes: u64,
         /// The header's estimate.
         declared: u64,

@@ -239,10 +239,10 @@ pub(super) fn chunk_header_v2(
     h
 }
 
-/// The most STOP_COPY data a stream may carry when its device estimated `estimate` bytes:
-/// four times the estimate and at least 64 MiB more than it (devices may exceed their
-/// estimates, a stream that never ends must not run forever). The saver stops a device
-/// that streams more; the reader refuses a stream that carries more.
+/// The most data of one phase (PRE_COPY, and STOP_COPY) a stream may carry when its device
+/// estimated `estimate` bytes: four times the estimate and at least 64 MiB more than it
+/// (devices may exceed their estimates, a stream that never ends must not run forever). The
+/// saver bounds each phase to it; the reader refuses a stream that carries more of either.
 pub fn stop_copy_limit(estimate: u64) -> u64 {
     estimate
         .saturating_mul(4)
