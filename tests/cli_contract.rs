@@ -417,9 +417,9 @@ fn an_endless_v1_stream_is_refused() {
     assert!(hidden(&d).is_empty());
 }
 
-// 6. Modes: kept on overwrite, 0600 when new.
+// 6. Modes: 0600, new or replacing a file of any mode.
 #[test]
-fn state_files_keep_their_mode_and_new_ones_are_private() {
+fn state_files_are_private_new_or_replaced() {
     let d = dir("modes");
     let new = d.join("new.bin");
     save("sim:state=1M", &new);
@@ -427,12 +427,15 @@ fn state_files_keep_their_mode_and_new_ones_are_private() {
         fs::metadata(&new).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    for mode in [0o600, 0o640] {
+    for mode in [0o600, 0o640, 0o644, 0o666] {
         let p = d.join(format!("m{mode:o}"));
         fs::write(&p, b"x").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
         save("sim:state=1M", &p);
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, mode);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }
 

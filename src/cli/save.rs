@@ -33,9 +33,9 @@ use super::Global;
 pub struct Args {
     /// The device to save.
     pub device: DeviceSpec,
-    /// Output: a regular file is written atomically (a failed save leaves no file; an
-    /// existing file keeps its mode and owner, a new one is 0600); `-`, a FIFO or a device
-    /// is written directly. Checked before the device is touched.
+    /// Output: a regular file is written atomically (a failed save leaves no file; the file
+    /// is 0600, new or replaced: a replaced file's wider mode is not kept); `-`, a FIFO or a
+    /// device is written directly. Checked before the device is touched.
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
     /// Pre-copy rounds before stopping the device (only when it supports PRE_COPY; at most

@@ -6,8 +6,10 @@
 //!   [`Output::commit`] it is fsync'd, linked under a short hidden name and renamed over the
 //!   target. Where the filesystem has no `O_TMPFILE`, a named hidden file
 //!   `.vfh-<pid>-<hex>.tmp` is used instead, removed on failure, and one left by a killed
-//!   process is removed by the next [`Output::open`] in that directory. An existing file's
-//!   mode and owner are kept; a new file is created 0600 (device state holds guest data).
+//!   process is removed by the next [`Output::open`] in that directory. The file is 0600
+//!   whether it is new or replaces one (device state holds guest data: a replaced file's
+//!   wider mode is not carried over); a replaced file's owner is kept where the process may
+//!   give it away (root).
 //! - a FIFO, a character device, a socket-backed or pipe-backed descriptor (`-`,
 //!   `/dev/stdout`, `/dev/fd/N`): written directly, in order; nothing is replaced.
 //! - a directory, a name longer than 255 bytes, an unwritable directory: refused by
@@ -189,11 +191,9 @@ impl Output {
             file,
             atomic: Some(Atomic { dir, target, named }),
         };
-        let (mode, owner) = match &existing {
-            Some(m) => (m.mode() & 0o7777, Some((m.uid(), m.gid()))),
-            None => (0o600, None),
-        };
-        out.set_mode_owner(mode, owner).map_err(err)?;
+        // Private whatever the file it replaces allowed: the stream holds guest data.
+        let owner = existing.as_ref().map(|m| (m.uid(), m.gid()));
+        out.set_mode_owner(0o600, owner).map_err(err)?;
         Ok(out)
     }
 
@@ -279,7 +279,9 @@ impl Output {
     ///
     /// [`MigrationError::File`]: fsync, link or rename failed (the target is untouched).
     pub fn commit(mut self) -> Result<()> {
-        let Some(a) = self.atomic.take() else {
+        // Until the rename, a failure returns with `self.atomic` in place, so that dropping
+        // `self` removes a named temporary file (an anonymous one goes with its descriptor).
+        let Some(a) = &self.atomic else {
             return Ok(());
         };
         let err = |e| file_err(&self.name, e);
@@ -294,10 +296,17 @@ impl Output {
             }
         };
         if let Err(e) = fs::rename(&tmp, &final_path) {
-            let _ = fs::remove_file(&tmp);
+            if a.named.is_none() {
+                // The name just linked to the anonymous file (the cleanup of a commit that
+                // already failed: its own error is the one reported).
+                let _ = fs::remove_file(&tmp);
+            }
             return Err(err(e));
         }
-        if let Ok(d) = File::open(&a.dir) {
+        let dir = a.dir.clone();
+        // Renamed: nothing is left for drop to remove.
+        self.atomic = None;
+        if let Ok(d) = File::open(&dir) {
             // Makes the rename durable; a failure here does not invalidate the file.
             let _ = d.sync_all();
         }

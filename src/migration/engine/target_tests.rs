@@ -158,3 +158,33 @@ fn vectored_reads_and_writes_go_through_in_one_call() {
         .unwrap();
     assert_eq!((n, a, b), (1024, head, body));
 }
+
+/// A commit that fails before its rename (here the fsync, which a pipe refuses) leaves no
+/// named temporary file behind (the fallback where a directory has no `O_TMPFILE`), and no
+/// target.
+#[test]
+fn a_commit_that_fails_removes_its_named_temporary_file() {
+    let d = tempfile::tempdir().unwrap();
+    let tmp = d.path().join(temp_name());
+    fs::write(&tmp, b"a partial stream").unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 succeeded: both descriptors are open and owned by nobody else.
+    let (_r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let out = Output {
+        name: d.path().join("out.bin"),
+        file: w,
+        atomic: Some(Atomic {
+            dir: d.path().to_path_buf(),
+            target: "out.bin".into(),
+            named: Some(tmp.clone()),
+        }),
+    };
+    assert!(out.commit().is_err(), "fsync of a pipe succeeded");
+    assert!(
+        !tmp.exists(),
+        "the temporary file outlived the failed commit"
+    );
+    assert!(!d.path().join("out.bin").exists());
+}
