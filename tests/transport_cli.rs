@@ -168,6 +168,21 @@ fn plain_tcp_needs_insecure_and_a_refusal_exits_77() {
     );
     let (code, _) = finish(r);
     assert_eq!(code, Some(1));
+
+    // With --json, the refusal is the failure object on stdout.
+    let r = receive(&["sim:state=1M,verify-seed=4", "--insecure"]);
+    let url = format!("tcp://{}", r.addr);
+    let o = migrate(&["sim:state=1M,seed=3", &url, "--insecure", "--json"]);
+    assert_eq!(o.status.code(), Some(77));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    assert_eq!(j["error"]["kind"], "refused");
+    assert_eq!(j["error"]["hint"], "every device is RUNNING");
+    assert!(j["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expects seed 4"));
+    assert_eq!(finish(r).0, Some(1));
 }
 
 /// What the peer says (its refusal, the device names its acknowledgement carries) reaches the
@@ -198,6 +213,28 @@ fn the_peers_words_are_printed_escaped() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!out.contains('\x1b') && out.contains(escaped), "{out}");
     assert_eq!(finish(r).0, Some(0));
+}
+
+/// A TLS file that cannot be read is reported as such before anything goes on the network
+/// (nothing listens on the port: connecting first would report a refused connection).
+#[test]
+fn an_unusable_tls_file_is_reported_before_connecting() {
+    let o = migrate(&[
+        "sim:state=1M",
+        "tls://127.0.0.1:9",
+        "--ca",
+        "/nonexistent/ca.pem",
+        "--cert",
+        "/nonexistent/cert.pem",
+        "--key",
+        "/nonexistent/key.pem",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/nonexistent/ca.pem") && !err.contains("refused"),
+        "{err}"
+    );
 }
 
 /// Forwards one connection, closing both sides after `limit` bytes from the source.
@@ -241,8 +278,12 @@ fn a_cut_link_exits_75_on_both_sides() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let (code, _) = finish(r);
+    let (code, out) = finish(r);
     assert_eq!(code, Some(75));
+    // `receive --json`: the broken link is the failure object on stdout.
+    let j: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(j["error"]["kind"], "link");
     std::thread::sleep(Duration::from_millis(10));
 }
 

@@ -8,10 +8,13 @@
 //! `incompatible` (saved from another kind of device), `device` (a device refused or broke
 //! the protocol, or is in the wrong state), `io` (a file or pipe failed), `interrupted`
 //! (a signal), `usage` (bad arguments), `error` (anything else); `devices` lists the state
-//! each device the command touched was left in.
+//! each device the command touched was left in. Across a link (`migrate` to an address,
+//! `receive`) also `link` (the link broke or stalled, exit 75), `unacknowledged` (no
+//! acknowledgement of the commit, 76) and `refused` (the peer refused, 77), with an empty
+//! `devices` and the devices' situation as the `hint`.
 //!
 //! Exit codes: 2 for usage errors, 128 + N after signal N (130 SIGINT, 143 SIGTERM, 129
-//! SIGHUP), 1 otherwise.
+//! SIGHUP), 75, 76 and 77 for the link's failures above, 1 otherwise.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -165,6 +168,70 @@ pub fn exit_code(kind: &str) -> ExitCode {
     }
 }
 
+/// The texts of `chain` (an error's causes), leaving out each one the text before it already
+/// includes (most errors quote their cause in their own message).
+fn distinct_causes<'a>(
+    message: String,
+    chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>,
+) -> Vec<String> {
+    let mut causes = Vec::new();
+    let mut shown = message;
+    for cause in chain {
+        let c = cause.to_string();
+        if !shown.contains(&c) {
+            causes.push(c.clone());
+            shown = c;
+        }
+    }
+    causes
+}
+
+/// Reports an error whose kind the command decided itself (the transport's link faults,
+/// refusals and missing acknowledgements, which have exit codes of their own): with `json`
+/// the failure object with `kind` and `devices` (where the devices stand) as its `hint`, no
+/// device list; otherwise `error: MESSAGE` and `devices` on stderr (an interruption: one
+/// line, `interrupted: DEVICES`).
+pub fn report_classified(
+    e: &(dyn std::error::Error + 'static),
+    json: bool,
+    kind: &'static str,
+    devices: &'static str,
+) {
+    let interrupted = kind == "interrupted";
+    let message = if interrupted {
+        "interrupted".to_string()
+    } else {
+        e.to_string()
+    };
+    if json {
+        let causes = if interrupted {
+            Vec::new()
+        } else {
+            distinct_causes(
+                message.clone(),
+                std::iter::successors(e.source(), |c| c.source()),
+            )
+        };
+        let out = ErrorOut {
+            error: ErrorBody {
+                kind,
+                message,
+                causes,
+                hint: Some(devices),
+            },
+            devices: &[],
+        };
+        if print_json(&out).is_err() {
+            errln!("error: could not encode the error report");
+        }
+    } else if interrupted {
+        errln!("interrupted: {devices}");
+    } else {
+        errln!("error: {}", escape(&message));
+        errln!("  {devices}");
+    }
+}
+
 /// Reports `e` (see the module docs) and returns the exit code.
 pub fn report(e: anyhow::Error, json: bool) -> ExitCode {
     let (error, devices) = match e.downcast::<Failed>() {
@@ -181,16 +248,7 @@ pub fn report(e: anyhow::Error, json: bool) -> ExitCode {
     } else {
         error.to_string()
     };
-    // Causes whose text the message above already includes are not repeated.
-    let mut causes = Vec::new();
-    let mut shown = error.to_string();
-    for cause in error.chain().skip(1) {
-        let c = cause.to_string();
-        if !shown.contains(&c) {
-            causes.push(c.clone());
-            shown = c;
-        }
-    }
+    let mut causes = distinct_causes(error.to_string(), error.chain().skip(1));
     if k == "interrupted" {
         causes.clear();
     }

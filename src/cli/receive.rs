@@ -82,7 +82,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             Err(e @ TransportError::Handshake { .. }) => {
                 errln!("refused a peer: {}", escape(&e.to_string()));
             }
-            Err(e) => return finish_transport_error(e),
+            Err(e) => return finish_transport_error(e, args.json),
         }
     };
     errln!("receiving from {peer}");
@@ -115,7 +115,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     bar.finish();
     let mut r = match result {
         Ok(r) => r,
-        Err(e) => return finish_transport_error(e),
+        Err(e) => return finish_transport_error(e, args.json),
     };
     r.peer = Some(peer.to_string());
     let resources = resources;

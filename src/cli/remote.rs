@@ -94,29 +94,35 @@ impl TransportArgs {
 
 /// The outcome of a transport error: link faults and refusals get their own exit codes
 /// (after the error is printed), everything else propagates.
-pub fn finish_transport_error(e: TransportError) -> anyhow::Result<ExitCode> {
-    let code = match &e {
-        TransportError::Migration(vfio_harness::migration::MigrationError::Interrupted) => {
-            errln!("interrupted: devices returned to RUNNING");
-            return Ok(super::failure::exit_code("interrupted"));
-        }
-        TransportError::NotAcknowledged(_) => EXIT_UNACKNOWLEDGED,
-        e if e.is_link_fault() => EXIT_LINK,
-        TransportError::Refused(_) => EXIT_REFUSED,
+/// With `json`, the report is the failure object on stdout (`kind` `interrupted`,
+/// `unacknowledged`, `link` or `refused`, the devices' situation as its `hint`).
+pub fn finish_transport_error(e: TransportError, json: bool) -> anyhow::Result<ExitCode> {
+    let (kind, code, devices) = match &e {
+        TransportError::Migration(vfio_harness::migration::MigrationError::Interrupted) => (
+            "interrupted",
+            super::failure::exit_code("interrupted"),
+            "devices returned to RUNNING",
+        ),
+        TransportError::NotAcknowledged(_) => (
+            "unacknowledged",
+            ExitCode::from(EXIT_UNACKNOWLEDGED),
+            "the source runs its state; the destination may have committed it (check it)",
+        ),
+        e if e.is_link_fault() => (
+            "link",
+            ExitCode::from(EXIT_LINK),
+            "the sources run their state; the destination resets its devices to RUNNING",
+        ),
+        TransportError::Refused(_) => (
+            "refused",
+            ExitCode::from(EXIT_REFUSED),
+            "every device is RUNNING",
+        ),
         _ => return Err(e.into()),
     };
-    // The peer's refusal quotes its own words: shown escaped.
-    errln!("error: {}", escape(&e.to_string()));
-    match code {
-        EXIT_UNACKNOWLEDGED => {
-            errln!("  the source runs its state; the destination may have committed it (check it)")
-        }
-        EXIT_LINK => {
-            errln!("  the sources run their state; the destination resets its devices to RUNNING")
-        }
-        _ => errln!("  every device is RUNNING"),
-    }
-    Ok(ExitCode::from(code))
+    // The peer's refusal quotes its own words: the report escapes them.
+    super::failure::report_classified(&e, json, kind, devices);
+    Ok(code)
 }
 
 #[derive(serde::Serialize)]
@@ -247,7 +253,7 @@ pub fn migrate_to(
     bar.finish();
     let r = match result {
         Ok(r) => r,
-        Err(e) => return finish_transport_error(e),
+        Err(e) => return finish_transport_error(e, x.json),
     };
     let s = &r.summary;
     if x.json {

@@ -140,6 +140,29 @@ fn tcp_link(sock: TcpStream, what: &str, timeout: Duration) -> Result<Link> {
 /// certificate, presenting ours). `timeout` bounds the connect, the handshake and every
 /// later wait on the link.
 pub fn connect(ep: &Endpoint, security: &Security, timeout: Duration) -> Result<Link> {
+    // What the address asks for is checked, and TLS files are read, before anything goes on
+    // the network: an unusable certificate or key is reported as such, not as whatever the
+    // connection ran into.
+    let tls = match (ep.scheme, security) {
+        (Scheme::Tcp, Security::Insecure) => None,
+        (Scheme::Tls, Security::Tls(files)) => Some(client_setup(ep, files)?),
+        (Scheme::Tls, Security::Insecure) => {
+            return Err(TransportError::Address {
+                addr: ep.to_string(),
+                why: "a tls:// address needs TLS certificates (Security::Tls; --ca/--cert/--key \
+                      on the command line), or use tcp:// insecurely"
+                    .into(),
+            })
+        }
+        (Scheme::Tcp, Security::Tls(_)) => {
+            return Err(TransportError::Address {
+                addr: ep.to_string(),
+                why: "plain TCP is allowed only when asked for (Security::Insecure; --insecure \
+                      on the command line), or use tls://"
+                    .into(),
+            })
+        }
+    };
     let what = format!("connect {}:{}", ep.host, ep.port);
     let addrs: Vec<SocketAddr> = (ep.host.as_str(), ep.port)
         .to_socket_addrs()
@@ -164,28 +187,43 @@ pub fn connect(ep: &Endpoint, security: &Security, timeout: Duration) -> Result<
         source: last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()),
     })?;
     tune(&sock, &what)?;
-    match (ep.scheme, security) {
-        (Scheme::Tcp, Security::Insecure) => tcp_link(sock, &what, timeout),
-        (Scheme::Tls, Security::Tls(files)) => client_tls(sock, ep, files, timeout),
-        (Scheme::Tls, Security::Insecure) => Err(TransportError::Address {
-            addr: ep.to_string(),
-            why: "a tls:// address needs TLS certificates (Security::Tls; --ca/--cert/--key on \
-                  the command line), or use tcp:// insecurely"
-                .into(),
-        }),
-        (Scheme::Tcp, Security::Tls(_)) => Err(TransportError::Address {
-            addr: ep.to_string(),
-            why: "plain TCP is allowed only when asked for (Security::Insecure; --insecure on \
-                  the command line), or use tls://"
-                .into(),
-        }),
+    match tls {
+        None => tcp_link(sock, &what, timeout),
+        Some(setup) => client_tls(sock, ep, setup, timeout),
     }
 }
 
+/// A TLS client's configuration (its files read and checked) and the listener's name.
 #[cfg(feature = "tls")]
-fn client_tls(sock: TcpStream, ep: &Endpoint, files: &TlsFiles, timeout: Duration) -> Result<Link> {
-    let cfg = super::tls::client_config(files)?;
-    let name = super::tls::server_name(&ep.host)?;
+type ClientSetup = (
+    std::sync::Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+);
+/// Without the `tls` feature there is nothing to set up.
+#[cfg(not(feature = "tls"))]
+type ClientSetup = ();
+
+#[cfg(feature = "tls")]
+fn client_setup(ep: &Endpoint, files: &TlsFiles) -> Result<ClientSetup> {
+    Ok((
+        super::tls::client_config(files)?,
+        super::tls::server_name(&ep.host)?,
+    ))
+}
+
+#[cfg(not(feature = "tls"))]
+fn client_setup(_: &Endpoint, _: &TlsFiles) -> Result<ClientSetup> {
+    Err(TransportError::NoTls)
+}
+
+#[cfg(feature = "tls")]
+fn client_tls(
+    sock: TcpStream,
+    ep: &Endpoint,
+    setup: ClientSetup,
+    timeout: Duration,
+) -> Result<Link> {
+    let (cfg, name) = setup;
     let conn = rustls::ClientConnection::new(cfg, name)
         .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
     let peer = format!("{}:{}", ep.host, ep.port);
@@ -225,7 +263,7 @@ fn client_tls(sock: TcpStream, ep: &Endpoint, files: &TlsFiles, timeout: Duratio
 }
 
 #[cfg(not(feature = "tls"))]
-fn client_tls(_: TcpStream, _: &Endpoint, _: &TlsFiles, _: Duration) -> Result<Link> {
+fn client_tls(_: TcpStream, _: &Endpoint, _: ClientSetup, _: Duration) -> Result<Link> {
     Err(TransportError::NoTls)
 }
 
