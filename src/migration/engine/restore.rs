@@ -212,6 +212,27 @@ fn restore_inner<R: Read + Send>(
 
 /// Reads a whole stream and verifies every checksum and the trailer, touching no device.
 /// Returns the header and totals.
+///
+/// # Examples
+///
+/// ```
+/// use vfio_harness::migration::{driver_for, engine};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     let dev = vfio_harness::open(&spec.parse()?, &Default::default())?;
+///     Ok(driver_for(dev)?)
+/// };
+/// let mut drv = open("sim:state=1M,seed=3")?;
+/// let (saved, saving) = engine::save(drv.as_mut(), Vec::new(), "memory", &Default::default())?;
+/// let (header, totals) = engine::verify(&saved[..], &Default::default())?;
+/// assert_eq!(totals.payload_bytes, saving.bytes);
+/// assert_eq!(totals.chunks, saving.chunks);
+/// assert_eq!(header.max_chunk as usize, engine::Options::default().buffer_size);
+/// assert!(engine::verify(&saved[..saved.len() - 1], &Default::default()).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, StreamTotals)> {
     let mut reader = StreamReader::new(source)?;
     let mut buf = AlignedBuf::new(reader.header().max_chunk as usize)?;
@@ -222,6 +243,31 @@ pub fn verify<R: Read>(source: R, opts: &Options) -> Result<(StreamHeader, Strea
 }
 
 /// [`restore`] from a file (`-` is stdin; see [`Input`]).
+///
+/// # Examples
+///
+/// A saved file restored into a device that checks it received seed 3's state:
+///
+/// ```
+/// use vfio_harness::device::MigState;
+/// use vfio_harness::migration::{driver_for, engine};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     let dev = vfio_harness::open(&spec.parse()?, &Default::default())?;
+///     Ok(driver_for(dev)?)
+/// };
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("state.vfs");
+/// let opts = engine::Options::default();
+/// let saving = engine::save_to_file(open("sim:state=1M,seed=3")?.as_mut(), &path, &opts)?;
+/// let mut dst = open("sim:state=1M,verify-seed=3")?;
+/// let report = engine::restore_from_file(dst.as_mut(), &path, &opts)?;
+/// assert_eq!(report.bytes, saving.bytes);
+/// assert_eq!(dst.state()?, MigState::Running);
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Errors
 ///
@@ -263,6 +309,29 @@ pub fn restore_from_file(
 /// A pipe or FIFO smaller than `opts.buffer_size` is grown to it (at most
 /// `/proc/sys/fs/pipe-max-size`), so the writer at its other end can run a chunk ahead;
 /// [`RestoreReport::pipe_capacity_bytes`] says what it held.
+///
+/// # Examples
+///
+/// ```
+/// use vfio_harness::migration::{driver_for, engine};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     let dev = vfio_harness::open(&spec.parse()?, &Default::default())?;
+///     Ok(driver_for(dev)?)
+/// };
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("state.vfs");
+/// let opts = engine::Options::default();
+/// engine::save_to_file(open("sim:state=1M,seed=3")?.as_mut(), &path, &opts)?;
+/// let token = engine::CancelToken::new()?;
+/// let input = engine::Input::open(&path, &token)?;
+/// let mut dst = open("sim:state=1M,verify-seed=3")?;
+/// let report = engine::restore_from(dst.as_mut(), &input, &opts, &token)?;
+/// assert_eq!(report.file.as_deref(), Some(path.as_path()));
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Errors
 ///

@@ -139,6 +139,31 @@ fn save_inner<W: Write + Send>(
 /// or interrupted save leaves no temporary file and does not touch an existing `path`.
 /// The path is checked before the device is touched.
 ///
+/// # Examples
+///
+/// Save a simulated device into a file, private to its owner, with nothing else left in
+/// the directory:
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt;
+/// use vfio_harness::migration::{driver_for, engine};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     let dev = vfio_harness::open(&spec.parse()?, &Default::default())?;
+///     Ok(driver_for(dev)?)
+/// };
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("state.vfs");
+/// let mut drv = open("sim:state=1M,seed=3")?;
+/// let report = engine::save_to_file(drv.as_mut(), &path, &engine::Options::default())?;
+/// assert_eq!(std::fs::metadata(&path)?.len(), report.stream_bytes);
+/// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 ///
 /// Those of [`Output::open`], [`save`] and [`Output::commit`].
@@ -170,6 +195,30 @@ pub fn save_to_file(
 /// # Errors
 ///
 /// Those of [`save`] and [`Output::commit`].
+///
+/// # Examples
+///
+/// The output opened (and checked) first, then the device saved into it:
+///
+/// ```
+/// use vfio_harness::migration::{driver_for, engine};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let open = |spec: &str| -> Result<_, Box<dyn std::error::Error>> {
+///     let dev = vfio_harness::open(&spec.parse()?, &Default::default())?;
+///     Ok(driver_for(dev)?)
+/// };
+/// let dir = tempfile::tempdir()?;
+/// let token = engine::CancelToken::new()?;
+/// let path = dir.path().join("state.vfs");
+/// let out = engine::Output::open(&path, &token)?;
+/// assert!(out.is_atomic());
+/// let mut drv = open("sim:state=1M,seed=3")?;
+/// let report = engine::save_to(drv.as_mut(), out, &engine::Options::default(), &token)?;
+/// assert_eq!(std::fs::metadata(&path)?.len(), report.stream_bytes);
+/// # Ok(())
+/// # }
+/// ```
 pub fn save_to(
     drv: &mut dyn MigrationDriver,
     out: Output,
