@@ -3,12 +3,10 @@
 //! gathering it with later ones: pre-copy data then crosses the link while the device still
 //! runs, not after it stopped.
 
-use crate::migration::stream::{CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2};
+use crate::migration::stream::{CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2, TAG_PRECOPY, TAG_TRAILER};
 
 /// Bytes of the fixed part of the stream header before its metadata (magic, version, length).
 const HEAD_FIXED: usize = 16;
-/// The trailer's tag: where a chunk header would start, the trailer starts with it.
-const TRAILER_TAG: &[u8; 4] = b"TRLR";
 /// Bytes after the metadata (the header checksum).
 const HEAD_SUM: u64 = 8;
 
@@ -40,7 +38,7 @@ impl StreamCursor {
                 let t = self.skip.min(data.len() as u64);
                 self.skip -= t;
                 data = &data[t as usize..];
-                if self.skip == 0 && self.in_chunks && &self.tag == b"PREC" {
+                if self.skip == 0 && self.in_chunks && self.tag == TAG_PRECOPY {
                     precopy_done = true;
                 }
                 continue;
@@ -53,8 +51,9 @@ impl StreamCursor {
             let t = (need - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..t]);
             data = &data[t..];
-            // The trailer (28 bytes) is shorter than a version 2 chunk header: known by its tag.
-            if self.in_chunks && self.buf.starts_with(TRAILER_TAG) {
+            // The trailer starts with its tag where a chunk header would, and is shorter than a
+            // version 2 chunk header: known by the tag.
+            if self.in_chunks && self.buf.starts_with(&TAG_TRAILER) {
                 self.done = true;
                 continue;
             }
@@ -78,7 +77,7 @@ impl StreamCursor {
                 // The bytes on the wire: version 2's wire length, version 1's payload length.
                 self.skip = u64::from(if self.v2 { word(8) } else { word(4) });
                 // A chunk with nothing on the wire is complete with its header.
-                if self.skip == 0 && &self.tag == b"PREC" {
+                if self.skip == 0 && self.tag == TAG_PRECOPY {
                     precopy_done = true;
                 }
             }

@@ -34,9 +34,9 @@ pub fn checksum(data: &[u8]) -> u64 {
     Xxh3::oneshot(data)
 }
 
-pub(super) const TAG_PRECOPY: [u8; 4] = *b"PREC";
+pub(crate) const TAG_PRECOPY: [u8; 4] = *b"PREC";
 pub(super) const TAG_STOPCOPY: [u8; 4] = *b"STOP";
-pub(super) const TAG_TRAILER: [u8; 4] = *b"TRLR";
+pub(crate) const TAG_TRAILER: [u8; 4] = *b"TRLR";
 
 /// Which phase of saving produced a chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

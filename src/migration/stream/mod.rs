@@ -46,6 +46,7 @@ pub use format::{
     CHUNK_HEADER_LEN, CHUNK_HEADER_LEN_V2, FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_JSON,
     OLDEST_FORMAT_VERSION, TRAILER_LEN,
 };
+pub(crate) use format::{TAG_PRECOPY, TAG_TRAILER};
 pub(crate) use hasher::Hasher;
 pub use needed::Needed;
 pub use reader::{PayloadCheck, StreamReader};
