@@ -168,6 +168,13 @@ pub fn exit_code(kind: &str) -> ExitCode {
     }
 }
 
+/// Prints the failure object (see the module docs) on stdout.
+fn print_error_json(error: ErrorBody, devices: &[DeviceOutcome]) {
+    if print_json(&ErrorOut { error, devices }).is_err() {
+        errln!("error: could not encode the error report");
+    }
+}
+
 /// The texts of `chain` (an error's causes), leaving out each one the text before it already
 /// includes (most errors quote their cause in their own message).
 fn distinct_causes<'a>(
@@ -212,18 +219,15 @@ pub fn report_classified(
                 std::iter::successors(e.source(), |c| c.source()),
             )
         };
-        let out = ErrorOut {
-            error: ErrorBody {
+        print_error_json(
+            ErrorBody {
                 kind,
                 message,
                 causes,
                 hint: Some(devices),
             },
-            devices: &[],
-        };
-        if print_json(&out).is_err() {
-            errln!("error: could not encode the error report");
-        }
+            &[],
+        );
     } else if interrupted {
         errln!("interrupted: {devices}");
     } else {
@@ -253,18 +257,15 @@ pub fn report(e: anyhow::Error, json: bool) -> ExitCode {
         causes.clear();
     }
     if json {
-        let out = ErrorOut {
-            error: ErrorBody {
+        print_error_json(
+            ErrorBody {
                 kind: k,
                 message,
                 causes,
                 hint,
             },
-            devices: &devices,
-        };
-        if print_json(&out).is_err() {
-            errln!("error: could not encode the error report");
-        }
+            &devices,
+        );
     } else if k == "interrupted" {
         let all_running = devices
             .iter()
