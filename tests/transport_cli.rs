@@ -189,30 +189,30 @@ fn plain_tcp_needs_insecure_and_a_refusal_exits_77() {
 /// source's terminal with control characters escaped: a peer cannot send it escape sequences.
 #[test]
 fn the_peers_words_are_printed_escaped() {
-    let named = |seed: u32| format!("sim:state=1M,verify-seed={seed},name=ev\x1b[31mil");
+    // Seed 3's state migrated to a receiver whose device (named with an escape sequence)
+    // expects `seed`: the migration's output and the receiver's exit code.
+    let to_named = |seed: u32| {
+        let r = receive(&[
+            &format!("sim:state=1M,verify-seed={seed},name=ev\x1b[31mil"),
+            "--insecure",
+        ]);
+        let url = format!("tcp://{}", r.addr);
+        let o = migrate(&["sim:state=1M,seed=3", &url, "--insecure"]);
+        (o, finish(r).0)
+    };
     let escaped = "ev\\u{1b}[31mil";
     // Refused: the refusal quotes the destination's error, which names its device.
-    let r = receive(&[&named(4), "--insecure"]);
-    let o = migrate(&[
-        "sim:state=1M,seed=3",
-        &format!("tcp://{}", r.addr),
-        "--insecure",
-    ]);
+    let (o, received) = to_named(4);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(77), "{err}");
     assert!(!err.contains('\x1b') && err.contains(escaped), "{err}");
-    assert_eq!(finish(r).0, Some(1));
+    assert_eq!(received, Some(1));
     // Accepted: the acknowledgement names the device the state went into.
-    let r = receive(&[&named(3), "--insecure"]);
-    let o = migrate(&[
-        "sim:state=1M,seed=3",
-        &format!("tcp://{}", r.addr),
-        "--insecure",
-    ]);
+    let (o, received) = to_named(3);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!out.contains('\x1b') && out.contains(escaped), "{out}");
-    assert_eq!(finish(r).0, Some(0));
+    assert_eq!(received, Some(0));
 }
 
 /// A TLS file that cannot be read is reported as such before anything goes on the network
