@@ -159,8 +159,10 @@ pub enum AttrError {
         /// Why configuring it failed.
         #[source]
         cause: Box<AttrError>,
-        /// `None` when the instance is gone; otherwise why removing it failed.
-        removal_error: Option<String>,
+        /// `None` when the instance is gone; otherwise why removing it failed (the kernel's
+        /// refusal, or [`SysfsError::Malformed`] for a node still there after its
+        /// `remove` was written).
+        removal_error: Option<SysfsError>,
     },
 }
 
@@ -204,7 +206,7 @@ fn written_suffix(w: &[String]) -> String {
     }
 }
 
-fn removal_text(uuid: &Uuid, e: &Option<String>) -> String {
+fn removal_text(uuid: &Uuid, e: &Option<SysfsError>) -> String {
     match e {
         None => format!("removed the half-made instance {uuid}; nothing is left behind"),
         Some(e) => format!(
@@ -396,10 +398,13 @@ pub fn create_configured(
 fn abort(root: &SysfsRoot, uuid: Uuid, cause: AttrError) -> AttrError {
     let removal_error = match mdev::remove(root, &uuid) {
         Ok(()) if !mdev::exists(root, &uuid) => None,
-        Ok(()) => Some("the node is still there after writing its remove attribute".into()),
+        Ok(()) => Some(SysfsError::Malformed {
+            path: mdev::instance_dir(root, &uuid),
+            reason: "the node is still there after writing its remove attribute".into(),
+        }),
         // It never appeared (the kernel accepted the create but made no node).
         Err(SysfsError::NoSuchInstance { .. }) => None,
-        Err(e) => Some(e.to_string()),
+        Err(e) => Some(e),
     };
     AttrError::CreateAborted {
         uuid,

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::attrs::{self, Assignment, AttrError, Configured};
 use super::mdev::{self, MdevInstance};
-use super::{dir_names, SysfsRoot};
+use super::{dir_names, SysfsError, SysfsRoot};
 
 /// How mdevctl starts a defined device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,12 +215,12 @@ pub enum MdevctlError {
         source: Box<AttrError>,
         /// Instances of earlier definitions removed again.
         rolled_back: Vec<Uuid>,
-        /// Removals that failed (`uuid: error`).
-        rollback_failures: Vec<String>,
+        /// Removals that failed: the instance and why.
+        rollback_failures: Vec<(Uuid, SysfsError)>,
     },
 }
 
-fn rollback_text(done: &[Uuid], failed: &[String]) -> String {
+fn rollback_text(done: &[Uuid], failed: &[(Uuid, SysfsError)]) -> String {
     let mut s = String::new();
     if !done.is_empty() {
         let list: Vec<String> = done.iter().map(|u| u.to_string()).collect();
@@ -231,7 +231,8 @@ fn rollback_text(done: &[Uuid], failed: &[String]) -> String {
         ));
     }
     if !failed.is_empty() {
-        s.push_str(&format!("; could not remove: {}", failed.join("; ")));
+        let list: Vec<String> = failed.iter().map(|(u, e)| format!("{u}: {e}")).collect();
+        s.push_str(&format!("; could not remove: {}", list.join("; ")));
     }
     s
 }
@@ -482,14 +483,14 @@ fn parent_of(
 }
 
 /// Removes the instances made so far, newest first.
-fn roll_back(root: &SysfsRoot, done: &[Started]) -> (Vec<Uuid>, Vec<String>) {
+fn roll_back(root: &SysfsRoot, done: &[Started]) -> (Vec<Uuid>, Vec<(Uuid, SysfsError)>) {
     let mut removed = Vec::new();
     let mut failures = Vec::new();
     for s in done.iter().rev() {
         let u = s.configured.created.uuid;
         match mdev::remove(root, &u) {
             Ok(()) => removed.push(u),
-            Err(err) => failures.push(format!("{u}: {err}")),
+            Err(err) => failures.push((u, err)),
         }
     }
     (removed, failures)

@@ -59,7 +59,8 @@ impl MdevInstance {
 }
 
 /// `bus/mdev/devices/<uuid>`.
-pub(super) fn instance_dir(root: &SysfsRoot, uuid: &Uuid) -> PathBuf {
+/// The instance's node: `bus/mdev/devices/<uuid>` under `root`.
+pub(crate) fn instance_dir(root: &SysfsRoot, uuid: &Uuid) -> PathBuf {
     root.join(INSTANCES_DIR).join(uuid.hyphenated().to_string())
 }
 

@@ -32,6 +32,7 @@ mod instance;
 mod lifecycle;
 mod types;
 
+pub(crate) use instance::instance_dir;
 pub use instance::{exists, instance, list_instances, MdevInstance};
 pub use lifecycle::{create, create_timed, remove, remove_timed, Created};
 pub use types::{
