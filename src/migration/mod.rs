@@ -11,6 +11,7 @@
 //!   ([`v1::V1Driver`]).
 
 pub mod attrs;
+pub(crate) mod chunk_size;
 pub mod compat;
 pub mod conformance;
 pub mod engine;
@@ -22,6 +23,7 @@ pub mod v1;
 pub mod v2;
 pub mod workload;
 
+pub use chunk_size::MIN_BUFFER;
 pub use error::{MigrationError, Result};
 
 /// The migration v2 state model, which lives in [`crate::device::fsm`] (the floor beneath the

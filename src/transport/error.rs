@@ -58,8 +58,14 @@ pub enum TransportError {
         source: std::io::Error,
     },
     /// Loading certificates or keys, or building the TLS configuration, failed.
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    #[error("TLS configuration: {what}: {source}")]
+    TlsConfig {
+        /// What was being loaded or built: a file's path, `client verifier`, `server name`.
+        what: String,
+        /// What failed (for a file that cannot be read, an I/O error inside the PEM error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The TLS handshake failed: the peer is not authenticated (no client certificate, one
     /// not signed by the CA, a server certificate that does not verify), or the link broke.
     #[error("TLS handshake with {peer} failed: {source}")]
@@ -90,6 +96,11 @@ pub enum TransportError {
     /// The peer broke the wire protocol (an unknown frame, one out of order, bad JSON).
     #[error("wire protocol violation by the peer: {0}")]
     Protocol(String),
+    /// The caller asked for something a migration cannot do: no sources or more than 255,
+    /// or dynamic resources listed for another number of devices than there are sources.
+    /// Nothing was sent and no device was touched.
+    #[error("invalid migration request: {0}")]
+    InvalidRequest(String),
     /// The peer refused (typed; the peer's devices are RUNNING).
     #[error("the peer refused ({:?}): {}", .0.kind, .0.message)]
     Refused(Refusal),

@@ -92,6 +92,29 @@ impl Write for Half {
     }
 }
 
+/// A link fault kept for the operations after it: an OS error keeps its errno (a later
+/// copy is that same OS error), any other its kind and message.
+enum Fault {
+    Os(i32),
+    Other(io::ErrorKind, String),
+}
+
+impl Fault {
+    fn of(e: &io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(errno) => Fault::Os(errno),
+            None => Fault::Other(e.kind(), e.to_string()),
+        }
+    }
+
+    fn to_io(&self) -> io::Error {
+        match self {
+            Fault::Os(errno) => io::Error::from_raw_os_error(*errno),
+            Fault::Other(kind, msg) => io::Error::new(*kind, msg.clone()),
+        }
+    }
+}
+
 struct Inner {
     rd: Mutex<Box<dyn Read + Send>>,
     wr: Mutex<Box<dyn Write + Send>>,
@@ -99,8 +122,8 @@ struct Inner {
     timeout: Duration,
     last_tx: Mutex<Instant>,
     stage: AtomicU8,
-    /// The first fault seen; later operations fail with a copy of its kind.
-    fault: Mutex<Option<(Stage, io::ErrorKind, String)>>,
+    /// The first fault seen; later operations fail with a copy of it.
+    fault: Mutex<Option<(Stage, Fault)>>,
     stop: AtomicBool,
     /// Payload buffers given back by consumers, reused for the next frames (no allocation,
     /// no fresh pages per frame).
@@ -211,7 +234,7 @@ impl Link {
     pub fn fault(&self) -> Option<TransportError> {
         Self::lock(&self.inner.fault)
             .as_ref()
-            .map(|(stage, kind, msg)| self.error(*stage, io::Error::new(*kind, msg.clone())))
+            .map(|(stage, fault)| self.error(*stage, fault.to_io()))
     }
 
     fn error(&self, stage: Stage, e: io::Error) -> TransportError {
@@ -229,7 +252,7 @@ impl Link {
         let stage = self.stage();
         let mut f = Self::lock(&self.inner.fault);
         if f.is_none() {
-            *f = Some((stage, e.kind(), e.to_string()));
+            *f = Some((stage, Fault::of(&e)));
         }
         drop(f);
         self.error(stage, e)

@@ -139,6 +139,41 @@ fn tcp_link(sock: TcpStream, what: &str, timeout: Duration) -> Result<Link> {
 /// Connects to `ep` and, for TLS, completes the handshake (verifying the listener's
 /// certificate, presenting ours). `timeout` bounds the connect, the handshake and every
 /// later wait on the link.
+///
+/// # Examples
+///
+/// A plain TCP link on the loopback, and an address that asks for TLS without the files
+/// to make it (refused before anything goes on the network):
+///
+/// ```
+/// use std::time::Duration;
+/// use vfio_harness::transport::{connect, Endpoint, Listener, Security, TransportError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = Listener::bind("127.0.0.1:0", Security::Insecure)?;
+/// let endpoint: Endpoint = format!("tcp://{}", listener.local_addr()?).parse()?;
+/// let accepting = std::thread::spawn(move || listener.accept(Duration::from_secs(10)));
+/// let link = connect(&endpoint, &Security::Insecure, Duration::from_secs(10))?;
+/// let (_their_link, peer) = accepting.join().expect("the accepting thread")?;
+/// assert!(peer.ip().is_loopback());
+/// assert!(link.fault().is_none());
+///
+/// let tls: Endpoint = "tls://127.0.0.1:1".parse()?;
+/// let e = connect(&tls, &Security::Insecure, Duration::from_secs(1)).unwrap_err();
+/// assert!(matches!(e, TransportError::Address { .. }));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// - [`TransportError::Address`]: a `tls://` address with [`Security::Insecure`], or a
+///   `tcp://` one with TLS files, or a host that does not resolve.
+/// - [`TransportError::TlsConfig`]: a CA, certificate or key file cannot be used (read before
+///   connecting).
+/// - [`TransportError::Connect`]: the connection failed (refused, unreachable, timed out).
+/// - [`TransportError::Handshake`]: the TLS handshake failed (the listener's certificate did
+///   not verify, or it refused ours).
 pub fn connect(ep: &Endpoint, security: &Security, timeout: Duration) -> Result<Link> {
     // What the address asks for is checked, and TLS files are read, before anything goes on
     // the network: an unusable certificate or key is reported as such, not as whatever the
@@ -225,7 +260,7 @@ fn client_tls(
 ) -> Result<Link> {
     let (cfg, name) = setup;
     let conn = rustls::ClientConnection::new(cfg, name)
-        .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+        .map_err(|e| super::tls::config_err("client session", e))?;
     let peer = format!("{}:{}", ep.host, ep.port);
     let mut stream = handshake(rustls::StreamOwned::new(conn, sock), &peer, timeout)?;
     // With TLS 1.3 the client finishes its handshake before the listener has checked the
@@ -312,6 +347,29 @@ fn is_timeout(e: &std::io::Error) -> bool {
 }
 
 /// A listening socket for `receive`.
+///
+/// # Examples
+///
+/// A destination that stops waiting for a peer when asked to (Ctrl-C in the CLI): the wait
+/// ends with [`MigrationError::Interrupted`](crate::migration::MigrationError::Interrupted).
+///
+/// ```
+/// use std::sync::atomic::AtomicBool;
+/// use std::time::Duration;
+/// use vfio_harness::migration::MigrationError;
+/// use vfio_harness::transport::{Listener, Security, TransportError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = Listener::bind("127.0.0.1:0", Security::Insecure)?;
+/// assert_ne!(listener.local_addr()?.port(), 0);
+/// let cancel = AtomicBool::new(true);
+/// let e = listener
+///     .accept_unless(Duration::from_secs(10), Some(&cancel))
+///     .unwrap_err();
+/// assert!(matches!(e, TransportError::Migration(MigrationError::Interrupted)));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Listener {
     sock: TcpListener,
     security: Security,
@@ -399,7 +457,7 @@ impl Listener {
             Security::Tls(_) => {
                 let cfg = self.server.clone().ok_or(TransportError::NoTls)?;
                 let conn = rustls::ServerConnection::new(cfg)
-                    .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+                    .map_err(|e| super::tls::config_err("server session", e))?;
                 let stream = handshake(
                     rustls::StreamOwned::new(conn, sock),
                     &peer.to_string(),

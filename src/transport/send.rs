@@ -22,7 +22,7 @@ use crate::migration::attrs::ResourceValue;
 use crate::migration::engine::{
     self, Options, P2pBarrier, P2pHook, P2pPoint, P2pStep, Phase, SaveReport,
 };
-use crate::migration::stream::{StreamHeader, MAX_CHUNK_LEN};
+use crate::migration::stream::StreamHeader;
 use crate::migration::{MigrationDriver, MigrationError};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,8 +43,10 @@ pub(super) struct FrameSink {
 }
 
 impl FrameSink {
+    /// The link's failure as the writer's error; the [`TransportError`] stays inside it
+    /// (`get_ref`), its own source (the OS error) the chain's next link.
     fn io(e: TransportError) -> io::Error {
-        io::Error::new(io::ErrorKind::BrokenPipe, e.to_string())
+        io::Error::new(io::ErrorKind::BrokenPipe, e)
     }
 
     fn send_buf(&mut self) -> io::Result<()> {
@@ -160,6 +162,9 @@ pub struct SendOptions {
 /// - [`TransportError::NoP2p`]: several sources, some without P2P states (nothing touched).
 /// - [`TransportError::Migration`]: a source device failed (or `opts.cancel` was set).
 /// - [`TransportError::Protocol`]: the peer broke the wire protocol.
+/// - [`TransportError::InvalidRequest`]: no sources, or more than 255 (nothing touched).
+/// - [`TransportError::Migration`] holding [`MigrationError::InvalidBufferSize`]:
+///   `opts.buffer_size` is below 4 KiB or above 64 MiB (nothing touched).
 pub fn migrate_to(
     sources: &mut [Box<dyn MigrationDriver + '_>],
     link: &Link,
@@ -172,8 +177,8 @@ pub fn migrate_to(
 ///
 /// # Errors
 ///
-/// Those of [`migrate_to`]; [`TransportError::Protocol`] when `send` lists another number of
-/// devices than `sources`.
+/// Those of [`migrate_to`]; [`TransportError::InvalidRequest`] when `send` lists another
+/// number of devices than `sources`.
 pub fn migrate_to_with(
     sources: &mut [Box<dyn MigrationDriver + '_>],
     link: &Link,
@@ -183,20 +188,17 @@ pub fn migrate_to_with(
     let t0 = Instant::now();
     let n = sources.len();
     if n == 0 || n > u8::MAX as usize {
-        return Err(TransportError::Protocol(format!(
+        return Err(TransportError::InvalidRequest(format!(
             "{n} devices: one migration moves 1 to 255"
         )));
     }
     if !send.dynamic_resources.is_empty() && send.dynamic_resources.len() != n {
-        return Err(TransportError::Protocol(format!(
+        return Err(TransportError::InvalidRequest(format!(
             "dynamic resources for {} devices, {n} sources",
             send.dynamic_resources.len()
         )));
     }
-    let chunk = opts.buffer_size;
-    if chunk == 0 || chunk > MAX_CHUNK_LEN as usize {
-        return Err(MigrationError::InvalidBufferSize { size: chunk }.into());
-    }
+    let chunk = crate::migration::chunk_size::checked(opts.buffer_size)?;
     let group = n > 1;
     if group {
         let without: Vec<String> = sources
@@ -437,7 +439,7 @@ fn transfer(
                         link.send(FrameKind::End, i as u8, &[]).map_err(|e| {
                             MigrationError::File {
                                 path: name.clone(),
-                                source: io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()),
+                                source: FrameSink::io(e),
                             }
                         })?;
                         Ok(rep)

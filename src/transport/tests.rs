@@ -4,7 +4,7 @@
 use super::*;
 use crate::device::MigState;
 use crate::migration::engine::{self, Options, PrecopyPolicy};
-use crate::migration::{driver_for, MigrationDriver};
+use crate::migration::{driver_for, MigrationDriver, MigrationError};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -378,6 +378,36 @@ fn peer_with_a_certificate_from_another_ca_is_refused() {
     assert_eq!(dest.opened.load(Ordering::SeqCst), 0);
 }
 
+/// An unreadable TLS file is reported with its path and keeps the OS error as its source,
+/// for a caller that branches on it; a file that is not PEM names the file too.
+#[cfg(feature = "tls")]
+#[test]
+fn a_tls_file_that_cannot_be_read_keeps_its_os_error() {
+    use std::error::Error as _;
+    let pki = Pki::new();
+    let Security::Tls(mut files) = pki.files("ca", "server") else {
+        unreachable!("files() makes TLS security")
+    };
+    files.key = pki.dir.path().join("missing.key");
+    let e = Listener::bind("127.0.0.1:0", Security::Tls(files.clone())).expect_err("no key");
+    let TransportError::TlsConfig { what, source } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(what, &files.key.display().to_string());
+    let io = source
+        .downcast_ref::<std::io::Error>()
+        .expect("the OS error");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert!(e.source().is_some());
+
+    files.key = files.ca.clone();
+    let e = Listener::bind("127.0.0.1:0", Security::Tls(files.clone())).expect_err("a CA");
+    assert!(
+        matches!(&e, TransportError::TlsConfig { what, .. } if what == &files.ca.display().to_string()),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn tcp_to_a_tls_address_needs_insecure() {
     let e: Endpoint = "tls://127.0.0.1:1".parse().unwrap();
@@ -724,4 +754,71 @@ fn a_corrupt_stream_is_refused_once() {
     assert!(e.to_string().contains("checksum"), "{e}");
     assert_eq!(states, vec![MigState::Running]);
     assert_eq!(refusals, 1, "one REFUSE for one failure");
+}
+
+/// A caller's mistakes are refused as such (not as the peer's protocol violation) before
+/// anything is sent: no sources, dynamic resources for another number of devices, and a
+/// buffer size outside 4 KiB..=64 MiB.
+#[test]
+fn a_callers_mistakes_are_refused_before_anything_is_sent() {
+    let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = raw.local_addr().expect("addr");
+    let link = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(10)).expect("connect");
+    let (mut peer, _) = raw.accept().expect("accept");
+
+    let e = migrate_to(&mut Vec::new(), &link, &opts()).expect_err("no sources");
+    assert!(matches!(e, TransportError::InvalidRequest(_)), "{e:?}");
+
+    let mut src = vec![sim("sim:state=1M,seed=3")];
+    let two = SendOptions {
+        dynamic_resources: vec![None, None],
+    };
+    let e = migrate_to_with(&mut src, &link, &opts(), &two).expect_err("resources for 2");
+    assert!(matches!(e, TransportError::InvalidRequest(_)), "{e:?}");
+
+    for size in [1024, (64 << 20) + 1] {
+        let o = Options {
+            buffer_size: size,
+            ..opts()
+        };
+        let e = migrate_to(&mut src, &link, &o).expect_err("bad buffer size");
+        assert!(
+            matches!(e, TransportError::Migration(MigrationError::InvalidBufferSize { size: s }) if s == size),
+            "{size}: {e:?}"
+        );
+    }
+    assert_eq!(src[0].state().expect("state"), MigState::Running);
+    drop(link);
+    let mut sent = Vec::new();
+    peer.read_to_end(&mut sent).expect("read");
+    assert!(sent.is_empty(), "{} bytes were sent", sent.len());
+}
+
+/// After the peer is gone, every later operation on the link fails with the first fault, and
+/// an OS error stays that OS error (its errno), not only its kind.
+#[test]
+fn a_link_fault_keeps_its_errno_for_later_operations() {
+    let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = raw.local_addr().expect("addr");
+    let link = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(10)).expect("connect");
+    let (peer, _) = raw.accept().expect("accept");
+    drop(peer);
+    // The first sends may still be buffered; the closed peer answers them with a reset.
+    let first = (0..100_000)
+        .find_map(|_| link.send(super::frame::FrameKind::Keepalive, 0, &[]).err())
+        .expect("a send to a closed peer fails");
+    let errno = |e: &TransportError| match e {
+        TransportError::LinkBroken { source, .. } => source.raw_os_error(),
+        e => panic!("not a broken link: {e:?}"),
+    };
+    let want = errno(&first);
+    assert!(
+        matches!(want, Some(libc::EPIPE) | Some(libc::ECONNRESET)),
+        "{first:?}"
+    );
+    assert_eq!(errno(&link.fault().expect("the fault is kept")), want);
+    let later = link
+        .send(super::frame::FrameKind::Keepalive, 0, &[])
+        .expect_err("still broken");
+    assert_eq!(errno(&later), want);
 }

@@ -4,7 +4,7 @@
 //! `docs/transport.md` for the openssl commands that make them).
 
 use super::error::{Result, TransportError};
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -23,8 +23,28 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-fn cfg_err(path: &Path, e: impl std::fmt::Display) -> TransportError {
-    TransportError::TlsConfig(format!("{}: {e}", path.display()))
+fn cfg_err(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> TransportError {
+    config_err(path.display(), e)
+}
+
+/// A PEM file that could not be loaded; one that could not be read keeps its I/O error as
+/// the source (the PEM error itself has no `source()`).
+fn pem_err(path: &Path, e: pem::Error) -> TransportError {
+    match e {
+        pem::Error::Io(io) => cfg_err(path, io),
+        e => cfg_err(path, e),
+    }
+}
+
+/// [`TransportError::TlsConfig`]: building `what` failed with `e`.
+pub(super) fn config_err(
+    what: impl std::fmt::Display,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> TransportError {
+    TransportError::TlsConfig {
+        what: what.to_string(),
+        source: e.into(),
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -34,9 +54,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn roots(ca: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| cfg_err(ca, e))?
+        .map_err(|e| pem_err(ca, e))?
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| cfg_err(ca, e))?;
+        .map_err(|e| pem_err(ca, e))?;
     if certs.is_empty() {
         return Err(cfg_err(ca, "no certificate in the file"));
     }
@@ -48,13 +68,13 @@ fn roots(ca: &Path) -> Result<RootCertStore> {
 
 fn identity(files: &TlsFiles) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| cfg_err(&files.cert, e))?
+        .map_err(|e| pem_err(&files.cert, e))?
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| cfg_err(&files.cert, e))?;
+        .map_err(|e| pem_err(&files.cert, e))?;
     if certs.is_empty() {
         return Err(cfg_err(&files.cert, "no certificate in the file"));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| cfg_err(&files.key, e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| pem_err(&files.key, e))?;
     Ok((certs, key))
 }
 
@@ -64,11 +84,11 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
     let roots = Arc::new(roots(&files.ca)?);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
         .build()
-        .map_err(|e| TransportError::TlsConfig(format!("client verifier: {e}")))?;
+        .map_err(|e| config_err("client verifier", e))?;
     let (certs, key) = identity(files)?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::TlsConfig(e.to_string()))?
+        .map_err(|e| config_err("protocol versions", e))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(|e| cfg_err(&files.cert, e))?;
@@ -86,7 +106,7 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>> {
     let (certs, key) = identity(files)?;
     let cfg = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::TlsConfig(e.to_string()))?
+        .map_err(|e| config_err("protocol versions", e))?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
         .map_err(|e| cfg_err(&files.cert, e))?;
@@ -97,7 +117,7 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>> {
 /// address or a DNS name).
 pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(host.to_string())
-        .map_err(|e| TransportError::TlsConfig(format!("server name {host:?}: {e}")))
+        .map_err(|e| config_err(format_args!("server name {host:?}"), e))
 }
 
 /// A TLS session as a link's stream: rustls's `StreamOwned`, except that reading never

@@ -1,6 +1,6 @@
 //! What an operation is asked to do: buffer size, pre-copy policy, cancellation, progress.
 
-use crate::migration::stream::{ChunkKind, Compression, MAX_CHUNK_LEN};
+use crate::migration::stream::{ChunkKind, Compression};
 use crate::migration::{MigrationError, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,9 +10,7 @@ use std::time::Duration;
 /// Default chunk (buffer) size: 1 MiB, what QEMU reads the data fd with.
 pub const DEFAULT_BUFFER: usize = 1 << 20;
 
-/// Smallest chunk (buffer) size accepted: below it the stream's framing (24 bytes per chunk)
-/// outweighs the data.
-pub const MIN_BUFFER: usize = 4096;
+pub use crate::migration::MIN_BUFFER;
 
 /// Default of [`Options::max_poll`]: 5 ms. In the bed (QEMU TCG, 2 vCPUs, 1 MiB reads of
 /// about 2.4 ms from vhgpu, about 1 ms of hashing and framing per chunk), a thread waiting
@@ -240,12 +238,7 @@ impl std::fmt::Debug for Options {
 
 impl Options {
     pub(super) fn chunk_len(&self) -> Result<usize> {
-        if self.buffer_size < MIN_BUFFER || self.buffer_size > MAX_CHUNK_LEN as usize {
-            return Err(MigrationError::InvalidBufferSize {
-                size: self.buffer_size,
-            });
-        }
-        Ok(self.buffer_size)
+        crate::migration::chunk_size::checked(self.buffer_size)
     }
 
     /// The error to report for `e`: [`MigrationError::Interrupted`] when the operation was

@@ -4,7 +4,7 @@ use super::{DestinationSession, EndState};
 use crate::device::{MigFlags, MigState};
 use crate::migration::engine::RoundStats;
 use crate::migration::recovery::Recovery;
-use crate::migration::stream::{stop_copy_limit, StreamHeader, MAX_CHUNK_LEN};
+use crate::migration::stream::{stop_copy_limit, StreamHeader};
 use crate::migration::{MigrationDriver, MigrationError, Pending, Protocol, Result};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -197,16 +197,14 @@ impl<'d> SourceSession<'d> {
         }
     }
 
-    /// Reads in chunks of `size` bytes (at most 64 MiB) instead of 1 MiB.
+    /// Reads in chunks of `size` bytes ([`MIN_BUFFER`](crate::migration::MIN_BUFFER) to
+    /// 64 MiB) instead of 1 MiB.
     ///
     /// # Errors
     ///
-    /// [`MigrationError::InvalidBufferSize`] when `size` is 0 or above 64 MiB.
+    /// [`MigrationError::InvalidBufferSize`] when `size` is below 4 KiB or above 64 MiB.
     pub fn with_chunk_size(mut self, size: usize) -> Result<Self> {
-        if size == 0 || size > MAX_CHUNK_LEN as usize {
-            return Err(MigrationError::InvalidBufferSize { size });
-        }
-        self.chunk = size;
+        self.chunk = crate::migration::chunk_size::checked(size)?;
         self.buf = Vec::new();
         Ok(self)
     }

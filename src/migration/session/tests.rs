@@ -210,3 +210,21 @@ fn an_endless_stop_copy_is_cut_off() {
     drop(s);
     assert_eq!(src.state().unwrap(), MigState::Running);
 }
+
+/// The session takes the engine's chunk sizes and no others: below 4 KiB the framing
+/// outweighs the data, above 64 MiB no stream could carry the chunk.
+#[test]
+fn a_session_refuses_the_chunk_sizes_the_engine_refuses() {
+    let mut src = open("sim:state=1M,seed=3");
+    for bad in [0, 1024, engine::MIN_BUFFER - 1, (64 << 20) + 1] {
+        let s = SourceSession::new(src.as_mut()).unwrap();
+        match s.with_chunk_size(bad) {
+            Err(MigrationError::InvalidBufferSize { size }) => assert_eq!(size, bad),
+            Err(e) => panic!("{bad}: {e}"),
+            Ok(_) => panic!("{bad} was accepted"),
+        }
+    }
+    let s = SourceSession::new(src.as_mut()).unwrap();
+    assert!(s.with_chunk_size(engine::MIN_BUFFER).is_ok());
+    assert_eq!(src.state().unwrap(), MigState::Running);
+}
