@@ -310,3 +310,113 @@ fn a_group_with_a_device_without_p2p_states_is_refused_with_exit_1() {
     let _ = r.child.kill();
     let _ = r.child.wait();
 }
+
+/// Waits for `child` at most `limit` after a signal: a side that ignored the signal would
+/// wait out its `--timeout` (60 s here).
+fn exit_within(child: &mut Child, limit: Duration) -> Option<i32> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s.code();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running {limit:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn terminate(child: &Child) {
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+}
+
+/// SIGTERM while a side waits on a silent peer in the handshake ends it at once, as an
+/// interruption (exit 143, `kind` `interrupted`), not as a stalled link after `--timeout`;
+/// the peer is told (a REFUSE frame).
+#[test]
+fn a_signal_during_the_handshake_interrupts_either_side() {
+    const AFTER_SIGNAL: Duration = Duration::from_secs(10);
+    let frame = |s: &mut TcpStream| -> (u8, Vec<u8>) {
+        let mut h = [0u8; 8];
+        s.read_exact(&mut h).expect("a frame header");
+        let mut p = vec![0u8; u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize];
+        s.read_exact(&mut p).expect("its payload");
+        (h[0], p)
+    };
+    const HELLO: u8 = 1;
+    const REFUSE: u8 = 3;
+
+    // The source, waiting for ACCEPT after its HELLO.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut src = Command::new(BIN)
+        .args([
+            "migrate",
+            "sim:state=1M",
+            "--insecure",
+            "--json",
+            "--timeout",
+            "60",
+        ])
+        .arg(format!("tcp://{}", silent.local_addr().expect("addr")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn migrate");
+    let (mut peer, _) = silent.accept().expect("accept");
+    assert_eq!(frame(&mut peer).0, HELLO);
+    terminate(&src);
+    assert_eq!(exit_within(&mut src, AFTER_SIGNAL), Some(143));
+    let (kind, payload) = frame(&mut peer);
+    assert_eq!(kind, REFUSE, "{}", String::from_utf8_lossy(&payload));
+    assert!(String::from_utf8_lossy(&payload).contains("interrupted"));
+    let mut out = String::new();
+    src.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["error"]["kind"], "interrupted", "{out}");
+
+    // The destination, waiting for HELLO from a peer that connected and says nothing.
+    let mut dst = Command::new(BIN)
+        .args([
+            "receive",
+            "sim:state=1M",
+            "--insecure",
+            "--json",
+            "--timeout",
+            "60",
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn receive");
+    let mut err = BufReader::new(dst.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("read stderr");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the address")
+        .to_string();
+    let mut source = TcpStream::connect(&addr).expect("connect");
+    line.clear();
+    err.read_line(&mut line).expect("read stderr");
+    assert!(line.starts_with("receiving from"), "{line:?}");
+    terminate(&dst);
+    assert_eq!(exit_within(&mut dst, AFTER_SIGNAL), Some(143));
+    let (kind, payload) = frame(&mut source);
+    assert_eq!(kind, REFUSE, "{}", String::from_utf8_lossy(&payload));
+    let mut out = String::new();
+    dst.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["error"]["kind"], "interrupted", "{out}");
+}

@@ -98,16 +98,24 @@ impl TransportArgs {
 /// `unacknowledged`, `link` or `refused`, the devices' situation as its `hint`).
 pub fn finish_transport_error(e: TransportError, json: bool) -> anyhow::Result<ExitCode> {
     let (kind, code, devices) = match &e {
-        TransportError::Migration(vfio_harness::migration::MigrationError::Interrupted) => (
-            "interrupted",
-            super::failure::exit_code("interrupted"),
-            "devices returned to RUNNING",
-        ),
         TransportError::NotAcknowledged(_) => (
             "unacknowledged",
             ExitCode::from(EXIT_UNACKNOWLEDGED),
             "the source runs its state; the destination may have committed it (check it)",
         ),
+        // A signal caught ends the migration whatever the link said after it.
+        e if super::signals::caught_signal().is_some()
+            || matches!(
+                e,
+                TransportError::Migration(vfio_harness::migration::MigrationError::Interrupted)
+            ) =>
+        {
+            (
+                "interrupted",
+                super::failure::exit_code("interrupted"),
+                "devices returned to RUNNING",
+            )
+        }
         e if e.is_link_fault() => (
             "link",
             ExitCode::from(EXIT_LINK),

@@ -47,6 +47,19 @@ pub(super) fn interrupted(link: &Link, cancel: Option<&Cancel>) -> bool {
     set
 }
 
+/// `e`, after telling the peer when it is the interruption that ended a wait on the link
+/// ([`Link::cancel_on`]: a wait for the peer gives up on its own when the user interrupts).
+/// `side` names this end in the refusal: `source` or `destination`.
+pub(super) fn tell_if_interrupted(link: &Link, side: &str, e: TransportError) -> TransportError {
+    if matches!(e, TransportError::Migration(MigrationError::Interrupted)) {
+        link.refuse(
+            RefusalKind::Interrupted,
+            &format_args!("interrupted on the {side}"),
+        );
+    }
+    e
+}
+
 /// The one device's side of the link, shared by its stream reader ([`Direct::reader`]) and its
 /// commit gate ([`Direct::wait_commit`]).
 pub(super) struct Direct {
@@ -116,7 +129,10 @@ impl Direct {
     pub(super) fn wait_commit(&self) -> io::Result<()> {
         loop {
             self.check_cancel()?;
-            let f = self.link.recv_any().map_err(|e| self.fail(e))?;
+            let f = self
+                .link
+                .recv_any()
+                .map_err(|e| self.fail(tell_if_interrupted(&self.link, "destination", e)))?;
             match f.kind {
                 FrameKind::Keepalive => {}
                 FrameKind::Commit => {
@@ -145,7 +161,8 @@ impl Read for LinkReader<'_> {
         let d = self.direct;
         loop {
             d.check_cancel()?;
-            match d.link.read_data(0, out).map_err(|e| d.fail(e))? {
+            let r = d.link.read_data(0, out);
+            match r.map_err(|e| d.fail(tell_if_interrupted(&d.link, "destination", e)))? {
                 Incoming::Data(n) => return Ok(n),
                 Incoming::Frame(f) => match f.kind {
                     FrameKind::Keepalive => {}

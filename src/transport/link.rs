@@ -7,29 +7,20 @@
 //! the reader gives the lock back between attempts, and the total wait for the peer is
 //! counted here, against [`Link::timeout`].
 
+use super::bounded::{is_timeout, write_all_bounded, Bounded};
 use super::error::{Result, Stage, TransportError};
 use super::frame::{header, Frame, FrameKind, Refusal, RefusalKind, FRAME_HEADER_LEN, MAX_FRAME};
-use crate::migration::engine::LOW_WATER_MAX;
+use crate::migration::engine::Cancel;
 use crate::migration::stream::Needed;
-use std::io::{self, IoSlice, Read, Write};
+use crate::migration::MigrationError;
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Read/write timeout of the socket itself: how long one attempt holds the link's lock.
 pub const POLL: Duration = Duration::from_millis(50);
-
-/// The most bytes of a frame written in one call: twice the receiving side's low-water mark
-/// ([`LOW_WATER_MAX`]), so a frame of 1 MiB of payload and its header goes out in three
-/// writes, the last of them the header's length. A 4 GiB migration over a loopback
-/// connection with each side on one thread, on a 2-vCPU EPYC guest on two days
-/// (hw-notes/bench.md, "Session 30" and "Session 31", the second with slower memory copies):
-/// on the first, median 0.755 s in 256 KiB writes, 0.751 and 0.828 s in 512 KiB writes,
-/// 0.962 s in whole frames; on the second, 1.058 s in 256 KiB writes, 0.963 s in 512 KiB
-/// writes, 0.916 s in whole frames (five blocks of each, but two of 512 KiB on the first
-/// day). Writes of 512 KiB were within 10 % of the best size on both.
-pub(crate) const SEND_PIECE: usize = 2 * LOW_WATER_MAX;
 
 /// A byte stream a link runs over: a TCP socket, a TLS session, an in-memory pipe.
 pub trait Stream: Read + Write + Send {}
@@ -125,6 +116,9 @@ struct Inner {
     /// The first fault seen; later operations fail with a copy of it.
     fault: Mutex<Option<(Stage, Fault)>>,
     stop: AtomicBool,
+    /// Set by [`Link::cancel_on`]: once the flag is set, a wait for the peer gives up with
+    /// [`MigrationError::Interrupted`] at its next poll.
+    cancel: OnceLock<Cancel>,
     /// Payload buffers given back by consumers, reused for the next frames (no allocation,
     /// no fresh pages per frame).
     free: Mutex<Vec<Vec<u8>>>,
@@ -140,13 +134,6 @@ const FREE_BUFFERS: usize = 16;
 #[derive(Clone)]
 pub struct Link {
     inner: Arc<Inner>,
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 fn stage_from(b: u8) -> Stage {
@@ -204,6 +191,7 @@ impl Link {
                 stage: AtomicU8::new(0),
                 fault: Mutex::new(None),
                 stop: AtomicBool::new(false),
+                cancel: OnceLock::new(),
                 free: Mutex::new(Vec::new()),
                 needed,
             }),
@@ -213,6 +201,24 @@ impl Link {
     /// The bound on every wait for the peer.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// Makes every later wait on the link (for a frame from the peer, for room to send one)
+    /// give up with [`MigrationError::Interrupted`] within [`POLL`] of `flag` being set: a
+    /// signal handler's flag, so Ctrl-C ends a handshake or a commit waiting on a silent peer
+    /// at once instead of after the link's timeout. A receive that gave up can be retried; a
+    /// send that gave up part-way through a frame leaves the link broken. The migration calls
+    /// ([`migrate_to`](super::migrate_to), [`receive_into`](super::receive_into)) set their
+    /// `opts.cancel` here; the first flag set stays.
+    pub fn cancel_on(&self, flag: Cancel) {
+        let _already_set = self.inner.cancel.set(flag);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.inner
+            .cancel
+            .get()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
     /// Records which stage the migration is in (named by link errors).
@@ -274,10 +280,22 @@ impl Link {
         slices.push(&h);
         slices.extend(parts.iter().copied().filter(|p| !p.is_empty()));
         let mut io = Self::lock(&self.inner.wr);
-        let r = write_all_bounded(&mut **io, &mut slices, self.inner.timeout);
+        let r = write_all_bounded(&mut **io, &mut slices, self.inner.timeout, || {
+            self.cancelled()
+        });
         *Self::lock(&self.inner.last_tx) = Instant::now();
         drop(io);
-        r.map_err(|e| self.failed(e))
+        r.map_err(|e| match e {
+            Bounded::Cancelled => {
+                // Part of the frame may have gone: nothing more can be framed on this link.
+                let _ = self.failed(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "a frame was left part-sent when the migration was interrupted",
+                ));
+                MigrationError::Interrupted.into()
+            }
+            Bounded::Io(e) => self.failed(e),
+        })
     }
 
     /// Sends a frame whose payload is `value` as JSON.
@@ -452,6 +470,10 @@ impl Link {
                     }
                 }
                 Err(e) if is_timeout(&e) => {
+                    if self.cancelled() {
+                        // What was read of a frame so far stays: a later receive goes on.
+                        return Err(MigrationError::Interrupted.into());
+                    }
                     if self.inner.stop.load(Ordering::Relaxed) && rx.hdr_got == 0 {
                         return Err(self.failed(io::Error::new(
                             io::ErrorKind::ConnectionAborted,
@@ -556,66 +578,6 @@ impl Drop for Keepalive {
     }
 }
 
-/// Writes every slice, at most [`SEND_PIECE`] bytes per call, retrying short writes and
-/// socket timeouts until `timeout` passes with no progress; then flushes the same way.
-fn write_all_bounded(
-    io: &mut dyn Write,
-    slices: &mut [&[u8]],
-    timeout: Duration,
-) -> io::Result<()> {
-    let mut last = Instant::now();
-    let mut first = 0;
-    while first < slices.len() {
-        if slices[first].is_empty() {
-            first += 1;
-            continue;
-        }
-        let mut room = SEND_PIECE;
-        let io_slices: Vec<IoSlice<'_>> = slices[first..]
-            .iter()
-            .map_while(|s| {
-                let k = s.len().min(room);
-                room -= k;
-                (k > 0 || s.is_empty()).then(|| IoSlice::new(&s[..k]))
-            })
-            .collect();
-        match io.write_vectored(&io_slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(mut n) => {
-                last = Instant::now();
-                while n > 0 {
-                    let l = slices[first].len();
-                    if n >= l {
-                        n -= l;
-                        slices[first] = &[];
-                        first += 1;
-                    } else {
-                        slices[first] = &slices[first][n..];
-                        n = 0;
-                    }
-                }
-            }
-            Err(e) if is_timeout(&e) => {
-                if last.elapsed() >= timeout {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stalled"));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    loop {
-        match io.flush() {
-            Ok(()) => return Ok(()),
-            Err(e) if is_timeout(&e) => {
-                if last.elapsed() >= timeout {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stalled"));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link").finish_non_exhaustive()
@@ -627,65 +589,5 @@ impl std::fmt::Debug for Keepalive {
         f.debug_struct("Keepalive")
             .field("running", &self.handle.is_some())
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A writer taking at most `take` bytes per call, recording how many each call offered.
-    struct Calls {
-        out: Vec<u8>,
-        offered: Vec<usize>,
-        take: usize,
-    }
-
-    impl Write for Calls {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.write_vectored(&[IoSlice::new(b)])
-        }
-        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            self.offered.push(bufs.iter().map(|b| b.len()).sum());
-            let mut n = 0;
-            for b in bufs {
-                let k = b.len().min(self.take - n);
-                self.out.extend_from_slice(&b[..k]);
-                n += k;
-            }
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// A frame of more than [`SEND_PIECE`] bytes is offered in writes of at most that many
-    /// (a 1 MiB frame and its header in three), and every byte arrives in order, through
-    /// short writes too.
-    #[test]
-    fn a_frame_is_written_in_pieces_of_at_most_send_piece() {
-        let head = [7u8; 16];
-        let payload: Vec<u8> = (0..(1usize << 20) + 5).map(|i| (i % 251) as u8).collect();
-        let mut whole = head.to_vec();
-        whole.extend_from_slice(&payload);
-        for take in [usize::MAX, 100_000] {
-            let mut w = Calls {
-                out: Vec::new(),
-                offered: Vec::new(),
-                take,
-            };
-            let mut slices: Vec<&[u8]> = vec![&head, &[], &payload];
-            write_all_bounded(&mut w, &mut slices, Duration::from_secs(5)).expect("write");
-            assert!(
-                w.out == whole,
-                "the bytes differ (writes of at most {take})"
-            );
-            let most = w.offered.iter().max().copied().unwrap_or(0);
-            assert!(most <= SEND_PIECE, "a write offered {most} bytes");
-            if take == usize::MAX {
-                assert_eq!(w.offered.len(), whole.len().div_ceil(SEND_PIECE));
-            }
-        }
     }
 }

@@ -29,6 +29,7 @@
 //!
 //! The guide (addresses, certificates with openssl, exit codes) is `docs/transport.md`.
 
+mod bounded;
 mod cursor;
 mod direct;
 mod error;

@@ -10,7 +10,9 @@
 //! Until COMMIT arrives no device has left RESUMING: a link that drops or stalls makes every
 //! stream fail, and the engine resets its device back to RUNNING.
 
-use super::direct::{aborted, commit_too_early, data_after_end, interrupted, Direct};
+use super::direct::{
+    aborted, commit_too_early, data_after_end, interrupted, tell_if_interrupted, Direct,
+};
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
     Accept, Ack, AckDevice, FrameKind, Hello, RefusalKind, MIN_WIRE_VERSION, WIRE_MAGIC,
@@ -258,8 +260,14 @@ pub fn receive_into(
     opts: &Options,
 ) -> Result<ReceiveReport> {
     let t0 = Instant::now();
+    if let Some(c) = &opts.cancel {
+        // Every wait on the peer, the handshake's and the commit's too, ends on an interrupt.
+        link.cancel_on(c.clone());
+    }
     link.set_stage(Stage::Handshake);
-    let f = link.recv()?;
+    let f = link
+        .recv()
+        .map_err(|e| tell_if_interrupted(link, "destination", e))?;
     if f.kind != FrameKind::Hello {
         return Err(TransportError::Protocol(format!(
             "expected HELLO, got {:?}",
@@ -488,7 +496,9 @@ fn pump(link: &Link, senders: &[SyncSender<Msg>], opts: &Options) -> Result<()> 
         if interrupted(link, opts.cancel.as_ref()) {
             return Err(MigrationError::Interrupted.into());
         }
-        let f = link.recv()?;
+        let f = link
+            .recv()
+            .map_err(|e| tell_if_interrupted(link, "destination", e))?;
         let dev = |f: &super::frame::Frame| {
             senders.get(f.device as usize).ok_or_else(|| {
                 TransportError::Protocol(format!(

@@ -10,6 +10,7 @@
 //! link is reported with the destination's refusal, read from what it sent before closing.
 
 use super::cursor::StreamCursor;
+use super::direct::tell_if_interrupted;
 use super::error::{Result, Stage, TransportError};
 use super::frame::{
     Accept, Ack, FrameKind, Hello, Refusal, RefusalKind, MAX_FRAME, MIN_WIRE_VERSION, WIRE_MAGIC,
@@ -186,6 +187,10 @@ pub fn migrate_to_with(
     send: &SendOptions,
 ) -> Result<RemoteReport> {
     let t0 = Instant::now();
+    if let Some(c) = &opts.cancel {
+        // Every wait on the peer, the handshake's and the commit's too, ends on an interrupt.
+        link.cancel_on(c.clone());
+    }
     let n = sources.len();
     if n == 0 || n > u8::MAX as usize {
         return Err(TransportError::InvalidRequest(format!(
@@ -237,7 +242,9 @@ pub fn migrate_to_with(
             },
         },
     )?;
-    let f = link.recv()?;
+    let f = link
+        .recv()
+        .map_err(|e| tell_if_interrupted(link, "source", e))?;
     let accept: Accept = match f.kind {
         FrameKind::Accept => expect_json(&f.payload, "ACCEPT")?,
         FrameKind::Refuse => {
@@ -259,12 +266,11 @@ pub fn migrate_to_with(
     let accepted_at = Instant::now();
     let _keepalive = link.keepalive();
     link.set_stage(Stage::Transfer);
-    let cancel = opts
-        .cancel
-        .clone()
-        .unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
-    let barrier = group.then(|| P2pBarrier::with_cancel(n, cancel.clone()));
-    let results = transfer(sources, link, opts, &cancel, barrier.as_ref());
+    // The devices' own stop flag: set by a device that failed (the others stop too) or when
+    // the caller's `opts.cancel` is set. The caller's flag is only read, never set here.
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = group.then(|| P2pBarrier::with_cancel(n, stop.clone()));
+    let results = transfer(sources, link, opts, &stop, barrier.as_ref());
     let user_cancelled = opts
         .cancel
         .as_ref()
@@ -291,7 +297,9 @@ pub fn migrate_to_with(
         // A device that could not be returned to RUNNING is reported as such, whatever
         // the link did.
         if !matches!(e, MigrationError::Recovery { .. }) {
-            if let Some(fault) = link.fault() {
+            // An interrupted send that left a frame part-sent broke the link on purpose:
+            // the interruption is what to report.
+            if let Some(fault) = link.fault().filter(|_| !user_cancelled) {
                 // The destination may have refused before it closed the link: its reason
                 // is the one to report.
                 if let Some(r) = pending_refusal(link) {
@@ -317,7 +325,9 @@ pub fn migrate_to_with(
         return Err(e.into());
     }
     link.set_stage(Stage::Commit);
-    let f = link.recv()?;
+    let f = link
+        .recv()
+        .map_err(|e| tell_if_interrupted(link, "source", e))?;
     match f.kind {
         FrameKind::Ready => {}
         FrameKind::Refuse => {
@@ -391,7 +401,24 @@ fn transfer(
     cancel: &Arc<AtomicBool>,
     barrier: Option<&Arc<P2pBarrier>>,
 ) -> Vec<Saved> {
+    let finished = AtomicBool::new(false);
     std::thread::scope(|s| {
+        if let Some(user) = &opts.cancel {
+            // The caller's flag reaches the devices through theirs, within a poll.
+            let (finished, barrier) = (&finished, barrier.cloned());
+            s.spawn(move || {
+                while !finished.load(Ordering::Acquire) {
+                    if user.load(Ordering::Relaxed) {
+                        cancel.store(true, Ordering::Relaxed);
+                        if let Some(b) = &barrier {
+                            b.abort();
+                        }
+                        return;
+                    }
+                    std::thread::sleep(super::POLL);
+                }
+            });
+        }
         let handles: Vec<_> = sources
             .iter_mut()
             .enumerate()
@@ -456,7 +483,7 @@ fn transfer(
                 })
             })
             .collect();
-        handles
+        let saved = handles
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
@@ -467,7 +494,9 @@ fn transfer(
                     )
                 })
             })
-            .collect()
+            .collect();
+        finished.store(true, Ordering::Release);
+        saved
     })
 }
 

@@ -532,12 +532,18 @@ fn run_through_proxy(
 #[test]
 fn links_cut_at_any_offset_leave_both_sides_running() {
     let timeout = Duration::from_secs(5);
-    let stop_copy_only = Options {
-        precopy: PrecopyPolicy::default(),
+    // The caller's cancel flag (the CLI always passes one): read, never set by a failure.
+    let callers = Arc::new(AtomicBool::new(false));
+    let with_flag = Options {
+        cancel: Some(callers.clone()),
         ..opts()
     };
+    let stop_copy_only = Options {
+        precopy: PrecopyPolicy::default(),
+        ..with_flag.clone()
+    };
     let (mut cuts_run, mut sources_ok, mut dests_ok, mut acked_lost) = (0, 0, 0, 0);
-    for o in [opts(), stop_copy_only] {
+    for o in [with_flag, stop_copy_only] {
         let mut src = vec![sim("sim:state=1M,seed=3")];
         let clean = run_through_proxy(None, None, false, CLEAN_TIMEOUT, &mut src, &o);
         clean.source.expect("uncut migration");
@@ -586,6 +592,10 @@ fn links_cut_at_any_offset_leave_both_sides_running() {
             assert!(
                 e.is_link_fault() || matches!(e, TransportError::Protocol(_)),
                 "{what}: {e}"
+            );
+            assert!(
+                !callers.load(Ordering::Relaxed),
+                "{what}: the caller's flag was set"
             );
             if matches!(e, TransportError::NotAcknowledged(_)) && out.dest.is_ok() {
                 acked_lost += 1;
@@ -821,4 +831,74 @@ fn a_link_fault_keeps_its_errno_for_later_operations() {
         .send(super::frame::FrameKind::Keepalive, 0, &[])
         .expect_err("still broken");
     assert_eq!(errno(&later), want);
+}
+
+/// Once the link's cancel flag is set, a wait on a silent peer gives up with `Interrupted`
+/// instead of waiting out the link's timeout (20 s here: a link that ignored the flag would
+/// end in `Stalled` instead): a receive leaves the link usable, a send that cannot finish
+/// its frame leaves it broken.
+#[test]
+fn an_interrupt_ends_the_links_waits_on_a_silent_peer() {
+    let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = raw.local_addr().expect("addr");
+    let link = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(20)).expect("connect");
+    let (_silent, _) = raw.accept().expect("accept");
+    link.cancel_on(Arc::new(AtomicBool::new(true)));
+    let interrupted = |r: Result<()>| {
+        matches!(
+            r,
+            Err(TransportError::Migration(MigrationError::Interrupted))
+        )
+    };
+
+    assert!(interrupted(link.recv().map(|_| ())));
+    assert!(
+        link.fault().is_none(),
+        "a receive that gave up broke the link"
+    );
+
+    // The peer reads nothing: once the socket's buffers are full a send waits, and gives up.
+    let payload = vec![0u8; MAX_FRAME];
+    let r = (0..4096)
+        .map(|_| link.send(super::frame::FrameKind::Data, 0, &[&payload]))
+        .find(Result::is_err)
+        .expect("the buffers filled");
+    assert!(interrupted(r));
+    assert!(
+        link.fault().is_some(),
+        "a part-sent frame left the link usable"
+    );
+}
+
+/// A destination interrupted while it waits for the source's HELLO returns `Interrupted`
+/// and tells the source so (a REFUSE of kind `interrupted`), having opened nothing.
+#[test]
+fn an_interrupted_destination_tells_the_source() {
+    let (l, addr) = insecure_listener();
+    let mut source = TcpStream::connect(addr).expect("connect");
+    let (link, _) = l.accept(Duration::from_secs(20)).expect("accept");
+    let o = Options {
+        cancel: Some(Arc::new(AtomicBool::new(true))),
+        ..opts()
+    };
+    let mut opened = 0;
+    let mut open = |_: &Hello| {
+        opened += 1;
+        Ok(Vec::new())
+    };
+    let e = receive_into(&link, &mut open, &mut Vec::new(), &o).expect_err("interrupted");
+    assert!(
+        matches!(e, TransportError::Migration(MigrationError::Interrupted)),
+        "{e:?}"
+    );
+    assert_eq!(opened, 0);
+    drop(link);
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    source.read_exact(&mut h).expect("a frame");
+    assert_eq!(h[0], super::frame::FrameKind::Refuse as u8);
+    let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    let mut p = vec![0u8; len];
+    source.read_exact(&mut p).expect("its payload");
+    let r: Refusal = serde_json::from_slice(&p).expect("a refusal");
+    assert_eq!(r.kind, RefusalKind::Interrupted);
 }
