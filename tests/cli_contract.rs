@@ -206,6 +206,48 @@ fn restore_reads_stdin_fifos_and_stops_at_the_trailer() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// A restore from a pipe into a device without reset spools the stream to verify it first:
+/// when `$TMPDIR` cannot hold the spool, the error names it (not the input, `-`), and the
+/// device is RUNNING.
+#[test]
+fn a_spool_that_cannot_be_made_is_named() {
+    let d = dir("spool");
+    let file = d.join("s.bin");
+    save("sim:state=1M,seed=5", &file);
+    let bytes = fs::read(&file).unwrap();
+    let missing = d.join("missing");
+    let mut c = vh()
+        .args([
+            "restore",
+            "sim:state=1M,verify-seed=5,reset=0",
+            "-i",
+            "-",
+            "--json",
+        ])
+        .env("TMPDIR", &missing)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    // The restore may fail before it reads everything: a write into a closed pipe is fine.
+    let feeding = std::thread::spawn(move || {
+        let _ = stdin.write_all(&bytes);
+    });
+    let o = c.wait_with_output().unwrap();
+    feeding.join().unwrap();
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o.stdout);
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("temporary spool") && message.contains(missing.to_str().unwrap()),
+        "{message}"
+    );
+    assert_eq!(v["devices"][0]["state"], "RUNNING");
+}
+
 // 3. Output errors never panic.
 #[test]
 fn output_errors_do_not_panic() {
@@ -517,8 +559,10 @@ fn json_failures_say_what_kind() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(json(&o.stdout)["error"]["kind"], "usage");
     // Bad values found after parsing are usage errors too, with and without --json.
-    let bad_values: [&[&str]; 4] = [
+    let bad_values: [&[&str]; 6] = [
         &["bench", "--state", "0"],
+        &["mdev", "show", "not-a-uuid"],
+        &["bar", "sim:", "read", "BAR0", "0", "-w", "3"],
         &["bench", "--devices", "0", "--mode", "parallel"],
         &["migrate", "sim:state=1M", "tcp://127.0.0.1:9"],
         &[
@@ -591,6 +635,11 @@ fn runaway_settings_are_bounded() {
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["save", "sim:state=1M", "--buffer", "1", "-o", "/dev/null"]);
     assert_eq!(o.status.code(), Some(2));
+    // conformance allocated its buffer as given: 64G aborted the process.
+    let o = run(&["conformance", "sim:state=1M", "--buffer", "64G", "--json"]);
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(json(&o.stdout)["error"]["kind"], "usage");
     let f = d.join("dirty.bin");
     let o = vh()
         .args([

@@ -13,6 +13,14 @@ use super::args::{parse_len, parse_u64};
 use super::output::print_json;
 use super::Global;
 
+/// An access width: 1, 2, 4 or 8 bytes (what a register access can be).
+fn parse_width(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(w @ (1 | 2 | 4 | 8)) => Ok(w),
+        _ => Err(format!("{s:?} is not an access width: 1, 2, 4 or 8")),
+    }
+}
+
 /// Arguments of `bar`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -39,7 +47,7 @@ pub enum Op {
         #[arg(value_parser = parse_u64)]
         offset: u64,
         /// Access width in bytes: 1, 2, 4 or 8.
-        #[arg(long, short, default_value_t = 4)]
+        #[arg(long, short, default_value_t = 4, value_parser = parse_width)]
         width: usize,
         /// Number of consecutive registers.
         #[arg(long, short, default_value_t = 1)]
@@ -56,7 +64,7 @@ pub enum Op {
         #[arg(value_parser = parse_u64)]
         value: u64,
         /// Access width in bytes: 1, 2, 4 or 8.
-        #[arg(long, short, default_value_t = 4)]
+        #[arg(long, short, default_value_t = 4, value_parser = parse_width)]
         width: usize,
         /// Read the register back (through the same path: fd, or the mapping with --mmap)
         /// and fail unless it holds VALUE.

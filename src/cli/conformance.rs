@@ -15,8 +15,8 @@ use vfio_harness::units::ByteSize;
 pub struct Args {
     /// The device to check.
     pub device: DeviceSpec,
-    /// Read buffer size (the largest single read).
-    #[arg(long, default_value = "1M")]
+    /// Read buffer size (the largest single read; 4K..=64M).
+    #[arg(long, default_value = "1M", value_parser = super::transfer::parse_buffer)]
     pub buffer: ByteSize,
     /// Largest stream accepted before a read loop counts as never ending
     /// (default: twice the device's stop-copy estimate plus 64 MiB).

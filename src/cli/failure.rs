@@ -137,6 +137,9 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
         if cause.downcast_ref::<DeviceError>().is_some() {
             return "device";
         }
+        if let Some(vfio_harness::sysfs::SysfsError::InvalidUuid { .. }) = cause.downcast_ref() {
+            return "usage";
+        }
         if cause.downcast_ref::<std::io::Error>().is_some() {
             return "io";
         }

@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 /// Tuning of the suite.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Read buffer size (the largest single read).
+    /// Read buffer size (the largest single read), held to
+    /// [`MIN_BUFFER`](crate::migration::MIN_BUFFER)..=64 MiB like every other operation's.
     pub buffer: usize,
     /// Largest stream accepted before a read loop counts as never ending. `None`: twice the
     /// device's stop-copy estimate plus 64 MiB, or 16 GiB without an estimate.
@@ -152,7 +153,13 @@ pub fn run_with(
         flags,
         opts,
         limit,
-        buf: vec![0u8; opts.buffer.max(4096)],
+        buf: vec![
+            0u8;
+            opts.buffer.clamp(
+                crate::migration::MIN_BUFFER,
+                crate::migration::stream::MAX_CHUNK_LEN as usize
+            )
+        ],
         perturb,
         reference: None,
         reproducible: false,

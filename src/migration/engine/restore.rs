@@ -360,7 +360,13 @@ pub fn restore_from(
         if seekable {
             verify(buffered(source, token, opts), opts).map_err(|e| opts.cause(e).in_file(path))?;
         } else {
-            spool = anonymous_file().map_err(file_err)?;
+            spool = anonymous_file().map_err(|source| MigrationError::File {
+                path: format!(
+                    "a temporary spool for the stream in {}",
+                    std::env::temp_dir().display()
+                ),
+                source,
+            })?;
             let tee = Tee {
                 from: buffered(source, token, opts),
                 to: &spool,
@@ -467,15 +473,11 @@ fn verify_stream<R: Read>(reader: Result<StreamReader<R>>, opts: &Options) -> Re
     Ok(())
 }
 
-/// An unnamed temporary file (`O_TMPFILE` in the temporary directory), gone when closed.
+/// An unnamed temporary file in the temporary directory (`$TMPDIR`), mode 0600, gone when
+/// closed: `O_TMPFILE`, or where the file system has none a file unlinked as soon as it is
+/// made (`tempfile::tempfile`).
 fn anonymous_file() -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(std::env::temp_dir())
+    tempfile::tempfile()
 }
 
 /// Copies what is read into a file.
