@@ -113,6 +113,9 @@ pub type DeviceHandle = Arc<dyn Device>;
 pub struct RegionMap {
     ptr: NonNull<u8>,
     len: usize,
+    /// False for a mapping of a region without `VFIO_REGION_INFO_FLAG_WRITE` (mapped
+    /// `PROT_READ`): a store there would fault, so every write method refuses.
+    writable: bool,
     _owner: Box<dyn Any + Send + Sync>,
 }
 
@@ -132,8 +135,56 @@ impl RegionMap {
         RegionMap {
             ptr,
             len,
+            writable: true,
             _owner: owner,
         }
+    }
+
+    /// Wraps a mapping that may only be read (`PROT_READ`): [`RegionMap::write`],
+    /// [`RegionMap::write_u32`] and the register writes on it refuse.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must stay valid for reads for as long as `owner` lives.
+    pub unsafe fn read_only(
+        ptr: NonNull<u8>,
+        len: usize,
+        owner: Box<dyn Any + Send + Sync>,
+    ) -> Self {
+        RegionMap {
+            ptr,
+            len,
+            writable: false,
+            _owner: owner,
+        }
+    }
+
+    /// Whether the mapping may be written (false for a region without
+    /// `VFIO_REGION_INFO_FLAG_WRITE`).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Fails unless the mapping may be written.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(DeviceError::InvalidArgument(
+                "the mapping is read-only: its region has no VFIO_REGION_INFO_FLAG_WRITE".into(),
+            ))
+        }
+    }
+
+    /// Fails unless `offset` of the mapping is aligned to `width` bytes (the address itself:
+    /// a mapping may start anywhere inside a page).
+    pub(crate) fn check_aligned(&self, offset: usize, width: usize) -> Result<()> {
+        if (self.ptr.as_ptr() as usize).wrapping_add(offset) % width != 0 {
+            return Err(DeviceError::Misaligned {
+                offset: offset as u64,
+                width,
+            });
+        }
+        Ok(())
     }
 
     /// Length of the mapping in bytes.
@@ -147,6 +198,7 @@ impl RegionMap {
     }
 
     /// The start of the mapping, for zero-copy I/O (`write(2)` straight from device memory).
+    /// Stores through it are only allowed when [`RegionMap::is_writable`].
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
@@ -181,7 +233,8 @@ impl RegionMap {
     /// Copies `buf` into the mapping at `offset`.
     pub fn write(&self, offset: usize, buf: &[u8]) -> Result<()> {
         self.check(offset, buf.len())?;
-        // SAFETY: bounds checked above; see `read`.
+        self.check_writable()?;
+        // SAFETY: bounds checked above, and the mapping is writable; see `read`.
         unsafe {
             std::ptr::copy_nonoverlapping(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len())
         };
@@ -191,26 +244,17 @@ impl RegionMap {
     /// Volatile 32-bit read (register access through an mmap'd BAR). `offset` must be aligned.
     pub fn read_u32(&self, offset: usize) -> Result<u32> {
         self.check(offset, 4)?;
-        if offset % 4 != 0 {
-            return Err(DeviceError::Misaligned {
-                offset: offset as u64,
-                width: 4,
-            });
-        }
-        // SAFETY: in bounds and 4-byte aligned (mmap returns page-aligned addresses).
+        self.check_aligned(offset, 4)?;
+        // SAFETY: in bounds, and the address is 4-byte aligned (checked above).
         Ok(unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(offset) as *const u32) })
     }
 
     /// Volatile 32-bit write. `offset` must be aligned.
     pub fn write_u32(&self, offset: usize, v: u32) -> Result<()> {
         self.check(offset, 4)?;
-        if offset % 4 != 0 {
-            return Err(DeviceError::Misaligned {
-                offset: offset as u64,
-                width: 4,
-            });
-        }
-        // SAFETY: in bounds and 4-byte aligned.
+        self.check_aligned(offset, 4)?;
+        self.check_writable()?;
+        // SAFETY: in bounds, 4-byte aligned and writable (checked above).
         unsafe { std::ptr::write_volatile(self.ptr.as_ptr().add(offset) as *mut u32, v) };
         Ok(())
     }
@@ -221,6 +265,7 @@ impl std::fmt::Debug for RegionMap {
         f.debug_struct("RegionMap")
             .field("ptr", &self.ptr)
             .field("len", &self.len)
+            .field("writable", &self.writable)
             .finish()
     }
 }

@@ -147,6 +147,14 @@ impl Device for SimDevice {
     fn map_region(&self, index: u32, offset: u64, len: u64) -> Result<RegionMap> {
         let ulen = usize::try_from(len).unwrap_or(usize::MAX);
         let r = self.region_bounds(index, "mmap", offset, ulen)?;
+        // As the kernel's mmap: a mapping starts on a page.
+        let page = crate::mem::page_size();
+        if offset % page as u64 != 0 {
+            return Err(DeviceError::Misaligned {
+                offset,
+                width: page,
+            });
+        }
         let inside = r
             .mmap_areas()
             .iter()

@@ -5,7 +5,7 @@ use crate::device::{
     IRQ_FLAG_NORESIZE,
 };
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// `VFIO_PCI_INTX_IRQ_INDEX`.
 pub const INTX: u32 = uapi::PCI_INTX_IRQ_INDEX;
@@ -55,9 +55,12 @@ pub(crate) fn infos() -> Vec<IrqInfo> {
     ]
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct Vector {
-    fd: Option<RawFd>,
+    /// The device's own reference to the caller's eventfd (a duplicate, as the kernel takes
+    /// a reference): closing the caller's fd, or reusing its number, never redirects a
+    /// trigger into another file.
+    fd: Option<OwnedFd>,
     masked: bool,
     pending: bool,
 }
@@ -84,7 +87,7 @@ impl Irqs {
                 .into_iter()
                 .map(|i| {
                     let n = i.count as usize;
-                    (i, vec![Vector::default(); n])
+                    (i, (0..n).map(|_| Vector::default()).collect())
                 })
                 .collect(),
         }
@@ -136,8 +139,17 @@ impl Irqs {
         if !matches!(end, Some(e) if e <= vecs.len()) {
             return Err(err(dev, index, OP, libc::EINVAL));
         }
-        for (v, fd) in vecs[start as usize..].iter_mut().zip(fds) {
-            v.fd = (*fd >= 0).then_some(*fd);
+        // Every fd is taken before any vector changes: a bad one leaves the table as it was.
+        let mut held = Vec::with_capacity(fds.len());
+        for &fd in fds {
+            held.push(if fd >= 0 {
+                Some(duplicate(fd).map_err(|e| err(dev, index, OP, e))?)
+            } else {
+                None
+            });
+        }
+        for (v, fd) in vecs[start as usize..].iter_mut().zip(held) {
+            v.fd = fd;
             v.pending = false;
         }
         Ok(())
@@ -151,7 +163,7 @@ impl Irqs {
         let v = vecs
             .get_mut(vector as usize)
             .ok_or_else(|| err(dev, index, OP, libc::EINVAL))?;
-        let Some(fd) = v.fd else {
+        let Some(fd) = &v.fd else {
             return Err(err(dev, index, OP, libc::EINVAL));
         };
         if v.masked {
@@ -178,7 +190,7 @@ impl Irqs {
             .ok_or_else(|| err(dev, index, op, libc::EINVAL))?;
         v.masked = masked;
         if !masked && v.pending {
-            if let Some(fd) = v.fd {
+            if let Some(fd) = &v.fd {
                 v.pending = false;
                 signal(dev, index, fd)?;
                 if automask {
@@ -195,10 +207,24 @@ impl Irqs {
     }
 }
 
-fn signal(dev: &str, index: u32, fd: RawFd) -> Result<()> {
+/// The device's own reference to the caller's `fd` (`F_DUPFD_CLOEXEC`), or the errno
+/// (`EBADF` for an fd that is not open, as the kernel answers).
+fn duplicate(fd: RawFd) -> std::result::Result<OwnedFd, i32> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an int and touches no memory; a closed fd is EBADF.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if d < 0 {
+        return Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EBADF));
+    }
+    // SAFETY: fcntl just returned `d`, a new fd nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+}
+
+fn signal(dev: &str, index: u32, fd: &OwnedFd) -> Result<()> {
     let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live local to a caller-provided fd; a bad fd is reported.
-    let r = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    // SAFETY: writes 8 bytes from a live local to the vector's own fd, open while borrowed.
+    let r = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
     if r != 8 {
         return Err(err(
             dev,

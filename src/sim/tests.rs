@@ -315,6 +315,11 @@ fn bars_and_config() {
     m.read(4096, &mut b).unwrap();
     assert_eq!(&b, b"hello");
     assert!(d.map_region(BAR2, 0, (1 << 20) + 4096).is_err());
+    // As the kernel's mmap, a mapping starts on a page.
+    assert!(matches!(
+        d.map_region(BAR2, 4097, 4096),
+        Err(DeviceError::Misaligned { .. })
+    ));
     drop(d); // the mapping keeps the memory alive
     assert_eq!(m.read_u32(4).unwrap(), 0x1234_5678);
 
@@ -386,6 +391,43 @@ fn interrupts_reach_eventfds() {
     assert_eq!(count(fds[0]), 1);
     assert!(d.mask_irq(ERR, 0, true).is_err(), "ERR is not maskable");
     for fd in fds {
+        // SAFETY: closing fds this test created.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// The device holds its own reference to each eventfd, as the kernel does: once the caller
+/// puts another file on the number it gave (here another eventfd, with `dup2`), triggers
+/// still reach the eventfd it set, never the new file. A number that is not open is refused
+/// (`EBADF`) and the vectors stay as they were.
+#[test]
+fn a_vector_keeps_its_eventfd_when_the_callers_number_is_reused() {
+    let d = dev("");
+    let given = eventfd();
+    // SAFETY: plain syscall duplicating an fd this test owns.
+    let original = unsafe { libc::dup(given) };
+    assert!(original >= 0);
+    d.set_irq_eventfds(MSIX, 0, &[given]).unwrap();
+    let other = eventfd();
+    // SAFETY: replaces this test's own fd `given` by `other`.
+    assert_eq!(unsafe { libc::dup2(other, given) }, given);
+    d.trigger_irq(MSIX, 0).unwrap();
+    assert_eq!(
+        count(other),
+        0,
+        "the trigger went into the file now at the number"
+    );
+    assert_eq!(count(original), 1);
+
+    match d.set_irq_eventfds(MSIX, 0, &[i32::MAX]) {
+        Err(DeviceError::Irq { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::EBADF))
+        }
+        other => panic!("{other:?}"),
+    }
+    d.trigger_irq(MSIX, 0).unwrap();
+    assert_eq!(count(original), 1, "the vector kept its eventfd");
+    for fd in [given, original, other] {
         // SAFETY: closing fds this test created.
         unsafe { libc::close(fd) };
     }

@@ -390,13 +390,7 @@ fn api_from_flags(flags: u32) -> String {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as u64
-    } else {
-        4096
-    }
+    crate::mem::page_size() as u64
 }
 
 impl Device for KernelDevice {
@@ -488,8 +482,15 @@ impl Device for KernelDevice {
                 }
             })?;
         let ptr = map.as_non_null();
-        // SAFETY: ptr..ptr+ulen is the mapping owned (and unmapped on drop) by `map`.
-        Ok(unsafe { RegionMap::new(ptr, ulen, Box::new(map)) })
+        // SAFETY: ptr..ptr+ulen is the mapping owned (and unmapped on drop) by `map`, mapped
+        // for writes only when the region is writable.
+        Ok(unsafe {
+            if prot.write {
+                RegionMap::new(ptr, ulen, Box::new(map))
+            } else {
+                RegionMap::read_only(ptr, ulen, Box::new(map))
+            }
+        })
     }
 
     fn reset(&self) -> Result<()> {

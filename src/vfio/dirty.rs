@@ -219,7 +219,8 @@ pub fn start(fd: BorrowedFd<'_>, page_size: u64, ranges: &[LogRange]) -> io::Res
 /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT` of `length` bytes at `iova` in pages of
 /// `page_size`, into `bitmap` (bit `i` = the page at `iova + i * page_size`). The kernel only
 /// sets bits, so `bitmap` should start zeroed; it must hold `ceil(length / page_size / 64)`
-/// words (checked).
+/// words (checked). A range of 0 bytes, or one past the end of the address space, is refused
+/// before the call: the kernel sizes its bitmap from `length - 1`.
 pub fn report(
     fd: BorrowedFd<'_>,
     iova: u64,
@@ -227,6 +228,12 @@ pub fn report(
     page_size: u64,
     bitmap: &mut [u64],
 ) -> io::Result<()> {
+    if length == 0 || iova.checked_add(length - 1).is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("no report of {length:#x} bytes at {iova:#x}: an empty or wrapping range"),
+        ));
+    }
     let need = bitmap_words(length, page_size)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "page size 0"))?;
     if (bitmap.len() as u64) < need {

@@ -79,6 +79,16 @@ fn calls_on_a_non_vfio_fd_return_the_kernels_errno() {
     // A bitmap too small for the range never reaches the kernel.
     let e = report(fd, 0, 65 * 4096, 4096, &mut bits).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    // Nor does an empty range (the kernel would size its bitmap from `length - 1`), or
+    // one that wraps.
+    for (iova, length) in [(0x10_0000, 0), (u64::MAX - 4095, 8192)] {
+        let e = report(fd, iova, length, 4096, &mut bits).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            io::ErrorKind::InvalidInput,
+            "{iova:#x}+{length:#x}"
+        );
+    }
 }
 
 #[test]

@@ -128,8 +128,8 @@ pub use crate::device::find_region;
 pub fn map_read(map: &RegionMap, offset: usize, width: usize) -> Result<u64> {
     map_check(map, offset, width)?;
     let p = map.as_ptr();
-    // SAFETY: `map_check` proved offset..offset+width lies inside the mapping and is aligned
-    // to `width`; device memory is only touched through volatile raw-pointer accesses.
+    // SAFETY: `map_check` proved offset..offset+width lies inside the mapping and its address
+    // is aligned to `width`; device memory is only touched through volatile raw-pointer accesses.
     let v = unsafe {
         match width {
             1 => std::ptr::read_volatile(p.add(offset)) as u64,
@@ -144,13 +144,14 @@ pub fn map_read(map: &RegionMap, offset: usize, width: usize) -> Result<u64> {
 /// One volatile write of `width` bytes at `offset` of a mapped region (see [`map_read`]).
 pub fn map_write(map: &RegionMap, offset: usize, width: usize, value: u64) -> Result<()> {
     map_check(map, offset, width)?;
+    map.check_writable()?;
     if width < 8 && value >> (width * 8) != 0 {
         return Err(DeviceError::InvalidArgument(format!(
             "value {value:#x} does not fit in {width} byte(s)"
         )));
     }
     let p = map.as_ptr();
-    // SAFETY: as in `map_read`.
+    // SAFETY: as in `map_read`, and the mapping is writable (checked above).
     unsafe {
         match width {
             1 => std::ptr::write_volatile(p.add(offset), value as u8),
@@ -176,14 +177,7 @@ fn map_check(map: &RegionMap, offset: usize, width: usize) -> Result<()> {
             size: map.len() as u64,
         });
     }
-    // The mapping itself is page aligned, so the address is aligned iff the offset is.
-    if offset % width != 0 {
-        return Err(DeviceError::Misaligned {
-            offset: offset as u64,
-            width,
-        });
-    }
-    Ok(())
+    map.check_aligned(offset, width)
 }
 
 #[cfg(test)]
@@ -380,6 +374,40 @@ mod tests {
         assert!(map_read(&m, 0, 3).is_err());
         drop(m);
         assert_eq!(mem[1], 0x5a00_dead_beef);
+    }
+
+    /// A mapping of a region without VFIO_REGION_INFO_FLAG_WRITE is mapped PROT_READ: every
+    /// write through it is refused (a store would fault), reads work. And an access whose
+    /// address is misaligned is refused even when the mapping does not start on a page.
+    #[test]
+    fn a_read_only_mapping_refuses_writes_and_alignment_is_of_the_address() {
+        let mut mem = vec![0u64; 8];
+        mem[0] = 0x1122_3344_5566_7788;
+        let ptr = std::ptr::NonNull::new(mem.as_mut_ptr() as *mut u8).unwrap();
+        // SAFETY: `mem` outlives `m` and is only read through it.
+        let m = unsafe { RegionMap::read_only(ptr, 64, Box::new(())) };
+        assert!(!m.is_writable());
+        assert_eq!(map_read(&m, 0, 8).unwrap(), 0x1122_3344_5566_7788);
+        assert_eq!(m.read_u32(4).unwrap(), 0x1122_3344);
+        assert!(matches!(
+            map_write(&m, 0, 4, 1),
+            Err(DeviceError::InvalidArgument(_))
+        ));
+        assert!(m.write_u32(0, 1).is_err());
+        assert!(m.write(0, &[1]).is_err());
+        drop(m);
+        assert_eq!(mem[0], 0x1122_3344_5566_7788);
+
+        // A mapping one byte into the memory: offset 3 is the aligned address.
+        let ptr = std::ptr::NonNull::new(mem.as_mut_ptr() as *mut u8).unwrap();
+        // SAFETY: one byte in, 63 bytes stay inside `mem`, which outlives `m`.
+        let m = unsafe { RegionMap::new(ptr.add(1), 63, Box::new(())) };
+        assert!(matches!(
+            map_read(&m, 0, 4),
+            Err(DeviceError::Misaligned { .. })
+        ));
+        assert!(matches!(m.read_u32(0), Err(DeviceError::Misaligned { .. })));
+        assert_eq!(map_read(&m, 3, 4).unwrap(), 0x1122_3344);
     }
 
     #[test]
