@@ -128,13 +128,14 @@ fn bad_uuid_is_refused_without_a_write() {
                 "create", "--parent", "mtty", "--type", "mtty-2", "--uuid", bad,
             ],
         );
-        assert_eq!(o.status.code(), Some(1));
+        // A usage error: the argument is malformed.
+        assert_eq!(o.status.code(), Some(2));
         assert!(stderr(&o).contains("is not a UUID"), "{}", stderr(&o));
         assert_eq!(f.read(&create_file("mtty-2")), "");
     }
     // show/remove refuse it as well, and remove writes nothing.
     let o = mdev(&f, &["remove", "11111111-2222-3333-4444-55555555555"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(f.read(&format!("{MTTY}/{MTTY_UUID}/remove")), "");
 }
 

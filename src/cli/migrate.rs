@@ -158,6 +158,25 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     };
     let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
     let resources = dyn_attrs::prepare(&root, &args.src, &dst, policy)?;
+    let result = migrate_prepared(&args, global, &dst, &resources);
+    if let (true, Some(uuid)) = (result.is_err(), dyn_attrs::mdev_uuid(&dst)) {
+        // The destination is closed by now: what was copied to it goes back. (The failure
+        // itself is reported by the caller, after this.)
+        if let Err(re) = dyn_attrs::revert(&root, &uuid, &resources) {
+            errln!("warning: after the failure reported below, {re}");
+        }
+    }
+    result
+}
+
+/// The in-process migration once the destination's dynamic resources are in place: open
+/// both devices, check them, migrate, report.
+fn migrate_prepared(
+    args: &Args,
+    global: &Global,
+    dst: &DeviceSpec,
+    resources: &[ResourceCopy],
+) -> anyhow::Result<ExitCode> {
     let token = install_interrupt_handler()?;
     let mut drivers = open_drivers(&[args.src.clone(), dst.clone()], global)?;
     let (Some(mut dst), Some(mut src)) = (drivers.pop(), drivers.pop()) else {
@@ -192,7 +211,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         print_json(&Out {
             report: &r,
             dirty_writer: writer.as_ref(),
-            dynamic_resources: &resources,
+            dynamic_resources: resources,
         })?;
     } else {
         outln!(
@@ -233,7 +252,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             );
         }
         if !resources.is_empty() {
-            outln!("  dynamic resources: {}", resources_summary(&resources));
+            outln!("  dynamic resources: {}", resources_summary(resources));
         }
         if let Some(w) = &writer {
             outln!(

@@ -115,7 +115,17 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     bar.finish();
     let mut r = match result {
         Ok(r) => r,
-        Err(e) => return finish_transport_error(e, args.json),
+        Err(e) => {
+            // The devices are closed by now: what was copied to them goes back.
+            for (spec, done) in specs.iter().zip(&resources) {
+                let reverted = vfio_harness::migration::attrs::mdev_uuid(spec)
+                    .map(|u| vfio_harness::migration::attrs::revert(&root, &u, done));
+                if let Some(Err(re)) = reverted {
+                    errln!("warning: after the failure reported below, {re}");
+                }
+            }
+            return finish_transport_error(e, args.json);
+        }
     };
     r.peer = Some(peer.to_string());
     let resources = resources;

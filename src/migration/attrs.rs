@@ -89,8 +89,9 @@ pub enum CopyError {
         destination_value: String,
     },
 
-    /// The destination refused a copy. Resources in `copied` were written before it.
-    #[error("copying dynamic resource {resource} to {destination} failed: {source}{}", copied_suffix(.copied))]
+    /// The destination refused a copy. The resources copied before it (`copied`) were
+    /// written back to their earlier values, except those in `not_restored`.
+    #[error("copying dynamic resource {resource} to {destination} failed: {source}{}", copied_suffix(.copied, .not_restored))]
     Refused {
         /// The destination instance.
         destination: Uuid,
@@ -99,16 +100,38 @@ pub enum CopyError {
         /// The refusal (attribute, value, errno).
         #[source]
         source: Box<AttrError>,
-        /// `attribute=value` already copied.
+        /// `attribute=value` copied before the refusal.
         copied: Vec<String>,
+        /// Of those, the ones that could not be written back: the attribute and why.
+        not_restored: Vec<(String, AttrError)>,
+    },
+
+    /// [`revert`] could not write back every earlier value.
+    #[error("{destination}: could not write back the earlier value of {}: the instance keeps the copied value", list_failures(.not_restored))]
+    NotRestored {
+        /// The destination instance.
+        destination: Uuid,
+        /// The attributes that keep the copied value, and why.
+        not_restored: Vec<(String, AttrError)>,
     },
 }
 
-fn copied_suffix(c: &[String]) -> String {
-    if c.is_empty() {
-        String::new()
-    } else {
-        format!(" (already copied: {})", c.join(", "))
+fn list_failures(f: &[(String, AttrError)]) -> String {
+    f.iter()
+        .map(|(a, e)| format!("{a} ({e})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn copied_suffix(c: &[String], not_restored: &[(String, AttrError)]) -> String {
+    match (c.is_empty(), not_restored.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => format!(" (written back: {})", c.join(", ")),
+        (false, false) => format!(
+            " (copied before it: {}; not written back: {})",
+            c.join(", "),
+            list_failures(not_restored)
+        ),
     }
 }
 
@@ -290,7 +313,11 @@ pub fn apply(
     }
     let inst = mdev::instance(root, dst)?;
     let mut copied = Vec::new();
-    for r in plan.iter_mut().filter(|r| r.action == Action::Differs) {
+    for i in 0..plan.len() {
+        let r = &mut plan[i];
+        if r.action != Action::Differs {
+            continue;
+        }
         let (Some(attribute), Some(value)) = (r.attribute.clone(), r.source.clone()) else {
             continue;
         };
@@ -304,16 +331,62 @@ pub fn apply(
                 copied.push(format!("{attribute}={value}"));
             }
             Err(source) => {
+                let resource = r.resource.clone();
+                // The destination is left as it was found: what was copied goes back.
+                let not_restored = write_back(&inst, &plan[..i]);
                 return Err(CopyError::Refused {
                     destination: *dst,
-                    resource: r.resource.clone(),
+                    resource,
                     source: Box::new(source),
                     copied,
-                })
+                    not_restored,
+                });
             }
         }
     }
     Ok(plan)
+}
+
+/// Writes the destination's earlier value back for every resource [`apply`] copied, so a
+/// migration that fails after [`prepare`] leaves the destination instance as it was found.
+/// Call it once the destination device is closed (vendors may refuse changes while it is
+/// open).
+///
+/// # Errors
+///
+/// [`CopyError::Sysfs`] when the instance cannot be read; [`CopyError::NotRestored`] when a
+/// value could not be written back.
+pub fn revert(root: &SysfsRoot, dst: &Uuid, done: &[ResourceCopy]) -> Result<(), CopyError> {
+    if done.iter().all(|r| r.action != Action::Copied) {
+        return Ok(());
+    }
+    let inst = mdev::instance(root, dst)?;
+    let not_restored = write_back(&inst, done);
+    if not_restored.is_empty() {
+        Ok(())
+    } else {
+        Err(CopyError::NotRestored {
+            destination: *dst,
+            not_restored,
+        })
+    }
+}
+
+/// Writes back `destination_before` of every copied resource in `done`; returns the
+/// attributes that could not be, with why.
+fn write_back(inst: &MdevInstance, done: &[ResourceCopy]) -> Vec<(String, AttrError)> {
+    let mut failed = Vec::new();
+    for r in done.iter().filter(|r| r.action == Action::Copied) {
+        let (Some(attribute), Some(before)) =
+            (r.attribute.as_deref(), r.destination_before.as_deref())
+        else {
+            continue;
+        };
+        if let Err(e) = attrs::set_on(inst, &[Assignment::new(attribute, before)]) {
+            failed.push((attribute.to_string(), e));
+        }
+    }
+    failed
 }
 
 /// [`plan`] and [`apply`] for a migration pair; nothing to do (an empty list) unless both

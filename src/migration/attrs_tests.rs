@@ -125,6 +125,47 @@ fn a_refused_copy_names_the_resource() {
     );
 }
 
+/// A copy refused part-way leaves the destination as it was found: the resources copied
+/// before the refusal are written back. [`revert`] does the same after a migration that
+/// failed once every copy was made.
+#[test]
+fn a_copy_refused_part_way_and_a_revert_leave_the_destination_as_found() {
+    let f = pair("4", Some("1"));
+    f.write(
+        &format!("{GPU}/mdev_supported_types/i915-GVTg_V5_4/dynamic_resources"),
+        "aggregator,priority\n",
+    );
+    f.write(&format!("{GPU}/{SRC}/vendor/priority"), "9\n");
+    f.write(&format!("{GPU}/{DST}/vendor/priority"), "3\n");
+    let agg = f.path(&format!("{GPU}/{DST}/vendor/aggregator"));
+    let p = plan(&root(&f), &u(SRC), &u(DST)).unwrap();
+    assert_eq!(p.len(), 2);
+    assert!(p.iter().all(|r| r.action == Action::Differs));
+    // The second attribute vanishes between plan and copy: the first was copied by then.
+    fs::remove_file(f.path(&format!("{GPU}/{DST}/vendor/priority"))).unwrap();
+    match apply(&root(&f), &u(DST), p.clone(), Policy::Copy).unwrap_err() {
+        CopyError::Refused {
+            resource,
+            copied,
+            not_restored,
+            ..
+        } => {
+            assert_eq!(resource, "priority");
+            assert_eq!(copied, ["vendor/aggregator=4"]);
+            assert!(not_restored.is_empty(), "{not_restored:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fs::read_to_string(&agg).unwrap(), "1\n");
+
+    f.write(&format!("{GPU}/{DST}/vendor/priority"), "3\n");
+    let done = apply(&root(&f), &u(DST), p, Policy::Copy).unwrap();
+    assert_eq!(fs::read_to_string(&agg).unwrap(), "4\n");
+    revert(&root(&f), &u(DST), &done).unwrap();
+    assert_eq!(fs::read_to_string(&agg).unwrap(), "1\n");
+    assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/priority")), "3\n");
+}
+
 #[test]
 fn types_without_dynamic_resources_and_non_mdev_pairs_plan_nothing() {
     let f = Fixture::samples();

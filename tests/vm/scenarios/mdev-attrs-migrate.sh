@@ -12,8 +12,8 @@ P=/sys/class/mdev_bus/vhgpu/mdev_supported_types
 [ "$(cat /sys/module/vhgpu/parameters/migration_v2)" = Y ] || skip "vhgpu loaded without migration v2"
 [ "$(cat $P/vhgpu-64M/available_instances)" -ge 6 ] || skip "room for fewer than six vhgpu-64M units"
 B=6f1e0c3a-7a1d-4c55-9d2e-0000000a72
-S=${B}01; D=${B}02; N=${B}03
-cleanup() { for u in $S $D $N; do [ -e /sys/bus/mdev/devices/$u ] && echo 1 >/sys/bus/mdev/devices/$u/remove; done; }
+S=${B}01; D=${B}02; N=${B}03; W=${B}04
+cleanup() { for u in $S $D $N $W; do [ -e /sys/bus/mdev/devices/$u ] && echo 1 >/sys/bus/mdev/devices/$u/remove; done; }
 trap cleanup EXIT
 avail() { cat "$P/vhgpu-$1/available_instances"; }
 vattr() { cat "/sys/bus/mdev/devices/$1/vendor/$2"; }
@@ -78,4 +78,22 @@ if e=$(vfio-harness migrate $S $N --no-copy-attrs --force 2>&1); then echo "$e";
 echo "$e"
 expect_eq "source state after the device refused" "$(state_of $S)" RUNNING
 expect_eq "destination state after the device refused" "$(state_of $N)" RUNNING
+
+# --- failed after the copy: what was copied is written back -------------------------------
+# Both devices open, then the migration fails (a dirty writer on a region that does not
+# exist). priority goes back to 0 (vhgpu takes it whenever the device is closed); aggregate
+# cannot (vhgpu fixes it at first open, and the failed migration opened the destination),
+# and migrate says so.
+echo 1 > /sys/bus/mdev/devices/$D/remove
+run vfio-harness mdev create --type vhgpu-64M --uuid $W
+echo "+ (expect failure) vfio-harness migrate $S $W --dirty-writer BAR9:1M"
+if e=$(vfio-harness migrate $S $W --dirty-writer BAR9:1M 2>&1); then echo "$e"; fail "migrated with a dirty writer on BAR9"; fi
+echo "$e"
+expect_eq "priority written back after the failure" "$(vattr $W priority)" 0
+expect_eq "aggregate, fixed at the failed migration's open" "$(vattr $W aggregate)" 2
+echo "$e" | grep -q "warning: after the failure reported below, $W: could not write back the earlier value of vendor/aggregate" \
+    || fail "migrate does not say that aggregate could not be written back"
+echo "$e" | grep -q "BAR9" || fail "the failure itself is not reported"
+expect_eq "source state after the failure" "$(state_of $S)" RUNNING
+expect_eq "destination state after the failure" "$(state_of $W)" RUNNING
 echo PASS
