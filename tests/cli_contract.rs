@@ -248,6 +248,37 @@ fn a_spool_that_cannot_be_made_is_named() {
     assert_eq!(v["devices"][0]["state"], "RUNNING");
 }
 
+/// A plot path that cannot be written is refused before the run (it used to be found only
+/// when the run was over, and the report was lost): the failure reported is the plot's,
+/// not that of the device the run would have opened.
+#[test]
+fn an_unwritable_plot_is_refused_before_the_bench_runs() {
+    let d = dir("plot");
+    for flag in ["--plot", "--downtime-plot"] {
+        let plot = d.join("missing").join("p.svg");
+        let o = run(&[
+            "bench",
+            "sim:state=1M,bogus=1",
+            flag,
+            plot.to_str().unwrap(),
+            "--json",
+        ]);
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(1), "{flag}");
+        let v = json(&o.stdout);
+        assert_eq!(v["error"]["kind"], "io", "{flag}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("cannot write the plot"),
+            "{flag}: {message}"
+        );
+    }
+    assert!(
+        fs::read_dir(&d).unwrap().next().is_none(),
+        "the probe left a file"
+    );
+}
+
 // 3. Output errors never panic.
 #[test]
 fn output_errors_do_not_panic() {

@@ -173,6 +173,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     cfg.open = global.open_options();
     cfg.cancel = Some(install_interrupt_handler()?.flag());
 
+    // A plot path that cannot be written is found now, not after the whole run.
+    for p in [&args.plot, &args.downtime_plot].into_iter().flatten() {
+        can_write(p).map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot write the plot {}", p.display()))
+        })?;
+    }
     let bar = if !args.json && std::io::stderr().is_terminal() {
         let b = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
         if let Ok(s) = ProgressStyle::with_template("bench [{bar:30}] {pos}/{len} {elapsed} {msg}")
@@ -218,4 +224,26 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `path` can be written: an existing file opened for writing (not truncated), or a
+/// file created (and removed at once) in the directory that would hold it.
+fn can_write(path: &std::path::Path) -> std::io::Result<()> {
+    if path.exists() {
+        return std::fs::OpenOptions::new().write(true).open(path).map(drop);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no directory {}", dir.display()),
+        ));
+    }
+    // The probe's own (random) name is left out of the error: its kind is what matters.
+    tempfile::NamedTempFile::new_in(dir)
+        .map(drop)
+        .map_err(|e| std::io::Error::from(e.kind()))
 }
