@@ -5,8 +5,9 @@
 //!   file (`O_TMPFILE`) in the target's directory, which a crash cannot leave behind; on
 //!   [`Output::commit`] it is fsync'd, linked under a short hidden name and renamed over the
 //!   target. Where the filesystem has no `O_TMPFILE`, a named hidden file
-//!   `.vfh-<pid>-<hex>.tmp` is used instead, removed on failure, and one left by a killed
-//!   process is removed by the next [`Output::open`] in that directory. The file is 0600
+//!   `.vfh-<boot>-<pid>-<hex>.tmp` is used instead, removed on failure, and one left by a
+//!   killed process of this host's current boot is removed by the next [`Output::open`] in
+//!   that directory (never one another host wrote into a shared directory). The file is 0600
 //!   whether it is new or replaces one (device state holds guest data: a replaced file's
 //!   wider mode is not carried over); a replaced file's owner is kept where the process may
 //!   give it away (root).
@@ -325,10 +326,23 @@ impl Drop for Output {
 
 fn temp_name() -> String {
     format!(
-        "{TMP_PREFIX}{}-{:016x}{TMP_SUFFIX}",
+        "{TMP_PREFIX}{}-{}-{:016x}{TMP_SUFFIX}",
+        boot_tag().unwrap_or("00000000"),
         std::process::id(),
         crate::entropy::u64()
     )
+}
+
+/// The first 8 hex digits of this boot's id (`/proc/sys/kernel/random/boot_id`): a pid means
+/// something only on the host, and in the boot, that wrote it. `None` when it cannot be read.
+fn boot_tag() -> Option<&'static str> {
+    static TAG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let tag: String = id.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+        (tag.len() == 8).then_some(tag)
+    })
+    .as_deref()
 }
 
 /// An anonymous (`O_TMPFILE`) file in `dir`, or a named one where the filesystem cannot.
@@ -396,26 +410,18 @@ fn link_anonymous(file: &File, to: &Path) -> io::Result<()> {
     }
 }
 
-/// The pid in a temporary file's name (this module's `.vfh-PID-HEX.tmp`, or the older
-/// `.NAME.tmp-PID-UUID`), when the name is one.
-fn temp_owner(name: &OsStr) -> Option<u32> {
-    let s = name.to_str()?;
-    if let Some(rest) = s
-        .strip_prefix(TMP_PREFIX)
-        .and_then(|r| r.strip_suffix(TMP_SUFFIX))
-    {
-        let (pid, hex) = rest.split_once('-')?;
-        if hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return pid.parse().ok();
-        }
-        return None;
-    }
-    let (_, tail) = s.strip_prefix('.')?.rsplit_once(".tmp-")?;
-    let (pid, uuid) = tail.split_once('-')?;
-    if uuid.len() == 32 && uuid.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return pid.parse().ok();
-    }
-    None
+/// The boot tag and pid in a temporary file's name (`.vfh-BOOT-PID-HEX.tmp`), when the name
+/// is one.
+fn temp_owner(name: &OsStr) -> Option<(&str, u32)> {
+    let rest = name
+        .to_str()?
+        .strip_prefix(TMP_PREFIX)?
+        .strip_suffix(TMP_SUFFIX)?;
+    let mut parts = rest.splitn(3, '-');
+    let (boot, pid, hex) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex_of = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex_of(boot, 8) && hex_of(hex, 16)).then_some(())?;
+    Some((boot, pid.parse().ok()?))
 }
 
 fn alive(pid: u32) -> bool {
@@ -427,17 +433,22 @@ fn alive(pid: u32) -> bool {
     r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-/// Removes temporary files in `dir` left by processes that no longer exist (killed before
-/// they could clean up). Best effort: a directory that cannot be listed has nothing this
-/// run could remove either.
+/// Removes temporary files in `dir` left by processes of this host's current boot that no
+/// longer exist (killed before they could clean up). A file another host wrote into a
+/// shared directory (NFS, where `O_TMPFILE` is missing and the named files are used) carries
+/// that host's boot tag and is never touched, nor is one from an earlier boot. Best effort:
+/// a directory that cannot be listed has nothing this run could remove either.
 pub fn remove_stale(dir: &Path) {
+    let Some(ours) = boot_tag() else {
+        return;
+    };
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        if let Some(pid) = temp_owner(&name) {
-            if pid != std::process::id() && !alive(pid) {
+        if let Some((boot, pid)) = temp_owner(&name) {
+            if boot == ours && pid != std::process::id() && !alive(pid) {
                 // Another run may have removed it first; either way it is gone.
                 let _ = fs::remove_file(dir.join(&name));
             }

@@ -6,18 +6,25 @@ fn token() -> Arc<CancelToken> {
 }
 
 #[test]
-fn temporary_names_are_recognised_with_their_pid() {
+fn temporary_names_are_recognised_with_their_boot_and_pid() {
     assert_eq!(
-        temp_owner(OsStr::new(".vfh-42-0123456789abcdef.tmp")),
-        Some(42)
+        temp_owner(OsStr::new(".vfh-0a1b2c3d-42-0123456789abcdef.tmp")),
+        Some(("0a1b2c3d", 42))
     );
-    assert_eq!(
-        temp_owner(OsStr::new(".a.bin.tmp-7-0123456789abcdef0123456789abcdef")),
-        Some(7)
-    );
-    assert_eq!(temp_owner(OsStr::new(".vfh-42-xyz.tmp")), None);
-    assert_eq!(temp_owner(OsStr::new("state.bin")), None);
-    assert!(temp_name().len() < 45, "short enough for any target name");
+    // No boot tag (an older name), a short tag, a bad suffix, another tool's name: none.
+    for other in [
+        ".vfh-42-0123456789abcdef.tmp",
+        ".vfh-0a1b2c-42-0123456789abcdef.tmp",
+        ".vfh-0a1b2c3d-42-xyz.tmp",
+        ".a.bin.tmp-7-0123456789abcdef0123456789abcdef",
+        "state.bin",
+    ] {
+        assert_eq!(temp_owner(OsStr::new(other)), None, "{other}");
+    }
+    let name = temp_name();
+    assert!(name.len() < 45, "short enough for any target name");
+    let (boot, pid) = temp_owner(OsStr::new(&name)).expect("our own name");
+    assert_eq!((Some(boot), pid), (boot_tag(), std::process::id()));
 }
 
 #[test]
