@@ -563,6 +563,42 @@ fn sigkill_leaves_nothing_and_stale_temporaries_are_removed() {
     assert_eq!(left, want);
 }
 
+/// The bench's own files (stream files to time, restore captures) are named as a save's
+/// temporaries: one a killed run left behind (SIGKILL skips every cleanup) is removed by the
+/// next run in that directory, and a run leaves none of its own.
+#[test]
+fn the_bench_removes_files_a_killed_run_left() {
+    let d = dir("bench-stale");
+    let boot: String = fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    fs::write(
+        d.join(format!(".vfh-{boot}-{pid}-0123456789abcdef.tmp")),
+        b"x",
+    )
+    .unwrap();
+    let o = run(&[
+        "bench",
+        "--quick",
+        "--mode",
+        "save,restore",
+        "--path",
+        "file",
+        "--dir",
+        d.to_str().unwrap(),
+        "--json",
+    ]);
+    no_panic(&o);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(hidden(&d).is_empty(), "{:?}", hidden(&d));
+}
+
 // 8. Untrusted metadata is escaped on the way to the terminal.
 #[test]
 fn metadata_escape_sequences_are_escaped() {

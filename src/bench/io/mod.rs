@@ -421,12 +421,19 @@ pub(in crate::bench) fn in_memory(dir: &Path) -> bool {
     t == TMPFS_MAGIC || t == RAMFS_MAGIC
 }
 
-/// A fresh temporary path in `dir` (the file is created empty; removed when dropped).
+/// A fresh temporary path in `dir` (the file is created empty, 0600; removed when dropped).
+/// Its name is the engine's (`.vfh-BOOT-PID-HEX.tmp`), so one left by a killed run is
+/// removed by the next run, or save, in that directory
+/// ([`remove_stale`](crate::migration::engine::target::remove_stale)).
 pub(in crate::bench) fn temp_path(dir: &Path) -> io::Result<tempfile::TempPath> {
-    Ok(tempfile::Builder::new()
-        .prefix(".vfio-harness-bench-")
-        .tempfile_in(dir)?
-        .into_temp_path())
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(crate::migration::engine::target::temp_name());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    tempfile::TempPath::try_from_path(path)
 }
 
 /// The reading end of a source.

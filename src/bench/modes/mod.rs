@@ -148,11 +148,14 @@ impl<'a> Run<'a> {
         progress: Progress<'a>,
         notes: Vec<String>,
     ) -> Run<'a> {
+        let dir = cfg.file_dir();
+        // Files a killed run left behind (SIGKILL skips every cleanup) go now.
+        crate::migration::engine::target::remove_stale(&dir);
         Run {
             cfg,
             devs,
             protocol,
-            dir: cfg.file_dir(),
+            dir,
             results: Vec::new(),
             notes,
             progress,

@@ -324,7 +324,8 @@ impl Drop for Output {
     }
 }
 
-fn temp_name() -> String {
+/// A hidden name for a temporary file that [`remove_stale`] recognises: `.vfh-BOOT-PID-HEX.tmp`.
+pub(crate) fn temp_name() -> String {
     format!(
         "{TMP_PREFIX}{}-{}-{:016x}{TMP_SUFFIX}",
         boot_tag().unwrap_or("00000000"),
