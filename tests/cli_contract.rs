@@ -78,6 +78,16 @@ fn hidden(d: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What the harness's temporary names carry: the first 8 hex digits of this boot's id.
+fn boot_tag() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect()
+}
+
 fn mkfifo(p: &Path) {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
@@ -536,12 +546,7 @@ fn sigkill_leaves_nothing_and_stale_temporaries_are_removed() {
     let mut dead = Command::new("true").spawn().unwrap();
     let pid = dead.id();
     dead.wait().unwrap();
-    let boot: String = fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .unwrap()
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .take(8)
-        .collect();
+    let boot = boot_tag();
     let other = if boot == "00000000" {
         "11111111"
     } else {
@@ -569,12 +574,7 @@ fn sigkill_leaves_nothing_and_stale_temporaries_are_removed() {
 #[test]
 fn the_bench_removes_files_a_killed_run_left() {
     let d = dir("bench-stale");
-    let boot: String = fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .unwrap()
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .take(8)
-        .collect();
+    let boot = boot_tag();
     let mut dead = Command::new("true").spawn().unwrap();
     let pid = dead.id();
     dead.wait().unwrap();

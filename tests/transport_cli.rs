@@ -13,6 +13,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_vfio-harness");
 struct Receiver {
     child: Child,
     addr: String,
+    /// Told when `receive` says it accepted a peer (`receiving from ...` on stderr).
+    accepted: std::sync::mpsc::Receiver<()>,
 }
 
 /// Starts `receive ARGS --listen 127.0.0.1:0` and reads the address it listens on.
@@ -34,12 +36,20 @@ fn receive(args: &[&str]) -> Receiver {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     // Keep draining stderr so the child never blocks on it.
+    let (tx, accepted) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = err.read_to_string(&mut rest);
-        eprint!("{rest}");
+        for line in err.lines().map_while(Result::ok) {
+            if line.starts_with("receiving from") {
+                let _ = tx.send(());
+            }
+            eprintln!("{line}");
+        }
     });
-    Receiver { child, addr }
+    Receiver {
+        child,
+        addr,
+        accepted,
+    }
 }
 
 fn finish(r: Receiver) -> (Option<i32>, String) {
@@ -347,6 +357,24 @@ fn a_signal_during_the_handshake_interrupts_either_side() {
     };
     const HELLO: u8 = 1;
     const REFUSE: u8 = 3;
+    // Signalled, a side exits 143 at once, tells its peer (a REFUSE naming the interrupt)
+    // and reports `interrupted`.
+    let interrupted = |side: &mut Child, peer: &mut TcpStream| {
+        terminate(side);
+        assert_eq!(exit_within(side, AFTER_SIGNAL), Some(143));
+        let (kind, payload) = frame(peer);
+        let payload = String::from_utf8_lossy(&payload).into_owned();
+        assert_eq!(kind, REFUSE, "{payload}");
+        assert!(payload.contains("interrupted"), "{payload}");
+        let mut out = String::new();
+        side.stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+        assert_eq!(v["error"]["kind"], "interrupted", "{out}");
+    };
 
     // The source, waiting for ACCEPT after its HELLO.
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -366,57 +394,12 @@ fn a_signal_during_the_handshake_interrupts_either_side() {
         .expect("spawn migrate");
     let (mut peer, _) = silent.accept().expect("accept");
     assert_eq!(frame(&mut peer).0, HELLO);
-    terminate(&src);
-    assert_eq!(exit_within(&mut src, AFTER_SIGNAL), Some(143));
-    let (kind, payload) = frame(&mut peer);
-    assert_eq!(kind, REFUSE, "{}", String::from_utf8_lossy(&payload));
-    assert!(String::from_utf8_lossy(&payload).contains("interrupted"));
-    let mut out = String::new();
-    src.stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
-    assert_eq!(v["error"]["kind"], "interrupted", "{out}");
+    interrupted(&mut src, &mut peer);
 
     // The destination, waiting for HELLO from a peer that connected and says nothing.
-    let mut dst = Command::new(BIN)
-        .args([
-            "receive",
-            "sim:state=1M",
-            "--insecure",
-            "--json",
-            "--timeout",
-            "60",
-        ])
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn receive");
-    let mut err = BufReader::new(dst.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("read stderr");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the address")
-        .to_string();
-    let mut source = TcpStream::connect(&addr).expect("connect");
-    line.clear();
-    err.read_line(&mut line).expect("read stderr");
-    assert!(line.starts_with("receiving from"), "{line:?}");
-    terminate(&dst);
-    assert_eq!(exit_within(&mut dst, AFTER_SIGNAL), Some(143));
-    let (kind, payload) = frame(&mut source);
-    assert_eq!(kind, REFUSE, "{}", String::from_utf8_lossy(&payload));
-    let mut out = String::new();
-    dst.stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
-    assert_eq!(v["error"]["kind"], "interrupted", "{out}");
+    let r = receive(&["sim:state=1M", "--insecure", "--timeout", "60"]);
+    let mut source = TcpStream::connect(&r.addr).expect("connect");
+    r.accepted.recv().expect("receive accepted the peer");
+    let mut dst = r.child;
+    interrupted(&mut dst, &mut source);
 }

@@ -766,15 +766,22 @@ fn a_corrupt_stream_is_refused_once() {
     assert_eq!(refusals, 1, "one REFUSE for one failure");
 }
 
+/// A link to a plain socket this test holds (the peer speaks no protocol unless the test
+/// writes it), with `timeout`.
+fn raw_peer(timeout: Duration) -> (Link, TcpStream) {
+    let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = raw.local_addr().expect("addr");
+    let link = connect(&tcp(addr), &Security::Insecure, timeout).expect("connect");
+    let (peer, _) = raw.accept().expect("accept");
+    (link, peer)
+}
+
 /// A caller's mistakes are refused as such (not as the peer's protocol violation) before
 /// anything is sent: no sources, dynamic resources for another number of devices, and a
 /// buffer size outside 4 KiB..=64 MiB.
 #[test]
 fn a_callers_mistakes_are_refused_before_anything_is_sent() {
-    let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = raw.local_addr().expect("addr");
-    let link = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(10)).expect("connect");
-    let (mut peer, _) = raw.accept().expect("accept");
+    let (link, mut peer) = raw_peer(Duration::from_secs(10));
 
     let e = migrate_to(&mut Vec::new(), &link, &opts()).expect_err("no sources");
     assert!(matches!(e, TransportError::InvalidRequest(_)), "{e:?}");
@@ -808,10 +815,7 @@ fn a_callers_mistakes_are_refused_before_anything_is_sent() {
 /// an OS error stays that OS error (its errno), not only its kind.
 #[test]
 fn a_link_fault_keeps_its_errno_for_later_operations() {
-    let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = raw.local_addr().expect("addr");
-    let link = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(10)).expect("connect");
-    let (peer, _) = raw.accept().expect("accept");
+    let (link, peer) = raw_peer(Duration::from_secs(10));
     drop(peer);
     // The first sends may still be buffered; the closed peer answers them with a reset.
     let first = (0..100_000)
@@ -839,10 +843,7 @@ fn a_link_fault_keeps_its_errno_for_later_operations() {
 /// its frame leaves it broken.
 #[test]
 fn an_interrupt_ends_the_links_waits_on_a_silent_peer() {
-    let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = raw.local_addr().expect("addr");
-    let link = connect(&tcp(addr), &Security::Insecure, Duration::from_secs(20)).expect("connect");
-    let (_silent, _) = raw.accept().expect("accept");
+    let (link, _silent) = raw_peer(Duration::from_secs(20));
     link.cancel_on(Arc::new(AtomicBool::new(true)));
     let interrupted = |r: Result<()>| {
         matches!(
