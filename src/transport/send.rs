@@ -403,8 +403,10 @@ fn transfer(
 ) -> Vec<Saved> {
     let finished = AtomicBool::new(false);
     std::thread::scope(|s| {
-        if let Some(user) = &opts.cancel {
-            // The caller's flag reaches the devices through theirs, within a poll.
+        // The caller's flag reaches the devices through theirs, within a poll. The watcher
+        // is woken (unparked) as soon as the devices are done, so it never holds up the
+        // commit that follows (downtime).
+        let watcher = opts.cancel.as_ref().map(|user| {
             let (finished, barrier) = (&finished, barrier.cloned());
             s.spawn(move || {
                 while !finished.load(Ordering::Acquire) {
@@ -415,10 +417,10 @@ fn transfer(
                         }
                         return;
                     }
-                    std::thread::sleep(super::POLL);
+                    std::thread::park_timeout(super::POLL);
                 }
-            });
-        }
+            })
+        });
         let handles: Vec<_> = sources
             .iter_mut()
             .enumerate()
@@ -496,6 +498,9 @@ fn transfer(
             })
             .collect();
         finished.store(true, Ordering::Release);
+        if let Some(w) = &watcher {
+            w.thread().unpark();
+        }
         saved
     })
 }
