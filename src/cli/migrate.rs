@@ -159,10 +159,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let root = SysfsRoot::from_option(global.open_options().sysfs_root.as_deref());
     let resources = dyn_attrs::prepare(&root, &args.src, &dst, policy)?;
     let result = migrate_prepared(&args, global, &dst, &resources);
-    if let (true, Some(uuid)) = (result.is_err(), dyn_attrs::mdev_uuid(&dst)) {
+    if result.is_err() {
         // The destination is closed by now: what was copied to it goes back. (The failure
         // itself is reported by the caller, after this.)
-        if let Err(re) = dyn_attrs::revert(&root, &uuid, &resources) {
+        if let Err(re) = dyn_attrs::revert(&root, &dst, &resources) {
             errln!("warning: after the failure reported below, {re}");
         }
     }

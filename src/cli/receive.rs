@@ -118,9 +118,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         Err(e) => {
             // The devices are closed by now: what was copied to them goes back.
             for (spec, done) in specs.iter().zip(&resources) {
-                let reverted = vfio_harness::migration::attrs::mdev_uuid(spec)
-                    .map(|u| vfio_harness::migration::attrs::revert(&root, &u, done));
-                if let Some(Err(re)) = reverted {
+                if let Err(re) = vfio_harness::migration::attrs::revert(&root, spec, done) {
                     errln!("warning: after the failure reported below, {re}");
                 }
             }

@@ -348,7 +348,8 @@ pub fn apply(
 }
 
 /// Writes the destination's earlier value back for every resource [`apply`] copied, so a
-/// migration that fails after [`prepare`] leaves the destination instance as it was found.
+/// migration that fails after [`prepare`] leaves the destination instance as it was found
+/// (nothing to do unless `dst` names a mediated device, as for [`prepare`]).
 /// Call it once the destination device is closed (vendors may refuse changes while it is
 /// open).
 ///
@@ -356,17 +357,18 @@ pub fn apply(
 ///
 /// [`CopyError::Sysfs`] when the instance cannot be read; [`CopyError::NotRestored`] when a
 /// value could not be written back.
-pub fn revert(root: &SysfsRoot, dst: &Uuid, done: &[ResourceCopy]) -> Result<(), CopyError> {
-    if done.iter().all(|r| r.action != Action::Copied) {
+pub fn revert(root: &SysfsRoot, dst: &DeviceSpec, done: &[ResourceCopy]) -> Result<(), CopyError> {
+    let Some(dst) = mdev_uuid(dst).filter(|_| done.iter().any(|r| r.action == Action::Copied))
+    else {
         return Ok(());
-    }
-    let inst = mdev::instance(root, dst)?;
+    };
+    let inst = mdev::instance(root, &dst)?;
     let not_restored = write_back(&inst, done);
     if not_restored.is_empty() {
         Ok(())
     } else {
         Err(CopyError::NotRestored {
-            destination: *dst,
+            destination: dst,
             not_restored,
         })
     }

@@ -161,7 +161,7 @@ fn a_copy_refused_part_way_and_a_revert_leave_the_destination_as_found() {
     f.write(&format!("{GPU}/{DST}/vendor/priority"), "3\n");
     let done = apply(&root(&f), &u(DST), p, Policy::Copy).unwrap();
     assert_eq!(fs::read_to_string(&agg).unwrap(), "4\n");
-    revert(&root(&f), &u(DST), &done).unwrap();
+    revert(&root(&f), &DeviceSpec::Mdev(u(DST)), &done).unwrap();
     assert_eq!(fs::read_to_string(&agg).unwrap(), "1\n");
     assert_eq!(f.read(&format!("{GPU}/{DST}/vendor/priority")), "3\n");
 }
