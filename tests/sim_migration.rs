@@ -210,7 +210,7 @@ fn writer_runs_through_precopy_and_stops_before_stop_copy() {
     );
     d.set_state(MigState::StopCopy).unwrap();
     assert!(!d.writer_running(), "the writer must stop before STOP_COPY");
-    let st = d.stop_writer();
+    let st = d.stop_writer().unwrap();
     assert_eq!(
         (st.region, st.len, st.bytes_dirtied),
         (2, span, st.pages_written * PAGE)

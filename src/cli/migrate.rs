@@ -207,6 +207,9 @@ fn migrate_prepared(
         Ok(r) => r,
         Err(e) => return Err(finish_error(e, &mut [src.as_mut(), dst.as_mut()])),
     };
+    // The devices migrated; a writer that ended on its own (a failed write, a panic) means
+    // the pages were not dirtied throughout, so the run did not test what was asked.
+    let writer = writer.transpose()?;
     if args.json {
         print_json(&Out {
             report: &r,

@@ -263,6 +263,9 @@ pub fn migrate_to(
         Ok(r) => r,
         Err(e) => return finish_transport_error(e, x.json),
     };
+    // The devices migrated; a writer that ended on its own (a failed write, a panic) means
+    // the pages were not dirtied throughout, so the run did not test what was asked.
+    let writer = writer.transpose()?;
     let s = &r.summary;
     if x.json {
         print_json(&Out {

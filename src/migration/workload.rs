@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{MigrationDriver, Pending, Protocol, Result};
+use super::{MigrationDriver, MigrationError, Pending, Protocol, Result};
 use crate::device::{find_region, DeviceError, DeviceHandle, MigFlags, MigState, RegionMap};
 
 const PAGE: u64 = 4096;
@@ -101,8 +101,10 @@ pub struct WriterStats {
 #[derive(Debug)]
 pub struct DirtyWriter {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<WriterStats>>,
-    stats: Option<WriterStats>,
+    handle: Option<JoinHandle<(WriterStats, Option<DeviceError>)>>,
+    stats: WriterStats,
+    /// Why the writer ended before it was stopped, until [`DirtyWriter::stop`] reports it.
+    failure: Option<MigrationError>,
 }
 
 impl DirtyWriter {
@@ -134,6 +136,15 @@ impl DirtyWriter {
         } else {
             spec.len
         };
+        if !region.writable() {
+            return Err(DeviceError::InvalidArgument(format!(
+                "{}: region {} ({}) is not writable (no VFIO_REGION_INFO_FLAG_WRITE): the dirty writer cannot dirty it",
+                device.name(),
+                region.index,
+                region.name
+            ))
+            .into());
+        }
         if len < PAGE || spec.offset + len > area.offset + area.size {
             return Err(DeviceError::InvalidArgument(format!(
                 "{}: dirty span {len:#x} at {:#x} does not fit region {}'s mmap-able area {:#x}+{:#x}",
@@ -166,7 +177,8 @@ impl DirtyWriter {
         Ok(DirtyWriter {
             stop,
             handle: Some(handle),
-            stats: None,
+            stats: WriterStats::default(),
+            failure: None,
         })
     }
 
@@ -176,39 +188,62 @@ impl DirtyWriter {
     }
 
     /// Stops the writer (waits until its last write has landed) and returns what it did.
-    /// Idempotent.
-    pub fn stop(&mut self) -> WriterStats {
+    ///
+    /// Fails when the writer ended on its own before: a write into the mapping failed
+    /// ([`MigrationError::Device`]) or the thread panicked ([`MigrationError::ThreadPanicked`]).
+    /// The failure is reported once, by the first call after it; later calls return the
+    /// statistics (what was written until then).
+    pub fn stop(&mut self) -> Result<WriterStats> {
+        self.halt();
+        match self.failure.take() {
+            Some(e) => Err(e),
+            None => Ok(self.stats.clone()),
+        }
+    }
+
+    /// Stops and joins the thread, keeping its statistics and any failure for
+    /// [`DirtyWriter::stop`].
+    fn halt(&mut self) {
         if let Some(h) = self.handle.take() {
             self.stop.store(true, Ordering::SeqCst);
-            // The thread cannot panic (no indexing, no unwrap); a join error would mean it
-            // did, and then it wrote nothing more either.
-            self.stats = h.join().ok();
+            match h.join() {
+                Ok((stats, failure)) => {
+                    self.stats = stats;
+                    self.failure = failure.map(MigrationError::Device);
+                }
+                Err(_) => self.failure = Some(MigrationError::ThreadPanicked("dirty writer")),
+            }
         }
-        self.stats.clone().unwrap_or_default()
     }
 }
 
 impl Drop for DirtyWriter {
     fn drop(&mut self) {
-        self.stop();
+        // A failure not yet reported has nobody left to report it to: whoever dropped the
+        // writer without stopping it asked for no statistics either.
+        self.halt();
     }
 }
 
-fn write_loop(map: RegionMap, mut st: WriterStats, stop: &AtomicBool) -> WriterStats {
+/// Writes until `stop` is set or a write fails; returns the statistics and the failure.
+fn write_loop(
+    map: RegionMap,
+    mut st: WriterStats,
+    stop: &AtomicBool,
+) -> (WriterStats, Option<DeviceError>) {
     let pages = st.len / PAGE;
     let t0 = Instant::now();
     let mut page = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    let mut failure = None;
+    'run: while !stop.load(Ordering::Relaxed) {
         for _ in 0..BATCH {
             // A word that changes every pass, at a position that moves with the pass, so
             // every write really changes the page's content.
             let word = (st.passes % (PAGE / 8)) * 8;
             let v = (st.passes + 1) << 32 | page;
-            if map
-                .write((page * PAGE + word) as usize, &v.to_le_bytes())
-                .is_err()
-            {
-                break;
+            if let Err(e) = map.write((page * PAGE + word) as usize, &v.to_le_bytes()) {
+                failure = Some(e);
+                break 'run;
             }
             st.pages_written += 1;
             page += 1;
@@ -236,7 +271,7 @@ fn write_loop(map: RegionMap, mut st: WriterStats, stop: &AtomicBool) -> WriterS
         0.0
     };
     drop(map);
-    st
+    (st, failure)
 }
 
 /// A source driver with a [`DirtyWriter`] attached: every call is passed through; the
@@ -263,8 +298,9 @@ impl<'a> DirtyingDriver<'a> {
         Ok(DirtyingDriver { inner, writer })
     }
 
-    /// Stops the writer (if still running) and returns its statistics.
-    pub fn stop_writer(&mut self) -> WriterStats {
+    /// Stops the writer (if still running) and returns its statistics, or why it ended
+    /// before (see [`DirtyWriter::stop`]).
+    pub fn stop_writer(&mut self) -> Result<WriterStats> {
         self.writer.stop()
     }
 
@@ -289,7 +325,8 @@ impl MigrationDriver for DirtyingDriver<'_> {
 
     fn set_state(&mut self, state: MigState) -> Result<()> {
         if !matches!(state, MigState::Running | MigState::PreCopy) {
-            self.writer.stop();
+            // A failure of the writer is kept for `stop_writer`: the migration goes on.
+            self.writer.halt();
         }
         self.inner.set_state(state)
     }
@@ -315,7 +352,7 @@ impl MigrationDriver for DirtyingDriver<'_> {
     }
 
     fn reset(&mut self) -> Result<()> {
-        self.writer.stop();
+        self.writer.halt();
         self.inner.reset()
     }
 }
@@ -337,5 +374,134 @@ mod tests {
         assert!("BAR2:100".parse::<DirtyWriterSpec>().is_err()); // under a page per second
         assert!("BAR2:1M:100:4K".parse::<DirtyWriterSpec>().is_err()); // unaligned
         assert!(":1M".parse::<DirtyWriterSpec>().is_err());
+    }
+
+    /// A device with one mmap-able 64 KiB region, `BAR2`, whose `write` flag is
+    /// `flag_writable` and whose mapping is read-only whatever the flag says (as when the
+    /// flag and the mapping disagree).
+    struct ReadOnlyBar {
+        info: crate::device::DeviceInfo,
+    }
+
+    impl ReadOnlyBar {
+        fn open(flag_writable: bool) -> DeviceHandle {
+            use crate::device::{
+                RegionInfo, REGION_FLAG_MMAP, REGION_FLAG_READ, REGION_FLAG_WRITE,
+            };
+            let mut flags = REGION_FLAG_READ | REGION_FLAG_MMAP;
+            if flag_writable {
+                flags |= REGION_FLAG_WRITE;
+            }
+            let bar2 = RegionInfo {
+                index: 2,
+                name: "BAR2".into(),
+                size: 64 << 10,
+                offset: 0,
+                flags,
+                caps: Vec::new(),
+            };
+            Arc::new(ReadOnlyBar {
+                info: crate::device::DeviceInfo {
+                    name: "read-only-bar".into(),
+                    backend: "test".into(),
+                    flags: 0,
+                    regions: vec![bar2],
+                    irqs: Vec::new(),
+                    identity: Default::default(),
+                },
+            })
+        }
+    }
+
+    fn unsupported<T>() -> crate::device::Result<T> {
+        Err(DeviceError::InvalidArgument("not in this test".into()))
+    }
+
+    impl crate::device::Device for ReadOnlyBar {
+        fn info(&self) -> &crate::device::DeviceInfo {
+            &self.info
+        }
+        fn read_region(&self, _: u32, _: u64, _: &mut [u8]) -> crate::device::Result<()> {
+            unsupported()
+        }
+        fn write_region(&self, _: u32, _: u64, _: &[u8]) -> crate::device::Result<()> {
+            unsupported()
+        }
+        fn map_region(&self, _: u32, _: u64, len: u64) -> crate::device::Result<RegionMap> {
+            let mut mem = vec![0u8; len as usize].into_boxed_slice();
+            let ptr = std::ptr::NonNull::new(mem.as_mut_ptr())
+                .ok_or_else(|| DeviceError::InvalidArgument("empty mapping".into()))?;
+            // SAFETY: `mem` is `len` bytes, kept alive (its heap block does not move) by the
+            // map that owns it.
+            Ok(unsafe { RegionMap::read_only(ptr, len as usize, Box::new(mem)) })
+        }
+        fn reset(&self) -> crate::device::Result<()> {
+            unsupported()
+        }
+        fn set_irq_eventfds(
+            &self,
+            _: u32,
+            _: u32,
+            _: &[std::os::fd::RawFd],
+        ) -> crate::device::Result<()> {
+            unsupported()
+        }
+        fn trigger_irq(&self, _: u32, _: u32) -> crate::device::Result<()> {
+            unsupported()
+        }
+        fn mask_irq(&self, _: u32, _: u32, _: bool) -> crate::device::Result<()> {
+            unsupported()
+        }
+        fn migration_flags(&self) -> crate::device::Result<Option<MigFlags>> {
+            Ok(None)
+        }
+        fn set_mig_state(&self, _: MigState) -> crate::device::Result<()> {
+            unsupported()
+        }
+        fn mig_state(&self) -> crate::device::Result<MigState> {
+            unsupported()
+        }
+        fn mig_read(&self, _: &mut [u8]) -> crate::device::Result<usize> {
+            unsupported()
+        }
+        fn mig_write(&self, _: &[u8]) -> crate::device::Result<usize> {
+            unsupported()
+        }
+        fn precopy_info(&self) -> crate::device::Result<crate::device::PrecopyInfo> {
+            unsupported()
+        }
+        fn stop_copy_size(&self) -> crate::device::Result<u64> {
+            unsupported()
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[test]
+    fn a_region_without_the_write_flag_is_refused_before_any_thread_starts() {
+        let dev = ReadOnlyBar::open(false);
+        let spec: DirtyWriterSpec = "BAR2:1M".parse().unwrap();
+        let e = DirtyWriter::start(&dev, &spec).unwrap_err();
+        assert!(e.to_string().contains("not writable"), "{e}");
+    }
+
+    #[test]
+    fn a_writer_whose_writes_fail_ends_and_says_why_once() {
+        let dev = ReadOnlyBar::open(true);
+        let spec: DirtyWriterSpec = "BAR2:1G".parse().unwrap();
+        let mut w = DirtyWriter::start(&dev, &spec).unwrap();
+        // The writer ends on its own at its first write; wait for that (not for a time)
+        // before `stop` asks it to end.
+        while !w.handle.as_ref().is_some_and(|h| h.is_finished()) {
+            std::thread::yield_now();
+        }
+        let e = w.stop().unwrap_err();
+        assert!(
+            matches!(&e, MigrationError::Device(DeviceError::InvalidArgument(m)) if m.contains("read-only")),
+            "{e:?}"
+        );
+        let st = w.stop().expect("the failure is reported once");
+        assert_eq!(st.pages_written, 0);
     }
 }

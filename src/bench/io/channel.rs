@@ -24,17 +24,17 @@ pub(in crate::bench) fn pipe() -> io::Result<(File, File, usize)> {
     }
     // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: F_SETPIPE_SZ / F_GETPIPE_SZ on a pipe fd we own; failures are reported in the
-    // return value only.
-    let size = unsafe {
-        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
-        libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ)
-    };
-    Ok((
-        File::from(r),
-        File::from(w),
-        usize::try_from(size).unwrap_or(0),
-    ))
+    // SAFETY: F_SETPIPE_SZ on a pipe fd we own. It fails (EPERM) above
+    // /proc/sys/fs/pipe-max-size for an unprivileged user: the pipe keeps its default size
+    // then, which F_GETPIPE_SZ below reports, so its result is not needed.
+    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
+    // SAFETY: F_GETPIPE_SZ on a pipe fd we own; it takes no argument.
+    let size = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    let size = usize::try_from(size).map_err(|_| {
+        let e = io::Error::last_os_error();
+        io::Error::new(e.kind(), format!("F_GETPIPE_SZ on a new pipe: {e}"))
+    })?;
+    Ok((File::from(r), File::from(w), size))
 }
 
 /// A connected pair over the loopback interface: `(connecting end, accepted end)`.
