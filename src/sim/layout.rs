@@ -59,6 +59,7 @@ impl SimDevice {
             config: pci::Config::new(params.bar2),
             irqs: irq::Irqs::new(),
             v1: V1Chunk::default(),
+            v1_scratch: Vec::new(),
             set_from: None,
             stale_save: None,
         };

@@ -104,6 +104,10 @@ struct Inner {
     config: pci::Config,
     irqs: irq::Irqs,
     v1: V1Chunk,
+    /// Where a v1 chunk is produced or consumed: the data section is also the user's
+    /// mapping, so it is only ever copied into or out of (as device memory is), never
+    /// borrowed as a slice that a user ignoring the protocol could race.
+    v1_scratch: Vec<u8>,
     /// The state before the last successful v2 SET (violation `state-after-arc`).
     set_from: Option<MigState>,
     /// The last saving session's stream, kept by violation `new-data-fd`.

@@ -103,16 +103,22 @@ impl SimDevice {
                     if !g.v1.fresh {
                         let n = self.limit(data.len().min(self.params.v1_data as usize));
                         let now = self.now_ns();
-                        let s = g.save.as_mut().ok_or_else(|| einval("no save stream"))?;
-                        // SAFETY: the data section belongs to the device; the v1 protocol gives
-                        // it to the device between the data_offset read and the user's copy,
-                        // and we hold the device lock while filling it.
-                        let sect = unsafe { std::slice::from_raw_parts_mut(data.ptr(), n) };
-                        let len = match s.produce(sect, now) {
-                            Produced::Bytes(k) => k as u64,
+                        let inner = &mut *g;
+                        let s = inner
+                            .save
+                            .as_mut()
+                            .ok_or_else(|| einval("no save stream"))?;
+                        let chunk = &mut inner.v1_scratch;
+                        chunk.resize(n, 0);
+                        let len = match s.produce(&mut chunk[..n], now) {
+                            Produced::Bytes(k) => k,
                             Produced::NothingPending | Produced::End => 0,
                         };
-                        g.v1 = V1Chunk { len, fresh: true };
+                        data.write(0, &chunk[..len]);
+                        g.v1 = V1Chunk {
+                            len: len as u64,
+                            fresh: true,
+                        };
                     }
                     self.v1_data_offset()
                 } else {
@@ -212,14 +218,16 @@ impl SimDevice {
                         "data_size is larger than the data section",
                     ));
                 }
-                let r = g
+                let inner = &mut *g;
+                let r = inner
                     .resume
                     .as_mut()
                     .ok_or_else(|| fail(libc::EINVAL, "no resume stream"))?;
-                // SAFETY: the user hands the data section to the device by writing data_size
-                // and must not touch it until this write returns; we hold the device lock.
-                let sect = unsafe { std::slice::from_raw_parts(data.ptr(), n as usize) };
-                r.consume(sect);
+                let chunk = &mut inner.v1_scratch;
+                let n = n as usize;
+                chunk.resize(n, 0);
+                data.read(0, &mut chunk[..n]);
+                r.consume(&chunk[..n]);
                 Ok(())
             }
             (0..=31, _) => Err(fail(
