@@ -21,7 +21,7 @@ use vm_memory::{
     GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress,
 };
 
-use super::context::VfioContext;
+use super::context::{IommuKind, VfioContext};
 use super::guest_dma_error::GuestDmaError;
 use super::ioctl::IovaRange;
 use crate::device::DeviceError;
@@ -149,8 +149,9 @@ pub(crate) trait DmaTarget: Send + Sync {
     /// `legacy`, `iommufd`... for messages.
     fn label(&self) -> String;
 
-    /// The mapping granule and the allowed IOVA ranges, when the IOMMU reports them.
-    fn constraints(&self) -> Option<(u64, Vec<IovaRange>)>;
+    /// The mapping granule and the allowed IOVA ranges; `None` when the IOMMU does not
+    /// report them yet (the kernel then judges each mapping).
+    fn constraints(&self) -> Result<Option<(u64, Vec<IovaRange>)>, DmaFailure>;
 
     /// Maps `len` bytes at `host` to `iova`.
     ///
@@ -165,7 +166,7 @@ pub(crate) trait DmaTarget: Send + Sync {
 
 fn failure(e: DeviceError) -> DmaFailure {
     match e {
-        DeviceError::Dma { source, .. } => DmaFailure {
+        DeviceError::Dma { source, .. } | DeviceError::Io { source, .. } => DmaFailure {
             hint: crate::device::errno_hint(source.raw_os_error()).to_string(),
             source,
         },
@@ -181,9 +182,19 @@ impl DmaTarget for VfioContext {
         self.kind().as_str().to_string()
     }
 
-    fn constraints(&self) -> Option<(u64, Vec<IovaRange>)> {
-        // Not reported before a device is attached (legacy): the kernel decides then.
-        self.iova_ranges().ok()
+    fn constraints(&self) -> Result<Option<(u64, Vec<IovaRange>)>, DmaFailure> {
+        match self.iova_ranges() {
+            Ok(c) => Ok(Some(c)),
+            // A legacy container has no IOMMU before a group is attached to it, and the
+            // kernel answers VFIO_IOMMU_GET_INFO with EINVAL then: nothing is reported yet.
+            Err(DeviceError::Io { source, .. })
+                if self.kind() == IommuKind::Legacy
+                    && source.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(failure(e)),
+        }
     }
 
     unsafe fn map(&self, iova: u64, len: u64, host: *mut u8) -> Result<(), DmaFailure> {
@@ -375,12 +386,21 @@ impl GuestMemoryDma {
         plan: Vec<GuestRegionDma>,
         keep: Vec<Keep>,
     ) -> Result<GuestMemoryDma, GuestDmaError> {
-        check_constraints(&plan, space.constraints())?;
         let mut done = GuestMemoryDma {
             space,
             regions: Vec::with_capacity(plan.len()),
             keep: Vec::with_capacity(plan.len()),
         };
+        match done.space.constraints() {
+            Ok(c) => check_constraints(&plan, c)?,
+            // Reported against the first region, the one that was about to be mapped (with
+            // no region there is nothing to check).
+            Err(f) => {
+                if let Some(first) = plan.first() {
+                    return Err(done.error("query of the IOVA ranges", first, f));
+                }
+            }
+        }
         for (r, k) in plan.into_iter().zip(keep) {
             // SAFETY: `r.host_addr..+r.len` is the host mapping of a vm-memory region (plan
             // built from it, or a stand-in's in tests) that `k` keeps alive; `k` stays in

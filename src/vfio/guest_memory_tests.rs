@@ -14,6 +14,8 @@ struct Fake {
     fail_map_at: Option<(u64, i32)>,
     fail_unmap_at: Option<(u64, i32)>,
     constraints: Option<(u64, Vec<IovaRange>)>,
+    /// The IOVA-range query fails with this errno.
+    fail_constraints: Option<i32>,
 }
 
 impl Fake {
@@ -44,8 +46,14 @@ impl DmaTarget for Fake {
         "fake".into()
     }
 
-    fn constraints(&self) -> Option<(u64, Vec<IovaRange>)> {
-        self.constraints.clone()
+    fn constraints(&self) -> Result<Option<(u64, Vec<IovaRange>)>, DmaFailure> {
+        match self.fail_constraints {
+            Some(errno) => Err(DmaFailure {
+                source: io::Error::from_raw_os_error(errno),
+                hint: "fake".into(),
+            }),
+            None => Ok(self.constraints.clone()),
+        }
     }
 
     unsafe fn map(&self, iova: u64, len: u64, _host: *mut u8) -> Result<(), DmaFailure> {
@@ -318,6 +326,26 @@ fn a_failed_unmap_is_reported_the_others_done_and_the_region_leaked() {
     assert_eq!(fake.calls().iter().filter(|c| c.0 == "unmap").count(), 3);
     // Regions 0 and 2 were released (only `regions` is left); region 1 leaked with its keep.
     assert_eq!((0..3).map(count).collect::<Vec<_>>(), [1, 2, 1]);
+}
+
+#[test]
+fn a_failed_query_of_the_iova_ranges_refuses_the_map_with_its_errno() {
+    let fake = Arc::new(Fake {
+        fail_constraints: Some(libc::EFAULT),
+        ..Fake::default()
+    });
+    let p = plan(&spans(), &IovaLayout::Identity, PAGE).unwrap();
+    let e = GuestMemoryDma::map(fake.clone(), p, keeps(3)).unwrap_err();
+    assert!(
+        matches!(&e, GuestDmaError::Dma { region: 0, op, .. } if op.contains("IOVA ranges")),
+        "{e}"
+    );
+    assert_eq!(e.errno(), Some(libc::EFAULT));
+    assert!(
+        fake.calls().is_empty(),
+        "nothing is mapped: {:?}",
+        fake.calls()
+    );
 }
 
 #[test]
