@@ -377,7 +377,7 @@ fn refusal(what: &str, r: std::io::Result<()>) -> Refusal {
 
 /// A START that must fail; if the device accepts it, the session it started is stopped.
 fn bad_start(dev: &KernelDevice, what: &str, page: u64, ranges: &[LogRange]) -> Refusal {
-    let fd = dirty::dev_fd(dev);
+    let fd = dev.device_fd();
     let r = dirty::start(fd, page, ranges).map(|_| ());
     if r.is_ok() {
         // Accepted: end the session it opened (the refusal result says what went wrong).
@@ -391,7 +391,7 @@ fn bad_report(dev: &KernelDevice, what: &str, iova: u64, len: u64, page: u64) ->
     let mut bits = vec![0u64; words];
     refusal(
         what,
-        dirty::report(dirty::dev_fd(dev), iova, len, page, &mut bits),
+        dirty::report(dev.device_fd(), iova, len, page, &mut bits),
     )
 }
 
@@ -402,7 +402,7 @@ fn refusals_in_session(
     len: u64,
     page: u64,
 ) -> Vec<Refusal> {
-    let fd = dirty::dev_fd(dev);
+    let fd = dev.device_fd();
     let again = dirty::start(fd, log.page_size(), log.ranges()).map(|_| ());
     vec![
         bad_report(

@@ -392,7 +392,7 @@ impl<'a> DirtyLog<'a> {
         page_size: u64,
         ranges: &[LogRange],
     ) -> Result<DirtyLog<'a>, DirtyLogError> {
-        let chosen = start(dev_fd(dev), page_size, ranges)
+        let chosen = start(dev.device_fd(), page_size, ranges)
             .map_err(|e| DirtyLogError::kernel(dev.name(), LogOp::Start, e))?;
         Ok(DirtyLog {
             dev,
@@ -436,7 +436,7 @@ impl<'a> DirtyLog<'a> {
             Some(w) => w as usize,
         };
         let mut bits = vec![0u64; words];
-        report(dev_fd(self.dev), iova, length, page_size, &mut bits)
+        report(self.dev.device_fd(), iova, length, page_size, &mut bits)
             .map_err(|e| DirtyLogError::kernel(self.dev.name(), LogOp::Report, e))?;
         Ok(DirtyBitmap::new(iova, length, page_size, bits))
     }
@@ -444,7 +444,8 @@ impl<'a> DirtyLog<'a> {
     /// Stops the session.
     pub fn stop(mut self) -> Result<(), DirtyLogError> {
         self.running = false;
-        stop(dev_fd(self.dev)).map_err(|e| DirtyLogError::kernel(self.dev.name(), LogOp::Stop, e))
+        stop(self.dev.device_fd())
+            .map_err(|e| DirtyLogError::kernel(self.dev.name(), LogOp::Stop, e))
     }
 }
 
@@ -452,16 +453,9 @@ impl Drop for DirtyLog<'_> {
     fn drop(&mut self) {
         if self.running {
             // Best effort on an error path: the caller's error is the one to report.
-            let _ = stop(dev_fd(self.dev));
+            let _ = stop(self.dev.device_fd());
         }
     }
-}
-
-/// The device fd of `dev`, borrowed for as long as `dev`.
-pub fn dev_fd(dev: &KernelDevice) -> BorrowedFd<'_> {
-    // SAFETY: the fd belongs to `dev` and is closed only when `dev` drops, which the
-    // borrow excludes.
-    unsafe { BorrowedFd::borrow_raw(dev.raw_fd()) }
 }
 
 #[cfg(test)]

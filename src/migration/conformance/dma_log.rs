@@ -16,7 +16,6 @@ use crate::drivers::dirty_log::{dirty_log, DirtyLogJob};
 use crate::drivers::space::kernel_context;
 use crate::drivers::DriverError;
 use crate::vfio::{dirty, KernelDevice};
-use std::os::fd::BorrowedFd;
 
 /// The check.
 pub(super) fn dma_logging(s: &mut Suite<'_>) {
@@ -25,8 +24,7 @@ pub(super) fn dma_logging(s: &mut Suite<'_>) {
         let Some(k) = dev.as_any().downcast_ref::<KernelDevice>() else {
             return Ok((Skip, "not a kernel device (DMA logging is a VFIO_DEVICE_FEATURE)".into()));
         };
-        // SAFETY: the device fd stays open while `dev` (held above) lives.
-        let fd = unsafe { BorrowedFd::borrow_raw(k.raw_fd()) };
+        let fd = k.device_fd();
         match dirty::supported(fd) {
             Ok(true) => {}
             Ok(false) => return Ok((Skip, "the device does not offer DMA logging (PROBE: ENOTTY)".into())),

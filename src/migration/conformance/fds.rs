@@ -11,7 +11,7 @@ use crate::migration::MigrationError;
 use crate::vfio::KernelDevice;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 
 use crate::vfio::ioctl::nr;
 
@@ -24,18 +24,18 @@ struct MigStateFeature {
     data_fd: i32,
 }
 
-/// A kernel device's fd, for raw state changes.
-pub(super) struct KernelFds {
-    fd: RawFd,
+/// A kernel device's fd, borrowed from the device, for raw state changes.
+pub(super) struct KernelFds<'a> {
+    fd: BorrowedFd<'a>,
     name: String,
 }
 
-impl KernelFds {
+impl<'a> KernelFds<'a> {
     /// The raw view of `dev` when it is a kernel device.
-    pub(super) fn of(dev: &DeviceHandle) -> Option<KernelFds> {
+    pub(super) fn of(dev: &'a DeviceHandle) -> Option<KernelFds<'a>> {
         let k = dev.as_any().downcast_ref::<KernelDevice>()?;
         Some(KernelFds {
-            fd: k.raw_fd(),
+            fd: k.device_fd(),
             name: k.info().name.clone(),
         })
     }
@@ -56,10 +56,10 @@ impl KernelFds {
             device_state: state.raw(),
             data_fd: -1,
         };
-        // SAFETY: `self.fd` is the open device fd (owned by the KernelDevice the caller holds
-        // through its DeviceHandle); `f` is a properly sized, initialised argument the kernel
-        // reads and writes within `argsz`.
-        let r = unsafe { libc::ioctl(self.fd, nr::VFIO_DEVICE_FEATURE() as _, &mut f) };
+        // SAFETY: `self.fd` is the open device fd, borrowed from the device for as long as
+        // `self` lives; `f` is a properly sized, initialised argument the kernel reads and
+        // writes within `argsz`.
+        let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), nr::VFIO_DEVICE_FEATURE() as _, &mut f) };
         if r < 0 {
             return Err(self.err(format!("SET {state}"), io::Error::last_os_error()));
         }
