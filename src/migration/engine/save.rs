@@ -252,13 +252,9 @@ pub fn save_to(
         let sink = WriteBehind::new(sink, out.file().as_fd()).map_err(file_err)?;
         save(drv, sink, &name, opts)?.1
     } else {
+        // A pipe too is written from the queue unless `opts` asks for own puts (see
+        // `Options::put_own_chunks` for what each cost on two machines).
         let sink = Cancellable::new(out.file(), token.clone());
-        // A pipe holds a chunk of its own while the next write is handed over; each chunk
-        // is copied into it from the cache of the core that read it.
-        let opts = &Options {
-            put_own_chunks: opts.put_own_chunks || pipe.capacity().is_some(),
-            ..opts.clone()
-        };
         save(drv, sink, &name, opts)?.1
     };
     report.pipe_capacity_bytes = pipe.capacity();

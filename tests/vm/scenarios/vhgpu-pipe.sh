@@ -1,7 +1,6 @@
-# vhgpu saved into a pipe and a FIFO by the engine's two threads (the default overlap):
-# into a pipe each thread puts the chunk it read itself, waiting for its turn
-# (`Options::put_own_chunks`, which `save_to` sets for a pipe or FIFO). `save -o - |
-# restore -i -` in 64 KiB chunks (1024 turns for the 64 MiB VRAM), and a save into a FIFO a
+# vhgpu saved into a pipe and a FIFO by the engine's two threads (the default overlap),
+# which share the device in turns and put the chunks in stream order. `save -o - |
+# restore -i -` in 64 KiB chunks (1024 of them for the 64 MiB VRAM), and a save into a FIFO a
 # restore reads, leave the destination's VRAM byte-exact (all 64 MiB against the source's
 # pattern) and both devices RUNNING; the save's report says the pipe held a chunk or more.
 . /etc/vfioh/lib.sh
