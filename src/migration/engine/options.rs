@@ -175,18 +175,19 @@ pub struct Options {
     /// With [`overlap`](Self::overlap), each of the two threads of a save or migration
     /// writes the chunk it read into the stream itself, waiting (asleep) for the other
     /// thread's write before it to end, so each chunk is copied into the sink from the
-    /// cache of the core that read it. `false` (the default, for every sink): a chunk read
-    /// while the other thread writes is queued for that thread, which writes the queued
-    /// chunks one after another with no hand-over between them, while this one reads ahead.
-    /// The queue keeps a sink that takes one write at a time and holds nothing of its own
-    /// busy (a disk written `O_DIRECT`, a writer paced to a fixed rate: a capped sink lost
-    /// 5 % with own puts). Into a pipe, which holds a chunk of its own, the better choice
-    /// depended on the machine: on a 2-vCPU EPYC guest a 4 GiB save into a pipe ran at a
-    /// median 1.04 of a one-buffer loop with own puts and 0.92 without (nine blocks each);
-    /// on a 2-vCPU Xeon guest its harness took a median 1.83 s with own puts and 1.44 s
-    /// without (six blocks each, 0.82-0.94 of the loop against 0.92-1.21). So it is off by
-    /// default; measure before turning it on (hw-notes/bench.md, "Session 29", "Session 30"
-    /// and "Session 40").
+    /// cache of the core that read it. `false` (the default): a chunk read while the other
+    /// thread writes is queued for that thread, which writes the queued chunks one after
+    /// another with no hand-over between them, while this one reads ahead. The queue keeps
+    /// a sink that takes one write at a time and holds nothing of its own busy (a disk
+    /// written `O_DIRECT`, a writer paced to a fixed rate: a capped sink lost 5 % with own
+    /// puts). [`save_to`](super::save_to) sets it when its output is a socket: on a 2-vCPU
+    /// Xeon guest the harness's 4 GiB save into a loopback connection took a median 1.42 s
+    /// with own puts and 1.62 s without (six alternated blocks each); on a 2-vCPU EPYC guest
+    /// the two did not separate. Into a pipe the better choice depended on the machine: on
+    /// the EPYC a 4 GiB save ran at a median 1.04 of a one-buffer loop with own puts and
+    /// 0.92 without (nine blocks each), on the Xeon the harness took a median 1.83 s with
+    /// own puts and 1.44 s without (six blocks each), so a pipe is written from the queue
+    /// (hw-notes/bench.md, "Session 29", "Session 30" and "Session 40").
     pub put_own_chunks: bool,
     /// Moves the device together with others through the P2P states: called on a thread
     /// of the operation ([`P2pHook`](super::P2pHook)) at the [`P2pStep`](super::P2pStep)s ([`P2pBarrier::hook`](super::P2pBarrier::hook)

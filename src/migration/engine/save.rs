@@ -1,6 +1,6 @@
 //! Saving: a device's state into a stream (a writer, or a file written atomically).
 
-use super::cancel::{CancelToken, Cancellable};
+use super::cancel::{is_type, CancelToken, Cancellable};
 use super::direct::{enable_direct, DirectWriter};
 use super::pipe;
 use super::report::{rate, secs};
@@ -14,7 +14,7 @@ use crate::migration::session::EndState;
 use crate::migration::stream::{Compression, StreamWriter};
 use crate::migration::{MigrationDriver, MigrationError, Result};
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -252,9 +252,15 @@ pub fn save_to(
         let sink = WriteBehind::new(sink, out.file().as_fd()).map_err(file_err)?;
         save(drv, sink, &name, opts)?.1
     } else {
-        // A pipe too is written from the queue unless `opts` asks for own puts (see
-        // `Options::put_own_chunks` for what each cost on two machines).
+        // Into a socket each thread puts the chunk it read; a pipe is written from the
+        // queue unless `opts` asks for own puts (see `Options::put_own_chunks` for what
+        // each cost).
+        let socket = is_type(out.file().as_raw_fd(), libc::S_IFSOCK);
         let sink = Cancellable::new(out.file(), token.clone());
+        let opts = &Options {
+            put_own_chunks: opts.put_own_chunks || socket,
+            ..opts.clone()
+        };
         save(drv, sink, &name, opts)?.1
     };
     report.pipe_capacity_bytes = pipe.capacity();

@@ -454,6 +454,55 @@ fn a_pipe_is_grown_to_a_whole_buffer_both_ways() {
     );
 }
 
+/// `save -o` into a socket (each thread puts the chunk it read, in turn): the stream is the
+/// one `save` writes into memory, byte for byte, and it restores the state.
+#[test]
+fn a_save_into_a_socket_is_the_stream_save_writes() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let o = opts(0);
+    let img = image(N, 6);
+    let (mem, _) = save(
+        &mut driver(&FakeDevice::new("fake-1", 7, img.clone())),
+        Vec::new(),
+        "-",
+        &o,
+    )
+    .unwrap();
+    let (w, r) = UnixStream::pair().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut r = r;
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).map(|_| v)
+    });
+    let token = CancelToken::new().unwrap();
+    let out = Output::from_file(
+        std::fs::File::from(std::os::fd::OwnedFd::from(w)),
+        Path::new("-"),
+    );
+    let rep = save_to(
+        &mut driver(&FakeDevice::new("fake-1", 7, img.clone())),
+        out,
+        &o,
+        &token,
+    )
+    .unwrap();
+    let stream = reader.join().unwrap().unwrap();
+    assert!(
+        rep.chunks > 40,
+        "{} chunks: both threads put some",
+        rep.chunks
+    );
+    assert_eq!(rep.pipe_capacity_bytes, None, "a socket is no pipe");
+    assert!(
+        stream == mem,
+        "the socket's stream differs from the one saved into memory"
+    );
+    let dst = FakeDevice::new("fake-1", 7, vec![]);
+    restore(&mut driver(&dst), &stream[..], &o).unwrap();
+    assert_eq!(dst.lock().loaded.as_deref(), Some(&img[..]));
+}
+
 #[test]
 fn file_save_is_atomic() {
     let dir = tempfile::tempdir().unwrap();
