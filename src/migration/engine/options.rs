@@ -182,7 +182,7 @@ pub struct Options {
     /// written `O_DIRECT`, a writer paced to a fixed rate: a capped sink lost 5 % with own
     /// puts). [`save_to`](super::save_to) sets it when its output is a socket: on a 2-vCPU
     /// Xeon guest the harness's 4 GiB save into a loopback connection took a median 1.42 s
-    /// with own puts and 1.62 s without (six alternated blocks each); on a 2-vCPU EPYC guest
+    /// with own puts and 1.61 s without (six alternated blocks each); on a 2-vCPU EPYC guest
     /// the two did not separate. Into a pipe the better choice depended on the machine: on
     /// the EPYC a 4 GiB save ran at a median 1.04 of a one-buffer loop with own puts and
     /// 0.92 without (nine blocks each), on the Xeon the harness took a median 1.83 s with
